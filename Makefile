@@ -1,0 +1,25 @@
+# wasmlab: `make lab` sets up and opens the lab; `make test` sets up and runs the whole suite.
+.PHONY: setup lab test lint bench assets conformance clean
+
+setup:
+	./scripts/setup.sh
+
+lab: setup
+	.venv/bin/wasmlab
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+test: setup lint
+	.venv/bin/python -m pytest -q -ra tests
+
+bench: setup
+	.venv/bin/python -m wasmlab.runtime.bench --out docs/bench
+
+assets: setup
+	./scripts/build-assets.sh
+
+conformance: setup
+	./scripts/conformance.sh

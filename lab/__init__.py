@@ -1,0 +1,1 @@
+"""The faces of wasmlab: the wasmlab CLI, the Textual UI and the notebook widgets."""

@@ -1,0 +1,1 @@
+"""Command-line faces that belong to the runtime (wasmlab-oci)."""

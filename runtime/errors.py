@@ -1,0 +1,110 @@
+"""The typed errors of wasmlab: one line a learner understands, a hint, and an exit code."""
+
+from __future__ import annotations
+
+
+class WasmlabError(Exception):
+    """Base of every error wasmlab raises on purpose.
+
+    ``message`` is one line saying what went wrong; ``hint`` says how to fix it;
+    ``exit_code`` is what a command-line face exits with.
+    """
+
+    exit_code = 1
+    kind = "error"
+
+    def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+    def one_line(self) -> str:
+        """The message and the hint on a single line, as faces print it."""
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+    def as_dict(self) -> dict[str, object]:
+        return {"error": self.kind, "message": self.message, "hint": self.hint, "exit_code": self.exit_code}
+
+
+class SpecError(WasmlabError):
+    """A bundle or its config.json does not follow the OCI runtime-spec."""
+
+    exit_code = 2
+    kind = "invalid-spec"
+
+    def __init__(self, field: str, problem: str, hint: str = "") -> None:
+        self.field = field
+        super().__init__(f"config.json: {field}: {problem}", hint or "see https://github.com/opencontainers/runtime-spec/blob/main/config.md")
+
+
+class ContainerNotFound(WasmlabError):
+    exit_code = 3
+    kind = "not-found"
+
+
+class ContainerExists(WasmlabError):
+    exit_code = 4
+    kind = "exists"
+
+
+class InvalidState(WasmlabError):
+    """The verb is not allowed in the container's current state."""
+
+    exit_code = 5
+    kind = "invalid-state"
+
+
+class SetupError(WasmlabError):
+    """The sandbox could not be built (namespaces, mounts, cgroups, ...)."""
+
+    exit_code = 6
+    kind = "setup"
+
+
+class PrivilegeError(WasmlabError):
+    exit_code = 7
+    kind = "privilege"
+
+
+class HandlerError(WasmlabError):
+    """No handler can run the workload, or the chosen one refused it."""
+
+    exit_code = 8
+    kind = "handler"
+
+
+class WasmModuleError(HandlerError):
+    """The Wasm module is invalid, truncated, or cannot be linked."""
+
+    exit_code = 9
+    kind = "invalid-module"
+
+
+class ImageError(WasmlabError):
+    exit_code = 10
+    kind = "image"
+
+
+class BuildError(ImageError):
+    exit_code = 11
+    kind = "build"
+
+
+class StoreError(ImageError):
+    exit_code = 12
+    kind = "store"
+
+
+class RegistryError(ImageError):
+    exit_code = 13
+    kind = "registry"
+
+
+class UsageError(WasmlabError):
+    exit_code = 2
+    kind = "usage"

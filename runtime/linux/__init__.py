@@ -1,0 +1,1 @@
+"""Linux mechanisms: namespaces, mounts, pivot_root, cgroups, capabilities and rlimits."""
