@@ -108,3 +108,29 @@ class RegistryError(ImageError):
 class UsageError(WasmlabError):
     exit_code = 2
     kind = "usage"
+
+
+_KINDS: dict[str, type[WasmlabError]] = {}
+
+
+def _register() -> None:
+    stack: list[type[WasmlabError]] = [WasmlabError]
+    while stack:
+        cls = stack.pop()
+        _KINDS.setdefault(cls.kind, cls)
+        stack.extend(cls.__subclasses__())
+
+
+def error_from_dict(data: dict[str, object]) -> WasmlabError:
+    """Rebuild a typed error sent across a process boundary (see WasmlabError.as_dict)."""
+    if not _KINDS:
+        _register()
+    cls = _KINDS.get(str(data.get("kind") or data.get("error")), WasmlabError)
+    err = WasmlabError.__new__(cls)
+    WasmlabError.__init__(err, str(data.get("message", "unknown error")), str(data.get("hint", "")))
+    code = data.get("exit_code")
+    if isinstance(code, int):
+        err.exit_code = code
+    if isinstance(err, SpecError):
+        err.field = ""
+    return err

@@ -1,0 +1,305 @@
+"""wasmlab-oci: the runc-compatible command line of the embedded runtime (one function per OCI verb)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.0.2"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wasmlab-oci", description="An OCI runtime with Wasm handlers (runc-compatible).")
+    p.add_argument("--root", help="state folder (default /run/wasmlab, or $XDG_RUNTIME_DIR/wasmlab rootless)")
+    p.add_argument("--log", help="write errors to this file")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--systemd-cgroup", action="store_true", help="accepted for runc compatibility")
+    p.add_argument("--debug", action="store_true", help="print tracebacks")
+    p.add_argument("--rootless", default="auto", help="accepted for runc compatibility")
+    p.add_argument("--criu", help=argparse.SUPPRESS)
+    p.add_argument("--engine", choices=("wasmtime", "wasmer"), help="default Wasm engine (or $WASMLAB_ENGINE)")
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+
+    def bundle_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-b", "--bundle", default=".", help="the bundle folder (holds config.json)")
+        sp.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master")
+        sp.add_argument("--pid-file", help="write the container's pid here")
+        sp.add_argument("--no-pivot", action="store_true", help="use MS_MOVE and chroot instead of pivot_root")
+        sp.add_argument("--no-new-keyring", action="store_true")
+        sp.add_argument("--preserve-fds", type=int, default=0)
+        sp.add_argument("id")
+
+    bundle_args(sub.add_parser("create", help="create a container (it waits for start)"))
+    r = sub.add_parser("run", help="create and start a container, and wait for it")
+    bundle_args(r)
+    r.add_argument("-d", "--detach", action="store_true")
+    r.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
+    sub.add_parser("start", help="start a created container").add_argument("id")
+    st = sub.add_parser("state", help="print the container's state as JSON")
+    st.add_argument("id")
+    k = sub.add_parser("kill", help="send a signal to the container's init")
+    k.add_argument("-a", "--all", action="store_true")
+    k.add_argument("id")
+    k.add_argument("signal", nargs="?", default="TERM")
+    d = sub.add_parser("delete", help="delete a container")
+    d.add_argument("-f", "--force", action="store_true")
+    d.add_argument("id")
+    ls = sub.add_parser("list", help="list containers")
+    ls.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ps = sub.add_parser("ps", help="show the processes of a container")
+    ps.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    ps.add_argument("id")
+    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
+    sub.add_parser("features", help="print what this runtime supports, as JSON")
+    sp = sub.add_parser("spec", help="write a default config.json")
+    sp.add_argument("-b", "--bundle", default=".")
+    sp.add_argument("--rootless", action="store_true")
+    ex = sub.add_parser("explain", help="explain which handler would run a bundle, and why")
+    ex.add_argument("-b", "--bundle", default=".")
+    ex.add_argument("--json", action="store_true")
+    return p
+
+
+def _log_error(args: argparse.Namespace, message: str) -> None:
+    sys.stderr.write(f"wasmlab-oci: {message}\n")
+    if getattr(args, "log", None):
+        try:
+            with open(args.log, "a") as fh:
+                if args.log_format == "json":
+                    fh.write(json.dumps({"level": "error", "msg": message,
+                                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+                else:
+                    fh.write(f"error: {message}\n")
+        except OSError:
+            pass
+
+
+def _handlers(annotations: dict[str, str], engine: str) -> dict[str, Any]:
+    from wasmlab.runtime.handlers import registry
+    from wasmlab.runtime.handlers.detect import HANDLER_ANNOTATION, VARIANT_ANNOTATION
+
+    if not (HANDLER_ANNOTATION in annotations or VARIANT_ANNOTATION in annotations):
+        from wasmlab.runtime.handlers.native import NativeHandler
+
+        native = NativeHandler()
+        return {"native": native}
+    wanted = annotations.get(HANDLER_ANNOTATION) if annotations.get(HANDLER_ANNOTATION) in ("wasmtime", "wasmer") else engine
+    return registry.load(prepare=(wanted or "wasmtime",))
+
+
+def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
+    from wasmlab.runtime import sandbox
+    from wasmlab.runtime.launch import launch
+    from wasmlab.runtime.spec import runtime as spec_mod
+    from wasmlab.runtime.store.state import StateDir, check_id
+
+    check_id(args.id)
+    spec = spec_mod.load(args.bundle)
+    plan = sandbox.plan(spec, args.id, no_pivot=args.no_pivot)
+    engine = args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"
+    handlers = _handlers(spec.annotations, engine)
+    sd = StateDir(_root(args), args.id)
+    launched = launch(plan, sd, handlers=handlers, default_engine=engine, console_socket=args.console_socket,
+                      pid_file=args.pid_file, autostart=autostart, owner="cli")
+    if not autostart:
+        return 0
+    return _wait_foreground(args, launched)
+
+
+def _wait_foreground(args: argparse.Namespace, launched: Any) -> int:
+    from wasmlab.runtime.lifecycle import Containers
+    from wasmlab.runtime.store.state import ExitRecord, StateDir
+
+    if args.detach:
+        return 0
+    _, status = os.waitpid(launched.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+    oom = bool(launched.cgroup and launched.cgroup.oom_killed())
+    StateDir(_root(args), args.id).write_exit(ExitRecord(exit_code=code, oom_killed=oom, finished_at=time.time()))
+    if not args.keep:
+        Containers(_root(args)).delete(args.id, force=True)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from wasmlab.runtime.linux import syscalls as sc
+
+    # With a user namespace the init is a grandchild: become its reaper so we can wait for it.
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    return cmd_create(args, autostart=True)
+
+
+def _root(args: argparse.Namespace) -> str:
+    from wasmlab.runtime.store.state import default_root
+
+    return os.path.abspath(args.root or default_root())
+
+
+def _containers(args: argparse.Namespace) -> Any:
+    from wasmlab.runtime.lifecycle import Containers
+
+    return Containers(_root(args))
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    _containers(args).start(args.id)
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    state = _containers(args).state(args.id)
+    print(json.dumps(state, indent=2))
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    _containers(args).kill(args.id, args.signal, all_processes=args.all)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    _containers(args).delete(args.id, force=args.force)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    items = _containers(args).list()
+    if args.quiet:
+        for it in items:
+            print(it["id"])
+    elif args.format == "json":
+        print(json.dumps([{"id": it["id"], "pid": it.get("pid", 0), "status": it["status"], "bundle": it["bundle"],
+                           "created": it["wasmlab"].get("created"), "handler": it["wasmlab"].get("handler"),
+                           "annotations": it.get("annotations")} for it in items]))
+    else:
+        print(f"{'ID':<24} {'PID':<8} {'STATUS':<10} {'HANDLER':<10} BUNDLE")
+        for it in items:
+            print(f"{it['id']:<24} {it.get('pid', 0):<8} {it['status']:<10} {it['wasmlab'].get('handler') or '-':<10} "
+                  f"{it['bundle']}")
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    import subprocess
+
+    pids = _containers(args).ps(args.id)
+    if args.format == "json":
+        print(json.dumps(pids))
+        return 0
+    out = subprocess.run(["ps", *(args.ps_args or ["-ef"])], capture_output=True, text=True).stdout.splitlines()
+    if not out:
+        return 1
+    header, rows = out[0], out[1:]
+    col = header.split().index("PID") if "PID" in header.split() else 1
+    print(header)
+    for row in rows:
+        parts = row.split()
+        if len(parts) > col and parts[col].isdigit() and int(parts[col]) in pids:
+            print(row)
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from wasmlab.runtime.handlers import registry
+    from wasmlab.runtime.handlers.detect import KNOWN_ANNOTATIONS
+    from wasmlab.runtime.linux import cgroups, mounts, seccomp
+    from wasmlab.runtime.linux.process import CAPABILITIES
+    from wasmlab.runtime.spec.runtime import HOOK_KINDS, NAMESPACE_TYPES
+
+    lay = cgroups.layout()
+    features = {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": sorted(set(mounts._FLAGS) | set(mounts._PROPAGATION)),
+        "linux": {
+            "namespaces": list(NAMESPACE_TYPES),
+            "capabilities": list(CAPABILITIES),
+            "cgroup": {"v1": lay.mode in ("v1", "hybrid"), "v2": lay.mode in ("v2", "hybrid"), "systemd": False,
+                       "systemdUser": False},
+            "seccomp": {"enabled": seccomp.library() is not None},
+            "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+        },
+        "annotations": {"org.opencontainers.runc.version": "wasmlab-oci " + VERSION},
+        "wasmlab": {"handlers": registry.describe(), "annotations": list(KNOWN_ANNOTATIONS),
+                    "defaultEngine": args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"},
+    }
+    print(json.dumps(features, indent=2))
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from wasmlab.runtime.errors import UsageError
+    from wasmlab.runtime.spec.runtime import default_config
+
+    path = os.path.join(args.bundle, "config.json")
+    if os.path.exists(path):
+        raise UsageError(f"{path} already exists", "remove it first, or choose another --bundle")
+    with open(path, "w") as fh:
+        json.dump(default_config(rootless=args.rootless or os.geteuid() != 0), fh, indent=2)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from wasmlab.runtime.explain import explain
+
+    decision = explain(args.bundle, default_engine=args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime")
+    if args.json:
+        print(json.dumps(decision.as_dict(), indent=2))
+    else:
+        print(f"handler: {decision.handler}")
+        print(f"rule:    {decision.rule}")
+        if decision.annotation:
+            print(f"because: {decision.annotation[0]}={decision.annotation[1]} (from {decision.source})")
+        for step in decision.steps:
+            print(f"  - {step}")
+    return 0
+
+
+COMMANDS = {"create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
+            "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps, "features": cmd_features, "spec": cmd_spec,
+            "explain": cmd_explain}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-v"]):
+        print(f"wasmlab-oci version {VERSION}\nspec: {SPEC_VERSION}")
+        return 0
+    args = _parser().parse_args(argv)
+    if args.version:
+        print(f"wasmlab-oci version {VERSION}\nspec: {SPEC_VERSION}")
+        return 0
+    if not args.verb:
+        _parser().print_help()
+        return 2
+    from wasmlab.runtime.errors import WasmlabError
+
+    try:
+        return COMMANDS[args.verb](args)
+    except WasmlabError as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        _log_error(args, exc.one_line())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        if args.debug:
+            raise
+        _log_error(args, f"{exc.strerror or exc}{' (' + str(exc.filename) + ')' if exc.filename else ''}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Explain, without running anything, which handler a bundle's container would get and why."""
+
+from __future__ import annotations
+
+import os
+
+from wasmlab.runtime.handlers.detect import Decision, decide
+from wasmlab.runtime.linux.mounts import _inside
+from wasmlab.runtime.spec import runtime as spec_mod
+
+
+def explain(bundle: str, *, default_engine: str = "wasmtime", annotations: dict[str, str] | None = None) -> Decision:
+    """The handler decision for BUNDLE, resolving the entrypoint inside its rootfs as the container would."""
+    spec = spec_mod.load(bundle)
+    anns = spec.annotations | (annotations or {})
+    args = spec.args
+    prog = args[0] if args else ""
+    candidates = [prog] if "/" in prog else [
+        os.path.join(d, prog) for e in spec.env if e.startswith("PATH=") for d in e[5:].split(":")] or [
+        f"/usr/bin/{prog}", f"/bin/{prog}"]
+    head: bytes | None = None
+    path = prog
+    for cand in candidates:
+        host = _inside(spec.rootfs, cand if cand.startswith("/") else os.path.join(spec.cwd, cand))
+        if os.path.isfile(host):
+            with open(host, "rb") as fh:
+                head = fh.read(64)
+            path = cand
+            break
+    return decide(anns, path, head, default_engine=default_engine)

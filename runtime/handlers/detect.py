@@ -1,0 +1,134 @@
+"""Handler selection: crun's annotation and magic-byte rules, a sandbox override, and an explanation of every decision."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import HandlerError
+
+HANDLER_ANNOTATION = "run.oci.handler"
+VARIANT_ANNOTATION = "module.wasm.image/variant"
+ENGINE_ANNOTATION = "wasmlab.io/engine"
+CPU_TIME_ANNOTATION = "wasmlab.io/cpu-time-ms"
+SANDBOX_ANNOTATIONS = ("io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType")
+WASM_ENGINES = ("wasmtime", "wasmer")
+HANDLER_VALUES = ("wasm", "wasm-smart", *WASM_ENGINES)
+VARIANT_VALUES = ("compat", "compat-smart")
+# The annotations handlers understand, for `wasmlab-oci features`.
+KNOWN_ANNOTATIONS = (HANDLER_ANNOTATION, VARIANT_ANNOTATION, ENGINE_ANNOTATION, CPU_TIME_ANNOTATION,
+                     *SANDBOX_ANNOTATIONS)
+
+WASM_MAGIC = b"\0asm"
+
+
+def classify(head: bytes | None) -> str:
+    """What an entrypoint is, from its first bytes: 'module', 'component', 'wat', 'elf', 'script', 'missing' or 'other'."""
+    if head is None:
+        return "missing"
+    if head[:4] == WASM_MAGIC:
+        # Bytes 4-7: version (u16) and layer (u16). Layer 0 is a core module, layer 1 a component.
+        layer = int.from_bytes(head[6:8], "little") if len(head) >= 8 else 0
+        return "component" if layer == 1 else "module"
+    if head[:4] == b"\x7fELF":
+        return "elf"
+    if head[:2] == b"#!":
+        return "script"
+    text = head.lstrip()
+    while text.startswith(b";;"):
+        text = text.split(b"\n", 1)[1].lstrip() if b"\n" in text else b""
+    if text.startswith(b"(module") or text.startswith(b"(component"):
+        return "wat"
+    return "other"
+
+
+def is_wasm(kind: str) -> bool:
+    return kind in ("module", "component", "wat")
+
+
+@dataclass
+class Decision:
+    """Which handler runs the container, and the path of rules that led there."""
+
+    handler: str                      # "native" or an engine name
+    wasm: bool
+    rule: str                         # the rule that decided, e.g. "variant=compat-smart, entrypoint is ELF"
+    annotation: tuple[str, str] | None = None
+    source: str = "config.json annotations"
+    entrypoint: str = ""
+    entrypoint_kind: str = ""
+    steps: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _engine_for(annotations: dict[str, str], default_engine: str, steps: list[str]) -> str:
+    engine = annotations.get(ENGINE_ANNOTATION)
+    if engine:
+        if engine not in WASM_ENGINES:
+            raise HandlerError(f"unknown Wasm engine {engine!r} in annotation {ENGINE_ANNOTATION}",
+                               f"use one of {', '.join(WASM_ENGINES)}")
+        steps.append(f"{ENGINE_ANNOTATION}={engine} picks the engine")
+        return engine
+    steps.append(f"no engine named: the default engine {default_engine} is used")
+    return default_engine
+
+
+def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, default_engine: str = "wasmtime",
+           source: str = "config.json annotations") -> Decision:
+    """Apply the selection rules. Raises HandlerError when the annotations ask for something impossible."""
+    steps: list[str] = []
+    kind = classify(head)
+    steps.append(f"entrypoint {entrypoint or '(none)'} is {kind}")
+
+    def done(handler: str, rule: str, ann: tuple[str, str] | None) -> Decision:
+        steps.append(f"=> {handler}")
+        return Decision(handler, handler != "native", rule, ann, source, entrypoint, kind, steps)
+
+    for key in SANDBOX_ANNOTATIONS:
+        if annotations.get(key) == "sandbox":
+            steps.append(f"{key}=sandbox: the pod sandbox (pause) container always runs natively")
+            return done("native", "pod sandbox container", (key, "sandbox"))
+
+    handler = annotations.get(HANDLER_ANNOTATION)
+    if handler is not None:
+        ann = (HANDLER_ANNOTATION, handler)
+        if handler not in HANDLER_VALUES:
+            raise HandlerError(f"unknown handler {handler!r} in annotation {HANDLER_ANNOTATION}",
+                               f"use one of {', '.join(HANDLER_VALUES)}")
+        steps.append(f"{HANDLER_ANNOTATION}={handler} (it takes precedence over {VARIANT_ANNOTATION})")
+        if handler in WASM_ENGINES:
+            return done(handler, f"{HANDLER_ANNOTATION} names the engine", ann)
+        if handler == "wasm-smart" and not is_wasm(kind):
+            return done("native", f"{HANDLER_ANNOTATION}=wasm-smart and the entrypoint is not Wasm", ann)
+        engine = _engine_for(annotations, default_engine, steps)
+        if handler == "wasm" and not is_wasm(kind):
+            _refuse(ann, entrypoint, kind, "wasm-smart")
+        return done(engine, f"{HANDLER_ANNOTATION}={handler}", ann)
+
+    variant = annotations.get(VARIANT_ANNOTATION)
+    if variant is not None:
+        ann = (VARIANT_ANNOTATION, variant)
+        if variant not in VARIANT_VALUES:
+            raise HandlerError(f"unknown variant {variant!r} in annotation {VARIANT_ANNOTATION}",
+                               f"use one of {', '.join(VARIANT_VALUES)}")
+        steps.append(f"{VARIANT_ANNOTATION}={variant}")
+        if variant == "compat-smart" and not is_wasm(kind):
+            return done("native", "variant=compat-smart and the entrypoint is not Wasm: run it natively", ann)
+        engine = _engine_for(annotations, default_engine, steps)
+        if variant == "compat" and not is_wasm(kind):
+            _refuse(ann, entrypoint, kind, "compat-smart")
+        return done(engine, f"variant={variant} and the entrypoint is Wasm", ann)
+
+    steps.append("no Wasm annotation")
+    return done("native", "no Wasm annotation: a Linux container", None)
+
+
+def _refuse(ann: tuple[str, str], entrypoint: str, kind: str, smart: str) -> None:
+    key, value = ann
+    what = {"elf": "a Linux (ELF) binary", "missing": "missing", "script": "a script"}.get(kind, "not Wasm")
+    raise HandlerError(
+        f"{key}={value} says this container is Wasm, but its entrypoint {entrypoint} is {what}",
+        f"use {key}={smart} so Linux sidecars run natively" if kind != "missing" else "check the image's CMD",
+    )

@@ -1,0 +1,70 @@
+"""The handler registry: built-in handlers plus third-party ones from the `wasmlab.handlers` entry-point group."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from wasmlab.runtime.handlers.base import Handler
+from wasmlab.runtime.handlers.native import NativeHandler
+
+ENTRY_POINT_GROUP = "wasmlab.handlers"
+
+
+def cache_folder() -> str:
+    from wasmlab.runtime.store.home import lab_home
+
+    return str(lab_home() / "cache" / "modules")
+
+
+def builtin(cache: str | None = None) -> list[Handler]:
+    from wasmlab.runtime.handlers.wasmtime import WasmtimeHandler
+
+    handlers: list[Handler] = [NativeHandler(), WasmtimeHandler(cache)]
+    try:
+        from wasmlab.runtime.handlers.wasmer import WasmerHandler
+
+        handlers.append(WasmerHandler())
+    except ImportError:
+        pass
+    return handlers
+
+
+def third_party() -> list[Handler]:
+    from importlib.metadata import entry_points
+
+    found: list[Handler] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj: Any = ep.load()
+            found.append(obj() if isinstance(obj, type) else obj)
+        except Exception:  # noqa: BLE001 - a broken plug-in must not break the runtime
+            continue
+    return found
+
+
+def load(cache: str | None = None, *, plugins: bool = True, prepare: tuple[str, ...] = ("wasmtime",)) -> dict[str, Handler]:
+    """Name and alias -> handler, for the handlers usable here. Engines named in prepare are warmed now."""
+    if cache is None:
+        cache = os.environ.get("WASMLAB_MODULE_CACHE") or cache_folder()
+    table: dict[str, Handler] = {}
+    for handler in builtin(cache) + (third_party() if plugins else []):
+        if handler.available() is not None:
+            continue
+        for name in (handler.name, *handler.aliases):
+            table.setdefault(name, handler)
+    for name in prepare:
+        if name in table:
+            table[name].prepare()
+    return table
+
+
+def describe(cache: str | None = None) -> list[dict[str, Any]]:
+    """Every known handler with its availability, for `features` and `doctor`."""
+    out = []
+    for handler in builtin(cache) + third_party():
+        reason = handler.available()
+        out.append({"name": handler.name, "aliases": list(handler.aliases), "wasm": handler.wasm,
+                    "available": reason is None, "reason": reason,
+                    "version": handler.version() if reason is None else None})
+    return out

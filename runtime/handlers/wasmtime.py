@@ -1,0 +1,258 @@
+"""The wasmtime handler: WASI preview1 modules and WASI 0.2 components, run inside the sandbox with the container's root preopened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from wasmlab.runtime.errors import WasmModuleError
+from wasmlab.runtime.handlers.base import (
+    EXIT_BAD_MODULE,
+    EXIT_CPU_LIMIT,
+    EXIT_TERMINATED,
+    EXIT_TRAP,
+    Workload,
+)
+from wasmlab.runtime.handlers.cache import ModuleCache
+from wasmlab.runtime.handlers.detect import classify
+
+EXIT_MEMORY_LIMIT = 135  # the module asks for more linear memory than linux.resources.memory.limit allows
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGVTALRM)
+
+
+class Interrupt:
+    """Turns signals into an epoch bump so a guest spinning in a loop stops promptly."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.reason: int | None = None
+
+    def arm(self, cpu_time_ms: int | None) -> None:
+        for sig in _STOP_SIGNALS:
+            # pid 1 of a pid namespace only receives signals it handles; sigwait below consumes them.
+            signal.signal(sig, _noop)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        threading.Thread(target=self._watch, name="wasmlab-interrupt", daemon=True).start()
+        if cpu_time_ms:
+            signal.setitimer(signal.ITIMER_VIRTUAL, cpu_time_ms / 1000.0)
+
+    def _watch(self) -> None:
+        self.reason = signal.sigwait(_STOP_SIGNALS)
+        self.engine.increment_epoch()
+
+    def exit_status(self) -> int:
+        if self.reason == signal.SIGVTALRM:
+            return EXIT_CPU_LIMIT
+        return 128 + int(self.reason or signal.SIGTERM) if self.reason != signal.SIGTERM else EXIT_TERMINATED
+
+
+def _noop(signum: int, frame: object) -> None:
+    return None
+
+
+class WasmtimeHandler:
+    name = "wasmtime"
+    aliases = ("wasmtime-py",)
+    wasm = True
+
+    def __init__(self, cache_folder: str | None = None) -> None:
+        self._engine: Any = None
+        self._wasmtime: Any = None
+        self.cache_folder = cache_folder
+        self.cache: ModuleCache[Any] | None = None
+
+    def available(self) -> str | None:
+        try:
+            import wasmtime  # noqa: F401
+        except ImportError as exc:
+            return f"the wasmtime package is not installed ({exc})"
+        return None
+
+    def version(self) -> str:
+        import wasmtime
+
+        return str(getattr(wasmtime, "__version__", "") or _dist_version("wasmtime"))
+
+    @property
+    def config_fingerprint(self) -> str:
+        return "epoch1-nopar"
+
+    def prepare(self) -> None:
+        if self._engine is not None:
+            return
+        import wasmtime
+        import wasmtime.component  # noqa: F401
+
+        cfg = wasmtime.Config()
+        cfg.parallel_compilation = False   # no compiler threads: the process that holds this engine forks
+        cfg.epoch_interruption = True      # kill and CPU limits interrupt a busy guest
+        self._wasmtime = wasmtime
+        self._engine = wasmtime.Engine(cfg)
+        self.cache = ModuleCache(f"wasmtime-{self.version()}-{self.config_fingerprint}", self.cache_folder)
+        self.cache.dir_fd()
+        # Warm the code paths a container takes, so nothing is imported after pivot_root.
+        hello = wasmtime.wat2wasm('(module (func (export "_start")))')
+        mod = wasmtime.Module(self._engine, hello)
+        store = wasmtime.Store(self._engine)
+        linker = wasmtime.Linker(self._engine)
+        linker.define_wasi()
+        store.set_wasi(wasmtime.WasiConfig())
+        linker.instantiate(store, mod)
+
+    def can_handle(self, workload: Workload) -> bool:
+        return classify(workload.head) in ("module", "component", "wat")
+
+    # -- inside the sandbox -------------------------------------------------------------------------------
+
+    def _compile(self, data: bytes) -> Any:
+        return self._wasmtime.Module(self._engine, data)
+
+    def load(self, data: bytes) -> tuple[Any, str]:
+        """The compiled module for data (through the cache) and the cache outcome."""
+        assert self.cache is not None
+        wt = self._wasmtime
+        try:
+            return self.cache.get(data, self._compile, lambda m: bytes(m.serialize()),
+                                  lambda b: wt.Module.deserialize(self._engine, b))
+        except wt.WasmtimeError as exc:
+            raise WasmModuleError(f"invalid Wasm module: {_first_line(exc)}",
+                                  "rebuild the module for wasm32-wasi; `wasm-validate` shows where it breaks") from None
+
+    def run(self, workload: Workload) -> int:
+        self.prepare()
+        wt = self._wasmtime
+        t0 = time.perf_counter()
+        with open(workload.path, "rb") as fh:
+            data = fh.read()
+        kind = classify(data[:64])
+        if kind == "wat":
+            try:
+                data = wt.wat2wasm(data.decode("utf-8", "replace"))
+            except wt.WasmtimeError as exc:
+                raise WasmModuleError(f"the .wat text does not parse: {_first_line(exc)}",
+                                      "check the WebAssembly text syntax") from None
+            kind = classify(data[:8])
+        if kind == "component":
+            return self._run_component(workload, data, t0)
+        module, origin = self.load(data)
+        workload.report("cache", origin)
+        workload.report("module_load_ms", (time.perf_counter() - t0) * 1e3)
+        store = wt.Store(self._engine)
+        store.set_epoch_deadline(1)
+        if workload.memory_limit and workload.memory_limit > 0:
+            store.set_limits(memory_size=workload.memory_limit)
+        store.set_wasi(self._wasi(workload))
+        linker = wt.Linker(self._engine)
+        linker.define_wasi()
+        interrupt = Interrupt(self._engine)
+        interrupt.arm(workload.cpu_time_ms)
+        try:
+            instance = linker.instantiate(store, module)
+        except wt.Trap as exc:
+            return self._trap(exc, interrupt)
+        except wt.WasmtimeError as exc:
+            return self._link_error(exc, workload)
+        start = instance.exports(store).get("_start")
+        if start is None:
+            raise WasmModuleError("the module has no _start function, so it is not a WASI command",
+                                  "build it as a command (wasm32-wasi executable), not a library")
+        workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
+        try:
+            start(store)
+        except wt.ExitTrap as exc:
+            return int(exc.code)
+        except wt.Trap as exc:
+            return self._trap(exc, interrupt)
+        except wt.WasmtimeError as exc:
+            return self._trap(exc, interrupt)
+        return 0
+
+    def _wasi(self, workload: Workload) -> Any:
+        wasi = self._wasmtime.WasiConfig()
+        wasi.argv = workload.args
+        wasi.env = [tuple(e.split("=", 1)) for e in workload.env]
+        wasi.inherit_stdin()
+        wasi.inherit_stdout()
+        wasi.inherit_stderr()
+        for pre in workload.preopens:
+            wasi.preopen_dir(pre.path, pre.guest, not pre.readonly)
+        return wasi
+
+    def _link_error(self, exc: Exception, workload: Workload) -> int:
+        msg = _first_line(exc)
+        if "memory" in msg and ("limit" in msg or "minimum" in msg):
+            limit = workload.memory_limit or 0
+            sys.stderr.write(f"wasmlab: the module asks for more memory than the container's limit "
+                             f"({limit // (1 << 20)} MiB): {msg}\n")
+            return EXIT_MEMORY_LIMIT
+        sys.stderr.write(f"wasmlab: cannot link the module: {msg}\n"
+                         "hint: it imports functions the WASI preview1 host does not provide\n")
+        return EXIT_BAD_MODULE
+
+    def _trap(self, exc: Exception, interrupt: Interrupt) -> int:
+        if interrupt.reason is not None:
+            return interrupt.exit_status()
+        sys.stderr.write(f"wasmlab: wasm trap: {exc}\n")
+        sys.stderr.flush()
+        return EXIT_TRAP
+
+    def _run_component(self, workload: Workload, data: bytes, t0: float) -> int:
+        wt = self._wasmtime
+        comp = wt.component
+        try:
+            component = comp.Component(self._engine, data)
+        except wt.WasmtimeError as exc:
+            raise WasmModuleError(f"invalid Wasm component: {_first_line(exc)}", "rebuild it for wasm32-wasip2") from None
+        workload.report("cache", "none")
+        store = wt.Store(self._engine)
+        store.set_epoch_deadline(1)
+        store.set_wasi(self._wasi(workload))
+        linker = comp.Linker(self._engine)
+        linker.add_wasip2()
+        interrupt = Interrupt(self._engine)
+        interrupt.arm(workload.cpu_time_ms)
+        try:
+            instance = linker.instantiate(store, component)
+            run = _component_run_func(instance, store)
+            if run is None:
+                raise WasmModuleError("the component does not export wasi:cli/run",
+                                      "build it as a WASI 0.2 command component")
+            workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
+            result = run(store)
+        except wt.ExitTrap as exc:
+            return int(exc.code)
+        except (wt.Trap, wt.WasmtimeError) as exc:
+            return self._trap(exc, interrupt)
+        ok = result is None or getattr(result, "tag", "ok") == "ok" or result == 0
+        return 0 if ok else 1
+
+
+def _component_run_func(instance: Any, store: Any) -> Any:
+    for version in ("0.2.6", "0.2.3", "0.2.2", "0.2.1", "0.2.0"):
+        idx = instance.get_export_index(store, f"wasi:cli/run@{version}")
+        if idx is None:
+            continue
+        fidx = instance.get_export_index(store, "run", idx)
+        if fidx is not None:
+            return instance.get_func(store, fidx)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def print_trace(exc: BaseException) -> None:
+    traceback.print_exception(exc, file=sys.stderr)

@@ -1,0 +1,242 @@
+"""The parent side of create: fork the container init from a single-threaded process and drive it to 'created'."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import SetupError, WasmlabError, error_from_dict
+from wasmlab.runtime.handlers.base import Handler
+from wasmlab.runtime.hooks import run_hooks
+from wasmlab.runtime.linux import cgroups
+from wasmlab.runtime.linux import syscalls as sc
+from wasmlab.runtime.sandbox import Channel, Plan, container_main
+from wasmlab.runtime.store.state import OCI_VERSION, StateDir, proc_start_time
+
+_OWN_PID_NS: int | None = None
+
+
+def _own_pid_ns() -> int:
+    global _OWN_PID_NS
+    if _OWN_PID_NS is None:
+        _OWN_PID_NS = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    return _OWN_PID_NS
+
+
+@dataclass
+class Launched:
+    """A container that reached 'created' (or started, with autostart)."""
+
+    id: str
+    pid: int
+    state: dict[str, Any]
+    decision: dict[str, Any]
+    timings: dict[str, float]
+    channel: Channel
+    cgroup: cgroups.Cgroup | None
+    reports: dict[str, Any] = field(default_factory=dict)
+
+
+def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engine: str = "wasmtime",
+           stdio: tuple[int, int, int] | None = None, console_socket: str | None = None,
+           pid_file: str | None = None, autostart: bool = False, owner: str = "cli",
+           extra_state: dict[str, Any] | None = None) -> Launched:
+    """Create the container. Must be called from a single-threaded process. On failure nothing is left behind."""
+    t0 = time.perf_counter_ns()
+    sd.make()
+    cg: cgroups.Cgroup | None = None
+    pid = child = 0
+    parent_sock: socket.socket | None = None
+    start_fd = -1
+    state: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": p.id, "status": "creating",
+                             "bundle": p.bundle, "annotations": p.annotations}
+    try:
+        if autostart:
+            start_r, start_w = os.pipe()
+            os.write(start_w, b"!")
+            os.close(start_w)
+            start_fd = start_r
+            os.unlink(sd.fifo)
+        else:
+            start_fd = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
+        if p.cgroup_path is not None:
+            cg = cgroups.create(p.cgroup_path, p.id, p.resources, rootless=p.rootless)
+        console_fd = _connect_console(console_socket) if p.terminal or console_socket else None
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        join_cgroup = (lambda: cg.add(os.getpid())) if cg is not None else None
+        inner_fork = p.user and (p.new_pid or bool(p.join_pid))
+        restore = False
+        if not inner_fork:
+            restore = _enter_pid_ns(p)
+        try:
+            child = os.fork()
+        finally:
+            if restore and child != 0:
+                sc.setns(_own_pid_ns(), sc.CLONE_NEWPID)
+        if child == 0:  # pragma: no cover - runs in the container
+            parent_sock.close()
+            chan = Channel(child_sock)
+            if inner_fork:
+                _child_fork_pid_ns(p, chan, join_cgroup)
+                join_cgroup = None
+            container_main(p, chan, start_fd, stdio, console_fd, handlers, default_engine, state, t0, join_cgroup)
+            os._exit(1)
+        child_sock.close()
+        os.close(start_fd)
+        start_fd = -1
+        if console_fd is not None:
+            os.close(console_fd)
+        chan = Channel(parent_sock)
+        pid = child
+        msg = _drive(p, chan, child)
+        if msg.get("t") == "pid":
+            _reap(child)
+            pid = int(msg["pid"])
+            msg = _drive(p, chan, child)
+        if msg.get("t") != "ready":
+            raise _child_error(msg, pid)
+        state.update(status="created", pid=pid, pid_start=proc_start_time(pid), created=time.time(),
+                     rootfs=p.rootfs, owner=owner, cgroup=cg.path if cg else None,
+                     decision=msg.get("decision"), rootless=p.rootless, **(extra_state or {}))
+        sd.write(state)
+        for kind in ("prestart", "createRuntime"):
+            if p.hooks.get(kind):
+                run_hooks(kind, p.hooks[kind], _hook_state(state, "created"))
+        if pid_file:
+            _write_pid_file(pid_file, pid)
+        timings = dict(msg.get("timings") or {})
+        timings["create_ms"] = (time.perf_counter_ns() - t0) / 1e6
+        return Launched(p.id, pid, state, msg.get("decision") or {}, timings, chan, cg)
+    except BaseException:
+        if start_fd >= 0:
+            os.close(start_fd)
+        for victim in {pid, child} - {0}:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(victim)
+        if cg is not None:
+            cg.remove()
+        if parent_sock is not None:
+            parent_sock.close()
+        sd.remove()
+        raise
+
+
+def _hook_state(state: dict[str, Any], status: str) -> dict[str, Any]:
+    return {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations", "pid") if k in state} | {"status": status}
+
+
+def _enter_pid_ns(p: Plan) -> bool:
+    """Point this process's pid_for_children at the container's pid namespace (restored right after fork)."""
+    if p.new_pid:
+        sc.unshare(sc.CLONE_NEWPID)
+        return True
+    if p.join_pid:
+        try:
+            fd = os.open(p.join_pid, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SetupError(f"cannot open the pid namespace {p.join_pid}: {exc.strerror}",
+                             "is the process that owned it still running?") from None
+        try:
+            sc.setns(fd, sc.CLONE_NEWPID)
+        finally:
+            os.close(fd)
+        return True
+    return False
+
+
+def _child_fork_pid_ns(p: Plan, chan: Channel, join_cgroup: Any) -> None:  # pragma: no cover - in the child
+    """With a user namespace, the pid namespace must be made inside it: enter, fork, and hand over the new pid."""
+    from wasmlab.runtime.sandbox import _enter_namespaces, _fail
+
+    try:
+        if join_cgroup is not None:
+            join_cgroup()
+        _enter_namespaces(p, chan)
+        _enter_pid_ns(p)
+        grandchild = os.fork()
+    except WasmlabError as exc:
+        _fail(chan, exc)
+        return
+    except OSError as exc:
+        _fail(chan, SetupError(f"cannot create the namespaces: {exc.strerror}", "see `wasmlab doctor`"))
+        return
+    if grandchild:
+        chan.send({"t": "pid", "pid": grandchild})
+        os._exit(0)
+    # The grandchild has already entered every namespace but pid (which it is born into).
+    p.user = False
+    p.join = []
+    p.unshare_flags = 0
+
+
+def _drive(p: Plan, chan: Channel, child: int) -> dict[str, Any]:
+    """Answer the child's requests until it reports ready, an error, or its new pid."""
+    while True:
+        msg = chan.recv(30)
+        if msg is None:
+            return {"t": "died"}
+        if msg.get("t") == "userns":
+            try:
+                _write_id_maps(child, p)
+            except OSError as exc:
+                chan.send({"t": "fail", "error": f"cannot write id maps: {exc.strerror}"})
+                continue
+            chan.send({"t": "ok"})
+            continue
+        return msg
+
+
+def _write_id_maps(pid: int, p: Plan) -> None:
+    if p.uid_map:
+        with open(f"/proc/{pid}/uid_map", "w") as fh:
+            fh.write(p.uid_map)
+    if p.gid_map:
+        if os.geteuid() != 0:
+            with open(f"/proc/{pid}/setgroups", "w") as fh:
+                fh.write("deny")
+        with open(f"/proc/{pid}/gid_map", "w") as fh:
+            fh.write(p.gid_map)
+
+
+def _child_error(msg: dict[str, Any], pid: int) -> WasmlabError:
+    if msg.get("t") == "error":
+        return error_from_dict(msg.get("error") or {})
+    status = _reap(pid)
+    return SetupError(f"the container init died during setup ({status})", "run with --debug for details")
+
+
+def _reap(pid: int) -> str:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "already reaped"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _connect_console(path: str | None) -> int | None:
+    if not path:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise SetupError(f"cannot connect to the console socket {path}: {exc.strerror}",
+                         "start the console receiver first, or drop --console-socket") from None
+    return sock.detach()
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(str(pid))
+    os.rename(tmp, path)

@@ -1,0 +1,280 @@
+"""The container lifecycle (create, start, state, kill, delete, run) over the state root, and the Runtime API."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import ContainerNotFound, InvalidState, UsageError, WasmlabError
+from wasmlab.runtime.hooks import run_hooks
+from wasmlab.runtime.linux import cgroups
+from wasmlab.runtime.store.state import (
+    ExitRecord,
+    StateDir,
+    check_id,
+    default_root,
+    list_ids,
+    oci_state,
+    status_of,
+)
+
+SIGNALS = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
+           if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
+
+
+def parse_signal(value: str | int) -> int:
+    """A signal number from 9, KILL or SIGKILL."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper()
+    if text.isdigit():
+        return int(text)
+    num = SIGNALS.get(text.removeprefix("SIG"))
+    if num is None:
+        raise UsageError(f"unknown signal {value!r}", "use a name like TERM or KILL, or a number")
+    return num
+
+
+@dataclass
+class RunResult:
+    """What one container run produced, with its timings (ms) and memory facts."""
+
+    id: str
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    oom_killed: bool = False
+    signal: int | None = None
+    decision: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)
+    reports: dict[str, Any] = field(default_factory=dict)
+
+
+class Containers:
+    """Verbs that only read or signal existing containers; shared by the CLI and the Runtime API."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = os.path.abspath(root or default_root())
+
+    def _dir(self, container_id: str) -> StateDir:
+        check_id(container_id)
+        return StateDir(self.root, container_id)
+
+    def _load(self, container_id: str) -> tuple[StateDir, dict[str, Any], str]:
+        sd = self._dir(container_id)
+        state = sd.read()
+        return sd, state, status_of(state, sd)
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        """The runtime-spec state, plus wasmlab's extras under 'wasmlab'."""
+        sd, state, status = self._load(container_id)
+        out = oci_state(state, status)
+        extra: dict[str, Any] = {"handler": (state.get("decision") or {}).get("handler"),
+                                 "decision": state.get("decision"), "created": state.get("created"),
+                                 "owner": state.get("owner"), "cgroup": state.get("cgroup"),
+                                 "rootfs": state.get("rootfs")}
+        rec = sd.read_exit()
+        if rec is not None:
+            extra["exit"] = rec.__dict__
+        out["wasmlab"] = extra
+        return out
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for cid in list_ids(self.root):
+            try:
+                out.append(self.state(cid))
+            except WasmlabError:
+                continue
+        return out
+
+    def start(self, container_id: str) -> None:
+        sd = self._dir(container_id)
+        with sd.lock():
+            state = sd.read()
+            status = status_of(state, sd)
+            if status != "created":
+                raise InvalidState(f"container {container_id} is {status}, not created",
+                                   "only a created container can be started; `create` a new one")
+            try:
+                fd = os.open(sd.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno in (errno.ENXIO, errno.ENOENT):
+                    raise InvalidState(f"container {container_id} init process is gone",
+                                       f"`delete {container_id}` and create it again") from None
+                raise
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            os.unlink(sd.fifo)
+            hooks = _bundle_hooks(state)
+            if hooks.get("poststart"):
+                run_hooks("poststart", hooks["poststart"], oci_state(state, "running"), strict=False)
+
+    def kill(self, container_id: str, sig: str | int = "TERM", *, all_processes: bool = False) -> None:
+        signum = parse_signal(sig)
+        sd = self._dir(container_id)
+        with sd.lock():
+            state = sd.read()
+            status = status_of(state, sd)
+            if status not in ("created", "running"):
+                raise InvalidState(f"container {container_id} is {status}: there is nothing to signal",
+                                   f"`delete {container_id}` removes it")
+            if all_processes and state.get("cgroup"):
+                for pid in cgroups.open_existing(state["cgroup"]).pids():
+                    _signal(pid, signum)
+                return
+            _signal(int(state["pid"]), signum)
+
+    def delete(self, container_id: str, *, force: bool = False) -> None:
+        sd = self._dir(container_id)
+        with sd.lock():
+            try:
+                state = sd.read()
+            except ContainerNotFound:
+                if os.path.isdir(sd.path):  # a half-made folder from a crash: clean it up
+                    sd.remove()
+                    return
+                raise
+            status = status_of(state, sd)
+            if status == "running" and not force:
+                raise InvalidState(f"container {container_id} is running",
+                                   f"stop it first (`kill {container_id} KILL`) or use `delete --force`")
+            if status in ("created", "running"):
+                pid = int(state["pid"])
+                _signal(pid, signal.SIGKILL)
+                _wait_gone(pid, int(state.get("pid_start") or 0))
+            if state.get("cgroup"):
+                cg = cgroups.open_existing(state["cgroup"])
+                cg.kill_all()
+                cg.remove()
+            sd.remove()
+            hooks = _bundle_hooks(state)
+            if hooks.get("poststop"):
+                run_hooks("poststop", hooks["poststop"], oci_state(state, "stopped"), strict=False)
+
+    def ps(self, container_id: str) -> list[int]:
+        _sd, state, status = self._load(container_id)
+        if status not in ("created", "running"):
+            return []
+        if state.get("cgroup"):
+            pids = cgroups.open_existing(state["cgroup"]).pids()
+            if pids:
+                return pids
+        return [int(state["pid"])]
+
+
+def _bundle_hooks(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    import json
+
+    try:
+        with open(os.path.join(state["bundle"], "config.json")) as fh:
+            hooks: dict[str, list[dict[str, Any]]] = json.load(fh).get("hooks") or {}
+            return hooks
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, start: int, timeout: float = 5.0) -> None:
+    from wasmlab.runtime.store.state import proc_start_time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = proc_start_time(pid)
+        if now is None or (start and now != start):
+            return
+        time.sleep(0.001)
+
+
+class Runtime(Containers):
+    """The embedded runtime: OCI verbs as methods, safe from threads and Jupyter kernels.
+
+    Containers are forked by a single-threaded helper process (the zygote), never by the caller.
+    """
+
+    def __init__(self, root: str | None = None, *, default_engine: str | None = None, home: str | None = None) -> None:
+        super().__init__(root)
+        self.default_engine = default_engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"
+        self.home = home
+        self._zygote: Any = None
+        self._lock = threading.Lock()
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+
+    # -- events ------------------------------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call callback(event) for every lifecycle event; returns an unsubscribe function.
+
+        Callbacks run on the runtime's reader thread: a UI should hand them to its own loop
+        (Textual's call_from_thread, a queue, ...), never block in them.
+        """
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception:  # noqa: BLE001 - a faulty subscriber must not break the runtime
+                continue
+
+    def zygote(self) -> Any:
+        from wasmlab.runtime.zygote import ZygoteClient
+
+        with self._lock:
+            if self._zygote is None or not self._zygote.alive():
+                self._zygote = ZygoteClient(self.root, self.default_engine, self._publish, home=self.home)
+            return self._zygote
+
+    def close(self) -> None:
+        with self._lock:
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- verbs that fork ---------------------------------------------------------------------------------------
+    def create(self, container_id: str, bundle: str, *, stdin: int | None = None, stdout: int | None = None,
+               stderr: int | None = None, annotations: dict[str, str] | None = None,
+               pid_file: str | None = None, console_socket: str | None = None) -> dict[str, Any]:
+        """Create a container from a bundle; returns its state (status 'created')."""
+        check_id(container_id)
+        return dict(self.zygote().create(container_id, os.path.abspath(bundle), stdio=(stdin, stdout, stderr),
+                                         annotations=annotations, pid_file=pid_file, console_socket=console_socket))
+
+    def wait(self, container_id: str, timeout: float | None = None) -> ExitRecord:
+        """Block until the container exits; returns its exit record."""
+        return self.zygote().wait(container_id, timeout)  # type: ignore[no-any-return]
+
+    def run(self, container_id: str, bundle: str, *, stdin: bytes | None = None,
+            annotations: dict[str, str] | None = None, timeout: float | None = None,
+            keep: bool = False) -> RunResult:
+        """Create, start, wait for and delete a container; returns its output, exit code and timings."""
+        check_id(container_id)
+        result: RunResult = self.zygote().run(container_id, os.path.abspath(bundle), stdin=stdin,
+                                              annotations=annotations, timeout=timeout)
+        if not keep:
+            try:
+                self.delete(container_id, force=True)
+            except ContainerNotFound:
+                pass
+        return result

@@ -1,0 +1,109 @@
+"""Seccomp filters from the runtime-spec, compiled and loaded through libseccomp when it is present."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+from typing import Any
+
+from wasmlab.runtime.errors import SetupError
+
+SCMP_ACT_KILL_PROCESS = 0x80000000
+SCMP_ACT_KILL = 0x00000000
+SCMP_ACT_TRAP = 0x00030000
+SCMP_ACT_LOG = 0x7FFC0000
+SCMP_ACT_ALLOW = 0x7FFF0000
+
+
+def _errno(n: int) -> int:
+    return 0x00050000 | (n & 0xFFFF)
+
+
+def _trace(n: int) -> int:
+    return 0x7FF00000 | (n & 0xFFFF)
+
+
+_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+_ARCHES = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_X86": 0x40000003, "SCMP_ARCH_X32": 0x4000003E,
+           "SCMP_ARCH_AARCH64": 0xC00000B7}
+
+
+class _Arg(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+_lib: Any = None
+
+
+def library() -> Any:
+    """libseccomp, or None when it is not installed."""
+    global _lib
+    if _lib is None:
+        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+        try:
+            _lib = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            _lib = False
+        else:
+            _lib.seccomp_init.restype = ctypes.c_void_p
+            _lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    return _lib or None
+
+
+def _action(name: str, errno_ret: int | None, default_errno: int) -> int:
+    if name == "SCMP_ACT_ALLOW":
+        return SCMP_ACT_ALLOW
+    if name == "SCMP_ACT_ERRNO":
+        return _errno(errno_ret if errno_ret is not None else default_errno)
+    if name == "SCMP_ACT_KILL" or name == "SCMP_ACT_KILL_THREAD":
+        return SCMP_ACT_KILL
+    if name == "SCMP_ACT_KILL_PROCESS":
+        return SCMP_ACT_KILL_PROCESS
+    if name == "SCMP_ACT_TRAP":
+        return SCMP_ACT_TRAP
+    if name == "SCMP_ACT_LOG":
+        return SCMP_ACT_LOG
+    if name == "SCMP_ACT_TRACE":
+        return _trace(errno_ret or 0)
+    raise SetupError(f"seccomp: unknown action {name!r}", "use an SCMP_ACT_* action from the runtime-spec")
+
+
+def apply(cfg: dict[str, Any]) -> None:
+    """Load the filter into the calling process (the last step before the handler runs)."""
+    lib = library()
+    if lib is None:
+        raise SetupError("seccomp is configured but libseccomp is not installed",
+                         "apt-get install libseccomp2, or drop linux.seccomp")
+    default_errno = int(cfg.get("defaultErrnoRet", errno.EPERM))
+    ctx = lib.seccomp_init(ctypes.c_uint32(_action(cfg["defaultAction"], default_errno, default_errno)))
+    if not ctx:
+        raise SetupError("seccomp: cannot create a filter", "check linux.seccomp.defaultAction")
+    ctx = ctypes.c_void_p(ctx)
+    try:
+        for arch in cfg.get("architectures") or []:
+            token = _ARCHES.get(arch)
+            if token is not None:
+                lib.seccomp_arch_add(ctx, ctypes.c_uint32(token))
+        for rule in cfg.get("syscalls") or []:
+            action = _action(rule["action"], rule.get("errnoRet"), default_errno)
+            args = rule.get("args") or []
+            arr = (_Arg * max(1, len(args)))()
+            for i, a in enumerate(args):
+                arr[i] = _Arg(a["index"], _OPS.get(a["op"], 4), a["value"], a.get("valueTwo", 0))
+            for name in rule["names"]:
+                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                if nr < 0:
+                    continue  # unknown on this architecture, as runc does
+                rc = lib.seccomp_rule_add_array(ctx, ctypes.c_uint32(action), ctypes.c_int(nr),
+                                                ctypes.c_uint(len(args)), arr)
+                if rc < 0 and rc != -errno.EEXIST and rc != -errno.EACCES:
+                    raise SetupError(f"seccomp: cannot add a rule for {name}: {errno.errorcode.get(-rc, rc)}",
+                                     "check linux.seccomp.syscalls")
+        rc = lib.seccomp_load(ctx)
+        if rc < 0:
+            raise SetupError(f"seccomp: cannot load the filter: {errno.errorcode.get(-rc, rc)}", "check linux.seccomp")
+    finally:
+        lib.seccomp_release(ctx)

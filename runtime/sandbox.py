@@ -1,0 +1,399 @@
+"""The container init: from a precomputed Plan, build the sandbox in a forked child and hand the entrypoint to a handler."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import signal
+import socket
+import sys
+import termios
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import HandlerError, SetupError, SpecError, WasmlabError
+from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, Handler, Preopen, Workload
+from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, Decision, classify, decide
+from wasmlab.runtime.hooks import run_hooks
+from wasmlab.runtime.linux import mounts as mnt
+from wasmlab.runtime.linux import process as proc
+from wasmlab.runtime.linux import seccomp
+from wasmlab.runtime.linux import syscalls as sc
+from wasmlab.runtime.spec.runtime import Spec
+
+_NEW_NS_ORDER = ("user", "ipc", "uts", "network", "cgroup", "mount", "time")
+
+
+@dataclass
+class Plan:
+    """Everything a container start needs, decided once before fork so the child only makes system calls."""
+
+    id: str
+    bundle: str
+    rootfs: str
+    args: list[str]
+    env: list[str]
+    cwd: str
+    terminal: bool
+    annotations: dict[str, str]
+    unshare_flags: int                       # new namespaces the child creates (pid excluded)
+    new_pid: bool
+    join: list[tuple[str, str]]              # (type, path) to setns, pid excluded
+    join_pid: str
+    user: bool                               # a user namespace is involved (new or joined)
+    new_user: bool
+    uid_map: str
+    gid_map: str
+    hostname: str | None
+    domainname: str | None
+    mounts: list[mnt.MountStep]
+    devices: list[mnt.DeviceStep]
+    has_dev_mount: bool
+    masked: list[str]
+    readonly_paths: list[str]
+    root_readonly: bool
+    root_propagation: int
+    sysctl: dict[str, str]
+    creds: proc.Credentials
+    seccomp: dict[str, Any] | None
+    hooks: dict[str, list[dict[str, Any]]]
+    memory_limit: int | None
+    cpu_time_ms: int | None
+    cgroup_path: str | None
+    resources: dict[str, Any]
+    preopens: list[Preopen] = field(default_factory=list)
+    no_pivot: bool = False
+    rootless: bool = False
+
+
+def _id_map(entries: list[dict[str, Any]]) -> str:
+    return "".join(f"{e['containerID']} {e['hostID']} {e['size']}\n" for e in entries)
+
+
+def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: bool | None = None) -> Plan:
+    """Turn a validated spec into a Plan (all parsing and option decoding happen here, not in the child)."""
+    linux = spec.linux
+    rootless = os.geteuid() != 0 if rootless is None else rootless
+    flags = 0
+    join: list[tuple[str, str]] = []
+    new_pid = False
+    join_pid = ""
+    user = new_user = False
+    for ns in spec.namespaces:
+        if ns.type == "pid":
+            if ns.path:
+                join_pid = ns.path
+            else:
+                new_pid = True
+            continue
+        if ns.type == "user":
+            user = True
+            new_user = not ns.path
+        if ns.path:
+            join.append((ns.type, ns.path))
+        elif ns.type != "user":
+            flags |= sc.NAMESPACE_FLAGS[ns.type]
+    if rootless and not user:
+        raise SpecError("$.linux.namespaces", "a rootless container needs a user namespace",
+                        "add {\"type\": \"user\"} with uidMappings, or run `wasmlab-oci spec --rootless`")
+    if not (flags & sc.CLONE_NEWNS) and not any(t == "mount" for t, _ in join):
+        raise SpecError("$.linux.namespaces", "wasmlab needs a mount namespace to build the container's root",
+                        "add {\"type\": \"mount\"} to linux.namespaces")
+    proc_cfg = spec.process
+    mount_list = spec.mounts
+    has_dev = any(m["destination"] == "/dev" for m in mount_list)
+    devices = [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666}
+               for p, ma, mi in mnt.DEFAULT_DEVICES]
+    devices += list(linux.get("devices") or [])
+    resources = dict(linux.get("resources") or {})
+    memory = resources.get("memory") or {}
+    cpu_ms = spec.annotations.get(CPU_TIME_ANNOTATION)
+    try:
+        cpu_time_ms = int(cpu_ms) if cpu_ms else None
+    except ValueError:
+        raise SpecError(f"$.annotations.{CPU_TIME_ANNOTATION}", f"must be a whole number of milliseconds, got {cpu_ms!r}")
+    propagation = {"private": sc.MS_PRIVATE, "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE,
+                   "unbindable": sc.MS_UNBINDABLE}.get(linux.get("rootfsPropagation") or "", sc.MS_SLAVE)
+    steps = mnt.plan_mounts(mount_list, spec.bundle, rootless=rootless)
+    preopens = [Preopen("/", "/", spec.root_readonly)]
+    preopens += [Preopen(s.target, s.target, s.readonly) for s in steps if s.bind and not s.is_file]
+    if linux.get("seccomp") is not None and seccomp.library() is None:
+        raise SpecError("$.linux.seccomp", "a seccomp filter is configured but libseccomp is not installed",
+                        "apt-get install libseccomp2, or remove linux.seccomp")
+    needs_cgroup = bool(linux.get("cgroupsPath")) or any(resources.get(k) for k in ("memory", "pids", "cpu"))
+    return Plan(
+        id=container_id, bundle=spec.bundle, rootfs=spec.rootfs,
+        args=spec.args, env=spec.env, cwd=spec.cwd, terminal=bool(proc_cfg.get("terminal")),
+        annotations=spec.annotations,
+        unshare_flags=flags, new_pid=new_pid, join=join, join_pid=join_pid,
+        user=user, new_user=new_user,
+        uid_map=_id_map(linux.get("uidMappings") or []), gid_map=_id_map(linux.get("gidMappings") or []),
+        hostname=spec.raw.get("hostname"), domainname=spec.raw.get("domainname"),
+        mounts=steps, devices=mnt.plan_devices(devices), has_dev_mount=has_dev,
+        masked=list(linux.get("maskedPaths") or []), readonly_paths=list(linux.get("readonlyPaths") or []),
+        root_readonly=spec.root_readonly, root_propagation=propagation,
+        sysctl=dict(linux.get("sysctl") or {}), creds=proc.plan_credentials(proc_cfg),
+        seccomp=linux.get("seccomp"), hooks=spec.hooks,
+        memory_limit=int(memory["limit"]) if memory.get("limit") and int(memory["limit"]) > 0 else None,
+        cpu_time_ms=cpu_time_ms,
+        cgroup_path=(linux.get("cgroupsPath") or "") if needs_cgroup else None,
+        resources=resources, preopens=preopens, no_pivot=no_pivot, rootless=rootless,
+    )
+
+
+# -- the child side --------------------------------------------------------------------------------------------
+
+
+class Channel:
+    """Framed JSON messages over the SOCK_SEQPACKET socket between the runtime and a container init."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, msg: dict[str, Any], fds: list[int] | None = None) -> bool:
+        data = json.dumps(msg).encode()
+        try:
+            if fds:
+                socket.send_fds(self.sock, [data], fds)
+            else:
+                self.sock.send(data)
+            return True
+        except OSError:
+            return False
+
+    def recv(self, timeout: float | None = None) -> dict[str, Any] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(1 << 16)
+        except (TimeoutError, OSError):
+            return None
+        finally:
+            self.sock.settimeout(None)
+        if not data:
+            return None
+        msg: dict[str, Any] = json.loads(data)
+        return msg
+
+
+def _resolve_entrypoint(args: list[str], env: list[str]) -> str:
+    prog = args[0]
+    if "/" in prog:
+        return prog
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for e in env:
+        if e.startswith("PATH="):
+            path = e[5:]
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", prog)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return prog
+
+
+def _read_head(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 64)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _run_hooks(kind: str, hooks: dict[str, list[dict[str, Any]]], state: dict[str, Any]) -> None:
+    run_hooks(kind, hooks.get(kind) or [], state)
+
+
+def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int, int] | None,
+                   console_fd: int | None, handlers: dict[str, Handler], default_engine: str,
+                   state: dict[str, Any], t_fork: int, after_ns: Any = None) -> int:
+    """Runs in the forked child (pid 1 of the container when it has a pid namespace). Never returns normally."""
+    timings: dict[str, float] = {}
+
+    def mark(name: str) -> None:
+        timings[name] = (time.perf_counter_ns() - t_fork) / 1e6
+
+    try:
+        if stdio is not None:
+            for target, fd in enumerate(stdio):
+                if fd != target:
+                    os.dup2(fd, target)
+        os.setsid()
+        if p.cgroup_path is not None and after_ns is not None:
+            after_ns()
+        _enter_namespaces(p, chan)
+        mark("namespaces")
+        _build_root(p, state)
+        mark("rootfs")
+        if p.hostname is not None:
+            sc.sethostname(p.hostname)
+        if p.domainname is not None:
+            sc.setdomainname(p.domainname)
+        if p.sysctl:
+            proc.apply_sysctl(p.sysctl)
+        decision, workload = _decide(p, handlers, default_engine)
+        mark("decided")
+        proc.apply_rlimits(p.creds)
+        proc.apply_oom_score(p.creds)
+        if p.terminal:
+            _attach_console(console_fd)
+        elif console_fd is not None:
+            os.close(console_fd)
+        try:
+            os.chdir(p.cwd)
+        except OSError:
+            raise SetupError(f"the working directory {p.cwd} does not exist in the container",
+                             "create it in the image or fix process.cwd") from None
+        proc.apply_identity(p.creds, setgroups_allowed=not p.new_user or "deny" not in p.gid_map)
+        mark("ready")
+        chan.send({"t": "ready", "decision": decision.as_dict(), "timings": timings})
+        # Wait for `start`: one byte down the exec fifo.
+        while True:
+            try:
+                if os.read(start_fd, 1):
+                    break
+                raise SetupError("the start signal never came", "the runtime went away before `start`")
+            except InterruptedError:
+                continue
+        os.close(start_fd)
+        mark("started")
+        if p.hooks.get("startContainer"):
+            state = dict(state, status="running", pid=os.getpid())
+            _run_hooks("startContainer", p.hooks, state)
+        if p.seccomp is not None:
+            seccomp.apply(p.seccomp)
+        handler = handlers[decision.handler]
+        workload.report = lambda key, value: _report(chan, key, value)
+        if not handler.wasm:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            if classify(workload.head) == "missing":
+                raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
+                                   "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+            try:
+                handler.run(workload)
+            except OSError as exc:
+                hint = "is it a Wasm module? add the annotation module.wasm.image/variant=compat" \
+                    if classify(workload.head) in ("module", "component", "wat") else "check process.args[0]"
+                raise HandlerError(f"cannot execute {workload.path}: {exc.strerror}", hint,
+                                   exit_code=EXIT_NO_ENTRYPOINT) from None
+        _report(chan, "run_start_ms", (time.perf_counter_ns() - t_fork) / 1e6)
+        code = handler.run(workload)
+        _flush()
+        os._exit(code & 0xFF)
+    except WasmlabError as exc:
+        _fail(chan, exc)
+    except OSError as exc:
+        _fail(chan, SetupError(f"container setup failed: {exc.strerror or exc}"
+                               + (f" ({exc.filename})" if exc.filename else ""), "see the bundle's config.json"))
+    except BaseException as exc:  # noqa: BLE001 - a child must never unwind into the parent's code
+        _fail(chan, SetupError(f"container setup failed: {type(exc).__name__}: {exc}", "this is a wasmlab bug"))
+    return 1
+
+
+def _report(chan: Channel, key: str, value: Any) -> None:
+    chan.send({"t": "report", "key": key, "value": value})
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _fail(chan: Channel, exc: WasmlabError) -> None:
+    if not chan.send({"t": "error", "error": exc.as_dict()}):
+        try:
+            os.write(2, f"wasmlab: {exc.one_line()}\n".encode())
+        except OSError:
+            pass
+    os._exit(exc.exit_code if 0 < exc.exit_code < 126 else 1)
+
+
+def _enter_namespaces(p: Plan, chan: Channel) -> None:
+    """setns into the namespaces given by path, then unshare the new ones (pid is handled by the parent)."""
+    if p.user:
+        for kind, path in p.join:
+            if kind == "user":
+                _setns(kind, path)
+        if p.new_user:
+            sc.unshare(sc.CLONE_NEWUSER)
+            chan.send({"t": "userns"})
+            reply = chan.recv(10)
+            if not reply or reply.get("t") != "ok":
+                raise SetupError("the runtime did not write the user namespace's id maps",
+                                 (reply or {}).get("error", "check uidMappings and gidMappings"))
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    for kind, path in p.join:
+        if kind not in ("user", "mount"):
+            _setns(kind, path)
+    for kind, path in p.join:
+        if kind == "mount":
+            _setns(kind, path)
+    if p.unshare_flags:
+        sc.unshare(p.unshare_flags)
+
+
+def _setns(kind: str, path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SetupError(f"cannot open the {kind} namespace {path}: {exc.strerror}",
+                         "is the process that owned it still running?") from None
+    try:
+        sc.setns(fd, sc.NAMESPACE_FLAGS[kind])
+    except OSError as exc:
+        raise SetupError(f"cannot join the {kind} namespace {path}: {exc.strerror}",
+                         f"check that {path} is a {kind} namespace") from None
+    finally:
+        os.close(fd)
+
+
+def _build_root(p: Plan, state: dict[str, Any]) -> None:
+    # Nothing we mount may propagate back to the host.
+    sc.mount(None, "/", None, sc.MS_REC | p.root_propagation)
+    sc.mount(p.rootfs, p.rootfs, None, sc.MS_BIND | sc.MS_REC)
+    mnt.mount_all(p.rootfs, p.mounts, p.devices, bind_devices=p.user, has_dev_mount=p.has_dev_mount)
+    if p.hooks.get("createContainer"):
+        _run_hooks("createContainer", p.hooks, state)
+    mnt.pivot_into(p.rootfs, no_pivot=p.no_pivot)
+    if p.masked or p.readonly_paths:
+        mnt.mask_paths(p.masked, p.readonly_paths)
+    if p.root_readonly:
+        mnt.readonly_root()
+
+
+def _decide(p: Plan, handlers: dict[str, Handler], default_engine: str) -> tuple[Decision, Workload]:
+    path = _resolve_entrypoint(p.args, p.env)
+    head = _read_head(path)
+    decision = decide(p.annotations, path, head, default_engine=default_engine)
+    if decision.handler not in handlers:
+        raise HandlerError(f"the {decision.handler} handler is not available here",
+                           "install it (pip install wasmtime / wasmer-sdk) or pick another engine")
+    workload = Workload(path=path, args=p.args, env=p.env, cwd=p.cwd, head=head or b"", preopens=p.preopens,
+                        memory_limit=p.memory_limit, cpu_time_ms=p.cpu_time_ms, annotations=p.annotations)
+    return decision, workload
+
+
+def _attach_console(console_fd: int | None) -> None:
+    if console_fd is None:
+        raise SetupError("terminal is true but no --console-socket was given",
+                         "pass --console-socket, or set process.terminal to false")
+    master, slave = pty.openpty()
+    sock = socket.socket(fileno=console_fd)
+    socket.send_fds(sock, [b"console"], [master])
+    sock.close()
+    os.close(master)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)

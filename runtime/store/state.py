@@ -1,0 +1,185 @@
+"""Per-container state under the runtime root: state.json, the exec fifo, the exit record and the lock."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from wasmlab.runtime.errors import ContainerExists, ContainerNotFound, UsageError
+
+OCI_VERSION = "1.0.2"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def default_root() -> str:
+    """/run/wasmlab as root; $XDG_RUNTIME_DIR/wasmlab (or /tmp/wasmlab-UID) rootless."""
+    if os.geteuid() == 0:
+        return "/run/wasmlab"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(xdg, "wasmlab") if xdg else f"/tmp/wasmlab-{os.getuid()}"
+
+
+def check_id(container_id: str) -> None:
+    if not _ID_RE.match(container_id or ""):
+        raise UsageError(f"invalid container id {container_id!r}",
+                         "use letters, digits, '_', '.', '+' or '-', starting with a letter or digit")
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    if fields[0] == b"Z" or fields[0] == b"X":
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class ExitRecord:
+    exit_code: int
+    signal: int | None = None
+    oom_killed: bool = False
+    finished_at: float = 0.0
+    max_rss_kb: int = 0
+    user_ms: float = 0.0
+    system_ms: float = 0.0
+
+
+class StateDir:
+    """The folder of one container under the root."""
+
+    def __init__(self, root: str, container_id: str) -> None:
+        self.root = root
+        self.id = container_id
+        self.path = os.path.join(root, container_id)
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.path, "state.json")
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.path, "exec.fifo")
+
+    @property
+    def exit_file(self) -> str:
+        return os.path.join(self.path, "exit.json")
+
+    def exists(self) -> bool:
+        return os.path.exists(self.state_file)
+
+    def make(self) -> None:
+        """Create the folder and the exec fifo; a duplicate id is refused."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.path, 0o711)
+        except FileExistsError:
+            raise ContainerExists(f"container {self.id!r} already exists",
+                                  f"pick another id, or `delete {self.id}` first") from None
+        os.mkfifo(self.fifo, 0o622)
+
+    def write(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.rename(tmp, self.state_file)
+
+    def read(self) -> dict[str, Any]:
+        try:
+            with open(self.state_file) as fh:
+                data: dict[str, Any] = json.load(fh)
+                return data
+        except FileNotFoundError:
+            raise ContainerNotFound(f"container {self.id!r} does not exist",
+                                    "list containers with `wasmlab-oci list`") from None
+
+    def write_exit(self, record: ExitRecord) -> None:
+        tmp = self.exit_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(record.__dict__, fh)
+        os.rename(tmp, self.exit_file)
+
+    def read_exit(self) -> ExitRecord | None:
+        try:
+            with open(self.exit_file) as fh:
+                return ExitRecord(**json.load(fh))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialize commands on this container (flock on a file beside its folder)."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        fd = os.open(os.path.join(self.root, f".{self.id}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            os.unlink(os.path.join(self.root, f".{self.id}.lock"))
+        except OSError:
+            pass
+
+
+def status_of(state: dict[str, Any], sd: StateDir) -> str:
+    """creating, created, running or stopped, from the record and the live process."""
+    if sd.read_exit() is not None:
+        return "stopped"
+    pid = int(state.get("pid") or 0)
+    if pid <= 0:
+        return "creating" if state.get("status") == "creating" else "stopped"
+    start = proc_start_time(pid)
+    if start is None or (state.get("pid_start") and start != state["pid_start"]):
+        return "stopped"
+    if os.path.exists(sd.fifo):
+        return "created"
+    return "running"
+
+
+def oci_state(state: dict[str, Any], status: str) -> dict[str, Any]:
+    """The runtime-spec state object (what `state` prints and hooks read on stdin)."""
+    out: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "id": state["id"],
+        "status": status,
+        "bundle": state["bundle"],
+        "annotations": state.get("annotations") or {},
+    }
+    if status in ("created", "running"):
+        out["pid"] = state["pid"]
+    elif state.get("pid"):
+        out["pid"] = 0 if status == "stopped" else state["pid"]
+    return out
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if exc.errno == errno.EACCES:
+            return []
+        raise
+    return sorted(n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(root, n, "state.json")))
+
+
+def now() -> float:
+    return time.time()
