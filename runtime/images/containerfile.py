@@ -38,12 +38,20 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHORT_HINT = "see https://docs.docker.com/reference/dockerfile/ for the instruction syntax"
 
 
+class ContainerfileError(BuildError):  # type: ignore[misc, unused-ignore]
+    """A BuildError tied to one line of the Containerfile (``line``)."""
+
+    def __init__(self, line: int, problem: str, hint: str = _SHORT_HINT,
+                 source: str = "Containerfile") -> None:
+        super().__init__(f"{source} line {line}: {problem}", hint)
+        self.line = line
+        self.source = source
+
+
 def syntax_error(line: int, problem: str, hint: str = _SHORT_HINT,
-                 source: str = "Containerfile") -> BuildError:
+                 source: str = "Containerfile") -> ContainerfileError:
     """A BuildError that names the line; ``err.line`` holds the number."""
-    err = BuildError(f"{source} line {line}: {problem}", hint)
-    err.line = line
-    return err
+    return ContainerfileError(line, problem, hint, source)
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class Stage:
     platform: str | None
     line: int
     instructions: tuple[Instruction, ...]
+    head: Instruction
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ class Containerfile:
 def _stage(index: int, head: Instruction, body: list[Instruction]) -> Stage:
     name = head.args[2] if len(head.args) == 3 else None
     stage_name = name.lower() if name else None
-    return Stage(index, head.args[0], stage_name, head.flag("platform"), head.line, tuple(body))
+    return Stage(index, head.args[0], stage_name, head.flag("platform"), head.line, tuple(body), head)
 
 
 # -- parsing ----------------------------------------------------------------------------------
