@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import pty
@@ -219,12 +220,15 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
     def mark(name: str) -> None:
         timings[name] = (time.perf_counter_ns() - t_fork) / 1e6
 
+    mark("forked")
+    gc.disable()
     try:
         if stdio is not None:
             for target, fd in enumerate(stdio):
                 if fd != target:
                     os.dup2(fd, target)
         os.setsid()
+        mark("setsid")
         if p.cgroup_path is not None and after_ns is not None:
             after_ns()
         _enter_namespaces(p, chan)

@@ -132,3 +132,14 @@ def _refuse(ann: tuple[str, str], entrypoint: str, kind: str, smart: str) -> Non
         f"{key}={value} says this container is Wasm, but its entrypoint {entrypoint} is {what}",
         f"use {key}={smart} so Linux sidecars run natively" if kind != "missing" else "check the image's CMD",
     )
+
+
+def engines_wanted(annotations: dict[str, str], default_engine: str) -> tuple[str, ...]:
+    """The engines a container with these annotations might use (so they can be warmed before fork)."""
+    handler = annotations.get(HANDLER_ANNOTATION)
+    if handler in WASM_ENGINES:
+        return (handler,)
+    if handler is None and annotations.get(VARIANT_ANNOTATION) is None:
+        return ()
+    engine = annotations.get(ENGINE_ANNOTATION)
+    return (engine,) if engine in WASM_ENGINES else (default_engine,)

@@ -65,6 +65,7 @@ class WasmtimeHandler:
         self._wasmtime: Any = None
         self.cache_folder = cache_folder
         self.cache: ModuleCache[Any] | None = None
+        self._linker: Any = None
 
     def available(self) -> str | None:
         try:
@@ -95,14 +96,20 @@ class WasmtimeHandler:
         self._engine = wasmtime.Engine(cfg)
         self.cache = ModuleCache(f"wasmtime-{self.version()}-{self.config_fingerprint}", self.cache_folder)
         self.cache.dir_fd()
+        self._linker = wasmtime.Linker(self._engine)
+        self._linker.define_wasi()
         # Warm the code paths a container takes, so nothing is imported after pivot_root.
         hello = wasmtime.wat2wasm('(module (func (export "_start")))')
         mod = wasmtime.Module(self._engine, hello)
         store = wasmtime.Store(self._engine)
-        linker = wasmtime.Linker(self._engine)
-        linker.define_wasi()
         store.set_wasi(wasmtime.WasiConfig())
-        linker.instantiate(store, mod)
+        self._linker.instantiate(store, mod)
+
+    def warm(self, digest: str) -> bool:
+        """Keep a module the disk cache holds in memory, so the next container forks with it compiled."""
+        if self.cache is None:
+            return False
+        return self.cache.warm(digest, lambda b: self._wasmtime.Module.deserialize(self._engine, b))
 
     def can_handle(self, workload: Workload) -> bool:
         return classify(workload.head) in ("module", "component", "wat")
@@ -140,6 +147,8 @@ class WasmtimeHandler:
         if kind == "component":
             return self._run_component(workload, data, t0)
         module, origin = self.load(data)
+        workload.report("engine", self.name)
+        workload.report("module_digest", ModuleCache.digest(data))
         workload.report("cache", origin)
         workload.report("module_load_ms", (time.perf_counter() - t0) * 1e3)
         store = wt.Store(self._engine)
@@ -147,12 +156,10 @@ class WasmtimeHandler:
         if workload.memory_limit and workload.memory_limit > 0:
             store.set_limits(memory_size=workload.memory_limit)
         store.set_wasi(self._wasi(workload))
-        linker = wt.Linker(self._engine)
-        linker.define_wasi()
         interrupt = Interrupt(self._engine)
         interrupt.arm(workload.cpu_time_ms)
         try:
-            instance = linker.instantiate(store, module)
+            instance = self._linker.instantiate(store, module)
         except wt.Trap as exc:
             return self._trap(exc, interrupt)
         except wt.WasmtimeError as exc:

@@ -176,6 +176,10 @@ def mount_all(rootfs: str, steps: list[MountStep], devices: list[DeviceStep], *,
             raise SetupError(f"cannot mount {step.fstype or 'bind'} on {step.target}: {exc.strerror}",
                              "check mounts[] in config.json") from None
     if not has_dev_mount:
+        # No tmpfs on /dev: bind the host's nodes over the image's /dev (if it has one), leaving it untouched.
+        if os.path.isdir(os.path.join(rootfs, "dev")):
+            for dev in devices:
+                _make_device(rootfs, dev, bind=True)
         return
     for dev in devices:
         _make_device(rootfs, dev, bind_devices)
@@ -196,13 +200,14 @@ def mount_all(rootfs: str, steps: list[MountStep], devices: list[DeviceStep], *,
 def _make_device(rootfs: str, dev: DeviceStep, bind: bool) -> None:
     target = _inside(rootfs, dev.path)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    if os.path.lexists(target):
-        return
     if bind:
-        if not os.path.exists(dev.path):
+        if not os.path.exists(dev.path) or os.path.islink(target) or os.path.isdir(target):
             return
-        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        if not os.path.lexists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
         sc.mount(dev.path, target, None, sc.MS_BIND)
+        return
+    if os.path.lexists(target):
         return
     kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[dev.kind]
     os.mknod(target, kind | (dev.mode & 0o7777), os.makedev(dev.major, dev.minor))

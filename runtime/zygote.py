@@ -1,0 +1,465 @@
+"""The zygote: a lean single-threaded helper process that forks containers for the Runtime API, and its client."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import SetupError, WasmlabError, error_from_dict
+from wasmlab.runtime.lifecycle import RunResult
+from wasmlab.runtime.store.state import ExitRecord, StateDir
+
+MAX_MSG = 1 << 20
+
+
+# -- the server (runs in its own process) ---------------------------------------------------------------------
+
+
+@dataclass
+class _Live:
+    id: str
+    pid: int
+    sd: StateDir
+    chan: Any
+    cgroup: Any
+    created_ns: int
+    timings: dict[str, float]
+    reports: dict[str, Any] = field(default_factory=dict)
+
+
+class Zygote:
+    def __init__(self, sock: socket.socket, root: str, default_engine: str) -> None:
+        from wasmlab.runtime import launch, sandbox  # noqa: F401 - imported now, before any fork
+        from wasmlab.runtime.handlers import registry
+        from wasmlab.runtime.linux import syscalls as sc
+
+        self.sock = sock
+        self.root = root
+        self.default_engine = default_engine
+        self.handlers = registry.load(prepare=(default_engine,) if default_engine == "wasmtime" else ())
+        self.prepared: set[str] = {default_engine} if default_engine == "wasmtime" else set()
+        self.plans: dict[tuple[Any, ...], Any] = {}
+        self.live: dict[int, _Live] = {}
+        self.by_fd: dict[int, _Live] = {}
+        self.client_gone = False
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        self.sel = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(self.sock, selectors.EVENT_READ, "client")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "signal")
+        # Objects that exist now are never collected: the GC then leaves their pages alone, so forked
+        # containers share them instead of copying them.
+        gc.collect()
+        gc.freeze()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if self.client_gone:
+            return
+        try:
+            self.sock.send(json.dumps(msg).encode())
+        except OSError:
+            self.client_gone = True
+
+    def serve(self) -> None:
+        while not (self.client_gone and not self.live):
+            for key, _ in self.sel.select(timeout=1.0 if self.client_gone else None):
+                if key.data == "client":
+                    self._on_client()
+                elif key.data == "signal":
+                    try:
+                        os.read(self.wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                    self._reap()
+                else:
+                    self._on_container(key.data)
+            if self.client_gone:
+                self._reap()
+
+    def _on_client(self) -> None:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MSG, 8)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self.client_gone = True
+            self.sel.unregister(self.sock)
+            return
+        msg = json.loads(data)
+        try:
+            if msg["op"] in ("create", "run"):
+                self._create(msg, fds)
+            elif msg["op"] == "ping":
+                self.send({"rid": msg["rid"], "ok": True, "pid": os.getpid()})
+            else:
+                self.send({"rid": msg["rid"], "ok": False,
+                           "error": {"kind": "usage", "message": f"unknown op {msg['op']}", "hint": ""}})
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _plan(self, bundle: str, cid: str, annotations: dict[str, str]) -> Any:
+        from wasmlab.runtime import sandbox
+        from wasmlab.runtime.spec import runtime as spec_mod
+
+        try:
+            st = os.stat(os.path.join(bundle, "config.json"))
+            key: tuple[Any, ...] | None = (bundle, st.st_mtime_ns, st.st_size, st.st_ino,
+                                           tuple(sorted(annotations.items())))
+        except OSError:
+            key = None
+        cached = self.plans.get(key) if key else None
+        if cached is None:
+            spec = spec_mod.load(bundle)
+            if annotations:
+                spec.raw["annotations"] = spec.annotations | annotations
+            cached = sandbox.plan(spec, cid)
+            if key:
+                if len(self.plans) > 256:
+                    self.plans.clear()
+                self.plans[key] = cached
+        import copy
+
+        plan = copy.copy(cached)
+        plan.id = cid
+        return plan
+
+    def _create(self, msg: dict[str, Any], fds: list[int]) -> None:
+        from wasmlab.runtime.handlers.detect import engines_wanted
+        from wasmlab.runtime.launch import launch
+
+        rid = msg["rid"]
+        try:
+            plan = self._plan(msg["bundle"], msg["id"], msg.get("annotations") or {})
+            for engine in engines_wanted(plan.annotations, self.default_engine):
+                if engine not in self.prepared and engine in self.handlers:
+                    self.handlers[engine].prepare()
+                    self.prepared.add(engine)
+            stdio = tuple(fds[:3]) if len(fds) >= 3 else None
+            launched = launch(plan, StateDir(self.root, msg["id"]), handlers=self.handlers,
+                              default_engine=self.default_engine, stdio=stdio,  # type: ignore[arg-type]
+                              console_socket=msg.get("console_socket"), pid_file=msg.get("pid_file"),
+                              autostart=msg["op"] == "run", owner="zygote")
+        except WasmlabError as exc:
+            self.send({"rid": rid, "ok": False, "error": exc.as_dict()})
+            return
+        except OSError as exc:
+            err = SetupError(f"cannot create the container: {exc.strerror or exc}", "see `wasmlab doctor`")
+            self.send({"rid": rid, "ok": False, "error": err.as_dict()})
+            return
+        live = _Live(msg["id"], launched.pid, StateDir(self.root, msg["id"]), launched.channel, launched.cgroup,
+                     time.perf_counter_ns(), launched.timings)
+        self.live[launched.pid] = live
+        fd = launched.channel.sock.fileno()
+        self.by_fd[fd] = live
+        self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
+        self.send({"rid": rid, "ok": True, "state": launched.state, "timings": launched.timings,
+                   "decision": launched.decision})
+        self.send({"event": "created", "id": live.id, "pid": live.pid, "decision": launched.decision})
+
+    def _on_container(self, live: _Live) -> None:
+        if live.chan.sock.fileno() < 0:
+            return
+        msg = live.chan.recv(0)
+        if msg is None:
+            self._drop_channel(live)
+            return
+        if msg.get("t") == "report":
+            live.reports[msg["key"]] = msg["value"]
+            self.send({"event": "report", "id": live.id, "key": msg["key"], "value": msg["value"]})
+        elif msg.get("t") == "error":
+            live.reports["error"] = msg["error"]
+            self.send({"event": "error", "id": live.id, "error": msg["error"]})
+
+    def _drop_channel(self, live: _Live) -> None:
+        try:
+            self.sel.unregister(live.chan.sock)
+        except (KeyError, ValueError):
+            pass
+        live.chan.sock.close()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            live = self.live.pop(pid, None)
+            if live is None:
+                continue
+            # Drain the last reports before the exit event.
+            while True:
+                msg = live.chan.recv(0) if live.chan.sock.fileno() >= 0 else None
+                if msg is None:
+                    break
+                if msg.get("t") == "report":
+                    live.reports[msg["key"]] = msg["value"]
+                elif msg.get("t") == "error":
+                    live.reports["error"] = msg["error"]
+            if live.chan.sock.fileno() >= 0:
+                self._drop_channel(live)
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            code = 128 + sig if sig else os.WEXITSTATUS(status)
+            oom = bool(live.cgroup and live.cgroup.oom_killed())
+            if oom:
+                code = 137
+            rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
+                             max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
+            memory = live.cgroup.memory() if live.cgroup else {}
+            try:
+                live.sd.write_exit(rec)
+            except OSError:
+                pass  # deleted already
+            self.send({"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
+                       "timings": live.timings, "memory": memory})
+            self._warm(live.reports)
+
+    def _warm(self, reports: dict[str, Any]) -> None:
+        """A container compiled or loaded a module from disk: keep it in memory for the next fork."""
+        digest = reports.get("module_digest")
+        engine = reports.get("engine")
+        if digest and reports.get("cache") in ("compiled", "disk") and engine in self.handlers:
+            handler = self.handlers[engine]
+            warm = getattr(handler, "warm", None)
+            if warm is not None:
+                warm(digest)
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wasmlab-zygote")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--engine", default="wasmtime")
+    args = parser.parse_args(argv)
+    sock = socket.socket(fileno=args.fd)
+    os.set_inheritable(args.fd, False)
+    try:
+        zygote = Zygote(sock, args.root, args.engine)
+    except Exception as exc:  # noqa: BLE001 - report, whatever broke
+        sock.send(json.dumps({"event": "fatal", "message": f"{type(exc).__name__}: {exc}"}).encode())
+        return 1
+    sock.send(json.dumps({"event": "hello", "pid": os.getpid()}).encode())
+    zygote.serve()
+    return 0
+
+
+# -- the client (runs in the caller's process, any thread) ---------------------------------------------------
+
+
+class ZygoteClient:
+    """Talks to one zygote; safe to use from many threads at once."""
+
+    def __init__(self, root: str, default_engine: str, publish: Callable[[dict[str, Any]], None],
+                 home: str | None = None) -> None:
+        self.root = root
+        self.publish = publish
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        if home:
+            env["WASMLAB_HOME"] = home
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wasmlab.runtime.zygote", "--fd", str(theirs.fileno()), "--root", root,
+             "--engine", default_engine],
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.sock = mine
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._exits: dict[str, dict[str, Any]] = {}
+        self._next = 0
+        self._closed = False
+        hello = json.loads(self.sock.recv(MAX_MSG) or b"{}")
+        if hello.get("event") != "hello":
+            self.proc.wait()
+            raise SetupError(f"the wasmlab zygote did not start: {hello.get('message', 'no answer')}",
+                             "run `wasmlab doctor`")
+        self._reader = threading.Thread(target=self._read_loop, name="wasmlab-zygote-reader", daemon=True)
+        self._reader.start()
+
+    def alive(self) -> bool:
+        return not self._closed and self.proc.poll() is None
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(MAX_MSG)
+            except OSError:
+                data = b""
+            if not data:
+                with self._cond:
+                    self._closed = True
+                    self._cond.notify_all()
+                return
+            msg = json.loads(data)
+            if "rid" in msg:
+                with self._cond:
+                    self._replies[msg["rid"]] = msg
+                    self._cond.notify_all()
+                continue
+            if msg.get("event") == "exit":
+                with self._cond:
+                    self._exits[msg["id"]] = msg
+                    self._cond.notify_all()
+            self.publish(msg)
+
+    def _request(self, msg: dict[str, Any], fds: list[int] | None = None, timeout: float = 60) -> dict[str, Any]:
+        with self._cond:
+            self._next += 1
+            rid = self._next
+        msg["rid"] = rid
+        data = json.dumps(msg).encode()
+        with self._send_lock:
+            if fds:
+                socket.send_fds(self.sock, [data], fds)
+            else:
+                self.sock.send(data)
+        with self._cond:
+            if not self._cond.wait_for(lambda: rid in self._replies or self._closed, timeout):
+                raise SetupError("the wasmlab zygote did not answer", "it may be overloaded; try again")
+            if rid not in self._replies:
+                raise SetupError("the wasmlab zygote went away", "run `wasmlab doctor`")
+            reply = self._replies.pop(rid)
+        if not reply.get("ok"):
+            raise error_from_dict(reply.get("error") or {})
+        return reply
+
+    def create(self, cid: str, bundle: str, *, stdio: tuple[int | None, int | None, int | None],
+               annotations: dict[str, str] | None = None, pid_file: str | None = None,
+               console_socket: str | None = None, op: str = "create") -> dict[str, Any]:
+        with self._cond:
+            self._exits.pop(cid, None)
+        opened: list[int] = []
+        fds: list[int] = []
+        for i, fd in enumerate(stdio):
+            if fd is None:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC) if i == 0 else (2 if i == 2 else 1)
+                if i == 0:
+                    opened.append(fd)
+            fds.append(fd)
+        try:
+            reply = self._request({"op": op, "id": cid, "bundle": bundle, "annotations": annotations or {},
+                                   "pid_file": pid_file, "console_socket": console_socket}, fds)
+        finally:
+            for fd in opened:
+                os.close(fd)
+        state: dict[str, Any] = reply["state"]
+        state["timings"] = reply.get("timings") or {}
+        return state
+
+    def wait(self, cid: str, timeout: float | None = None) -> ExitRecord:
+        msg = self._wait_exit(cid, timeout)
+        return ExitRecord(**msg["exit"])
+
+    def _wait_exit(self, cid: str, timeout: float | None) -> dict[str, Any]:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: cid in self._exits or self._closed, timeout)
+            if cid in self._exits:
+                return self._exits.pop(cid)
+        rec = StateDir(self.root, cid).read_exit()
+        if rec is not None:
+            return {"exit": rec.__dict__, "reports": {}, "timings": {}, "memory": {}}
+        if not ok:
+            raise TimeoutError(f"container {cid} still running after {timeout} s")
+        raise SetupError("the wasmlab zygote went away while a container was running", "run `wasmlab doctor`")
+
+    def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
+            timeout: float | None) -> RunResult:
+        t0 = time.perf_counter_ns()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_fd: int | None = None
+        if stdin is not None:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            in_fd = in_r
+        try:
+            state = self.create(cid, bundle, stdio=(in_fd, out_w, err_w), annotations=annotations, op="run")
+        except BaseException:
+            for fd in (out_r, err_r) + ((in_r, in_w) if stdin is not None else ()):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        t_created = time.perf_counter_ns()
+        if stdin is not None:
+            os.close(in_r)
+            threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
+        stdout, stderr = _drain(out_r, err_r)
+        msg = self._wait_exit(cid, timeout)
+        t_end = time.perf_counter_ns()
+        rec = msg["exit"]
+        timings = dict(msg.get("timings") or state.get("timings") or {})
+        timings["client_create_ms"] = (t_created - t0) / 1e6
+        timings["total_ms"] = (t_end - t0) / 1e6
+        reports = dict(msg.get("reports") or {})
+        memory = dict(msg.get("memory") or {})
+        memory["max_rss_kb"] = rec.get("max_rss_kb", 0)
+        return RunResult(id=cid, exit_code=rec["exit_code"], stdout=stdout, stderr=stderr,
+                         oom_killed=rec.get("oom_killed", False), signal=rec.get("signal"),
+                         decision=state.get("decision") or {}, timings=timings, memory=memory, reports=reports)
+
+
+def _feed(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _drain(out_r: int, err_r: int) -> tuple[bytes, bytes]:
+    bufs: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    open_fds = {out_r, err_r}
+    with selectors.DefaultSelector() as sel:
+        for fd in open_fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while open_fds:
+            for key, _ in sel.select():
+                chunk = os.read(key.fd, 65536)  # type: ignore[arg-type]
+                if chunk:
+                    bufs[key.fd].append(chunk)  # type: ignore[index]
+                else:
+                    sel.unregister(key.fd)
+                    open_fds.discard(key.fd)  # type: ignore[arg-type]
+                    os.close(key.fd)  # type: ignore[arg-type]
+    return b"".join(bufs[out_r]), b"".join(bufs[err_r])
+
+
+if __name__ == "__main__":
+    sys.exit(serve_main())

@@ -1,0 +1,220 @@
+"""Shared test fixtures: bundles, an isolated runtime root and lab home, leak checks, and CI's no-skip rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OCI = str(ROOT / ".venv" / "bin" / "wasmlab-oci")
+IN_CI = os.environ.get("CI") == "true"
+
+HELLO_WAT = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8) "hello from wasm\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 8))
+    (i32.store (i32.const 4) (i32.const 16))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 24)))))
+"""
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a package or privilege is missing; in CI that is a failure instead."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def need_root() -> None:
+    need(os.geteuid() == 0, "needs root")
+
+
+def need_tool(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    need(path is not None, f"{name} is not installed (apt-get install it, or run `make test` as root)")
+    assert path is not None
+    return path
+
+
+def busybox() -> str:
+    return need_tool("busybox")
+
+
+def make_rootfs_busybox(rootfs: Path) -> None:
+    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox(), rootfs / "bin" / "busybox")
+    for cmd in ("sh", "echo", "cat", "ls", "sleep", "hostname", "id", "ps", "mount", "true", "false", "touch",
+                "grep", "wc", "head", "env", "pwd", "ulimit", "stat", "readlink", "test", "mkdir"):
+        link = rootfs / "bin" / cmd
+        if not link.exists():
+            link.symlink_to("busybox")
+    for d in ("proc", "sys", "dev", "tmp", "etc"):
+        (rootfs / d).mkdir(exist_ok=True)
+
+
+def minimal_config(args: list[str], *, namespaces: tuple[str, ...] = ("pid", "mount", "uts", "ipc"),
+                   mounts: bool = False, annotations: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    from wasmlab.runtime.spec.runtime import default_config
+
+    cfg = default_config(args)
+    cfg["process"]["terminal"] = False
+    cfg["root"]["readonly"] = False
+    cfg["linux"]["namespaces"] = [{"type": t} for t in namespaces]
+    if not mounts:
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] == "/proc"]
+        cfg["linux"]["maskedPaths"] = []
+        cfg["linux"]["readonlyPaths"] = []
+    if annotations:
+        cfg["annotations"] = annotations
+    cfg.update(extra)
+    return cfg
+
+
+def write_bundle(path: Path, cfg: dict[str, Any]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(cfg, indent=1))
+    return path
+
+
+@pytest.fixture
+def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("WASMLAB_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def state_root(tmp_path: Path) -> Path:
+    root = tmp_path / "state"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def busybox_bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "bb"
+    make_rootfs_busybox(bundle / "rootfs")
+    return write_bundle(bundle, minimal_config(["/bin/echo", "hello from busybox"]))
+
+
+def hello_wasm() -> bytes:
+    import wasmtime
+
+    return bytes(wasmtime.wat2wasm(HELLO_WAT))
+
+
+@pytest.fixture
+def wasm_bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "wasm"
+    (bundle / "rootfs").mkdir(parents=True)
+    (bundle / "rootfs" / "hello.wasm").write_bytes(hello_wasm())
+    return write_bundle(bundle, minimal_config(["/hello.wasm"], annotations={"module.wasm.image/variant": "compat"}))
+
+
+@pytest.fixture
+def runtime(state_root: Path, lab_home: Path) -> Iterator[Any]:
+    from wasmlab.runtime import Runtime
+
+    rt = Runtime(root=str(state_root))
+    yield rt
+    rt.close()
+
+
+def oci(*args: str, root: Path | None = None, cwd: Path | None = None, timeout: float = 60,
+        input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run wasmlab-oci. Output goes through files, not pipes: a created container keeps its stdio open."""
+    import tempfile
+
+    cmd = [OCI] + (["--root", str(root)] if root else []) + list(args)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=err, timeout=timeout, input=input,
+                              stdin=None if input else subprocess.DEVNULL)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read().decode(), err.read().decode())
+
+
+# -- leak checks -----------------------------------------------------------------------------------------------
+
+def _mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as fh:
+        return sorted(" ".join(line.split()[3:5]) for line in fh)
+
+
+def _cgroup_tree() -> set[str]:
+    out: set[str] = set()
+    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpu"):
+        for dirpath, _dirnames, _files in os.walk(base):
+            if "wasmlab" in dirpath:
+                out.add(dirpath)
+    return out
+
+
+def _children() -> set[int]:
+    """Processes whose parent is this test process or the zygotes/containers it started."""
+    procs: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    data = fh.read()
+                procs[int(name)] = int(data[data.rfind(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    mine = {os.getpid()}
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in procs.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                changed = True
+    mine.discard(os.getpid())
+    return {pid for pid in mine if not _is_zygote(pid)}
+
+
+def _is_zygote(pid: int) -> bool:
+    """The Runtime's long-lived helper is expected to stay; the containers it forks are not."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"wasmlab.runtime.zygote" in fh.read()
+    except OSError:
+        return False
+
+
+class LeakCheck:
+    def __init__(self) -> None:
+        self.mounts = _mounts()
+        self.cgroups = _cgroup_tree()
+        self.children = _children()
+
+    def assert_clean(self) -> None:
+        import time
+
+        deadline = time.monotonic() + 3
+        while True:
+            extra_children = _children() - self.children
+            if not extra_children or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert _mounts() == self.mounts, "mounts were left behind"
+        assert _cgroup_tree() <= self.cgroups, f"cgroups left behind: {_cgroup_tree() - self.cgroups}"
+        assert not extra_children, f"processes left behind: {extra_children}"
+
+
+@pytest.fixture
+def leaks() -> Iterator[LeakCheck]:
+    check = LeakCheck()
+    yield check

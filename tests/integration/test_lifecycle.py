@@ -1,0 +1,303 @@
+"""The OCI lifecycle through wasmlab-oci and the Runtime API: states, exit codes, locks, namespaces, cgroups."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    need_root()
+
+
+def _bundle(tmp_path: Path, args: list[str], name: str = "b", **kw: object) -> Path:
+    bundle = tmp_path / name
+    make_rootfs_busybox(bundle / "rootfs")
+    return write_bundle(bundle, minimal_config(args, **kw))  # type: ignore[arg-type]
+
+
+def test_cli_state_machine(tmp_path: Path, state_root: Path, leaks) -> None:
+    bundle = _bundle(tmp_path, ["/bin/sleep", "30"])
+    pidfile = tmp_path / "pid"
+    r = oci("create", "--bundle", str(bundle), "--pid-file", str(pidfile), "c1", root=state_root)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(oci("state", "c1", root=state_root).stdout)
+    assert st["status"] == "created"
+    assert st["ociVersion"].startswith("1.")
+    assert int(pidfile.read_text()) == st["pid"]
+    # created: the init waits for start, and has not exec'd yet
+    assert Path(f"/proc/{st['pid']}/exe").resolve().name.startswith("python")
+    assert oci("start", "c1", root=state_root).returncode == 0
+    st = json.loads(oci("state", "c1", root=state_root).stdout)
+    assert st["status"] == "running"
+    r = oci("delete", "c1", root=state_root)
+    assert r.returncode != 0 and "running" in r.stderr and "--force" in r.stderr
+    assert oci("kill", "c1", "KILL", root=state_root).returncode == 0
+    for _ in range(200):
+        if json.loads(oci("state", "c1", root=state_root).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.01)
+    assert json.loads(oci("state", "c1", root=state_root).stdout)["status"] == "stopped"
+    r = oci("kill", "c1", "TERM", root=state_root)
+    assert r.returncode != 0 and "stopped" in r.stderr
+    assert oci("delete", "c1", root=state_root).returncode == 0
+    assert oci("state", "c1", root=state_root).returncode != 0
+    # the init was our child: reap it so the leak check sees no zombie
+    try:
+        os.waitpid(st["pid"], os.WNOHANG)
+    except ChildProcessError:
+        pass
+    leaks.assert_clean()
+
+
+def test_cli_run_exit_code_and_list(tmp_path: Path, state_root: Path) -> None:
+    bundle = _bundle(tmp_path, ["/bin/sh", "-c", "echo out; echo err >&2; exit 7"])
+    r = oci("run", "--bundle", str(bundle), "r1", root=state_root)
+    assert r.returncode == 7
+    assert r.stdout == "out\n" and r.stderr == "err\n"
+    assert json.loads(oci("list", "--format", "json", root=state_root).stdout) == []
+
+
+def test_runtime_run_captures_output_and_timings(runtime, busybox_bundle: Path, leaks) -> None:
+    res = runtime.run("r1", str(busybox_bundle))
+    assert res.exit_code == 0
+    assert res.stdout == b"hello from busybox\n"
+    assert res.decision["handler"] == "native"
+    assert res.timings["create_ms"] > 0 and res.timings["total_ms"] >= res.timings["create_ms"]
+    assert res.memory["max_rss_kb"] > 0
+    assert runtime.list() == []
+    leaks.assert_clean()
+
+
+def test_namespaces_hostname_env_cwd_user(tmp_path: Path, runtime) -> None:
+    script = "hostname; id -u; id -g; id -G; pwd; echo $GREETING; echo $$; ls /proc/1/ns >/dev/null && echo ok"
+    cfg = minimal_config(["/bin/sh", "-c", script], hostname="inside")
+    cfg["process"]["env"] = ["PATH=/bin", "GREETING=hi there"]
+    cfg["process"]["cwd"] = "/tmp"
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("ns", str(bundle))
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.decode().split("\n")
+    assert lines[0] == "inside"
+    assert lines[1:3] == ["1000", "1000"]
+    assert set(lines[3].split()) == {"1000", "5", "6"}
+    assert lines[4:7] == ["/tmp", "hi there", "1"]
+    assert socket.gethostname() != "inside"
+
+
+def test_join_namespace_by_path(tmp_path: Path, runtime) -> None:
+    sandbox = _bundle(tmp_path, ["/bin/sleep", "30"], name="sandbox", namespaces=("pid", "mount", "uts", "ipc", "network"),
+                      hostname="podhost")
+    st = runtime.create("sandbox", str(sandbox))
+    runtime.start("sandbox")
+    pid = st["pid"]
+    cfg = minimal_config(["/bin/sh", "-c", "hostname; readlink /proc/self/ns/uts /proc/self/ns/net"])
+    cfg["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid"},
+                                  {"type": "uts", "path": f"/proc/{pid}/ns/uts"},
+                                  {"type": "network", "path": f"/proc/{pid}/ns/net"}]
+    side = tmp_path / "side"
+    make_rootfs_busybox(side / "rootfs")
+    write_bundle(side, cfg)
+    try:
+        res = runtime.run("side", str(side))
+        assert res.exit_code == 0, res.stderr
+        out = res.stdout.decode().split()
+        assert out[0] == "podhost"
+        assert out[1] == os.readlink(f"/proc/{pid}/ns/uts")
+        assert out[2] == os.readlink(f"/proc/{pid}/ns/net")
+        assert out[2] != os.readlink("/proc/self/ns/net")
+    finally:
+        runtime.delete("sandbox", force=True)
+
+
+def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
+    # busybox sh grows a string until the 16 MiB cgroup limit kills it.
+    script = "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done"
+    cfg = minimal_config(["/bin/sh", "-c", script])
+    cfg["linux"]["resources"] = {"memory": {"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024}}
+    cfg["linux"]["cgroupsPath"] = f"wasmlab-test/oom-{os.getpid()}"
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("oom", str(bundle), timeout=60)
+    assert res.exit_code == 137
+    assert res.oom_killed is True
+    assert not os.path.exists(f"/sys/fs/cgroup/memory/wasmlab-test/oom-{os.getpid()}")
+
+
+def test_pids_limit(tmp_path: Path, runtime) -> None:
+    cfg = minimal_config(["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait"])
+    cfg["linux"]["resources"] = {"pids": {"limit": 4}}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("pids", str(bundle), timeout=60)
+    assert b"can't fork" in res.stderr or b"Resource temporarily unavailable" in res.stderr, res.stderr
+
+
+def test_rlimits_caps_and_no_new_privs(tmp_path: Path, runtime) -> None:
+    cfg = minimal_config(["/bin/sh", "-c", "ulimit -n; grep -E 'CapEff|CapBnd|NoNewPrivs' /proc/self/status"])
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
+    cfg["process"]["capabilities"] = {k: ["CAP_KILL", "CAP_CHOWN"] for k in ("bounding", "effective", "permitted")}
+    cfg["process"]["noNewPrivileges"] = True
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("caps", str(bundle))
+    out = res.stdout.decode()
+    assert out.splitlines()[0] == "123"
+    assert "CapEff:\t0000000000000021" in out   # CAP_CHOWN (0) + CAP_KILL (5)
+    assert "CapBnd:\t0000000000000021" in out
+    assert "NoNewPrivs:\t1" in out
+
+
+def test_readonly_root_masked_and_readonly_paths(tmp_path: Path, runtime) -> None:
+    cfg = minimal_config(["/bin/sh", "-c", "touch /x 2>/dev/null || echo ro-root; cat /proc/kcore | wc -c; "
+                                           "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null || echo ro-sys"],
+                         mounts=True)
+    cfg["root"]["readonly"] = True
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("ro", str(bundle))
+    assert res.stdout.decode().split() == ["ro-root", "0", "ro-sys"], res.stderr
+
+
+def test_bind_mount_with_options(tmp_path: Path, runtime) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "in.txt").write_text("from host")
+    cfg = minimal_config(["/bin/sh", "-c", "cat /data/in.txt; touch /data/new 2>/dev/null || echo ro"])
+    cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(vol), "options": ["rbind", "ro"]})
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("bind", str(bundle))
+    assert res.stdout.decode().split("\n")[:2] == ["from host", "ro"]
+    assert not (vol / "new").exists()
+
+
+def test_hooks_get_state_on_stdin(tmp_path: Path, state_root: Path) -> None:
+    log = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$1 $(cat)\" >> {log}\n")
+    hook.chmod(0o755)
+    cfg = minimal_config(["/bin/true"])
+    cfg["hooks"] = {kind: [{"path": str(hook), "args": ["hook.sh", kind]}]
+                    for kind in ("prestart", "createRuntime", "poststart", "poststop")}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    assert oci("create", "-b", str(bundle), "h1", root=state_root).returncode == 0
+    assert oci("start", "h1", root=state_root).returncode == 0
+    time.sleep(0.2)
+    assert oci("delete", "--force", "h1", root=state_root).returncode == 0
+    lines = log.read_text().splitlines()
+    kinds = [ln.split(" ", 1)[0] for ln in lines]
+    assert kinds == ["prestart", "createRuntime", "poststart", "poststop"]
+    for ln in lines:
+        state = json.loads(ln.split(" ", 1)[1])
+        assert state["id"] == "h1" and state["bundle"] == str(bundle)
+
+
+def test_commands_on_one_container_are_serialized(tmp_path: Path, state_root: Path) -> None:
+    bundle = _bundle(tmp_path, ["/bin/sleep", "30"])
+    assert oci("create", "-b", str(bundle), "s1", root=state_root).returncode == 0
+    results: list[int] = []
+
+    def delete() -> None:
+        results.append(oci("delete", "--force", "s1", root=state_root).returncode)
+
+    threads = [threading.Thread(target=delete) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 3, 3, 3]  # one deletes; the others find nothing (exit 3: not found)
+
+
+def test_console_socket_receives_pty(tmp_path: Path, state_root: Path) -> None:
+    sock_path = tmp_path / "console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    cfg = minimal_config(["/bin/sh", "-c", "test -t 0 && test -t 1 && echo tty-ok"])
+    cfg["process"]["terminal"] = True
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    got: list[int] = []
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        got.extend(fds)
+        conn.close()
+
+    t = threading.Thread(target=accept)
+    t.start()
+    r = oci("create", "-b", str(bundle), "--console-socket", str(sock_path), "t1", root=state_root)
+    t.join(10)
+    assert r.returncode == 0, r.stderr
+    assert len(got) == 1
+    assert oci("start", "t1", root=state_root).returncode == 0
+    out = b""
+    deadline = time.monotonic() + 5
+    while b"tty-ok" not in out and time.monotonic() < deadline:
+        try:
+            out += os.read(got[0], 1024)
+        except OSError:
+            break
+    os.close(got[0])
+    oci("delete", "--force", "t1", root=state_root)
+    assert b"tty-ok" in out
+
+
+def test_kill_delivers_signal(tmp_path: Path, runtime) -> None:
+    bundle = _bundle(tmp_path, ["/bin/sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"])
+    runtime.create("k1", str(bundle))
+    runtime.start("k1")
+    time.sleep(0.3)
+    runtime.kill("k1", signal.SIGTERM)
+    rec = runtime.wait("k1", timeout=10)
+    assert rec.exit_code == 42
+    assert runtime.state("k1")["status"] == "stopped"
+    runtime.delete("k1")
+
+
+def test_events_are_published(runtime, busybox_bundle: Path) -> None:
+    events: list[dict] = []
+    unsubscribe = runtime.subscribe(events.append)
+    runtime.run("e1", str(busybox_bundle))
+    unsubscribe()
+    kinds = [e["event"] for e in events if e.get("id") == "e1"]
+    assert kinds[0] == "created" and kinds[-1] == "exit"
+
+
+def test_runtime_is_safe_from_threads(runtime, busybox_bundle: Path) -> None:
+    results: dict[int, bytes] = {}
+
+    def worker(i: int) -> None:
+        results[i] = runtime.run(f"t{i}", str(busybox_bundle)).stdout
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {i: b"hello from busybox\n" for i in range(8)}
