@@ -1,0 +1,730 @@
+"""The wasmer handler: WASI preview1 core modules run by wasmer-sdk, the container's files copied in and out.
+
+wasmer-sdk 0.5.0 (import name ``wasmer_sdk``) is asynchronous and sandbox-based: a ``Wasmer`` client loads
+packages, a sandbox holds in-memory files, and a command runs one package inside a sandbox. It has no
+host-directory preopens, no memory limit and no CPU-time limit, so this handler maps a container onto it:
+
+Files (the copy-in / copy-out mapping)
+    Before the run, every preopened directory tree of the container is read into memory, at most
+    ``copy_limit`` bytes (64 MiB, which the SDK then holds twice) and ``file_limit`` files (20000) in all;
+    past that, ``run`` raises a ``HandlerError``. Guest paths under /proc, /sys, /dev and /workspace are
+    skipped, as are special files, symbolic links to directories, dangling links and names that are not
+    UTF-8; a preopen's walk stops
+    where a longer preopen (a mount) begins, which is then walked for itself. The files reach the guest
+    twice:
+
+    * at their own guest paths (``/in.txt``, ``/data/x``), as files of the package. The guest reads them
+      where it expects them, but anything it writes there lives only for that run and is discarded: the
+      SDK cannot read that part of the guest's filesystem back. Empty directories are not reproduced.
+    * under ``/workspace`` (``/workspace/in.txt``, ``/workspace/data/x``), the sandbox's one persistent
+      directory (the SDK refuses files anywhere else), which so mirrors the container's whole tree. After
+      the guest exits, the handler lists and reads ``/workspace`` back through the sandbox filesystem API
+      and applies the differences to the container: new and modified files are written, files the guest
+      deleted are unlinked, new directories are created and emptied ones removed. A path belongs to the
+      preopen with the longest matching guest path; changes that belong to a read-only preopen are
+      dropped (counted in the report key ``writeback_dropped``).
+
+    So a guest that must change the container's files has to write below ``/workspace``. Modes, owners and
+    times are not copied; written-back files are created 0644. The writes happen after the guest exits, not
+    while it runs, and a failed write is reported on stderr without changing the exit status.
+
+Limits
+    ``memory_limit`` is not applied by the SDK (it has no such option); for this handler memory is
+    enforced only by the container's memory cgroup. ``cpu_time_ms`` is enforced like the wasmtime
+    handler does it, by an ``ITIMER_VIRTUAL`` on the process, which counts the engine's compile and run
+    threads; when it fires the guest is killed and the status is ``EXIT_CPU_LIMIT``.
+
+Other differences from the wasmtime handler
+    Components (layer 1) are refused: the SDK's command runner only takes core modules. The guest's
+    ``argv[0]`` is the basename of ``process.args[0]`` (letters, digits and ``-_.+`` only; others become
+    ``_``), because the SDK uses it as the command name. The guest's cwd is always ``/`` (as with
+    wasi-libc anywhere); the SDK's ``.`` preopen points at the ``/workspace`` copy of the container's cwd.
+    The environment reaches the guest in no particular order. Networking is disabled. The sandbox also
+    shows the SDK's own ``/bin``, ``/etc``, ``/tmp``, ``/usr`` and ``/dev``; the container's files
+    overlay them, and a container directory called ``/workspace`` is neither shown nor written.
+
+Engine
+    The client is created in the container's child process, never in the long-lived process (the SDK
+    starts Tokio threads, which would not survive a fork). It needs a writable cache folder: the
+    runtime's ``cache_dir_fd`` (subfolder ``wasmer-sdk-<version>``), else the folder opened by
+    ``prepare`` (``cache_folder`` or a private temporary one), reached as ``/proc/self/fd/N``. The report
+    key ``cache`` says ``compiled`` when the SDK added a compiled artifact during the run and ``disk``
+    when it did not (two containers compiling at once may see each other's artifacts), or ``none`` when
+    a throwaway folder in the container's /tmp had to be used. The SDK prints traps on the process's
+    stderr itself; the handler captures fd 2 during the run so the trap is reported once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import HandlerError, WasmModuleError
+from wasmlab.runtime.handlers.base import (
+    EXIT_BAD_MODULE,
+    EXIT_CPU_LIMIT,
+    EXIT_KILLED,
+    EXIT_TERMINATED,
+    EXIT_TRAP,
+    Preopen,
+    Workload,
+)
+
+WASM_MAGIC = b"\0asm"
+CORE_VERSION = b"\x01\x00\x00\x00"
+WORKSPACE = "/workspace"
+COPY_LIMIT = 64 << 20
+FILE_LIMIT = 20000
+SKIPPED_GUEST_PATHS = ("/proc", "/sys", "/dev", WORKSPACE)
+_COMMAND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+")
+_STOP_SIGNALS = (
+    (signal.SIGTERM, EXIT_TERMINATED),
+    (signal.SIGINT, 128 + signal.SIGINT),
+    (signal.SIGHUP, 128 + signal.SIGHUP),
+    (signal.SIGVTALRM, EXIT_CPU_LIMIT),
+)
+_MODULE_HINT = "rebuild the module for wasm32-wasi; `wasm-validate` shows where it breaks"
+
+
+@dataclass
+class Snapshot:
+    """The container's preopened files as read before the run, by guest path."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+    host: dict[str, str] = field(default_factory=dict)   # guest path -> host path, files and dirs
+    total: int = 0
+
+
+class WasmerHandler:
+    name = "wasmer"
+    aliases = ("wasmer-sdk",)
+    wasm = True
+
+    def __init__(self, cache_folder: str | None = None, copy_limit: int = COPY_LIMIT,
+                 file_limit: int = FILE_LIMIT) -> None:
+        self.cache_folder = cache_folder
+        self.copy_limit = copy_limit
+        self.file_limit = file_limit
+        self._sdk: Any = None
+        self._version: str | None = None
+        self._cache_fd: int | None = None
+
+    # -- in the long-lived process ------------------------------------------------------------------------
+
+    def available(self) -> str | None:
+        try:
+            import wasmer_sdk  # noqa: F401
+        except ImportError as exc:
+            return f"the wasmer-sdk package is not installed ({exc})"
+        except Exception as exc:  # the native library failed to load
+            return f"wasmer-sdk does not load here: {_first_line(exc)}"
+        return None
+
+    def version(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("wasmer-sdk")
+        except PackageNotFoundError:
+            return "unknown"
+
+    def prepare(self) -> None:
+        """Import the SDK and everything run() needs, and open the cache folder. Never starts the engine."""
+        if self._sdk is not None:
+            return
+        # run() drives the SDK with an event loop and must import nothing after pivot_root.
+        import asyncio.runners
+        import concurrent.futures
+
+        import wasmer_sdk
+        import wasmer_sdk._api
+        import wasmer_sdk._native
+
+        del asyncio, concurrent
+
+        self._sdk = wasmer_sdk
+        self._version = self.version()
+        self._open_cache_folder()
+
+    def _open_cache_folder(self) -> None:
+        folder = os.path.join(self.cache_folder, self._namespace()) if self.cache_folder else None
+        if folder is None:
+            import atexit
+            import shutil
+            import tempfile
+
+            folder = tempfile.mkdtemp(prefix="wasmlab-wasmer-sdk-")
+            owner = (os.getpid(), folder)
+
+            def _remove() -> None:
+                if os.getpid() == owner[0]:     # never from a forked container
+                    shutil.rmtree(owner[1], ignore_errors=True)
+
+            atexit.register(_remove)
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            self._cache_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self._cache_fd = None
+
+    def can_handle(self, workload: Workload) -> bool:
+        head = bytes(workload.head or b"")
+        return head[:4] == WASM_MAGIC and head[4:8] == CORE_VERSION
+
+    # -- inside the sandbox -------------------------------------------------------------------------------
+
+    def run(self, workload: Workload) -> int:
+        self.prepare()
+        import asyncio  # already imported by prepare()
+
+        t0 = time.perf_counter()
+        with open(workload.path, "rb") as fh:
+            data = fh.read()
+        if data[:4] != WASM_MAGIC:
+            raise WasmModuleError("the entrypoint is not a WebAssembly module (no \\0asm magic)",
+                                  _MODULE_HINT)
+        if data[4:8] != CORE_VERSION:
+            if data[6:8] == b"\x01\x00":
+                raise HandlerError("the wasmer handler cannot run WebAssembly components (WASI 0.2)",
+                                   "use the wasmtime handler, which runs components, "
+                                   "or build a wasm32-wasi module")
+            raise WasmModuleError(f"unsupported WebAssembly version {data[4:8].hex(' ')}", _MODULE_HINT)
+        snapshot = self.snapshot(workload.preopens)
+        workload.report("copy_in_ms", (time.perf_counter() - t0) * 1e3)
+        cache_root, cache_kind = self._cache_root(workload)
+        before = _artifacts(cache_root) if cache_kind != "none" else set()
+        try:
+            capture = _StderrCapture()
+            try:
+                with capture:
+                    status, message = asyncio.run(
+                        self._run(workload, data, snapshot, cache_root, capture.real_fd))
+            except BaseException:
+                capture.forward()
+                raise
+            if message is None:
+                capture.forward()
+            else:
+                _write_all(2, message.encode("utf-8", "replace"))
+        finally:
+            if cache_kind == "none":
+                _remove_tree(cache_root)
+        if cache_kind != "none":
+            cache_kind = "compiled" if _artifacts(cache_root) - before else "disk"
+        workload.report("cache", cache_kind)
+        workload.report("total_ms", (time.perf_counter() - t0) * 1e3)
+        return status
+
+    async def _run(self, workload: Workload, data: bytes, snapshot: Snapshot, cache_root: str,
+                   stdout_err_fd: int) -> tuple[int, str | None]:
+        """Run the command; the status and, for traps and link errors, the message for stderr."""
+        sdk = self._sdk
+        t = time.perf_counter()
+        try:
+            client = sdk.Wasmer(cache_root=cache_root)
+        except sdk.WasmerError as exc:
+            raise HandlerError(f"wasmer-sdk cannot start: {_first_line(exc)}",
+                               "the cache folder must be writable; check that /proc is mounted") from None
+        workload.report("engine_init_ms", (time.perf_counter() - t) * 1e3)
+        try:
+            t = time.perf_counter()
+            command = _command_name(workload.args[0] if workload.args else "")
+            try:
+                package = await client.packages.create(sdk.PackageDefinition(
+                    modules={"main": data},
+                    commands={command: sdk.PackageCommandDefinition(module="main")},
+                    entrypoint=command,
+                    files={g: body for g, body in snapshot.files.items()},
+                ))
+            except sdk.WasmerError as exc:
+                raise _module_error(exc) from None
+            workload.report("module_load_ms", (time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            mirror = {_workspace_path(g): body for g, body in snapshot.files.items()}
+            sandbox = await client.sandboxes.create(packages=[package], files=mirror)
+            try:
+                parents = {_parent(g) for g in snapshot.files}
+                for d in sorted(snapshot.dirs - parents - {"/"}):     # empty directories
+                    await sandbox.fs.mkdir(_workspace_path(d), recursive=True)
+                workload.report("sandbox_ms", (time.perf_counter() - t) * 1e3)
+                status, message = await self._command(workload, sandbox, package, stdout_err_fd)
+                t = time.perf_counter()
+                await self.write_back(sandbox, snapshot, workload)
+                workload.report("copy_out_ms", (time.perf_counter() - t) * 1e3)
+                return status, message
+            finally:
+                await _quietly(sandbox.close())
+        finally:
+            await _quietly(client.close())
+
+    async def _command(self, workload: Workload, sandbox: Any, package: Any,
+                       err_fd: int) -> tuple[int, str | None]:
+        import asyncio
+
+        sdk = self._sdk
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[int] = loop.create_future()
+        for sig, status in _STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, _stop, stopped, status)
+            except (ValueError, RuntimeError, OSError):   # not the main thread: leave signals alone
+                pass
+        env = dict(e.split("=", 1) for e in workload.env if "=" in e)
+        cwd = _workspace_path(workload.cwd)
+        stdin = "pipe" if _fd_open(0) else "closed"
+        t = time.perf_counter()
+        if workload.cpu_time_ms:
+            signal.setitimer(signal.ITIMER_VIRTUAL, workload.cpu_time_ms / 1000.0)
+        try:
+            try:
+                proc = await sandbox.command(package, workload.args[1:], cwd=cwd, env=env).spawn(
+                    stdin=stdin, stdout="pipe", stderr="pipe")
+            except sdk.WasmerError as exc:
+                return _execution_failure(exc)
+            if proc.stdin is not None:
+                threading.Thread(target=_feed_stdin, args=(loop, proc.stdin), name="wasmlab-wasmer-stdin",
+                                 daemon=True).start()
+            pumps = asyncio.gather(_pump(proc.stdout, 1), _pump(proc.stderr, err_fd))
+            waiting = asyncio.ensure_future(proc.wait())
+            await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                await _quietly(proc.kill())
+                await asyncio.wait({waiting}, timeout=2.0)
+                pumps.cancel()
+                if not waiting.done():
+                    waiting.cancel()
+                elif not waiting.cancelled():
+                    waiting.exception()     # retrieved: the kill made it fail or end
+                return stopped.result(), None
+            await _quietly(pumps)
+            try:
+                output = waiting.result()
+            except sdk.WasmerError as exc:
+                if stopped.done():
+                    return stopped.result(), None
+                return _execution_failure(exc)
+            if output.reason is sdk.ExitReason.TERMINATED:
+                return (stopped.result() if stopped.done() else EXIT_KILLED), None
+            return int(output.exit_code), None
+        finally:
+            if workload.cpu_time_ms:
+                signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+            workload.report("run_ms", (time.perf_counter() - t) * 1e3)
+            for sig, _status in _STOP_SIGNALS:
+                try:
+                    loop.remove_signal_handler(sig)
+                except (ValueError, RuntimeError, OSError):
+                    pass
+
+    # -- the copy-in / copy-out mapping --------------------------------------------------------------------
+
+    def snapshot(self, preopens: list[Preopen]) -> Snapshot:
+        """Read every preopened tree into memory (see the module docstring for what is skipped)."""
+        snap = Snapshot()
+        for pre in preopens:
+            guest = _normal(pre.guest)
+            if _skipped(guest) or not _owned_by(guest, preopens, pre):
+                continue
+            self._walk(pre, preopens, pre.path, guest, snap)
+        return snap
+
+    def _walk(self, pre: Preopen, preopens: list[Preopen], host: str, guest: str, snap: Snapshot) -> None:
+        snap.dirs.add(guest)
+        snap.host[guest] = host
+        try:
+            entries = sorted(os.scandir(host), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                entry.name.encode("utf-8")
+            except UnicodeEncodeError:
+                continue
+            child = _join(guest, entry.name)
+            if _skipped(child) or not _owned_by(child, preopens, pre):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    self._walk(pre, preopens, entry.path, child, snap)
+                    continue
+                if not entry.is_file(follow_symlinks=True):
+                    continue             # special files, dangling links, links to directories
+                size = entry.stat(follow_symlinks=True).st_size
+                if snap.total + size > self.copy_limit or len(snap.files) >= self.file_limit:
+                    raise HandlerError(
+                        f"the container's files are too large for the wasmer handler, which copies them "
+                        f"into memory: more than {self.copy_limit >> 20} MiB or {self.file_limit} files "
+                        f"(stopped at {child})",
+                        "use the wasmtime handler, or keep large data out of the container's root and mounts")
+                with open(entry.path, "rb") as fh:
+                    body = fh.read()
+            except OSError:
+                continue
+            snap.total += len(body)
+            snap.files[child] = body
+            snap.host[child] = entry.path
+
+    async def write_back(self, sandbox: Any, snap: Snapshot, workload: Workload) -> None:
+        """Apply the guest's changes under /workspace to the container's writable preopens."""
+        import asyncio
+
+        preopens = workload.preopens
+        if not preopens:
+            return
+        files: list[str] = []           # guest paths of the files now in /workspace
+        dirs: set[str] = {"/"}          # and of its directories
+        unlisted: list[str] = []        # directories that could not be listed: nothing under them is deleted
+        level = ["/"]
+        while level:
+            listings = await asyncio.gather(*(sandbox.fs.read_dir(_workspace_path(d)) for d in level),
+                                            return_exceptions=True)
+            nxt: list[str] = []
+            for parent, listing in zip(level, listings, strict=True):
+                if isinstance(listing, BaseException):
+                    unlisted.append(parent)
+                    continue
+                for entry in listing:
+                    guest = _join(parent, entry.name)
+                    if entry.kind == "directory":
+                        nxt.append(guest)
+                        dirs.add(guest)
+                    else:
+                        files.append(guest)
+            level = nxt
+        if "/" in unlisted:
+            _write_all(2, b"wasmlab: wasmer: cannot list /workspace after the run; "
+                          b"the guest's changes are lost\n")
+            return
+
+        def known(guest: str) -> bool:
+            return not any(_within(guest, u) for u in unlisted)
+
+        failures: list[str] = []
+        wanted = [g for g in files if self._writable(g, workload)]
+        dropped = len(files) - len(wanted)
+        bodies = await asyncio.gather(*(sandbox.fs.read(_workspace_path(g)) for g in wanted),
+                                      return_exceptions=True)
+        present = set(files)
+        # 1. files the guest deleted
+        deleted = (g for g in snap.files if g not in present and known(g) and self._writable(g, workload))
+        for guest in sorted(deleted):
+            try:
+                os.unlink(snap.host[guest])
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                failures.append(f"{snap.host[guest]}: {exc.strerror}")
+        # 2. directories the guest removed, deepest first (never a preopen's own root)
+        for guest in sorted((g for g in snap.dirs - dirs if known(g)), key=len, reverse=True):
+            owner = _owner(guest, preopens)
+            if owner is not None and not owner.readonly and guest != _normal(owner.guest):
+                try:
+                    os.rmdir(snap.host[guest])
+                except OSError:
+                    pass
+        # 3. directories the guest made
+        for guest in sorted(dirs - snap.dirs):
+            if not self._writable(guest, workload):
+                dropped += 1
+                continue
+            try:
+                os.makedirs(_host_path(guest, preopens), exist_ok=True)
+            except OSError as exc:
+                failures.append(f"{_host_path(guest, preopens)}: {exc.strerror}")
+        # 4. files the guest created or changed
+        for guest, body in zip(wanted, bodies, strict=True):
+            if isinstance(body, BaseException) or snap.files.get(guest) == body:
+                continue
+            host = snap.host.get(guest) or _host_path(guest, preopens)
+            try:
+                os.makedirs(os.path.dirname(host), exist_ok=True)
+                fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                try:
+                    _write_all(fd, body)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                failures.append(f"{host}: {exc.strerror}")
+        workload.report("writeback_dropped", dropped)
+        if failures:
+            shown = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
+            _write_all(2, f"wasmlab: wasmer: could not write back the guest's changes: {shown}\n".encode())
+
+    def _writable(self, guest: str, workload: Workload) -> bool:
+        owner = _owner(_normal(guest), workload.preopens)
+        return owner is not None and not owner.readonly and not _skipped(_normal(guest))
+
+    # -- the cache folder ----------------------------------------------------------------------------------
+
+    def _namespace(self) -> str:
+        return f"wasmer-sdk-{self._version or 'unknown'}"
+
+    def _cache_root(self, workload: Workload) -> tuple[str, str]:
+        """A writable folder for the SDK's caches, and 'shared' or 'none' (a throwaway folder)."""
+        candidates = []
+        if workload.cache_dir_fd is not None:
+            candidates.append((f"/proc/self/fd/{workload.cache_dir_fd}", self._namespace()))
+        if self._cache_fd is not None:
+            candidates.append((f"/proc/self/fd/{self._cache_fd}", ""))
+        for base, sub in candidates:
+            if os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
+                return (f"{base}/{sub}" if sub else base), "shared"
+        for tmp in ("/tmp", "/var/tmp", "/"):      # only folders that exist; removed after the run
+            path = os.path.join(tmp, f".wasmlab-wasmer-sdk-{os.getpid()}")
+            try:
+                os.mkdir(path, 0o700)
+                return path, "none"
+            except FileExistsError:
+                return path, "none"
+            except OSError:
+                continue
+        raise HandlerError("wasmer-sdk needs a writable cache folder and none is reachable in the container",
+                           "mount /proc in the container, or give the runtime a cache folder")
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+class _StderrCapture:
+    """Points fd 2 at a pipe during the run, so the SDK's own printing of a trap can be dropped."""
+
+    def __init__(self) -> None:
+        self.real_fd = 2
+        self.chunks: list[bytes] = []
+        self._read_fd = -1
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _StderrCapture:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            return self
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        self.real_fd, self._read_fd = saved, read_fd
+        self._thread = threading.Thread(target=self._drain, name="wasmlab-wasmer-stderr", daemon=True)
+        self._thread.start()
+        return self
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._read_fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.chunks.append(chunk)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.real_fd == 2:
+            return
+        sys.stderr.flush()
+        os.dup2(self.real_fd, 2)        # closes the pipe's last write end, so the drain ends
+        os.close(self.real_fd)
+        self.real_fd = 2
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        os.close(self._read_fd)
+
+    def forward(self) -> None:
+        """Pass on what the engine printed (warnings), when it was not a trap already reported."""
+        if self.chunks:
+            _write_all(2, b"".join(self.chunks))
+
+
+def _stop(stopped: Any, status: int) -> None:
+    if not stopped.done():
+        stopped.set_result(status)
+
+
+async def _pump(stream: Any, fd: int) -> None:
+    if stream is None:
+        return
+    broken = False
+    async for chunk in stream:
+        if not broken:
+            try:
+                _write_all(fd, chunk)
+            except OSError:
+                broken = True       # the reader went away: keep draining so the guest is not blocked
+
+
+def _feed_stdin(loop: Any, writer: Any) -> None:
+    """Copy fd 0 to the guest's stdin until EOF (a daemon thread: it may stay blocked after the run)."""
+    import asyncio
+    import concurrent.futures
+
+    def start(chunk: bytes, done: concurrent.futures.Future[None]) -> None:
+        # Runs on the loop, so no coroutine is ever created for a loop that has closed.
+        task = asyncio.ensure_future(writer.write(chunk) if chunk else writer.close())
+
+        def finished(t: asyncio.Future[None]) -> None:
+            if t.cancelled():
+                done.set_exception(RuntimeError("the run ended"))
+            elif t.exception() is not None:
+                done.set_exception(RuntimeError("the guest's stdin is closed"))
+            else:
+                done.set_result(None)
+
+        task.add_done_callback(finished)
+
+    while True:
+        try:
+            chunk = os.read(0, 65536)
+        except OSError:
+            chunk = b""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        try:
+            loop.call_soon_threadsafe(start, chunk, done)
+            done.result()
+        except BaseException:
+            return
+        if not chunk:
+            return
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        pass
+
+
+def _execution_failure(exc: Any) -> tuple[int, str]:
+    text = str(exc).strip()
+    text = text.removeprefix("command execution failed:").strip()
+    text = text.removeprefix("unable to spawn the command:").strip()
+    if "Failed to create the instance" in text or "unknown import" in text or "Error while importing" in text:
+        return EXIT_BAD_MODULE, (f"wasmlab: cannot link the module: {text}\n"
+                                 "hint: it imports functions the WASI preview1 host does not provide\n")
+    return EXIT_TRAP, f"wasmlab: wasm trap: {text}\n"
+
+
+def _module_error(exc: Any) -> WasmModuleError:
+    text = _first_line(exc)
+    marker = "in-memory module `main``:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+    if "_start" in text:
+        return WasmModuleError("the module has no _start function, so it is not a WASI command",
+                               "build it as a command (wasm32-wasi executable), not a library")
+    if "components are not supported" in text:
+        return WasmModuleError("the wasmer handler cannot run WebAssembly components (WASI 0.2)",
+                               "use the wasmtime handler, or build a wasm32-wasi module")
+    return WasmModuleError(f"invalid Wasm module: {text}", _MODULE_HINT)
+
+
+def _command_name(argv0: str) -> str:
+    base = argv0.rstrip("/").rsplit("/", 1)[-1]
+    name = "".join(c if c in _COMMAND_CHARS else "_" for c in base)
+    return name if name not in ("", ".", "..") else "main"
+
+
+def _normal(path: str) -> str:
+    parts = [p for p in path.split("/") if p and p != "."]
+    out: list[str] = []
+    for p in parts:
+        if p == "..":
+            if out:
+                out.pop()
+        else:
+            out.append(p)
+    return "/" + "/".join(out)
+
+
+def _join(guest: str, name: str) -> str:
+    return guest.rstrip("/") + "/" + name
+
+
+def _within(path: str, root: str) -> bool:
+    return root == "/" or path == root or path.startswith(root + "/")
+
+
+def _skipped(guest: str) -> bool:
+    return any(_within(guest, s) for s in SKIPPED_GUEST_PATHS)
+
+
+def _owner(guest: str, preopens: list[Preopen]) -> Preopen | None:
+    """The preopen a guest path belongs to: the one with the longest matching guest path."""
+    best: Preopen | None = None
+    best_len = -1
+    for pre in preopens:
+        root = _normal(pre.guest)
+        if _within(guest, root) and len(root) > best_len:
+            best, best_len = pre, len(root)
+    return best
+
+
+def _owned_by(guest: str, preopens: list[Preopen], pre: Preopen) -> bool:
+    return _owner(guest, preopens) is pre
+
+
+def _host_path(guest: str, preopens: list[Preopen]) -> str:
+    owner = _owner(guest, preopens)
+    assert owner is not None
+    root = _normal(owner.guest)
+    rel = guest[len(root):].lstrip("/") if root != "/" else guest.lstrip("/")
+    return os.path.join(owner.path, rel) if rel else owner.path
+
+
+def _parent(guest: str) -> str:
+    return guest.rsplit("/", 1)[0] or "/"
+
+
+def _workspace_path(guest: str) -> str:
+    guest = _normal(guest)
+    return WORKSPACE if guest == "/" else WORKSPACE + guest
+
+
+def _artifacts(root: str) -> set[str]:
+    found: set[str] = set()
+    for folder, _dirs, names in os.walk(os.path.join(root, "cache-v1", "compiled")):
+        found.update(os.path.join(folder, n) for n in names if not n.startswith("."))
+    return found
+
+
+def _remove_tree(path: str) -> None:
+    for folder, dirs, names in os.walk(path, topdown=False):
+        for n in names:
+            try:
+                os.unlink(os.path.join(folder, n))
+            except OSError:
+                pass
+        for d in dirs:
+            try:
+                os.rmdir(os.path.join(folder, d))
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _fd_open(fd: int) -> bool:
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISDIR(mode)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
