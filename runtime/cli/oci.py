@@ -11,6 +11,9 @@ from typing import Any
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2"
+# runc verbs that wasmlab-oci does not implement: callers (conmon, containerd's shim) get a one-line error
+# instead of a usage dump.
+UNSUPPORTED = ("exec", "pause", "resume", "update", "events", "checkpoint", "restore")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     ps.add_argument("id")
     ps.add_argument("ps_args", nargs=argparse.REMAINDER)
     sub.add_parser("features", help="print what this runtime supports, as JSON")
+    for verb in UNSUPPORTED:
+        sub.add_parser(verb, add_help=False, help="(a runc verb wasmlab-oci does not support yet)")
     sp = sub.add_parser("spec", help="write a default config.json")
     sp.add_argument("-b", "--bundle", default=".")
     sp.add_argument("--rootless", action="store_true")
@@ -166,7 +171,20 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    _containers(args).delete(args.id, force=args.force)
+    from wasmlab.runtime.errors import ContainerNotFound
+    from wasmlab.runtime.store.state import StateDir, check_id
+
+    check_id(args.id)
+    # runc: `delete --force` of a container that is already gone succeeds. containerd's shim calls it after
+    # every plain `delete`, conmon after a failed `create`; both log an error when it fails. Return before
+    # taking the container's lock, which would leave a .ID.lock file behind in the root.
+    if args.force and not os.path.isdir(StateDir(_root(args), args.id).path):
+        return 0
+    try:
+        _containers(args).delete(args.id, force=args.force)
+    except ContainerNotFound:
+        if not args.force:
+            raise
     return 0
 
 
@@ -264,9 +282,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_unsupported(args: argparse.Namespace) -> int:
+    from wasmlab.runtime.errors import UsageError
+
+    raise UsageError(f"`{args.verb}` is not supported by wasmlab-oci yet",
+                     "run the workload with `run` or `create` + `start`, or use runc for this container")
+
+
 COMMANDS = {"create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
             "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps, "features": cmd_features, "spec": cmd_spec,
-            "explain": cmd_explain}
+            "explain": cmd_explain, **{verb: cmd_unsupported for verb in UNSUPPORTED}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--version"], ["-v"]):
         print(f"wasmlab-oci version {VERSION}\nspec: {SPEC_VERSION}")
         return 0
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.verb not in UNSUPPORTED:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.version:
         print(f"wasmlab-oci version {VERSION}\nspec: {SPEC_VERSION}")
         return 0
