@@ -26,7 +26,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -65,7 +65,7 @@ def check_digest(digest: str) -> str:
     return digest[7:]
 
 
-def manifest_blobs(manifest: dict[str, Any]) -> list[Descriptor]:
+def manifest_blobs(manifest: Mapping[str, Any]) -> list[Descriptor]:
     """The config and layer descriptors a manifest references (subject excluded)."""
     out: list[Descriptor] = []
     config = manifest.get("config")
@@ -311,9 +311,9 @@ class ImageStore:
 
     def resolve(self, name_or_id: str) -> StoredImage:
         """Find an image by name (podman-style short names work), digest or ID prefix."""
-        return self._match(name_or_id)[0]
+        return self.match(name_or_id)[0]
 
-    def _match(self, name_or_id: str) -> tuple[StoredImage, str | None]:
+    def match(self, name_or_id: str) -> tuple[StoredImage, str | None]:
         """The image and the name that matched (None when matched by ID or digest)."""
         text = name_or_id.strip()
         images = self.images()
@@ -368,7 +368,7 @@ class ImageStore:
 
         Unreferenced blobs are then pruned if no writer is busy (else by a later prune).
         """
-        image, wanted = self._match(name_or_id)
+        image, wanted = self.match(name_or_id)
         drop_all = wanted is None
         self.init()
         with Lock(self._index_lock):
