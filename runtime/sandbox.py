@@ -233,6 +233,8 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             after_ns()
         _enter_namespaces(p, chan)
         mark("namespaces")
+        # Without a devpts of its own the container has no /dev/ptmx: take the pty from the host side now.
+        early_pty = pty.openpty() if p.terminal and not any(m.fstype == "devpts" for m in p.mounts) else None
         _build_root(p, state)
         mark("rootfs")
         if p.hostname is not None:
@@ -246,7 +248,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         proc.apply_rlimits(p.creds)
         proc.apply_oom_score(p.creds)
         if p.terminal:
-            _attach_console(console_fd)
+            _attach_console(console_fd, early_pty)
         elif console_fd is not None:
             os.close(console_fd)
         try:
@@ -387,11 +389,11 @@ def _decide(p: Plan, handlers: dict[str, Handler], default_engine: str) -> tuple
     return decision, workload
 
 
-def _attach_console(console_fd: int | None) -> None:
+def _attach_console(console_fd: int | None, early: tuple[int, int] | None) -> None:
     if console_fd is None:
         raise SetupError("terminal is true but no --console-socket was given",
                          "pass --console-socket, or set process.terminal to false")
-    master, slave = pty.openpty()
+    master, slave = early or pty.openpty()
     sock = socket.socket(fileno=console_fd)
     socket.send_fds(sock, [b"console"], [master])
     sock.close()

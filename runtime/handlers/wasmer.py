@@ -119,13 +119,15 @@ class WasmerHandler:
     # -- in the long-lived process ------------------------------------------------------------------------
 
     def available(self) -> str | None:
+        # find_spec, not import: loading the SDK adds ~40 MB to the process that forks containers,
+        # so it is imported only by prepare(), when a container may use this engine.
+        import importlib.util
+
         try:
-            import wasmer_sdk  # noqa: F401
-        except ImportError as exc:
-            return f"the wasmer-sdk package is not installed ({exc})"
-        except Exception as exc:  # the native library failed to load
+            found = importlib.util.find_spec("wasmer_sdk") is not None
+        except (ImportError, ValueError) as exc:
             return f"wasmer-sdk does not load here: {_first_line(exc)}"
-        return None
+        return None if found else "the wasmer-sdk package is not installed (pip install wasmer-sdk)"
 
     def version(self) -> str:
         from importlib.metadata import PackageNotFoundError, version

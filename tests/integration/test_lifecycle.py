@@ -106,7 +106,8 @@ def test_join_namespace_by_path(tmp_path: Path, runtime) -> None:
     st = runtime.create("sandbox", str(sandbox))
     runtime.start("sandbox")
     pid = st["pid"]
-    cfg = minimal_config(["/bin/sh", "-c", "hostname; readlink /proc/self/ns/uts /proc/self/ns/net"])
+    cfg = minimal_config(["/bin/sh", "-c", "hostname; readlink /proc/self/ns/uts; readlink /proc/self/ns/net"])
+    del cfg["hostname"]
     cfg["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid"},
                                   {"type": "uts", "path": f"/proc/{pid}/ns/uts"},
                                   {"type": "network", "path": f"/proc/{pid}/ns/net"}]
@@ -181,7 +182,7 @@ def test_readonly_root_masked_and_readonly_paths(tmp_path: Path, runtime) -> Non
 def test_bind_mount_with_options(tmp_path: Path, runtime) -> None:
     vol = tmp_path / "vol"
     vol.mkdir()
-    (vol / "in.txt").write_text("from host")
+    (vol / "in.txt").write_text("from host\n")
     cfg = minimal_config(["/bin/sh", "-c", "cat /data/in.txt; touch /data/new 2>/dev/null || echo ro"])
     cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(vol), "options": ["rbind", "ro"]})
     bundle = tmp_path / "b"
@@ -221,7 +222,7 @@ def test_commands_on_one_container_are_serialized(tmp_path: Path, state_root: Pa
     results: list[int] = []
 
     def delete() -> None:
-        results.append(oci("delete", "--force", "s1", root=state_root).returncode)
+        results.append(oci("delete", "s1", root=state_root).returncode)
 
     threads = [threading.Thread(target=delete) for _ in range(4)]
     for t in threads:
