@@ -324,7 +324,11 @@ class ImageStore:
             ref = parse(text)
         except ImageError:
             ref = None
-        if ref is not None:
+        if ref is not None and ref.digest:
+            for img in images:
+                if img.digest == ref.digest:
+                    return img, None
+        if ref is not None and not ref.digest:
             wanted = str(ref)
             for img in images:
                 if wanted in img.names:
