@@ -1,0 +1,220 @@
+"""The Images service: one facade over build, store, archives, registries and unpacking.
+
+Every method returns plain dataclasses (``dataclasses.asdict`` gives JSON-ready data), so
+the CLI, the TUI and the notebook widgets render the same results.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wasmlab.runtime.errors import WasmlabError
+from wasmlab.runtime.images import archive, registry
+from wasmlab.runtime.images.archive import LoadResult, SaveResult
+from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
+from wasmlab.runtime.images.build import build as build_image
+from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
+from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, unpack_bundle
+from wasmlab.runtime.store import media
+from wasmlab.runtime.store.home import images_root, lab_home
+from wasmlab.runtime.store.layout import ImageStore, PruneReport, StoredImage
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """One row of ``wasmlab images``."""
+
+    name: str | None
+    names: list[str]
+    id: str
+    digest: str
+    created: str
+    size: int
+    os: str
+    architecture: str
+    wasm: bool
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    digest: str
+    media_type: str
+    size: int
+    diff_id: str
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    """What ``wasmlab inspect`` shows: the summary plus the manifest, the config and the layers."""
+
+    summary: ImageSummary
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+    layers: list[LayerInfo]
+    command: list[str]
+    env: list[str]
+    workdir: str
+    user: str
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    untagged: list[str]
+    deleted: str | None
+    reclaimed: int
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    images: list[str]
+    blobs: int
+    reclaimed: int
+
+
+def is_wasm(manifest: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    """A Wasm image: the compat annotation, or the wasm architecture / wasi OS in the config."""
+    annotations = manifest.get("annotations") or {}
+    return (annotations.get(media.WASM_VARIANT) == media.WASM_VARIANT_COMPAT
+            or config.get("architecture") == "wasm"
+            or str(config.get("os", "")).startswith("wasi"))
+
+
+class Images:
+    """The image service for one lab home (default: :func:`lab_home`)."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = Path(home) if home is not None else lab_home()
+        self.store = ImageStore(images_root(self.home))
+
+    # -- building -----------------------------------------------------------------------
+
+    def build(self, context_dir: str | os.PathLike[str], containerfile: str | os.PathLike[str] | None = None,
+              *, tag: str | None = None, annotations: Mapping[str, str] | Sequence[str] | None = None,
+              labels: Mapping[str, str] | Sequence[str] | None = None, platform: str | None = None,
+              build_args: Mapping[str, str] | Sequence[str] | None = None,
+              progress: BuildProgress | None = None, run_step: RunStep | None = None,
+              target: str | None = None, compression: str = "none",
+              timestamp: int | None = None) -> BuildResult:
+        """Build an image (see :func:`wasmlab.runtime.images.build.build`)."""
+        return build_image(context_dir, containerfile, tag=tag, annotations=annotations, labels=labels,
+                           platform=platform, build_args=build_args, progress=progress, run_step=run_step,
+                           store=self.store, target=target, compression=compression, timestamp=timestamp)
+
+    # -- the store ----------------------------------------------------------------------
+
+    def _summary(self, image: StoredImage) -> ImageSummary:
+        manifest = self.store.manifest(image)
+        config = self.store.config(manifest)
+        parts = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+        size = image.size + sum(int(d.get("size", 0)) for d in parts)
+        return ImageSummary(
+            name=image.name, names=list(image.names), id=str(manifest["config"]["digest"]),
+            digest=image.digest,
+            created=str(config.get("created", "")), size=size, os=str(config.get("os", "")),
+            architecture=str(config.get("architecture", "")), wasm=is_wasm(manifest, config),
+            annotations={str(k): str(v) for k, v in (manifest.get("annotations") or {}).items()},
+            labels={str(k): str(v) for k, v in ((config.get("config") or {}).get("Labels") or {}).items()})
+
+    def list(self, *, all: bool = False) -> builtins.list[ImageSummary]:
+        """Images with a name (``all=True`` adds dangling ones), newest first."""
+        rows = [self._summary(img) for img in self.store.images() if all or img.names]
+        return sorted(rows, key=lambda r: r.created, reverse=True)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.store.resolve(name)
+        except WasmlabError:
+            return False
+        return True
+
+    def inspect(self, name: str) -> ImageDetails:
+        image = self.store.resolve(name)
+        manifest = self.store.manifest(image)
+        config = self.store.config(manifest)
+        section = config.get("config") or {}
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        layers = [LayerInfo(str(d["digest"]), str(d.get("mediaType", "")), int(d.get("size", 0)),
+                            diff_ids[i] if i < len(diff_ids) else "")
+                  for i, d in enumerate(manifest.get("layers") or [])]
+        return ImageDetails(self._summary(image), manifest, config, layers,
+                            list(section.get("Entrypoint") or []) + list(section.get("Cmd") or []),
+                            list(section.get("Env") or []), str(section.get("WorkingDir") or "/"),
+                            str(section.get("User") or ""))
+
+    def tag(self, source: str, target: str) -> ImageSummary:
+        """Add the name TARGET to image SOURCE."""
+        self.store.tag(source, target)
+        return self._summary(self.store.resolve(target))
+
+    def remove(self, name: str) -> RemoveResult:
+        """Remove a name (the image goes with its last name); by ID, remove the image and all its names."""
+        before = self.store.resolve(name)
+        report_before = self._blob_bytes()
+        self.store.untag(name)
+        remaining = [img for img in self.store.images() if img.digest == before.digest]
+        removed_names = [n for n in before.names if not remaining or n not in remaining[0].names]
+        return RemoveResult(removed_names, None if remaining else before.digest,
+                            max(0, report_before - self._blob_bytes()))
+
+    def _blob_bytes(self) -> int:
+        if not self.store.blobs_dir.is_dir():
+            return 0
+        return sum(e.stat().st_size for e in os.scandir(self.store.blobs_dir) if e.is_file())
+
+    def prune(self, *, dangling: bool = True) -> PruneResult:
+        """Remove dangling images (if DANGLING) and every unreferenced blob."""
+        report: PruneReport = self.store.prune(dangling=dangling)
+        return PruneResult(report.images, len(report.blobs), report.bytes)
+
+    # -- moving images ------------------------------------------------------------------
+
+    def save(self, names: str | Sequence[str], path: str | os.PathLike[str], *,
+             format: str = "oci-archive") -> SaveResult:
+        """``podman save``: write images to an oci-archive (default), docker-archive or oci-dir."""
+        wanted = [names] if isinstance(names, str) else list(names)
+        return archive.save(self.store, wanted, path, format=format)
+
+    def load(self, path: str | os.PathLike[str], *, name: str | None = None) -> LoadResult:
+        """``podman load``: read an oci-archive, docker-archive, OCI layout or Wasm artifact."""
+        return archive.load(self.store, path, name=name)
+
+    def export_wasm(self, name: str, path: str | os.PathLike[str]) -> SaveResult:
+        """Write a compat image's module as a CNCF Wasm OCI artifact (layout dir, or .tar archive)."""
+        return archive.export_wasm_artifact(self.store, name, path)
+
+    def import_wasm(self, path: str | os.PathLike[str], name: str | None = None) -> LoadResult:
+        """Load a Wasm OCI artifact as a runnable compat image."""
+        return archive.import_wasm_artifact(self.store, path, name)
+
+    def push(self, name: str, dest: str | None = None, *, tls_verify: bool = True,
+             credentials: tuple[str, str] | None = None,
+             progress: TransferProgress | None = None) -> PushResult:
+        return registry.push(self.store, name, dest, tls_verify=tls_verify, credentials=credentials,
+                             progress=progress)
+
+    def pull(self, ref: str, *, tls_verify: bool = True, credentials: tuple[str, str] | None = None,
+             platform: tuple[str, str] | None = None,
+             progress: TransferProgress | None = None) -> PullResult:
+        return registry.pull(self.store, ref, tls_verify=tls_verify, credentials=credentials,
+                             platform=platform, progress=progress)
+
+    # -- running ------------------------------------------------------------------------
+
+    def unpack(self, name: str, bundle_dir: str | os.PathLike[str], args: Sequence[str] | None = None,
+               env: Sequence[str] | Mapping[str, str] | None = None,
+               annotations: Mapping[str, str] | None = None, *, entrypoint: Sequence[str] | None = None,
+               readonly: bool = False, limits: ExtractLimits | None = None) -> UnpackResult:
+        """Make an OCI bundle (``rootfs/`` + ``config.json``) from an image, ready for the runtime."""
+        return unpack_bundle(self.store, name, bundle_dir, args=args, entrypoint=entrypoint, env=env,
+                             annotations=annotations, readonly=readonly, limits=limits)
