@@ -216,6 +216,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
                    state: dict[str, Any], t_fork: int, after_ns: Any = None) -> int:
     """Runs in the forked child (pid 1 of the container when it has a pid namespace). Never returns normally."""
     timings: dict[str, float] = {}
+    started = False
 
     def mark(name: str) -> None:
         timings[name] = (time.perf_counter_ns() - t_fork) / 1e6
@@ -268,6 +269,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             except InterruptedError:
                 continue
         os.close(start_fd)
+        started = True
         mark("started")
         if p.hooks.get("startContainer"):
             state = dict(state, status="running", pid=os.getpid())
@@ -293,12 +295,14 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         _flush()
         os._exit(code & 0xFF)
     except WasmlabError as exc:
-        _fail(chan, exc)
+        _fail(chan, exc, started=started)
     except OSError as exc:
         _fail(chan, SetupError(f"container setup failed: {exc.strerror or exc}"
-                               + (f" ({exc.filename})" if exc.filename else ""), "see the bundle's config.json"))
+                               + (f" ({exc.filename})" if exc.filename else ""), "see the bundle's config.json"),
+              started=started)
     except BaseException as exc:  # noqa: BLE001 - a child must never unwind into the parent's code
-        _fail(chan, SetupError(f"container setup failed: {type(exc).__name__}: {exc}", "this is a wasmlab bug"))
+        _fail(chan, SetupError(f"container setup failed: {type(exc).__name__}: {exc}", "this is a wasmlab bug"),
+              started=started)
     return 1
 
 
@@ -314,13 +318,15 @@ def _flush() -> None:
             pass
 
 
-def _fail(chan: Channel, exc: WasmlabError) -> None:
-    if not chan.send({"t": "error", "error": exc.as_dict()}):
+def _fail(chan: Channel, exc: WasmlabError, *, started: bool = False) -> None:
+    """Report a failure and exit. After start the container's stderr is where its user looks, so write it there too."""
+    sent = chan.send({"t": "error", "error": exc.as_dict()})
+    if started or not sent:
         try:
             os.write(2, f"wasmlab: {exc.one_line()}\n".encode())
         except OSError:
             pass
-    os._exit(exc.exit_code if 0 < exc.exit_code < 126 else 1)
+    os._exit(exc.exit_code if 0 < exc.exit_code < 256 else 1)
 
 
 def _enter_namespaces(p: Plan, chan: Channel) -> None:

@@ -6,13 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-# Exit statuses a Wasm container reports when the guest does not exit by itself.
-EXIT_TRAP = 134          # the guest trapped (like SIGABRT): message and backtrace on stderr
-EXIT_KILLED = 137        # SIGKILL, or the memory cgroup killed it
-EXIT_TERMINATED = 143    # SIGTERM interrupted the guest
-EXIT_CPU_LIMIT = 152     # wasmlab.io/cpu-time-ms ran out (like SIGXCPU)
-EXIT_BAD_MODULE = 126    # the module is invalid, truncated, or cannot be linked
-EXIT_NO_ENTRYPOINT = 127  # the entrypoint does not exist
+# Exit statuses a Wasm container reports when the guest does not exit by itself (docs/handlers.md).
+EXIT_INVALID_MODULE = 121  # not a valid module: truncated, corrupt, or an unsupported version
+EXIT_BAD_WAT = 122         # .wat text that does not parse
+EXIT_BAD_MODULE = 123      # the module imports functions the host does not provide
+EXIT_NO_START = 124        # no _start export: a library, not a WASI command
+EXIT_NO_ENTRYPOINT = 127   # the entrypoint does not exist
+EXIT_TRAP = 134            # the guest trapped (like SIGABRT): the message is on stderr
+EXIT_MEMORY_LIMIT = 135    # the module needs more linear memory than linux.resources.memory.limit
+EXIT_KILLED = 137          # SIGKILL, or the memory cgroup killed it
+EXIT_TERMINATED = 143      # SIGTERM interrupted the guest
+EXIT_CPU_LIMIT = 152       # wasmlab.io/cpu-time-ms ran out (like SIGXCPU)
 
 
 @dataclass(frozen=True)

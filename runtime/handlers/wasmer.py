@@ -66,9 +66,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import HandlerError, WasmModuleError
+from wasmlab.runtime.handlers.detect import classify
 from wasmlab.runtime.handlers.base import (
     EXIT_BAD_MODULE,
+    EXIT_BAD_WAT,
     EXIT_CPU_LIMIT,
+    EXIT_INVALID_MODULE,
+    EXIT_NO_START,
     EXIT_KILLED,
     EXIT_TERMINATED,
     EXIT_TRAP,
@@ -189,15 +193,18 @@ class WasmerHandler:
         t0 = time.perf_counter()
         with open(workload.path, "rb") as fh:
             data = fh.read()
+        if classify(data[:64]) == "wat":
+            data = _wat_to_wasm(data)
         if data[:4] != WASM_MAGIC:
             raise WasmModuleError("the entrypoint is not a WebAssembly module (no \\0asm magic)",
-                                  _MODULE_HINT)
+                                  _MODULE_HINT, exit_code=EXIT_INVALID_MODULE)
         if data[4:8] != CORE_VERSION:
             if data[6:8] == b"\x01\x00":
                 raise HandlerError("the wasmer handler cannot run WebAssembly components (WASI 0.2)",
                                    "use the wasmtime handler, which runs components, "
                                    "or build a wasm32-wasi module")
-            raise WasmModuleError(f"unsupported WebAssembly version {data[4:8].hex(' ')}", _MODULE_HINT)
+            raise WasmModuleError(f"unsupported WebAssembly version {data[4:8].hex(' ')}", _MODULE_HINT,
+                                  exit_code=EXIT_INVALID_MODULE)
         snapshot = self.snapshot(workload.preopens)
         workload.report("copy_in_ms", (time.perf_counter() - t0) * 1e3)
         cache_root, cache_kind = self._cache_root(workload)
@@ -606,9 +613,20 @@ def _execution_failure(exc: Any) -> tuple[int, str]:
     text = text.removeprefix("command execution failed:").strip()
     text = text.removeprefix("unable to spawn the command:").strip()
     if "Failed to create the instance" in text or "unknown import" in text or "Error while importing" in text:
-        return EXIT_BAD_MODULE, (f"wasmlab: cannot link the module: {text}\n"
-                                 "hint: it imports functions the WASI preview1 host does not provide\n")
+        return EXIT_BAD_MODULE, (f"wasmlab: cannot link the module: {text} "
+                                 "(hint: it imports functions the WASI preview1 host does not provide)\n")
     return EXIT_TRAP, f"wasmlab: wasm trap: {text}\n"
+
+
+def _wat_to_wasm(data: bytes) -> bytes:
+    """WebAssembly text, assembled with wasmtime's assembler (the SDK only takes binaries)."""
+    import wasmtime
+
+    try:
+        return bytes(wasmtime.wat2wasm(data.decode("utf-8", "replace")))
+    except wasmtime.WasmtimeError as exc:
+        raise WasmModuleError(f"the .wat text does not parse: {_first_line(exc)}",
+                              "check the WebAssembly text syntax", exit_code=EXIT_BAD_WAT) from None
 
 
 def _module_error(exc: Any) -> WasmModuleError:
@@ -618,11 +636,12 @@ def _module_error(exc: Any) -> WasmModuleError:
         text = text.split(marker, 1)[1].strip()
     if "_start" in text:
         return WasmModuleError("the module has no _start function, so it is not a WASI command",
-                               "build it as a command (wasm32-wasi executable), not a library")
+                               "build it as a command (wasm32-wasi executable), not a library",
+                               exit_code=EXIT_NO_START)
     if "components are not supported" in text:
         return WasmModuleError("the wasmer handler cannot run WebAssembly components (WASI 0.2)",
                                "use the wasmtime handler, or build a wasm32-wasi module")
-    return WasmModuleError(f"invalid Wasm module: {text}", _MODULE_HINT)
+    return WasmModuleError(f"invalid Wasm module: {text}", _MODULE_HINT, exit_code=EXIT_INVALID_MODULE)
 
 
 def _command_name(argv0: str) -> str:

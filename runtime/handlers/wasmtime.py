@@ -13,7 +13,11 @@ from typing import Any
 from wasmlab.runtime.errors import WasmModuleError
 from wasmlab.runtime.handlers.base import (
     EXIT_BAD_MODULE,
+    EXIT_BAD_WAT,
     EXIT_CPU_LIMIT,
+    EXIT_INVALID_MODULE,
+    EXIT_MEMORY_LIMIT,
+    EXIT_NO_START,
     EXIT_TERMINATED,
     EXIT_TRAP,
     Workload,
@@ -128,7 +132,8 @@ class WasmtimeHandler:
                                   lambda b: wt.Module.deserialize(self._engine, b))
         except wt.WasmtimeError as exc:
             raise WasmModuleError(f"invalid Wasm module: {_first_line(exc)}",
-                                  "rebuild the module for wasm32-wasi; `wasm-validate` shows where it breaks") from None
+                                  "rebuild the module for wasm32-wasi; `wasm-validate` shows where it breaks",
+                                  exit_code=EXIT_INVALID_MODULE) from None
 
     def run(self, workload: Workload) -> int:
         self.prepare()
@@ -142,7 +147,7 @@ class WasmtimeHandler:
                 data = wt.wat2wasm(data.decode("utf-8", "replace"))
             except wt.WasmtimeError as exc:
                 raise WasmModuleError(f"the .wat text does not parse: {_first_line(exc)}",
-                                      "check the WebAssembly text syntax") from None
+                                      "check the WebAssembly text syntax", exit_code=EXIT_BAD_WAT) from None
             kind = classify(data[:8])
         if kind == "component":
             return self._run_component(workload, data, t0)
@@ -167,7 +172,8 @@ class WasmtimeHandler:
         start = instance.exports(store).get("_start")
         if start is None:
             raise WasmModuleError("the module has no _start function, so it is not a WASI command",
-                                  "build it as a command (wasm32-wasi executable), not a library")
+                                  "build it as a command (wasm32-wasi executable), not a library",
+                                  exit_code=EXIT_NO_START)
         workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
         try:
             start(store)
@@ -194,11 +200,11 @@ class WasmtimeHandler:
         msg = _first_line(exc)
         if "memory" in msg and ("limit" in msg or "minimum" in msg):
             limit = workload.memory_limit or 0
-            sys.stderr.write(f"wasmlab: the module asks for more memory than the container's limit "
-                             f"({limit // (1 << 20)} MiB): {msg}\n")
+            sys.stderr.write(f"wasmlab: the module needs more memory than the container's limit "
+                             f"({limit // (1 << 20)} MiB): {msg} (hint: raise linux.resources.memory.limit)\n")
             return EXIT_MEMORY_LIMIT
-        sys.stderr.write(f"wasmlab: cannot link the module: {msg}\n"
-                         "hint: it imports functions the WASI preview1 host does not provide\n")
+        sys.stderr.write(f"wasmlab: cannot link the module: {msg} "
+                         "(hint: it imports functions the WASI preview1 host does not provide)\n")
         return EXIT_BAD_MODULE
 
     def _trap(self, exc: Exception, interrupt: Interrupt) -> int:
@@ -214,7 +220,8 @@ class WasmtimeHandler:
         try:
             component = comp.Component(self._engine, data)
         except wt.WasmtimeError as exc:
-            raise WasmModuleError(f"invalid Wasm component: {_first_line(exc)}", "rebuild it for wasm32-wasip2") from None
+            raise WasmModuleError(f"invalid Wasm component: {_first_line(exc)}", "rebuild it for wasm32-wasip2",
+                                  exit_code=EXIT_INVALID_MODULE) from None
         workload.report("cache", "none")
         store = wt.Store(self._engine)
         store.set_epoch_deadline(1)
