@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-WASMLAB_OCI = str(ROOT / ".venv" / "bin" / "wasmlab-oci")
+# WASMLAB_OCI_BINARY points the proofs at another build of the runtime (a wrapper script is fine).
+WASMLAB_OCI = os.environ.get("WASMLAB_OCI_BINARY") or str(ROOT / ".venv" / "bin" / "wasmlab-oci")
 IN_CI = os.environ.get("CI") == "true"
 
 BUSYBOX_IMAGE = "localhost/dropin-busybox:latest"
@@ -52,12 +54,20 @@ def need_tools(*names: str) -> None:
     need(os.access(WASMLAB_OCI, os.X_OK), f"{WASMLAB_OCI} is missing (run `make setup`)")
 
 
-def sh(cmd: list[str], *, timeout: float = 120, input: str | None = None,
-       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a command with a timeout, capturing text output; a timeout becomes a test failure with the command."""
+def sh(
+    cmd: list[str], *, timeout: float = 120, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command with a timeout, capturing text; a timeout fails the test and names the command."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL, env=env)
+        return subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            env=env,
+        )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
@@ -67,8 +77,10 @@ def sh(cmd: list[str], *, timeout: float = 120, input: str | None = None,
 def explain(proc: subprocess.CompletedProcess[str], extra: str = "") -> str:
     """The text an assertion prints: the command, its exit code and both streams (and any extra context)."""
     args = proc.args if isinstance(proc.args, list) else [str(proc.args)]
-    text = (f"\n$ {shlex.join(str(a) for a in args)}\nexit code: {proc.returncode}\n"
-            f"stdout: {proc.stdout!r}\nstderr: {proc.stderr}")
+    text = (
+        f"\n$ {shlex.join(str(a) for a in args)}\nexit code: {proc.returncode}\n"
+        f"stdout: {proc.stdout!r}\nstderr: {proc.stderr}"
+    )
     return text + (f"\n{extra}" if extra else "")
 
 
@@ -77,25 +89,43 @@ def ok(proc: subprocess.CompletedProcess[str], extra: str = "") -> subprocess.Co
     return proc
 
 
-# -- images ----------------------------------------------------------------------------------------------------
+# -- images ------------------------------------------------------------------------------------------
 
 
 @dataclass
 class Store:
-    """An isolated containers/storage (vfs) shared by buildah and podman, plus OCI archives of the test images."""
+    """An isolated containers/storage (vfs) shared by buildah and podman, plus OCI archives of the images."""
 
     base: Path
 
     @property
     def storage(self) -> list[str]:
-        return ["--root", str(self.base / "root"), "--runroot", str(self.base / "runroot"), "--storage-driver", "vfs"]
+        return [
+            "--root",
+            str(self.base / "root"),
+            "--runroot",
+            str(self.base / "runroot"),
+            "--storage-driver",
+            "vfs",
+        ]
 
     def buildah(self, *args: str) -> list[str]:
         return ["buildah", *self.storage, *args]
 
     def podman(self, runtime: str, *args: str) -> list[str]:
-        return ["podman", *self.storage, "--tmpdir", str(self.base / "tmp"), "--cgroup-manager", "cgroupfs",
-                "--events-backend", "file", "--runtime", runtime, *args]
+        return [
+            "podman",
+            *self.storage,
+            "--tmpdir",
+            str(self.base / "tmp"),
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            runtime,
+            *args,
+        ]
 
     def archive(self, image: str) -> Path:
         return self.base / ("busybox.oci.tar" if image == BUSYBOX_IMAGE else "hello-wasm.oci.tar")
@@ -108,29 +138,58 @@ def hello_wasm() -> bytes:
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def store() -> Iterator[Store]:
     """Build the two test images once: busybox-static FROM scratch, and a Wasm compat image FROM scratch."""
     need_tools("buildah", "podman", "busybox")
     busybox = Path("/bin/busybox")
-    need(busybox.is_file() and b"statically linked" in subprocess.run(["file", "-b", str(busybox)],
-                                                                       capture_output=True).stdout
-         if shutil.which("file") else busybox.is_file(), "/bin/busybox from busybox-static is missing")
-    s = Store(tmp_path_factory.mktemp("dropin-store"))
+    need(
+        busybox.is_file()
+        and b"statically linked" in subprocess.run(["file", "-b", str(busybox)], capture_output=True).stdout
+        if shutil.which("file")
+        else busybox.is_file(),
+        "/bin/busybox from busybox-static is missing",
+    )
+    # Not under tmp_path: podman refuses a --runroot longer than 50 characters (conmon's socket paths).
+    s = Store(Path(tempfile.mkdtemp(prefix="dropin-", dir="/tmp")))
     bb_ctx = s.base / "ctx-busybox"
     bb_ctx.mkdir()
     shutil.copy2(busybox, bb_ctx / "busybox")
     (bb_ctx / "Containerfile").write_text(
-        f'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox", "echo", "{BUSYBOX_GREETING}"]\n')
+        f'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox", "echo", "{BUSYBOX_GREETING}"]\n'
+    )
     ok(sh(s.buildah("build", "--layers=false", "-t", BUSYBOX_IMAGE, str(bb_ctx)), timeout=300))
     wasm_ctx = s.base / "ctx-wasm"
     wasm_ctx.mkdir()
     (wasm_ctx / "hello.wasm").write_bytes(hello_wasm())
-    (wasm_ctx / "Containerfile").write_text('FROM scratch\nCOPY hello.wasm /hello.wasm\nCMD ["/hello.wasm"]\n')
-    ok(sh(s.buildah("build", "--layers=false", "--annotation", VARIANT_ANNOTATION, "-t", WASM_IMAGE,
-                    str(wasm_ctx)), timeout=300))
+    (wasm_ctx / "Containerfile").write_text(
+        'FROM scratch\nCOPY hello.wasm /hello.wasm\nCMD ["/hello.wasm"]\n'
+    )
+    ok(
+        sh(
+            s.buildah(
+                "build", "--layers=false", "--annotation", VARIANT_ANNOTATION, "-t", WASM_IMAGE, str(wasm_ctx)
+            ),
+            timeout=300,
+        )
+    )
     for image in (BUSYBOX_IMAGE, WASM_IMAGE):
-        ok(sh(["podman", *s.storage, "--tmpdir", str(s.base / "tmp"), "save", "--format", "oci-archive",
-               "-o", str(s.archive(image)), image], timeout=300))
+        ok(
+            sh(
+                [
+                    "podman",
+                    *s.storage,
+                    "--tmpdir",
+                    str(s.base / "tmp"),
+                    "save",
+                    "--format",
+                    "oci-archive",
+                    "-o",
+                    str(s.archive(image)),
+                    image,
+                ],
+                timeout=300,
+            )
+        )
     yield s
     # Containers are all --rm or removed by their tests; drop the images so vfs leaves no layers.
     sh(["podman", *s.storage, "--tmpdir", str(s.base / "tmp"), "rm", "--all", "--force"], timeout=120)
@@ -140,7 +199,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     assert not left, f"mounts left under the image store: {left}"
 
 
-# -- a wasmlab-oci that records how it is called -----------------------------------------------------------------
+# -- a wasmlab-oci that records how it is called -----------------------------------------------------
 
 
 @dataclass
@@ -200,8 +259,10 @@ class Recorder:
 
     def describe(self) -> str:
         return "wasmlab-oci calls:\n" + "\n".join(
-            f"  {shlex.join(c.argv)} -> {c.exit_code}" + (f"\n    {c.stderr.strip()}" if c.stderr.strip() else "")
-            for c in self.calls())
+            f"  {shlex.join(c.argv)} -> {c.exit_code}"
+            + (f"\n    {c.stderr.strip()}" if c.stderr.strip() else "")
+            for c in self.calls()
+        )
 
 
 WRAPPER = r"""#!/bin/bash
@@ -213,7 +274,10 @@ verb=""; bundle=""; prev=""
 for a in "$@"; do
   case "$prev" in --bundle|-b) bundle="$a";; esac
   if [ -z "$verb" ]; then
-    case "$prev" in --root|--log|--log-format|--criu|--rootless) ;; *) case "$a" in -*) ;; *) verb="$a";; esac;; esac
+    case "$prev" in
+      --root|--log|--log-format|--criu|--rootless) ;;
+      *) case "$a" in -*) ;; *) verb="$a";; esac;;
+    esac
   fi
   prev="$a"
 done
@@ -241,14 +305,17 @@ def recorder(tmp_path: Path) -> Recorder:
     d = tmp_path / "recorder"
     d.mkdir()
     rec = Recorder(d)
-    script = (WRAPPER.replace("@LOG@", shlex.quote(str(rec.log))).replace("@DIR@", shlex.quote(str(d)))
-              .replace("@REAL@", shlex.quote(WASMLAB_OCI)))
+    script = (
+        WRAPPER.replace("@LOG@", shlex.quote(str(rec.log)))
+        .replace("@DIR@", shlex.quote(str(d)))
+        .replace("@REAL@", shlex.quote(WASMLAB_OCI))
+    )
     Path(rec.path).write_text(script)
     os.chmod(rec.path, 0o755)
     return rec
 
 
-# -- leaks -----------------------------------------------------------------------------------------------------
+# -- leaks -------------------------------------------------------------------------------------------
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -270,7 +337,7 @@ def processes_mentioning(text: str) -> dict[int, str]:
                 stat = fh.read()
         except OSError:
             continue
-        if text in cmd and stat[stat.rfind(b")") + 2:][:1] != b"Z":
+        if text in cmd and stat[stat.rfind(b")") + 2 :][:1] != b"Z":
             found[int(name)] = cmd
     return found
 
