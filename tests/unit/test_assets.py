@@ -72,8 +72,13 @@ def run_native(name: str, args: list[str], env: dict[str, str], address_space: i
             resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
     p = subprocess.run(
-        [name, *args], executable=BUILT / "linux" / name, env=env, capture_output=True, text=True,
-        timeout=20, preexec_fn=limit if address_space is not None else None,
+        [name, *args],
+        executable=BUILT / "linux" / name,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        preexec_fn=limit if address_space is not None else None,
     )
     if p.returncode < 0:
         return Outcome(None, p.stdout, signal.Signals(-p.returncode).name)
@@ -122,8 +127,12 @@ CASES = [
 
 
 @native_only_x86_64
-@pytest.mark.parametrize(("name", "args", "env", "expect"), CASES, ids=lambda v: v if isinstance(v, str) else None)
-def test_wasm_and_native_agree(name: str, args: list[str], env: dict[str, str], expect: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "args", "env", "expect"), [pytest.param(*c, id="-".join([c[0], *c[1]])) for c in CASES]
+)
+def test_wasm_and_native_agree(
+    name: str, args: list[str], env: dict[str, str], expect: str, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     wasm = run_wasm(name, args, env, root)
