@@ -250,6 +250,11 @@ def _parse_exec_or_shell(ins: Instruction, escape: str, source: str) -> Instruct
     argv = _json_list(ins.text)
     if argv is not None:
         return _replace(ins, args=tuple(argv), exec_form=True)
+    if ins.keyword in ("CMD", "ENTRYPOINT") and ins.text.startswith("["):
+        # Docker would silently run this through /bin/sh; a learner almost always meant JSON.
+        raise syntax_error(ins.line, f"{ins.keyword} looks like the JSON exec form but is not valid JSON",
+                           f'write {ins.keyword} ["/module.wasm", "arg"] with double quotes and a closing ]',
+                           source)
     if ins.keyword == "SHELL":
         raise syntax_error(ins.line, "SHELL needs a JSON list of strings",
                            'write SHELL ["/bin/sh", "-c"]', source)
