@@ -239,6 +239,8 @@ class _Extractor:
             self.report.skipped.append(f"/{rel}: unsupported tar entry type {member.type!r}")
             return
         self.layer_paths.add(rel)
+        if member.islnk():
+            return  # a hard link shares its target's inode: its owner and mode are already set
         self._own(target, member)
         if not member.issym():
             os.chmod(target, member.mode & 0o7777)
