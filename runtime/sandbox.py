@@ -238,12 +238,6 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         early_pty = pty.openpty() if p.terminal and not any(m.fstype == "devpts" for m in p.mounts) else None
         _build_root(p, state)
         mark("rootfs")
-        if p.hostname is not None:
-            sc.sethostname(p.hostname)
-        if p.domainname is not None:
-            sc.setdomainname(p.domainname)
-        if p.sysctl:
-            proc.apply_sysctl(p.sysctl)
         decision, workload = _decide(p, handlers, default_engine)
         mark("decided")
         proc.apply_rlimits(p.creds)
@@ -377,6 +371,13 @@ def _build_root(p: Plan, state: dict[str, Any]) -> None:
     if p.hooks.get("createContainer"):
         _run_hooks("createContainer", p.hooks, state)
     mnt.pivot_into(p.rootfs, no_pivot=p.no_pivot)
+    # Hostname and sysctls first: /proc/sys is usually among the read-only paths made just below.
+    if p.hostname is not None:
+        sc.sethostname(p.hostname)
+    if p.domainname is not None:
+        sc.setdomainname(p.domainname)
+    if p.sysctl:
+        proc.apply_sysctl(p.sysctl)
     if p.masked or p.readonly_paths:
         mnt.mask_paths(p.masked, p.readonly_paths)
     if p.root_readonly:

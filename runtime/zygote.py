@@ -36,6 +36,8 @@ class _Live:
     cgroup: Any
     created_ns: int
     timings: dict[str, float]
+    annotations: dict[str, str] = field(default_factory=dict)
+    handler: str = ""
     reports: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,6 +56,12 @@ class Zygote:
         self.live: dict[int, _Live] = {}
         self.by_fd: dict[int, _Live] = {}
         self.client_gone = False
+        self.history: Any = None
+        if os.environ.get("WASMLAB_HISTORY", "1") != "0":
+            from wasmlab.runtime.metrics.history import History
+            from wasmlab.runtime.store.home import lab_home
+
+            self.history = History(lab_home() / "history.db")
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         self.sel = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -162,7 +170,8 @@ class Zygote:
             self.send({"rid": rid, "ok": False, "error": err.as_dict()})
             return
         live = _Live(msg["id"], launched.pid, StateDir(self.root, msg["id"]), launched.channel, launched.cgroup,
-                     time.perf_counter_ns(), launched.timings)
+                     time.perf_counter_ns(), launched.timings, plan.annotations,
+                     str((launched.decision or {}).get("handler") or ""))
         self.live[launched.pid] = live
         fd = launched.channel.sock.fileno()
         self.by_fd[fd] = live
@@ -229,6 +238,28 @@ class Zygote:
             self.send({"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
                        "timings": live.timings, "memory": memory})
             self._warm(live.reports)
+            self._record(live, rec, memory)
+
+    def _record(self, live: _Live, rec: ExitRecord, memory: dict[str, int]) -> None:
+        """Every run lands in the lab's history (after the exit event, off the caller's path)."""
+        if self.history is None:
+            return
+        from wasmlab.runtime.metrics.history import RunRecord
+
+        timings = dict(live.timings)
+        for key in ("run_start_ms", "module_load_ms", "instantiate_ms"):
+            if isinstance(live.reports.get(key), (int, float)):
+                timings[key] = float(live.reports[key])
+        timings["lifetime_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + timings.get("create_ms", 0.0)
+        try:
+            self.history.record(RunRecord(
+                id=live.id, handler=live.handler, exit_code=rec.exit_code, started_at=time.time(),
+                name=live.annotations.get("wasmlab.io/name", ""), image=live.annotations.get("wasmlab.io/image", ""),
+                oom_killed=rec.oom_killed, create_ms=timings.get("create_ms", 0.0),
+                total_ms=timings["lifetime_ms"], max_rss_kb=rec.max_rss_kb, cache=str(live.reports.get("cache", "")),
+                timings=timings, memory=memory | {"max_rss_kb": rec.max_rss_kb}))
+        except Exception:  # noqa: BLE001 - history is best effort; a locked or full disk must not stop containers
+            pass
 
     def _warm(self, reports: dict[str, Any]) -> None:
         """A container compiled or loaded a module from disk: keep it in memory for the next fork."""

@@ -123,11 +123,17 @@ class StateDir:
     def lock(self) -> Iterator[None]:
         """Serialize commands on this container (flock on a file beside its folder)."""
         os.makedirs(self.root, mode=0o711, exist_ok=True)
-        fd = os.open(os.path.join(self.root, f".{self.id}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock_path = os.path.join(self.root, f".{self.id}.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
+            if not os.path.isdir(self.path):  # no such container (or it was just deleted): leave no lock file
+                try:
+                    os.unlink(lock_path)
+                except OSError:
+                    pass
             os.close(fd)
 
     def remove(self) -> None:

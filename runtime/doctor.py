@@ -1,0 +1,54 @@
+"""wasmlab doctor: what this machine lets the lab do (privileges, user namespaces, cgroups, handlers, tools)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Any
+
+
+def user_namespaces() -> tuple[bool, str]:
+    """Whether an unprivileged user namespace can be made here, and why not."""
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as fh:
+            if int(fh.read()) == 0:
+                return False, "user.max_user_namespaces is 0: sysctl -w user.max_user_namespaces=15000"
+    except OSError:
+        pass
+    try:
+        with open("/proc/sys/kernel/unprivileged_userns_clone") as fh:
+            if fh.read().strip() == "0":
+                return False, "kernel.unprivileged_userns_clone is 0: sysctl -w kernel.unprivileged_userns_clone=1"
+    except OSError:
+        pass
+    try:
+        res = subprocess.run(["unshare", "-U", "-r", "true"], capture_output=True, timeout=10)
+        if res.returncode != 0:
+            return False, res.stderr.decode(errors="replace").strip() or "unshare -U failed"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    return True, "ok"
+
+
+def diagnose() -> dict[str, Any]:
+    from wasmlab.runtime.handlers import registry
+    from wasmlab.runtime.linux import cgroups, seccomp
+    from wasmlab.runtime.store.home import lab_home
+
+    lay = cgroups.layout()
+    userns_ok, userns_why = user_namespaces()
+    handlers = [f"{h['name']}: {'available ' + str(h['version']) if h['available'] else h['reason']}"
+                for h in registry.describe()]
+    tools = [f"{t}: {'yes' if shutil.which(t) or os.path.exists('/usr/sbin/' + t) else 'no'}"
+             for t in ("podman", "buildah", "skopeo", "umoci", "runc", "crun", "containerd", "ctr")]
+    return {
+        "mode": "root" if os.geteuid() == 0 else "rootless",
+        "user namespaces": "yes" if userns_ok else f"no ({userns_why})",
+        "cgroups": lay.mode,
+        "cgroup controllers": ", ".join(lay.controllers) or "none",
+        "seccomp": "libseccomp found" if seccomp.library() is not None else "libseccomp missing",
+        "lab home": str(lab_home()),
+        "handlers": handlers,
+        "tools": tools,
+    }

@@ -1,0 +1,111 @@
+"""The run history: one SQLite row per container run, with its timings and memory, for charts and comparisons."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    name TEXT,
+    image TEXT,
+    handler TEXT,
+    started_at REAL NOT NULL,
+    exit_code INTEGER,
+    oom_killed INTEGER DEFAULT 0,
+    create_ms REAL,
+    total_ms REAL,
+    max_rss_kb INTEGER,
+    cache TEXT,
+    timings TEXT,
+    memory TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+"""
+
+
+@dataclass
+class RunRecord:
+    """One finished container run."""
+
+    id: str
+    handler: str
+    exit_code: int
+    started_at: float = field(default_factory=time.time)
+    name: str = ""
+    image: str = ""
+    oom_killed: bool = False
+    create_ms: float = 0.0
+    total_ms: float = 0.0
+    max_rss_kb: int = 0
+    cache: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)
+    seq: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class History:
+    """Append-only run history in ``<home>/history.db``; safe from several threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per run: history is a record, not a ledger
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def record(self, rec: RunRecord) -> int:
+        with self._lock:
+            db = self._db()
+            cur = db.execute(
+                "INSERT INTO runs (id, name, image, handler, started_at, exit_code, oom_killed, create_ms, total_ms,"
+                " max_rss_kb, cache, timings, memory) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (rec.id, rec.name, rec.image, rec.handler, rec.started_at, rec.exit_code, int(rec.oom_killed),
+                 rec.create_ms, rec.total_ms, rec.max_rss_kb, rec.cache, json.dumps(rec.timings),
+                 json.dumps(rec.memory)))
+            db.commit()
+            rec.seq = int(cur.lastrowid or 0)
+            return rec.seq
+
+    def recent(self, limit: int = 100, *, handler: str | None = None, since_seq: int = 0) -> list[RunRecord]:
+        """The newest runs first (or, with since_seq, every run after that one, oldest first)."""
+        with self._lock:
+            db = self._db()
+            where, args = ["seq > ?"], [since_seq]
+            if handler:
+                where.append("handler = ?")
+                args.append(handler)
+            order = "ASC" if since_seq else "DESC"
+            rows = db.execute(
+                f"SELECT seq, id, name, image, handler, started_at, exit_code, oom_killed, create_ms, total_ms,"
+                f" max_rss_kb, cache, timings, memory FROM runs WHERE {' AND '.join(where)}"
+                f" ORDER BY seq {order} LIMIT ?", (*args, limit)).fetchall()
+        return [RunRecord(seq=r[0], id=r[1], name=r[2] or "", image=r[3] or "", handler=r[4] or "",
+                          started_at=r[5], exit_code=r[6], oom_killed=bool(r[7]), create_ms=r[8] or 0.0,
+                          total_ms=r[9] or 0.0, max_rss_kb=r[10] or 0, cache=r[11] or "",
+                          timings=json.loads(r[12] or "{}"), memory=json.loads(r[13] or "{}")) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
