@@ -8,6 +8,7 @@ lab: setup
 	.venv/bin/wasmlab
 
 lint: setup
+	mkdir -p build/mypy/wasmlab && ln -sfn ../../../runtime build/mypy/wasmlab/runtime && ln -sfn ../../../lab build/mypy/wasmlab/lab
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports

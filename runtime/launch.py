@@ -129,7 +129,8 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
 
 
 def _hook_state(state: dict[str, Any], status: str) -> dict[str, Any]:
-    return {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations", "pid") if k in state} | {"status": status}
+    keys = ("ociVersion", "id", "bundle", "annotations", "pid")
+    return {k: state[k] for k in keys if k in state} | {"status": status}
 
 
 def _enter_pid_ns(p: Plan) -> bool:

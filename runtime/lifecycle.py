@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import signal
@@ -161,7 +162,7 @@ class Containers:
             if hooks.get("poststop"):
                 run_hooks("poststop", hooks["poststop"], oci_state(state, "stopped"), strict=False)
 
-    def ps(self, container_id: str) -> list[int]:
+    def ps(self, container_id: str) -> builtins.list[int]:
         _sd, state, status = self._load(container_id)
         if status not in ("created", "running"):
             return []
@@ -229,7 +230,7 @@ class Runtime(Containers):
         for cb in list(self._subscribers):
             try:
                 cb(event)
-            except Exception:  # noqa: BLE001 - a faulty subscriber must not break the runtime
+            except Exception:
                 continue
 
     def zygote(self) -> Any:

@@ -1,4 +1,4 @@
-"""The container init: from a precomputed Plan, build the sandbox in a forked child and hand the entrypoint to a handler."""
+"""The container init: from a precomputed Plan, build the sandbox in a forked child and hand over to a handler."""
 
 from __future__ import annotations
 
@@ -115,7 +115,8 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
     try:
         cpu_time_ms = int(cpu_ms) if cpu_ms else None
     except ValueError:
-        raise SpecError(f"$.annotations.{CPU_TIME_ANNOTATION}", f"must be a whole number of milliseconds, got {cpu_ms!r}")
+        raise SpecError(f"$.annotations.{CPU_TIME_ANNOTATION}",
+                        f"must be a whole number of milliseconds, got {cpu_ms!r}") from None
     propagation = {"private": sc.MS_PRIVATE, "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE,
                    "unbindable": sc.MS_UNBINDABLE}.get(linux.get("rootfsPropagation") or "", sc.MS_SLAVE)
     steps = mnt.plan_mounts(mount_list, spec.bundle, rootless=rootless)
@@ -276,7 +277,8 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             if classify(workload.head) == "missing":
                 raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
-                                   "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+                                   "check process.args[0] (the image's CMD or ENTRYPOINT)",
+                                   exit_code=EXIT_NO_ENTRYPOINT)
             try:
                 handler.run(workload)
             except OSError as exc:
@@ -294,7 +296,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         _fail(chan, SetupError(f"container setup failed: {exc.strerror or exc}"
                                + (f" ({exc.filename})" if exc.filename else ""), "see the bundle's config.json"),
               started=started)
-    except BaseException as exc:  # noqa: BLE001 - a child must never unwind into the parent's code
+    except BaseException as exc:
         _fail(chan, SetupError(f"container setup failed: {type(exc).__name__}: {exc}", "this is a wasmlab bug"),
               started=started)
     return 1

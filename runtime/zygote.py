@@ -157,9 +157,9 @@ class Zygote:
                 if engine not in self.prepared and engine in self.handlers:
                     self.handlers[engine].prepare()
                     self.prepared.add(engine)
-            stdio = tuple(fds[:3]) if len(fds) >= 3 else None
+            stdio = (fds[0], fds[1], fds[2]) if len(fds) >= 3 else None
             launched = launch(plan, StateDir(self.root, msg["id"]), handlers=self.handlers,
-                              default_engine=self.default_engine, stdio=stdio,  # type: ignore[arg-type]
+                              default_engine=self.default_engine, stdio=stdio,
                               console_socket=msg.get("console_socket"), pid_file=msg.get("pid_file"),
                               autostart=msg["op"] == "run", owner="zygote")
         except WasmlabError as exc:
@@ -258,7 +258,7 @@ class Zygote:
                 oom_killed=rec.oom_killed, create_ms=timings.get("create_ms", 0.0),
                 total_ms=timings["lifetime_ms"], max_rss_kb=rec.max_rss_kb, cache=str(live.reports.get("cache", "")),
                 timings=timings, memory=memory | {"max_rss_kb": rec.max_rss_kb}))
-        except Exception:  # noqa: BLE001 - history is best effort; a locked or full disk must not stop containers
+        except Exception:
             pass
 
     def _warm(self, reports: dict[str, Any]) -> None:
@@ -282,7 +282,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     os.set_inheritable(args.fd, False)
     try:
         zygote = Zygote(sock, args.root, args.engine)
-    except Exception as exc:  # noqa: BLE001 - report, whatever broke
+    except Exception as exc:
         sock.send(json.dumps({"event": "fatal", "message": f"{type(exc).__name__}: {exc}"}).encode())
         return 1
     sock.send(json.dumps({"event": "hello", "pid": os.getpid()}).encode())
@@ -482,13 +482,13 @@ def _drain(out_r: int, err_r: int) -> tuple[bytes, bytes]:
             sel.register(fd, selectors.EVENT_READ)
         while open_fds:
             for key, _ in sel.select():
-                chunk = os.read(key.fd, 65536)  # type: ignore[arg-type]
+                chunk = os.read(key.fd, 65536)
                 if chunk:
-                    bufs[key.fd].append(chunk)  # type: ignore[index]
+                    bufs[key.fd].append(chunk)
                 else:
                     sel.unregister(key.fd)
-                    open_fds.discard(key.fd)  # type: ignore[arg-type]
-                    os.close(key.fd)  # type: ignore[arg-type]
+                    open_fds.discard(key.fd)
+                    os.close(key.fd)
     return b"".join(bufs[out_r]), b"".join(bufs[err_r])
 
 

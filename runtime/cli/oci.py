@@ -95,7 +95,8 @@ def _handlers(annotations: dict[str, str], engine: str) -> dict[str, Any]:
 
         native = NativeHandler()
         return {"native": native}
-    wanted = annotations.get(HANDLER_ANNOTATION) if annotations.get(HANDLER_ANNOTATION) in ("wasmtime", "wasmer") else engine
+    named = annotations.get(HANDLER_ANNOTATION)
+    wanted = named if named in ("wasmtime", "wasmer") else engine
     return registry.load(prepare=(wanted or "wasmtime",))
 
 

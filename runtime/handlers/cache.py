@@ -1,4 +1,4 @@
-"""The compiled-module cache: keyed by module digest, engine, engine version and configuration; memory and disk tiers."""
+"""The compiled-module cache, keyed by module digest, engine, version and configuration, in memory and on disk."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class ModuleCache(Generic[T]):
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:

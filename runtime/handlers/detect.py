@@ -1,4 +1,4 @@
-"""Handler selection: crun's annotation and magic-byte rules, a sandbox override, and an explanation of every decision."""
+"""Handler selection: crun's annotation and magic-byte rules, a sandbox override, and why each decision was made."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ WASM_MAGIC = b"\0asm"
 
 
 def classify(head: bytes | None) -> str:
-    """What an entrypoint is, from its first bytes: 'module', 'component', 'wat', 'elf', 'script', 'missing' or 'other'."""
+    """What an entrypoint is, from its first bytes.
+
+    One of 'module', 'component', 'wat', 'elf', 'script', 'missing' or 'other'.
+    """
     if head is None:
         return "missing"
     if head[:4] == WASM_MAGIC:

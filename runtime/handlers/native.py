@@ -9,7 +9,7 @@ from wasmlab.runtime.handlers.base import Workload
 
 class NativeHandler:
     name = "native"
-    aliases = ("linux", "default")
+    aliases: tuple[str, ...] = ("linux", "default")
     wasm = False
 
     def available(self) -> str | None:

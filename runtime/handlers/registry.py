@@ -38,12 +38,13 @@ def third_party() -> list[Handler]:
         try:
             obj: Any = ep.load()
             found.append(obj() if isinstance(obj, type) else obj)
-        except Exception:  # noqa: BLE001 - a broken plug-in must not break the runtime
+        except Exception:
             continue
     return found
 
 
-def load(cache: str | None = None, *, plugins: bool = True, prepare: tuple[str, ...] = ("wasmtime",)) -> dict[str, Handler]:
+def load(cache: str | None = None, *, plugins: bool = True,
+         prepare: tuple[str, ...] = ("wasmtime",)) -> dict[str, Handler]:
     """Name and alias -> handler, for the handlers usable here. Engines named in prepare are warmed now."""
     if cache is None:
         cache = os.environ.get("WASMLAB_MODULE_CACHE") or cache_folder()

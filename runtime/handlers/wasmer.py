@@ -66,19 +66,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import HandlerError, WasmModuleError
-from wasmlab.runtime.handlers.detect import classify
 from wasmlab.runtime.handlers.base import (
     EXIT_BAD_MODULE,
     EXIT_BAD_WAT,
     EXIT_CPU_LIMIT,
     EXIT_INVALID_MODULE,
-    EXIT_NO_START,
     EXIT_KILLED,
+    EXIT_NO_START,
     EXIT_TERMINATED,
     EXIT_TRAP,
     Preopen,
     Workload,
 )
+from wasmlab.runtime.handlers.detect import classify
 
 WASM_MAGIC = b"\0asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
@@ -108,7 +108,7 @@ class Snapshot:
 
 class WasmerHandler:
     name = "wasmer"
-    aliases = ("wasmer-sdk",)
+    aliases: tuple[str, ...] = ("wasmer-sdk",)
     wasm = True
 
     def __init__(self, cache_folder: str | None = None, copy_limit: int = COPY_LIMIT,

@@ -1,8 +1,7 @@
-"""The wasmtime handler: WASI preview1 modules and WASI 0.2 components, run inside the sandbox with the container's root preopened."""
+"""The wasmtime handler: WASI preview1 modules and 0.2 components, in the sandbox, with the container root preopened."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -25,7 +24,6 @@ from wasmlab.runtime.handlers.base import (
 from wasmlab.runtime.handlers.cache import ModuleCache
 from wasmlab.runtime.handlers.detect import classify
 
-EXIT_MEMORY_LIMIT = 135  # the module asks for more linear memory than linux.resources.memory.limit allows
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGVTALRM)
 
 
@@ -61,7 +59,7 @@ def _noop(signum: int, frame: object) -> None:
 
 class WasmtimeHandler:
     name = "wasmtime"
-    aliases = ("wasmtime-py",)
+    aliases: tuple[str, ...] = ("wasmtime-py",)
     wasm = True
 
     def __init__(self, cache_folder: str | None = None) -> None:
@@ -91,7 +89,7 @@ class WasmtimeHandler:
         if self._engine is not None:
             return
         import wasmtime
-        import wasmtime.component  # noqa: F401
+        import wasmtime.component
 
         cfg = wasmtime.Config()
         cfg.parallel_compilation = False   # no compiler threads: the process that holds this engine forks
@@ -104,7 +102,7 @@ class WasmtimeHandler:
         self._linker.define_wasi()
         # Warm the code paths a container takes, so nothing is imported after pivot_root.
         hello = wasmtime.wat2wasm('(module (func (export "_start")))')
-        mod = wasmtime.Module(self._engine, hello)
+        mod = wasmtime.Module(self._engine, bytes(hello))
         store = wasmtime.Store(self._engine)
         store.set_wasi(wasmtime.WasiConfig())
         self._linker.instantiate(store, mod)

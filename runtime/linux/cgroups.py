@@ -47,7 +47,7 @@ def layout() -> Layout:
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             pre, _, post = line.partition(" - ")
-            fstype, _src, opts = (post.split() + ["", "", ""])[:3]
+            fstype, _src, opts = [*post.split(), "", "", ""][:3]
             mnt = pre.split()[4]
             if fstype == "cgroup2":
                 v2 = mnt
@@ -170,7 +170,7 @@ def normalize_path(cgroups_path: str, container_id: str) -> str:
     if not cgroups_path:
         return f"wasmlab/{container_id}"
     if ":" in cgroups_path and not cgroups_path.startswith("/"):
-        slice_, prefix, name = (cgroups_path.split(":") + ["", ""])[:3]
+        slice_, prefix, name = [*cgroups_path.split(":"), "", ""][:3]
         unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
         return f"{slice_ or 'system.slice'}/{unit}".strip("/")
     return cgroups_path.strip("/")
@@ -268,9 +268,9 @@ def apply(cg: Cgroup, resources: dict[str, Any]) -> None:
         _write(os.path.join(cg.dirs["memory"], "memory.soft_limit_in_bytes"), str(int(mem["reservation"])))
     if pids.get("limit") is not None:
         limit = int(pids["limit"])
-        d = cg.dirs.get("unified") if v2 else cg.dirs.get("pids")
-        if d:
-            _write(os.path.join(d, "pids.max"), "max" if limit <= 0 else str(limit))
+        pids_dir = cg.dirs.get("unified") if v2 else cg.dirs.get("pids")
+        if pids_dir:
+            _write(os.path.join(pids_dir, "pids.max"), "max" if limit <= 0 else str(limit))
     if cpu:
         if v2:
             d = cg.dirs["unified"]

@@ -1,4 +1,4 @@
-"""The container's filesystem: mount options, the rootfs mounts, device nodes, pivot_root, masked and read-only paths."""
+"""The container's filesystem: mount options, rootfs mounts, device nodes, pivot_root, masked and read-only paths."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def plan_mounts(mounts: list[dict[str, Any]], bundle: str, *, rootless: bool) ->
             flags |= sc.MS_BIND
             if source and not os.path.isabs(source):
                 source = os.path.join(bundle, source)
-            is_file = bool(source) and os.path.exists(source) and not os.path.isdir(source)
+            is_file = source is not None and os.path.exists(source) and not os.path.isdir(source)
             fstype = None
         else:
             is_file = False

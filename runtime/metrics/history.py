@@ -90,7 +90,8 @@ class History:
         """The newest runs first (or, with since_seq, every run after that one, oldest first)."""
         with self._lock:
             db = self._db()
-            where, args = ["seq > ?"], [since_seq]
+            where: list[str] = ["seq > ?"]
+            args: list[Any] = [since_seq]
             if handler:
                 where.append("handler = ?")
                 args.append(handler)

@@ -134,7 +134,8 @@ def _id_mapping(value: Any, path: str) -> None:
 
 
 def _device(value: Any, path: str) -> None:
-    _object({"path": _abs_path, "type": _str, "major": _int, "minor": _int, "fileMode": _uint, "uid": _uint, "gid": _uint},
+    _object({"path": _abs_path, "type": _str, "major": _int, "minor": _int, "fileMode": _uint,
+             "uid": _uint, "gid": _uint},
             ("path", "type"))(value, path)
     if value["type"] not in ("c", "b", "u", "p"):
         _fail(f"{path}.type", f"unknown device type {value['type']!r}", "use c, b, u or p")
@@ -223,9 +224,8 @@ def validate(raw: Any) -> None:
     if not _SEMVER.match(raw["ociVersion"]):
         _fail("$.ociVersion", f"must be a 1.x semantic version such as 1.0.2, got {raw['ociVersion']!r}")
     proc = raw.get("process")
-    if proc is not None:
-        if not proc.get("args") and not proc.get("commandLine"):
-            _fail("$.process.args", "must name the program to run", "set process.args to e.g. [\"/hello.wasm\"]")
+    if proc is not None and not proc.get("args") and not proc.get("commandLine"):
+        _fail("$.process.args", "must name the program to run", "set process.args to e.g. [\"/hello.wasm\"]")
     rootfs = raw.get("root")
     if rootfs is not None and not rootfs["path"]:
         _fail("$.root.path", "must not be empty")
@@ -235,7 +235,8 @@ def validate(raw: Any) -> None:
     linux = raw.get("linux") or {}
     types = {ns["type"] for ns in linux.get("namespaces") or []}
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in types:
-        _fail("$.linux.uidMappings", "uid/gid mappings need a user namespace", "add {\"type\": \"user\"} to linux.namespaces")
+        _fail("$.linux.uidMappings", "uid/gid mappings need a user namespace",
+              "add {\"type\": \"user\"} to linux.namespaces")
     if raw.get("hostname") and "uts" not in types:
         _fail("$.hostname", "setting a hostname needs a uts namespace", "add {\"type\": \"uts\"} to linux.namespaces")
 
@@ -313,7 +314,8 @@ def from_dict(raw: Any, bundle: str) -> Spec:
                         "keep the root inside the bundle, e.g. \"rootfs\"")
     if not os.path.isdir(rootfs):
         raise SpecError("$.root.path", f"{rootfs} is not a directory", "create the rootfs or fix root.path")
-    namespaces = [Namespace(ns["type"], ns.get("path") or "") for ns in (raw.get("linux") or {}).get("namespaces") or []]
+    listed = (raw.get("linux") or {}).get("namespaces") or []
+    namespaces = [Namespace(ns["type"], ns.get("path") or "") for ns in listed]
     return Spec(raw=raw, bundle=bundle, rootfs=rootfs, namespaces=namespaces)
 
 
@@ -360,7 +362,8 @@ def default_config(args: list[str] | None = None, *, rootless: bool = False, ter
              "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
              "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         ],
         "linux": {
@@ -379,5 +382,6 @@ def default_config(args: list[str] | None = None, *, rootless: bool = False, ter
         cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
         cfg["linux"]["resources"] = {}
         cfg["mounts"] = [m for m in cfg["mounts"] if m["type"] not in ("sysfs",)] + [
-            {"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
+            {"destination": "/sys", "type": "none", "source": "/sys",
+             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
     return cfg

@@ -101,7 +101,8 @@ def test_namespaces_hostname_env_cwd_user(tmp_path: Path, runtime) -> None:
 
 
 def test_join_namespace_by_path(tmp_path: Path, runtime) -> None:
-    sandbox = _bundle(tmp_path, ["/bin/sleep", "30"], name="sandbox", namespaces=("pid", "mount", "uts", "ipc", "network"),
+    sandbox = _bundle(tmp_path, ["/bin/sleep", "30"], name="sandbox",
+                      namespaces=("pid", "mount", "uts", "ipc", "network"),
                       hostname="podhost")
     st = runtime.create("sandbox", str(sandbox))
     runtime.start("sandbox")
