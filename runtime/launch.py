@@ -51,15 +51,13 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
     cg: cgroups.Cgroup | None = None
     pid = child = 0
     parent_sock: socket.socket | None = None
-    start_fd = -1
+    start_fd = start_w = -1
     state: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": p.id, "status": "creating",
                              "bundle": p.bundle, "annotations": p.annotations}
     try:
         if autostart:
-            start_r, start_w = os.pipe()
-            os.write(start_w, b"!")
-            os.close(start_w)
-            start_fd = start_r
+            # `run`: the start signal is a pipe written once create (hooks included) has succeeded.
+            start_fd, start_w = os.pipe2(os.O_CLOEXEC)
             os.unlink(sd.fifo)
         else:
             start_fd = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
@@ -108,12 +106,17 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
                 run_hooks(kind, p.hooks[kind], _hook_state(state, "created"))
         if pid_file:
             _write_pid_file(pid_file, pid)
+        if start_w >= 0:
+            os.write(start_w, b"!")
+            os.close(start_w)
+            start_w = -1
         timings = dict(msg.get("timings") or {})
         timings["create_ms"] = (time.perf_counter_ns() - t0) / 1e6
         return Launched(p.id, pid, state, msg.get("decision") or {}, timings, chan, cg)
     except BaseException:
-        if start_fd >= 0:
-            os.close(start_fd)
+        for fd in (start_fd, start_w):
+            if fd >= 0:
+                os.close(fd)
         for victim in {pid, child} - {0}:
             try:
                 os.kill(victim, signal.SIGKILL)

@@ -149,12 +149,11 @@ def mount_all(rootfs: str, steps: list[MountStep], devices: list[DeviceStep], *,
     """Mount everything under rootfs (still before pivot_root)."""
     for step in steps:
         target = _inside(rootfs, step.target)
+        if step.bind and (not step.source or not os.path.exists(step.source)):
+            raise SetupError(f"bind mount source {step.source!r} does not exist", "create it or fix mounts[].source")
         try:
             _ensure_target(target, step.is_file)
             if step.bind:
-                if not step.source or not os.path.exists(step.source):
-                    raise SetupError(f"bind mount source {step.source!r} does not exist",
-                                     "create it or fix mounts[].source")
                 sc.mount(step.source, target, None, step.flags & (sc.MS_BIND | sc.MS_REC))
                 if step.flags & ~(sc.MS_BIND | sc.MS_REC):
                     sc.mount(None, target, None, step.flags | sc.MS_REMOUNT | sc.MS_BIND)
@@ -176,10 +175,19 @@ def mount_all(rootfs: str, steps: list[MountStep], devices: list[DeviceStep], *,
             raise SetupError(f"cannot mount {step.fstype or 'bind'} on {step.target}: {exc.strerror}",
                              "check mounts[] in config.json") from None
     if not has_dev_mount:
-        # No tmpfs on /dev: bind the host's nodes over the image's /dev (if it has one), leaving it untouched.
-        if os.path.isdir(os.path.join(rootfs, "dev")):
+        # No /dev mount in the spec. Never write into the image: an empty /dev gets a small tmpfs with the
+        # default nodes; a populated one gets the host's nodes bound over the entries it already has.
+        dev_dir = os.path.join(rootfs, "dev")
+        if not os.path.isdir(dev_dir) or os.path.islink(dev_dir):
+            return
+        if not os.listdir(dev_dir):
+            sc.mount("tmpfs", dev_dir, "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC, "mode=755,size=64k")
             for dev in devices:
-                _make_device(rootfs, dev, bind=True)
+                _make_device(rootfs, dev, bind_devices)
+        else:
+            for dev in devices:
+                if os.path.lexists(_inside(rootfs, dev.path)):
+                    _make_device(rootfs, dev, bind=True)
         return
     for dev in devices:
         _make_device(rootfs, dev, bind_devices)
