@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
 import os
+import signal
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from images_support import (
@@ -443,3 +446,36 @@ def test_containerfile_can_live_outside_the_context(store: ImageStore, ctx: Path
     assert "x.wasm" in tar_names(image_parts(store, "x")[2][0])
     assert json.loads(store.index_path.read_bytes())["manifests"]
     assert os.listdir(store.staging_dir) == []
+
+
+def _build_and_hang(ctx: str, home: str, tmpdir: str, ready: Any) -> None:
+    os.environ["WASMLAB_HOME"] = home
+
+    def run_step(rootfs: Path, argv: list[str], env: list[str], cwd: str) -> int:
+        (rootfs / "half-written").write_bytes(b"x" * 100_000)
+        ready.set()
+        time.sleep(60)
+        return 0
+
+    build(ctx, tag="killed", run_step=run_step, tmpdir=tmpdir)
+
+
+def test_a_build_killed_midway_leaves_the_store_as_it_was(store: ImageStore, ctx: Path, tmp_path: Path) -> None:
+    shell_base(store)
+    write(ctx, "FROM shell-base\nCOPY hello.wasm /\nRUN make\n")
+    before = snapshot(store.root)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    mp = multiprocessing.get_context("fork")
+    ready = mp.Event()
+    proc = mp.Process(target=_build_and_hang, args=(str(ctx), os.environ["WASMLAB_HOME"], str(scratch), ready))
+    proc.start()
+    assert ready.wait(20)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert snapshot(store.root) == before
+    validate_layout(store.root)
+    with pytest.raises(ImageError):
+        store.resolve("killed")
+    build(ctx, tag="after", run_step=lambda *a: 0)  # the store still works
+    assert store.resolve("after")
