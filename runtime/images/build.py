@@ -862,7 +862,7 @@ class _Build:
             any(p.is_dir() for _, p in matched)
         dest_path = stage.container_path(dest)
         dest_rel = stage.resolve(dest_path, follow_last=True)
-        if not dest_is_dir and stage.is_dir(dest_rel):
+        if not dest_is_dir and (dest_rel == "" or stage.is_dir(dest_rel)):
             dest_is_dir = True
         if not dest_is_dir:
             dest_rel = stage.resolve(dest_path, follow_last=False)

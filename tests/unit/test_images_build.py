@@ -183,6 +183,14 @@ CMD ["--flag"]
     assert names["app"].isdir()
 
 
+def test_copy_to_dot_and_to_existing_directories(store: ImageStore, ctx: Path) -> None:
+    store_image(store, "with-app-dir", [tar_bytes([("dir", "app")])])
+    write(ctx, "FROM with-app-dir\nCOPY hello.wasm .\nCOPY hello.wasm /app\nCOPY hello.wasm /renamed.wasm\n")
+    build(ctx, tag="x")
+    names = set(tar_names(image_parts(store, "x")[2][1]))
+    assert {"hello.wasm", "app/hello.wasm", "renamed.wasm"} <= names
+
+
 def test_shell_form_commands_use_the_shell(store: ImageStore, ctx: Path) -> None:
     write(ctx, "FROM scratch\nCOPY hello.wasm /\nCMD echo $HOME\n")
     build(ctx, tag="x")
