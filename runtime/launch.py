@@ -175,9 +175,7 @@ def _child_fork_pid_ns(p: Plan, chan: Channel, join_cgroup: Any) -> None:  # pra
         chan.send({"t": "pid", "pid": grandchild})
         os._exit(0)
     # The grandchild has already entered every namespace but pid (which it is born into).
-    p.user = False
-    p.join = []
-    p.unshare_flags = 0
+    p.namespaces_entered = True
 
 
 def _drive(p: Plan, chan: Channel, child: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasmlab.runtime.errors import HandlerError, SetupError, SpecError, WasmlabError
+from wasmlab.runtime.errors import HandlerError, PrivilegeError, SetupError, SpecError, WasmlabError
 from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, Handler, Preopen, Workload
 from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, Decision, classify, decide
 from wasmlab.runtime.hooks import run_hooks
@@ -68,6 +68,7 @@ class Plan:
     preopens: list[Preopen] = field(default_factory=list)
     no_pivot: bool = False
     rootless: bool = False
+    namespaces_entered: bool = False         # set in a grandchild that was born inside them
 
 
 def _id_map(entries: list[dict[str, Any]]) -> str:
@@ -218,6 +219,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
     """Runs in the forked child (pid 1 of the container when it has a pid namespace). Never returns normally."""
     timings: dict[str, float] = {}
     started = False
+    step = "preparing stdio"
 
     def mark(name: str) -> None:
         timings[name] = (time.perf_counter_ns() - t_fork) / 1e6
@@ -233,13 +235,17 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         mark("setsid")
         if p.cgroup_path is not None and after_ns is not None:
             after_ns()
+        step = "entering namespaces"
         _enter_namespaces(p, chan)
         mark("namespaces")
         # Without a devpts of its own the container has no /dev/ptmx: take the pty from the host side now.
         early_pty = pty.openpty() if p.terminal and not any(m.fstype == "devpts" for m in p.mounts) else None
+        step = "building the root filesystem"
         _build_root(p, state)
         mark("rootfs")
+        step = "choosing the handler"
         decision, workload = _decide(p, handlers, default_engine)
+        step = "setting rlimits and the console"
         mark("decided")
         proc.apply_rlimits(p.creds)
         proc.apply_oom_score(p.creds)
@@ -252,7 +258,8 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         except OSError:
             raise SetupError(f"the working directory {p.cwd} does not exist in the container",
                              "create it in the image or fix process.cwd") from None
-        proc.apply_identity(p.creds, setgroups_allowed=not p.new_user or "deny" not in p.gid_map)
+        step = "switching user and capabilities"
+        proc.apply_identity(p.creds, setgroups_allowed=not (p.new_user and p.rootless))
         mark("ready")
         chan.send({"t": "ready", "decision": decision.as_dict(), "timings": timings})
         # Wait for `start`: one byte down the exec fifo.
@@ -293,7 +300,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
     except WasmlabError as exc:
         _fail(chan, exc, started=started)
     except OSError as exc:
-        _fail(chan, SetupError(f"container setup failed: {exc.strerror or exc}"
+        _fail(chan, SetupError(f"container setup failed while {step}: {exc.strerror or exc}"
                                + (f" ({exc.filename})" if exc.filename else ""), "see the bundle's config.json"),
               started=started)
     except BaseException as exc:
@@ -316,6 +323,10 @@ def _flush() -> None:
 
 def _fail(chan: Channel, exc: WasmlabError, *, started: bool = False) -> None:
     """Report a failure and exit. After start the container's stderr is where its user looks, so write it there too."""
+    if os.environ.get("WASMLAB_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
     sent = chan.send({"t": "error", "error": exc.as_dict()})
     if started or not sent:
         try:
@@ -327,12 +338,19 @@ def _fail(chan: Channel, exc: WasmlabError, *, started: bool = False) -> None:
 
 def _enter_namespaces(p: Plan, chan: Channel) -> None:
     """setns into the namespaces given by path, then unshare the new ones (pid is handled by the parent)."""
+    if p.namespaces_entered:
+        return
     if p.user:
         for kind, path in p.join:
             if kind == "user":
                 _setns(kind, path)
         if p.new_user:
-            sc.unshare(sc.CLONE_NEWUSER)
+            try:
+                sc.unshare(sc.CLONE_NEWUSER)
+            except OSError as exc:
+                raise PrivilegeError(f"this machine does not allow user namespaces ({exc.strerror})",
+                                     "allow them with `sysctl -w user.max_user_namespaces=15000` (and, on Debian, "
+                                     "`sysctl -w kernel.unprivileged_userns_clone=1`), or run as root") from None
             chan.send({"t": "userns"})
             reply = chan.recv(10)
             if not reply or reply.get("t") != "ok":

@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(f"wasmlab-oci version {VERSION}\nspec: {SPEC_VERSION}")
         return 0
+    if args.debug:
+        os.environ["WASMLAB_DEBUG"] = "1"  # the container init prints its traceback too
     if not args.verb:
         _parser().print_help()
         return 2
