@@ -47,7 +47,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
            extra_state: dict[str, Any] | None = None) -> Launched:
     """Create the container. Must be called from a single-threaded process. On failure nothing is left behind."""
     t0 = time.perf_counter_ns()
-    sd.make()
+    sd.make(fifo=not autostart)
     cg: cgroups.Cgroup | None = None
     pid = child = 0
     parent_sock: socket.socket | None = None
@@ -58,7 +58,6 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
         if autostart:
             # `run`: the start signal is a pipe written once create (hooks included) has succeeded.
             start_fd, start_w = os.pipe2(os.O_CLOEXEC)
-            os.unlink(sd.fifo)
         else:
             start_fd = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         if p.cgroup_path is not None:
@@ -70,6 +69,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
         restore = False
         if not inner_fork:
             restore = _enter_pid_ns(p)
+        t_fork = time.perf_counter_ns()
         try:
             child = os.fork()
         finally:
@@ -97,6 +97,12 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             msg = _drive(p, chan, child)
         if msg.get("t") != "ready":
             raise _child_error(msg, pid)
+        early_hooks = p.hooks.get("prestart") or p.hooks.get("createRuntime")
+        if start_w >= 0 and not early_hooks:
+            # Nothing left that could fail before start: let the workload go while we write the state.
+            os.write(start_w, b"!")
+            os.close(start_w)
+            start_w = -1
         state.update(status="created", pid=pid, pid_start=proc_start_time(pid), created=time.time(),
                      rootfs=p.rootfs, owner=owner, cgroup=cg.path if cg else None,
                      decision=msg.get("decision"), rootless=p.rootless, **(extra_state or {}))
@@ -111,6 +117,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             os.close(start_w)
             start_w = -1
         timings = dict(msg.get("timings") or {})
+        timings["prefork"] = (t_fork - t0) / 1e6
         timings["create_ms"] = (time.perf_counter_ns() - t0) / 1e6
         return Launched(p.id, pid, state, msg.get("decision") or {}, timings, chan, cg)
     except BaseException:

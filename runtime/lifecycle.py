@@ -272,10 +272,5 @@ class Runtime(Containers):
         """Create, start, wait for and delete a container; returns its output, exit code and timings."""
         check_id(container_id)
         result: RunResult = self.zygote().run(container_id, os.path.abspath(bundle), stdin=stdin,
-                                              annotations=annotations, timeout=timeout)
-        if not keep:
-            try:
-                self.delete(container_id, force=True)
-            except ContainerNotFound:
-                pass
+                                              annotations=annotations, timeout=timeout, keep=keep)
         return result

@@ -39,6 +39,9 @@ class _Live:
     annotations: dict[str, str] = field(default_factory=dict)
     handler: str = ""
     reports: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    run_rid: int | None = None      # a `run` request answered at exit, in one message
+    remove: bool = False            # `run` without keep: the zygote deletes the container itself
 
 
 class Zygote:
@@ -171,13 +174,15 @@ class Zygote:
             return
         live = _Live(msg["id"], launched.pid, StateDir(self.root, msg["id"]), launched.channel, launched.cgroup,
                      time.perf_counter_ns(), launched.timings, plan.annotations,
-                     str((launched.decision or {}).get("handler") or ""))
+                     str((launched.decision or {}).get("handler") or ""), state=launched.state,
+                     run_rid=rid if msg["op"] == "run" else None, remove=bool(msg.get("remove")))
         self.live[launched.pid] = live
         fd = launched.channel.sock.fileno()
         self.by_fd[fd] = live
         self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
-        self.send({"rid": rid, "ok": True, "state": launched.state, "timings": launched.timings,
-                   "decision": launched.decision})
+        if live.run_rid is None:
+            self.send({"rid": rid, "ok": True, "state": launched.state, "timings": launched.timings,
+                       "decision": launched.decision})
         self.send({"event": "created", "id": live.id, "pid": live.pid, "decision": launched.decision})
 
     def _on_container(self, live: _Live) -> None:
@@ -231,12 +236,20 @@ class Zygote:
             rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
                              max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
             memory = live.cgroup.memory() if live.cgroup else {}
-            try:
-                live.sd.write_exit(rec)
-            except OSError:
-                pass  # deleted already
-            self.send({"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
-                       "timings": live.timings, "memory": memory})
+            if live.remove:
+                if live.cgroup is not None:
+                    live.cgroup.remove()
+                live.sd.remove()
+            else:
+                try:
+                    live.sd.write_exit(rec)
+                except OSError:
+                    pass  # deleted already
+            event = {"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
+                     "timings": live.timings, "memory": memory}
+            self.send(event)  # first: subscribers hear of the exit before `run` returns
+            if live.run_rid is not None:
+                self.send({"rid": live.run_rid, "ok": True, "state": live.state, **event})
             self._warm(live.reports)
             self._record(live, rec, memory)
 
@@ -365,7 +378,7 @@ class ZygoteClient:
                     self._cond.notify_all()
             self.publish(msg)
 
-    def _request(self, msg: dict[str, Any], fds: list[int] | None = None, timeout: float = 60) -> dict[str, Any]:
+    def _send(self, msg: dict[str, Any], fds: list[int] | None = None) -> int:
         with self._cond:
             self._next += 1
             rid = self._next
@@ -376,6 +389,12 @@ class ZygoteClient:
                 socket.send_fds(self.sock, [data], fds)
             else:
                 self.sock.send(data)
+        return rid
+
+    def _request(self, msg: dict[str, Any], fds: list[int] | None = None, timeout: float | None = 60) -> dict[str, Any]:
+        return self._reply(self._send(msg, fds), timeout)
+
+    def _reply(self, rid: int, timeout: float | None) -> dict[str, Any]:
         with self._cond:
             if not self._cond.wait_for(lambda: rid in self._replies or self._closed, timeout):
                 raise SetupError("the wasmlab zygote did not answer", "it may be overloaded; try again")
@@ -388,23 +407,11 @@ class ZygoteClient:
 
     def create(self, cid: str, bundle: str, *, stdio: tuple[int | None, int | None, int | None],
                annotations: dict[str, str] | None = None, pid_file: str | None = None,
-               console_socket: str | None = None, op: str = "create") -> dict[str, Any]:
+               console_socket: str | None = None) -> dict[str, Any]:
         with self._cond:
             self._exits.pop(cid, None)
-        opened: list[int] = []
-        fds: list[int] = []
-        for i, fd in enumerate(stdio):
-            if fd is None:
-                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC) if i == 0 else (2 if i == 2 else 1)
-                if i == 0:
-                    opened.append(fd)
-            fds.append(fd)
-        try:
-            reply = self._request({"op": op, "id": cid, "bundle": bundle, "annotations": annotations or {},
-                                   "pid_file": pid_file, "console_socket": console_socket}, fds)
-        finally:
-            for fd in opened:
-                os.close(fd)
+        reply = self._request({"op": "create", "id": cid, "bundle": bundle, "annotations": annotations or {},
+                               "pid_file": pid_file, "console_socket": console_socket}, _stdio_fds(stdio))
         state: dict[str, Any] = reply["state"]
         state["timings"] = reply.get("timings") or {}
         return state
@@ -426,40 +433,59 @@ class ZygoteClient:
         raise SetupError("the wasmlab zygote went away while a container was running", "run `wasmlab doctor`")
 
     def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
-            timeout: float | None) -> RunResult:
+            timeout: float | None, keep: bool = False) -> RunResult:
+        """One request, one reply at exit; output comes through pipes drained meanwhile."""
         t0 = time.perf_counter_ns()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         in_fd: int | None = None
+        in_w = -1
         if stdin is not None:
-            in_r, in_w = os.pipe2(os.O_CLOEXEC)
-            in_fd = in_r
+            in_fd, in_w = os.pipe2(os.O_CLOEXEC)
         try:
-            state = self.create(cid, bundle, stdio=(in_fd, out_w, err_w), annotations=annotations, op="run")
+            rid = self._send({"op": "run", "id": cid, "bundle": bundle, "annotations": annotations or {},
+                              "remove": not keep}, _stdio_fds((in_fd, out_w, err_w)))
         except BaseException:
-            for fd in (out_r, err_r) + ((in_r, in_w) if stdin is not None else ()):
-                os.close(fd)
+            for fd in (out_r, err_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
             raise
         finally:
-            os.close(out_w)
-            os.close(err_w)
-        t_created = time.perf_counter_ns()
+            for passed in (out_w, err_w, in_fd):
+                if passed is not None:
+                    os.close(passed)
         if stdin is not None:
-            os.close(in_r)
             threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
         stdout, stderr = _drain(out_r, err_r)
-        msg = self._wait_exit(cid, timeout)
+        with self._cond:
+            self._exits.pop(cid, None)
+        reply = self._reply(rid, timeout)
         t_end = time.perf_counter_ns()
-        rec = msg["exit"]
-        timings = dict(msg.get("timings") or state.get("timings") or {})
-        timings["client_create_ms"] = (t_created - t0) / 1e6
+        rec = reply["exit"]
+        timings = dict(reply.get("timings") or {})
         timings["total_ms"] = (t_end - t0) / 1e6
-        reports = dict(msg.get("reports") or {})
-        memory = dict(msg.get("memory") or {})
+        memory = dict(reply.get("memory") or {})
         memory["max_rss_kb"] = rec.get("max_rss_kb", 0)
+        state = reply.get("state") or {}
         return RunResult(id=cid, exit_code=rec["exit_code"], stdout=stdout, stderr=stderr,
                          oom_killed=rec.get("oom_killed", False), signal=rec.get("signal"),
-                         decision=state.get("decision") or {}, timings=timings, memory=memory, reports=reports)
+                         decision=state.get("decision") or {}, timings=timings, memory=memory,
+                         reports=dict(reply.get("reports") or {}))
+
+
+def _stdio_fds(stdio: tuple[int | None, int | None, int | None]) -> list[int]:
+    """The three fds to hand over: a missing stdin is /dev/null, a missing stdout or stderr is ours."""
+    return [fd if fd is not None else (_devnull() if i == 0 else i) for i, fd in enumerate(stdio)]
+
+
+_DEVNULL: int | None = None
+
+
+def _devnull() -> int:
+    global _DEVNULL
+    if _DEVNULL is None:
+        _DEVNULL = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _DEVNULL
 
 
 def _feed(fd: int, data: bytes) -> None:

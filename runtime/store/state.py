@@ -81,15 +81,18 @@ class StateDir:
     def exists(self) -> bool:
         return os.path.exists(self.state_file)
 
-    def make(self) -> None:
-        """Create the folder and the exec fifo; a duplicate id is refused."""
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+    def make(self, *, fifo: bool = True) -> None:
+        """Create the folder (and the exec fifo that `start` writes to); a duplicate id is refused."""
         try:
             os.mkdir(self.path, 0o711)
+        except FileNotFoundError:
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            return self.make(fifo=fifo)
         except FileExistsError:
             raise ContainerExists(f"container {self.id!r} already exists",
                                   f"pick another id, or `delete {self.id}` first") from None
-        os.mkfifo(self.fifo, 0o622)
+        if fifo:
+            os.mkfifo(self.fifo, 0o622)
 
     def write(self, state: dict[str, Any]) -> None:
         tmp = self.state_file + ".tmp"

@@ -1,0 +1,239 @@
+"""The benchmark behind `make bench`: start-up time and footprint of containers, against runc and the floor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wasmlab.runtime.metrics.probes import footprint
+
+ROOT = Path(__file__).resolve().parents[2]
+HELLO_WAT = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8) "hello\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 8)) (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 24)))))
+"""
+# Waits on stdin (a pipe nobody writes to): an idle container, for the footprint probe.
+IDLE_WAT = """(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 16))
+    (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 32)))))
+"""
+ISOLATION = ("pid", "mount", "uts", "ipc")
+
+
+def _median_ms(fn: Callable[[], object], n: int, warmup: int = 3) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t) / 1e6)
+    samples.sort()
+    return {"median_ms": statistics.median(samples), "p10_ms": samples[len(samples) // 10],
+            "p90_ms": samples[(len(samples) * 9) // 10], "n": n}
+
+
+def _config(args: list[str], *, linux_default: bool, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    from wasmlab.runtime.spec.runtime import default_config
+
+    cfg = default_config(args)
+    cfg["process"]["terminal"] = False
+    if not linux_default:
+        cfg["linux"] = {"namespaces": [{"type": t} for t in ISOLATION]}
+        cfg["mounts"] = []
+        cfg["root"]["readonly"] = True
+    if annotations:
+        cfg["annotations"] = annotations
+    return cfg
+
+
+def make_bundles(work: Path) -> dict[str, Path]:
+    import wasmtime
+
+    bundles: dict[str, Path] = {}
+    busybox = shutil.which("busybox")
+    if busybox:
+        b = work / "busybox"
+        (b / "rootfs" / "bin").mkdir(parents=True)
+        shutil.copy2(busybox, b / "rootfs" / "bin" / "busybox")
+        (b / "rootfs" / "bin" / "echo").symlink_to("busybox")
+        for d in ("proc", "sys", "dev", "tmp"):
+            (b / "rootfs" / d).mkdir()
+        (b / "config.json").write_text(json.dumps(_config(["/bin/echo", "hello"], linux_default=True)))
+        bundles["busybox"] = b
+    for engine in ("wasmtime", "wasmer"):
+        w = work / f"hello-{engine}"
+        (w / "rootfs").mkdir(parents=True)
+        (w / "rootfs" / "hello.wasm").write_bytes(bytes(wasmtime.wat2wasm(HELLO_WAT)))
+        anns = {"module.wasm.image/variant": "compat", "run.oci.handler": engine}
+        cfg = _config(["/hello.wasm"], linux_default=False, annotations=anns)
+        if engine == "wasmer":
+            # wasmer-sdk reaches its compiled-module cache as /proc/self/fd/N (docs/handlers-wasmer.md)
+            (w / "rootfs" / "proc").mkdir()
+            cfg["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+        (w / "config.json").write_text(json.dumps(cfg))
+        bundles[f"hello-{engine}"] = w
+    idle = work / "idle"
+    (idle / "rootfs").mkdir(parents=True)
+    (idle / "rootfs" / "idle.wasm").write_bytes(bytes(wasmtime.wat2wasm(IDLE_WAT)))
+    anns = {"module.wasm.image/variant": "compat"}
+    (idle / "config.json").write_text(json.dumps(_config(["/idle.wasm"], linux_default=False, annotations=anns)))
+    bundles["idle"] = idle
+    return bundles
+
+
+def floor_ms(n: int) -> dict[str, float]:
+    """fork, unshare the same namespaces as the Wasm containers, exit: what isolation costs at least."""
+    from wasmlab.runtime.linux import syscalls as sc
+
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
+
+    def once() -> None:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sc.unshare(flags)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+    return _median_ms(once, n)
+
+
+def runc_ms(bundle: Path, n: int, root: Path) -> dict[str, float] | None:
+    runc = shutil.which("runc") or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
+    if runc is None:
+        return None
+    counter = iter(range(10**9))
+
+    def once() -> None:
+        subprocess.run([runc, "--root", str(root), "run", "--bundle", str(bundle), f"bench{next(counter)}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, check=True)
+
+    return _median_ms(once, n)
+
+
+def cli_version_ms(n: int) -> dict[str, float]:
+    oci = str(ROOT / ".venv" / "bin" / "wasmlab-oci")
+
+    def once() -> None:
+        subprocess.run([oci, "--version"], stdout=subprocess.DEVNULL, check=True)
+
+    return _median_ms(once, n, warmup=2)
+
+
+def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    from wasmlab.runtime.lifecycle import Runtime
+
+    os.environ.setdefault("WASMLAB_HISTORY", "0")
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "n": n,
+                               "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
+                               "command": " ".join(sys.argv)}
+    with tempfile.TemporaryDirectory(prefix="wasmlab-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["WASMLAB_HOME"] = str(work / "home")
+        bundles = make_bundles(work)
+        rt = Runtime(root=str(work / "state"))
+        counter = iter(range(10**9))
+
+        def embedded(bundle: Path) -> Callable[[], None]:
+            def once() -> None:
+                res = rt.run(f"b{next(counter)}", str(bundle))
+                if res.exit_code != 0:
+                    raise RuntimeError(f"bench container failed: {res.stderr!r}")
+            return once
+
+        try:
+            progress("floor: fork + unshare(pid, mount, uts, ipc) + exit")
+            results["floor"] = floor_ms(n)
+            if "busybox" in bundles:
+                progress("busybox echo through Runtime.run")
+                results["linux_embedded"] = _median_ms(embedded(bundles["busybox"]), n)
+                progress("busybox echo through runc run")
+                results["runc"] = runc_ms(bundles["busybox"], n, work / "runc")
+            for engine in ("wasmtime", "wasmer"):
+                progress(f"hello.wasm on {engine} through Runtime.run")
+                results[f"wasm_{engine}"] = _median_ms(embedded(bundles[f"hello-{engine}"]), n if engine ==
+                                                       "wasmtime" else max(5, n // 4))
+            progress(f"{seq} hello.wasm containers in sequence")
+            t = time.perf_counter()
+            once = embedded(bundles["hello-wasmtime"])
+            for _ in range(seq):
+                once()
+            results["sequence"] = {"containers": seq, "seconds": time.perf_counter() - t}
+            progress("idle hello.wasm footprint")
+            results["idle_footprint"] = idle_footprint(rt, bundles["idle"])
+            progress("wasmlab-oci --version")
+            results["cli_version"] = cli_version_ms(max(10, n // 2))
+        finally:
+            rt.close()
+    results["ratios"] = ratios(results)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "latest.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def idle_footprint(rt: Any, bundle: Path) -> dict[str, Any]:
+    r, w = os.pipe()
+    try:
+        state = rt.create("idle", str(bundle), stdin=r)
+        rt.start("idle")
+        pid = int(state["pid"])
+        time.sleep(0.5)
+        fp = footprint(pid)
+        rt.kill("idle", "KILL")
+        rt.wait("idle", timeout=10)
+        rt.delete("idle")
+    finally:
+        os.close(r)
+        os.close(w)
+    return {"uss_kb": fp.uss_kb, "pss_kb": fp.pss_kb, "rss_kb": fp.rss_kb} if fp else {}
+
+
+def ratios(res: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    runc = (res.get("runc") or {}).get("median_ms")
+    floor = res["floor"]["median_ms"]
+    if runc:
+        if res.get("linux_embedded"):
+            out["linux_embedded_vs_runc"] = res["linux_embedded"]["median_ms"] / runc
+        for engine in ("wasmtime", "wasmer"):
+            out[f"wasm_{engine}_vs_runc"] = res[f"wasm_{engine}"]["median_ms"] / runc
+    for engine in ("wasmtime", "wasmer"):
+        out[f"wasm_{engine}_vs_floor"] = res[f"wasm_{engine}"]["median_ms"] / floor
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wasmlab.runtime.metrics.bench", description=__doc__)
+    parser.add_argument("-n", type=int, default=50, help="samples per measurement")
+    parser.add_argument("--sequence", type=int, default=1000, help="Wasm containers run back to back")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
+    args = parser.parse_args(argv)
+    res = run(args.n, args.sequence, args.out, progress=lambda s: print(f"bench: {s}", file=sys.stderr))
+    print(json.dumps({k: res[k] for k in ("ratios",)} | {
+        k: v.get("median_ms") for k, v in res.items() if isinstance(v, dict) and "median_ms" in v
+    } | {"sequence_s": res["sequence"]["seconds"], "idle_uss_kb": res["idle_footprint"].get("uss_kb")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
