@@ -188,7 +188,51 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "latest.json").write_text(json.dumps(results, indent=2))
+        (out.parent / "bench.md").write_text(markdown(results))
     return results
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """docs/bench.md: the figures of one run, with the date and the command that produced them."""
+    def ms(key: str) -> str:
+        r = res.get(key)
+        return f"{r['median_ms']:.2f} (p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f})" if r else "n/a"
+
+    rat = res["ratios"]
+    seq = res["sequence"]
+    fp = res.get("idle_footprint") or {}
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {res['date']} on {res['machine']['cpus']} CPUs, kernel {res['machine']['kernel']}, "
+        f"with `make bench` (`{res['command']}`), {res['n']} samples each, all in one run.",
+        "This machine is shared and noisy: compare the ratios, which come from the same run.",
+        "",
+        "| measurement | median ms |",
+        "|---|---|",
+        f"| floor: fork, unshare(pid, mount, uts, ipc), exit | {ms('floor')} |",
+        f"| hello.wasm on wasmtime, `Runtime.run`, cache warm, pid+mount+uts+ipc+pivot_root | {ms('wasm_wasmtime')} |",
+        f"| hello.wasm on wasmer, `Runtime.run` (also mounts /proc) | {ms('wasm_wasmer')} |",
+        f"| busybox echo, `Runtime.run` (runc's default namespaces and mounts) | {ms('linux_embedded')} |",
+        f"| busybox echo, `runc run`, same bundle | {ms('runc')} |",
+        f"| `wasmlab-oci --version` | {ms('cli_version')} |",
+        "",
+        "| ratio | value | target |",
+        "|---|---|---|",
+        f"| Linux embedded / runc | {rat.get('linux_embedded_vs_runc', float('nan')):.2f} | <= 0.5 (aim 0.25) |",
+        f"| wasmtime / runc | {rat.get('wasm_wasmtime_vs_runc', float('nan')):.2f} | <= 0.2 (aim 0.1) |",
+        f"| wasmtime / floor | {rat['wasm_wasmtime_vs_floor']:.2f} | <= 2.5 |",
+        f"| wasmer / runc | {rat.get('wasm_wasmer_vs_runc', float('nan')):.2f} | - |",
+        "",
+        f"- {seq['containers']} hello.wasm containers in sequence: {seq['seconds']:.2f} s "
+        f"({seq['seconds'] / seq['containers'] * 1e3:.2f} ms each; target: 1000 in <= 5 s).",
+        f"- An idle hello.wasm container (wasmtime, blocked reading stdin): USS {fp.get('uss_kb', 0) / 1024:.2f} MiB, "
+        f"PSS {fp.get('pss_kb', 0) / 1024:.2f} MiB, RSS {fp.get('rss_kb', 0) / 1024:.2f} MiB (target: USS <= 4 MiB).",
+        "",
+        "![start-up chart](bench/latest.png)",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def idle_footprint(rt: Any, bundle: Path) -> dict[str, Any]:
