@@ -1,0 +1,1 @@
+"""The wasmlab terminal UI: a Textual face over the Lab service, opened by `wasmlab` with no arguments."""

@@ -1,0 +1,159 @@
+"""The wasmlab Textual app: Images, Containers and History tabs over the Lab service, with k9s keys."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+from wasmlab.lab.tui.messages import ActionDone, ActionFailed, Described, RuntimeEvent
+from wasmlab.lab.tui.screens.containers import ContainersView
+from wasmlab.lab.tui.screens.describe import DescribeScreen
+from wasmlab.lab.tui.screens.help import HelpScreen
+from wasmlab.lab.tui.screens.history import HistoryView
+from wasmlab.lab.tui.screens.images import ImagesView
+from wasmlab.lab.tui.widgets.table import ResourceView
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wasmlab.runtime.service import Lab
+
+TABS = ("images", "containers", "history")
+# Lifecycle events that change what `ps` shows; the many "report" events do not.
+RELOAD_ON = {"created", "exit", "error", "fatal"}
+
+
+class WasmlabApp(App[int]):
+    """A thin face: every service call runs in a thread worker and comes back as a dataclass message."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "wasmlab"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("1", "show_tab('images')", "Images"),
+        Binding("2", "show_tab('containers')", "Containers"),
+        Binding("3", "show_tab('history')", "History"),
+        Binding("escape", "back", "Back", show=False),  # Textual's own: pop the screen, if there is one
+    ]
+
+    def __init__(self, lab: Lab | None = None, *, refresh_interval: float = 2.0,
+                 use_plotext: bool | None = None) -> None:
+        super().__init__()
+        self._owns_lab = lab is None
+        if lab is None:
+            from wasmlab.runtime.service import Lab
+
+            lab = Lab()
+        self.lab: Lab = lab
+        self.refresh_interval = refresh_interval
+        self.images_view = ImagesView(id="images-view")
+        self.containers_view = ContainersView(id="containers-view")
+        self.history_view = HistoryView(id="history-view", use_plotext=use_plotext)
+        self.views: dict[str, ResourceView] = {"images": self.images_view, "containers": self.containers_view,
+                                               "history": self.history_view}
+        self._unsubscribe: Callable[[], Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial="images", id="tabs"):
+            with TabPane("1 Images", id="images"):
+                yield self.images_view
+            with TabPane("2 Containers", id="containers"):
+                yield self.containers_view
+            with TabPane("3 History", id="history"):
+                yield self.history_view
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.lab.home)
+        self._unsubscribe = self.lab.runtime.subscribe(self._runtime_event)
+        self.set_interval(self.refresh_interval, self._tick)
+
+    def on_unmount(self) -> None:
+        self.close_lab()
+
+    def close_lab(self) -> None:
+        """Stop listening and, if this app made the Lab, close it (its helper process goes with it)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._owns_lab:
+            self.lab.close()
+
+    # -- live updates ------------------------------------------------------------------------------------------
+    def _runtime_event(self, event: dict[str, Any]) -> None:
+        """Runs on the runtime's reader thread: hand the event to the app's loop without waiting."""
+        self.post_message(RuntimeEvent(event))
+
+    def on_runtime_event(self, message: RuntimeEvent) -> None:
+        kind = message.event.get("event")
+        if kind in RELOAD_ON:
+            self.containers_view.reload()
+        if kind == "exit":
+            # The run lands in the history just after its exit event.
+            self.set_timer(0.3, self.history_view.reload)
+
+    def _tick(self) -> None:
+        if len(self.screen_stack) == 1:
+            self.views[self.active_tab].reload()
+
+    # -- results of the views' workers -------------------------------------------------------------------------
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.detail or f"{message.verb} {message.target}: done", title=message.verb)
+        if message.verb == "rmi":
+            self.images_view.reload()
+        else:
+            self.containers_view.reload()
+            self.history_view.reload()
+
+    def on_action_failed(self, message: ActionFailed) -> None:
+        hint = f"\nhint: {message.hint}" if message.hint else ""
+        self.notify(f"{message.message}{hint}", title=f"{message.verb} {message.target} failed", severity="error",
+                    timeout=10)
+
+    def on_described(self, message: Described) -> None:
+        self.push_screen(DescribeScreen(message.title, message.document))
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        view = self.views.get(event.pane.id or "")
+        if view is not None:
+            view.reload()
+            view.focus_table()
+
+    # -- keys --------------------------------------------------------------------------------------------------
+    @property
+    def active_tab(self) -> str:
+        return self.screen_stack[0].query_one("#tabs", TabbedContent).active or "images"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in ("show_tab", "help") and isinstance(self.screen, ModalScreen))
+
+    def action_show_tab(self, tab: str) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.screen_stack[0].query_one("#tabs", TabbedContent).active = tab
+        self.views[tab].focus_table()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        else:
+            self.push_screen(HelpScreen())
+
+
+def main() -> int:
+    """Run the TUI until `q`; the Lab is closed on the way out."""
+    app = WasmlabApp()
+    try:
+        app.run()
+    finally:
+        app.close_lab()
+    return int(app.return_code or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The log screen: a container's output, followed while it runs; `esc` goes back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Static
+from textual.worker import get_current_worker
+from wasmlab.lab.tui.messages import LoadFailed, LogChunk, LogEnded, error_parts
+
+if TYPE_CHECKING:
+    from wasmlab.runtime.service import Lab
+
+POLL = 0.25
+
+
+class LogScreen(Screen[None]):
+    """`wasmlab logs -f NAME`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("c", "clear", "Clear"),
+    ]
+
+    def __init__(self, container: str, name: str) -> None:
+        super().__init__(classes="log-screen")
+        self.container = container
+        self.container_name = name
+        self.ended: LogEnded | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"logs of [b]{self.container_name}[/b] ({self.container})", classes="screen-title")
+        yield Log(highlight=False, auto_scroll=True, classes="log")
+        yield Static("following...", classes="status-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(Log).focus()
+        self.follow()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.query_one(Log).lines)
+
+    @work(thread=True, exclusive=True, group="logs")
+    def follow(self) -> None:
+        """Read the log until the container stops; the status is read first so no final output is missed."""
+        worker = get_current_worker()
+        lab: Lab = self.app.lab  # type: ignore[attr-defined]
+        seen = 0
+        while not worker.is_cancelled:
+            try:
+                info = lab.inspect(self.container)
+                data = b"".join(lab.logs(self.container))
+            except Exception as exc:
+                self.post_message(LoadFailed(*error_parts(exc)))
+                return
+            if len(data) > seen:
+                self.post_message(LogChunk(data[seen:].decode("utf-8", "replace")))
+                seen = len(data)
+            if info["status"] not in ("created", "running"):
+                self.post_message(LogEnded(info["status"], info.get("exit_code")))
+                return
+            worker.cancelled_event.wait(POLL)
+
+    def on_log_chunk(self, message: LogChunk) -> None:
+        self.query_one(Log).write(message.text)
+
+    def on_log_ended(self, message: LogEnded) -> None:
+        self.ended = message
+        code = "" if message.exit_code is None else f", exit code {message.exit_code}"
+        self.query_one(".status-line", Static).update(f"{message.status}{code}: end of log")
+
+    def on_load_failed(self, message: LoadFailed) -> None:
+        hint = f"  (hint: {message.hint})" if message.hint else ""
+        self.query_one(".status-line", Static).update(f"[b red]error:[/] {message.message}{hint}")
+
+    def action_clear(self) -> None:
+        self.query_one(Log).clear()

@@ -1,0 +1,1 @@
+"""Reusable TUI widgets: the filterable resource table and the create-time chart."""

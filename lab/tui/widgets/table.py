@@ -1,0 +1,178 @@
+"""The resource view: a DataTable of one kind of lab object with a k9s-style `/` filter bar and a status line."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import events, on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable, Input, Static
+from wasmlab.lab.tui.messages import LoadFailed
+
+if TYPE_CHECKING:
+    from wasmlab.runtime.service import Lab
+
+Row = tuple[str, Sequence[str]]
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def ago(when: float | str) -> str:
+    if isinstance(when, str):
+        from datetime import datetime
+
+        try:
+            ts = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return when or "-"
+    else:
+        ts = when
+    delta = max(0.0, time.time() - ts)
+    for secs, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if delta >= secs:
+            return f"{int(delta // secs)}{unit} ago"
+    return f"{int(delta)}s ago"
+
+
+class ResourceView(Vertical):
+    """Rows of (key, cells); `/` filters them by substring, `esc` clears the filter; subclasses load the rows."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ()
+    NOUN: ClassVar[str] = "rows"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, classes="resource-view")
+        self._rows: list[Row] = []
+        self.filter_text = ""
+        self.loaded = False
+        self.typing_filter = False
+
+    @property
+    def lab(self) -> Lab:
+        lab: Lab = self.app.lab  # type: ignore[attr-defined]
+        return lab
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(cursor_type="row", zebra_stripes=True, classes="resource-table")
+        yield Input(placeholder="filter: type to narrow the rows, enter to keep, esc to clear", classes="filter")
+        yield Static("loading...", classes="status-line")
+
+    def on_mount(self) -> None:
+        self.table.add_columns(*self.COLUMNS)
+        self.reload()
+
+    def reload(self) -> object:
+        """Ask the service for fresh rows (in a thread worker); subclasses implement it."""
+        return None
+
+    def focus_table(self) -> None:
+        self.table.focus()
+
+    @property
+    def table(self) -> DataTable[Any]:
+        return self.query_one(DataTable)
+
+    @property
+    def selected_key(self) -> str | None:
+        table = self.table
+        if table.row_count == 0:
+            return None
+        row = min(max(table.cursor_row, 0), table.row_count - 1)
+        return table.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value
+
+    def rows(self) -> list[list[str]]:
+        """The cells of the rows shown (after the filter), top to bottom."""
+        table = self.table
+        return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+    def show_rows(self, rows: Iterable[Row]) -> None:
+        self._rows = list(rows)
+        self.loaded = True
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        table = self.table
+        keep = self.selected_key
+        table.clear()
+        needle = self.filter_text.lower()
+        shown = 0
+        for key, cells in self._rows:
+            if needle and not any(needle in c.lower() for c in cells):
+                continue
+            table.add_row(*cells, key=key)
+            shown += 1
+        if keep is not None and keep in table.rows:
+            table.move_cursor(row=table.get_row_index(keep))
+        status = f"{len(self._rows)} {self.NOUN}"
+        if needle:
+            status = f"{shown} of {status} match /{self.filter_text}"
+        self.query_one(".status-line", Static).update(status)
+
+    def on_load_failed(self, message: LoadFailed) -> None:
+        message.stop()
+        text = message.message + (f"  (hint: {message.hint})" if message.hint else "")
+        self.query_one(".status-line", Static).update(f"[b red]error:[/] {text}")
+
+    # -- the filter bar ----------------------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        self.add_class("-filtering")
+        self.typing_filter = True
+        self.query_one(".filter", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return action in ("filter", "clear_filter") or not self.typing_filter
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys reach the view in order, before any binding: from `/` on, printable ones belong to the filter.
+
+        (Focus moves to the filter bar a few messages later; keys typed fast in between would otherwise
+        run the table's bindings, e.g. `l` for logs.)
+        """
+        if event.key == "slash" and not self.typing_filter:
+            event.stop()
+            event.prevent_default()
+            self.action_filter()
+        elif self.typing_filter and event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            self.query_one(".filter", Input).insert_text_at_cursor(event.character)
+
+    def action_clear_filter(self) -> None:
+        self.typing_filter = False
+        if not self.has_class("-filtering") and not self.filter_text:
+            return
+        self.remove_class("-filtering")
+        field = self.query_one(".filter", Input)
+        field.value = ""
+        self.filter_text = ""
+        self._render_rows()
+        self.table.focus()
+
+    @on(Input.Changed, ".filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value
+        self._render_rows()
+
+    @on(Input.Submitted, ".filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.typing_filter = False
+        if not self.filter_text:
+            self.remove_class("-filtering")
+        self.table.focus()

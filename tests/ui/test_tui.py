@@ -1,0 +1,257 @@
+"""Pilot tests of the wasmlab TUI: tabs, filter, help, and run -> logs -> describe -> delete on a real Wasm image."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from textual import events
+from textual.pilot import Pilot
+from wasmlab.lab.tui.app import WasmlabApp
+from wasmlab.lab.tui.screens.confirm import ConfirmScreen
+from wasmlab.lab.tui.screens.describe import DescribeScreen
+from wasmlab.lab.tui.screens.help import HelpScreen
+from wasmlab.lab.tui.screens.logs import LogScreen
+from wasmlab.lab.tui.widgets.chart import CreateTimesChart, create_ms_by_handler
+from wasmlab.runtime.metrics.history import RunRecord
+
+from tests.conftest import hello_wasm, need_root
+
+IMAGE = "localhost/hello:latest"
+SIZE = (140, 40)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A lab home holding one Wasm image built FROM scratch with the compat annotation."""
+    from wasmlab.runtime.service import Lab
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("WASMLAB_HOME", str(home))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.wasm").write_bytes(hello_wasm())
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY hello.wasm /hello.wasm\nCMD ["/hello.wasm"]\n')
+    with Lab(home) as lab:
+        lab.images.build(ctx, tag=IMAGE, annotations={"module.wasm.image/variant": "compat"})
+    return home
+
+
+async def wait_for(pilot: Pilot[object], condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def drive(app: WasmlabApp, scenario: Callable[[Pilot[object]], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await scenario(pilot)
+
+    asyncio.run(main())
+
+
+def zygotes() -> set[int]:
+    """The runtime helper processes this test process started."""
+    out = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
+        if ppid == os.getpid() and b"wasmlab.runtime.zygote" in cmdline:
+            out.add(int(name))
+    return out
+
+
+def assert_no_zygote_left() -> None:
+    deadline = time.monotonic() + 5
+    while zygotes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not zygotes(), "the TUI left the runtime helper running"
+
+
+def test_images_tabs_filter_help(home: Path) -> None:
+    app = WasmlabApp(refresh_interval=0.5)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        images = app.images_view
+        await wait_for(pilot, lambda: images.loaded, "the images to load")
+        rows = images.rows()
+        assert len(rows) == 1
+        assert rows[0][0] == IMAGE
+        assert rows[0][2] == "wasm"
+        assert app.active_tab == "images"
+
+        await pilot.press("2")
+        assert app.active_tab == "containers"
+        await wait_for(pilot, lambda: app.containers_view.loaded, "the containers to load")
+        assert app.containers_view.rows() == []
+        await pilot.press("3")
+        assert app.active_tab == "history"
+        await wait_for(pilot, lambda: app.history_view.loaded, "the history to load")
+        assert app.history_view.query_one(CreateTimesChart).has_class("-empty")
+        await pilot.press("1")
+        assert app.active_tab == "images"
+
+        await pilot.press("slash", *"nomatch")
+        await wait_for(pilot, lambda: images.rows() == [], "the filter to hide the image")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(images.rows()) == 1, "esc to clear the filter")
+        await pilot.press("slash", *"hello", "enter")
+        assert len(images.rows()) == 1 and images.filter_text == "hello"
+        await pilot.press("escape")
+        assert images.filter_text == ""
+
+        # Typed faster than focus moves: the keys after `/` are the filter's, not `r` (run) or `q` (quit).
+        for key in ("slash", "r", "q", "2"):
+            app.post_message(events.Key(key, "/" if key == "slash" else key))
+        await wait_for(pilot, lambda: images.filter_text == "rq2", "the fast keys in the filter")
+        assert app.is_running and app.active_tab == "images" and images.rows() == []
+        await pilot.press("escape")
+        await pilot.pause(0.5)
+        assert app.lab.ps(all=True) == [], "`r` typed into the filter ran the image"
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DescribeScreen), "the image description")
+        assert IMAGE in app.screen.text and "module.wasm.image/variant" in app.screen.text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DescribeScreen)
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = app.screen.query_one("DataTable")
+        assert any("ctrl+d" in str(keys.get_row_at(i)[0]) for i in range(keys.row_count))  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+        await pilot.press("ctrl+d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.pause(0.3)
+        assert len(images.rows()) == 1, "saying no deleted the image"
+
+        # A failing verb becomes an error notification with the service's message, not a crash.
+        images.run_image("localhost/nope:latest")
+        await wait_for(pilot, lambda: any(n.severity == "error" and "nope" in n.title for n in app._notifications),
+                       "the error notification")
+
+        await pilot.press("ctrl+d", "y")
+        await wait_for(pilot, lambda: images.rows() == [], "the image to be deleted")
+        assert app.lab.images.list() == []
+
+        await pilot.press("q")
+
+    drive(app, scenario)
+    assert app.return_code == 0
+
+
+def test_run_logs_describe_history_delete(home: Path) -> None:
+    need_root()
+    app = WasmlabApp(refresh_interval=0.5)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await wait_for(pilot, lambda: app.images_view.loaded, "the images to load")
+        await pilot.press("r")
+        containers = app.containers_view
+
+        def exited() -> list[str] | None:
+            for row in containers.rows():
+                if row[2] == IMAGE and row[3] in ("stopped", "exited") and row[4] == "0":
+                    return row
+            return None
+
+        await wait_for(pilot, exited, "the container to exit with code 0")
+        await pilot.press("2")
+        assert app.active_tab == "containers"
+        row = exited()
+        assert row is not None and row[5] == "wasmtime"
+        name, cid = row[0], row[1]
+
+        await pilot.press("l")
+        assert isinstance(app.screen, LogScreen)
+        log = app.screen
+        await wait_for(pilot, lambda: "hello from wasm" in log.text, "the output in the log view")
+        await wait_for(pilot, lambda: log.ended is not None, "the end of the log")
+        assert log.ended is not None and log.ended.exit_code == 0
+        await pilot.press("escape")
+        assert not isinstance(app.screen, LogScreen)
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DescribeScreen), "the container description")
+        assert cid in app.screen.text and '"exit_code": 0' in app.screen.text
+        await pilot.press("escape")
+
+        await pilot.press("3")
+        history = app.history_view
+        await wait_for(pilot, lambda: any(r[1] == name for r in history.rows()), "the run in the history")
+        chart = history.query_one(CreateTimesChart)
+        await wait_for(pilot, lambda: "wasmtime" in chart.series, "the chart to show wasmtime")
+        assert not chart.has_class("-empty")
+
+        await pilot.press("2", "s")  # stopping an exited container is harmless
+        await pilot.press("ctrl+d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not any(r[1] == cid for r in containers.rows()), "the container to go")
+        await pilot.press("q")
+
+    drive(app, scenario)
+    assert_no_zygote_left()
+
+
+def test_live_event_refreshes_containers(home: Path) -> None:
+    """A container started outside the TUI shows up through the runtime's events, without a refresh tick."""
+    need_root()
+    app = WasmlabApp(refresh_interval=3600)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await wait_for(pilot, lambda: app.containers_view.loaded, "the containers to load")
+        await pilot.press("2")
+        app.containers_view.reload()
+        await pilot.pause(0.2)
+        assert app.containers_view.rows() == []
+        run = await asyncio.to_thread(app.lab.run, IMAGE, detach=True)
+        await wait_for(pilot, lambda: any(r[0] == run.name and r[4] == "0" for r in app.containers_view.rows()),
+                       "the exit event to refresh the table")
+
+    drive(app, scenario)
+    assert_no_zygote_left()
+
+
+@pytest.mark.parametrize("use_plotext", [True, False])
+def test_chart_per_handler(home: Path, use_plotext: bool) -> None:
+    if use_plotext:
+        pytest.importorskip("textual_plotext")
+    runs = [RunRecord(id=f"c{i}", handler=h, exit_code=0, create_ms=float(i)) for i, h in
+            enumerate(["wasmtime", "native", "wasmtime", "wasmer"])]
+    assert create_ms_by_handler(runs) == {"wasmer": [3.0], "wasmtime": [2.0, 0.0], "native": [1.0]}
+    app = WasmlabApp(refresh_interval=3600, use_plotext=use_plotext)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await pilot.press("3")
+        chart = app.history_view.query_one(CreateTimesChart)
+        assert chart.use_plotext is use_plotext
+        chart.show(runs)
+        await pilot.pause()
+        assert set(chart.series) == {"wasmtime", "native", "wasmer"}
+        assert not chart.has_class("-empty")
+        if not use_plotext:
+            assert len(chart.query("Sparkline")) == 3
+
+    drive(app, scenario)
