@@ -223,3 +223,14 @@ class LeakCheck:
 def leaks() -> Iterator[LeakCheck]:
     check = LeakCheck()
     yield check
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In CI, a test skipped for any reason (a missing package, tool or privilege) is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which counts as a failure: {reason}"

@@ -208,6 +208,11 @@ class WasmtimeHandler:
     def _trap(self, exc: Exception, interrupt: Interrupt) -> int:
         if interrupt.reason is not None:
             return interrupt.exit_status()
+        if "invalid exit status" in str(exc):
+            # wasmtime refuses proc_exit(n) for n >= 126 (those mean signals in a shell); `wasmtime run` exits 1.
+            sys.stderr.write("wasmlab: the module called proc_exit with a status above 125, which wasmtime "
+                             "refuses (hint: use 0-125; wasmer keeps the low 8 bits)\n")
+            return 1
         sys.stderr.write(f"wasmlab: wasm trap: {exc}\n")
         sys.stderr.flush()
         return EXIT_TRAP

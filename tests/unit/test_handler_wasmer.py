@@ -391,7 +391,7 @@ def test_truncated_module_is_a_module_error(run: Any) -> None:
 
 def test_unknown_import_is_a_link_error(run: Any) -> None:
     ran = run('(module (import "env" "nope" (func)) (func (export "_start") (call 0)))')
-    assert ran.status == 126
+    assert ran.status == 123  # EXIT_BAD_MODULE (docs/handlers.md)
     assert b"cannot link the module" in ran.stderr
 
 
