@@ -105,7 +105,8 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             start_w = -1
         state.update(status="created", pid=pid, pid_start=proc_start_time(pid), created=time.time(),
                      rootfs=p.rootfs, owner=owner, cgroup=cg.path if cg else None,
-                     decision=msg.get("decision"), rootless=p.rootless, **(extra_state or {}))
+                     decision=msg.get("decision"), rootless=p.rootless, has_process=p.has_process,
+                     **(extra_state or {}))
         sd.write(state)
         for kind in ("prestart", "createRuntime"):
             if p.hooks.get(kind):

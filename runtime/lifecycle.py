@@ -104,6 +104,9 @@ class Containers:
             if status != "created":
                 raise InvalidState(f"container {container_id} is {status}, not created",
                                    "only a created container can be started; `create` a new one")
+            if state.get("has_process") is False:
+                raise InvalidState(f"container {container_id} has no process to start",
+                                   "add a process to its config.json and create it again")
             try:
                 fd = os.open(sd.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as exc:
@@ -111,12 +114,14 @@ class Containers:
                     raise InvalidState(f"container {container_id} init process is gone",
                                        f"`delete {container_id}` and create it again") from None
                 raise
+            hooks = _bundle_hooks(state)
             try:
                 os.write(fd, b"0")
+                if hooks.get("poststart"):
+                    _wait_started(fd, int(state["pid"]), wasm=bool((state.get("decision") or {}).get("wasm")))
             finally:
                 os.close(fd)
             os.unlink(sd.fifo)
-            hooks = _bundle_hooks(state)
             if hooks.get("poststart"):
                 run_hooks("poststart", hooks["poststart"], oci_state(state, "running"), strict=False)
 
@@ -182,6 +187,34 @@ def _bundle_hooks(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             return hooks
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+def _wait_started(fifo_fd: int, pid: int, *, wasm: bool, timeout: float = 1.0) -> None:
+    """Wait until the init has handed over to its workload, for poststart hooks.
+
+    The init closes the fifo once it has read the start byte: from then on a write fails with EPIPE.
+    A native init then execs, which changes /proc/PID/exe; a Wasm init runs the guest itself.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return
+    while time.monotonic() < deadline:
+        try:
+            os.write(fifo_fd, b"0")  # lands in the pipe buffer while the init still holds the fifo
+        except BrokenPipeError:
+            break
+        except OSError:
+            return
+        time.sleep(0.0005)
+    while not wasm and time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/exe") != exe:
+                return
+        except OSError:
+            return
+        time.sleep(0.0005)
 
 
 def _signal(pid: int, signum: int) -> None:

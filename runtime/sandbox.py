@@ -69,6 +69,8 @@ class Plan:
     no_pivot: bool = False
     rootless: bool = False
     namespaces_entered: bool = False         # set in a grandchild that was born inside them
+    own_mounts: bool = True                  # a mount namespace of its own (else: chroot, and no mounts)
+    has_process: bool = True                 # a config without process can be created, never started
 
 
 def _id_map(entries: list[dict[str, Any]]) -> str:
@@ -101,9 +103,7 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
     if rootless and not user:
         raise SpecError("$.linux.namespaces", "a rootless container needs a user namespace",
                         "add {\"type\": \"user\"} with uidMappings, or run `wasmlab-oci spec --rootless`")
-    if not (flags & sc.CLONE_NEWNS) and not any(t == "mount" for t, _ in join):
-        raise SpecError("$.linux.namespaces", "wasmlab needs a mount namespace to build the container's root",
-                        "add {\"type\": \"mount\"} to linux.namespaces")
+    own_mounts = bool(flags & sc.CLONE_NEWNS) or any(t == "mount" for t, _ in join)
     proc_cfg = spec.process
     mount_list = spec.mounts
     has_dev = any(m["destination"] == "/dev" for m in mount_list)
@@ -143,7 +143,8 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
         memory_limit=int(memory["limit"]) if memory.get("limit") and int(memory["limit"]) > 0 else None,
         cpu_time_ms=cpu_time_ms,
         cgroup_path=(linux.get("cgroupsPath") or "") if needs_cgroup else None,
-        resources=resources, preopens=preopens, no_pivot=no_pivot, rootless=rootless,
+        resources=resources, preopens=preopens, no_pivot=no_pivot, rootless=rootless, own_mounts=own_mounts,
+        has_process=spec.has_process,
     )
 
 
@@ -244,7 +245,10 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         _build_root(p, state)
         mark("rootfs")
         step = "choosing the handler"
-        decision, workload = _decide(p, handlers, default_engine)
+        if not p.has_process:
+            decision, workload = Decision("native", False, "no process in config.json"), Workload("", [], [], "/", b"")
+        else:
+            decision, workload = _decide(p, handlers, default_engine)
         step = "setting rlimits and the console"
         mark("decided")
         proc.apply_rlimits(p.creds)
@@ -254,10 +258,14 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         elif console_fd is not None:
             os.close(console_fd)
         try:
-            os.chdir(p.cwd)
+            if p.has_process:
+                os.chdir(p.cwd)
         except OSError:
             raise SetupError(f"the working directory {p.cwd} does not exist in the container",
                              "create it in the image or fix process.cwd") from None
+        if p.seccomp is not None and not p.creds.no_new_privs:
+            step = "loading the seccomp filter"
+            seccomp.apply(p.seccomp, no_new_privs=False)  # needs CAP_SYS_ADMIN, so before the switch
         step = "switching user and capabilities"
         proc.apply_identity(p.creds, setgroups_allowed=not (p.new_user and p.rootless))
         mark("ready")
@@ -273,11 +281,13 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         os.close(start_fd)
         started = True
         mark("started")
+        if not p.has_process:
+            raise SpecError("$.process", "there is no process to start", "add a process to config.json")
         if p.hooks.get("startContainer"):
             state = dict(state, status="running", pid=os.getpid())
             _run_hooks("startContainer", p.hooks, state)
-        if p.seccomp is not None:
-            seccomp.apply(p.seccomp)
+        if p.seccomp is not None and p.creds.no_new_privs:
+            seccomp.apply(p.seccomp)  # as late as possible: the fewest syscalls made under the filter
         handler = handlers[decision.handler]
         workload.report = lambda key, value: _report(chan, key, value)
         if not handler.wasm:
@@ -384,13 +394,30 @@ def _setns(kind: str, path: str) -> None:
 
 
 def _build_root(p: Plan, state: dict[str, Any]) -> None:
+    if not p.own_mounts:
+        # Sharing the host's mount namespace: any mount would land on the host, so none is made.
+        if p.hooks.get("createContainer"):
+            _run_hooks("createContainer", p.hooks, state)
+        os.chroot(p.rootfs)
+        os.chdir("/")
+        if p.hostname is not None:
+            sc.sethostname(p.hostname)
+        return
     # Nothing we mount may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | p.root_propagation)
+    shared = bool(p.root_propagation & sc.MS_SHARED)
+    if shared:
+        # pivot_root refuses a shared new root or parent: make both private here, share again after.
+        sc.mount(None, mnt.mount_point_of(p.rootfs), None, sc.MS_PRIVATE)
     sc.mount(p.rootfs, p.rootfs, None, sc.MS_BIND | sc.MS_REC)
+    if shared:
+        sc.mount(None, p.rootfs, None, sc.MS_PRIVATE)
     mnt.mount_all(p.rootfs, p.mounts, p.devices, bind_devices=p.user, has_dev_mount=p.has_dev_mount)
     if p.hooks.get("createContainer"):
         _run_hooks("createContainer", p.hooks, state)
     mnt.pivot_into(p.rootfs, no_pivot=p.no_pivot)
+    if shared:
+        sc.mount(None, "/", None, sc.MS_SHARED | sc.MS_REC)
     # Hostname and sysctls first: /proc/sys is usually among the read-only paths made just below.
     if p.hostname is not None:
         sc.sethostname(p.hostname)

@@ -322,7 +322,9 @@ class ZygoteClient:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wasmlab.runtime.zygote", "--fd", str(theirs.fileno()), "--root", root,
              "--engine", default_engine],
-            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            # It may outlive us as the reaper of detached containers: it must not hold our stdio open.
+            stderr=None if os.environ.get("WASMLAB_DEBUG") else subprocess.DEVNULL)
         theirs.close()
         self.sock = mine
         self._send_lock = threading.Lock()
@@ -349,11 +351,12 @@ class ZygoteClient:
         except OSError:
             pass
         self.sock.close()
+        # The zygote exits by itself once it has no containers left; detached ones keep it (their
+        # reaper) alive after we are gone, so it is never killed here.
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            pass
 
     def _read_loop(self) -> None:
         while True:

@@ -240,6 +240,17 @@ def _mount_cgroup(target: str, flags: int) -> None:
         sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_BIND)
 
 
+def mount_point_of(path: str) -> str:
+    """The mount point that holds path (the longest matching one in /proc/self/mountinfo)."""
+    best = "/"
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            mp = line.split()[4].replace("\\040", " ")
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best = mp
+    return best
+
+
 def pivot_into(rootfs: str, *, no_pivot: bool) -> None:
     """Make rootfs the container's /, via pivot_root or (with --no-pivot) MS_MOVE plus chroot."""
     os.chdir(rootfs)

@@ -71,8 +71,15 @@ def _action(name: str, errno_ret: int | None, default_errno: int) -> int:
     raise SetupError(f"seccomp: unknown action {name!r}", "use an SCMP_ACT_* action from the runtime-spec")
 
 
-def apply(cfg: dict[str, Any]) -> None:
-    """Load the filter into the calling process (the last step before the handler runs)."""
+SCMP_FLTATR_CTL_NNP = 3
+
+
+def apply(cfg: dict[str, Any], *, no_new_privs: bool = True) -> None:
+    """Load the filter into the calling process.
+
+    libseccomp sets no_new_privs by default. When the spec does not ask for it, the filter is loaded
+    while the process still has CAP_SYS_ADMIN, with that attribute off (as runc does).
+    """
     lib = library()
     if lib is None:
         raise SetupError("seccomp is configured but libseccomp is not installed",
@@ -83,6 +90,8 @@ def apply(cfg: dict[str, Any]) -> None:
         raise SetupError("seccomp: cannot create a filter", "check linux.seccomp.defaultAction")
     ctx = ctypes.c_void_p(ctx)
     try:
+        if not no_new_privs:
+            lib.seccomp_attr_set(ctx, ctypes.c_int(SCMP_FLTATR_CTL_NNP), ctypes.c_uint32(0))
         for arch in cfg.get("architectures") or []:
             token = _ARCHES.get(arch)
             if token is not None:

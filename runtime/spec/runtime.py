@@ -257,6 +257,10 @@ class Spec:
     namespaces: list[Namespace] = field(default_factory=list)
 
     @property
+    def has_process(self) -> bool:
+        return bool(self.raw.get("process"))
+
+    @property
     def process(self) -> dict[str, Any]:
         return self.raw.get("process") or {}
 
@@ -304,8 +308,6 @@ def from_dict(raw: Any, bundle: str) -> Spec:
     validate(raw)
     if "root" not in raw:
         raise SpecError("$.root", "is required to run a container", "add \"root\": {\"path\": \"rootfs\"}")
-    if "process" not in raw:
-        raise SpecError("$.process", "is required to start a container", "add a process with args and cwd")
     bundle = os.path.abspath(bundle)
     root_path = raw["root"]["path"]
     rootfs = os.path.normpath(os.path.join(bundle, root_path))

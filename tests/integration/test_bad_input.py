@@ -59,8 +59,7 @@ BUNDLES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "hostname-without-uts": (_edit(lambda c: c["linux"].__setitem__(
         "namespaces", [{"type": "pid"}, {"type": "mount"}])), "uts namespace"),
     "args-wrong-type": (_cfg(process__args="/bin/echo"), "must be a list"),
-    "no-mount-namespace": (_edit(lambda c: c["linux"].__setitem__(
-        "namespaces", [{"type": "pid"}, {"type": "uts"}])), "mount namespace"),
+    "unknown-seccomp-action": (_cfg(linux__seccomp={"defaultAction": "SCMP_ACT_BOGUS"}), "SCMP_ACT_BOGUS"),
     "missing-namespace-path": (_edit(lambda c: c["linux"]["namespaces"].append(
         {"type": "network", "path": "/proc/999999999/ns/net"})), "/proc/999999999/ns/net"),
     "bind-source-missing": (_edit(lambda c: c["mounts"].append(

@@ -127,6 +127,18 @@ def test_join_namespace_by_path(tmp_path: Path, runtime) -> None:
         runtime.delete("sandbox", force=True)
 
 
+def test_without_mount_namespace_chroots_and_mounts_nothing(tmp_path: Path, runtime, leaks) -> None:
+    cfg = minimal_config(["/bin/sh", "-c", "ls /; readlink /proc/1/ns/mnt 2>/dev/null || echo no-proc"],
+                         namespaces=("pid", "uts", "ipc"))
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("nomnt", str(bundle))
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.decode().split() == ["bin", "dev", "etc", "proc", "sys", "tmp", "no-proc"]
+    leaks.assert_clean()
+
+
 def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
     # busybox sh grows a string until the 16 MiB cgroup limit kills it.
     script = "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done"

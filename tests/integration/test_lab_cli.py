@@ -1,0 +1,146 @@
+"""The wasmlab command, as a workshop learner types it: the seed's build and run, and podman's verbs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, busybox, need_root
+
+pytestmark = pytest.mark.root
+WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
+SEED = ROOT / "assets" / "containerfiles" / "seed"
+ASSETS = ROOT / "assets" / "built"
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    need_root()
+
+
+def wl(home: Path, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, WASMLAB_HOME=str(home))
+    return subprocess.run([WASMLAB, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_seed_steps_build_and_run(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "mywasm-image", ".", cwd=SEED)
+    assert r.returncode == 0, r.stderr
+    images = json.loads(wl(home, "images", "--json").stdout)
+    assert [i["names"] for i in images] == [["localhost/mywasm-image:latest"]]
+    assert images[0]["annotations"]["module.wasm.image/variant"] == "compat"
+    assert images[0]["wasm"] is True
+    for engine in ("wasmtime", "wasmer"):
+        r = wl(home, "run", "--rm", "--engine", engine, "mywasm-image")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "hello world from wasmlab !!!!\n"
+    assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
+    hist = json.loads(wl(home, "history", "--json").stdout)
+    assert {h["handler"] for h in hist} == {"wasmtime", "wasmer"}
+    assert all(h["create_ms"] > 0 and h["max_rss_kb"] > 0 for h in hist)
+
+
+def test_exit_code_args_env_and_engine_override(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy2(ASSETS / "wasm" / "argsenv.wasm", ctx / "argsenv.wasm")
+    shutil.copy2(ASSETS / "wasm" / "exitcode.wasm", ctx / "exitcode.wasm")
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY *.wasm /\nENV GREETING=hello\nCMD ["/argsenv.wasm"]\n')
+    assert wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "tools", str(ctx)).returncode == 0
+    r = wl(home, "run", "--rm", "-e", "EXTRA=1", "tools", "/argsenv.wasm", "a", "b c")
+    assert r.returncode == 0, r.stderr
+    assert "argv[1]=a" in r.stdout and "argv[2]=b c" in r.stdout
+    assert "env=GREETING=hello" in r.stdout and "env=EXTRA=1" in r.stdout
+    r = wl(home, "run", "--rm", "tools", "/exitcode.wasm", "42")
+    assert r.returncode == 42 and r.stdout == "exiting with 42\n"
+
+
+def test_detached_ps_logs_stop_rm(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy2(ASSETS / "wasm" / "loop.wasm", ctx / "loop.wasm")
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY loop.wasm /\nCMD ["/loop.wasm", "0", "100"]\n')
+    assert wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "ticker", str(ctx)).returncode == 0
+    r = wl(home, "run", "-d", "--name", "tick", "ticker")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    deadline = time.monotonic() + 10
+    while "tick 2" not in wl(home, "logs", "tick").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "tick 2" in wl(home, "logs", "tick").stdout
+    ps = json.loads(wl(home, "ps", "--json").stdout)
+    assert [(p["name"], p["status"], p["handler"]) for p in ps] == [("tick", "running", "wasmtime")]
+    assert ps[0]["id"] == cid
+    r = wl(home, "rm", "tick")
+    assert r.returncode != 0 and "running" in r.stderr and "stop" in r.stderr
+    assert wl(home, "stop", "-t", "5", "tick").returncode == 0
+    ps = json.loads(wl(home, "ps", "-a", "--json").stdout)
+    assert ps[0]["status"] == "stopped" and ps[0]["exit_code"] == 143
+    assert wl(home, "rm", "tick").returncode == 0
+    assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
+    r = wl(home, "logs", "tick")
+    assert r.returncode != 0 and "no container named" in r.stderr
+
+
+def test_busybox_sidecar_with_run_step_and_compat_smart(tmp_path: Path) -> None:
+    """A Linux image built with RUN inside wasmlab's own runtime, run natively under compat-smart."""
+    home = tmp_path / "home"
+    ctx = tmp_path / "bb"
+    (ctx / "bin").mkdir(parents=True)
+    shutil.copy2(busybox(), ctx / "bin" / "busybox")
+    (ctx / "bin" / "sh").symlink_to("busybox")
+    (ctx / "Containerfile").write_text(
+        'FROM scratch\nCOPY bin/ /bin/\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        'RUN echo built-by-run > /marker\nCMD ["/bin/sh", "-c", "cat /marker; echo sidecar"]\n')
+    r = wl(home, "build", "-t", "sidecar", str(ctx))
+    assert r.returncode == 0, r.stderr
+    r = wl(home, "run", "--rm", "--annotation", "module.wasm.image/variant=compat-smart", "sidecar")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "built-by-run\nsidecar\n"
+    r = wl(home, "run", "--rm", "--annotation", "module.wasm.image/variant=compat", "sidecar")
+    assert r.returncode != 0
+    assert "compat-smart" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_image_verbs_tag_inspect_save_load_rmi(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "seed", ".",
+              cwd=SEED).returncode == 0
+    assert wl(home, "tag", "seed", "seed:v2").returncode == 0
+    details = json.loads(wl(home, "image", "inspect", "seed:v2").stdout)
+    assert details[0]["manifest"]["annotations"]["module.wasm.image/variant"] == "compat"
+    archive = tmp_path / "seed.tar"
+    assert wl(home, "save", "-o", str(archive), "seed").returncode == 0
+    other = tmp_path / "other"
+    r = wl(other, "load", "-i", str(archive))
+    assert r.returncode == 0 and "seed" in r.stdout, r.stderr
+    assert wl(other, "run", "--rm", "seed").stdout == "hello world from wasmlab !!!!\n"
+    assert wl(home, "rmi", "seed:v2").returncode == 0
+    assert [i["names"] for i in json.loads(wl(home, "images", "--json").stdout)] == [["localhost/seed:latest"]]
+
+
+def test_bad_input_is_one_line_with_a_hint(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cases = [
+        (["run", "--rm", "no-such-image"], "no-such-image"),
+        (["build", "-t", "x", str(tmp_path / "missing-context")], "missing-context"),
+        (["run", "--rm", "--annotation", "novalue", "x"], "KEY=VALUE"),
+        (["save", "no-such-image"], "-o"),
+        (["stop", "ghost"], "ghost"),
+    ]
+    for argv, words in cases:
+        r = wl(home, *argv)
+        assert r.returncode != 0, argv
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], (argv, r.stderr)
+    assert not (home / "containers").exists() or list((home / "containers").iterdir()) == []
