@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import signal
 import sys
-import _thread
 import time
 import traceback
 from typing import Any

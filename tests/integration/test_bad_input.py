@@ -1,4 +1,4 @@
-"""The bad-input catalogue: malformed bundles and commands each get one clear line, a non-zero exit, and no leftovers."""
+"""The bad-input catalogue: each malformed bundle or command gets one clear line, a non-zero exit, no leftovers."""
 
 from __future__ import annotations
 

@@ -55,7 +55,8 @@ def test_exit_code_args_env_and_engine_override(tmp_path: Path) -> None:
     shutil.copy2(ASSETS / "wasm" / "argsenv.wasm", ctx / "argsenv.wasm")
     shutil.copy2(ASSETS / "wasm" / "exitcode.wasm", ctx / "exitcode.wasm")
     (ctx / "Containerfile").write_text('FROM scratch\nCOPY *.wasm /\nENV GREETING=hello\nCMD ["/argsenv.wasm"]\n')
-    assert wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "tools", str(ctx)).returncode == 0
+    r = wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "tools", str(ctx))
+    assert r.returncode == 0, r.stderr
     r = wl(home, "run", "--rm", "-e", "EXTRA=1", "tools", "/argsenv.wasm", "a", "b c")
     assert r.returncode == 0, r.stderr
     assert "argv[1]=a" in r.stdout and "argv[2]=b c" in r.stdout
@@ -70,7 +71,8 @@ def test_detached_ps_logs_stop_rm(tmp_path: Path) -> None:
     ctx.mkdir()
     shutil.copy2(ASSETS / "wasm" / "loop.wasm", ctx / "loop.wasm")
     (ctx / "Containerfile").write_text('FROM scratch\nCOPY loop.wasm /\nCMD ["/loop.wasm", "0", "100"]\n')
-    assert wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "ticker", str(ctx)).returncode == 0
+    r = wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "ticker", str(ctx))
+    assert r.returncode == 0, r.stderr
     r = wl(home, "run", "-d", "--name", "tick", "ticker")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
