@@ -313,3 +313,27 @@ def test_busybox_sidecar_next_to_wasm(tmp_path: Path, runtime) -> None:
     write_bundle(bundle, minimal_config(["/bin/echo", "sidecar"], annotations=smart))
     res = runtime.run("side", str(bundle))
     assert res.stdout == b"sidecar\n" and res.decision["handler"] == "native"
+
+
+COMPONENT_WAT = """(component
+  (core module $m (func (export "run") (result i32) (i32.const CODE)))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $inst (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $inst)))
+"""
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (1, 1)])
+def test_wasi_p2_component_runs_on_wasmtime(tmp_path: Path, runtime, code: int, status: int) -> None:
+    data = bytes(wasmtime.wat2wasm(COMPONENT_WAT.replace("CODE", str(code))))
+    res = runtime.run(f"comp{code}", str(wat_bundle(tmp_path, f"comp{code}", data)))
+    assert res.decision["entrypoint_kind"] == "component"
+    assert res.exit_code == status, res.stderr
+
+
+def test_wasi_p2_component_on_wasmer_is_a_clear_error(tmp_path: Path, runtime) -> None:
+    data = bytes(wasmtime.wat2wasm(COMPONENT_WAT.replace("CODE", "0")))
+    res = runtime.run("compw", str(wat_bundle(tmp_path, "compw", data, engine="wasmer")))
+    assert res.exit_code != 0
+    assert b"cannot run WebAssembly components" in res.stderr and b"wasmtime" in res.stderr
