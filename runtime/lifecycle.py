@@ -245,7 +245,9 @@ class Runtime(Containers):
         super().__init__(root)
         self.default_engine = default_engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"
         self.home = home
-        self._zygote: Any = None
+        self._zygotes: dict[str, Any] = {}      # "main", and "wasmer" once a container may need it
+        self._owners: dict[str, Any] = {}       # container id -> the zygote that forked it
+        self._pools: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
 
@@ -266,19 +268,51 @@ class Runtime(Containers):
             except Exception:
                 continue
 
-    def zygote(self) -> Any:
+    def zygote(self, pool: str = "main") -> Any:
+        """The helper process for a pool of containers.
+
+        wasmer-sdk adds ~40 MB to the process that forks, which slows every fork; containers that may
+        use it get a zygote of their own, so Linux and wasmtime containers keep forking from a lean one.
+        """
         from wasmlab.runtime.zygote import ZygoteClient
 
         with self._lock:
-            if self._zygote is None or not self._zygote.alive():
-                self._zygote = ZygoteClient(self.root, self.default_engine, self._publish, home=self.home)
-            return self._zygote
+            zyg = self._zygotes.get(pool)
+            if zyg is None or not zyg.alive():
+                prepare = ("wasmer",) if pool == "wasmer" else ()
+                zyg = ZygoteClient(self.root, self.default_engine, self._publish, home=self.home, prepare=prepare)
+                self._zygotes[pool] = zyg
+            return zyg
+
+    def _pool_for(self, bundle: str, annotations: dict[str, str] | None) -> str:
+        from wasmlab.runtime.handlers.detect import engines_wanted
+
+        path = os.path.join(bundle, "config.json")
+        try:
+            key = (path, os.stat(path).st_mtime_ns)
+        except OSError:
+            return "main"
+        pool = None if annotations else self._pools.get(key)
+        if pool is None:
+            import json
+
+            try:
+                with open(path) as fh:
+                    anns = dict(json.load(fh).get("annotations") or {})
+            except (OSError, ValueError, AttributeError):
+                anns = {}
+            anns.update(annotations or {})
+            pool = "wasmer" if "wasmer" in engines_wanted(anns, self.default_engine) else "main"
+            if not annotations:
+                self._pools[key] = pool
+        return pool
 
     def close(self) -> None:
         with self._lock:
-            if self._zygote is not None:
-                self._zygote.close()
-                self._zygote = None
+            for zyg in self._zygotes.values():
+                zyg.close()
+            self._zygotes.clear()
+            self._owners.clear()
 
     def __enter__(self) -> Runtime:
         return self
@@ -292,18 +326,28 @@ class Runtime(Containers):
                pid_file: str | None = None, console_socket: str | None = None) -> dict[str, Any]:
         """Create a container from a bundle; returns its state (status 'created')."""
         check_id(container_id)
-        return dict(self.zygote().create(container_id, os.path.abspath(bundle), stdio=(stdin, stdout, stderr),
+        bundle = os.path.abspath(bundle)
+        zyg = self.zygote(self._pool_for(bundle, annotations))
+        self._owners[container_id] = zyg
+        return dict(zyg.create(container_id, bundle, stdio=(stdin, stdout, stderr),
                                          annotations=annotations, pid_file=pid_file, console_socket=console_socket))
 
     def wait(self, container_id: str, timeout: float | None = None) -> ExitRecord:
         """Block until the container exits; returns its exit record."""
-        return self.zygote().wait(container_id, timeout)  # type: ignore[no-any-return]
+        zyg = self._owners.get(container_id) or self.zygote()
+        return zyg.wait(container_id, timeout)  # type: ignore[no-any-return]
 
     def run(self, container_id: str, bundle: str, *, stdin: bytes | None = None,
             annotations: dict[str, str] | None = None, timeout: float | None = None,
             keep: bool = False) -> RunResult:
         """Create, start, wait for and delete a container; returns its output, exit code and timings."""
         check_id(container_id)
-        result: RunResult = self.zygote().run(container_id, os.path.abspath(bundle), stdin=stdin,
-                                              annotations=annotations, timeout=timeout, keep=keep)
+        bundle = os.path.abspath(bundle)
+        zyg = self.zygote(self._pool_for(bundle, annotations))
+        result: RunResult = zyg.run(container_id, bundle, stdin=stdin, annotations=annotations, timeout=timeout,
+                                    keep=keep)
         return result
+
+    def delete(self, container_id: str, *, force: bool = False) -> None:
+        super().delete(container_id, force=force)
+        self._owners.pop(container_id, None)

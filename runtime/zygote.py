@@ -45,7 +45,7 @@ class _Live:
 
 
 class Zygote:
-    def __init__(self, sock: socket.socket, root: str, default_engine: str) -> None:
+    def __init__(self, sock: socket.socket, root: str, default_engine: str, prepare: tuple[str, ...] = ()) -> None:
         from wasmlab.runtime import launch, sandbox  # noqa: F401 - imported now, before any fork
         from wasmlab.runtime.handlers import registry
         from wasmlab.runtime.linux import syscalls as sc
@@ -53,8 +53,9 @@ class Zygote:
         self.sock = sock
         self.root = root
         self.default_engine = default_engine
-        self.handlers = registry.load(prepare=(default_engine,) if default_engine == "wasmtime" else ())
-        self.prepared: set[str] = {default_engine} if default_engine == "wasmtime" else set()
+        warm = tuple(dict.fromkeys(("wasmtime", *prepare)))
+        self.handlers = registry.load(prepare=warm)
+        self.prepared: set[str] = set(warm)
         self.plans: dict[tuple[Any, ...], Any] = {}
         self.live: dict[int, _Live] = {}
         self.by_fd: dict[int, _Live] = {}
@@ -290,11 +291,12 @@ def serve_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--engine", default="wasmtime")
+    parser.add_argument("--prepare", action="append", default=[], help="engines to warm up now")
     args = parser.parse_args(argv)
     sock = socket.socket(fileno=args.fd)
     os.set_inheritable(args.fd, False)
     try:
-        zygote = Zygote(sock, args.root, args.engine)
+        zygote = Zygote(sock, args.root, args.engine, tuple(args.prepare))
     except Exception as exc:
         sock.send(json.dumps({"event": "fatal", "message": f"{type(exc).__name__}: {exc}"}).encode())
         return 1
@@ -310,7 +312,7 @@ class ZygoteClient:
     """Talks to one zygote; safe to use from many threads at once."""
 
     def __init__(self, root: str, default_engine: str, publish: Callable[[dict[str, Any]], None],
-                 home: str | None = None) -> None:
+                 home: str | None = None, prepare: tuple[str, ...] = ()) -> None:
         self.root = root
         self.publish = publish
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -318,10 +320,12 @@ class ZygoteClient:
         if home:
             env["WASMLAB_HOME"] = home
         env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        # One malloc arena: the interrupt thread of a Wasm container would otherwise get its own (more USS).
+        env.setdefault("MALLOC_ARENA_MAX", "1")
         os.makedirs(root, mode=0o711, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wasmlab.runtime.zygote", "--fd", str(theirs.fileno()), "--root", root,
-             "--engine", default_engine],
+             "--engine", default_engine, *(f"--prepare={engine}" for engine in prepare)],
             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             # It may outlive us as the reaper of detached containers: it must not hold our stdio open.
             stderr=None if os.environ.get("WASMLAB_DEBUG") else subprocess.DEVNULL)
