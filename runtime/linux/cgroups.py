@@ -264,8 +264,16 @@ def apply(cg: Cgroup, resources: dict[str, Any]) -> None:
                 _write(os.path.join(d, "memory.memsw.limit_in_bytes"), str(swap))
             except OSError:
                 pass
-    if mem.get("reservation") is not None and not v2 and "memory" in cg.dirs:
-        _write(os.path.join(cg.dirs["memory"], "memory.soft_limit_in_bytes"), str(int(mem["reservation"])))
+    if not v2 and "memory" in cg.dirs:
+        d = cg.dirs["memory"]
+        if mem.get("reservation") is not None:
+            _write(os.path.join(d, "memory.soft_limit_in_bytes"), str(int(mem["reservation"])))
+        if mem.get("swappiness") is not None:
+            _write(os.path.join(d, "memory.swappiness"), str(int(mem["swappiness"])))
+        if mem.get("disableOOMKiller"):
+            _write(os.path.join(d, "memory.oom_control"), "1")
+    elif v2 and mem.get("reservation") is not None:
+        _write(os.path.join(cg.dirs["unified"], "memory.low"), str(int(mem["reservation"])))
     if pids.get("limit") is not None:
         limit = int(pids["limit"])
         pids_dir = cg.dirs.get("unified") if v2 else cg.dirs.get("pids")
