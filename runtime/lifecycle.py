@@ -84,6 +84,8 @@ class Containers:
         rec = sd.read_exit()
         if rec is not None:
             extra["exit"] = rec.__dict__
+        if status in ("created", "running"):
+            extra["namespaces"] = namespaces_of(int(state["pid"]))
         out["wasmlab"] = extra
         return out
 
@@ -176,6 +178,24 @@ class Containers:
             if pids:
                 return pids
         return [int(state["pid"])]
+
+
+def namespaces_of(pid: int) -> dict[str, str]:
+    """Each namespace of a process as its /proc link text, e.g. {"net": "net:[4026532833]"}.
+
+    Two processes share a namespace exactly when these strings are equal (what a pod view compares).
+    """
+    out: dict[str, str] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/ns")
+    except OSError:
+        return out
+    for name in sorted(names):
+        try:
+            out[name] = os.readlink(f"/proc/{pid}/ns/{name}")
+        except OSError:
+            continue
+    return out
 
 
 def _bundle_hooks(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -123,6 +123,8 @@ def test_join_namespace_by_path(tmp_path: Path, runtime) -> None:
         assert out[1] == os.readlink(f"/proc/{pid}/ns/uts")
         assert out[2] == os.readlink(f"/proc/{pid}/ns/net")
         assert out[2] != os.readlink("/proc/self/ns/net")
+        ns = runtime.state("sandbox")["wasmlab"]["namespaces"]
+        assert ns["uts"] == out[1] and ns["net"] == out[2] and ns["mnt"] != os.readlink("/proc/self/ns/mnt")
     finally:
         runtime.delete("sandbox", force=True)
 
