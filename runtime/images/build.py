@@ -782,7 +782,7 @@ class _Build:
         if self.run_step is None:
             raise self.error(ins, "RUN needs a runner, and this build has none",
                              "build with the wasmlab CLI, or pass run_step= to build()")
-        if not stage.base.layers and not stage.tree:
+        if not stage.base.layers and not stage.tree and not stage.changed:
             what = "a shell" if not ins.exec_form else repr(argv[0])
             raise self.error(ins, f"RUN needs {what}, but the base image is scratch (empty)",
                              "start from an image that has a shell, e.g. FROM busybox, or drop the RUN")
