@@ -55,9 +55,12 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
     state: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": p.id, "status": "creating",
                              "bundle": p.bundle, "annotations": p.annotations}
     try:
-        if autostart:
-            # `run`: the start signal is a pipe written once create (hooks included) has succeeded.
+        early_hooks = bool(p.hooks.get("prestart") or p.hooks.get("createRuntime"))
+        if autostart and early_hooks:
+            # `run` with hooks that may fail: the start signal is a pipe written once they have succeeded.
             start_fd, start_w = os.pipe2(os.O_CLOEXEC)
+        elif autostart:
+            start_fd = -1  # nothing can fail after ready: the init goes straight on
         else:
             start_fd = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         if p.cgroup_path is not None:
@@ -84,7 +87,8 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             container_main(p, chan, start_fd, stdio, console_fd, handlers, default_engine, state, t0, join_cgroup)
             os._exit(1)
         child_sock.close()
-        os.close(start_fd)
+        if start_fd >= 0:
+            os.close(start_fd)
         start_fd = -1
         if console_fd is not None:
             os.close(console_fd)
@@ -97,12 +101,6 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             msg = _drive(p, chan, child)
         if msg.get("t") != "ready":
             raise _child_error(msg, pid)
-        early_hooks = p.hooks.get("prestart") or p.hooks.get("createRuntime")
-        if start_w >= 0 and not early_hooks:
-            # Nothing left that could fail before start: let the workload go while we write the state.
-            os.write(start_w, b"!")
-            os.close(start_w)
-            start_w = -1
         state.update(status="created", pid=pid, pid_start=proc_start_time(pid), created=time.time(),
                      rootfs=p.rootfs, owner=owner, cgroup=cg.path if cg else None,
                      decision=msg.get("decision"), rootless=p.rootless, has_process=p.has_process,

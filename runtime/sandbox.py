@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import pty
+import resource
 import signal
 import socket
 import sys
@@ -270,15 +271,17 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         proc.apply_identity(p.creds, setgroups_allowed=not (p.new_user and p.rootless))
         mark("ready")
         chan.send({"t": "ready", "decision": decision.as_dict(), "timings": timings})
-        # Wait for `start`: one byte down the exec fifo.
-        while True:
+        # Wait for `start`: one byte down the exec fifo (or the run pipe). A `run` with nothing left to
+        # fail in the parent does not wait at all.
+        while start_fd >= 0:
             try:
                 if os.read(start_fd, 1):
                     break
                 raise SetupError("the start signal never came", "the runtime went away before `start`")
             except InterruptedError:
                 continue
-        os.close(start_fd)
+        if start_fd >= 0:
+            os.close(start_fd)
         started = True
         mark("started")
         if not p.has_process:
@@ -289,7 +292,8 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         if p.seccomp is not None and p.creds.no_new_privs:
             seccomp.apply(p.seccomp)  # as late as possible: the fewest syscalls made under the filter
         handler = handlers[decision.handler]
-        workload.report = lambda key, value: _report(chan, key, value)
+        reports: dict[str, Any] = {}
+        workload.report = reports.__setitem__  # sent in one message when the guest is done
         if not handler.wasm:
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             if classify(workload.head) == "missing":
@@ -303,8 +307,11 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
                     if classify(workload.head) in ("module", "component", "wat") else "check process.args[0]"
                 raise HandlerError(f"cannot execute {workload.path}: {exc.strerror}", hint,
                                    exit_code=EXIT_NO_ENTRYPOINT) from None
-        _report(chan, "run_start_ms", (time.perf_counter_ns() - t_fork) / 1e6)
+        reports["run_start_ms"] = (time.perf_counter_ns() - t_fork) / 1e6
         code = handler.run(workload)
+        reports["guest_done_ms"] = (time.perf_counter_ns() - t_fork) / 1e6
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        chan.send({"t": "reports", "values": reports, "exit_code": code & 0xFF, "max_rss_kb": peak})
         _flush()
         os._exit(code & 0xFF)
     except WasmlabError as exc:
@@ -317,10 +324,6 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         _fail(chan, SetupError(f"container setup failed: {type(exc).__name__}: {exc}", "this is a wasmlab bug"),
               started=started)
     return 1
-
-
-def _report(chan: Channel, key: str, value: Any) -> None:
-    chan.send({"t": "report", "key": key, "value": value})
 
 
 def _flush() -> None:

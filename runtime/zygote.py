@@ -41,6 +41,7 @@ class _Live:
     reports: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     run_rid: int | None = None      # a `run` request answered at exit, in one message
+    exited: bool = False            # the exit was reported (possibly before the process is reaped)
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
 
 
@@ -155,6 +156,7 @@ class Zygote:
         from wasmlab.runtime.launch import launch
 
         rid = msg["rid"]
+        self._reap_now(msg["id"])
         try:
             plan = self._plan(msg["bundle"], msg["id"], msg.get("annotations") or {})
             for engine in engines_wanted(plan.annotations, self.default_engine):
@@ -193,12 +195,7 @@ class Zygote:
         if msg is None:
             self._drop_channel(live)
             return
-        if msg.get("t") == "report":
-            live.reports[msg["key"]] = msg["value"]
-            self.send({"event": "report", "id": live.id, "key": msg["key"], "value": msg["value"]})
-        elif msg.get("t") == "error":
-            live.reports["error"] = msg["error"]
-            self.send({"event": "error", "id": live.id, "error": msg["error"]})
+        self._take(live, msg)
 
     def _drop_channel(self, live: _Live) -> None:
         try:
@@ -215,44 +212,82 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            live = self.live.pop(pid, None)
-            if live is None:
-                continue
-            # Drain the last reports before the exit event.
-            while True:
-                msg = live.chan.recv(0) if live.chan.sock.fileno() >= 0 else None
-                if msg is None:
-                    break
-                if msg.get("t") == "report":
-                    live.reports[msg["key"]] = msg["value"]
-                elif msg.get("t") == "error":
-                    live.reports["error"] = msg["error"]
-            if live.chan.sock.fileno() >= 0:
-                self._drop_channel(live)
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-            code = 128 + sig if sig else os.WEXITSTATUS(status)
-            oom = bool(live.cgroup and live.cgroup.oom_killed())
-            if oom:
-                code = 137
-            rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
-                             max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
-            memory = live.cgroup.memory() if live.cgroup else {}
-            if live.remove:
-                if live.cgroup is not None:
-                    live.cgroup.remove()
-                live.sd.remove()
-            else:
+            self._finish(pid, status, usage)
+
+    def _reap_now(self, cid: str) -> None:
+        """A new container wants the id of one whose exit was reported but not yet reaped: reap it first."""
+        for pid, live in list(self.live.items()):
+            if live.id == cid:
                 try:
-                    live.sd.write_exit(rec)
-                except OSError:
-                    pass  # deleted already
-            event = {"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
-                     "timings": live.timings, "memory": memory}
-            self.send(event)  # first: subscribers hear of the exit before `run` returns
-            if live.run_rid is not None:
-                self.send({"rid": live.run_rid, "ok": True, "state": live.state, **event})
-            self._warm(live.reports)
-            self._record(live, rec, memory)
+                    _, status, usage = os.wait4(pid, 0)
+                except ChildProcessError:
+                    self.live.pop(pid, None)
+                    continue
+                self._finish(pid, status, usage)
+
+    def _drain(self, live: _Live) -> None:
+        while live.chan.sock.fileno() >= 0:
+            msg = live.chan.recv(0)
+            if msg is None:
+                self._drop_channel(live)
+                return
+            self._take(live, msg)
+
+    def _take(self, live: _Live, msg: dict[str, Any]) -> None:
+        if msg.get("t") == "reports":
+            live.reports.update(msg["values"])
+            if "exit_code" in msg and not live.exited:
+                self._exited(live, ExitRecord(exit_code=int(msg["exit_code"]), finished_at=time.time(),
+                                              max_rss_kb=int(msg.get("max_rss_kb") or 0)), {})
+        elif msg.get("t") == "error":
+            live.reports["error"] = msg["error"]
+            self.send({"event": "error", "id": live.id, "error": msg["error"]})
+
+    def _exited(self, live: _Live, rec: ExitRecord, memory: dict[str, int]) -> None:
+        """Tell the caller the workload is over: a Wasm init says so itself, before the kernel's teardown
+        of its namespaces and memory (a millisecond or more); others when they are reaped."""
+        live.exited = True
+        if not live.remove:
+            try:
+                live.sd.write_exit(rec)  # the state says stopped from now on; the reaper refines the record
+            except OSError:
+                pass
+        event = {"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
+                 "timings": live.timings, "memory": memory}
+        self.send(event)  # first: subscribers hear of the exit before `run` returns
+        if live.run_rid is not None:
+            self.send({"rid": live.run_rid, "ok": True, "state": live.state, **event})
+
+    def _finish(self, pid: int, status: int, usage: Any) -> None:
+        live = self.live.pop(pid, None)
+        if live is None:
+            return
+        live.timings["reaped_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + live.timings.get(
+            "create_ms", 0.0)
+        self._drain(live)  # the last reports come before the exit record
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        code = 128 + sig if sig else os.WEXITSTATUS(status)
+        oom = bool(live.cgroup and live.cgroup.oom_killed())
+        if oom:
+            code = 137
+        rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
+                         max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
+        memory = live.cgroup.memory() if live.cgroup else {}
+        if live.remove:
+            if live.cgroup is not None:
+                live.cgroup.remove()
+            live.sd.remove()
+        elif os.path.isdir(live.sd.path):
+            try:
+                live.sd.write_exit(rec)
+            except OSError:
+                pass  # deleted meanwhile
+        if not live.exited:
+            self._exited(live, rec, memory)
+        else:
+            self.send({"event": "reaped", "id": live.id, "exit": rec.__dict__, "memory": memory})
+        self._warm(live.reports)
+        self._record(live, rec, memory)
 
     def _record(self, live: _Live, rec: ExitRecord, memory: dict[str, int]) -> None:
         """Every run lands in the lab's history (after the exit event, off the caller's path)."""
@@ -276,14 +311,14 @@ class Zygote:
             pass
 
     def _warm(self, reports: dict[str, Any]) -> None:
-        """A container compiled or loaded a module from disk: keep it in memory for the next fork."""
+        """A container compiled, loaded or instantiated a module itself: the next fork gets it ready-made."""
         digest = reports.get("module_digest")
         engine = reports.get("engine")
-        if digest and reports.get("cache") in ("compiled", "disk") and engine in self.handlers:
+        if digest and reports.get("cache") != "instance" and engine in self.handlers:
             handler = self.handlers[engine]
             warm = getattr(handler, "warm", None)
             if warm is not None:
-                warm(digest)
+                warm(digest, instantiate=bool(reports.get("preinstantiable")))
 
 
 def serve_main(argv: list[str] | None = None) -> int:

@@ -40,9 +40,9 @@ class ModuleCache(Generic[T]):
         return hashlib.sha256(data).hexdigest()
 
     def get(self, data: bytes, compile_: Callable[[bytes], T], serialize: Callable[[T], bytes],
-            deserialize: Callable[[bytes], T]) -> tuple[T, str]:
+            deserialize: Callable[[bytes], T], key: str | None = None) -> tuple[T, str]:
         """The compiled module for data, and where it came from: 'memory', 'disk' or 'compiled'."""
-        key = self.digest(data)
+        key = key or self.digest(data)
         hit = self.memory.get(key)
         if hit is not None:
             return hit, "memory"

@@ -68,6 +68,7 @@ class WasmtimeHandler:
         self.cache_folder = cache_folder
         self.cache: ModuleCache[Any] | None = None
         self._linker: Any = None
+        self.ready: dict[str, tuple[Any, Any, Any]] = {}  # digest -> (store, instance, _start), made in the zygote
 
     def available(self) -> str | None:
         try:
@@ -107,11 +108,32 @@ class WasmtimeHandler:
         store.set_wasi(wasmtime.WasiConfig())
         self._linker.instantiate(store, mod)
 
-    def warm(self, digest: str) -> bool:
-        """Keep a module the disk cache holds in memory, so the next container forks with it compiled."""
+    def warm(self, digest: str, *, instantiate: bool = False) -> bool:
+        """Keep a module in memory, so the next container forks with it compiled.
+
+        With instantiate (the module has no start section, so instantiating runs no guest code), also keep
+        an instance of it: every container forked afterwards gets its own copy-on-write copy, ready to run.
+        """
         if self.cache is None:
             return False
-        return self.cache.warm(digest, lambda b: self._wasmtime.Module.deserialize(self._engine, b))
+        wt = self._wasmtime
+        if not self.cache.warm(digest, lambda b: wt.Module.deserialize(self._engine, b)):
+            return False
+        if instantiate and digest not in self.ready:
+            store = wt.Store(self._engine)
+            store.set_limits(memory_size=PREINSTANTIATE_MEMORY)
+            store.set_wasi(wt.WasiConfig())
+            try:
+                instance = self._linker.instantiate(store, self.cache.memory[digest])
+            except (wt.WasmtimeError, wt.Trap):
+                return True  # it will be instantiated in each container, where errors are reported
+            start = instance.exports(store).get("_start")
+            if start is None:
+                return True
+            while len(self.ready) >= PREINSTANTIATED_MODULES:
+                self.ready.pop(next(iter(self.ready)))
+            self.ready[digest] = (store, instance, start)
+        return True
 
     def can_handle(self, workload: Workload) -> bool:
         return classify(workload.head) in ("module", "component", "wat")
@@ -121,13 +143,13 @@ class WasmtimeHandler:
     def _compile(self, data: bytes) -> Any:
         return self._wasmtime.Module(self._engine, data)
 
-    def load(self, data: bytes) -> tuple[Any, str]:
+    def load(self, data: bytes, key: str | None = None) -> tuple[Any, str]:
         """The compiled module for data (through the cache) and the cache outcome."""
         assert self.cache is not None
         wt = self._wasmtime
         try:
             return self.cache.get(data, self._compile, lambda m: bytes(m.serialize()),
-                                  lambda b: wt.Module.deserialize(self._engine, b))
+                                  lambda b: wt.Module.deserialize(self._engine, b), key)
         except wt.WasmtimeError as exc:
             raise WasmModuleError(f"invalid Wasm module: {_first_line(exc)}",
                                   "rebuild the module for wasm32-wasi; `wasm-validate` shows where it breaks",
@@ -149,32 +171,53 @@ class WasmtimeHandler:
             kind = classify(data[:8])
         if kind == "component":
             return self._run_component(workload, data, t0)
-        module, origin = self.load(data)
+        key = ModuleCache.digest(data)
+        ready = self.ready.get(key)
+        if ready is None:
+            module, origin = self.load(data, key)
+        else:
+            origin = "instance"   # forked with the module compiled and instantiated by the zygote
         workload.report("engine", self.name)
-        workload.report("module_digest", ModuleCache.digest(data))
+        workload.report("module_digest", key)
         workload.report("cache", origin)
+        workload.report("preinstantiable", not has_start_section(data))
         workload.report("module_load_ms", (time.perf_counter() - t0) * 1e3)
-        store = wt.Store(self._engine)
-        store.set_epoch_deadline(1)
-        if workload.memory_limit and workload.memory_limit > 0:
-            store.set_limits(memory_size=workload.memory_limit)
-        store.set_wasi(self._wasi(workload))
+        limit = workload.memory_limit if workload.memory_limit and workload.memory_limit > 0 else None
         interrupt = Interrupt(self._engine)
-        interrupt.arm(workload.cpu_time_ms)
-        try:
-            instance = self._linker.instantiate(store, module)
-        except wt.Trap as exc:
-            return self._trap(exc, interrupt)
-        except wt.WasmtimeError as exc:
-            return self._link_error(exc, workload)
-        start = instance.exports(store).get("_start")
+        start: Any = None
+        if ready is not None:
+            store, instance, start = ready
+            store.set_epoch_deadline(1)
+            store.set_wasi(self._wasi(workload))
+            if limit is not None:
+                store.set_limits(memory_size=limit)
+                memory = instance.exports(store).get("memory")
+                if isinstance(memory, wt.Memory) and memory.data_len(store) > limit:
+                    return self._link_error(wt.WasmtimeError("memory minimum size exceeds memory limits"),
+                                            workload)
+            interrupt.arm(workload.cpu_time_ms)
+        else:
+            store = wt.Store(self._engine)
+            store.set_epoch_deadline(1)
+            if limit is not None:
+                store.set_limits(memory_size=limit)
+            store.set_wasi(self._wasi(workload))
+            interrupt.arm(workload.cpu_time_ms)
+            try:
+                instance = self._linker.instantiate(store, module)
+            except wt.Trap as exc:
+                return self._trap(exc, interrupt)
+            except wt.WasmtimeError as exc:
+                return self._link_error(exc, workload)
+        if start is None:
+            start = instance.exports(store).get("_start")
         if start is None:
             raise WasmModuleError("the module has no _start function, so it is not a WASI command",
                                   "build it as a command (wasm32-wasi executable), not a library",
                                   exit_code=EXIT_NO_START)
         workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
         try:
-            start(store)
+            _call_start(store, start)
         except wt.ExitTrap as exc:
             return int(exc.code)
         except wt.Trap as exc:
@@ -258,6 +301,55 @@ def _component_run_func(instance: Any, store: Any) -> Any:
         if fidx is not None:
             return instance.get_func(store, fidx)
     return None
+
+
+def _call_start(store: Any, start: Any) -> None:
+    """Call a () -> () export. wasmtime-py's Func.__call__ first builds the function's type, its parameter
+    and result arrays and a result list: a millisecond in a freshly forked child, for nothing here."""
+    if _enter_wasm is None:  # a wasmtime-py without these internals: take the public path
+        start(store)
+        return
+    from ctypes import byref
+
+    from wasmtime import WasmtimeError, _ffi
+
+    with _enter_wasm(store) as trap:
+        error = _ffi.wasmtime_func_call(store._context(), byref(start._func), None, 0, None, 0, trap)
+        if error:
+            raise WasmtimeError._from_ptr(error)
+
+
+_enter_wasm: Any
+try:
+    from wasmtime._func import enter_wasm as _enter_wasm
+except ImportError:
+    _enter_wasm = None
+
+PREINSTANTIATE_MEMORY = 64 << 20  # modules that start with more linear memory are instantiated per container
+PREINSTANTIATED_MODULES = 8
+
+
+def has_start_section(data: bytes) -> bool:
+    """Whether a core module has a start section (id 8): instantiating it would run guest code."""
+    pos = 8
+    try:
+        while pos < len(data):
+            section = data[pos]
+            pos += 1
+            size = shift = 0
+            while True:
+                byte = data[pos]
+                pos += 1
+                size |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            if section == 8:
+                return True
+            pos += size
+    except IndexError:
+        return True  # malformed: never pre-instantiate
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
