@@ -74,7 +74,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             restore = _enter_pid_ns(p)
         t_fork = time.perf_counter_ns()
         try:
-            child = os.fork()
+            child = sc.fork()
         finally:
             if restore and child != 0:
                 sc.setns(_own_pid_ns(), sc.CLONE_NEWPID)
@@ -170,7 +170,7 @@ def _child_fork_pid_ns(p: Plan, chan: Channel, join_cgroup: Any) -> None:  # pra
             join_cgroup()
         _enter_namespaces(p, chan)
         _enter_pid_ns(p)
-        grandchild = os.fork()
+        grandchild = sc.fork()
     except WasmlabError as exc:
         _fail(chan, exc)
         return

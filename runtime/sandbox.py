@@ -233,6 +233,8 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             for target, fd in enumerate(stdio):
                 if fd != target:
                     os.dup2(fd, target)
+            for fd in set(stdio) - {0, 1, 2}:
+                os.close(fd)  # only fds 0-2 may hold the caller's pipes, so closing them ends its output
         os.setsid()
         mark("setsid")
         if p.cgroup_path is not None and after_ns is not None:
@@ -311,8 +313,10 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         code = handler.run(workload)
         reports["guest_done_ms"] = (time.perf_counter_ns() - t_fork) / 1e6
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        chan.send({"t": "reports", "values": reports, "exit_code": code & 0xFF, "max_rss_kb": peak})
         _flush()
+        # Close stdio now: readers see EOF at once, not after the kernel has torn down this process.
+        os.closerange(0, 3)
+        chan.send({"t": "reports", "values": reports, "exit_code": code & 0xFF, "max_rss_kb": peak})
         os._exit(code & 0xFF)
     except WasmlabError as exc:
         _fail(chan, exc, started=started)

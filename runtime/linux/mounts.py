@@ -260,8 +260,8 @@ def pivot_into(rootfs: str, *, no_pivot: bool) -> None:
         os.chdir("/")
         return
     sc.pivot_root(".", ".")
-    # The old root is now stacked on /; detach it without touching the host.
-    sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+    # The old root is now stacked on /; detach it. (It is already a slave of the host: / was made rslave
+    # before anything was mounted, so the unmount cannot propagate back.)
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
 

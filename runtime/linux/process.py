@@ -52,6 +52,7 @@ class Credentials:
     no_new_privs: bool
     oom_score_adj: int | None
     caps_given: bool
+    bounding_drops: tuple[int, ...] = ()   # decided before fork: the child only calls prctl
 
 
 def _mask(names: list[str], path: str) -> int:
@@ -86,6 +87,7 @@ def plan_credentials(process: dict[str, Any]) -> Credentials:
         no_new_privs=bool(process.get("noNewPrivileges")),
         oom_score_adj=process.get("oomScoreAdj"),
         caps_given=caps is not None,
+        bounding_drops=tuple(cap for cap in range(LAST_CAP + 1) if not sets["bounding"] & (1 << cap)),
     )
 
 
@@ -103,12 +105,9 @@ def apply_oom_score(creds: Credentials) -> None:
 def apply_identity(creds: Credentials, *, setgroups_allowed: bool) -> None:
     """Drop the bounding set, switch user and group, then set the capability sets."""
     if creds.caps_given:
-        for cap in range(LAST_CAP + 1):
-            if not creds.bounding & (1 << cap):
-                try:
-                    sc.prctl(sc.PR_CAPBSET_DROP, cap)
-                except OSError:
-                    pass
+        drop = sc.raw_prctl
+        for cap in creds.bounding_drops:
+            drop(sc.PR_CAPBSET_DROP, cap, 0, 0, 0)  # errors ignored: a cap already gone stays gone
     # Keep capabilities across the uid change; set them explicitly afterwards.
     sc.prctl(8, 1)  # PR_SET_KEEPCAPS
     if setgroups_allowed:

@@ -129,6 +129,9 @@ def setdomainname(name: str) -> None:
     _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
 
 
+raw_prctl = _libc.prctl  # unchecked: for loops where each error is expected and ignored
+
+
 def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
     return _check(_libc.prctl(option, a2, a3, a4, a5), "prctl")
 
@@ -136,6 +139,33 @@ def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> in
 def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
     if _libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(0)) < 0:
         os.closerange(first, 65536)
+
+
+_libc.fork.restype = ctypes.c_int
+
+
+def fork() -> int:
+    """fork(2) without Python's at-fork machinery (import lock, thread bookkeeping, reseeding, callbacks).
+
+    About half a millisecond cheaper than os.fork() in the zygote. Only for processes that are known to
+    be single-threaded (the zygote checks itself after every engine warm-up): there is nothing for that
+    machinery to repair, and the child never imports, never uses `random`, and exits with os._exit.
+    """
+    if threads() != 1:
+        return os.fork()
+    pid = int(_libc.fork())
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"fork: {os.strerror(err)}")
+    return pid
+
+
+def threads() -> int:
+    """How many threads this process has."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
 
 
 def pidfd_open(pid: int) -> int:

@@ -317,3 +317,23 @@ def test_runtime_is_safe_from_threads(runtime, busybox_bundle: Path) -> None:
     for t in threads:
         t.join(60)
     assert results == {i: b"hello from busybox\n" for i in range(8)}
+
+
+def test_zygotes_stay_single_threaded(runtime, tmp_path: Path) -> None:
+    """Containers are forked from the zygotes, so no engine may leave a thread behind in them."""
+    import wasmtime
+
+    from tests.conftest import HELLO_WAT
+
+    for engine in ("wasmtime", "wasmer"):
+        bundle = tmp_path / engine
+        (bundle / "rootfs" / "proc").mkdir(parents=True)
+        (bundle / "rootfs" / "hello.wasm").write_bytes(bytes(wasmtime.wat2wasm(HELLO_WAT)))
+        cfg = minimal_config(["/hello.wasm"], annotations={"module.wasm.image/variant": "compat",
+                                                           "run.oci.handler": engine})
+        write_bundle(bundle, cfg)
+        for i in range(3):  # the second run warms the module, the third forks with it instantiated
+            assert runtime.run(f"{engine}{i}", str(bundle)).stdout == b"hello from wasm\n"
+    assert set(runtime._zygotes) == {"main", "wasmer"}
+    for zyg in runtime._zygotes.values():
+        assert len(os.listdir(f"/proc/{zyg.proc.pid}/task")) == 1
