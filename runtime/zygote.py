@@ -68,6 +68,9 @@ class Zygote:
 
             self.history = History(lab_home() / "history.db")
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        from wasmlab.runtime.handlers.wasmtime import install_stop_handlers
+
+        install_stop_handlers()  # inherited by every Wasm init; execve resets them for native ones
         self.sel = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w)
@@ -163,6 +166,9 @@ class Zygote:
                 if engine not in self.prepared and engine in self.handlers:
                     self.handlers[engine].prepare()
                     self.prepared.add(engine)
+                expect = getattr(self.handlers.get(engine), "expect", None)
+                if expect is not None and plan.has_process:
+                    expect(plan.args, plan.env)
             stdio = (fds[0], fds[1], fds[2]) if len(fds) >= 3 else None
             launched = launch(plan, StateDir(self.root, msg["id"]), handlers=self.handlers,
                               default_engine=self.default_engine, stdio=stdio,
@@ -314,11 +320,13 @@ class Zygote:
         """A container compiled, loaded or instantiated a module itself: the next fork gets it ready-made."""
         digest = reports.get("module_digest")
         engine = reports.get("engine")
-        if digest and reports.get("cache") != "instance" and engine in self.handlers:
+        learned = reports.get("cache") != "instance" or reports.get("module_identity")
+        if digest and learned and engine in self.handlers:
             handler = self.handlers[engine]
             warm = getattr(handler, "warm", None)
             if warm is not None:
-                warm(digest, instantiate=bool(reports.get("preinstantiable")))
+                warm(digest, instantiate=bool(reports.get("preinstantiable")),
+                     identity=reports.get("module_identity"))
 
 
 def serve_main(argv: list[str] | None = None) -> int:

@@ -151,8 +151,12 @@ def fork() -> int:
     be single-threaded (the zygote checks itself after every engine warm-up): there is nothing for that
     machinery to repair, and the child never imports, never uses `random`, and exits with os._exit.
     """
-    if threads() != 1:
-        return os.fork()
+    count = threads()
+    if count != 1:
+        from wasmlab.runtime.errors import SetupError
+
+        raise SetupError(f"refusing to fork: the process that starts containers has {count} threads",
+                         "containers must be forked from a single-threaded process; use Runtime, not fork")
     pid = int(_libc.fork())
     if pid < 0:
         err = ctypes.get_errno()
