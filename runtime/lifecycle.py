@@ -300,7 +300,8 @@ class Runtime(Containers):
             zyg = self._zygotes.get(pool)
             if zyg is None or not zyg.alive():
                 prepare = ("wasmer",) if pool == "wasmer" else ()
-                zyg = ZygoteClient(self.root, self.default_engine, self._publish, home=self.home, prepare=prepare)
+                zyg = ZygoteClient(self.root, self.default_engine, self._publish, home=self.home, prepare=prepare,
+                                   has_subscribers=lambda: bool(self._subscribers))
                 self._zygotes[pool] = zyg
             return zyg
 

@@ -22,6 +22,11 @@ from wasmlab.runtime.lifecycle import RunResult
 from wasmlab.runtime.store.state import ExitRecord, StateDir
 
 MAX_MSG = 1 << 20
+# The environment of the processes that become containers (never the workload's: that is process.env).
+ENGINE_ENV = {
+    "MALLOC_ARENA_MAX": "1",      # one malloc arena: a Wasm init's extra threads would each get their own
+    "TOKIO_WORKER_THREADS": "1",  # wasmtime-wasi's and wasmer-sdk's tokio: one I/O worker, not one per core
+}
 
 
 # -- the server (runs in its own process) ---------------------------------------------------------------------
@@ -42,6 +47,7 @@ class _Live:
     state: dict[str, Any] = field(default_factory=dict)
     run_rid: int | None = None      # a `run` request answered at exit, in one message
     exited: bool = False            # the exit was reported (possibly before the process is reaped)
+    events: bool = True             # somebody subscribed: send created/reaped events too
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
 
 
@@ -184,7 +190,8 @@ class Zygote:
         live = _Live(msg["id"], launched.pid, StateDir(self.root, msg["id"]), launched.channel, launched.cgroup,
                      time.perf_counter_ns(), launched.timings, plan.annotations,
                      str((launched.decision or {}).get("handler") or ""), state=launched.state,
-                     run_rid=rid if msg["op"] == "run" else None, remove=bool(msg.get("remove")))
+                     run_rid=rid if msg["op"] == "run" else None, remove=bool(msg.get("remove")),
+                     events=bool(msg.get("events", True)))
         self.live[launched.pid] = live
         fd = launched.channel.sock.fileno()
         self.by_fd[fd] = live
@@ -192,7 +199,8 @@ class Zygote:
         if live.run_rid is None:
             self.send({"rid": rid, "ok": True, "state": launched.state, "timings": launched.timings,
                        "decision": launched.decision})
-        self.send({"event": "created", "id": live.id, "pid": live.pid, "decision": launched.decision})
+        if live.events:
+            self.send({"event": "created", "id": live.id, "pid": live.pid, "decision": launched.decision})
 
     def _on_container(self, live: _Live) -> None:
         if live.chan.sock.fileno() < 0:
@@ -260,9 +268,11 @@ class Zygote:
                 pass
         event = {"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
                  "timings": live.timings, "memory": memory}
-        self.send(event)  # first: subscribers hear of the exit before `run` returns
         if live.run_rid is not None:
+            # One message: the reply to `run` doubles as the exit event (the client publishes it).
             self.send({"rid": live.run_rid, "ok": True, "state": live.state, **event})
+        else:
+            self.send(event)  # `wait` needs it, whoever subscribes
 
     def _finish(self, pid: int, status: int, usage: Any) -> None:
         live = self.live.pop(pid, None)
@@ -291,7 +301,8 @@ class Zygote:
         if not live.exited:
             self._exited(live, rec, memory)
         else:
-            self.send({"event": "reaped", "id": live.id, "exit": rec.__dict__, "memory": memory})
+            if live.events:
+                self.send({"event": "reaped", "id": live.id, "exit": rec.__dict__, "memory": memory})
         self._warm(live.reports)
         self._record(live, rec, memory)
 
@@ -355,16 +366,17 @@ class ZygoteClient:
     """Talks to one zygote; safe to use from many threads at once."""
 
     def __init__(self, root: str, default_engine: str, publish: Callable[[dict[str, Any]], None],
-                 home: str | None = None, prepare: tuple[str, ...] = ()) -> None:
+                 home: str | None = None, prepare: tuple[str, ...] = (),
+                 has_subscribers: Callable[[], bool] = lambda: True) -> None:
         self.root = root
         self.publish = publish
+        self.has_subscribers = has_subscribers
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(os.environ)
         if home:
             env["WASMLAB_HOME"] = home
         env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-        # One malloc arena: the interrupt thread of a Wasm container would otherwise get its own (more USS).
-        env.setdefault("MALLOC_ARENA_MAX", "1")
+        env.update(ENGINE_ENV)
         os.makedirs(root, mode=0o711, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wasmlab.runtime.zygote", "--fd", str(theirs.fileno()), "--root", root,
@@ -418,6 +430,9 @@ class ZygoteClient:
                 return
             msg = json.loads(data)
             if "rid" in msg:
+                if msg.get("event") == "exit" and self.has_subscribers():
+                    # A `run` reply is also the container's exit event (the zygote sends it once).
+                    self.publish({k: v for k, v in msg.items() if k not in ("rid", "ok", "state")})
                 with self._cond:
                     self._replies[msg["rid"]] = msg
                     self._cond.notify_all()
@@ -494,7 +509,8 @@ class ZygoteClient:
             in_fd, in_w = os.pipe2(os.O_CLOEXEC)
         try:
             rid = self._send({"op": "run", "id": cid, "bundle": bundle, "annotations": annotations or {},
-                              "remove": not keep}, _stdio_fds((in_fd, out_w, err_w)))
+                              "remove": not keep, "events": self.has_subscribers()},
+                             _stdio_fds((in_fd, out_w, err_w)))
         except BaseException:
             for fd in (out_r, err_r, in_w):
                 if fd >= 0:

@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.debug:
         os.environ["WASMLAB_DEBUG"] = "1"  # the container init prints its traceback too
+    for key, value in (("MALLOC_ARENA_MAX", "1"), ("TOKIO_WORKER_THREADS", "1")):
+        os.environ.setdefault(key, value)  # see wasmlab.runtime.zygote.ENGINE_ENV
     if not args.verb:
         _parser().print_help()
         return 2
