@@ -294,6 +294,8 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         if p.seccomp is not None and p.creds.no_new_privs:
             seccomp.apply(p.seccomp)  # as late as possible: the fewest syscalls made under the filter
         handler = handlers[decision.handler]
+        if handler.wasm:
+            sc.set_name(os.path.basename(workload.path))  # `ps` shows the module, not "python"
         reports: dict[str, Any] = {}
         workload.report = reports.__setitem__  # sent in one message when the guest is done
         if not handler.wasm:

@@ -130,6 +130,13 @@ def setdomainname(name: str) -> None:
 
 
 raw_prctl = _libc.prctl  # unchecked: for loops where each error is expected and ignored
+_prctl_name = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong,
+                               ctypes.c_ulong, use_errno=True)(("prctl", _libc))
+
+
+def set_name(name: str) -> None:
+    """The process's name as `ps` and /proc/PID/comm show it (15 bytes at most)."""
+    _prctl_name(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
