@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import IN_CI, need  # noqa: F401 - re-exported to the interop tests
+
 ROOT = Path(__file__).resolve().parents[2]
 # WASMLAB_OCI_BINARY points the proofs at another build of the runtime (a wrapper script is fine).
 WASMLAB_OCI = os.environ.get("WASMLAB_OCI_BINARY") or str(ROOT / ".venv" / "bin" / "wasmlab-oci")
-IN_CI = os.environ.get("CI") == "true"
 
 BUSYBOX_IMAGE = "localhost/dropin-busybox:latest"
 WASM_IMAGE = "localhost/dropin-hello-wasm:latest"
@@ -36,15 +37,6 @@ HELLO_WAT = """(module
     (i32.store (i32.const 4) (i32.const 6))
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
 """
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip locally when a tool or privilege is missing; in CI that is a failure."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
 
 
 def need_tools(*names: str) -> None:

@@ -34,6 +34,8 @@ from images_support import (
 from wasmlab.runtime.errors import ImageError
 from wasmlab.runtime.images import Images
 
+from tests.conftest import need
+
 pytestmark = pytest.mark.interop
 
 COMPAT_FLAG = "module.wasm.image/variant=compat"
@@ -42,11 +44,8 @@ COMPAT_FLAG = "module.wasm.image/variant=compat"
 def need_tool(name: str) -> str:
     """The tool's path; skip locally when it is missing, fail in CI."""
     path = shutil.which(name)
-    if path is None:
-        reason = f"{name} is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    need(path is not None, f"{name} is not installed")
+    assert path is not None
     return path
 
 
@@ -81,11 +80,7 @@ class Podman:
 def podman_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     need_tool("podman")
     need_tool("buildah")
-    if os.geteuid() != 0:
-        reason = "podman with an isolated --root needs root here"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    need(os.geteuid() == 0, "podman with an isolated --root needs root here")
     root = tmp_path_factory.mktemp("podman")
     env = Podman(root)
     yield env
