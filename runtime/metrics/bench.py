@@ -34,6 +34,7 @@ IDLE_WAT = """(module
     (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 16))
     (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 32)))))
 """
+SPIN_WAT = '(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
 ISOLATION = ("pid", "mount", "uts", "ipc")
 
 
@@ -90,6 +91,12 @@ def make_bundles(work: Path) -> dict[str, Path]:
             cfg["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
         (w / "config.json").write_text(json.dumps(cfg))
         bundles[f"hello-{engine}"] = w
+    spin = work / "spin"
+    (spin / "rootfs").mkdir(parents=True)
+    (spin / "rootfs" / "spin.wasm").write_bytes(bytes(wasmtime.wat2wasm(SPIN_WAT)))
+    anns = {"module.wasm.image/variant": "compat"}
+    (spin / "config.json").write_text(json.dumps(_config(["/spin.wasm"], linux_default=False, annotations=anns)))
+    bundles["spin"] = spin
     idle = work / "idle"
     (idle / "rootfs").mkdir(parents=True)
     (idle / "rootfs" / "idle.wasm").write_bytes(bytes(wasmtime.wat2wasm(IDLE_WAT)))
@@ -180,6 +187,8 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
             results["sequence"] = {"containers": seq, "seconds": time.perf_counter() - t}
             progress("idle hello.wasm footprint")
             results["idle_footprint"] = idle_footprint(rt, bundles["idle"])
+            progress("kill of a spinning module: SIGTERM to exit")
+            results["kill_latency"] = kill_latency(rt, bundles["spin"], max(5, n // 5))
             progress("wasmlab-oci --version")
             results["cli_version"] = cli_version_ms(max(10, n // 2))
         finally:
@@ -226,6 +235,8 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"- {seq['containers']} hello.wasm containers in sequence: {seq['seconds']:.2f} s "
         f"({seq['seconds'] / seq['containers'] * 1e3:.2f} ms each; target: 1000 in <= 5 s).",
+        f"- `kill` (SIGTERM) of a module spinning in a busy loop, to its exit: {ms('kill_latency')} ms, "
+        f"max {res['kill_latency']['max_ms']:.2f} ms (target: within 100 ms).",
         f"- An idle hello.wasm container (wasmtime, blocked reading stdin): USS {fp.get('uss_kb', 0) / 1024:.2f} MiB, "
         f"PSS {fp.get('pss_kb', 0) / 1024:.2f} MiB, RSS {fp.get('rss_kb', 0) / 1024:.2f} MiB (target: USS <= 4 MiB).",
         "",
@@ -233,6 +244,25 @@ def markdown(res: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def kill_latency(rt: Any, bundle: Path, n: int) -> dict[str, float]:
+    """From `kill` (SIGTERM) to the exit of a module spinning in a busy loop."""
+    samples = []
+    for i in range(n):
+        rt.create(f"spin{i}", str(bundle))
+        rt.start(f"spin{i}")
+        time.sleep(0.05)
+        t = time.perf_counter_ns()
+        rt.kill(f"spin{i}", "TERM")
+        rec = rt.wait(f"spin{i}", timeout=10)
+        samples.append((time.perf_counter_ns() - t) / 1e6)
+        rt.delete(f"spin{i}")
+        if rec.exit_code != 143:
+            raise RuntimeError(f"a spinning module exited {rec.exit_code} after SIGTERM, not 143")
+    samples.sort()
+    return {"median_ms": statistics.median(samples), "p10_ms": samples[len(samples) // 10],
+            "p90_ms": samples[(len(samples) * 9) // 10], "max_ms": samples[-1], "n": n}
 
 
 def idle_footprint(rt: Any, bundle: Path) -> dict[str, Any]:
