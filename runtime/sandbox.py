@@ -124,6 +124,9 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
     steps = mnt.plan_mounts(mount_list, spec.bundle, rootless=rootless)
     preopens = [Preopen("/", "/", spec.root_readonly)]
     preopens += [Preopen(s.target, s.target, s.readonly) for s in steps if s.bind and not s.is_file]
+    if spec.cwd != "/":
+        # WASI has no working directory; wasi-libc resolves relative paths through a "." preopen.
+        preopens.append(Preopen(spec.cwd, ".", spec.root_readonly))
     if linux.get("seccomp") is not None and seccomp.library() is None:
         raise SpecError("$.linux.seccomp", "a seccomp filter is configured but libseccomp is not installed",
                         "apt-get install libseccomp2, or remove linux.seccomp")

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 WANT_ZIG=0.17.1
-PROGRAMS="hello argsenv sys files cpu memgrow loop exitcode trap"
+PROGRAMS="hello argsenv sys files cpu memgrow loop exitcode trap cwd"
 
 check=0
 if [ "${1:-}" = "--check" ]; then check=1; fi

@@ -337,3 +337,23 @@ def test_wasi_p2_component_on_wasmer_is_a_clear_error(tmp_path: Path, runtime) -
     res = runtime.run("compw", str(wat_bundle(tmp_path, "compw", data, engine="wasmer")))
     assert res.exit_code != 0
     assert b"cannot run WebAssembly components" in res.stderr and b"wasmtime" in res.stderr
+
+
+@pytest.mark.parametrize("engine", ["wasmtime"])
+def test_process_cwd_reaches_relative_paths(tmp_path: Path, runtime, engine: str) -> None:
+    """WASI has no working directory: process.cwd is preopened as "." as well, where wasi-libc looks."""
+    results = {}
+    for native in (True, False):
+        bundle = asset_bundle(tmp_path, "cwd", native=native, engine=engine)
+        (bundle / "rootfs" / "work").mkdir()
+        (bundle / "rootfs" / "work" / "rel.txt").write_text("in the working directory\n")
+        (bundle / "rootfs" / "rel.txt").write_text("in the root\n")
+        cfg = json.loads((bundle / "config.json").read_text())
+        cfg["process"]["cwd"] = "/work"
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        res = runtime.run(f"cwd-{native}", str(bundle))
+        assert res.exit_code == 0, res.stderr
+        results[native] = res.stdout.decode().splitlines()
+    assert results[True] == ["cwd=/work", "rel.txt: in the working directory"]
+    # getcwd() inside the guest still answers "/" (wasi-libc starts there); relative paths are right.
+    assert results[False][1] == results[True][1]

@@ -16,7 +16,7 @@ import wasmtime
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUILT = ASSETS / "built"
-PROGRAMS = ["hello", "argsenv", "sys", "files", "cpu", "memgrow", "loop", "exitcode", "trap"]
+PROGRAMS = ["hello", "argsenv", "sys", "files", "cpu", "memgrow", "loop", "exitcode", "trap", "cwd"]
 native_only_x86_64 = pytest.mark.skipif(
     platform.machine() != "x86_64" or platform.system() != "Linux",
     reason="the native builds are x86_64 Linux binaries",
