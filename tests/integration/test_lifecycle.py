@@ -337,3 +337,81 @@ def test_zygotes_stay_single_threaded(runtime, tmp_path: Path) -> None:
     assert set(runtime._zygotes) == {"main", "wasmer"}
     for zyg in runtime._zygotes.values():
         assert len(os.listdir(f"/proc/{zyg.proc.pid}/task")) == 1
+
+
+def test_cpu_limits_reach_the_cgroup(tmp_path: Path, state_root: Path) -> None:
+    cgpath = f"wasmlab-test/cpu-{os.getpid()}"
+    cfg = minimal_config(["/bin/sleep", "30"])
+    cfg["linux"]["cgroupsPath"] = cgpath
+    cfg["linux"]["resources"] = {"cpu": {"quota": 50000, "period": 100000, "shares": 512},
+                                 "memory": {"limit": 64 * 1024 * 1024}, "pids": {"limit": 32}}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    assert oci("create", "-b", str(bundle), "cpu1", root=state_root).returncode == 0
+    try:
+        from wasmlab.runtime.linux import cgroups
+
+        lay = cgroups.layout()
+        if lay.mode == "v2":
+            base = Path(lay.v2 or "") / cgpath
+            assert (base / "cpu.max").read_text().split() == ["50000", "100000"]
+            assert int((base / "memory.max").read_text()) == 64 * 1024 * 1024
+        else:
+            cpu = Path(lay.v1["cpu"]) / cgpath
+            assert int((cpu / "cpu.cfs_quota_us").read_text()) == 50000
+            assert int((cpu / "cpu.cfs_period_us").read_text()) == 100000
+            assert int((cpu / "cpu.shares").read_text()) == 512
+            assert int((Path(lay.v1["memory"]) / cgpath / "memory.limit_in_bytes").read_text()) == 64 * 1024 * 1024
+            assert int((Path(lay.v1["pids"]) / cgpath / "pids.max").read_text()) == 32
+        pid = json.loads(oci("state", "cpu1", root=state_root).stdout)["pid"]
+        assert cgpath in Path(f"/proc/{pid}/cgroup").read_text()
+    finally:
+        assert oci("delete", "--force", "cpu1", root=state_root).returncode == 0
+    assert not any(Path(m, cgpath).exists() for m in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory",
+                                                      "/sys/fs/cgroup/unified"))
+
+
+def test_hooks_inside_the_container_namespaces(tmp_path: Path, state_root: Path) -> None:
+    """createContainer runs in the container's namespaces before pivot_root; startContainer inside it."""
+    log = tmp_path / "log"
+    log.mkdir()
+    host_hook = tmp_path / "create.sh"
+    host_hook.write_text(f"#!/bin/sh\nhostname > {log}/create-hostname\n")
+    host_hook.chmod(0o755)
+    cfg = minimal_config(["/bin/true"], hostname="ctr")
+    cfg["mounts"].append({"destination": "/log", "type": "bind", "source": str(log), "options": ["rbind"]})
+    cfg["hooks"] = {"createContainer": [{"path": str(host_hook)}],
+                    "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /log/start-state"]}]}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    r = oci("run", "-b", str(bundle), "hk", root=state_root)
+    assert r.returncode == 0, r.stderr
+    assert (log / "create-hostname").read_text().strip()  # it ran, in the container's uts namespace
+    state = json.loads((log / "start-state").read_text())
+    assert state["id"] == "hk" and state["status"] == "running"
+
+
+def test_seccomp_filter_denies_a_syscall(tmp_path: Path, runtime) -> None:
+    cfg = minimal_config(["/bin/sh", "-c", "mkdir /tmp/x && echo made || echo refused"])
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                             "errnoRet": 1}]}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("sc", str(bundle))
+    assert res.stdout == b"refused\n", res.stderr
+    assert b"Operation not permitted" in res.stderr
+
+
+def test_sysctl_is_set_inside(tmp_path: Path, runtime) -> None:
+    cfg = minimal_config(["/bin/cat", "/proc/sys/kernel/msgmax"], mounts=True)
+    cfg["linux"]["sysctl"] = {"kernel.msgmax": "12345"}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    res = runtime.run("sy", str(bundle))
+    assert res.stdout == b"12345\n", res.stderr
+    assert Path("/proc/sys/kernel/msgmax").read_text().strip() != "12345"
