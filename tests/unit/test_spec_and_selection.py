@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wasmlab.runtime.errors import HandlerError, SpecError
 from wasmlab.runtime.handlers import registry
 from wasmlab.runtime.handlers.detect import classify, decide, engines_wanted
