@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from typing import Any
 
 from wasmlab.runtime.errors import WasmModuleError
@@ -412,6 +411,3 @@ def _dist_version(name: str) -> str:
 
     return version(name)
 
-
-def print_trace(exc: BaseException) -> None:
-    traceback.print_exception(exc, file=sys.stderr)

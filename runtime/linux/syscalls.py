@@ -71,10 +71,7 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine(), 155)
-_SYS_CLOSE_RANGE = 436
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine(), 126)
-_SYS_CAPGET = {"x86_64": 125, "aarch64": 90}.get(platform.machine(), 125)
-_SYS_PIDFD_OPEN = 434
 
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -143,11 +140,6 @@ def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> in
     return _check(_libc.prctl(option, a2, a3, a4, a5), "prctl")
 
 
-def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
-    if _libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(0)) < 0:
-        os.closerange(first, 65536)
-
-
 _libc.fork.restype = ctypes.c_int
 
 
@@ -179,10 +171,6 @@ def threads() -> int:
         return 0
 
 
-def pidfd_open(pid: int) -> int:
-    return _check(_libc.syscall(_SYS_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0)), "pidfd_open")
-
-
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -203,13 +191,3 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(hdr), ctypes.byref(data)), "capset")
-
-
-def capget() -> tuple[int, int, int]:
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(hdr), ctypes.byref(data)), "capget")
-    eff = data[0].effective | (data[1].effective << 32)
-    perm = data[0].permitted | (data[1].permitted << 32)
-    inh = data[0].inheritable | (data[1].inheritable << 32)
-    return eff, perm, inh

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -188,7 +187,3 @@ def list_ids(root: str) -> list[str]:
             return []
         raise
     return sorted(n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(root, n, "state.json")))
-
-
-def now() -> float:
-    return time.time()
