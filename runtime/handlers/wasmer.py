@@ -29,8 +29,9 @@ Files (the copy-in / copy-out mapping)
     while it runs, and a failed write is reported on stderr without changing the exit status.
 
 Limits
-    ``memory_limit`` is not applied by the SDK (it has no such option); for this handler memory is
-    enforced only by the container's memory cgroup. ``cpu_time_ms`` is enforced like the wasmtime
+    ``memory_limit`` is not applied by the SDK (it has no such option). A module whose declared initial
+    memory exceeds it is refused (exit ``EXIT_MEMORY_LIMIT``, as with wasmtime); growth while it runs is
+    bounded only by the container's memory cgroup. ``cpu_time_ms`` is enforced like the wasmtime
     handler does it, by an ``ITIMER_VIRTUAL`` on the process, which counts the engine's compile and run
     threads; when it fires the guest is killed and the status is ``EXIT_CPU_LIMIT``.
 
@@ -72,12 +73,14 @@ from wasmlab.runtime.handlers.base import (
     EXIT_CPU_LIMIT,
     EXIT_INVALID_MODULE,
     EXIT_KILLED,
+    EXIT_MEMORY_LIMIT,
     EXIT_NO_START,
     EXIT_TERMINATED,
     EXIT_TRAP,
     Preopen,
     Workload,
 )
+from wasmlab.runtime.handlers.binary import initial_memory
 from wasmlab.runtime.handlers.detect import classify
 
 WASM_MAGIC = b"\0asm"
@@ -205,6 +208,13 @@ class WasmerHandler:
                                    "or build a wasm32-wasi module")
             raise WasmModuleError(f"unsupported WebAssembly version {data[4:8].hex(' ')}", _MODULE_HINT,
                                   exit_code=EXIT_INVALID_MODULE)
+        declared = initial_memory(data)
+        if workload.memory_limit and declared > workload.memory_limit:
+            # The SDK cannot cap linear memory; at least the declared start is checked, as wasmtime does.
+            sys.stderr.write(f"wasmlab: the module needs more memory than the container's limit "
+                             f"({workload.memory_limit // (1 << 20)} MiB): it starts with {declared // (1 << 20)} "
+                             "MiB (hint: raise linux.resources.memory.limit)\n")
+            return EXIT_MEMORY_LIMIT
         snapshot = self.snapshot(workload.preopens)
         workload.report("copy_in_ms", (time.perf_counter() - t0) * 1e3)
         cache_root, cache_kind = self._cache_root(workload)

@@ -21,6 +21,7 @@ from wasmlab.runtime.handlers.base import (
     EXIT_TRAP,
     Workload,
 )
+from wasmlab.runtime.handlers.binary import has_start_section
 from wasmlab.runtime.handlers.cache import ModuleCache
 from wasmlab.runtime.handlers.detect import classify
 
@@ -376,29 +377,6 @@ except ImportError:
 
 PREINSTANTIATE_MEMORY = 64 << 20  # modules that start with more linear memory are instantiated per container
 PREINSTANTIATED_MODULES = 8
-
-
-def has_start_section(data: bytes) -> bool:
-    """Whether a core module has a start section (id 8): instantiating it would run guest code."""
-    pos = 8
-    try:
-        while pos < len(data):
-            section = data[pos]
-            pos += 1
-            size = shift = 0
-            while True:
-                byte = data[pos]
-                pos += 1
-                size |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            if section == 8:
-                return True
-            pos += size
-    except IndexError:
-        return True  # malformed: never pre-instantiate
-    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -282,8 +282,6 @@ BAD = {
 def test_bad_module_gets_clear_error_and_exit_code(tmp_path: Path, state_root: Path, case: str, engine: str,
                                                    leaks) -> None:
     make, code, words = BAD[case]
-    if engine == "wasmer" and case == "4gib-memory":
-        pytest.xfail("wasmer-sdk has no linear-memory limit: the cgroup is its only memory bound (docs/handlers.md)")
     bundle = wat_bundle(tmp_path, case, make(), engine=engine)
     if case == "4gib-memory":
         cfg = json.loads((bundle / "config.json").read_text())

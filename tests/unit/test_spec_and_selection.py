@@ -136,3 +136,18 @@ def test_third_party_handlers_come_from_entry_points(tmp_path: Path, monkeypatch
     table = registry.load(cache=str(tmp_path / "cache"), prepare=())
     assert table["echo"].name == "echo" and table["say"] is table["echo"]
     assert {"native", "wasmtime", "wasmer", "echo"} <= {h["name"] for h in registry.describe(str(tmp_path / "c"))}
+
+
+def test_binary_facts_without_an_engine() -> None:
+    import wasmtime
+
+    from wasmlab.runtime.handlers.binary import has_start_section, initial_memory
+
+    plain = bytes(wasmtime.wat2wasm('(module (memory 3) (func (export "_start")))'))
+    started = bytes(wasmtime.wat2wasm('(module (func $f) (start $f))'))
+    huge = bytes(wasmtime.wat2wasm("(module (memory 65536))"))
+    assert not has_start_section(plain) and has_start_section(started)
+    assert has_start_section(plain[:10])  # truncated: never trusted
+    assert initial_memory(plain) == 3 * 65536
+    assert initial_memory(huge) == 4 << 30
+    assert initial_memory(started) == 0
