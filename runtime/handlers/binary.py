@@ -27,6 +27,8 @@ def sections(data: bytes) -> Iterator[tuple[int, int, int]]:
     while pos < len(data):
         section = data[pos]
         size, body = _leb(data, pos + 1)
+        if body + size > len(data):
+            raise IndexError("section runs past the end of the module")
         yield section, body, body + size
         pos = body + size
 

@@ -140,7 +140,6 @@ def test_third_party_handlers_come_from_entry_points(tmp_path: Path, monkeypatch
 
 def test_binary_facts_without_an_engine() -> None:
     import wasmtime
-
     from wasmlab.runtime.handlers.binary import has_start_section, initial_memory
 
     plain = bytes(wasmtime.wat2wasm('(module (memory 3) (func (export "_start")))'))
