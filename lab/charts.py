@@ -24,8 +24,9 @@ def bench_figure(results: dict[str, Any]) -> Any:
     errs = [[m - r["p10_ms"] for m, (_, r) in zip(medians, rows, strict=True)],
             [r["p90_ms"] - m for m, (_, r) in zip(medians, rows, strict=True)]]
     ax.barh(labels, medians, xerr=errs, color=["#999", "#3b7", "#7a3", "#37b", "#b53"][: len(rows)])
-    for y, m in enumerate(medians):
-        ax.text(m, y, f"  {m:.1f} ms", va="center")
+    for y, (m, (_, r)) in enumerate(zip(medians, rows, strict=True)):
+        ax.text(max(m, r["p90_ms"]), y, f"  {m:.1f} ms", va="center")
+    ax.set_xlim(0, max(r["p90_ms"] for _, r in rows) * 1.2)
     ax.set_xlabel("create-to-exit, median ms (bars: p10-p90)")
     ax.set_title(f"wasmlab start-up, {results.get('date', '')}")
     ax.invert_yaxis()

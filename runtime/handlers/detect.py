@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import HandlerError
@@ -63,7 +63,10 @@ class Decision:
     steps: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose (dataclasses.asdict deep-copies): this runs in every container init.
+        return {"handler": self.handler, "wasm": self.wasm, "rule": self.rule,
+                "annotation": list(self.annotation) if self.annotation else None, "source": self.source,
+                "entrypoint": self.entrypoint, "entrypoint_kind": self.entrypoint_kind, "steps": self.steps}
 
 
 def _engine_for(annotations: dict[str, str], default_engine: str, steps: list[str]) -> str:

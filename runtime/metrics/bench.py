@@ -152,7 +152,7 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
     os.environ.setdefault("WASMLAB_HISTORY", "0")
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "n": n,
                                "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
-                               "command": " ".join(sys.argv)}
+                               "command": " ".join(["python -m wasmlab.runtime.metrics.bench", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory(prefix="wasmlab-bench-") as tmp:
         work = Path(tmp)
         os.environ["WASMLAB_HOME"] = str(work / "home")
