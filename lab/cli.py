@@ -290,10 +290,8 @@ def cmd_save(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from wasmlab.runtime.images import Images
 
-    res = Images().load(args.input)
-    names = getattr(res, "names", None) or getattr(res, "images", None) or []
-    for n in names:
-        print(f"Loaded image: {n}")
+    for name in Images().load(args.input).names:
+        print(f"Loaded image: {name}")
     return 0
 
 

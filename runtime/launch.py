@@ -6,7 +6,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from wasmlab.runtime.errors import SetupError, WasmlabError, error_from_dict
@@ -38,7 +38,6 @@ class Launched:
     timings: dict[str, float]
     channel: Channel
     cgroup: cgroups.Cgroup | None
-    reports: dict[str, Any] = field(default_factory=dict)
 
 
 def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engine: str = "wasmtime",

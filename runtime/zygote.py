@@ -65,7 +65,6 @@ class Zygote:
         self.prepared: set[str] = set(warm)
         self.plans: dict[tuple[Any, ...], Any] = {}
         self.live: dict[int, _Live] = {}
-        self.by_fd: dict[int, _Live] = {}
         self.client_gone = False
         self.history: Any = None
         if os.environ.get("WASMLAB_HISTORY", "1") != "0":
@@ -193,8 +192,6 @@ class Zygote:
                      run_rid=rid if msg["op"] == "run" else None, remove=bool(msg.get("remove")),
                      events=bool(msg.get("events", True)))
         self.live[launched.pid] = live
-        fd = launched.channel.sock.fileno()
-        self.by_fd[fd] = live
         self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
         if live.run_rid is None:
             self.send({"rid": rid, "ok": True, "state": launched.state, "timings": launched.timings,
