@@ -13,7 +13,7 @@ VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2"
 # runc verbs that wasmlab-oci does not implement: callers (conmon, containerd's shim) get a one-line error
 # instead of a usage dump.
-UNSUPPORTED = ("exec", "pause", "resume", "update", "events", "checkpoint", "restore")
+UNSUPPORTED = ("pause", "resume", "update", "events", "checkpoint", "restore")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("features", help="print what this runtime supports, as JSON")
     for verb in UNSUPPORTED:
         sub.add_parser(verb, add_help=False, help="(a runc verb wasmlab-oci does not support yet)")
+    ex = sub.add_parser("exec", help="run a new process in a running container")
+    ex.add_argument("-p", "--process", help="a runtime-spec process.json (instead of COMMAND)")
+    ex.add_argument("-d", "--detach", action="store_true")
+    ex.add_argument("--pid-file")
+    ex.add_argument("--console-socket")
+    ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("--cwd", default=None)
+    ex.add_argument("-e", "--env", action="append", default=[])
+    ex.add_argument("-u", "--user", help="UID[:GID]")
+    ex.add_argument("--preserve-fds", type=int, default=0)
+    ex.add_argument("--no-new-privs", action="store_true")
+    ex.add_argument("id")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
     sp = sub.add_parser("spec", help="write a default config.json")
     sp.add_argument("-b", "--bundle", default=".")
     sp.add_argument("--rootless", action="store_true")
@@ -283,6 +296,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    from wasmlab.runtime.errors import UsageError
+    from wasmlab.runtime.execute import check_running, exec_process, load_process
+
+    containers = _containers(args)
+    state = containers.state(args.id)
+    check_running(state["status"], args.id)
+    if args.process:
+        process = load_process(args.process)
+    else:
+        if not args.command:
+            raise UsageError("exec needs a command or --process", f"for example: exec {args.id} sh")
+        with open(os.path.join(state["bundle"], "config.json")) as fh:
+            base = json.load(fh).get("process") or {}
+        process = dict(base, args=args.command, terminal=args.tty)
+        if args.cwd:
+            process["cwd"] = args.cwd
+        process["env"] = list(base.get("env") or []) + list(args.env)
+        if args.user:
+            uid, _, gid = args.user.partition(":")
+            process["user"] = {"uid": int(uid), "gid": int(gid or uid)}
+        if args.no_new_privs:
+            process["noNewPrivileges"] = True
+    return exec_process(state, process, detach=args.detach, pid_file=args.pid_file,
+                        console_socket=args.console_socket)
+
+
 def cmd_unsupported(args: argparse.Namespace) -> int:
     from wasmlab.runtime.errors import UsageError
 
@@ -292,7 +332,7 @@ def cmd_unsupported(args: argparse.Namespace) -> int:
 
 COMMANDS = {"create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
             "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps, "features": cmd_features, "spec": cmd_spec,
-            "explain": cmd_explain, **{verb: cmd_unsupported for verb in UNSUPPORTED}}
+            "explain": cmd_explain, "exec": cmd_exec, **{verb: cmd_unsupported for verb in UNSUPPORTED}}
 
 
 def main(argv: list[str] | None = None) -> int:

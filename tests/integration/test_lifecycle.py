@@ -415,3 +415,25 @@ def test_sysctl_is_set_inside(tmp_path: Path, runtime) -> None:
     res = runtime.run("sy", str(bundle))
     assert res.stdout == b"12345\n", res.stderr
     assert Path("/proc/sys/kernel/msgmax").read_text().strip() != "12345"
+
+
+def test_exec_joins_a_running_container(tmp_path: Path, state_root: Path) -> None:
+    bundle = _bundle(tmp_path, ["/bin/sleep", "30"], hostname="inbox")
+    assert oci("run", "-d", "-b", str(bundle), "ex1", root=state_root).returncode == 0
+    try:
+        r = oci("exec", "ex1", "/bin/sh", "-c", "echo $$; hostname; cat /proc/1/cmdline; exit 5", root=state_root)
+        assert r.returncode == 5, r.stderr
+        pid, host, cmdline = r.stdout.split("\n")[:3]
+        assert int(pid) > 1 and host == "inbox" and cmdline.startswith("/bin/sleep")
+        r = oci("exec", "ex1", "/no/such/program", root=state_root)
+        assert r.returncode != 0 and "/no/such/program" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        pidfile = tmp_path / "exec.pid"
+        r = oci("exec", "-d", "--pid-file", str(pidfile), "ex1", "/bin/sleep", "5", root=state_root)
+        assert r.returncode == 0, r.stderr
+        exec_pid = int(pidfile.read_text())
+        with open(f"/proc/{exec_pid}/status") as fh:
+            assert "sleep" in fh.readline()
+    finally:
+        oci("delete", "--force", "ex1", root=state_root)
+    r = oci("exec", "ex1", "/bin/true", root=state_root)
+    assert r.returncode != 0 and "does not exist" in r.stderr

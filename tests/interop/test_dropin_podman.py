@@ -210,6 +210,22 @@ def test_detached_container_stops_with_sigterm(store: Store, recorder: Recorder)
     assert_runtime_state_gone(recorder)
 
 
+def test_podman_exec_runs_inside_the_container(store: Store, recorder: Recorder) -> None:
+    """podman exec goes through `wasmlab-oci exec --process ... --detach`: same namespaces, same root."""
+    started = sh(store.podman(recorder.path, "run", "-d", *ULIMITS, "--hostname", "boxed", BUSYBOX_IMAGE,
+                              "/bin/busybox", "sleep", "60"), timeout=TIMEOUT)
+    assert started.returncode == 0, "podman run -d" + explain(started, recorder.describe())
+    cid = started.stdout.strip().splitlines()[-1]
+    try:
+        out = sh(store.podman(recorder.path, "exec", cid, "/bin/busybox", "sh", "-c",
+                              "hostname; cat /proc/1/cmdline | tr '\\0' ' '; exit 3"), timeout=TIMEOUT)
+        assert out.returncode == 3, "podman exec" + explain(out, recorder.describe())
+        assert out.stdout.split()[:3] == ["boxed", "/bin/busybox", "sleep"], explain(out)
+        assert any(c.verb == "exec" for c in recorder.calls()), recorder.describe()
+    finally:
+        sh(store.podman(recorder.path, "rm", "-f", "-t", "0", cid), timeout=TIMEOUT)
+
+
 def test_timing_wasmlab_oci_against_runc(
     store: Store, record_property: pytest.RecordProperty, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,168 @@
+"""exec: a new process inside a running container's namespaces, cgroup and root (podman exec, ctr task exec)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from typing import Any
+
+from wasmlab.runtime.errors import InvalidState, SetupError, SpecError, WasmlabError, error_from_dict
+from wasmlab.runtime.linux import cgroups
+from wasmlab.runtime.linux import process as proc
+from wasmlab.runtime.linux import syscalls as sc
+from wasmlab.runtime.spec import runtime as spec_mod
+
+# Joined in this order: the user namespace first (it owns the others), the mount namespace last
+# (after it, paths are the container's).
+_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
+_KIND = {"net": "network", "mnt": "mount"}
+
+
+def load_process(path: str) -> dict[str, Any]:
+    """A process.json as `exec --process` gives it, validated like config.json's process."""
+    try:
+        with open(path) as fh:
+            raw = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise SpecError("$", f"cannot read the process file {path}: {exc}", "pass a runtime-spec process object")
+    spec_mod.validate({"ociVersion": "1.0.2", "process": raw})
+    return dict(raw)
+
+
+def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool = False,
+                 pid_file: str | None = None, console_socket: str | None = None) -> int:
+    """Run PROCESS in the container; returns its exit status, or 0 once started with detach.
+
+    Called from a single-threaded process (wasmlab-oci). The process joins the container's namespaces
+    and cgroup, gets its credentials and limits, and replaces a forked child by execve.
+    """
+    target = int(state["pid"])
+    if process.get("terminal") and not console_socket:
+        raise SpecError("$.process.terminal", "a terminal needs --console-socket", "pass --console-socket")
+    creds = proc.plan_credentials(process)
+    joins = [(name, f"/proc/{target}/ns/{name}") for name in _ORDER
+             if os.path.exists(f"/proc/{target}/ns/{name}")
+             and os.readlink(f"/proc/{target}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}")]
+    cg = cgroups.open_existing(state["cgroup"]) if state.get("cgroup") else None
+    console_fd = _console(console_socket) if process.get("terminal") else None
+    report_r, report_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    child = sc.fork()
+    if child == 0:  # pragma: no cover - runs in the exec'd process's parent
+        report_r.close()
+        _join_and_exec(joins, cg, creds, process, report_w, console_fd, detach)
+    report_w.close()
+    if console_fd is not None:
+        os.close(console_fd)
+    try:
+        msg = json.loads(report_r.recv(1 << 16) or b'{"t": "died"}')
+        if msg.get("t") == "error":
+            raise error_from_dict(msg["error"])
+        if msg.get("t") != "pid":
+            raise SetupError("the exec'd process died before it started", "run with --debug")
+        pid = int(msg["pid"])
+        if pid_file:
+            with open(pid_file + ".tmp", "w") as fh:
+                fh.write(str(pid))
+            os.rename(pid_file + ".tmp", pid_file)
+        after = json.loads(report_r.recv(1 << 16) or b'{"t": "execd"}')
+        if after.get("t") == "error":
+            raise error_from_dict(after["error"])
+    except BaseException:
+        _, status = os.waitpid(child, 0)
+        raise
+    finally:
+        report_r.close()
+    _, status = os.waitpid(child, 0)
+    return 0 if detach else os.waitstatus_to_exitcode(status) & 0xFF
+
+
+def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, creds: proc.Credentials,
+                   process: dict[str, Any], report: socket.socket, console_fd: int | None,
+                   detach: bool) -> None:  # pragma: no cover - in the child
+    def fail(exc: WasmlabError) -> None:
+        report.send(json.dumps({"t": "error", "error": exc.as_dict()}).encode())
+        os._exit(exc.exit_code if 0 < exc.exit_code < 126 else 1)
+
+    try:
+        if cg is not None:
+            cg.add(os.getpid())
+        for name, path in joins:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                sc.setns(fd, sc.NAMESPACE_FLAGS[_KIND.get(name, name)])
+            finally:
+                os.close(fd)
+        # setns(pid) only places children in the namespace: the process itself is a grandchild.
+        grandchild = sc.fork()
+    except OSError as exc:
+        fail(SetupError(f"cannot enter the container: {exc.strerror}", "is it still running?"))
+        return
+    if grandchild:
+        report.send(json.dumps({"t": "pid", "pid": grandchild}).encode())
+        report.close()  # from now on only the process itself holds it, until execve closes it
+        if detach:
+            os._exit(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _, status = os.waitpid(grandchild, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF if not os.WIFSIGNALED(status)
+                 else 128 + os.WTERMSIG(status))
+    try:
+        os.setsid()
+        if console_fd is not None:
+            _attach(console_fd)
+        proc.apply_rlimits(creds)
+        cwd = str(process.get("cwd") or "/")
+        try:
+            os.chdir(cwd)
+        except OSError:
+            raise SetupError(f"the working directory {cwd} does not exist in the container",
+                             "pass an existing --cwd") from None
+        proc.apply_identity(creds, setgroups_allowed=True)
+        env = dict(e.split("=", 1) for e in process.get("env") or [])
+        args = list(process.get("args") or [])
+        if not args:
+            raise SpecError("$.process.args", "there is nothing to run", "give exec a command")
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        report.set_inheritable(False)
+        os.execvpe(args[0], args, env)
+    except WasmlabError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(SetupError(f"cannot execute {process.get('args', ['?'])[0]}: {exc.strerror}",
+                        "check the command: it must exist inside the container"))
+
+
+def _console(path: str | None) -> int:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path or "")
+    except OSError as exc:
+        sock.close()
+        raise SetupError(f"cannot connect to the console socket {path}: {exc.strerror}",
+                         "start the console receiver first") from None
+    return sock.detach()
+
+
+def _attach(console_fd: int) -> None:  # pragma: no cover - in the child
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    sock = socket.socket(fileno=console_fd)
+    socket.send_fds(sock, [b"console"], [master])
+    sock.close()
+    os.close(master)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)
+
+
+def check_running(status: str, container_id: str) -> None:
+    if status != "running":
+        raise InvalidState(f"container {container_id} is {status}: exec needs a running container",
+                           f"`start {container_id}` first, or run a new one")
