@@ -145,6 +145,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(res.exit_code or 0)
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    if not args.command:
+        raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
+    lab = _lab(args)
+    try:
+        return int(lab.exec(args.container, args.command, env=args.env or []))
+    finally:
+        lab.close()
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     lab = _lab(args)
     rows = lab.ps(all=args.all)
@@ -394,6 +404,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("image")
     r.add_argument("command", nargs=argparse.REMAINDER)
     r.set_defaults(func=cmd_run)
+
+    ex = sub.add_parser("exec", help="run a command in a running container")
+    ex.add_argument("-e", "--env", action="append", metavar="K=V")
+    ex.add_argument("container")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=cmd_exec)
 
     ps = sub.add_parser("ps", help="list containers")
     ps.add_argument("-a", "--all", action="store_true")

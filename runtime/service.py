@@ -256,6 +256,20 @@ class Lab:
             time.sleep(0.02)
         return self._info(self._meta(cid))
 
+    def exec(self, name: str, command: Sequence[str], *, env: Sequence[str] = (), tty: bool = False) -> int:
+        """Run a command in a running container, like `podman exec`; returns its exit status.
+
+        The caller may be multi-threaded (this process runs the zygote's reader thread), so the process
+        is started by a fresh wasmlab-oci, never by forking here.
+        """
+        import subprocess
+        import sys
+
+        cid = self.resolve(name)
+        argv = [sys.executable, "-m", "wasmlab.runtime.cli.oci", "--root", self.runtime.root, "exec"]
+        argv += [f"--env={e}" for e in env] + (["--tty"] if tty else []) + [cid, *command]
+        return subprocess.run(argv, check=False).returncode
+
     def rm(self, name: str, *, force: bool = False) -> str:
         cid = self.resolve(name)
         info = self._info(self._meta(cid))

@@ -85,6 +85,8 @@ def test_detached_ps_logs_stop_rm(tmp_path: Path) -> None:
     assert ps[0]["id"] == cid
     r = wl(home, "rm", "tick")
     assert r.returncode != 0 and "running" in r.stderr and "stop" in r.stderr
+    r = wl(home, "exec", "tick", "/loop.wasm")  # a FROM scratch Wasm image: nothing native to exec
+    assert r.returncode != 0 and "/loop.wasm" in r.stderr
     assert wl(home, "stop", "-t", "5", "tick").returncode == 0
     ps = json.loads(wl(home, "ps", "-a", "--json").stdout)
     assert ps[0]["status"] == "stopped" and ps[0]["exit_code"] == 143
@@ -112,6 +114,12 @@ def test_busybox_sidecar_with_run_step_and_compat_smart(tmp_path: Path) -> None:
     r = wl(home, "run", "--rm", "--annotation", "module.wasm.image/variant=compat", "sidecar")
     assert r.returncode != 0
     assert "compat-smart" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert wl(home, "run", "-d", "--name", "side", "sidecar", "/bin/sleep", "30").returncode == 0
+    try:
+        r = wl(home, "exec", "-e", "WHO=learner", "side", "/bin/sh", "-c", "cat /marker; echo $WHO; exit 4")
+        assert r.returncode == 4 and r.stdout == "built-by-run\nlearner\n", r.stderr
+    finally:
+        assert wl(home, "rm", "-f", "side").returncode == 0
 
 
 def test_image_verbs_tag_inspect_save_load_rmi(tmp_path: Path) -> None:
