@@ -298,31 +298,9 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             seccomp.apply(p.seccomp)  # as late as possible: the fewest syscalls made under the filter
         handler = handlers[decision.handler]
         if handler.wasm:
-            sc.set_name(os.path.basename(workload.path))  # `ps` shows the module, not "python"
-        reports: dict[str, Any] = {}
-        workload.report = reports.__setitem__  # sent in one message when the guest is done
-        if not handler.wasm:
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            if classify(workload.head) == "missing":
-                raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
-                                   "check process.args[0] (the image's CMD or ENTRYPOINT)",
-                                   exit_code=EXIT_NO_ENTRYPOINT)
-            try:
-                handler.run(workload)
-            except OSError as exc:
-                hint = "is it a Wasm module? add the annotation module.wasm.image/variant=compat" \
-                    if classify(workload.head) in ("module", "component", "wat") else "check process.args[0]"
-                raise HandlerError(f"cannot execute {workload.path}: {exc.strerror}", hint,
-                                   exit_code=EXIT_NO_ENTRYPOINT) from None
-        reports["run_start_ms"] = (time.perf_counter_ns() - t_fork) / 1e6
-        code = handler.run(workload)
-        reports["guest_done_ms"] = (time.perf_counter_ns() - t_fork) / 1e6
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        _flush()
-        # Close stdio now: readers see EOF at once, not after the kernel has torn down this process.
-        os.closerange(0, 3)
-        chan.send({"t": "reports", "values": reports, "exit_code": code & 0xFF, "max_rss_kb": peak})
-        os._exit(code & 0xFF)
+            _run_in_process(handler, workload, chan, t_fork)
+        else:
+            _execve(handler, workload)
     except WasmlabError as exc:
         _fail(chan, exc, started=started)
     except OSError as exc:
@@ -333,6 +311,39 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         _fail(chan, SetupError(f"container setup failed: {type(exc).__name__}: {exc}", "this is a wasmlab bug"),
               started=started)
     return 1
+
+
+def _execve(handler: Handler, workload: Workload) -> None:
+    """Replace this process with the native entrypoint (returns only by raising)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; the workload must not inherit that
+    kind = classify(workload.head)
+    if kind == "missing":
+        raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
+                           "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+    try:
+        handler.run(workload)
+    except OSError as exc:
+        hint = "is it a Wasm module? add the annotation module.wasm.image/variant=compat" \
+            if kind in ("module", "component", "wat") else "check process.args[0]"
+        raise HandlerError(f"cannot execute {workload.path}: {exc.strerror}", hint,
+                           exit_code=EXIT_NO_ENTRYPOINT) from None
+    raise HandlerError(f"the {handler.name} handler returned instead of executing {workload.path}",
+                       "this is a bug in that handler")
+
+
+def _run_in_process(handler: Handler, workload: Workload, chan: Channel, t_fork: int) -> None:
+    """Run a Wasm workload in this process, report, and exit with its status."""
+    sc.set_name(os.path.basename(workload.path))  # `ps` shows the module, not "python"
+    reports: dict[str, Any] = {"run_start_ms": (time.perf_counter_ns() - t_fork) / 1e6}
+    workload.report = reports.__setitem__  # sent in one message when the guest is done
+    code = handler.run(workload) & 0xFF
+    reports["guest_done_ms"] = (time.perf_counter_ns() - t_fork) / 1e6
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _flush()
+    # Close stdio now: readers see EOF at once, not after the kernel has torn down this process.
+    os.closerange(0, 3)
+    chan.send({"t": "reports", "values": reports, "exit_code": code, "max_rss_kb": peak})
+    os._exit(code)
 
 
 def _flush() -> None:
