@@ -355,3 +355,25 @@ def test_process_cwd_reaches_relative_paths(tmp_path: Path, runtime, engine: str
     assert results[True] == ["cwd=/work", "rel.txt: in the working directory"]
     # getcwd() inside the guest still answers "/" (wasi-libc starts there); relative paths are right.
     assert results[False][1] == results[True][1]
+
+
+def test_cache_is_safe_under_concurrent_compiles(tmp_path: Path, runtime, lab_home: Path) -> None:
+    """Eight containers of a never-seen module at once: one artifact, every run right, no temp files left."""
+    import threading
+
+    bundle = asset_bundle(tmp_path, "cpu", ["1000"])
+    results: dict[int, tuple[int, bytes]] = {}
+
+    def worker(i: int) -> None:
+        res = runtime.run(f"cc{i}", str(bundle))
+        results[i] = (res.exit_code, res.stdout)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == {i: (0, b"primes below 1000: 168\n") for i in range(8)}
+    files = [p.name for p in (lab_home / "cache" / "modules").rglob("*") if p.is_file()]
+    assert len([f for f in files if f.endswith(".cwasm")]) == 1
+    assert not [f for f in files if f.endswith(".tmp")]
