@@ -43,7 +43,7 @@ class Launched:
 def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engine: str = "wasmtime",
            stdio: tuple[int, int, int] | None = None, console_socket: str | None = None,
            pid_file: str | None = None, autostart: bool = False, owner: str = "cli",
-           extra_state: dict[str, Any] | None = None) -> Launched:
+           extra_state: dict[str, Any] | None = None, record_exit: bool = False) -> Launched:
     """Create the container. Must be called from a single-threaded process. On failure nothing is left behind."""
     t0 = time.perf_counter_ns()
     sd.make(fifo=not autostart)
@@ -54,6 +54,8 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
     state: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": p.id, "status": "creating",
                              "bundle": p.bundle, "annotations": p.annotations}
     try:
+        if record_exit:
+            p.state_dir_fd = os.open(sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         early_hooks = bool(p.hooks.get("prestart") or p.hooks.get("createRuntime"))
         if autostart and early_hooks:
             # `run` with hooks that may fail: the start signal is a pipe written once they have succeeded.
@@ -86,6 +88,9 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             container_main(p, chan, start_fd, stdio, console_fd, handlers, default_engine, state, t0, join_cgroup)
             os._exit(1)
         child_sock.close()
+        if p.state_dir_fd is not None:
+            os.close(p.state_dir_fd)
+            p.state_dir_fd = None
         if start_fd >= 0:
             os.close(start_fd)
         start_fd = -1

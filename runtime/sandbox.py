@@ -25,6 +25,7 @@ from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import seccomp
 from wasmlab.runtime.linux import syscalls as sc
 from wasmlab.runtime.spec.runtime import Spec
+from wasmlab.runtime.store.state import ExitRecord, StateDir
 
 _NEW_NS_ORDER = ("user", "ipc", "uts", "network", "cgroup", "mount", "time")
 
@@ -71,6 +72,7 @@ class Plan:
     rootless: bool = False
     namespaces_entered: bool = False         # set in a grandchild that was born inside them
     own_mounts: bool = True                  # a mount namespace of its own (else: chroot, and no mounts)
+    state_dir_fd: int | None = None          # set by wasmlab-oci: a Wasm init records its own exit there
     has_process: bool = True                 # a config without process can be created, never started
 
 
@@ -298,7 +300,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             seccomp.apply(p.seccomp)  # as late as possible: the fewest syscalls made under the filter
         handler = handlers[decision.handler]
         if handler.wasm:
-            _run_in_process(handler, workload, chan, t_fork)
+            _run_in_process(handler, workload, chan, t_fork, p.state_dir_fd)
         else:
             _execve(handler, workload)
     except WasmlabError as exc:
@@ -331,7 +333,18 @@ def _execve(handler: Handler, workload: Workload) -> None:
                        "this is a bug in that handler")
 
 
-def _run_in_process(handler: Handler, workload: Workload, chan: Channel, t_fork: int) -> None:
+def _record_exit(dir_fd: int | None, code: int, peak_kb: int) -> None:
+    """Nobody listens on the channel (wasmlab-oci created us and exited): leave the exit in the state."""
+    if dir_fd is None:
+        return
+    try:
+        StateDir.write_exit_at(dir_fd, ExitRecord(exit_code=code, finished_at=time.time(), max_rss_kb=peak_kb))
+    except OSError:
+        pass  # deleted meanwhile
+
+
+def _run_in_process(handler: Handler, workload: Workload, chan: Channel, t_fork: int,
+                    p_state_dir_fd: int | None = None) -> None:
     """Run a Wasm workload in this process, report, and exit with its status."""
     sc.set_name(os.path.basename(workload.path))  # `ps` shows the module, not "python"
     reports: dict[str, Any] = {"run_start_ms": (time.perf_counter_ns() - t_fork) / 1e6}
@@ -342,7 +355,8 @@ def _run_in_process(handler: Handler, workload: Workload, chan: Channel, t_fork:
     _flush()
     # Close stdio now: readers see EOF at once, not after the kernel has torn down this process.
     os.closerange(0, 3)
-    chan.send({"t": "reports", "values": reports, "exit_code": code, "max_rss_kb": peak})
+    if not chan.send({"t": "reports", "values": reports, "exit_code": code, "max_rss_kb": peak}):
+        _record_exit(p_state_dir_fd, code, peak)
     os._exit(code)
 
 

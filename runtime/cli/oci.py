@@ -126,7 +126,8 @@ def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
     handlers = _handlers(spec.annotations, engine)
     sd = StateDir(_root(args), args.id)
     launched = launch(plan, sd, handlers=handlers, default_engine=engine, console_socket=args.console_socket,
-                      pid_file=args.pid_file, autostart=autostart, owner="cli")
+                      pid_file=args.pid_file, autostart=autostart, owner="cli",
+                      record_exit=not autostart)  # we exit after create: a Wasm init records its own exit
     if not autostart:
         return 0
     return _wait_foreground(args, launched)

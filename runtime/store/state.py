@@ -114,6 +114,18 @@ class StateDir:
             json.dump(record.__dict__, fh)
         os.rename(tmp, self.exit_file)
 
+    @staticmethod
+    def write_exit_at(dir_fd: int, record: ExitRecord) -> None:
+        """write_exit through a folder fd: for a Wasm init that outlived its runtime, after pivot_root."""
+        data = json.dumps(record.__dict__).encode()
+        tmp = f".exit.json.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, "exit.json", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
     def read_exit(self) -> ExitRecord | None:
         try:
             with open(self.exit_file) as fh:

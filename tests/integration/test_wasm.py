@@ -377,3 +377,19 @@ def test_cache_is_safe_under_concurrent_compiles(tmp_path: Path, runtime, lab_ho
     files = [p.name for p in (lab_home / "cache" / "modules").rglob("*") if p.is_file()]
     assert len([f for f in files if f.endswith(".cwasm")]) == 1
     assert not [f for f in files if f.endswith(".tmp")]
+
+
+def test_wasm_exit_is_recorded_when_wasmlab_oci_has_gone(tmp_path: Path, state_root: Path) -> None:
+    """Under podman or containerd, wasmlab-oci exits after create: the Wasm init records its own exit."""
+    bundle = asset_bundle(tmp_path, "exitcode", ["9"])
+    assert oci("create", "-b", str(bundle), "gone", root=state_root).returncode == 0
+    assert oci("start", "gone", root=state_root).returncode == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        st = json.loads(oci("state", "gone", root=state_root).stdout)
+        if st["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert st["status"] == "stopped"
+    assert st["wasmlab"]["exit"]["exit_code"] == 9
+    assert oci("delete", "gone", root=state_root).returncode == 0
