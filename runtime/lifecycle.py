@@ -133,7 +133,7 @@ class Containers:
         with sd.lock():
             state = sd.read()
             status = status_of(state, sd)
-            if status not in ("created", "running"):
+            if status not in ("created", "running", "paused"):
                 raise InvalidState(f"container {container_id} is {status}: there is nothing to signal",
                                    f"`delete {container_id}` removes it")
             if all_processes and state.get("cgroup"):
@@ -153,11 +153,13 @@ class Containers:
                     return
                 raise
             status = status_of(state, sd)
-            if status == "running" and not force:
+            if status in ("running", "paused") and not force:
                 raise InvalidState(f"container {container_id} is running",
                                    f"stop it first (`kill {container_id} KILL`) or use `delete --force`")
-            if status in ("created", "running"):
+            if status in ("created", "running", "paused"):
                 pid = int(state["pid"])
+                if status == "paused" and state.get("cgroup"):
+                    cgroups.open_existing(state["cgroup"]).freeze(False)  # a frozen task cannot die
                 _signal(pid, signal.SIGKILL)
                 _wait_gone(pid, int(state.get("pid_start") or 0))
             if state.get("cgroup"):
@@ -168,6 +170,30 @@ class Containers:
             hooks = _bundle_hooks(state)
             if hooks.get("poststop"):
                 run_hooks("poststop", hooks["poststop"], oci_state(state, "stopped"), strict=False)
+
+    def pause(self, container_id: str) -> None:
+        """Freeze every process of a running container (its cgroup's freezer)."""
+        self._freeze(container_id, True)
+
+    def resume(self, container_id: str) -> None:
+        self._freeze(container_id, False)
+
+    def _freeze(self, container_id: str, frozen: bool) -> None:
+        sd = self._dir(container_id)
+        with sd.lock():
+            state = sd.read()
+            status = status_of(state, sd)
+            wanted = "running" if frozen else "paused"
+            if status != wanted:
+                verb = "pause" if frozen else "resume"
+                raise InvalidState(f"container {container_id} is {status}: only a {wanted} one can {verb}",
+                                   f"check `state {container_id}`")
+            if not state.get("cgroup"):
+                raise InvalidState(f"container {container_id} has no cgroup to freeze",
+                                   "give it a cgroupsPath (podman and containerd always do)")
+            cgroups.open_existing(state["cgroup"]).freeze(frozen)
+            state["paused"] = frozen
+            sd.write(state)
 
     def ps(self, container_id: str) -> builtins.list[int]:
         _sd, state, status = self._load(container_id)

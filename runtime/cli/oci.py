@@ -13,7 +13,7 @@ VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2"
 # runc verbs that wasmlab-oci does not implement: callers (conmon, containerd's shim) get a one-line error
 # instead of a usage dump.
-UNSUPPORTED = ("pause", "resume", "update", "events", "checkpoint", "restore")
+UNSUPPORTED = ("update", "events", "checkpoint", "restore")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("features", help="print what this runtime supports, as JSON")
     for verb in UNSUPPORTED:
         sub.add_parser(verb, add_help=False, help="(a runc verb wasmlab-oci does not support yet)")
+    sub.add_parser("pause", help="freeze every process of a container").add_argument("id")
+    sub.add_parser("resume", help="thaw a paused container").add_argument("id")
     ex = sub.add_parser("exec", help="run a new process in a running container")
     ex.add_argument("-p", "--process", help="a runtime-spec process.json (instead of COMMAND)")
     ex.add_argument("-d", "--detach", action="store_true")
@@ -324,6 +326,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
                         console_socket=args.console_socket)
 
 
+def cmd_pause(args: argparse.Namespace) -> int:
+    _containers(args).pause(args.id)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _containers(args).resume(args.id)
+    return 0
+
+
 def cmd_unsupported(args: argparse.Namespace) -> int:
     from wasmlab.runtime.errors import UsageError
 
@@ -333,7 +345,8 @@ def cmd_unsupported(args: argparse.Namespace) -> int:
 
 COMMANDS = {"create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
             "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps, "features": cmd_features, "spec": cmd_spec,
-            "explain": cmd_explain, "exec": cmd_exec, **{verb: cmd_unsupported for verb in UNSUPPORTED}}
+            "explain": cmd_explain, "exec": cmd_exec, "pause": cmd_pause, "resume": cmd_resume,
+            **{verb: cmd_unsupported for verb in UNSUPPORTED}}
 
 
 def main(argv: list[str] | None = None) -> int:

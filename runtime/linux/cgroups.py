@@ -127,6 +127,23 @@ class Cgroup:
             pass
         return out
 
+    def freeze(self, frozen: bool) -> None:
+        """Stop (or let go on) every process of the cgroup: the v1 freezer, or cgroup.freeze on v2."""
+        if "freezer" in self.dirs and layout().mode != "v2":
+            path = os.path.join(self.dirs["freezer"], "freezer.state")
+            _write(path, "FROZEN" if frozen else "THAWED")
+            want = "FROZEN" if frozen else "THAWED"
+            deadline = time.monotonic() + 2
+            while _read(path).strip() != want and time.monotonic() < deadline:
+                time.sleep(0.001)  # FREEZING: the kernel is still catching every task
+            return
+        unified = self.dirs.get("unified")
+        if unified and os.path.exists(os.path.join(unified, "cgroup.freeze")):
+            _write(os.path.join(unified, "cgroup.freeze"), "1" if frozen else "0")
+            return
+        raise SetupError("this container's cgroup has no freezer", "pause needs the freezer controller (cgroup v1) "
+                         "or cgroup v2")
+
     def kill_all(self) -> None:
         import signal
 

@@ -159,7 +159,7 @@ class StateDir:
 
 
 def status_of(state: dict[str, Any], sd: StateDir) -> str:
-    """creating, created, running or stopped, from the record and the live process."""
+    """creating, created, running, paused or stopped, from the record and the live process."""
     if sd.read_exit() is not None:
         return "stopped"
     pid = int(state.get("pid") or 0)
@@ -170,6 +170,8 @@ def status_of(state: dict[str, Any], sd: StateDir) -> str:
         return "stopped"
     if os.path.exists(sd.fifo):
         return "created"
+    if state.get("paused"):
+        return "paused"
     return "running"
 
 
@@ -182,7 +184,7 @@ def oci_state(state: dict[str, Any], status: str) -> dict[str, Any]:
         "bundle": state["bundle"],
         "annotations": state.get("annotations") or {},
     }
-    if status in ("created", "running"):
+    if status in ("created", "running", "paused"):
         out["pid"] = state["pid"]
     elif state.get("pid"):
         out["pid"] = 0 if status == "stopped" else state["pid"]

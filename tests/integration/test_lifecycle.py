@@ -437,3 +437,29 @@ def test_exec_joins_a_running_container(tmp_path: Path, state_root: Path) -> Non
         oci("delete", "--force", "ex1", root=state_root)
     r = oci("exec", "ex1", "/bin/true", root=state_root)
     assert r.returncode != 0 and "does not exist" in r.stderr
+
+
+def test_pause_and_resume_freeze_the_container(tmp_path: Path, state_root: Path) -> None:
+    cfg = minimal_config(["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done"])
+    cfg["linux"]["cgroupsPath"] = f"wasmlab-test/pause-{os.getpid()}"
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    counter = bundle / "rootfs" / "tmp" / "count"
+    assert oci("run", "-d", "-b", str(bundle), "pz", root=state_root).returncode == 0
+    try:
+        time.sleep(0.3)
+        assert oci("pause", "pz", root=state_root).returncode == 0
+        assert json.loads(oci("state", "pz", root=state_root).stdout)["status"] == "paused"
+        frozen = counter.read_text()
+        time.sleep(0.3)
+        assert counter.read_text() == frozen, "a paused container kept running"
+        r = oci("pause", "pz", root=state_root)
+        assert r.returncode != 0 and "paused" in r.stderr
+        assert oci("resume", "pz", root=state_root).returncode == 0
+        time.sleep(0.3)
+        assert counter.read_text() != frozen
+        assert json.loads(oci("state", "pz", root=state_root).stdout)["status"] == "running"
+        assert oci("pause", "pz", root=state_root).returncode == 0
+    finally:
+        assert oci("delete", "--force", "pz", root=state_root).returncode == 0  # even while frozen

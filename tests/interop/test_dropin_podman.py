@@ -226,6 +226,23 @@ def test_podman_exec_runs_inside_the_container(store: Store, recorder: Recorder)
         sh(store.podman(recorder.path, "rm", "-f", "-t", "0", cid), timeout=TIMEOUT)
 
 
+def test_podman_pause_and_unpause(store: Store, recorder: Recorder) -> None:
+    """podman pause/unpause go through `wasmlab-oci pause|resume ID` (the cgroup freezer)."""
+    started = sh(store.podman(recorder.path, "run", "-d", *ULIMITS, BUSYBOX_IMAGE, "/bin/busybox", "sleep", "60"),
+                 timeout=TIMEOUT)
+    assert started.returncode == 0, "podman run -d" + explain(started, recorder.describe())
+    cid = started.stdout.strip().splitlines()[-1]
+    try:
+        for verb, status in (("pause", "paused"), ("unpause", "running")):
+            r = sh(store.podman(recorder.path, verb, cid), timeout=TIMEOUT)
+            assert r.returncode == 0, f"podman {verb}" + explain(r, recorder.describe())
+            st = sh(store.podman(recorder.path, "inspect", "--format", "{{.State.Status}}", cid), timeout=TIMEOUT)
+            assert st.stdout.strip() == status, explain(st, recorder.describe())
+        assert {"pause", "resume"} <= {c.verb for c in recorder.calls()}, recorder.describe()
+    finally:
+        sh(store.podman(recorder.path, "rm", "-f", "-t", "0", cid), timeout=TIMEOUT)
+
+
 def test_timing_wasmlab_oci_against_runc(
     store: Store, record_property: pytest.RecordProperty, capsys: pytest.CaptureFixture[str]
 ) -> None:
