@@ -196,6 +196,17 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pause(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    try:
+        for name in args.containers:
+            (lab.pause if args.verb == "pause" else lab.unpause)(name)
+            print(name)
+    finally:
+        lab.close()
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     lab = _lab(args)
     try:
@@ -426,6 +437,11 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("-t", "--time", type=float, default=10.0)
     st.add_argument("containers", nargs="+")
     st.set_defaults(func=cmd_stop)
+
+    for verb, text in (("pause", "freeze every process of containers"), ("unpause", "thaw paused containers")):
+        pz = sub.add_parser(verb, help=text)
+        pz.add_argument("containers", nargs="+")
+        pz.set_defaults(func=cmd_pause)
 
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true")

@@ -19,6 +19,7 @@ from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.store.home import lab_home
 
 NAME_ANNOTATION = "wasmlab.io/name"
+ALIVE = ("created", "running", "paused")
 IMAGE_ANNOTATION = "wasmlab.io/image"
 
 
@@ -132,6 +133,12 @@ class Lab:
             unpacked = self.images.unpack(image, cdir / "bundle", args=list(command) if command else None,
                                           env=list(env or []), annotations=anns,
                                           entrypoint=list(entrypoint) if entrypoint is not None else None)
+            if os.geteuid() == 0:
+                # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
+                config_path = cdir / "bundle" / "config.json"
+                config = json.loads(config_path.read_text())
+                config.setdefault("linux", {})["cgroupsPath"] = f"wasmlab/{cid}"
+                config_path.write_text(json.dumps(config))
             meta = {"id": cid, "name": name, "image": image, "command": unpacked.args, "created": time.time(),
                     "rm": rm, "detach": detach}
             (cdir / "meta.json").write_text(json.dumps(meta))
@@ -195,7 +202,7 @@ class Lab:
         rows = []
         for m in self._all_meta():
             info = self._info(m)
-            if all or info.status in ("created", "running"):
+            if all or info.status in ALIVE:
                 rows.append(info)
         return sorted(rows, key=lambda r: r.created, reverse=True)
 
@@ -230,7 +237,7 @@ class Lab:
                 if chunk:
                     yield chunk
                     continue
-                if not follow or self._info(self._meta(cid)).status not in ("created", "running"):
+                if not follow or self._info(self._meta(cid)).status not in ALIVE:
                     rest = fh.read()
                     if rest:
                         yield rest
@@ -241,17 +248,19 @@ class Lab:
         """SIGTERM, then SIGKILL after timeout seconds, as podman stop does."""
         cid = self.resolve(name)
         info = self._info(self._meta(cid))
-        if info.status not in ("created", "running"):
+        if info.status not in ALIVE:
             return info
+        if info.status == "paused":
+            self.runtime.resume(cid)  # a frozen process cannot act on SIGTERM
         self.runtime.kill(cid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._info(self._meta(cid)).status not in ("created", "running"):
+            if self._info(self._meta(cid)).status not in ALIVE:
                 return self._info(self._meta(cid))
             time.sleep(0.02)
         self.runtime.kill(cid, signal.SIGKILL)
         for _ in range(250):
-            if self._info(self._meta(cid)).status not in ("created", "running"):
+            if self._info(self._meta(cid)).status not in ALIVE:
                 break
             time.sleep(0.02)
         return self._info(self._meta(cid))
@@ -270,10 +279,20 @@ class Lab:
         argv += [f"--env={e}" for e in env] + (["--tty"] if tty else []) + [cid, *command]
         return subprocess.run(argv, check=False).returncode
 
+    def pause(self, name: str) -> str:
+        cid = self.resolve(name)
+        self.runtime.pause(cid)
+        return cid
+
+    def unpause(self, name: str) -> str:
+        cid = self.resolve(name)
+        self.runtime.resume(cid)
+        return cid
+
     def rm(self, name: str, *, force: bool = False) -> str:
         cid = self.resolve(name)
         info = self._info(self._meta(cid))
-        if info.status == "running" and not force:
+        if info.status in ("running", "paused") and not force:
             raise InvalidState(f"container {info.name} is running", f"`wasmlab stop {info.name}` or use `rm -f`")
         self._discard(cid)
         return cid

@@ -83,6 +83,9 @@ def test_detached_ps_logs_stop_rm(tmp_path: Path) -> None:
     ps = json.loads(wl(home, "ps", "--json").stdout)
     assert [(p["name"], p["status"], p["handler"]) for p in ps] == [("tick", "running", "wasmtime")]
     assert ps[0]["id"] == cid
+    assert wl(home, "pause", "tick").returncode == 0
+    assert json.loads(wl(home, "ps", "--json").stdout)[0]["status"] == "paused"
+    assert wl(home, "unpause", "tick").returncode == 0
     r = wl(home, "rm", "tick")
     assert r.returncode != 0 and "running" in r.stderr and "stop" in r.stderr
     r = wl(home, "exec", "tick", "/loop.wasm")  # a FROM scratch Wasm image: nothing native to exec
