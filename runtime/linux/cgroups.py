@@ -262,11 +262,45 @@ def _inherit_cpuset(d: str) -> None:
             _write(os.path.join(folder, name), value)
 
 
+# What every container may use whatever its rules say (as runc does): creating any node, and the
+# default devices the runtime-spec requires, plus ptys.
+DEFAULT_ALLOWED_DEVICES = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                           "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
+
+
+def device_rule(rule: dict[str, Any]) -> str:
+    """A runtime-spec device rule as the v1 devices controller writes it: 'c 1:3 rwm', 'a'."""
+    kind = rule.get("type") or "a"
+    major, minor = rule.get("major"), rule.get("minor")
+    access = rule.get("access") or "rwm"
+    if kind == "a" and major is None and minor is None:
+        return "a"
+    def num(value: Any) -> str:
+        return "*" if value is None or int(value) < 0 else str(int(value))
+    return f"{kind} {num(major)}:{num(minor)} {access}"
+
+
+def apply_devices(cg: Cgroup, rules: list[dict[str, Any]]) -> None:
+    """linux.resources.devices, in order, then the defaults (v1 devices controller).
+
+    Without this, a container with CAP_MKNOD could make a node for the host's disk and read it.
+    """
+    d = cg.dirs.get("devices")
+    if d is None or layout().mode == "v2":
+        return  # cgroup v2 controls devices with eBPF programs, which wasmlab does not load yet
+    for rule in rules:
+        _write(os.path.join(d, "devices.allow" if rule.get("allow") else "devices.deny"), device_rule(rule))
+    for text in DEFAULT_ALLOWED_DEVICES:
+        _write(os.path.join(d, "devices.allow"), text)
+
+
 def apply(cg: Cgroup, resources: dict[str, Any]) -> None:
     mem = resources.get("memory") or {}
     pids = resources.get("pids") or {}
     cpu = resources.get("cpu") or {}
     v2 = layout().mode == "v2"
+    if resources.get("devices"):
+        apply_devices(cg, list(resources["devices"]))
     if mem.get("limit") is not None:
         limit = int(mem["limit"])
         if v2:

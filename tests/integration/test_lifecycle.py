@@ -463,3 +463,25 @@ def test_pause_and_resume_freeze_the_container(tmp_path: Path, state_root: Path)
         assert oci("pause", "pz", root=state_root).returncode == 0
     finally:
         assert oci("delete", "--force", "pz", root=state_root).returncode == 0  # even while frozen
+
+
+def test_device_rules_keep_the_host_disk_out(tmp_path: Path, runtime) -> None:
+    """podman's deny-all device rule: a node for a host device can be made (mknod) but not opened.
+
+    (The host's kernel log, /dev/kmsg, c 1:11: readable by root, and in no default allow-list.)
+    """
+    script = ("mknod /tmp/kmsg c 1 11 && ( (: < /tmp/kmsg) 2>/dev/null && echo opened || echo refused); "
+              "echo ok > /dev/null && echo null-works")
+    outputs = {}
+    for rules in ([{"allow": False, "access": "rwm"}], []):  # podman's rule, then none (the control)
+        cfg = minimal_config(["/bin/sh", "-c", script])
+        cfg["linux"]["cgroupsPath"] = f"wasmlab-test/dev-{os.getpid()}"
+        cfg["linux"]["resources"] = {"devices": rules, "pids": {"limit": 100}}
+        cfg["process"]["capabilities"] = {k: ["CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_SYSLOG"]
+                                          for k in ("bounding", "effective", "permitted")}
+        bundle = tmp_path / f"b{len(rules)}"
+        make_rootfs_busybox(bundle / "rootfs")
+        write_bundle(bundle, cfg)
+        outputs[len(rules)] = runtime.run(f"dev{len(rules)}", str(bundle)).stdout.decode().split()
+    assert outputs[1] == ["refused", "null-works"]
+    assert outputs[0] == ["opened", "null-works"]  # without the rule the disk is readable: the rule matters
