@@ -150,3 +150,15 @@ def test_binary_facts_without_an_engine() -> None:
     assert initial_memory(plain) == 3 * 65536
     assert initial_memory(huge) == 4 << 30
     assert initial_memory(started) == 0
+
+
+@pytest.mark.parametrize(("rule", "text"), [
+    ({"allow": False, "access": "rwm"}, "a"),
+    ({"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"}, "c 10:229 rwm"),
+    ({"allow": True, "type": "b", "major": 8, "access": "r"}, "b 8:* r"),
+    ({"allow": True, "type": "c", "major": -1, "minor": -1, "access": "m"}, "c *:* m"),
+])
+def test_device_rules_in_the_controller_syntax(rule: dict[str, Any], text: str) -> None:
+    from wasmlab.runtime.linux.cgroups import device_rule
+
+    assert device_rule(rule) == text
