@@ -9,7 +9,7 @@ import socket
 from typing import Any
 
 from wasmlab.runtime.errors import InvalidState, SetupError, SpecError, WasmlabError, error_from_dict
-from wasmlab.runtime.linux import cgroups
+from wasmlab.runtime.linux import cgroups, console
 from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import syscalls as sc
 from wasmlab.runtime.spec import runtime as spec_mod
@@ -46,7 +46,7 @@ def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool
              if os.path.exists(f"/proc/{target}/ns/{name}")
              and os.readlink(f"/proc/{target}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}")]
     cg = cgroups.open_existing(state["cgroup"]) if state.get("cgroup") else None
-    console_fd = _console(console_socket) if process.get("terminal") else None
+    console_fd = console.connect(console_socket) if process.get("terminal") and console_socket else None
     report_r, report_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     child = sc.fork()
     if child == 0:  # pragma: no cover - runs in the exec'd process's parent
@@ -111,7 +111,7 @@ def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, cred
     try:
         os.setsid()
         if console_fd is not None:
-            _attach(console_fd)
+            console.attach(console_fd)
         proc.apply_rlimits(creds)
         cwd = str(process.get("cwd") or "/")
         try:
@@ -132,34 +132,6 @@ def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, cred
     except OSError as exc:
         fail(SetupError(f"cannot execute {process.get('args', ['?'])[0]}: {exc.strerror}",
                         "check the command: it must exist inside the container"))
-
-
-def _console(path: str | None) -> int:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path or "")
-    except OSError as exc:
-        sock.close()
-        raise SetupError(f"cannot connect to the console socket {path}: {exc.strerror}",
-                         "start the console receiver first") from None
-    return sock.detach()
-
-
-def _attach(console_fd: int) -> None:  # pragma: no cover - in the child
-    import fcntl
-    import pty
-    import termios
-
-    master, slave = pty.openpty()
-    sock = socket.socket(fileno=console_fd)
-    socket.send_fds(sock, [b"console"], [master])
-    sock.close()
-    os.close(master)
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    for target in (0, 1, 2):
-        os.dup2(slave, target)
-    if slave > 2:
-        os.close(slave)
 
 
 def check_running(status: str, container_id: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from wasmlab.runtime.errors import SetupError, WasmlabError, error_from_dict
 from wasmlab.runtime.handlers.base import Handler
 from wasmlab.runtime.hooks import run_hooks
-from wasmlab.runtime.linux import cgroups
+from wasmlab.runtime.linux import cgroups, console
 from wasmlab.runtime.linux import syscalls as sc
 from wasmlab.runtime.sandbox import Channel, Plan, container_main
 from wasmlab.runtime.store.state import OCI_VERSION, StateDir, proc_start_time
@@ -66,7 +66,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             start_fd = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         if p.cgroup_path is not None:
             cg = cgroups.create(p.cgroup_path, p.id, p.resources, rootless=p.rootless)
-        console_fd = _connect_console(console_socket) if p.terminal or console_socket else None
+        console_fd = console.connect(console_socket) if console_socket else None
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         join_cgroup = (lambda: cg.add(os.getpid())) if cg is not None else None
         inner_fork = p.user and (p.new_pid or bool(p.join_pid))
@@ -232,19 +232,6 @@ def _reap(pid: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.WEXITSTATUS(status)}"
-
-
-def _connect_console(path: str | None) -> int | None:
-    if not path:
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise SetupError(f"cannot connect to the console socket {path}: {exc.strerror}",
-                         "start the console receiver first, or drop --console-socket") from None
-    return sock.detach()
 
 
 def _write_pid_file(path: str, pid: int) -> None:

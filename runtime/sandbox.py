@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import json
 import os
@@ -11,7 +10,6 @@ import resource
 import signal
 import socket
 import sys
-import termios
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +18,9 @@ from wasmlab.runtime.errors import HandlerError, PrivilegeError, SetupError, Spe
 from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, Handler, Preopen, Workload
 from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, Decision, classify, decide
 from wasmlab.runtime.hooks import run_hooks
+from wasmlab.runtime.linux import console, seccomp
 from wasmlab.runtime.linux import mounts as mnt
 from wasmlab.runtime.linux import process as proc
-from wasmlab.runtime.linux import seccomp
 from wasmlab.runtime.linux import syscalls as sc
 from wasmlab.runtime.spec.runtime import Spec
 from wasmlab.runtime.store.state import ExitRecord, StateDir
@@ -262,7 +260,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         proc.apply_rlimits(p.creds)
         proc.apply_oom_score(p.creds)
         if p.terminal:
-            _attach_console(console_fd, early_pty)
+            console.attach(console_fd, early_pty)
         elif console_fd is not None:
             os.close(console_fd)
         try:
@@ -478,19 +476,3 @@ def _decide(p: Plan, handlers: dict[str, Handler], default_engine: str) -> tuple
     workload = Workload(path=path, args=p.args, env=p.env, cwd=p.cwd, head=head or b"", preopens=p.preopens,
                         memory_limit=p.memory_limit, cpu_time_ms=p.cpu_time_ms, annotations=p.annotations)
     return decision, workload
-
-
-def _attach_console(console_fd: int | None, early: tuple[int, int] | None) -> None:
-    if console_fd is None:
-        raise SetupError("terminal is true but no --console-socket was given",
-                         "pass --console-socket, or set process.terminal to false")
-    master, slave = early or pty.openpty()
-    sock = socket.socket(fileno=console_fd)
-    socket.send_fds(sock, [b"console"], [master])
-    sock.close()
-    os.close(master)
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    for target in (0, 1, 2):
-        os.dup2(slave, target)
-    if slave > 2:
-        os.close(slave)
