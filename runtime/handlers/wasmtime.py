@@ -258,7 +258,7 @@ class WasmtimeHandler:
         except wt.Trap as exc:
             return self._trap(exc, interrupt)
         except wt.WasmtimeError as exc:
-            return self._trap(exc, interrupt)
+            return self._host_error(exc, interrupt)
         return 0
 
     def expect(self, args: list[str], env: list[str]) -> None:
@@ -299,16 +299,24 @@ class WasmtimeHandler:
         return EXIT_BAD_MODULE
 
     def _trap(self, exc: Exception, interrupt: Interrupt) -> int:
+        """The guest trapped (unreachable, out of bounds, ...): its message, and EXIT_TRAP."""
         if interrupt.reason is not None:
             return interrupt.exit_status()
-        if "invalid exit status" in str(exc):
-            # wasmtime refuses proc_exit(n) for n >= 126 (those mean signals in a shell); `wasmtime run` exits 1.
-            sys.stderr.write("wasmlab: the module called proc_exit with a status above 125, which wasmtime "
-                             "refuses (hint: use 0-125; wasmer keeps the low 8 bits)\n")
-            return 1
         sys.stderr.write(f"wasmlab: wasm trap: {exc}\n")
         sys.stderr.flush()
         return EXIT_TRAP
+
+    def _host_error(self, exc: Exception, interrupt: Interrupt) -> int:
+        """A host function refused the guest (not a trap): exit 1, as `wasmtime run` does."""
+        if interrupt.reason is not None:
+            return interrupt.exit_status()
+        if "invalid exit status" in str(exc):
+            # wasmtime refuses proc_exit(n) for n >= 126 (those mean signals in a shell).
+            sys.stderr.write("wasmlab: the module called proc_exit with a status above 125, which wasmtime "
+                             "refuses (hint: use 0-125; wasmer keeps the low 8 bits)\n")
+        else:
+            sys.stderr.write(f"wasmlab: the WASI host stopped the module: {_first_line(exc)}\n")
+        return 1
 
     def _run_component(self, workload: Workload, data: bytes, t0: float) -> int:
         wt = self._wasmtime
@@ -336,8 +344,10 @@ class WasmtimeHandler:
             result = run(store)
         except wt.ExitTrap as exc:
             return int(exc.code)
-        except (wt.Trap, wt.WasmtimeError) as exc:
+        except wt.Trap as exc:
             return self._trap(exc, interrupt)
+        except wt.WasmtimeError as exc:
+            return self._host_error(exc, interrupt)
         ok = result is None or getattr(result, "tag", "ok") == "ok" or result == 0
         return 0 if ok else 1
 
