@@ -436,7 +436,9 @@ class ZygoteClient:
                 continue
             if msg.get("event") == "exit":
                 with self._cond:
-                    self._exits[msg["id"]] = msg
+                    self._exits[msg["id"]] = msg  # kept for `wait`; bounded, oldest dropped first
+                    while len(self._exits) > 4096:
+                        self._exits.pop(next(iter(self._exits)))
                     self._cond.notify_all()
             self.publish(msg)
 

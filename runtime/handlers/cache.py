@@ -19,10 +19,11 @@ class ModuleCache(Generic[T]):
     an artifact that fails to load is recompiled and replaced, never trusted.
     """
 
-    def __init__(self, namespace: str, folder: str | None) -> None:
+    def __init__(self, namespace: str, folder: str | None, memory_slots: int = 32) -> None:
         self.namespace = namespace          # engine-version-config fingerprint
         self.folder = os.path.join(folder, namespace) if folder else None
-        self.memory: dict[str, T] = {}
+        self.memory: dict[str, T] = {}      # oldest first; every fork copies its page tables, so it stays small
+        self.memory_slots = memory_slots
         self._dir_fd: int | None = None
 
     def dir_fd(self) -> int | None:
@@ -34,6 +35,11 @@ class ModuleCache(Generic[T]):
             except OSError:
                 self.folder = None
         return self._dir_fd
+
+    def _keep(self, key: str, module: T) -> None:
+        while len(self.memory) >= self.memory_slots:
+            self.memory.pop(next(iter(self.memory)))
+        self.memory[key] = module
 
     @staticmethod
     def digest(data: bytes) -> str:
@@ -56,7 +62,7 @@ class ModuleCache(Generic[T]):
                 finally:
                     os.close(blob_fd)
                 module = deserialize(blob)
-                self.memory[key] = module
+                self._keep(key, module)
                 return module, "disk"
             except FileNotFoundError:
                 pass
@@ -67,7 +73,7 @@ class ModuleCache(Generic[T]):
                 except OSError:
                     pass
         module = compile_(data)
-        self.memory[key] = module
+        self._keep(key, module)
         if fd is not None:
             tmp = f".{name}.{os.getpid()}.tmp"
             try:
@@ -94,7 +100,7 @@ class ModuleCache(Generic[T]):
         try:
             blob_fd = os.open(key + ".cwasm", os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd)
             try:
-                self.memory[key] = deserialize(_read_all(blob_fd))
+                self._keep(key, deserialize(_read_all(blob_fd)))
             finally:
                 os.close(blob_fd)
             return True
