@@ -76,27 +76,30 @@ def test_detached_ps_logs_stop_rm(tmp_path: Path) -> None:
     r = wl(home, "run", "-d", "--name", "tick", "ticker")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
-    deadline = time.monotonic() + 10
-    while "tick 2" not in wl(home, "logs", "tick").stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "tick 2" in wl(home, "logs", "tick").stdout
-    ps = json.loads(wl(home, "ps", "--json").stdout)
-    assert [(p["name"], p["status"], p["handler"]) for p in ps] == [("tick", "running", "wasmtime")]
-    assert ps[0]["id"] == cid
-    assert wl(home, "pause", "tick").returncode == 0
-    assert json.loads(wl(home, "ps", "--json").stdout)[0]["status"] == "paused"
-    assert wl(home, "unpause", "tick").returncode == 0
-    r = wl(home, "rm", "tick")
-    assert r.returncode != 0 and "running" in r.stderr and "stop" in r.stderr
-    r = wl(home, "exec", "tick", "/loop.wasm")  # a FROM scratch Wasm image: nothing native to exec
-    assert r.returncode != 0 and "/loop.wasm" in r.stderr
-    assert wl(home, "stop", "-t", "5", "tick").returncode == 0
-    ps = json.loads(wl(home, "ps", "-a", "--json").stdout)
-    assert ps[0]["status"] == "stopped" and ps[0]["exit_code"] == 143
-    assert wl(home, "rm", "tick").returncode == 0
-    assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
-    r = wl(home, "logs", "tick")
-    assert r.returncode != 0 and "no container named" in r.stderr
+    try:
+        deadline = time.monotonic() + 10
+        while "tick 2" not in wl(home, "logs", "tick").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "tick 2" in wl(home, "logs", "tick").stdout
+        ps = json.loads(wl(home, "ps", "--json").stdout)
+        assert [(p["name"], p["status"], p["handler"]) for p in ps] == [("tick", "running", "wasmtime")]
+        assert ps[0]["id"] == cid
+        assert wl(home, "pause", "tick").returncode == 0
+        assert json.loads(wl(home, "ps", "--json").stdout)[0]["status"] == "paused"
+        assert wl(home, "unpause", "tick").returncode == 0
+        r = wl(home, "rm", "tick")
+        assert r.returncode != 0 and "running" in r.stderr and "stop" in r.stderr
+        r = wl(home, "exec", "tick", "/loop.wasm")  # a FROM scratch Wasm image: nothing native to exec
+        assert r.returncode != 0 and "/loop.wasm" in r.stderr
+        assert wl(home, "stop", "-t", "5", "tick").returncode == 0
+        ps = json.loads(wl(home, "ps", "-a", "--json").stdout)
+        assert ps[0]["status"] == "stopped" and ps[0]["exit_code"] == 143
+        assert wl(home, "rm", "tick").returncode == 0
+        assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
+        r = wl(home, "logs", "tick")
+        assert r.returncode != 0 and "no container named" in r.stderr
+    finally:
+        wl(home, "rm", "-f", "tick")  # a failed assertion must not leave a ticking container behind
 
 
 def test_busybox_sidecar_with_run_step_and_compat_smart(tmp_path: Path) -> None:
