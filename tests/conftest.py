@@ -160,7 +160,8 @@ def _mounts() -> list[str]:
 
 def _cgroup_tree() -> set[str]:
     out: set[str] = set()
-    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpu"):
+    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpu",
+                 "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices"):
         for dirpath, _dirnames, _files in os.walk(base):
             if "wasmlab" in dirpath:
                 out.add(dirpath)
@@ -234,3 +235,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which counts as a failure: {reason}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_leaves_no_cgroups() -> Iterator[None]:
+    """Whatever each test checks, the whole suite must leave no wasmlab cgroup behind."""
+    before = _cgroup_tree()
+    yield
+    left = _cgroup_tree() - before
+    assert not left, f"cgroups left behind by the test suite: {sorted(left)}"

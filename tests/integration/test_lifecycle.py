@@ -146,14 +146,14 @@ def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
     script = "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done"
     cfg = minimal_config(["/bin/sh", "-c", script])
     cfg["linux"]["resources"] = {"memory": {"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024}}
-    cfg["linux"]["cgroupsPath"] = f"wasmlab-test/oom-{os.getpid()}"
+    cfg["linux"]["cgroupsPath"] = f"wasmlab/test-oom-{os.getpid()}"
     bundle = tmp_path / "b"
     make_rootfs_busybox(bundle / "rootfs")
     write_bundle(bundle, cfg)
     res = runtime.run("oom", str(bundle), timeout=60)
     assert res.exit_code == 137
     assert res.oom_killed is True
-    assert not os.path.exists(f"/sys/fs/cgroup/memory/wasmlab-test/oom-{os.getpid()}")
+    assert not os.path.exists(f"/sys/fs/cgroup/memory/wasmlab/test-oom-{os.getpid()}")
 
 
 def test_pids_limit(tmp_path: Path, runtime) -> None:
@@ -340,7 +340,7 @@ def test_zygotes_stay_single_threaded(runtime, tmp_path: Path) -> None:
 
 
 def test_cpu_limits_reach_the_cgroup(tmp_path: Path, state_root: Path) -> None:
-    cgpath = f"wasmlab-test/cpu-{os.getpid()}"
+    cgpath = f"wasmlab/test-cpu-{os.getpid()}"
     cfg = minimal_config(["/bin/sleep", "30"])
     cfg["linux"]["cgroupsPath"] = cgpath
     cfg["linux"]["resources"] = {"cpu": {"quota": 50000, "period": 100000, "shares": 512},
@@ -441,7 +441,7 @@ def test_exec_joins_a_running_container(tmp_path: Path, state_root: Path) -> Non
 
 def test_pause_and_resume_freeze_the_container(tmp_path: Path, state_root: Path) -> None:
     cfg = minimal_config(["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done"])
-    cfg["linux"]["cgroupsPath"] = f"wasmlab-test/pause-{os.getpid()}"
+    cfg["linux"]["cgroupsPath"] = f"wasmlab/test-pause-{os.getpid()}"
     bundle = tmp_path / "b"
     make_rootfs_busybox(bundle / "rootfs")
     write_bundle(bundle, cfg)
@@ -475,7 +475,7 @@ def test_device_rules_keep_the_host_disk_out(tmp_path: Path, runtime) -> None:
     outputs = {}
     for rules in ([{"allow": False, "access": "rwm"}], []):  # podman's rule, then none (the control)
         cfg = minimal_config(["/bin/sh", "-c", script])
-        cfg["linux"]["cgroupsPath"] = f"wasmlab-test/dev-{os.getpid()}"
+        cfg["linux"]["cgroupsPath"] = f"wasmlab/test-dev-{os.getpid()}"
         cfg["linux"]["resources"] = {"devices": rules, "pids": {"limit": 100}}
         cfg["process"]["capabilities"] = {k: ["CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_SYSLOG"]
                                           for k in ("bounding", "effective", "permitted")}

@@ -229,6 +229,7 @@ def test_live_event_refreshes_containers(home: Path) -> None:
         run = await asyncio.to_thread(app.lab.run, IMAGE, detach=True)
         await wait_for(pilot, lambda: any(r[0] == run.name and r[4] == "0" for r in app.containers_view.rows()),
                        "the exit event to refresh the table")
+        await asyncio.to_thread(app.lab.rm, run.name, force=True)  # its cgroup goes with it
 
     drive(app, scenario)
     assert_no_zygote_left()
