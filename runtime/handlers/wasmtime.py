@@ -180,7 +180,7 @@ class WasmtimeHandler:
         known = self.digests.get(identity)
         if known is not None and known in self.ready:
             # The same file (device, inode, size, mtime, ctime) as a module already instantiated: run it.
-            return self._run_ready(workload, known, t0)
+            return self._run_module(workload, known, "instance", self.ready[known], None, t0)
         with open(workload.path, "rb") as fh:
             data = fh.read()
         kind = classify(data[:64])
@@ -195,55 +195,43 @@ class WasmtimeHandler:
             return self._run_component(workload, data, t0)
         key = ModuleCache.digest(data)
         workload.report("module_identity", list(identity))
+        workload.report("preinstantiable", not has_start_section(data))
         ready = self.ready.get(key)
-        if ready is None:
-            module, origin = self.load(data, key)
-        else:
-            origin = "instance"   # forked with the module compiled and instantiated by the zygote
+        if ready is not None:  # forked with the module compiled and instantiated by the zygote
+            return self._run_module(workload, key, "instance", ready, None, t0)
+        module, origin = self.load(data, key)
+        return self._run_module(workload, key, origin, None, module, t0)
+
+    def _run_module(self, workload: Workload, key: str, origin: str, ready: Any, module: Any, t0: float) -> int:
+        """Run a pre-instantiated (store, instance, _start), or instantiate module here."""
         workload.report("engine", self.name)
         workload.report("module_digest", key)
         workload.report("cache", origin)
-        workload.report("preinstantiable", not has_start_section(data))
         workload.report("module_load_ms", (time.perf_counter() - t0) * 1e3)
-        return self._run_module(workload, ready, module if ready is None else None, t0)
-
-    def _run_ready(self, workload: Workload, key: str, t0: float) -> int:
-        workload.report("engine", self.name)
-        workload.report("module_digest", key)
-        workload.report("cache", "instance")
-        workload.report("module_load_ms", (time.perf_counter() - t0) * 1e3)
-        return self._run_module(workload, self.ready[key], None, t0)
-
-    def _run_module(self, workload: Workload, ready: Any, module: Any, t0: float) -> int:
-        """Run a pre-instantiated (store, instance, _start), or instantiate module here."""
         wt = self._wasmtime
         limit = workload.memory_limit if workload.memory_limit and workload.memory_limit > 0 else None
         interrupt = Interrupt(self._engine)
         start: Any = None
         if ready is not None:
             store, instance, start = ready
-            store.set_epoch_deadline(1)
-            store.set_wasi(self._wasi(workload))
-            if limit is not None:
-                store.set_limits(memory_size=limit)
-                memory = instance.exports(store).get("memory")
-                if isinstance(memory, wt.Memory) and memory.data_len(store) > limit:
-                    return self._link_error(wt.WasmtimeError("memory minimum size exceeds memory limits"),
-                                            workload)
-            interrupt.arm(workload.cpu_time_ms)
         else:
             store = wt.Store(self._engine)
-            store.set_epoch_deadline(1)
-            if limit is not None:
-                store.set_limits(memory_size=limit)
-            store.set_wasi(self._wasi(workload))
-            interrupt.arm(workload.cpu_time_ms)
+        store.set_epoch_deadline(1)
+        if limit is not None:
+            store.set_limits(memory_size=limit)
+        store.set_wasi(self._wasi(workload))
+        interrupt.arm(workload.cpu_time_ms)
+        if ready is None:
             try:
                 instance = self._linker.instantiate(store, module)
             except wt.Trap as exc:
                 return self._trap(exc, interrupt)
             except wt.WasmtimeError as exc:
                 return self._link_error(exc, workload)
+        elif limit is not None:
+            memory = instance.exports(store).get("memory")
+            if isinstance(memory, wt.Memory) and memory.data_len(store) > limit:
+                return self._link_error(wt.WasmtimeError("memory minimum size exceeds memory limits"), workload)
         if start is None:
             start = instance.exports(store).get("_start")
         if start is None:
