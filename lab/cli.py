@@ -130,13 +130,10 @@ def _run_step(lab: Any) -> Callable[..., int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    lab = _lab(args)
-    try:
+    with _lab(args) as lab:
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=_kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
                       entrypoint=[args.entrypoint] if args.entrypoint else None)
-    finally:
-        lab.close()
     if args.detach:
         print(res.id)
         return 0
@@ -148,17 +145,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
-    lab = _lab(args)
-    try:
+    with _lab(args) as lab:
         return int(lab.exec(args.container, args.command, env=args.env or []))
-    finally:
-        lab.close()
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    lab = _lab(args)
-    rows = lab.ps(all=args.all)
-    lab.close()
+    with _lab(args) as lab:
+        rows = lab.ps(all=args.all)
     if args.json:
         _print_json([r.as_dict() for r in rows])
         return 0
@@ -175,47 +168,35 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    lab = _lab(args)
-    try:
+    with _lab(args) as lab:
         for chunk in lab.logs(args.container, follow=args.follow):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
-    finally:
-        lab.close()
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    lab = _lab(args)
-    try:
+    with _lab(args) as lab:
         for name in args.containers:
             lab.stop(name, timeout=args.time)
             print(name)
-    finally:
-        lab.close()
     return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    lab = _lab(args)
-    try:
+    with _lab(args) as lab:
         for name in args.containers:
             (lab.pause if args.verb == "pause" else lab.unpause)(name)
             print(name)
-    finally:
-        lab.close()
     return 0
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    lab = _lab(args)
-    try:
+    with _lab(args) as lab:
         names = [r.id for r in lab.ps(all=True)] if args.all else args.containers
         for name in names:
             lab.rm(name, force=args.force)
             print(name)
-    finally:
-        lab.close()
     return 0
 
 
