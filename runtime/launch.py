@@ -43,7 +43,8 @@ class Launched:
 def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engine: str = "wasmtime",
            stdio: tuple[int, int, int] | None = None, console_socket: str | None = None,
            pid_file: str | None = None, autostart: bool = False, owner: str = "cli",
-           extra_state: dict[str, Any] | None = None, record_exit: bool = False) -> Launched:
+           extra_state: dict[str, Any] | None = None, record_exit: bool = False,
+           result_fd: int | None = None) -> Launched:
     """Create the container. Must be called from a single-threaded process. On failure nothing is left behind."""
     t0 = time.perf_counter_ns()
     sd.make(fifo=not autostart)
@@ -56,6 +57,9 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
     try:
         if record_exit:
             p.state_dir_fd = os.open(sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if result_fd is not None:
+            os.set_inheritable(result_fd, False)  # a native entrypoint's execve closes it: no result from there
+            p.result_fd = result_fd
         early_hooks = bool(p.hooks.get("prestart") or p.hooks.get("createRuntime"))
         if autostart and early_hooks:
             # `run` with hooks that may fail: the start signal is a pipe written once they have succeeded.

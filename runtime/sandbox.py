@@ -71,7 +71,15 @@ class Plan:
     namespaces_entered: bool = False         # set in a grandchild that was born inside them
     own_mounts: bool = True                  # a mount namespace of its own (else: chroot, and no mounts)
     state_dir_fd: int | None = None          # set by wasmlab-oci: a Wasm init records its own exit there
+    result_fd: int | None = None             # set for `run`: a Wasm init writes its result there, for the caller
     has_process: bool = True                 # a config without process can be created, never started
+
+    def for_container(self, cid: str) -> Plan:
+        """A shallow copy for one container (copy.copy costs five times as much on the hot path)."""
+        clone = object.__new__(Plan)
+        clone.__dict__.update(self.__dict__)
+        clone.id = cid
+        return clone
 
 
 def _id_map(entries: list[dict[str, Any]]) -> str:
@@ -298,7 +306,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             seccomp.apply(p.seccomp)  # as late as possible: the fewest syscalls made under the filter
         handler = handlers[decision.handler]
         if handler.wasm:
-            _run_in_process(handler, workload, chan, t_fork, p.state_dir_fd)
+            _run_in_process(handler, workload, chan, t_fork, p.state_dir_fd, p.result_fd, decision, timings)
         else:
             _execve(handler, workload)
     except WasmlabError as exc:
@@ -342,7 +350,8 @@ def _record_exit(dir_fd: int | None, code: int, peak_kb: int) -> None:
 
 
 def _run_in_process(handler: Handler, workload: Workload, chan: Channel, t_fork: int,
-                    p_state_dir_fd: int | None = None) -> None:
+                    p_state_dir_fd: int | None = None, result_fd: int | None = None,
+                    decision: Decision | None = None, timings: dict[str, float] | None = None) -> None:
     """Run a Wasm workload in this process, report, and exit with its status."""
     sc.set_name(os.path.basename(workload.path))  # `ps` shows the module, not "python"
     reports: dict[str, Any] = {"run_start_ms": (time.perf_counter_ns() - t_fork) / 1e6}
@@ -351,9 +360,18 @@ def _run_in_process(handler: Handler, workload: Workload, chan: Channel, t_fork:
     reports["guest_done_ms"] = (time.perf_counter_ns() - t_fork) / 1e6
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _flush()
+    report = {"t": "reports", "values": reports, "exit_code": code, "max_rss_kb": peak}
+    if result_fd is not None:
+        # The caller of `run` reads this with the output: one hop, not two (through the zygote).
+        try:
+            os.write(result_fd, json.dumps(report | {"decision": decision.as_dict() if decision else {},
+                                                     "timings": timings or {}}).encode())
+        except OSError:
+            pass
+        os.close(result_fd)
     # Close stdio now: readers see EOF at once, not after the kernel has torn down this process.
     os.closerange(0, 3)
-    if not chan.send({"t": "reports", "values": reports, "exit_code": code, "max_rss_kb": peak}):
+    if not chan.send(report):
         _record_exit(p_state_dir_fd, code, peak)
     os._exit(code)
 

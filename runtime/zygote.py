@@ -153,11 +153,7 @@ class Zygote:
                 if len(self.plans) > 256:
                     self.plans.clear()
                 self.plans[key] = cached
-        import copy
-
-        plan = copy.copy(cached)
-        plan.id = cid
-        return plan
+        return cached.for_container(cid)
 
     def _create(self, msg: dict[str, Any], fds: list[int]) -> None:
         from wasmlab.runtime.handlers.detect import engines_wanted
@@ -178,7 +174,8 @@ class Zygote:
             launched = launch(plan, StateDir(self.root, msg["id"]), handlers=self.handlers,
                               default_engine=self.default_engine, stdio=stdio,
                               console_socket=msg.get("console_socket"), pid_file=msg.get("pid_file"),
-                              autostart=msg["op"] == "run", owner="zygote")
+                              autostart=msg["op"] == "run", owner="zygote",
+                              result_fd=fds[3] if msg["op"] == "run" and len(fds) >= 4 else None)
         except WasmlabError as exc:
             self.send({"rid": rid, "ok": False, "error": exc.as_dict()})
             return
@@ -387,6 +384,7 @@ class ZygoteClient:
         self._cond = threading.Condition()
         self._replies: dict[int, dict[str, Any]] = {}
         self._exits: dict[str, dict[str, Any]] = {}
+        self._abandoned: set[int] = set()   # `run` replies made redundant by the result the init wrote itself
         self._next = 0
         self._closed = False
         hello = json.loads(self.sock.recv(MAX_MSG) or b"{}")
@@ -431,8 +429,11 @@ class ZygoteClient:
                     # A `run` reply is also the container's exit event (the zygote sends it once).
                     self.publish({k: v for k, v in msg.items() if k not in ("rid", "ok", "state")})
                 with self._cond:
-                    self._replies[msg["rid"]] = msg
-                    self._cond.notify_all()
+                    if msg["rid"] in self._abandoned:
+                        self._abandoned.discard(msg["rid"])
+                    else:
+                        self._replies[msg["rid"]] = msg
+                        self._cond.notify_all()
                 continue
             if msg.get("event") == "exit":
                 with self._cond:
@@ -498,10 +499,15 @@ class ZygoteClient:
 
     def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
             timeout: float | None, keep: bool = False) -> RunResult:
-        """One request, one reply at exit; output comes through pipes drained meanwhile."""
+        """One request; output and, from a Wasm init, the result come through pipes drained meanwhile.
+
+        A Wasm init writes its result to the caller directly: the zygote's reply (a hop through it and
+        through this client's reader thread) is then only needed when setup failed or the init was native.
+        """
         t0 = time.perf_counter_ns()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        res_r, res_w = os.pipe2(os.O_CLOEXEC)
         in_fd: int | None = None
         in_w = -1
         if stdin is not None:
@@ -509,33 +515,48 @@ class ZygoteClient:
         try:
             rid = self._send({"op": "run", "id": cid, "bundle": bundle, "annotations": annotations or {},
                               "remove": not keep, "events": self.has_subscribers()},
-                             _stdio_fds((in_fd, out_w, err_w)))
+                             [*_stdio_fds((in_fd, out_w, err_w)), res_w])
         except BaseException:
-            for fd in (out_r, err_r, in_w):
+            for fd in (out_r, err_r, res_r, in_w):
                 if fd >= 0:
                     os.close(fd)
             raise
         finally:
-            for passed in (out_w, err_w, in_fd):
+            for passed in (out_w, err_w, res_w, in_fd):
                 if passed is not None:
                     os.close(passed)
         if stdin is not None:
             threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
-        stdout, stderr = _drain(out_r, err_r)
+        stdout, stderr, result = _drain(out_r, err_r, res_r)
         with self._cond:
             self._exits.pop(cid, None)
-        reply = self._reply(rid, timeout)
-        t_end = time.perf_counter_ns()
-        rec = reply["exit"]
-        timings = dict(reply.get("timings") or {})
-        timings["total_ms"] = (t_end - t0) / 1e6
-        memory = dict(reply.get("memory") or {})
+        if result:
+            reply = json.loads(result)
+            self._abandon(rid)
+            rec = {"exit_code": int(reply["exit_code"]), "max_rss_kb": int(reply.get("max_rss_kb") or 0)}
+            timings = dict(reply.get("timings") or {})
+            timings.setdefault("create_ms", timings.get("ready", 0.0))
+            decision = reply.get("decision") or {}
+            reports = dict(reply.get("values") or {})
+            memory: dict[str, int] = {}
+        else:
+            reply = self._reply(rid, timeout)
+            rec = reply["exit"]
+            timings = dict(reply.get("timings") or {})
+            decision = (reply.get("state") or {}).get("decision") or {}
+            reports = dict(reply.get("reports") or {})
+            memory = dict(reply.get("memory") or {})
+        timings["total_ms"] = (time.perf_counter_ns() - t0) / 1e6
         memory["max_rss_kb"] = rec.get("max_rss_kb", 0)
-        state = reply.get("state") or {}
         return RunResult(id=cid, exit_code=rec["exit_code"], stdout=stdout, stderr=stderr,
-                         oom_killed=rec.get("oom_killed", False), signal=rec.get("signal"),
-                         decision=state.get("decision") or {}, timings=timings, memory=memory,
-                         reports=dict(reply.get("reports") or {}))
+                         oom_killed=bool(rec.get("oom_killed", False)), signal=rec.get("signal"),
+                         decision=decision, timings=timings, memory=memory, reports=reports)
+
+    def _abandon(self, rid: int) -> None:
+        """Nobody waits for this reply any more: drop it now, or when it comes."""
+        with self._cond:
+            if self._replies.pop(rid, None) is None:
+                self._abandoned.add(rid)
 
 
 def _stdio_fds(stdio: tuple[int | None, int | None, int | None]) -> list[int]:
@@ -565,9 +586,10 @@ def _feed(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-def _drain(out_r: int, err_r: int) -> tuple[bytes, bytes]:
-    bufs: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    open_fds = {out_r, err_r}
+def _drain(*fds: int) -> list[bytes]:
+    """Read each pipe to its end (all at once, so none fills up and stalls the writer); closes them."""
+    bufs: dict[int, list[bytes]] = {fd: [] for fd in fds}
+    open_fds = set(fds)
     with selectors.DefaultSelector() as sel:
         for fd in open_fds:
             sel.register(fd, selectors.EVENT_READ)
@@ -580,7 +602,7 @@ def _drain(out_r: int, err_r: int) -> tuple[bytes, bytes]:
                     sel.unregister(key.fd)
                     open_fds.discard(key.fd)
                     os.close(key.fd)
-    return b"".join(bufs[out_r]), b"".join(bufs[err_r])
+    return [b"".join(bufs[fd]) for fd in fds]
 
 
 if __name__ == "__main__":

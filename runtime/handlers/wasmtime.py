@@ -24,21 +24,35 @@ from wasmlab.runtime.handlers.base import (
 from wasmlab.runtime.handlers.binary import has_start_section
 from wasmlab.runtime.handlers.cache import ModuleCache
 from wasmlab.runtime.handlers.detect import classify
+from wasmlab.runtime.linux import exitstubs
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGVTALRM)
 
 
+# The status each stop signal ends a guest with: a shell's 128 + signal, and EXIT_CPU_LIMIT for the CPU timer.
+STOP_STATUS: dict[int, int] = {signal.SIGTERM: EXIT_TERMINATED, signal.SIGINT: 128 + signal.SIGINT,
+                               signal.SIGHUP: 128 + signal.SIGHUP, signal.SIGVTALRM: EXIT_CPU_LIMIT}
+
+
 class Interrupt:
-    """Turns signals into an epoch bump so a guest spinning in a loop stops promptly."""
+    """Stops a guest promptly on a stop signal, even one spinning in a loop or blocked in a host call.
+
+    On x86-64 the signals get native handlers that call _exit(status) (see linux/exitstubs.py): nothing
+    to start per container. Elsewhere a thread turns them into an epoch bump, which traps the guest.
+    """
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.reason: int | None = None
 
     def arm(self, cpu_time_ms: int | None) -> None:
-        install_stop_handlers()
-        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        _thread.start_new_thread(self._watch, ())  # the bare thread API: a third of threading.Thread's cost
+        native = exitstubs.stubs(STOP_STATUS)
+        if native is not None:
+            native.install()
+        else:
+            install_stop_handlers()
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            _thread.start_new_thread(self._watch, ())  # the bare thread API: a third of threading.Thread's cost
         if cpu_time_ms:
             signal.setitimer(signal.ITIMER_VIRTUAL, cpu_time_ms / 1000.0)
 
@@ -47,9 +61,7 @@ class Interrupt:
         self.engine.increment_epoch()
 
     def exit_status(self) -> int:
-        if self.reason == signal.SIGVTALRM:
-            return EXIT_CPU_LIMIT
-        return 128 + int(self.reason or signal.SIGTERM) if self.reason != signal.SIGTERM else EXIT_TERMINATED
+        return STOP_STATUS.get(int(self.reason or signal.SIGTERM), EXIT_TERMINATED)
 
 
 def _noop(signum: int, frame: object) -> None:
@@ -118,7 +130,12 @@ class WasmtimeHandler:
         mod = wasmtime.Module(self._engine, bytes(hello))
         store = wasmtime.Store(self._engine)
         store.set_wasi(wasmtime.WasiConfig())
-        self._linker.instantiate(store, mod)
+        store.set_epoch_deadline(1)
+        instance = self._linker.instantiate(store, mod)
+        # Entering Wasm once sets up this thread's trap handling (its signal stack and thread-local
+        # state); forks inherit it, so no container pays for it again.
+        _call_start(store, instance.exports(store)["_start"])
+        exitstubs.stubs(STOP_STATUS)  # made here, once, for every fork to inherit
 
     def warm(self, digest: str, *, instantiate: bool = False, identity: list[int] | None = None) -> bool:
         """Keep a module in memory, so the next container forks with it compiled.
@@ -252,9 +269,12 @@ class WasmtimeHandler:
     def expect(self, args: list[str], env: list[str]) -> None:
         """Before a fork that may run Wasm: build its WASI config here, where it costs a tenth as much.
 
-        Everything but the preopens, which must be opened inside the container after pivot_root.
+        Everything but the preopens, which must be opened inside the container after pivot_root. Only the
+        forks consume the config (each its own copy), so the same one serves every run with these args and env.
         """
-        self._expected = (args, env, self._base_wasi(args, env))
+        expected = self._expected
+        if expected is None or expected[0] != args or expected[1] != env:
+            self._expected = (args, env, self._base_wasi(args, env))
 
     def _base_wasi(self, args: list[str], env: list[str]) -> Any:
         wasi = self._wasmtime.WasiConfig()

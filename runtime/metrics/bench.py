@@ -38,6 +38,12 @@ SPIN_WAT = '(module (memory (export "memory") 1) (func (export "_start") (loop $
 ISOLATION = ("pid", "mount", "uts", "ipc")
 
 
+def _summary(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+    return {"median_ms": statistics.median(samples), "p10_ms": samples[len(samples) // 10],
+            "p90_ms": samples[(len(samples) * 9) // 10], "n": len(samples)}
+
+
 def _median_ms(fn: Callable[[], object], n: int, warmup: int = 3) -> dict[str, float]:
     for _ in range(warmup):
         fn()
@@ -46,9 +52,35 @@ def _median_ms(fn: Callable[[], object], n: int, warmup: int = 3) -> dict[str, f
         t = time.perf_counter_ns()
         fn()
         samples.append((time.perf_counter_ns() - t) / 1e6)
-    samples.sort()
-    return {"median_ms": statistics.median(samples), "p10_ms": samples[len(samples) // 10],
-            "p90_ms": samples[(len(samples) * 9) // 10], "n": n}
+    return _summary(samples)
+
+
+def interleaved_ms(fns: dict[str, tuple[Callable[[], None], int]], n: int, warmup: int = 3,
+                   progress: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, float]]:
+    """Time several things in rounds, one sample of each per round, so a noisy spell on this shared machine
+    hits them all alike and their ratios stay fair. The order within a round is shuffled (seeded): whatever
+    one leaves behind (runc's cgroups, a container's teardown) slows whichever comes next, and that must
+    not always be the same one. Each (fn, every) is sampled every `every` rounds."""
+    import random
+
+    order = random.Random(2026)
+    for fn, _every in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for i in range(n):
+        if i % max(1, n // 5) == 0:
+            progress(f"round {i + 1} of {n}")
+        order.shuffle(names)
+        for name in names:
+            fn, every = fns[name]
+            if i % every:
+                continue
+            t = time.perf_counter_ns()
+            fn()
+            samples[name].append((time.perf_counter_ns() - t) / 1e6)
+    return {name: _summary(values) for name, values in samples.items()}
 
 
 def _config(args: list[str], *, linux_default: bool, annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -106,7 +138,7 @@ def make_bundles(work: Path) -> dict[str, Path]:
     return bundles
 
 
-def floor_ms(n: int) -> dict[str, float]:
+def floor_once() -> Callable[[], None]:
     """fork, unshare the same namespaces as the Wasm containers, exit: what isolation costs at least."""
     from wasmlab.runtime.linux import syscalls as sc
 
@@ -121,10 +153,10 @@ def floor_ms(n: int) -> dict[str, float]:
                 os._exit(0)
         os.waitpid(pid, 0)
 
-    return _median_ms(once, n)
+    return once
 
 
-def runc_ms(bundle: Path, n: int, root: Path) -> dict[str, float] | None:
+def runc_once(bundle: Path, root: Path) -> Callable[[], None] | None:
     runc = shutil.which("runc") or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
     if runc is None:
         return None
@@ -134,7 +166,7 @@ def runc_ms(bundle: Path, n: int, root: Path) -> dict[str, float] | None:
         subprocess.run([runc, "--root", str(root), "run", "--bundle", str(bundle), f"bench{next(counter)}"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, check=True)
 
-    return _median_ms(once, n)
+    return once
 
 
 def cli_version_ms(n: int) -> dict[str, float]:
@@ -168,17 +200,18 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
             return once
 
         try:
-            progress("floor: fork + unshare(pid, mount, uts, ipc) + exit")
-            results["floor"] = floor_ms(n)
+            fns: dict[str, tuple[Callable[[], None], int]] = {
+                "floor": (floor_once(), 1),
+                "wasm_wasmtime": (embedded(bundles["hello-wasmtime"]), 1),
+                "wasm_wasmer": (embedded(bundles["hello-wasmer"]), 4),
+            }
             if "busybox" in bundles:
-                progress("busybox echo through Runtime.run")
-                results["linux_embedded"] = _median_ms(embedded(bundles["busybox"]), n)
-                progress("busybox echo through runc run")
-                results["runc"] = runc_ms(bundles["busybox"], n, work / "runc")
-            for engine in ("wasmtime", "wasmer"):
-                progress(f"hello.wasm on {engine} through Runtime.run")
-                results[f"wasm_{engine}"] = _median_ms(embedded(bundles[f"hello-{engine}"]), n if engine ==
-                                                       "wasmtime" else max(5, n // 4))
+                fns["linux_embedded"] = (embedded(bundles["busybox"]), 1)
+                runc = runc_once(bundles["busybox"], work / "runc")
+                if runc is not None:
+                    fns["runc"] = (runc, 1)
+            progress("start-up, round-robin: floor, " + ", ".join(name for name in fns if name != "floor"))
+            results.update(interleaved_ms(fns, n, progress=progress))
             progress(f"{seq} hello.wasm containers in sequence")
             t = time.perf_counter()
             once = embedded(bundles["hello-wasmtime"])
@@ -214,8 +247,10 @@ def markdown(res: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"Measured {res['date']} on {res['machine']['cpus']} CPUs, kernel {res['machine']['kernel']}, "
-        f"with `make bench` (`{res['command']}`), {res['n']} samples each, all in one run.",
-        "This machine is shared and noisy: compare the ratios, which come from the same run.",
+        f"with `make bench` (`{res['command']}`), all in one run.",
+        f"Start-up times are taken in rounds, one sample of each per round in a shuffled order ({res['n']} "
+        "rounds; wasmer every 4th), so that a noisy spell on this shared machine hits them all alike: compare "
+        "the ratios.",
         "",
         "| measurement | median ms |",
         "|---|---|",
@@ -237,7 +272,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"({seq['seconds'] / seq['containers'] * 1e3:.2f} ms each; target: 1000 in <= 5 s).",
         f"- `kill` (SIGTERM) of a module spinning in a busy loop, to its exit: {ms('kill_latency')} ms, "
         f"max {res['kill_latency']['max_ms']:.2f} ms (target: within 100 ms).",
-        f"- An idle hello.wasm container (wasmtime, blocked reading stdin): USS {fp.get('uss_kb', 0) / 1024:.2f} MiB, "
+        f"- An idle hello.wasm container (wasmtime, blocked reading stdin; median of {fp.get('samples', 1)}, "
+        f"cache warm): USS {fp.get('uss_kb', 0) / 1024:.2f} MiB, "
         f"PSS {fp.get('pss_kb', 0) / 1024:.2f} MiB, RSS {fp.get('rss_kb', 0) / 1024:.2f} MiB (target: USS <= 4 MiB).",
         "",
         "![start-up chart](bench/latest.png)",
@@ -265,21 +301,32 @@ def kill_latency(rt: Any, bundle: Path, n: int) -> dict[str, float]:
             "p90_ms": samples[(len(samples) * 9) // 10], "max_ms": samples[-1], "n": n}
 
 
-def idle_footprint(rt: Any, bundle: Path) -> dict[str, Any]:
-    r, w = os.pipe()
-    try:
-        state = rt.create("idle", str(bundle), stdin=r)
-        rt.start("idle")
-        pid = int(state["pid"])
-        time.sleep(0.5)
-        fp = footprint(pid)
-        rt.kill("idle", "KILL")
-        rt.wait("idle", timeout=10)
-        rt.delete("idle")
-    finally:
-        os.close(r)
-        os.close(w)
-    return {"uss_kb": fp.uss_kb, "pss_kb": fp.pss_kb, "rss_kb": fp.rss_kb} if fp else {}
+def idle_footprint(rt: Any, bundle: Path, samples: int = 3) -> dict[str, Any]:
+    """USS, PSS and RSS of an idle Wasm container, the median of a few; the first, which compiles the
+    module (the cache is cold for it), is not counted."""
+    probes = []
+    for i in range(samples + 1):
+        r, w = os.pipe()
+        name = f"idle{i}"
+        try:
+            state = rt.create(name, str(bundle), stdin=r)
+            rt.start(name)
+            pid = int(state["pid"])
+            time.sleep(0.5)
+            fp = footprint(pid)
+            rt.kill(name, "KILL")
+            rt.wait(name, timeout=10)
+            rt.delete(name)
+        finally:
+            os.close(r)
+            os.close(w)
+        if i and fp:
+            probes.append(fp)
+    if not probes:
+        return {}
+    probes.sort(key=lambda fp: fp.uss_kb)
+    mid = probes[len(probes) // 2]
+    return {"uss_kb": mid.uss_kb, "pss_kb": mid.pss_kb, "rss_kb": mid.rss_kb, "samples": len(probes)}
 
 
 def ratios(res: dict[str, Any]) -> dict[str, float]:

@@ -180,6 +180,38 @@ def test_kill_stops_busy_loop_within_100ms(tmp_path: Path, runtime) -> None:
     assert elapsed < 1.0, f"took {elapsed:.3f} s"
 
 
+def test_kill_stops_guest_blocked_in_a_host_call(tmp_path: Path, runtime) -> None:
+    """A guest waiting in fd_read (stdin) never returns to Wasm code, so no epoch check can stop it: SIGTERM
+    must end it all the same, with the status a shell would give."""
+    read = """(module (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1) (data (i32.const 0) "\\10\\00\\00\\00\\10\\00\\00\\00")
+      (func (export "_start") (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 32)))))"""
+    bundle = wat_bundle(tmp_path, "reader", read)
+    r, w = os.pipe()
+    try:
+        runtime.create("reader", str(bundle), stdin=r)
+        runtime.start("reader")
+        time.sleep(0.3)
+        assert runtime.state("reader")["status"] == "running"
+        runtime.kill("reader", signal.SIGTERM)
+        rec = runtime.wait("reader", timeout=5)
+        runtime.delete("reader")
+    finally:
+        os.close(r)
+        os.close(w)
+    assert rec.exit_code == 143
+
+
+def test_run_result_comes_with_decision_and_timings(tmp_path: Path, runtime) -> None:
+    """`run` of a Wasm container: the init hands over its result itself, with what the zygote used to add."""
+    res = runtime.run("hello-result", str(asset_bundle(tmp_path, "hello")))
+    assert res.exit_code == 0 and res.stdout
+    assert res.decision["handler"] == "wasmtime"
+    assert 0 < res.timings["ready"] <= res.timings["create_ms"] < res.timings["total_ms"]
+    assert res.reports["engine"] == "wasmtime" and res.reports["guest_done_ms"] > res.reports["run_start_ms"]
+    assert res.memory["max_rss_kb"] > 0
+
+
 def test_cpu_time_annotation_stops_guest(tmp_path: Path, runtime) -> None:
     bundle = asset_bundle(tmp_path, "cpu", ["100000000"], annotations=COMPAT | {"wasmlab.io/cpu-time-ms": "200"})
     res = runtime.run("cpu", str(bundle), timeout=30)
