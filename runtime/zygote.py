@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -334,17 +333,33 @@ class Zygote:
                      identity=reports.get("module_identity"))
 
 
+def _serve_args(argv: list[str]) -> dict[str, Any]:
+    """--fd N --root DIR [--engine NAME] [--prepare=NAME]...: the ZygoteClient's own command line. Not
+    argparse: its help formatter imports shutil, and with it zlib, bz2 and lzma, into every fork."""
+    args: dict[str, Any] = {"engine": "wasmtime", "prepare": []}
+    items = iter(argv)
+    for item in items:
+        key, eq, value = item.partition("=")
+        if key not in ("--fd", "--root", "--engine", "--prepare"):
+            raise SystemExit(f"wasmlab-zygote: unknown argument {item!r} (it is started by ZygoteClient)")
+        if not eq:
+            value = next(items, "")
+        if key == "--prepare":
+            args["prepare"].append(value)
+        else:
+            args[key[2:]] = value
+    if "fd" not in args or "root" not in args:
+        raise SystemExit("wasmlab-zygote: --fd and --root are required (it is started by ZygoteClient)")
+    return args
+
+
 def serve_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wasmlab-zygote")
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--engine", default="wasmtime")
-    parser.add_argument("--prepare", action="append", default=[], help="engines to warm up now")
-    args = parser.parse_args(argv)
-    sock = socket.socket(fileno=args.fd)
-    os.set_inheritable(args.fd, False)
+    args = _serve_args(sys.argv[1:] if argv is None else argv)
+    fd = int(args["fd"])
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
     try:
-        zygote = Zygote(sock, args.root, args.engine, tuple(args.prepare))
+        zygote = Zygote(sock, args["root"], args["engine"], tuple(args["prepare"]))
     except Exception as exc:
         sock.send(json.dumps({"event": "fatal", "message": f"{type(exc).__name__}: {exc}"}).encode())
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from wasmlab.runtime.handlers import installed
 from wasmlab.runtime.handlers.base import Handler
 from wasmlab.runtime.handlers.native import NativeHandler
 
@@ -31,12 +32,15 @@ def builtin(cache: str | None = None) -> list[Handler]:
 
 
 def third_party() -> list[Handler]:
-    from importlib.metadata import entry_points
+    import importlib
 
     found: list[Handler] = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for _name, target in installed.entry_points(ENTRY_POINT_GROUP):
+        module, _, attr = target.partition(":")
         try:
-            obj: Any = ep.load()
+            obj: Any = importlib.import_module(module.strip())
+            for part in attr.strip().split(".") if attr.strip() else ():
+                obj = getattr(obj, part)
             found.append(obj() if isinstance(obj, type) else obj)
         except Exception:
             continue

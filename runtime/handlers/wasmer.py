@@ -137,12 +137,9 @@ class WasmerHandler:
         return None if found else "the wasmer-sdk package is not installed (pip install wasmer-sdk)"
 
     def version(self) -> str:
-        from importlib.metadata import PackageNotFoundError, version
+        from wasmlab.runtime.handlers import installed
 
-        try:
-            return version("wasmer-sdk")
-        except PackageNotFoundError:
-            return "unknown"
+        return installed.version("wasmer-sdk") or "unknown"
 
     def prepare(self) -> None:
         """Import the SDK and everything run() needs, and open the cache folder. Never starts the engine."""

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from wasmlab.runtime.errors import WasmModuleError
+from wasmlab.runtime.handlers import installed
 from wasmlab.runtime.handlers.base import (
     EXIT_BAD_MODULE,
     EXIT_BAD_WAT,
@@ -104,7 +105,7 @@ class WasmtimeHandler:
     def version(self) -> str:
         import wasmtime
 
-        return str(getattr(wasmtime, "__version__", "") or _dist_version("wasmtime"))
+        return str(getattr(wasmtime, "__version__", "") or installed.version("wasmtime") or "unknown")
 
     @property
     def config_fingerprint(self) -> str:
@@ -400,10 +401,3 @@ PREINSTANTIATED_MODULES = 8
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
-

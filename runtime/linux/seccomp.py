@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 from typing import Any
 
@@ -38,16 +37,30 @@ class _Arg(ctypes.Structure):
 _lib: Any = None
 
 
+def _load(soname: str, short: str) -> Any:
+    """The library by its soname; ctypes.util's search (which imports tempfile, shutil and the archivers
+    into the process that forks containers) only when that fails."""
+    try:
+        return ctypes.CDLL(soname, use_errno=True)
+    except OSError:
+        pass
+    from ctypes.util import find_library
+
+    found = find_library(short)
+    if not found:
+        return None
+    try:
+        return ctypes.CDLL(found, use_errno=True)
+    except OSError:
+        return None
+
+
 def library() -> Any:
     """libseccomp, or None when it is not installed."""
     global _lib
     if _lib is None:
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-        try:
-            _lib = ctypes.CDLL(name, use_errno=True)
-        except OSError:
-            _lib = False
-        else:
+        _lib = _load("libseccomp.so.2", "seccomp") or False
+        if _lib:
             _lib.seccomp_init.restype = ctypes.c_void_p
             _lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     return _lib or None

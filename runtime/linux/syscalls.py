@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# By soname: ctypes.util.find_library would bring tempfile, shutil and the archivers into the zygote.
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000

@@ -138,6 +138,22 @@ def test_third_party_handlers_come_from_entry_points(tmp_path: Path, monkeypatch
     assert {"native", "wasmtime", "wasmer", "echo"} <= {h["name"] for h in registry.describe(str(tmp_path / "c"))}
 
 
+def test_installed_scan_agrees_with_importlib_metadata() -> None:
+    """The zygote's light scanner must find what importlib.metadata finds: entry points and versions."""
+    from importlib.metadata import distributions, entry_points
+
+    from wasmlab.runtime.handlers import installed
+
+    for group in ("console_scripts", "pytest11", "wasmlab.handlers"):
+        expected = {(ep.name, ep.value.split("[", 1)[0].strip()) for ep in entry_points(group=group)}
+        assert set(installed.entry_points(group)) == expected, group
+    assert installed.entry_points("console_scripts"), "this venv has console scripts, so the scan must see some"
+    versions = {installed.normalize(d.metadata["Name"]): d.version for d in distributions()}
+    for name in ("wasmtime", "wasmer-sdk", "pytest", "wasmlab"):
+        assert installed.version(name) == versions[installed.normalize(name)], name
+    assert installed.version("no-such-distribution") is None
+
+
 def test_binary_facts_without_an_engine() -> None:
     import wasmtime
     from wasmlab.runtime.handlers.binary import has_start_section, initial_memory
