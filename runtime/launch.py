@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from wasmlab.runtime.errors import SetupError, WasmlabError, error_from_dict
-from wasmlab.runtime.handlers.base import Handler
+from wasmlab.runtime.handlers.base import STOP_STATUS, Handler
 from wasmlab.runtime.hooks import run_hooks
-from wasmlab.runtime.linux import cgroups, console
+from wasmlab.runtime.linux import cgroups, console, exitstubs
 from wasmlab.runtime.linux import syscalls as sc
 from wasmlab.runtime.sandbox import Channel, Plan, container_main
 from wasmlab.runtime.store.state import OCI_VERSION, StateDir, proc_start_time
@@ -68,6 +68,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             start_fd = -1  # nothing can fail after ready: the init goes straight on
         else:
             start_fd = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
+        exitstubs.stubs(STOP_STATUS)  # once per process: the init installs them first thing
         if p.cgroup_path is not None:
             cg = cgroups.create(p.cgroup_path, p.id, p.resources, rootless=p.rootless)
         console_fd = console.connect(console_socket) if console_socket else None

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import HandlerError, PrivilegeError, SetupError, SpecError, WasmlabError
-from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, Handler, Preopen, Workload
+from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, STOP_STATUS, Handler, Preopen, Workload
 from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, Decision, classify, decide
 from wasmlab.runtime.hooks import run_hooks
-from wasmlab.runtime.linux import console, seccomp
+from wasmlab.runtime.linux import console, exitstubs, seccomp
 from wasmlab.runtime.linux import mounts as mnt
 from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import syscalls as sc
@@ -238,6 +238,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         timings[name] = (time.perf_counter_ns() - t_fork) / 1e6
 
     mark("forked")
+    exitstubs.install_early(STOP_STATUS)
     gc.disable()
     try:
         if stdio is not None:

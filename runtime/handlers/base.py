@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,10 @@ EXIT_MEMORY_LIMIT = 135    # the module needs more linear memory than linux.reso
 EXIT_KILLED = 137          # SIGKILL, or the memory cgroup killed it
 EXIT_TERMINATED = 143      # SIGTERM interrupted the guest
 EXIT_CPU_LIMIT = 152       # wasmlab.io/cpu-time-ms ran out (like SIGXCPU)
+# How a stop signal ends a container's init before its workload runs, and a Wasm guest while it runs:
+# a shell's 128 + signal, and EXIT_CPU_LIMIT for the CPU-time timer.
+STOP_STATUS: dict[int, int] = {signal.SIGTERM: EXIT_TERMINATED, signal.SIGINT: 128 + signal.SIGINT,
+                               signal.SIGHUP: 128 + signal.SIGHUP, signal.SIGVTALRM: EXIT_CPU_LIMIT}
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from wasmlab.runtime.handlers import installed
 from wasmlab.runtime.handlers.base import (
     EXIT_BAD_MODULE,
     EXIT_BAD_WAT,
-    EXIT_CPU_LIMIT,
     EXIT_INVALID_MODULE,
     EXIT_MEMORY_LIMIT,
     EXIT_NO_START,
     EXIT_TERMINATED,
     EXIT_TRAP,
+    STOP_STATUS,
     Workload,
 )
 from wasmlab.runtime.handlers.binary import has_start_section
@@ -28,11 +28,6 @@ from wasmlab.runtime.handlers.detect import classify
 from wasmlab.runtime.linux import exitstubs
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGVTALRM)
-
-
-# The status each stop signal ends a guest with: a shell's 128 + signal, and EXIT_CPU_LIMIT for the CPU timer.
-STOP_STATUS: dict[int, int] = {signal.SIGTERM: EXIT_TERMINATED, signal.SIGINT: 128 + signal.SIGINT,
-                               signal.SIGHUP: 128 + signal.SIGHUP, signal.SIGVTALRM: EXIT_CPU_LIMIT}
 
 
 class Interrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import platform
 import struct
 
@@ -35,11 +36,24 @@ class ExitStubs:
         if _libc.mprotect(ctypes.c_void_p(base), mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC) != 0:
             raise OSError(ctypes.get_errno(), "mprotect of the signal stubs failed")
         self._handlers = {sig: base + i * _STUB_SIZE for i, sig in enumerate(self.statuses)}
+        self.installed_in = 0  # the process that installed them last (forks inherit the handlers too)
 
     def install(self) -> None:
         """Make each signal end this process with its status (until execve or another handler)."""
+        if self.installed_in == os.getpid():
+            return
         for sig, addr in self._handlers.items():
             _signal(sig, addr)
+        self.installed_in = os.getpid()
+
+
+def install_early(statuses: dict[int, int]) -> None:
+    """In a container's init, first thing after fork: a stop signal that comes during setup (or while a
+    created container waits for `start`) ends it, instead of meeting the zygote's no-op handler and being
+    lost. The stubs are normally made by the parent before fork; `execve` resets the handlers."""
+    made = stubs(statuses)
+    if made is not None:
+        made.install()
 
 
 def supported() -> bool:

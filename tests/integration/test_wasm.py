@@ -202,6 +202,21 @@ def test_kill_stops_guest_blocked_in_a_host_call(tmp_path: Path, runtime) -> Non
     assert rec.exit_code == 143
 
 
+@pytest.mark.parametrize("kind", ["wasm", "linux"])
+def test_sigterm_ends_a_created_container(kind: str, request: pytest.FixtureRequest, runtime) -> None:
+    """Before `start` the init waits on its fifo, as pid 1 of its namespace: SIGTERM must still end it
+    (with a shell's 143), not vanish into a no-op handler and leave it created for ever."""
+    bundle = request.getfixturevalue("wasm_bundle" if kind == "wasm" else "busybox_bundle")
+    cid = f"created-{kind}"
+    runtime.create(cid, str(bundle))
+    assert runtime.state(cid)["status"] == "created"
+    runtime.kill(cid, signal.SIGTERM)
+    rec = runtime.wait(cid, timeout=5)
+    assert runtime.state(cid)["status"] == "stopped"
+    runtime.delete(cid)
+    assert rec.exit_code == 143
+
+
 def test_run_result_comes_with_decision_and_timings(tmp_path: Path, runtime) -> None:
     """`run` of a Wasm container: the init hands over its result itself, with what the zygote used to add."""
     res = runtime.run("hello-result", str(asset_bundle(tmp_path, "hello")))
