@@ -61,13 +61,18 @@ def supported() -> bool:
 
 
 _STUBS: ExitStubs | None = None
+_REFUSED = False
 
 
 def stubs(statuses: dict[int, int]) -> ExitStubs | None:
     """The process's stubs for these statuses (made on first use), or None where the CPU is not x86-64."""
-    global _STUBS
-    if not supported():
+    global _STUBS, _REFUSED
+    if _REFUSED or not supported():
         return None
     if _STUBS is None or _STUBS.statuses != statuses:
-        _STUBS = ExitStubs(statuses)
+        try:
+            _STUBS = ExitStubs(statuses)
+        except OSError:
+            _REFUSED = True  # no executable memory here (an LSM's execmem rule): the handlers fall back
+            return None
     return _STUBS
