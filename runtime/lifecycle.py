@@ -66,7 +66,11 @@ class Containers:
 
     def _dir(self, container_id: str) -> StateDir:
         check_id(container_id)
+        self._settle(container_id)
         return StateDir(self.root, container_id)
+
+    def _settle(self, container_id: str | None) -> None:
+        """Let pending work on that container (or all) finish before it is looked at. Nothing here."""
 
     def _load(self, container_id: str) -> tuple[StateDir, dict[str, Any], str]:
         sd = self._dir(container_id)
@@ -91,6 +95,7 @@ class Containers:
 
     def list(self) -> list[dict[str, Any]]:
         out = []
+        self._settle(None)
         for cid in list_ids(self.root):
             try:
                 out.append(self.state(cid))
@@ -353,6 +358,13 @@ class Runtime(Containers):
             if not annotations:
                 self._pools[key] = pool
         return pool
+
+    def _settle(self, container_id: str | None) -> None:
+        """`run` returns as soon as the workload's exit is known; the zygote reaps and deletes right after.
+        Looking at such a container through this Runtime waits for that, so it is seen deleted (or stopped,
+        when kept), never half-gone."""
+        for zyg in list(self._zygotes.values()):
+            zyg.settle(container_id)
 
     def close(self) -> None:
         with self._lock:

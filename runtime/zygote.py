@@ -48,6 +48,7 @@ class _Live:
     exited: bool = False            # the exit was reported (possibly before the process is reaped)
     events: bool = True             # somebody subscribed: send created/reaped events too
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
+    settle_rids: list[int] = field(default_factory=list)  # `settle` requests answered once it is reaped
 
 
 class Zygote:
@@ -123,6 +124,8 @@ class Zygote:
         try:
             if msg["op"] in ("create", "run"):
                 self._create(msg, fds)
+            elif msg["op"] == "settle":
+                self._settle(msg["rid"], msg["id"])
             elif msg["op"] == "ping":
                 self.send({"rid": msg["rid"], "ok": True, "pid": os.getpid()})
             else:
@@ -131,6 +134,14 @@ class Zygote:
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _settle(self, rid: int, cid: str) -> None:
+        """Answer once no process of that container is left and its exit is written (or it is deleted)."""
+        for live in self.live.values():
+            if live.id == cid:
+                live.settle_rids.append(rid)
+                return
+        self.send({"rid": rid, "ok": True})
 
     def _plan(self, bundle: str, cid: str, annotations: dict[str, str]) -> Any:
         from wasmlab.runtime import sandbox
@@ -282,20 +293,23 @@ class Zygote:
         rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
                          max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
         memory = live.cgroup.memory() if live.cgroup else {}
-        if live.remove:
-            if live.cgroup is not None:
-                live.cgroup.remove()
-            live.sd.remove()
-        elif os.path.isdir(live.sd.path):
+        if not live.remove and os.path.isdir(live.sd.path):
             try:
-                live.sd.write_exit(rec)
+                live.sd.write_exit(rec)  # before the answer: whoever it wakes reads a stopped state
             except OSError:
                 pass  # deleted meanwhile
         if not live.exited:
             self._exited(live, rec, memory)
-        else:
-            if live.events:
-                self.send({"event": "reaped", "id": live.id, "exit": rec.__dict__, "memory": memory})
+        elif live.events:
+            self.send({"event": "reaped", "id": live.id, "exit": rec.__dict__, "memory": memory})
+        if live.remove:
+            # After the answer, off the caller's path; before this zygote reads its next request, so a new
+            # container with the same id never meets the old one's folder or cgroup.
+            if live.cgroup is not None:
+                live.cgroup.remove()
+            live.sd.remove()
+        for rid in live.settle_rids:
+            self.send({"rid": rid, "ok": True})
         self._warm(live.reports)
         self._record(live, rec, memory)
 
@@ -400,6 +414,9 @@ class ZygoteClient:
         self._replies: dict[int, dict[str, Any]] = {}
         self._exits: dict[str, dict[str, Any]] = {}
         self._abandoned: set[int] = set()   # `run` replies made redundant by the result the init wrote itself
+        # Containers whose `run` has returned while the zygote may still be reaping and deleting them
+        # (it answers first): a later look at one of them waits for that (see settle).
+        self._unsettled: dict[str, None] = {}
         self._next = 0
         self._closed = False
         hello = json.loads(self.sock.recv(MAX_MSG) or b"{}")
@@ -562,10 +579,32 @@ class ZygoteClient:
             reports = dict(reply.get("reports") or {})
             memory = dict(reply.get("memory") or {})
         timings["total_ms"] = (time.perf_counter_ns() - t0) / 1e6
+        with self._cond:
+            self._unsettled[cid] = None
+            while len(self._unsettled) > 4096:
+                self._unsettled.pop(next(iter(self._unsettled)))
         memory["max_rss_kb"] = rec.get("max_rss_kb", 0)
         return RunResult(id=cid, exit_code=rec["exit_code"], stdout=stdout, stderr=stderr,
                          oom_killed=bool(rec.get("oom_killed", False)), signal=rec.get("signal"),
                          decision=decision, timings=timings, memory=memory, reports=reports)
+
+    def settle(self, cid: str | None = None) -> None:
+        """Wait until the zygote has finished with containers whose `run` already returned (one, or all):
+        reaped, exit recorded, deleted unless kept. What this process looks at next is then settled."""
+        with self._cond:
+            if cid is None:
+                ids = list(self._unsettled)
+                self._unsettled.clear()
+            elif cid in self._unsettled:
+                del self._unsettled[cid]
+                ids = [cid]
+            else:
+                return
+        for one in ids:
+            try:
+                self._request({"op": "settle", "id": one}, timeout=30)
+            except WasmlabError:
+                return  # the zygote is gone: nothing of it is left to wait for
 
     def _abandon(self, rid: int) -> None:
         """Nobody waits for this reply any more: drop it now, or when it comes."""

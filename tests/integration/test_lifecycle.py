@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wasmlab.runtime.errors import ContainerNotFound
 
 from tests.conftest import make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
 
@@ -153,6 +154,9 @@ def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
     res = runtime.run("oom", str(bundle), timeout=60)
     assert res.exit_code == 137
     assert res.oom_killed is True
+    # run answers first and deletes right after; a look through the Runtime waits for that.
+    with pytest.raises(ContainerNotFound):
+        runtime.state("oom")
     assert not os.path.exists(f"/sys/fs/cgroup/memory/wasmlab/test-oom-{os.getpid()}")
 
 

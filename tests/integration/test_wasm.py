@@ -217,6 +217,22 @@ def test_sigterm_ends_a_created_container(kind: str, request: pytest.FixtureRequ
     assert rec.exit_code == 143
 
 
+def test_after_run_the_container_is_gone_or_stopped(tmp_path: Path, runtime) -> None:
+    """`run` answers as soon as the init reports its exit, before the zygote has reaped and deleted it: what
+    the same Runtime shows next must already be the end state, every time."""
+    from wasmlab.runtime.errors import ContainerNotFound
+
+    bundle = asset_bundle(tmp_path, "hello")
+    for i in range(20):
+        runtime.run(f"gone{i}", str(bundle))
+        with pytest.raises(ContainerNotFound):
+            runtime.state(f"gone{i}")
+    runtime.run("kept", str(bundle), keep=True)
+    assert runtime.state("kept")["status"] == "stopped"
+    assert all(c["id"] != "gone0" for c in runtime.list())
+    runtime.delete("kept")
+
+
 def test_run_result_comes_with_decision_and_timings(tmp_path: Path, runtime) -> None:
     """`run` of a Wasm container: the init hands over its result itself, with what the zygote used to add."""
     res = runtime.run("hello-result", str(asset_bundle(tmp_path, "hello")))
