@@ -590,7 +590,12 @@ class ZygoteClient:
 
     def settle(self, cid: str | None = None) -> None:
         """Wait until the zygote has finished with containers whose `run` already returned (one, or all):
-        reaped, exit recorded, deleted unless kept. What this process looks at next is then settled."""
+        reaped, exit recorded, deleted unless kept. What this process looks at next is then settled.
+
+        Never waits on the reader thread itself (a subscriber's callback looking at a container): only
+        that thread could deliver the answer."""
+        if threading.current_thread() is self._reader:
+            return
         with self._cond:
             if cid is None:
                 ids = list(self._unsettled)
