@@ -103,14 +103,18 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             os.close(console_fd)
         chan = Channel(parent_sock)
         pid = child
+        # Read the start time while the init is still setting up: once it is ready it may be inside
+        # execve, and /proc/PID/stat waits for that to finish (half a millisecond for busybox here).
+        pid_start = proc_start_time(pid)
         msg = _drive(p, chan, child)
         if msg.get("t") == "pid":
             _reap(child)
             pid = int(msg["pid"])
+            pid_start = proc_start_time(pid)
             msg = _drive(p, chan, child)
         if msg.get("t") != "ready":
             raise _child_error(msg, pid)
-        state.update(status="created", pid=pid, pid_start=proc_start_time(pid), created=time.time(),
+        state.update(status="created", pid=pid, pid_start=pid_start, created=time.time(),
                      rootfs=p.rootfs, owner=owner, cgroup=cg.path if cg else None,
                      decision=msg.get("decision"), rootless=p.rootless, has_process=p.has_process,
                      **(extra_state or {}))
