@@ -5,6 +5,7 @@ setup:
 	./scripts/setup.sh
 
 lab: setup
+	.venv/bin/wasmlab samples --quiet
 	.venv/bin/wasmlab
 
 lint: setup

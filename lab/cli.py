@@ -48,7 +48,7 @@ def _ago(ts: float | str) -> str:
 
             ts = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
         except ValueError:
-            return ts or "-"
+            return str(ts) or "-"
     delta = max(0.0, time.time() - ts)
     for secs, unit in ((86400, "days"), (3600, "hours"), (60, "minutes")):
         if delta >= secs:
@@ -227,13 +227,13 @@ def cmd_images(args: argparse.Namespace) -> int:
         for r in rows:
             print(r.short_id)
         return 0
-    print(f"{'REPOSITORY':<40}{'TAG':<14}{'IMAGE ID':<15}{'CREATED':<18}{'SIZE':<10}{'PLATFORM':<14}WASM")
+    print(f"{'REPOSITORY':<40}{'TAG':<14}{'IMAGE ID':<15}{'CREATED':<18}{'SIZE':<10}{'PLATFORM':<14}WASM VARIANT")
     for r in rows:
         names = r.names or ["<none>:<none>"]
         for n in names:
             repo, _, tag = n.rpartition(":") if ":" in n.rsplit("/", 1)[-1] else (n, "", "latest")
             print(f"{repo:<40}{tag:<14}{r.short_id:<15}{_ago(r.created):<18}{_size(r.size):<10}"
-                  f"{r.os + '/' + r.architecture:<14}{'yes' if r.wasm else ''}")
+                  f"{r.os + '/' + r.architecture:<14}{r.variant}")
     return 0
 
 
@@ -260,15 +260,31 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
-    from wasmlab.runtime.images import Images
+    with _lab(args) as lab:
+        for name in args.images:
+            res = lab.rmi(name, force=args.force)
+            for n in res.untagged:
+                print(f"Untagged: {n}")
+            if res.deleted:
+                print(f"Deleted: {res.deleted}")
+    return 0
 
-    images = Images()
-    for name in args.images:
-        res = images.remove(name)
-        for n in res.untagged:
-            print(f"Untagged: {n}")
-        if res.deleted:
-            print(f"Deleted: {res.deleted}")
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from wasmlab.runtime.images import Images
+    from wasmlab.runtime.images.samples import build_samples
+
+    bar = _Bar("samples") if not (args.json or args.quiet) else None
+    try:
+        built = build_samples(Images(), busybox=not args.no_busybox, progress=bar or (lambda s: None))
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        _print_json([b.__dict__ for b in built])
+    elif not args.quiet:
+        for b in built:
+            print(f"{b.name:<34}{b.digest[7:19]}")
     return 0
 
 
@@ -276,7 +292,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from wasmlab.runtime.images import Images
 
     res = Images().prune(dangling=not args.all)
-    print(f"Removed {len(res.images)} images and {res.blobs} blobs, {_size(res.bytes)} freed")
+    print(f"Removed {len(res.images)} images and {res.blobs} blobs, {_size(res.reclaimed)} freed")
     return 0
 
 
@@ -285,6 +301,12 @@ def cmd_save(args: argparse.Namespace) -> int:
 
     if not args.output:
         raise UsageError("save needs -o FILE", "for example: wasmlab save -o image.tar IMAGE")
+    if args.format == "wasm-artifact":
+        if len(args.images) != 1:
+            raise UsageError("a Wasm artifact holds one module: save one image at a time",
+                             "wasmlab save --format wasm-artifact -o hello.tar IMAGE")
+        Images().export_wasm(args.images[0], args.output)
+        return 0
     Images().save(args.images, args.output, format=args.format)
     return 0
 
@@ -450,6 +472,8 @@ def _parser() -> argparse.ArgumentParser:
         ls.set_defaults(func=cmd_images)
     for rmi in (sub.add_parser("rmi", help="remove images"), isub.add_parser("rm", help="remove images")):
         rmi.add_argument("images", nargs="+")
+        rmi.add_argument("-f", "--force", action="store_true",
+                         help="also remove the containers that use the image (stopping running ones)")
         rmi.set_defaults(func=cmd_rmi)
     for tg in (sub.add_parser("tag", help="add names to an image"), isub.add_parser("tag", help="add names")):
         tg.add_argument("source")
@@ -458,7 +482,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("save", help="write images to an archive")
     sv.add_argument("-o", "--output")
-    sv.add_argument("--format", default="oci-archive", choices=("oci-archive", "docker-archive", "oci-dir"))
+    sv.add_argument("--format", default="oci-archive",
+                    choices=("oci-archive", "docker-archive", "oci-dir", "wasm-artifact"),
+                    help="wasm-artifact: the CNCF Wasm OCI artifact (one application/wasm layer; a .tar "
+                         "output is an oci-archive, anything else an OCI layout folder)")
     sv.add_argument("images", nargs="+")
     sv.set_defaults(func=cmd_save)
     ld = sub.add_parser("load", help="read images from an archive")
@@ -485,6 +512,13 @@ def _parser() -> argparse.ArgumentParser:
     hi.add_argument("--handler")
     hi.add_argument("--json", action="store_true")
     hi.set_defaults(func=cmd_history)
+
+    sm = sub.add_parser("samples", help="build the sample images (every program in assets/ as compat, "
+                                        "compat-smart and Linux images, and a busybox sidecar)")
+    sm.add_argument("--no-busybox", action="store_true", help="skip the busybox sidecar image")
+    sm.add_argument("--json", action="store_true")
+    sm.add_argument("-q", "--quiet", action="store_true")
+    sm.set_defaults(func=cmd_samples)
 
     tui = sub.add_parser("tui", help="open the terminal UI")
     tui.set_defaults(func=cmd_tui)

@@ -131,7 +131,7 @@ class Lab:
         cdir.mkdir(parents=True)
         try:
             unpacked = self.images.unpack(image, cdir / "bundle", args=list(command) if command else None,
-                                          env=list(env or []), annotations=anns,
+                                          env=_host_env(env or []), annotations=anns,
                                           entrypoint=list(entrypoint) if entrypoint is not None else None)
             if os.geteuid() == 0:
                 # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
@@ -139,8 +139,8 @@ class Lab:
                 config = json.loads(config_path.read_text())
                 config.setdefault("linux", {})["cgroupsPath"] = f"wasmlab/{cid}"
                 config_path.write_text(json.dumps(config))
-            meta = {"id": cid, "name": name, "image": image, "command": unpacked.args, "created": time.time(),
-                    "rm": rm, "detach": detach}
+            meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
+                    "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach}
             (cdir / "meta.json").write_text(json.dumps(meta))
             log_fd = os.open(cdir / "ctr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except BaseException:
@@ -289,6 +289,36 @@ class Lab:
         self.runtime.resume(cid)
         return cid
 
+    def image_users(self, image: str) -> list[ContainerInfo]:
+        """The containers (running or not) made from the image that IMAGE names."""
+        digest = self.images.store.resolve(image).digest
+        users = []
+        for m in self._all_meta():
+            used = m.get("image_digest")
+            if used is None:  # made before the digest was recorded: go by the name it was run as
+                try:
+                    used = self.images.store.resolve(m["image"]).digest
+                except WasmlabError:
+                    continue
+            if used == digest:
+                users.append(self._info(m))
+        return users
+
+    def rmi(self, image: str, *, force: bool = False) -> Any:
+        """`podman rmi`: remove a name; the image goes with its last name, refused while containers use
+        it unless FORCE, which removes those containers first (stopping running ones)."""
+        found, matched = self.images.store.match(image)
+        if matched is None or len(found.names) <= 1:
+            users = self.image_users(image)
+            if users and not force:
+                names = ", ".join(u.name for u in users)
+                raise InvalidState(f"image {image} is in use by container{'s' if len(users) > 1 else ''} {names}",
+                                   f"`wasmlab rm {users[0].name}` first, or `wasmlab rmi -f {image}` to remove "
+                                   "the containers too")
+            for user in users:
+                self.rm(user.id, force=True)
+        return self.images.remove(image)
+
     def rm(self, name: str, *, force: bool = False) -> str:
         cid = self.resolve(name)
         info = self._info(self._meta(cid))
@@ -312,3 +342,14 @@ def _relay(src: int, sinks: tuple[int, ...]) -> None:
                     pass
     finally:
         os.close(src)
+
+
+def _host_env(env: Sequence[str]) -> list[str]:
+    """`-e NAME` without a value passes the caller's NAME through, as podman does (left out if unset)."""
+    out = []
+    for entry in env:
+        if "=" in entry:
+            out.append(entry)
+        elif entry in os.environ:
+            out.append(f"{entry}={os.environ[entry]}")
+    return out

@@ -136,7 +136,8 @@ def _refuse(ann: tuple[str, str], entrypoint: str, kind: str, smart: str) -> Non
     what = {"elf": "a Linux (ELF) binary", "missing": "missing", "script": "a script"}.get(kind, "not Wasm")
     raise HandlerError(
         f"{key}={value} says this container is Wasm, but its entrypoint {entrypoint} is {what}",
-        f"use {key}={smart} so Linux sidecars run natively" if kind != "missing" else "check the image's CMD",
+        f"use {key}={smart} so Linux sidecars run natively" if kind != "missing"
+        else "check the command (or the image's CMD and ENTRYPOINT)",
     )
 
 

@@ -210,7 +210,8 @@ def _open_source(path: Path) -> Iterator[_Source]:
         with tarfile.open(path, mode="r:*") as tar:
             yield _TarSource(tar)
     except (tarfile.TarError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as exc:
-        raise ImageError(f"{path.name} is not a readable image archive ({exc})",
+        reason = str(exc).strip().splitlines()[0].rstrip(":") if str(exc).strip() else type(exc).__name__
+        raise ImageError(f"{path.name} is not a readable image archive ({reason})",
                          "give a tar written by podman save, skopeo copy or docker save") from None
 
 

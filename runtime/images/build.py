@@ -48,7 +48,9 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_ENV_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WASM_PLATFORM = ("wasip1", "wasm")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "i686": "386", "i386": "386"}
+         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "i686": "386", "i386": "386",
+         "386": "386", "arm": "arm"}
+_OSES = ("linux", "windows", "freebsd", "darwin")
 _MAX_SYMLINKS = 40
 
 
@@ -104,7 +106,11 @@ def parse_platform(text: str | None) -> Platform | None:
         if arch != "wasm":
             raise BuildError(f"invalid platform {text!r}", "WebAssembly images use the platform wasi/wasm")
         return Platform("wasip1" if os_name == "wasi" else os_name, "wasm")
-    return Platform(os_name, _ARCH.get(arch, arch), variant)
+    if os_name not in _OSES or arch not in _ARCH:
+        raise BuildError(f"unknown platform {text!r}",
+                         "use wasi/wasm, or linux/ARCH with ARCH one of amd64, arm64, arm, 386, ppc64le, "
+                         "s390x, riscv64")
+    return Platform(os_name, _ARCH[arch], variant)
 
 
 def host_platform_default() -> Platform:
@@ -677,9 +683,10 @@ class _Build:
                 return _Base(prior.layers(), copy.deepcopy(_finish_config(prior, self)), None, None)
         try:
             image = self.store.resolve(ref)
-        except ImageError as exc:
+        except ImageError:
             raise self.error(head, f"base image {ref!r} is not in the image store",
-                             f"pull or load it first (wasmlab pull {ref}); {exc.hint}") from None
+                             f"pull, load or build it first (wasmlab pull {ref}); `wasmlab images` lists "
+                             "what the store has") from None
         manifest = self.store.manifest(image)
         config = self.store.config(manifest)
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])

@@ -33,7 +33,7 @@ from wasmlab.runtime.store.reference import DOCKER_HUB, Reference, parse
 ACCEPT = ", ".join([media.OCI_MANIFEST, media.OCI_INDEX, media.DOCKER_MANIFEST, media.DOCKER_MANIFEST_LIST])
 CHUNK_SIZE = 5 << 20
 MAX_MANIFEST = 4 << 20
-_HINT_TLS = "for a local registry without TLS, pass tls_verify=False (--tls-verify=false)"
+_HINT_TLS = "for a local registry without TLS, add --tls-verify=false (tls_verify=False from Python)"
 _HINT_AUTH = "log in first, or pass credentials (user, password)"
 
 
@@ -198,8 +198,8 @@ class RegistryClient:
 
     def _unreachable(self, exc: BaseException) -> RegistryError:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        return RegistryError(f"cannot reach registry {self.registry}: {reason}",
-                             "check the host and port; " + _HINT_TLS)
+        hint = "check the host and port" + ("; " + _HINT_TLS if self.tls_verify else ", and that the registry runs")
+        return RegistryError(f"cannot reach registry {self.registry}: {reason}", hint)
 
     def request(self, method: str, path: str, *, scope: str, headers: Mapping[str, str] | None = None,
                 body: bytes | IO[bytes] | None = None, stream: bool = False, redirects: int = 5) -> _Response:

@@ -40,6 +40,7 @@ class ImageSummary:
     wasm: bool
     annotations: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    variant: str = ""   # how `run` treats it: "compat", "compat-smart" or "" (Linux); see wasm_variant
 
     @property
     def short_id(self) -> str:
@@ -83,11 +84,21 @@ class PruneResult:
 
 
 def is_wasm(manifest: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
-    """A Wasm image: the compat annotation, or the wasm architecture / wasi OS in the config."""
-    annotations = manifest.get("annotations") or {}
-    return (annotations.get(media.WASM_VARIANT) == media.WASM_VARIANT_COMPAT
-            or config.get("architecture") == "wasm"
-            or str(config.get("os", "")).startswith("wasi"))
+    """A Wasm image: the compat annotation, or the wasm architecture / wasi OS in the config (which `run`
+    turns into the compat annotation). compat-smart images are not: they run natively unless their
+    entrypoint is Wasm (see wasm_variant)."""
+    return wasm_variant(manifest, config) == media.WASM_VARIANT_COMPAT
+
+
+def wasm_variant(manifest: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """How `run` treats the image: "compat" (always Wasm), "compat-smart" (Wasm if the entrypoint is),
+    or "" (a Linux image)."""
+    variant = str((manifest.get("annotations") or {}).get(media.WASM_VARIANT) or "")
+    if variant:
+        return variant
+    if config.get("architecture") == "wasm" or str(config.get("os", "")).startswith("wasi"):
+        return media.WASM_VARIANT_COMPAT
+    return ""
 
 
 class Images:
@@ -123,6 +134,7 @@ class Images:
             digest=image.digest,
             created=str(config.get("created", "")), size=size, os=str(config.get("os", "")),
             architecture=str(config.get("architecture", "")), wasm=is_wasm(manifest, config),
+            variant=wasm_variant(manifest, config),
             annotations={str(k): str(v) for k, v in (manifest.get("annotations") or {}).items()},
             labels={str(k): str(v) for k, v in ((config.get("config") or {}).get("Labels") or {}).items()})
 

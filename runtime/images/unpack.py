@@ -25,6 +25,7 @@ from typing import IO, Any, cast
 
 import zstandard
 from wasmlab.runtime.errors import ImageError, SpecError
+from wasmlab.runtime.handlers.detect import HANDLER_ANNOTATION
 from wasmlab.runtime.spec.runtime import default_config, validate
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import write_atomic
@@ -484,6 +485,9 @@ def runtime_config(image_config: Mapping[str, Any], *, manifest: Mapping[str, An
     if manifest:
         notes.update({str(k): str(v) for k, v in (manifest.get("annotations") or {}).items()})
     notes.update(annotations or {})
+    if _wasi_platform(image_config) and not (notes.keys() & {media.WASM_VARIANT, HANDLER_ANNOTATION}):
+        # Built for wasi/wasm but not annotated: it can only mean Wasm, so run it as such.
+        notes[media.WASM_VARIANT] = media.WASM_VARIANT_COMPAT
     spec["annotations"] = notes
     spec["root"] = {"path": "rootfs", "readonly": readonly}
     try:
@@ -492,6 +496,10 @@ def runtime_config(image_config: Mapping[str, Any], *, manifest: Mapping[str, An
         raise ImageError(f"the image config gives an invalid runtime config: {exc.message}",
                          exc.hint) from None
     return spec
+
+
+def _wasi_platform(image_config: Mapping[str, Any]) -> bool:
+    return image_config.get("architecture") == "wasm" or str(image_config.get("os", "")).startswith("wasi")
 
 
 # -- image -> bundle ------------------------------------------------------------------------

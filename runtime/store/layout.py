@@ -362,6 +362,9 @@ class ImageStore:
     def tag(self, source: str, target: str) -> str:
         """Give the image SOURCE the additional name TARGET; returns the normalised name."""
         image = self.resolve(source)
+        if parse(target).digest:
+            raise ImageError(f"cannot tag with a digest reference ({target!r}): a digest names content, not a tag",
+                             "give a name with an optional :tag, such as localhost/hello:v2")
         name: str = normalize(target)
         with self.transaction() as txn:
             txn.add_image(image.digest, name, media_type=image.media_type, size=image.size)

@@ -185,7 +185,7 @@ def test_loads_podman_oci_and_docker_archives(lab: Images, podman_env: Podman, c
 
 
 def test_buildah_compat_image_keeps_its_annotation_through_wasmlab(lab: Images, podman_env: Podman,
-                                                                   ctx: Path, tmp_path: Path) -> None:
+                                                                   ctx: Path, tmp_path: Path, runtime) -> None:
     buildah_compat_image(podman_env, ctx, "localhost/mywasm-image:latest")
     archive = tmp_path / "buildah.tar"
     podman_env.buildah("push", "localhost/mywasm-image:latest", f"oci-archive:{archive}:localhost/mywasm-image:latest")
@@ -197,6 +197,8 @@ def test_buildah_compat_image_keeps_its_annotation_through_wasmlab(lab: Images, 
     config = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert config["annotations"]["module.wasm.image/variant"] == "compat"
     assert result.args == ["/hello.wasm"]
+    ran = runtime.run("from-buildah", str(tmp_path / "bundle"))  # and it runs, as Wasm
+    assert (ran.exit_code, ran.stdout, ran.decision["handler"]) == (0, b"hello from wasm\n", "wasmtime")
 
 
 def test_loads_skopeo_archives(lab: Images, ctx: Path, tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ class ImagesView(ResourceView):
     def on_images_loaded(self, message: ImagesLoaded) -> None:
         message.stop()
         self.images = {img.id: img for img in message.images}
-        self.show_rows((img.id, (img.name or "<none>", img.short_id, "wasm" if img.wasm else "linux",
+        kinds = {"compat": "wasm", "compat-smart": "wasm-smart"}
+        self.show_rows((img.id, (img.name or "<none>", img.short_id, kinds.get(img.variant, "linux"),
                                  f"{img.os}/{img.architecture}", human_size(img.size), ago(img.created)))
                        for img in message.images)
 
