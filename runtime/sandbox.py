@@ -264,6 +264,8 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             decision, workload = Decision("native", False, "no process in config.json"), Workload("", [], [], "/", b"")
         else:
             decision, workload = _decide(p, handlers, default_engine)
+            if not handlers[decision.handler].wasm:
+                _check_executable(workload)  # at create, as runc does: `start` has nothing left to fail
         step = "setting rlimits and the console"
         mark("decided")
         proc.apply_rlimits(p.creds)
@@ -320,6 +322,20 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         _fail(chan, SetupError(f"container setup failed: {type(exc).__name__}: {exc}", "this is a wasmlab bug"),
               started=started)
     return 1
+
+
+def _check_executable(workload: Workload) -> None:
+    if not os.path.exists(workload.path):
+        raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
+                           "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+    if os.path.isdir(workload.path):
+        raise HandlerError(f"the entrypoint {workload.path} is a directory, not a program",
+                           "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+    if not os.access(workload.path, os.X_OK):
+        kind = classify(workload.head)
+        hint = "is it a Wasm module? add the annotation module.wasm.image/variant=compat" \
+            if kind in ("module", "component", "wat") else f"make it executable (chmod +x {workload.path})"
+        raise HandlerError(f"the entrypoint {workload.path} is not executable", hint, exit_code=EXIT_NO_ENTRYPOINT)
 
 
 def _execve(handler: Handler, workload: Workload) -> None:

@@ -261,13 +261,15 @@ class Zygote:
             live.reports["error"] = msg["error"]
             self.send({"event": "error", "id": live.id, "error": msg["error"]})
 
-    def _exited(self, live: _Live, rec: ExitRecord, memory: dict[str, int]) -> None:
+    def _exited(self, live: _Live, rec: ExitRecord, memory: dict[str, int], *, reaped: bool = False) -> None:
         """Tell the caller the workload is over: a Wasm init says so itself, before the kernel's teardown
         of its namespaces and memory (a millisecond or more); others when they are reaped."""
         live.exited = True
-        if not live.remove:
+        if not reaped:  # (reaped: the reaper has written the record, or the container goes now)
             try:
-                live.sd.write_exit(rec)  # the state says stopped from now on; the reaper refines the record
+                # The state says stopped from now on, also for a container about to be deleted: whoever
+                # hears of the exit and looks sees it stopped, never running. The reaper refines the record.
+                live.sd.write_exit(rec)
             except OSError:
                 pass
         event = {"event": "exit", "id": live.id, "exit": rec.__dict__, "reports": live.reports,
@@ -299,7 +301,7 @@ class Zygote:
             except OSError:
                 pass  # deleted meanwhile
         if not live.exited:
-            self._exited(live, rec, memory)
+            self._exited(live, rec, memory, reaped=True)
         elif live.events:
             self.send({"event": "reaped", "id": live.id, "exit": rec.__dict__, "memory": memory})
         if live.remove:

@@ -7,7 +7,7 @@ import resource
 from dataclasses import dataclass
 from typing import Any
 
-from wasmlab.runtime.errors import SpecError
+from wasmlab.runtime.errors import SetupError, SpecError
 from wasmlab.runtime.linux import syscalls as sc
 
 CAPABILITIES = (
@@ -93,7 +93,14 @@ def plan_credentials(process: dict[str, Any]) -> Credentials:
 
 def apply_rlimits(creds: Credentials) -> None:
     for num, soft, hard in creds.rlimits:
-        resource.setrlimit(num, (soft, hard))
+        try:
+            resource.setrlimit(num, (soft, hard))
+        except (ValueError, OSError) as exc:
+            name = next((k for k, v in RLIMITS.items() if v == num), str(num))
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise SetupError(f"cannot set {name} to soft {soft}, hard {hard}: {reason}",
+                             "keep soft <= hard, and hard within the runtime's own hard limit (see `ulimit -H`)"
+                             ) from None
 
 
 def apply_oom_score(creds: Credentials) -> None:

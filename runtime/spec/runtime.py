@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from wasmlab.runtime.errors import SpecError
 
@@ -20,7 +20,7 @@ _SEMVER = re.compile(r"^1\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 Validator = Callable[[Any, str], None]
 
 
-def _fail(path: str, problem: str, hint: str = "") -> None:
+def _fail(path: str, problem: str, hint: str = "") -> NoReturn:
     raise SpecError(path, problem, hint)
 
 
@@ -239,6 +239,38 @@ def validate(raw: Any) -> None:
               "add {\"type\": \"user\"} to linux.namespaces")
     if raw.get("hostname") and "uts" not in types:
         _fail("$.hostname", "setting a hostname needs a uts namespace", "add {\"type\": \"uts\"} to linux.namespaces")
+    if proc is not None and proc.get("args") and not proc["args"][0]:
+        _fail("$.process.args[0]", "must not be empty: it is the program to run", "set it to e.g. \"/hello.wasm\"")
+    for key in linux.get("sysctl") or {}:
+        _check_sysctl(key, types)
+    cgroups_path = linux.get("cgroupsPath")
+    if cgroups_path and ".." in cgroups_path.split("/"):
+        _fail("$.linux.cgroupsPath", f"must not contain '..' (got {cgroups_path!r}): it would leave the cgroup tree",
+              "give a path such as wasmlab/mycontainer")
+
+
+# Namespaced sysctls, and the namespace that must be the container's own for each (as runc has it):
+# anything else would change the host, for every process on it.
+_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+
+
+def _check_sysctl(key: str, types: set[str]) -> None:
+    field = f"$.linux.sysctl[{key!r}]"
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        need = "ipc"
+    elif key.startswith("net."):
+        need = "network"
+    elif key == "kernel.domainname":
+        need = "uts"
+    elif key == "kernel.hostname":
+        _fail(field, "sets the host name behind the hostname field's back", "use the hostname field instead")
+    else:
+        _fail(field, f"{key} is not isolated by any namespace: setting it would change the host",
+              "set it on the host if you mean to; a container may only set ipc, net and uts sysctls")
+    if need not in types:
+        _fail(field, f"{key} belongs to the {need} namespace, and this container shares the host's",
+              f"add {{\"type\": \"{need}\"}} to linux.namespaces")
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,14 @@ BUNDLES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "failing-hook": (_cfg(hooks={"createRuntime": [{"path": "/bin/false"}]}), "hook"),
     "bad-cpu-time-annotation": (_cfg(annotations={"wasmlab.io/cpu-time-ms": "fast"}), "cpu-time-ms"),
     "unknown-handler": (_cfg(annotations={"run.oci.handler": "krun"}), "unknown handler"),
+    "empty-args0": (_cfg(process__args=[""]), "process.args[0]"),
+    "host-wide-sysctl": (_cfg(linux__sysctl={"vm.swappiness": "61"}), "would change the host"),
+    "net-sysctl-without-netns": (_cfg(linux__sysctl={"net.ipv4.ip_forward": "1"}), "network namespace"),
+    "hostname-sysctl": (_cfg(linux__sysctl={"kernel.hostname": "x"}), "hostname field"),
+    "cgroups-path-dotdot": (_cfg(linux__cgroupsPath="/../wasmlab-escape"), "'..'"),
+    "rlimit-hard-above-max": (_cfg(process__rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024,
+                                                      "hard": 1 << 40}]), "RLIMIT_NOFILE"),
+    "entrypoint-is-a-directory": (_cfg(process__args=["/bin"]), "is a directory"),
 }
 
 
@@ -171,3 +179,20 @@ def test_runtime_api_errors_are_typed(runtime, tmp_path: Path) -> None:
     with pytest.raises(ContainerNotFound):
         runtime.state("missing")
     assert runtime.list() == []
+
+
+@pytest.mark.parametrize("entry,words", [("/bin/nope", "does not exist"), ("/notes.txt", "not executable")])
+def test_create_fails_for_an_entrypoint_start_could_not_run(entry: str, words: str, tmp_path: Path,
+                                                           state_root: Path, leaks) -> None:
+    """As runc does: `create` checks the program, so podman reports it at once (not `start`, not in the
+    container's stderr)."""
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    (bundle / "rootfs" / "notes.txt").write_text("just text\n")
+    write_bundle(bundle, minimal_config([entry]))
+    r = oci("create", "--bundle", str(bundle), "noexe", root=state_root)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "hint:" in lines[0], r.stderr
+    assert os.listdir(state_root) == []
+    leaks.assert_clean()
