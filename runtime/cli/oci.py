@@ -127,12 +127,48 @@ def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
     engine = args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"
     handlers = _handlers(spec.annotations, engine)
     sd = StateDir(_root(args), args.id)
+    forwarder = _Forwarder() if autostart and not args.detach else None
     launched = launch(plan, sd, handlers=handlers, default_engine=engine, console_socket=args.console_socket,
                       pid_file=args.pid_file, autostart=autostart, owner="cli",
                       record_exit=not autostart)  # we exit after create: a Wasm init records its own exit
+    if forwarder is not None:
+        forwarder.target(launched.pid)
     if not autostart:
         return 0
     return _wait_foreground(args, launched)
+
+
+class _Forwarder:
+    """As `runc run` does: what the foreground runtime receives, its container receives. Armed before the
+    container exists; a signal that comes before its pid is known is passed on as soon as it is."""
+
+    SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+    def __init__(self) -> None:
+        import signal
+
+        self.pid = 0
+        self.pending: list[int] = []
+        for name in self.SIGNALS:
+            signal.signal(getattr(signal, name), self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.pid:
+            self._send(signum)
+        else:
+            self.pending.append(signum)
+
+    def target(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.pending:
+            self._send(signum)
+        self.pending.clear()
+
+    def _send(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 def _wait_foreground(args: argparse.Namespace, launched: Any) -> int:

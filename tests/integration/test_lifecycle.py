@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from wasmlab.runtime.errors import ContainerNotFound
 
-from tests.conftest import make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
+from tests.conftest import OCI, make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
 
 pytestmark = pytest.mark.root
 
@@ -69,6 +69,28 @@ def test_cli_run_exit_code_and_list(tmp_path: Path, state_root: Path) -> None:
     assert r.returncode == 7
     assert r.stdout == "out\n" and r.stderr == "err\n"
     assert json.loads(oci("list", "--format", "json", root=state_root).stdout) == []
+
+
+def test_cli_run_forwards_signals_to_the_container(tmp_path: Path, state_root: Path, leaks) -> None:
+    """`wasmlab-oci run` in the foreground passes what it receives on to the container, as runc does, so
+    stopping the runtime stops the container instead of leaving it behind."""
+    import subprocess
+
+    script = "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.05; done"
+    bundle = _bundle(tmp_path, ["/bin/sh", "-c", script])
+    proc = subprocess.Popen([OCI, "--root", str(state_root), "run", "--bundle", str(bundle), "fwd"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 42 and "got TERM" in out, (proc.returncode, out, err)
+    assert oci("list", root=state_root).stdout.count("fwd") == 0
+    leaks.assert_clean()
 
 
 def test_runtime_run_captures_output_and_timings(runtime, busybox_bundle: Path, leaks) -> None:
