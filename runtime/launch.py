@@ -51,7 +51,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
     cg: cgroups.Cgroup | None = None
     pid = child = 0
     parent_sock: socket.socket | None = None
-    start_fd = start_w = -1
+    start_fd = -1
     state: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": p.id, "status": "creating",
                              "bundle": p.bundle, "annotations": p.annotations}
     try:
@@ -60,14 +60,9 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
         if result_fd is not None:
             os.set_inheritable(result_fd, False)  # a native entrypoint's execve closes it: no result from there
             p.result_fd = result_fd
-        early_hooks = bool(p.hooks.get("prestart") or p.hooks.get("createRuntime"))
-        if autostart and early_hooks:
-            # `run` with hooks that may fail: the start signal is a pipe written once they have succeeded.
-            start_fd, start_w = os.pipe2(os.O_CLOEXEC)
-        elif autostart:
-            start_fd = -1  # nothing can fail after ready: the init goes straight on
-        else:
-            start_fd = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
+        # `run` does not wait for a start signal: nothing can fail after ready (the creation hooks ran
+        # before it). `create` leaves the init blocked on the exec fifo.
+        start_fd = -1 if autostart else os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         exitstubs.stubs(STOP_STATUS)  # once per process: the init installs them first thing
         if p.cgroup_path is not None:
             cg = cgroups.create(p.cgroup_path, p.id, p.resources, rootless=p.rootless)
@@ -106,12 +101,12 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
         # Read the start time while the init is still setting up: once it is ready it may be inside
         # execve, and /proc/PID/stat waits for that to finish (half a millisecond for busybox here).
         pid_start = proc_start_time(pid)
-        msg = _drive(p, chan, child)
+        msg = _drive(p, chan, child, state)
         if msg.get("t") == "pid":
             _reap(child)
             pid = int(msg["pid"])
             pid_start = proc_start_time(pid)
-            msg = _drive(p, chan, child)
+            msg = _drive(p, chan, child, state, pid)
         if msg.get("t") != "ready":
             raise _child_error(msg, pid)
         state.update(status="created", pid=pid, pid_start=pid_start, created=time.time(),
@@ -119,23 +114,15 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
                      decision=msg.get("decision"), rootless=p.rootless, has_process=p.has_process,
                      **(extra_state or {}))
         sd.write(state)
-        for kind in ("prestart", "createRuntime"):
-            if p.hooks.get(kind):
-                run_hooks(kind, p.hooks[kind], _hook_state(state, "created"))
         if pid_file:
             _write_pid_file(pid_file, pid)
-        if start_w >= 0:
-            os.write(start_w, b"!")
-            os.close(start_w)
-            start_w = -1
         timings = dict(msg.get("timings") or {})
         timings["prefork"] = (t_fork - t0) / 1e6
         timings["create_ms"] = (time.perf_counter_ns() - t0) / 1e6
         return Launched(p.id, pid, state, msg.get("decision") or {}, timings, chan, cg)
     except BaseException:
-        for fd in (start_fd, start_w):
-            if fd >= 0:
-                os.close(fd)
+        if start_fd >= 0:
+            os.close(start_fd)
         for victim in {pid, child} - {0}:
             try:
                 os.kill(victim, signal.SIGKILL)
@@ -197,12 +184,20 @@ def _child_fork_pid_ns(p: Plan, chan: Channel, join_cgroup: Any) -> None:  # pra
     p.namespaces_entered = True
 
 
-def _drive(p: Plan, chan: Channel, child: int) -> dict[str, Any]:
+def _drive(p: Plan, chan: Channel, child: int, state: dict[str, Any], pid: int | None = None) -> dict[str, Any]:
     """Answer the child's requests until it reports ready, an error, or its new pid."""
     while True:
         msg = chan.recv(30)
         if msg is None:
             return {"t": "died"}
+        if msg.get("t") == "hooks":
+            # The init has its namespaces and mounts and waits before pivot_root: the runtime's hooks now.
+            hook_state = _hook_state(dict(state, pid=pid or child), "creating")
+            for kind in ("prestart", "createRuntime"):
+                if p.hooks.get(kind):
+                    run_hooks(kind, p.hooks[kind], hook_state)  # a failure raises: launch kills the init
+            chan.send({"t": "ok", "pid": pid or child})
+            continue
         if msg.get("t") == "userns":
             try:
                 _write_id_maps(child, p)

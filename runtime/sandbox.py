@@ -257,7 +257,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         # Without a devpts of its own the container has no /dev/ptmx: take the pty from the host side now.
         early_pty = pty.openpty() if p.terminal and not any(m.fstype == "devpts" for m in p.mounts) else None
         step = "building the root filesystem"
-        _build_root(p, state)
+        _build_root(p, state, lambda: _creation_hooks(p, chan, state))
         mark("rootfs")
         step = "choosing the handler"
         if not p.has_process:
@@ -463,11 +463,28 @@ def _setns(kind: str, path: str) -> None:
         os.close(fd)
 
 
-def _build_root(p: Plan, state: dict[str, Any]) -> None:
+_CREATION_HOOKS = ("prestart", "createRuntime", "createContainer")
+
+
+def _creation_hooks(p: Plan, chan: Channel, state: dict[str, Any]) -> None:
+    """Before pivot_root, in the spec's order: prestart and createRuntime in the runtime's namespaces (the
+    parent runs them while this init waits), then createContainer here, in the container's."""
+    if not any(p.hooks.get(kind) for kind in _CREATION_HOOKS):
+        return
+    chan.send({"t": "hooks"})
+    reply = chan.recv(None)  # each hook has its own timeout; the parent kills us if one fails
+    if not reply or reply.get("t") != "ok":
+        raise SetupError("the runtime did not finish the prestart and createRuntime hooks",
+                         "see the hooks in config.json")
+    if p.hooks.get("createContainer"):
+        _run_hooks("createContainer", p.hooks, dict(state, pid=reply.get("pid")))
+
+
+def _build_root(p: Plan, state: dict[str, Any], before_pivot: Any = None) -> None:
     if not p.own_mounts:
         # Sharing the host's mount namespace: any mount would land on the host, so none is made.
-        if p.hooks.get("createContainer"):
-            _run_hooks("createContainer", p.hooks, state)
+        if before_pivot is not None:
+            before_pivot()
         os.chroot(p.rootfs)
         os.chdir("/")
         if p.hostname is not None:
@@ -483,8 +500,8 @@ def _build_root(p: Plan, state: dict[str, Any]) -> None:
     if shared:
         sc.mount(None, p.rootfs, None, sc.MS_PRIVATE)
     mnt.mount_all(p.rootfs, p.mounts, p.devices, bind_devices=p.user, has_dev_mount=p.has_dev_mount)
-    if p.hooks.get("createContainer"):
-        _run_hooks("createContainer", p.hooks, state)
+    if before_pivot is not None:
+        before_pivot()
     mnt.pivot_into(p.rootfs, no_pivot=p.no_pivot)
     if shared:
         sc.mount(None, "/", None, sc.MS_SHARED | sc.MS_REC)

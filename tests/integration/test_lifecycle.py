@@ -257,6 +257,49 @@ def test_hooks_get_state_on_stdin(tmp_path: Path, state_root: Path) -> None:
         assert state["id"] == "h1" and state["bundle"] == str(bundle)
 
 
+def test_creation_hooks_run_before_pivot_root_in_the_spec_order(tmp_path: Path, state_root: Path) -> None:
+    """prestart and createRuntime (runtime namespace), then createContainer (container namespace), all
+    before pivot_root, each given the init's pid; then poststart and poststop."""
+    import sys
+
+    log = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.py"
+    hook.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\nstate = json.load(sys.stdin)\n"
+        "pid = state.get('pid')\ntry:\n    root = os.readlink(f'/proc/{pid}/root')\nexcept OSError:\n"
+        "    root = None\n"
+        f"open({str(log)!r}, 'a').write(json.dumps([sys.argv[1], state['status'], pid, root]) + '\\n')\n")
+    hook.chmod(0o755)
+    cfg = minimal_config(["/bin/true"])
+    kinds = ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+    cfg["hooks"] = {kind: [{"path": str(hook), "args": ["hook.py", kind]}] for kind in kinds}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    r = oci("create", "-b", str(bundle), "h2", root=state_root)
+    assert r.returncode == 0, r.stderr
+    pid = json.loads(oci("state", "h2", root=state_root).stdout)["pid"]
+    assert oci("start", "h2", root=state_root).returncode == 0
+    time.sleep(0.2)
+    assert oci("delete", "--force", "h2", root=state_root).returncode == 0
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e[0] for e in entries] == list(kinds)
+    for kind, status, hook_pid, root in entries[:3]:
+        assert (status, hook_pid, root) == ("creating", pid, "/"), (kind, status, hook_pid, root)
+
+
+def test_a_failing_create_runtime_hook_leaves_nothing(tmp_path: Path, state_root: Path, leaks) -> None:
+    cfg = minimal_config(["/bin/true"])
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/false"}], "createContainer": [{"path": "/bin/true"}]}
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, cfg)
+    r = oci("create", "-b", str(bundle), "h3", root=state_root)
+    assert r.returncode != 0 and "createRuntime hook 0" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert os.listdir(state_root) == []
+    leaks.assert_clean()
+
+
 def test_commands_on_one_container_are_serialized(tmp_path: Path, state_root: Path) -> None:
     bundle = _bundle(tmp_path, ["/bin/sleep", "30"])
     assert oci("create", "-b", str(bundle), "s1", root=state_root).returncode == 0
