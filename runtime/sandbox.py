@@ -125,16 +125,23 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
     try:
         cpu_time_ms = int(cpu_ms) if cpu_ms else None
     except ValueError:
+        cpu_time_ms = -1
+    if cpu_time_ms is not None and cpu_time_ms <= 0:
         raise SpecError(f"$.annotations.{CPU_TIME_ANNOTATION}",
-                        f"must be a whole number of milliseconds, got {cpu_ms!r}") from None
+                        f"must be a positive whole number of milliseconds, got {cpu_ms!r}",
+                        "for example \"2000\"; leave the annotation out for no limit")
     propagation = {"private": sc.MS_PRIVATE, "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE,
                    "unbindable": sc.MS_UNBINDABLE}.get(linux.get("rootfsPropagation") or "", sc.MS_SLAVE)
     steps = mnt.plan_mounts(mount_list, spec.bundle, rootless=rootless)
     preopens = [Preopen("/", "/", spec.root_readonly)]
     preopens += [Preopen(s.target, s.target, s.readonly) for s in steps if s.bind and not s.is_file]
     if spec.cwd != "/":
-        # WASI has no working directory; wasi-libc resolves relative paths through a "." preopen.
-        preopens.append(Preopen(spec.cwd, ".", spec.root_readonly))
+        # WASI has no working directory; wasi-libc resolves relative paths through a "." preopen. It is
+        # read-only as the mount it lies on is (the deepest bind mount holding it, else the root).
+        holders = [s for s in steps if s.bind and not s.is_file
+                   and (spec.cwd == s.target or spec.cwd.startswith(s.target.rstrip("/") + "/"))]
+        holder = max(holders, key=lambda s: len(s.target), default=None)
+        preopens.append(Preopen(spec.cwd, ".", holder.readonly if holder else spec.root_readonly))
     if linux.get("seccomp") is not None and seccomp.library() is None:
         raise SpecError("$.linux.seccomp", "a seccomp filter is configured but libseccomp is not installed",
                         "apt-get install libseccomp2, or remove linux.seccomp")
@@ -264,8 +271,13 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             decision, workload = Decision("native", False, "no process in config.json"), Workload("", [], [], "/", b"")
         else:
             decision, workload = _decide(p, handlers, default_engine)
+            # At create, as runc does: `start` has nothing left to fail.
             if not handlers[decision.handler].wasm:
-                _check_executable(workload)  # at create, as runc does: `start` has nothing left to fail
+                _check_executable(workload)
+            elif not os.path.exists(workload.path):
+                raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
+                                   "check process.args[0] (the image's CMD or ENTRYPOINT)",
+                                   exit_code=EXIT_NO_ENTRYPOINT)
         step = "setting rlimits and the console"
         mark("decided")
         proc.apply_rlimits(p.creds)

@@ -96,7 +96,8 @@ def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def state_root(tmp_path: Path) -> Path:
+def state_root(tmp_path: Path, lab_home: Path) -> Path:
+    """A --root of its own, and a lab home of its own (module caches): tests never touch the user's."""
     root = tmp_path / "state"
     root.mkdir()
     return root

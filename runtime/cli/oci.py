@@ -110,9 +110,10 @@ def _handlers(annotations: dict[str, str], engine: str) -> dict[str, Any]:
 
         native = NativeHandler()
         return {"native": native}
-    named = annotations.get(HANDLER_ANNOTATION)
-    wanted = named if named in ("wasmtime", "wasmer") else engine
-    return registry.load(prepare=(wanted or "wasmtime",))
+    from wasmlab.runtime.handlers.detect import engines_wanted
+
+    # Warm every engine the annotations may pick: nothing can be imported after pivot_root.
+    return registry.load(prepare=engines_wanted(annotations, engine) or ("wasmtime",))
 
 
 def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import HandlerError
+from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT
 
 HANDLER_ANNOTATION = "run.oci.handler"
 VARIANT_ANNOTATION = "module.wasm.image/variant"
@@ -105,6 +106,8 @@ def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, 
                                f"use one of {', '.join(HANDLER_VALUES)}")
         steps.append(f"{HANDLER_ANNOTATION}={handler} (it takes precedence over {VARIANT_ANNOTATION})")
         if handler in WASM_ENGINES:
+            if not is_wasm(kind):
+                _refuse(ann, entrypoint, kind, "wasm-smart")
             return done(handler, f"{HANDLER_ANNOTATION} names the engine", ann)
         if handler == "wasm-smart" and not is_wasm(kind):
             return done("native", f"{HANDLER_ANNOTATION}=wasm-smart and the entrypoint is not Wasm", ann)
@@ -134,11 +137,12 @@ def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, 
 def _refuse(ann: tuple[str, str], entrypoint: str, kind: str, smart: str) -> None:
     key, value = ann
     what = {"elf": "a Linux (ELF) binary", "missing": "missing", "script": "a script"}.get(kind, "not Wasm")
-    raise HandlerError(
-        f"{key}={value} says this container is Wasm, but its entrypoint {entrypoint} is {what}",
-        f"use {key}={smart} so Linux sidecars run natively" if kind != "missing"
-        else "check the command (or the image's CMD and ENTRYPOINT)",
-    )
+    if kind == "missing":
+        raise HandlerError(f"{key}={value} says this container is Wasm, but its entrypoint {entrypoint} is missing",
+                           "check the command (or the image's CMD and ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+    smart_key = HANDLER_ANNOTATION if key == HANDLER_ANNOTATION else key
+    raise HandlerError(f"{key}={value} says this container is Wasm, but its entrypoint {entrypoint} is {what}",
+                       f"use {smart_key}={smart} so Linux sidecars run natively")
 
 
 def engines_wanted(annotations: dict[str, str], default_engine: str) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ def builtin(cache: str | None = None) -> list[Handler]:
     try:
         from wasmlab.runtime.handlers.wasmer import WasmerHandler
 
-        handlers.append(WasmerHandler())
+        handlers.append(WasmerHandler(cache))  # a lasting folder: `create` exits before the guest runs
     except ImportError:
         pass
     return handlers

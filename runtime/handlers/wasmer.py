@@ -502,7 +502,7 @@ class WasmerHandler:
             except OSError:
                 continue
         raise HandlerError("wasmer-sdk needs a writable cache folder and none is reachable in the container",
-                           "mount /proc in the container, or give the runtime a cache folder")
+                           "give the container a writable /tmp (a tmpfs mount), or run it as root")
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

@@ -333,6 +333,8 @@ class WasmtimeHandler:
         workload.report("cache", "none")
         store = wt.Store(self._engine)
         store.set_epoch_deadline(1)
+        if workload.memory_limit and workload.memory_limit > 0:
+            store.set_limits(memory_size=workload.memory_limit)
         store.set_wasi(self._wasi(workload))
         linker = comp.Linker(self._engine)
         linker.add_wasip2()
@@ -340,6 +342,11 @@ class WasmtimeHandler:
         interrupt.arm(workload.cpu_time_ms)
         try:
             instance = linker.instantiate(store, component)
+        except wt.Trap as exc:
+            return self._trap(exc, interrupt)
+        except wt.WasmtimeError as exc:
+            return self._link_error(exc, workload)  # an import it lacks, or memory beyond the limit (135)
+        try:
             run = _component_run_func(instance, store)
             if run is None:
                 raise WasmModuleError("the component does not export wasi:cli/run",

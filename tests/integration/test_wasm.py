@@ -456,3 +456,53 @@ def test_wasm_exit_is_recorded_when_wasmlab_oci_has_gone(tmp_path: Path, state_r
     assert st["status"] == "stopped"
     assert st["wasmlab"]["exit"]["exit_code"] == 9
     assert oci("delete", "gone", root=state_root).returncode == 0
+
+
+# -- the command line picks and warms the engine the annotations ask for ----------------------------------------
+
+@pytest.mark.parametrize("cli_engine,annotated", [("wasmtime", "wasmer"), ("wasmer", "wasmtime")])
+def test_cli_warms_the_annotated_engine(cli_engine: str, annotated: str, tmp_path: Path, state_root: Path) -> None:
+    """wasmlab.io/engine beats the CLI's default engine, and that engine must be the one imported before
+    pivot_root (after it, nothing can be imported)."""
+    bundle = asset_bundle(tmp_path, "hello", annotations=COMPAT | {"wasmlab.io/engine": annotated})
+    r = oci("--engine", cli_engine, "run", "--bundle", str(bundle), "eng", root=state_root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello world from wasmlab !!!!\n"
+
+
+def test_wasmer_through_create_and_start(tmp_path: Path, state_root: Path) -> None:
+    """podman's path: `create` exits before the guest runs, so wasmer's cache must outlive it."""
+    bundle = asset_bundle(tmp_path, "hello", engine="wasmer")
+    out = tmp_path / "out"
+    with open(out, "w") as fh:
+        import subprocess
+
+        from tests.conftest import OCI
+
+        subprocess.run([OCI, "--root", str(state_root), "create", "--bundle", str(bundle), "wc"], stdout=fh,
+                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=True, timeout=120)
+    assert oci("start", "wc", root=state_root).returncode == 0
+    deadline = time.monotonic() + 60
+    while json.loads(oci("state", "wc", root=state_root).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, "the wasmer container never finished"
+        time.sleep(0.1)
+    oci("delete", "wc", root=state_root)
+    assert out.read_text() == "hello world from wasmlab !!!!\n"
+
+
+@pytest.mark.parametrize("annotations", [{"run.oci.handler": "wasmtime"}, {"run.oci.handler": "wasm"}, COMPAT])
+def test_a_missing_wasm_entrypoint_is_127_whatever_the_annotation(annotations: dict, tmp_path: Path,
+                                                                   state_root: Path) -> None:
+    bundle = tmp_path / "b"
+    (bundle / "rootfs").mkdir(parents=True)
+    write_bundle(bundle, minimal_config(["/nowhere.wasm"], annotations=annotations))
+    r = oci("run", "--bundle", str(bundle), "miss", root=state_root)
+    assert r.returncode == 127 and "/nowhere.wasm" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_an_engine_handler_on_an_elf_entrypoint_suggests_wasm_smart(tmp_path: Path, state_root: Path) -> None:
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, minimal_config(["/bin/echo", "hi"], annotations={"run.oci.handler": "wasmtime"}))
+    r = oci("run", "--bundle", str(bundle), "elfh", root=state_root)
+    assert r.returncode != 0 and "ELF" in r.stderr and "run.oci.handler=wasm-smart" in r.stderr, r.stderr
