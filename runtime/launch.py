@@ -52,6 +52,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
     pid = child = 0
     parent_sock: socket.socket | None = None
     start_fd = -1
+    written_pid_file: str | None = None
     state: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": p.id, "status": "creating",
                              "bundle": p.bundle, "annotations": p.annotations}
     try:
@@ -101,11 +102,19 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
         # Read the start time while the init is still setting up: once it is ready it may be inside
         # execve, and /proc/PID/stat waits for that to finish (half a millisecond for busybox here).
         pid_start = proc_start_time(pid)
+        inner = False
         msg = _drive(p, chan, child, state)
         if msg.get("t") == "pid":
             _reap(child)
             pid = int(msg["pid"])
             pid_start = proc_start_time(pid)
+            inner = True
+        if pid_file:
+            # Before the init may go on to its workload (a `run` does not wait for start): whoever reads
+            # the file (podman's conmon) must find it as soon as the process can exist.
+            _write_pid_file(pid_file, pid)
+            written_pid_file = pid_file
+        if inner:
             msg = _drive(p, chan, child, state, pid)
         if msg.get("t") != "ready":
             raise _child_error(msg, pid)
@@ -114,8 +123,6 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
                      decision=msg.get("decision"), rootless=p.rootless, has_process=p.has_process,
                      **(extra_state or {}))
         sd.write(state)
-        if pid_file:
-            _write_pid_file(pid_file, pid)
         timings = dict(msg.get("timings") or {})
         timings["prefork"] = (t_fork - t0) / 1e6
         timings["create_ms"] = (time.perf_counter_ns() - t0) / 1e6
@@ -133,6 +140,11 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             cg.remove()
         if parent_sock is not None:
             parent_sock.close()
+        if written_pid_file is not None:
+            try:
+                os.unlink(written_pid_file)
+            except OSError:
+                pass
         sd.remove()
         raise
 

@@ -421,8 +421,22 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if args.debug:
             raise
-        _log_error(args, f"{exc.strerror or exc}{' (' + str(exc.filename) + ')' if exc.filename else ''}")
+        where = f" ({exc.filename})" if exc.filename else ""
+        _log_error(args, f"{exc.strerror or exc}{where} (hint: {_os_hint(args, exc)})")
         return 1
+
+
+def _os_hint(args: argparse.Namespace, exc: OSError) -> str:
+    """A hint for a bare system error, from what the command was doing with which path."""
+    name = str(exc.filename or "")
+    pid_file = getattr(args, "pid_file", None)
+    if pid_file and name.startswith(os.path.abspath(pid_file)):
+        return "--pid-file must name a file in a folder that exists and is writable"
+    if args.root and name.startswith(os.path.abspath(args.root)):
+        return "--root must be a folder this user can create and write (default: /run/wasmlab as root)"
+    if getattr(args, "bundle", None) and name.startswith(os.path.abspath(args.bundle)):
+        return "--bundle must be a folder that exists (with config.json and rootfs/)"
+    return "check the paths given on the command line; --debug shows where it failed"
 
 
 if __name__ == "__main__":

@@ -196,3 +196,24 @@ def test_create_fails_for_an_entrypoint_start_could_not_run(entry: str, words: s
     assert len(lines) == 1 and words in lines[0] and "hint:" in lines[0], r.stderr
     assert os.listdir(state_root) == []
     leaks.assert_clean()
+
+
+def test_bad_paths_on_the_command_line_get_a_hint(tmp_path: Path, state_root: Path, leaks) -> None:
+    bundle = tmp_path / "b"
+    make_rootfs_busybox(bundle / "rootfs")
+    write_bundle(bundle, minimal_config(["/bin/true"]))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["run", "--bundle", str(bundle), "--pid-file", str(tmp_path / "no" / "dir" / "pid"), "p1"], "--pid-file",
+         state_root),
+        (["list"], "--root", a_file),
+        (["spec", "--bundle", str(tmp_path / "nowhere")], "--bundle", state_root),
+    ]
+    for argv, words, root in cases:
+        r = oci(*argv, root=root)
+        assert r.returncode != 0, argv
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "hint:" in lines[0] and words in lines[0], (argv, r.stderr)
+    assert os.listdir(state_root) == []
+    leaks.assert_clean()
