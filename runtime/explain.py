@@ -9,7 +9,8 @@ from wasmlab.runtime.linux.mounts import _inside
 from wasmlab.runtime.spec import runtime as spec_mod
 
 
-def explain(bundle: str, *, default_engine: str = "wasmtime", annotations: dict[str, str] | None = None) -> Decision:
+def explain(bundle: str, *, default_engine: str = "wasmtime", annotations: dict[str, str] | None = None,
+            extra_engines: tuple[str, ...] = ()) -> Decision:
     """The handler decision for BUNDLE, resolving the entrypoint inside its rootfs as the container would."""
     spec = spec_mod.load(bundle)
     anns = spec.annotations | (annotations or {})
@@ -27,4 +28,4 @@ def explain(bundle: str, *, default_engine: str = "wasmtime", annotations: dict[
                 head = fh.read(64)
             path = cand
             break
-    return decide(anns, path, head, default_engine=default_engine)
+    return decide(anns, path, head, default_engine=default_engine, extra_engines=extra_engines)

@@ -16,7 +16,7 @@ from typing import Any
 
 from wasmlab.runtime.errors import HandlerError, PrivilegeError, SetupError, SpecError, WasmlabError
 from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, STOP_STATUS, Handler, Preopen, Workload
-from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, Decision, classify, decide
+from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, WASM_ENGINES, Decision, classify, decide
 from wasmlab.runtime.hooks import run_hooks
 from wasmlab.runtime.linux import console, exitstubs, seccomp
 from wasmlab.runtime.linux import mounts as mnt
@@ -533,7 +533,8 @@ def _build_root(p: Plan, state: dict[str, Any], before_pivot: Any = None) -> Non
 def _decide(p: Plan, handlers: dict[str, Handler], default_engine: str) -> tuple[Decision, Workload]:
     path = _resolve_entrypoint(p.args, p.env)
     head = _read_head(path)
-    decision = decide(p.annotations, path, head, default_engine=default_engine)
+    extra = tuple(name for name, h in handlers.items() if name == h.name and name not in ("native", *WASM_ENGINES))
+    decision = decide(p.annotations, path, head, default_engine=default_engine, extra_engines=extra)
     if decision.handler not in handlers:
         raise HandlerError(f"the {decision.handler} handler is not available here",
                            "install it (pip install wasmtime / wasmer-sdk) or pick another engine")

@@ -265,10 +265,11 @@ class Zygote:
         """Tell the caller the workload is over: a Wasm init says so itself, before the kernel's teardown
         of its namespaces and memory (a millisecond or more); others when they are reaped."""
         live.exited = True
-        if not reaped:  # (reaped: the reaper has written the record, or the container goes now)
+        # The state says stopped from now on, so whoever hears of the exit and looks sees it stopped, never
+        # running. A container about to be deleted needs that only when someone listens to events (a look
+        # through the Runtime that ran it waits for the deletion anyway); the reaper refines the record.
+        if not reaped and (not live.remove or live.events):
             try:
-                # The state says stopped from now on, also for a container about to be deleted: whoever
-                # hears of the exit and looks sees it stopped, never running. The reaper refines the record.
                 live.sd.write_exit(rec)
             except OSError:
                 pass

@@ -322,8 +322,11 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from wasmlab.runtime.explain import explain
+    from wasmlab.runtime.handlers import installed, registry
 
-    decision = explain(args.bundle, default_engine=args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime")
+    plugins = tuple(name for name, _target in installed.entry_points(registry.ENTRY_POINT_GROUP))
+    decision = explain(args.bundle, default_engine=args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime",
+                       extra_engines=plugins)
     if args.json:
         print(json.dumps(decision.as_dict(), indent=2))
     else:

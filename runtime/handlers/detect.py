@@ -70,21 +70,29 @@ class Decision:
                 "entrypoint": self.entrypoint, "entrypoint_kind": self.entrypoint_kind, "steps": self.steps}
 
 
-def _engine_for(annotations: dict[str, str], default_engine: str, steps: list[str]) -> str:
+def _engine_for(annotations: dict[str, str], default_engine: str, steps: list[str],
+                extra: tuple[str, ...] = ()) -> str:
+    engines = (*WASM_ENGINES, *extra)
     engine = annotations.get(ENGINE_ANNOTATION)
     if engine:
-        if engine not in WASM_ENGINES:
+        if engine not in engines:
             raise HandlerError(f"unknown Wasm engine {engine!r} in annotation {ENGINE_ANNOTATION}",
-                               f"use one of {', '.join(WASM_ENGINES)}")
+                               f"use one of {', '.join(engines)}")
         steps.append(f"{ENGINE_ANNOTATION}={engine} picks the engine")
         return engine
+    if default_engine not in engines:
+        raise HandlerError(f"unknown default Wasm engine {default_engine!r}",
+                           f"set --engine or WASMLAB_ENGINE to one of {', '.join(engines)}")
     steps.append(f"no engine named: the default engine {default_engine} is used")
     return default_engine
 
 
 def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, default_engine: str = "wasmtime",
-           source: str = "config.json annotations") -> Decision:
-    """Apply the selection rules. Raises HandlerError when the annotations ask for something impossible."""
+           source: str = "config.json annotations", extra_engines: tuple[str, ...] = ()) -> Decision:
+    """Apply the selection rules. Raises HandlerError when the annotations ask for something impossible.
+
+    extra_engines are third-party handlers (entry points in `wasmlab.handlers`): `run.oci.handler`,
+    `wasmlab.io/engine` and the default engine may name them as they name wasmtime and wasmer."""
     steps: list[str] = []
     kind = classify(head)
     steps.append(f"entrypoint {entrypoint or '(none)'} is {kind}")
@@ -101,17 +109,19 @@ def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, 
     handler = annotations.get(HANDLER_ANNOTATION)
     if handler is not None:
         ann = (HANDLER_ANNOTATION, handler)
-        if handler not in HANDLER_VALUES:
+        if handler not in HANDLER_VALUES and handler not in extra_engines:
             raise HandlerError(f"unknown handler {handler!r} in annotation {HANDLER_ANNOTATION}",
-                               f"use one of {', '.join(HANDLER_VALUES)}")
+                               f"use one of {', '.join((*HANDLER_VALUES, *extra_engines))}")
         steps.append(f"{HANDLER_ANNOTATION}={handler} (it takes precedence over {VARIANT_ANNOTATION})")
+        if handler in extra_engines:
+            return done(handler, f"{HANDLER_ANNOTATION} names a registered third-party handler", ann)
         if handler in WASM_ENGINES:
             if not is_wasm(kind):
                 _refuse(ann, entrypoint, kind, "wasm-smart")
             return done(handler, f"{HANDLER_ANNOTATION} names the engine", ann)
         if handler == "wasm-smart" and not is_wasm(kind):
             return done("native", f"{HANDLER_ANNOTATION}=wasm-smart and the entrypoint is not Wasm", ann)
-        engine = _engine_for(annotations, default_engine, steps)
+        engine = _engine_for(annotations, default_engine, steps, extra_engines)
         if handler == "wasm" and not is_wasm(kind):
             _refuse(ann, entrypoint, kind, "wasm-smart")
         return done(engine, f"{HANDLER_ANNOTATION}={handler}", ann)
@@ -125,7 +135,7 @@ def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, 
         steps.append(f"{VARIANT_ANNOTATION}={variant}")
         if variant == "compat-smart" and not is_wasm(kind):
             return done("native", "variant=compat-smart and the entrypoint is not Wasm: run it natively", ann)
-        engine = _engine_for(annotations, default_engine, steps)
+        engine = _engine_for(annotations, default_engine, steps, extra_engines)
         if variant == "compat" and not is_wasm(kind):
             _refuse(ann, entrypoint, kind, "compat-smart")
         return done(engine, f"variant={variant} and the entrypoint is Wasm", ann)
@@ -146,11 +156,12 @@ def _refuse(ann: tuple[str, str], entrypoint: str, kind: str, smart: str) -> Non
 
 
 def engines_wanted(annotations: dict[str, str], default_engine: str) -> tuple[str, ...]:
-    """The engines a container with these annotations might use (so they can be warmed before fork)."""
+    """The engines a container with these annotations might use (so they can be warmed before fork).
+    Names that are no known handler are simply not found among the handlers and warm nothing."""
     handler = annotations.get(HANDLER_ANNOTATION)
-    if handler in WASM_ENGINES:
+    if handler is not None and handler not in ("wasm", "wasm-smart"):
         return (handler,)
     if handler is None and annotations.get(VARIANT_ANNOTATION) is None:
         return ()
     engine = annotations.get(ENGINE_ANNOTATION)
-    return (engine,) if engine in WASM_ENGINES else (default_engine,)
+    return (engine,) if engine else (default_engine,)

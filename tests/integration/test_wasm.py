@@ -506,3 +506,34 @@ def test_an_engine_handler_on_an_elf_entrypoint_suggests_wasm_smart(tmp_path: Pa
     write_bundle(bundle, minimal_config(["/bin/echo", "hi"], annotations={"run.oci.handler": "wasmtime"}))
     r = oci("run", "--bundle", str(bundle), "elfh", root=state_root)
     assert r.returncode != 0 and "ELF" in r.stderr and "run.oci.handler=wasm-smart" in r.stderr, r.stderr
+
+
+def test_a_third_party_handler_is_chosen_by_annotation(tmp_path: Path, state_root: Path, lab_home: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler from the `wasmlab.handlers` entry-point group is picked by run.oci.handler like the built-in
+    engines, runs inside the sandbox, and its status is the container's."""
+    from wasmlab.runtime.lifecycle import Runtime
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "shout_handler.py").write_text(
+        "import os\n"
+        "class ShoutHandler:\n"
+        "    name = 'shout'\n    aliases = ()\n    wasm = True\n"
+        "    def available(self): return None\n    def version(self): return '1.0'\n"
+        "    def prepare(self): pass\n    def can_handle(self, workload): return True\n"
+        "    def run(self, workload):\n"
+        "        os.write(1, ('SHOUT ' + ' '.join(workload.args) + '\\n').encode())\n"
+        "        return 7\n")
+    dist = plugins / "shout_handler-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shout-handler\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[wasmlab.handlers]\nshout = shout_handler:ShoutHandler\n")
+    monkeypatch.setenv("PYTHONPATH", str(plugins))
+    bundle = tmp_path / "b"
+    (bundle / "rootfs").mkdir(parents=True)
+    (bundle / "rootfs" / "thing").write_text("not a program\n")
+    write_bundle(bundle, minimal_config(["/thing", "hello"], annotations={"run.oci.handler": "shout"}))
+    with Runtime(root=str(state_root)) as rt:
+        res = rt.run("shout", str(bundle))
+    assert (res.exit_code, res.stdout, res.decision["handler"]) == (7, b"SHOUT /thing hello\n", "shout")
