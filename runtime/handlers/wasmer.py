@@ -314,6 +314,7 @@ class WasmerHandler:
                 await _quietly(proc.kill())
                 await asyncio.wait({waiting}, timeout=2.0)
                 pumps.cancel()
+                pumps.add_done_callback(_retrieve)  # the kill may have ended a pump first: no asyncio warning
                 if not waiting.done():
                     waiting.cancel()
                 elif not waiting.cancelled():
@@ -608,6 +609,15 @@ def _feed_stdin(loop: Any, writer: Any) -> None:
             return
 
 
+def _retrieve(future: Any) -> None:
+    """Mark a finished future's outcome as seen, whatever it was."""
+    try:
+        if not future.cancelled():
+            future.exception()
+    except BaseException:
+        pass
+
+
 async def _quietly(awaitable: Any) -> None:
     try:
         await awaitable
@@ -619,6 +629,8 @@ def _execution_failure(exc: Any) -> tuple[int, str]:
     text = str(exc).strip()
     text = text.removeprefix("command execution failed:").strip()
     text = text.removeprefix("unable to spawn the command:").strip()
+    if "RuntimeError:" in text:   # a trap, also one in the start function while instantiating
+        return EXIT_TRAP, f"wasmlab: wasm trap: {text}\n"
     if "Failed to create the instance" in text or "unknown import" in text or "Error while importing" in text:
         return EXIT_BAD_MODULE, (f"wasmlab: cannot link the module: {text} "
                                  "(hint: it imports functions the WASI preview1 host does not provide)\n")

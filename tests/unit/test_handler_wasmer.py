@@ -380,6 +380,12 @@ def test_trap(run: Any) -> None:
     assert ran.stderr.count(b"unreachable") == 1  # reported once, not also by the SDK
 
 
+def test_trap_in_the_start_function_is_a_trap_not_a_link_error(run: Any) -> None:
+    ran = run('(module (func $s unreachable) (start $s) (func (export "_start")))')
+    assert ran.status == EXIT_TRAP, ran.stderr
+    assert ran.stderr.startswith(b"wasmlab: wasm trap: ") and b"unreachable" in ran.stderr
+
+
 def test_truncated_module_is_a_module_error(run: Any) -> None:
     data = wasmtime.wat2wasm(HELLO)
     ran = run(data[: len(data) - 5])
@@ -406,6 +412,7 @@ def test_cpu_time_limit(run: Any) -> None:
     ran = run(SPIN, cpu_time_ms=300)
     assert ran.status == EXIT_CPU_LIMIT
     assert time.monotonic() - t0 < 30
+    assert b"Traceback" not in ran.stderr and b"never retrieved" not in ran.stderr, ran.stderr
 
 
 def test_sigterm_stops_a_spinning_guest(run: Any) -> None:
