@@ -21,11 +21,13 @@ def explain(bundle: str, *, default_engine: str = "wasmtime", annotations: dict[
         f"/usr/bin/{prog}", f"/bin/{prog}"]
     head: bytes | None = None
     path = prog
-    for cand in candidates:
-        host = _inside(spec.rootfs, cand if cand.startswith("/") else os.path.join(spec.cwd, cand))
-        if os.path.isfile(host):
-            with open(host, "rb") as fh:
-                head = fh.read(64)
-            path = cand
-            break
+    # As the container looks it up: the first executable file on PATH, else the first file at all.
+    hosts = [(cand, _inside(spec.rootfs, cand if cand.startswith("/") else os.path.join(spec.cwd, cand)))
+             for cand in candidates]
+    files = [(cand, host) for cand, host in hosts if os.path.isfile(host)]
+    chosen = next(((c, h) for c, h in files if os.access(h, os.X_OK)), files[0] if files else None)
+    if chosen is not None:
+        path, host = chosen
+        with open(host, "rb") as fh:
+            head = fh.read(64)
     return decide(anns, path, head, default_engine=default_engine, extra_engines=extra_engines)

@@ -209,11 +209,13 @@ def _resolve_entrypoint(args: list[str], env: list[str]) -> str:
     for e in env:
         if e.startswith("PATH="):
             path = e[5:]
-    for d in path.split(":"):
-        cand = os.path.join(d or ".", prog)
+    found = [os.path.join(d or ".", prog) for d in path.split(":")]
+    for cand in found:
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
-    return prog
+    # A Wasm module needs no executable bit: failing that, the first file of that name on PATH (a native
+    # one is then refused as not executable, with a hint).
+    return next((cand for cand in found if os.path.isfile(cand)), prog)
 
 
 def _read_head(path: str) -> bytes | None:

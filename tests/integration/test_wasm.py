@@ -537,3 +537,16 @@ def test_a_third_party_handler_is_chosen_by_annotation(tmp_path: Path, state_roo
     with Runtime(root=str(state_root)) as rt:
         res = rt.run("shout", str(bundle))
     assert (res.exit_code, res.stdout, res.decision["handler"]) == (7, b"SHOUT /thing hello\n", "shout")
+
+
+def test_a_module_on_path_needs_no_executable_bit_and_explain_agrees(tmp_path: Path, state_root: Path) -> None:
+    bundle = tmp_path / "b"
+    (bundle / "rootfs" / "usr" / "bin").mkdir(parents=True)
+    module = bundle / "rootfs" / "usr" / "bin" / "hello.wasm"
+    shutil.copy2(ASSETS / "wasm" / "hello.wasm", module)
+    module.chmod(0o644)
+    write_bundle(bundle, minimal_config(["hello.wasm"], annotations=COMPAT))
+    explained = json.loads(oci("explain", "--bundle", str(bundle), "--json", root=state_root).stdout)
+    assert (explained["handler"], explained["entrypoint"]) == ("wasmtime", "/usr/bin/hello.wasm")
+    r = oci("run", "--bundle", str(bundle), "onpath", root=state_root)
+    assert r.returncode == 0 and r.stdout == "hello world from wasmlab !!!!\n", r.stderr
