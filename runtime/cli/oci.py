@@ -134,6 +134,10 @@ def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
                       record_exit=not autostart)  # we exit after create: a Wasm init records its own exit
     if forwarder is not None:
         forwarder.target(launched.pid)
+    if launched.cgroup is None and any(plan.resources.get(k) for k in ("memory", "pids", "cpu")):
+        sys.stderr.write("wasmlab-oci: warning: the memory, pids and cpu limits are not applied: rootless, "
+                         "this machine gives us no cgroup to write them to (hint: run as root, or use a "
+                         "cgroup v2 host with delegation)\n")
     if not autostart:
         return 0
     return _wait_foreground(args, launched)

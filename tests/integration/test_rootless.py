@@ -76,6 +76,13 @@ def test_rootless_linux_container_maps_uid0_to_the_user(nobody_dir: Path) -> Non
     assert lines[1].split() == ["0", str(pwd.getpwnam("nobody").pw_uid), "1"]
     assert lines[2] == "wasmlab"
     assert os.listdir(nobody_dir / "state") == []
+    # Limits it cannot apply (no delegated cgroup here) are said, not silently dropped.
+    cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+    cfg["process"]["args"] = ["/bin/echo", "limited"]
+    cfg_path.write_text(json.dumps(cfg))
+    r = as_nobody(nobody_dir, "--root", str(nobody_dir / "state"), "run", "rl2")
+    assert r.returncode == 0 and r.stdout == "limited\n", r.stderr
+    assert "warning: the memory, pids and cpu limits are not applied" in r.stderr
 
 
 def test_rootless_without_user_namespace_is_a_clear_error(nobody_dir: Path) -> None:
