@@ -82,6 +82,7 @@ from wasmlab.runtime.handlers.base import (
 )
 from wasmlab.runtime.handlers.binary import initial_memory
 from wasmlab.runtime.handlers.detect import classify
+from wasmlab.runtime.store.atomic import remove_tree
 
 WASM_MAGIC = b"\0asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
@@ -231,7 +232,7 @@ class WasmerHandler:
                 _write_all(2, message.encode("utf-8", "replace"))
         finally:
             if cache_kind == "none":
-                _remove_tree(cache_root)
+                remove_tree(cache_root)
         if cache_kind != "none":
             cache_kind = "compiled" if _artifacts(cache_root) - before else "disk"
         workload.report("cache", cache_kind)
@@ -730,24 +731,6 @@ def _artifacts(root: str) -> set[str]:
     for folder, _dirs, names in os.walk(os.path.join(root, "cache-v1", "compiled")):
         found.update(os.path.join(folder, n) for n in names if not n.startswith("."))
     return found
-
-
-def _remove_tree(path: str) -> None:
-    for folder, dirs, names in os.walk(path, topdown=False):
-        for n in names:
-            try:
-                os.unlink(os.path.join(folder, n))
-            except OSError:
-                pass
-        for d in dirs:
-            try:
-                os.rmdir(os.path.join(folder, d))
-            except OSError:
-                pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 def _fd_open(fd: int) -> bool:

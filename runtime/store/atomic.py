@@ -139,3 +139,25 @@ def locked(path: str | os.PathLike[str], *, shared: bool = False) -> Iterator[Lo
         yield lock
     finally:
         lock.release()
+
+
+def remove_tree(path: str) -> None:
+    """rm -rf, ignoring errors as shutil.rmtree(ignore_errors=True) does; symbolic links are removed, never
+    followed. Not shutil: importing it brings zlib, bz2 and lzma into the zygote, whose every fork then
+    copies their mappings."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wasmlab.runtime.errors import ContainerExists, ContainerNotFound, UsageError
+from wasmlab.runtime.store.atomic import remove_tree
 
 OCI_VERSION = "1.0.2"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
@@ -150,7 +151,7 @@ class StateDir:
             os.close(fd)
 
     def remove(self) -> None:
-        _remove_tree(self.path)
+        remove_tree(self.path)
         try:
             os.unlink(os.path.join(self.root, f".{self.id}.lock"))
         except OSError:
@@ -200,25 +201,3 @@ def list_ids(root: str) -> list[str]:
             return []
         raise
     return sorted(n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(root, n, "state.json")))
-
-
-def _remove_tree(path: str) -> None:
-    """rm -rf of a state folder (a few files, maybe a folder or two), ignoring errors as rmtree(ignore_errors)
-    does; symbolic links are removed, never followed. shutil.rmtree would do, but importing shutil brings
-    zlib, bz2 and lzma into the zygote, whose every fork then copies their mappings."""
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        entries = []
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                _remove_tree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
