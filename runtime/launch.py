@@ -102,19 +102,17 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
         # Read the start time while the init is still setting up: once it is ready it may be inside
         # execve, and /proc/PID/stat waits for that to finish (half a millisecond for busybox here).
         pid_start = proc_start_time(pid)
-        inner = False
+        # The pid file is written as soon as the init's pid is known, before it can reach its workload (a
+        # `run` does not wait for start): whoever reads it (podman's conmon) finds it in time.
+        if pid_file and not inner_fork:
+            written_pid_file = _write_pid_file(pid_file, pid)
         msg = _drive(p, chan, child, state)
         if msg.get("t") == "pid":
             _reap(child)
             pid = int(msg["pid"])
             pid_start = proc_start_time(pid)
-            inner = True
-        if pid_file:
-            # Before the init may go on to its workload (a `run` does not wait for start): whoever reads
-            # the file (podman's conmon) must find it as soon as the process can exist.
-            _write_pid_file(pid_file, pid)
-            written_pid_file = pid_file
-        if inner:
+            if pid_file:
+                written_pid_file = _write_pid_file(pid_file, pid)
             msg = _drive(p, chan, child, state, pid)
         if msg.get("t") != "ready":
             raise _child_error(msg, pid)
@@ -250,8 +248,9 @@ def _reap(pid: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
-def _write_pid_file(path: str, pid: int) -> None:
+def _write_pid_file(path: str, pid: int) -> str:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
         fh.write(str(pid))
     os.rename(tmp, path)
+    return path
