@@ -273,13 +273,7 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
             decision, workload = Decision("native", False, "no process in config.json"), Workload("", [], [], "/", b"")
         else:
             decision, workload = _decide(p, handlers, default_engine)
-            # At create, as runc does: `start` has nothing left to fail.
-            if not handlers[decision.handler].wasm:
-                _check_executable(workload)
-            elif not os.path.exists(workload.path):
-                raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
-                                   "check process.args[0] (the image's CMD or ENTRYPOINT)",
-                                   exit_code=EXIT_NO_ENTRYPOINT)
+            _check_entrypoint(workload, native=not handlers[decision.handler].wasm)
         step = "setting rlimits and the console"
         mark("decided")
         proc.apply_rlimits(p.creds)
@@ -338,10 +332,14 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
     return 1
 
 
-def _check_executable(workload: Workload) -> None:
+def _check_entrypoint(workload: Workload, *, native: bool) -> None:
+    """At create, as runc does, so that `start` has nothing left to fail: the entrypoint exists, and a native
+    one is an executable file (a Wasm module needs no executable bit)."""
     if not os.path.exists(workload.path):
         raise HandlerError(f"the entrypoint {workload.path} does not exist in the container",
                            "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+    if not native:
+        return
     if os.path.isdir(workload.path):
         raise HandlerError(f"the entrypoint {workload.path} is a directory, not a program",
                            "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
