@@ -48,7 +48,7 @@ class _Live:
     exited: bool = False            # the exit was reported (possibly before the process is reaped)
     events: bool = True             # somebody subscribed: send created/reaped events too
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
-    settle_rids: list[int] = field(default_factory=list)  # `settle` requests answered once it is reaped
+    settles: list[dict[str, int]] = field(default_factory=list)  # `settle` requests waiting on it (and others)
 
 
 class Zygote:
@@ -125,7 +125,7 @@ class Zygote:
             if msg["op"] in ("create", "run"):
                 self._create(msg, fds)
             elif msg["op"] == "settle":
-                self._settle(msg["rid"], msg["id"])
+                self._settle(msg["rid"], set(msg["ids"]))
             elif msg["op"] == "ping":
                 self.send({"rid": msg["rid"], "ok": True, "pid": os.getpid()})
             else:
@@ -135,13 +135,15 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
 
-    def _settle(self, rid: int, cid: str) -> None:
-        """Answer once no process of that container is left and its exit is written (or it is deleted)."""
-        for live in self.live.values():
-            if live.id == cid:
-                live.settle_rids.append(rid)
-                return
-        self.send({"rid": rid, "ok": True})
+    def _settle(self, rid: int, ids: set[str]) -> None:
+        """Answer once none of these containers has a process left, and each is recorded (or deleted)."""
+        waiting = [live for live in self.live.values() if live.id in ids]
+        if not waiting:
+            self.send({"rid": rid, "ok": True})
+            return
+        token = {"rid": rid, "left": len(waiting)}
+        for live in waiting:
+            live.settles.append(token)
 
     def _plan(self, bundle: str, cid: str, annotations: dict[str, str]) -> Any:
         from wasmlab.runtime import sandbox
@@ -311,8 +313,10 @@ class Zygote:
             if live.cgroup is not None:
                 live.cgroup.remove()
             live.sd.remove()
-        for rid in live.settle_rids:
-            self.send({"rid": rid, "ok": True})
+        for token in live.settles:
+            token["left"] -= 1
+            if token["left"] == 0:
+                self.send({"rid": token["rid"], "ok": True})
         self._warm(live.reports)
         self._record(live, rec, memory)
 
@@ -607,12 +611,13 @@ class ZygoteClient:
                 del self._unsettled[cid]
                 ids = [cid]
             else:
-                return
-        for one in ids:
-            try:
-                self._request({"op": "settle", "id": one}, timeout=30)
-            except WasmlabError:
-                return  # the zygote is gone: nothing of it is left to wait for
+                ids = []
+        if not ids:
+            return
+        try:
+            self._request({"op": "settle", "ids": ids}, timeout=30)  # one round trip, however many
+        except WasmlabError:
+            pass  # the zygote is gone: nothing of it is left to wait for
 
     def _abandon(self, rid: int) -> None:
         """Nobody waits for this reply any more: drop it now, or when it comes."""
