@@ -107,7 +107,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _run_step(lab: Any) -> Callable[..., int]:
     """RUN instructions execute in a container of wasmlab's own runtime, over the build's rootfs."""
 
-    def run_step(rootfs: Any, argv: list[str], env: list[str], cwd: str) -> int:
+    def run_step(rootfs: Any, argv: list[str], env: list[str], cwd: str, user: tuple[int, int] = (0, 0)) -> int:
         import tempfile
 
         from wasmlab.runtime.spec.runtime import default_config
@@ -115,7 +115,7 @@ def _run_step(lab: Any) -> Callable[..., int]:
         with tempfile.TemporaryDirectory(prefix="wasmlab-run-") as bundle:
             cfg = default_config(argv)
             cfg["root"] = {"path": str(rootfs), "readonly": False}
-            cfg["process"].update(env=env, cwd=cwd or "/", terminal=False)
+            cfg["process"].update(env=env, cwd=cwd or "/", terminal=False, user={"uid": user[0], "gid": user[1]})
             cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
             cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] in ("/proc", "/dev", "/dev/pts", "/dev/shm")]
             cfg["linux"]["maskedPaths"] = []

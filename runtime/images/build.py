@@ -34,14 +34,24 @@ from typing import IO, Any
 from wasmlab.runtime.errors import BuildError, ImageError, WasmlabError
 from wasmlab.runtime.images import containerfile as cf
 from wasmlab.runtime.images.ignore import IgnoreRules
-from wasmlab.runtime.images.unpack import ExtractLimits, decompressed, extract_image, extract_layers
+from wasmlab.runtime.images.unpack import ExtractLimits, decompressed, extract_image, extract_layers, resolve_user
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import canonical_json
 from wasmlab.runtime.store.layout import ImageStore, descriptor, digest_of
 from wasmlab.runtime.store.reference import normalize
 
-RunStep = Callable[[Path, list[str], list[str], str], int]
-"""``run_step(rootfs_dir, argv, env, cwd) -> exit_code`` runs one RUN instruction."""
+RunStep = Callable[..., int]
+"""``run_step(rootfs_dir, argv, env, cwd[, user=(uid, gid)]) -> exit_code`` runs one RUN instruction (as the
+stage's USER, when it takes ``user``)."""
+
+
+def _parameters(fn: Callable[..., object]) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 CONTAINERFILES = ("Containerfile", "Dockerfile")
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -381,8 +391,12 @@ class _Stage:
     # -- changes ------------------------------------------------------------------------
 
     def add_entry(self, rel: str, entry: Entry) -> None:
-        """Record (tree mode) or write (rootfs mode) one entry at a resolved path."""
+        """Record (tree mode) or write (rootfs mode) one entry. Symbolic links among its parents are
+        followed inside the image (as a chroot would), never on the host."""
         self.changed = True
+        parent = posixpath.dirname(rel)
+        if parent:
+            rel = posixpath.join(self.resolve(parent), posixpath.basename(rel))
         if self.rootfs is not None:
             _write_entry(self.rootfs, rel, entry)
             return
@@ -496,6 +510,15 @@ def _write_entry(root: Path, rel: str, entry: Entry) -> None:
     """Write one entry under ROOT; REL is already resolved, so parents are real directories."""
     target = root / rel
     parent = target.parent
+    # Defence in depth (resolution inside the image should make this impossible): the deepest existing
+    # ancestor must really be inside the root before anything is made under it.
+    existing = parent
+    while not os.path.lexists(existing) and existing != root:
+        existing = existing.parent
+    real_root, real = os.path.realpath(root), os.path.realpath(existing)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise ImageError(f"refusing to write {rel!r}: it would land outside the image, in {real}",
+                         "the build context or archive uses symbolic links to leave the image")
     if not parent.exists():
         parent.mkdir(parents=True, mode=0o755)
     if entry.kind == "dir":
@@ -545,18 +568,22 @@ def _write_diff(writer: _LayerWriter, root: Path,
         while parent:
             changed.add(parent)
             parent = posixpath.dirname(parent)
+    # A directory that became a file or a link: the layer hides the old directory (a whiteout of the
+    # path, which sorts before the new entry) instead of whiting out what was inside it.
+    retyped = {rel for rel in changed if rel in before and rel in now
+               and stat.S_ISDIR(before[rel][0]) and not stat.S_ISDIR(now[rel][0])}
     deleted = sorted(rel for rel in before if rel not in now)
-    whiteouts: set[str] = set()
+    whiteouts: set[str] = set(retyped)
     for rel in deleted:
         if any(rel.startswith(w + "/") for w in whiteouts):
             continue
         whiteouts.add(rel)
-    names = sorted(changed | {posixpath.join(posixpath.dirname(w), ".wh." + posixpath.basename(w))
-                              for w in whiteouts})
+    whiteout_names = {posixpath.join(posixpath.dirname(w), ".wh." + posixpath.basename(w)) for w in whiteouts}
+    names = sorted(changed | whiteout_names)
     inodes: dict[tuple[int, int], str] = {}
     for rel in names:
         base = posixpath.basename(rel)
-        if base.startswith(".wh.") and rel not in now:
+        if base.startswith(".wh.") and (rel not in now or rel in whiteout_names):
             writer.add(rel, _Meta("whiteout", 0o600, 0, 0), mtime)
             continue
         full = root / rel
@@ -593,6 +620,7 @@ class _Build:
         self.used_args: set[str] = set()
         self.platform = platform
         self.run_step = run_step
+        self.run_step_takes_user = run_step is not None and "user" in _parameters(run_step)
         self.progress = progress
         self.compression = compression
         self.timestamp = timestamp
@@ -807,7 +835,11 @@ class _Build:
         resolved_cwd = stage.resolve(cwd)
         (root / resolved_cwd).mkdir(parents=True, exist_ok=True)
         try:
-            code = self.run_step(root, argv, env, cwd)
+            if self.run_step_takes_user:
+                uid, gid, _groups = resolve_user(str(stage.section.get("User") or ""), root)
+                code = self.run_step(root, argv, env, cwd, user=(uid, gid))
+            else:
+                code = self.run_step(root, argv, env, cwd)
         except WasmlabError as exc:
             raise self.error(ins, f"RUN failed: {exc.message}", exc.hint) from None
         except OSError as exc:

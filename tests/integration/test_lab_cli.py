@@ -262,3 +262,63 @@ def test_every_sample_image_builds_and_linux_and_wasm_agree(tmp_path: Path) -> N
             (program, {v: r.stdout for v, r in runs.items()})
     r = wl(home, "run", "--rm", "wasmlab/busybox", "echo", "hi from the sidecar")
     assert r.returncode == 0 and r.stdout == "hi from the sidecar\n", r.stderr
+
+
+def _busybox_image(home: Path, tmp_path: Path) -> None:
+    r = wl(home, "samples", "--json")
+    assert r.returncode == 0, r.stderr
+
+
+def test_add_of_an_archive_never_writes_outside_the_image(tmp_path: Path) -> None:
+    """A tar whose symlink points at a host path, then a file through it: after a RUN (the build works on a
+    real rootfs then), the file must land inside the image, never on the host."""
+    import io
+    import tarfile
+
+    busybox()
+    home = tmp_path / "home"
+    _busybox_image(home, tmp_path)
+    outside = tmp_path / "host-target"
+    outside.mkdir()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with tarfile.open(ctx / "evil.tar", "w") as tar:
+        link = tarfile.TarInfo("a")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        tar.addfile(link)
+        data = b"pwned\n"
+        member = tarfile.TarInfo("a/pwned.txt")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    (ctx / "Containerfile").write_text("FROM wasmlab/busybox\nRUN true\nADD evil.tar /x/\n"
+                                       f'CMD ["/bin/cat", "{outside}/pwned.txt"]\n')
+    r = wl(home, "build", "-t", "evil", str(ctx))
+    assert list(outside.iterdir()) == [], "the build wrote on the host"
+    if r.returncode == 0:  # followed inside the image, as a chroot would
+        ran = wl(home, "run", "--rm", "evil")
+        assert ran.returncode == 0 and ran.stdout == "pwned\n", ran.stderr
+    else:
+        assert "outside the image" in r.stderr, r.stderr
+
+
+def test_run_runs_as_user_and_a_directory_may_become_a_file(tmp_path: Path) -> None:
+    busybox()
+    home = tmp_path / "home"
+    _busybox_image(home, tmp_path)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(
+        "FROM wasmlab/busybox\nRUN mkdir -p /d && echo in > /d/f\n"
+        "RUN rm -rf /d && echo file > /d && mkdir -m 1777 /tmp\n"
+        "USER 1234:1234\nRUN id -u > /tmp/who\n"
+        'CMD ["/bin/sh", "-c", "cat /d; cat /tmp/who"]\n')
+    r = wl(home, "build", "-t", "retyped", str(ctx))
+    assert r.returncode == 0, r.stderr
+    ran = wl(home, "run", "--rm", "retyped")
+    assert ran.returncode == 0 and ran.stdout == "file\n1234\n", (ran.stdout, ran.stderr)
+    # and the layers are ones other tools accept too
+    archive = tmp_path / "retyped.tar"
+    assert wl(home, "save", "-o", str(archive), "retyped").returncode == 0
+    other = tmp_path / "other"
+    assert wl(other, "load", "-i", str(archive)).returncode == 0
+    assert wl(other, "run", "--rm", "retyped").stdout == "file\n1234\n"
