@@ -948,7 +948,7 @@ class _Build:
         if any(ch in rel for ch in "*?["):
             found = []
             for cand in _walk_names(root, rules):
-                if fnmatch.fnmatchcase(cand, rel) and (in_image or not rules.ignored(cand)):
+                if _glob_match(cand, rel) and (in_image or not rules.ignored(cand)):
                     found.append((cand, root / cand))
             if not found:
                 raise self.error(ins, f"{ins.keyword} source {src!r} matches no files in the build context",
@@ -1005,9 +1005,9 @@ class _Build:
     def _add_archive(self, stage: _Stage, ins: cf.Instruction, path: Path, dest_rel: str, uid: int,
                      gid: int) -> None:
         try:
-            with open(path, "rb") as fh, decompressed(fh) as plain, \
-                    tarfile.open(fileobj=plain, mode="r|") as tar:
+            with _archive_stream(path) as plain, tarfile.open(fileobj=plain, mode="r|") as tar:
                 total = 0
+                files: dict[str, bytes] = {}
                 for m in tar:
                     name = m.name
                     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -1029,7 +1029,16 @@ class _Build:
                                              "the archive looks like an archive bomb")
                         src = tar.extractfile(m)
                         data = src.read() if src else b""
+                        files["/".join(parts)] = data
                         stage.add_entry(target, Entry("file", m.mode, *owner, data=data))
+                    elif m.islnk():
+                        # A hard link to a file earlier in the archive: the same content at this name too.
+                        linked = "/".join(p for p in m.linkname.split("/") if p not in ("", "."))
+                        if linked not in files:
+                            raise self.error(ins, f"ADD archive {path.name} has a hard link {name!r} to "
+                                                  f"{m.linkname!r}, which it does not hold",
+                                             "fix the archive")
+                        stage.add_entry(target, Entry("file", m.mode, *owner, data=files[linked]))
         except (tarfile.TarError, EOFError, OSError) as exc:
             if isinstance(exc, BuildError):
                 raise
@@ -1045,15 +1054,41 @@ def _walk_names(root: Path, rules: IgnoreRules) -> Iterator[str]:
             yield name if rel_dir == "." else f"{rel_dir}/{name}"
 
 
+def _glob_match(name: str, pattern: str) -> bool:
+    """COPY's globs, as Go's filepath.Match has them: `*`, `?` and `[...]` never cross a `/`."""
+    names, patterns = name.split("/"), pattern.split("/")
+    return len(names) == len(patterns) and all(fnmatch.fnmatchcase(n, p) for n, p in zip(names, patterns, strict=True))
+
+
 def _is_archive(path: Path) -> bool:
+    """A tar, possibly gzip-, bzip2-, xz- or zstd-compressed: what ADD unpacks (anything else is copied)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError:
+        with _archive_stream(path) as plain:
+            head = plain.read(512)
+    except Exception:  # not compressed as its magic says (bz2, lzma, zstd and gzip errors alike): a file
         return False
-    if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd":
-        return True
     return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+@contextlib.contextmanager
+def _archive_stream(path: Path) -> Iterator[Any]:
+    """The uncompressed bytes of an ADD source, by magic number."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+        fh.seek(0)
+        if head[:3] == b"BZh":
+            import bz2
+
+            with bz2.BZ2File(fh) as plain:
+                yield plain
+        elif head == b"\xfd7zXZ\x00":
+            import lzma
+
+            with lzma.LZMAFile(fh) as plain:
+                yield plain
+        else:
+            with decompressed(fh) as plain:
+                yield plain
 
 
 def _find_program(root: Path, program: str, env: list[str], stage: _Stage) -> bool:

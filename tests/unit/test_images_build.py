@@ -258,6 +258,32 @@ def test_add_extracts_local_tar_archives(store: ImageStore, ctx: Path) -> None:
     assert tar_file(layer, "plain.wasm") == hello_wasm()
 
 
+def test_add_unpacks_what_buildah_unpacks_and_copies_the_rest(store: ImageStore, ctx: Path) -> None:
+    """bzip2 and xz tars are unpacked, hard links inside keep their content, and a gzip file that holds no
+    tar is copied as it is."""
+    import bz2
+    import lzma
+
+    plain = tar_bytes([("file", "orig", b"same\n"), ("hardlink", "hard", "orig")])
+    write(ctx, "FROM scratch\nADD a.tar.bz2 /bz/\nADD a.tar.xz /xz/\nADD notes.txt.gz /gz/\n",
+          **{"a.tar.bz2": bz2.compress(plain), "a.tar.xz": lzma.compress(plain),
+             "notes.txt.gz": gzip.compress(b"just text\n")})
+    build(ctx, tag="x")
+    layer = image_parts(store, "x")[2][0]
+    for folder in ("bz", "xz"):
+        assert tar_file(layer, f"{folder}/orig") == b"same\n" == tar_file(layer, f"{folder}/hard")
+    assert gzip.decompress(tar_file(layer, "gz/notes.txt.gz")) == b"just text\n"
+
+
+def test_copy_globs_do_not_cross_folders(store: ImageStore, ctx: Path) -> None:
+    (ctx / "sub" / "inner").mkdir(parents=True)
+    (ctx / "sub" / "inner" / "deep.txt").write_text("deep\n")
+    write(ctx, "FROM scratch\nCOPY *.txt /g/\nCOPY sub/*/*.txt /h/\n", **{"top.txt": "top\n"})
+    build(ctx, tag="x")
+    names = set(tar_names(image_parts(store, "x")[2][0]))
+    assert {"g/top.txt", "h/deep.txt"} <= names and "g/deep.txt" not in names
+
+
 def test_add_refuses_archives_that_escape(store: ImageStore, ctx: Path) -> None:
     evil = tar_bytes([("file", "../../etc/x", b"x")])
     write(ctx, "FROM scratch\nADD evil.tar /opt/\n", **{"evil.tar": evil})
