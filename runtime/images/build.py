@@ -123,6 +123,16 @@ def parse_platform(text: str | None) -> Platform | None:
     return Platform(os_name, _ARCH[arch], variant)
 
 
+def _platform_args(target: Platform, build: Platform) -> dict[str, str]:
+    out = {}
+    for prefix, plat in (("TARGET", target), ("BUILD", build)):
+        out[f"{prefix}PLATFORM"] = str(plat)
+        out[f"{prefix}OS"] = plat.os
+        out[f"{prefix}ARCH"] = plat.architecture
+        out[f"{prefix}VARIANT"] = plat.variant or ""
+    return out
+
+
 def host_platform_default() -> Platform:
     return Platform("linux", _ARCH.get(host_platform.machine(), "amd64"))
 
@@ -619,6 +629,8 @@ class _Build:
         self.build_args = dict(build_args)
         self.used_args: set[str] = set()
         self.platform = platform
+        # The platform ARGs buildah and BuildKit predefine (TARGETARCH, BUILDPLATFORM, ...), for `ARG NAME`.
+        self.platform_args = _platform_args(platform or host_platform_default(), host_platform_default())
         self.run_step = run_step
         self.run_step_takes_user = run_step is not None and "user" in _parameters(run_step)
         self.progress = progress
@@ -743,6 +755,8 @@ class _Build:
                 stage.args[name] = stage.expand(default, ins)
             elif name in self.global_args:
                 stage.args[name] = self.global_args[name]
+            elif name in self.platform_args:
+                stage.args[name] = self.platform_args[name]
 
     def _do_env(self, stage: _Stage, ins: cf.Instruction) -> None:
         before = stage.expansion_env()
@@ -776,6 +790,7 @@ class _Build:
         for word in ins.args:
             port = stage.expand(word, ins)
             num, _, proto = port.partition("/")
+            proto = proto.lower()
             if not num.replace("-", "").isdigit() or proto not in ("", "tcp", "udp", "sctp"):
                 raise self.error(ins, f"invalid port {port!r}", "write EXPOSE 8080 or EXPOSE 8080/udp")
             ports[f"{num}/{proto or 'tcp'}"] = {}

@@ -137,7 +137,7 @@ def _stage(index: int, head: Instruction, body: list[Instruction]) -> Stage:
 
 def parse(text: str, source: str = "Containerfile") -> Containerfile:
     """Parse Containerfile TEXT; raise BuildError naming the line on any syntax error."""
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()  # a byte-order mark (some editors write one)
     directives: dict[str, str] = {}
     escape = "\\"
     start = 0
@@ -297,12 +297,13 @@ def _parse_from(ins: Instruction, escape: str, source: str) -> Instruction:
 def _parse_pairs(ins: Instruction, escape: str, source: str) -> Instruction:
     words = split_words(ins.text, escape)
     pairs: list[tuple[str, str | None]] = []
-    if ins.keyword == "ENV" and words and "=" not in words[0]:
-        # Legacy form: ENV KEY value with spaces
-        key, _, value = ins.text.partition(" ")
+    if ins.keyword in ("ENV", "LABEL") and words and "=" not in words[0]:
+        # The legacy one-pair form, KEY value (a tab separates as well as a space).
+        key, value = [*ins.text.strip().split(None, 1), ""][:2]
         if not value.strip():
-            raise syntax_error(ins.line, f"ENV {key} has no value", "write ENV KEY=VALUE", source)
-        pairs.append((key, value.strip()))
+            what = f"ENV {key} has no value" if ins.keyword == "ENV" else f"LABEL expects KEY=VALUE, got {key!r}"
+            raise syntax_error(ins.line, what, f"write {ins.keyword} KEY=VALUE", source)
+        pairs.append((key, value.strip() if ins.keyword == "ENV" else value.strip().strip('"')))
     else:
         for word in words:
             key, eq, value = word.partition("=")

@@ -275,6 +275,16 @@ def test_add_unpacks_what_buildah_unpacks_and_copies_the_rest(store: ImageStore,
     assert gzip.decompress(tar_file(layer, "gz/notes.txt.gz")) == b"just text\n"
 
 
+def test_legacy_forms_bom_and_platform_args_as_buildah_reads_them(store: ImageStore, ctx: Path) -> None:
+    write(ctx, "\ufeffFROM scratch\nARG TARGETARCH\nARG TARGETPLATFORM\nLABEL maintainer learner\n"
+               "ENV GREETING\thello there\nEXPOSE 80/TCP\nLABEL arch=$TARGETARCH plat=$TARGETPLATFORM\n"
+               "COPY hello.wasm /\n")
+    build(ctx, tag="x", platform="linux/arm64")
+    cfg = image_parts(store, "x")[1]["config"]
+    assert cfg["Labels"] == {"maintainer": "learner", "arch": "arm64", "plat": "linux/arm64"}
+    assert cfg["Env"][-1] == "GREETING=hello there" and cfg["ExposedPorts"] == {"80/tcp": {}}
+
+
 def test_copy_globs_do_not_cross_folders(store: ImageStore, ctx: Path) -> None:
     (ctx / "sub" / "inner").mkdir(parents=True)
     (ctx / "sub" / "inner" / "deep.txt").write_text("deep\n")
