@@ -920,7 +920,7 @@ class _Build:
             dest_is_dir = True
         if not dest_is_dir:
             dest_rel = stage.resolve(dest_path, follow_last=False)
-        for _, path in matched:
+        for rel, path in matched:
             if path.is_dir():
                 stage.mkdirs(dest_rel, uid, gid)
                 self._copy_tree(stage, root, rules, path, dest_rel, uid, gid, mode)
@@ -928,7 +928,9 @@ class _Build:
                 stage.mkdirs(dest_rel, uid, gid)
                 self._add_archive(stage, ins, path, dest_rel, uid, gid)
             else:
-                target = posixpath.join(dest_rel, path.name) if dest_is_dir else dest_rel
+                # The name the source was given by (a symbolic link's own, not its target's), as buildah.
+                name = posixpath.basename(rel) if rel not in ("", ".") else path.name
+                target = posixpath.join(dest_rel, name) if dest_is_dir else dest_rel
                 target = stage.resolve(target, follow_last=False)
                 if not target:
                     raise self.error(ins, f"cannot copy a file onto the root directory ({dest!r})",

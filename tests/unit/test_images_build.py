@@ -285,6 +285,14 @@ def test_legacy_forms_bom_and_platform_args_as_buildah_reads_them(store: ImageSt
     assert cfg["Env"][-1] == "GREETING=hello there" and cfg["ExposedPorts"] == {"80/tcp": {}}
 
 
+def test_copy_of_a_symlink_keeps_the_links_name(store: ImageStore, ctx: Path) -> None:
+    write(ctx, "FROM scratch\nCOPY link /ldir/\n", **{"a.txt": "content\n"})
+    (ctx / "link").symlink_to("a.txt")
+    build(ctx, tag="x")
+    layer = image_parts(store, "x")[2][0]
+    assert tar_file(layer, "ldir/link") == b"content\n" and "ldir/a.txt" not in tar_names(layer)
+
+
 def test_copy_globs_do_not_cross_folders(store: ImageStore, ctx: Path) -> None:
     (ctx / "sub" / "inner").mkdir(parents=True)
     (ctx / "sub" / "inner" / "deep.txt").write_text("deep\n")
