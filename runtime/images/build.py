@@ -729,6 +729,13 @@ class _Build:
                              "what the store has") from None
         manifest = self.store.manifest(image)
         config = self.store.config(manifest)
+        base_os, base_arch = str(config.get("os") or ""), str(config.get("architecture") or "")
+        want = self.platform
+        if want is not None and base_os and base_arch and (
+                (want.os.startswith("wasi"), want.architecture) != (base_os.startswith("wasi"), base_arch)
+                or (not want.os.startswith("wasi") and want.os != base_os)):
+            raise self.error(head, f"base image {ref!r} is {base_os}/{base_arch}, not {want}",
+                             "build without --platform, or start from an image for that platform")
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         layers_desc = list(manifest.get("layers") or [])
         if len(diff_ids) != len(layers_desc):

@@ -293,6 +293,18 @@ def test_copy_of_a_symlink_keeps_the_links_name(store: ImageStore, ctx: Path) ->
     assert tar_file(layer, "ldir/link") == b"content\n" and "ldir/a.txt" not in tar_names(layer)
 
 
+def test_platform_must_match_the_base_image(store: ImageStore, ctx: Path) -> None:
+    """--platform does not relabel an amd64 base as arm64 (or as Wasm): buildah refuses it too."""
+    layer = tar_bytes([("file", "etc/os-release", b"ID=test\n")])
+    store_image(store, "base:amd", [layer], {"Env": ["PATH=/bin"]})
+    write(ctx, "FROM base:amd\nCOPY hello.wasm /\n")
+    base_os = image_parts(store, "base:amd")[1]["os"]
+    for platform in ("linux/arm64", "wasi/wasm"):
+        with pytest.raises(BuildError, match="not " + ("wasip1/wasm" if platform.startswith("wasi") else platform)):
+            build(ctx, tag="x", platform=platform)
+    build(ctx, tag="x", platform=f"{base_os}/{image_parts(store, 'base:amd')[1]['architecture']}")
+
+
 def test_copy_globs_do_not_cross_folders(store: ImageStore, ctx: Path) -> None:
     (ctx / "sub" / "inner").mkdir(parents=True)
     (ctx / "sub" / "inner" / "deep.txt").write_text("deep\n")
