@@ -9,7 +9,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,8 @@ class Lab:
 
     def resolve(self, name_or_id: str) -> str:
         """The container id for a name, an id, or a unique id prefix."""
+        if not name_or_id.strip():
+            raise UsageError("no container name given", "list them with `wasmlab ps -a`")
         metas = self._all_meta()
         for m in metas:
             if name_or_id in (m["name"], m["id"]):
@@ -114,8 +116,10 @@ class Lab:
     def run(self, image: str, command: Sequence[str] | None = None, *, name: str | None = None, rm: bool = False,
             detach: bool = False, annotations: Mapping[str, str] | None = None, env: Sequence[str] | None = None,
             engine: str | None = None, entrypoint: Sequence[str] | None = None,
-            stdio: tuple[int, int, int] | None = None) -> LabRun:
-        """Run IMAGE like `podman run`. In the foreground, output goes to stdio (and the log) and this waits."""
+            stdio: tuple[int, int, int] | None = None, on_created: Callable[[str], None] | None = None) -> LabRun:
+        """Run IMAGE like `podman run`. In the foreground, output goes to stdio (and the log) and this waits.
+
+        on_created(id) is called once the container exists (a face forwards signals to it from then on)."""
         if engine is not None and engine not in WASM_ENGINES:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
         cid = secrets.token_hex(6)
@@ -155,7 +159,7 @@ class Lab:
                     os.close(null)
                 self.runtime.start(cid)
                 return LabRun(cid, name, None)
-            return self._foreground(cid, name, cdir, log_fd, stdio, rm)
+            return self._foreground(cid, name, cdir, log_fd, stdio, rm, on_created)
         except WasmlabError:
             self._discard(cid)
             raise
@@ -163,7 +167,7 @@ class Lab:
             os.close(log_fd)
 
     def _foreground(self, cid: str, name: str, cdir: Path, log_fd: int, stdio: tuple[int, int, int] | None,
-                    rm: bool) -> LabRun:
+                    rm: bool, on_created: Callable[[str], None] | None = None) -> LabRun:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
@@ -176,6 +180,8 @@ class Lab:
                   threading.Thread(target=_relay, args=(err_r, (sinks[2], log_fd)), daemon=True)]
         for t in relays:
             t.start()
+        if on_created is not None:
+            on_created(cid)
         try:
             self.runtime.start(cid)
             rec = self.runtime.wait(cid)
@@ -202,6 +208,9 @@ class Lab:
         rows = []
         for m in self._all_meta():
             info = self._info(m)
+            if m.get("rm") and m.get("detach") and info.status not in ALIVE:
+                self._discard(m["id"])  # `run -d --rm`: gone once it has exited, as with podman
+                continue
             if all or info.status in ALIVE:
                 rows.append(info)
         return sorted(rows, key=lambda r: r.created, reverse=True)
@@ -276,7 +285,7 @@ class Lab:
 
         cid = self.resolve(name)
         argv = [sys.executable, "-m", "wasmlab.runtime.cli.oci", "--root", self.runtime.root, "exec"]
-        argv += [f"--env={e}" for e in env] + (["--tty"] if tty else []) + [cid, *command]
+        argv += [f"--env={e}" for e in _host_env(env)] + (["--tty"] if tty else []) + [cid, *command]
         return subprocess.run(argv, check=False).returncode
 
     def pause(self, name: str) -> str:
@@ -348,6 +357,10 @@ def _host_env(env: Sequence[str]) -> list[str]:
     """`-e NAME` without a value passes the caller's NAME through, as podman does (left out if unset)."""
     out = []
     for entry in env:
+        name = entry.partition("=")[0]
+        if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise UsageError(f"invalid environment entry {entry!r}",
+                             "write -e NAME=VALUE, or -e NAME to pass on this shell's value")
         if "=" in entry:
             out.append(entry)
         elif entry in os.environ:

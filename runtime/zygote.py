@@ -237,7 +237,9 @@ class Zygote:
     def _reap_now(self, cid: str) -> None:
         """A new container wants the id of one whose exit was reported but not yet reaped: reap it first."""
         for pid, live in list(self.live.items()):
-            if live.id == cid:
+            # Only one that has said it is exiting: waiting for a running one would block this zygote (and
+            # every caller) for as long as it runs. A live one makes the new create fail: ContainerExists.
+            if live.id == cid and live.exited:
                 try:
                     _, status, usage = os.wait4(pid, 0)
                 except ChildProcessError:

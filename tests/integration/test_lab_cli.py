@@ -322,3 +322,47 @@ def test_run_runs_as_user_and_a_directory_may_become_a_file(tmp_path: Path) -> N
     other = tmp_path / "other"
     assert wl(other, "load", "-i", str(archive)).returncode == 0
     assert wl(other, "run", "--rm", "retyped").stdout == "file\n1234\n"
+
+
+def test_signals_to_a_foreground_run_reach_its_container_and_rm_still_happens(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert wl(home, "samples", "-q", "--no-busybox").returncode == 0
+    env = dict(os.environ, WASMLAB_HOME=str(home))
+    for image, args, signals, code in (("wasmlab/loop:compat", ["/loop.wasm", "0", "50"], ["TERM"], 143),
+                                       ("wasmlab/loop:linux", ["/loop", "0", "50"], ["INT", "INT"], 137)):
+        proc = subprocess.Popen([WASMLAB, "run", "--rm", "--name", "fg", image, *args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().startswith("tick")
+            for name in signals:  # a Linux pid 1 ignores SIGINT: the second one kills it
+                proc.send_signal(getattr(__import__("signal"), f"SIG{name}"))
+                time.sleep(0.3)
+            proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == code, (image, proc.returncode)
+        assert json.loads(wl(home, "ps", "-a", "--json").stdout) == [], image
+
+
+def test_container_verbs_refuse_bad_input_and_detached_rm_cleans_up(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert wl(home, "samples", "-q", "--no-busybox").returncode == 0
+    assert wl(home, "run", "-d", "--rm", "--name", "brief", "wasmlab/exitcode:linux").returncode == 0
+    assert wl(home, "run", "-d", "--name", "stays", "wasmlab/loop:compat").returncode == 0
+    try:
+        for argv, words in ((["rm", ""], "no container name"), (["inspect", ""], "name given"),
+                            (["run", "--rm", "-e", "=x", "wasmlab/hello:compat"], "invalid environment entry"),
+                            (["exec", "-e", "=x", "stays", "/x"], "invalid environment entry"),
+                            (["run", "--rm", "--annotation", "=x", "wasmlab/hello:compat"], "KEY=VALUE")):
+            r = wl(home, *argv)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode != 0 and len(lines) == 1 and words in lines[0], (argv, r.stderr)
+        deadline = time.monotonic() + 10
+        while "brief" in wl(home, "ps", "-a").stdout:  # --rm: gone once it has exited
+            assert time.monotonic() < deadline, "run -d --rm left its container"
+            time.sleep(0.1)
+        assert "stays" in wl(home, "ps").stdout
+    finally:
+        wl(home, "rm", "-f", "stays")

@@ -397,6 +397,21 @@ def test_a_subscriber_may_look_at_the_container_it_hears_about(runtime, wasm_bun
     assert seen[0] in ("stopped", "deleted")
 
 
+def test_creating_an_existing_id_is_refused_at_once(runtime, wasm_bundle: Path) -> None:
+    """The zygote must not wait for a running container of that id (it used to, wedging every caller)."""
+    from wasmlab.runtime.errors import ContainerExists
+
+    runtime.create("twice", str(wasm_bundle))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ContainerExists):
+            runtime.create("twice", str(wasm_bundle))
+        assert time.monotonic() - t0 < 10
+        assert runtime.run("meanwhile", str(wasm_bundle), timeout=20).exit_code == 0
+    finally:
+        runtime.delete("twice", force=True)
+
+
 def test_runtime_is_safe_from_threads(runtime, busybox_bundle: Path) -> None:
     results: dict[int, bytes] = {}
 
