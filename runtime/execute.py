@@ -45,7 +45,9 @@ def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool
     joins = [(name, f"/proc/{target}/ns/{name}") for name in _ORDER
              if os.path.exists(f"/proc/{target}/ns/{name}")
              and os.readlink(f"/proc/{target}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}")]
-    cg = cgroups.open_existing(state["cgroup"]) if state.get("cgroup") else None
+    # `state` is what `state` prints: the cgroup is among wasmlab's extras.
+    cgroup_path = state.get("cgroup") or (state.get("wasmlab") or {}).get("cgroup")
+    cg = cgroups.open_existing(cgroup_path) if cgroup_path else None
     console_fd = console.connect(console_socket) if process.get("terminal") and console_socket else None
     report_r, report_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     child = sc.fork()

@@ -124,6 +124,9 @@ def test_busybox_sidecar_with_run_step_and_compat_smart(tmp_path: Path) -> None:
     try:
         r = wl(home, "exec", "-e", "WHO=learner", "side", "/bin/sh", "-c", "cat /marker; echo $WHO; exit 4")
         assert r.returncode == 4 and r.stdout == "built-by-run\nlearner\n", r.stderr
+        # an exec'd process joins the container's cgroup (so pause freezes it and limits hold it)
+        r = wl(home, "exec", "side", "/bin/cat", "/proc/self/cgroup")
+        assert "pids:/\n" in r.stdout and "/.." not in r.stdout, r.stdout
     finally:
         assert wl(home, "rm", "-f", "side").returncode == 0
 
