@@ -446,10 +446,11 @@ class ZygoteClient:
         except OSError:
             pass
         self.sock.close()
-        # The zygote exits by itself once it has no containers left; detached ones keep it (their
-        # reaper) alive after we are gone, so it is never killed here.
+        # The zygote exits by itself once it has no containers left (within milliseconds of seeing us
+        # go); detached ones keep it (their reaper) alive after we are gone, so it is never killed here,
+        # and waiting long for it would only delay `wasmlab run -d` (it used to wait 2 s).
         try:
-            self.proc.wait(timeout=2)
+            self.proc.wait(timeout=0.3)
         except subprocess.TimeoutExpired:
             pass
 
