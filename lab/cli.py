@@ -233,11 +233,23 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    """As podman: every container named is tried; the first error is reported once all were."""
+    if not args.all and not args.containers:
+        raise UsageError("rm needs a container name or id, or --all", "list them with `wasmlab ps -a`")
+    failed: WasmlabError | None = None
     with _lab(args) as lab:
         names = [r.id for r in lab.ps(all=True)] if args.all else args.containers
         for name in names:
-            lab.rm(name, force=args.force)
+            try:
+                lab.rm(name, force=args.force)
+            except WasmlabError as exc:
+                if failed is None:
+                    failed = exc
+                print(f"Error: {exc.one_line()}", file=sys.stderr)
+                continue
             print(name)
+    if failed is not None:
+        return failed.exit_code or 1
     return 0
 
 
@@ -592,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code if exc.exit_code != 0 else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `wasmlab ps --json | head`: the reader has what it wanted. Quiet, as other tools are.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,15 +126,25 @@ class Lab:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
         cid = secrets.token_hex(6)
         name = name or f"wasmlab_{cid[:6]}"
-        if any(m["name"] == name for m in self._all_meta()):
-            raise ContainerExists(f"the name {name!r} is in use", f"`wasmlab rm {name}` or pick another --name")
+        if not _NAME.match(name):
+            raise UsageError(f"invalid container name {name!r}",
+                             "names start with a letter or digit, then letters, digits, '_', '.' or '-'")
         anns = dict(annotations or {})
         if engine:
             anns[ENGINE_ANNOTATION] = engine
         anns[NAME_ANNOTATION] = name
         anns[IMAGE_ANNOTATION] = image
         cdir = self._dir(cid)
-        cdir.mkdir(parents=True)
+        self.containers_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.containers_dir.parent / ".container-names.lock"):
+            # Checked and claimed under one lock (the claim is a first meta.json): two runs with one --name
+            # cannot both win.
+            if any(m["name"] == name for m in self._all_meta()):
+                raise ContainerExists(f"the name {name!r} is in use", f"`wasmlab rm {name}` or pick another --name")
+            cdir.mkdir(parents=True)
+            (cdir / "meta.json").write_text(json.dumps({"id": cid, "name": name, "image": image, "command": [],
+                                                        "created": time.time(), "rm": rm, "detach": detach,
+                                                        "creating": True}))
         try:
             unpacked = self.images.unpack(image, cdir / "bundle", args=list(command) if command else None,
                                           env=_host_env(env or []), annotations=anns,
@@ -208,7 +220,7 @@ class Lab:
         rows = []
         for m in self._all_meta():
             info = self._info(m)
-            if m.get("rm") and m.get("detach") and info.status not in ALIVE:
+            if m.get("rm") and m.get("detach") and info.status not in ALIVE and not m.get("creating"):
                 self._discard(m["id"])  # `run -d --rm`: gone once it has exited, as with podman
                 continue
             if all or info.status in ALIVE:
@@ -223,7 +235,8 @@ class Lab:
             return ContainerInfo(m["id"], m["name"], m["image"], m["command"], status, m["created"],
                                  extra.get("handler"), exit_code, int(st.get("pid") or 0), st.get("annotations") or {})
         except ContainerNotFound:
-            return ContainerInfo(m["id"], m["name"], m["image"], m["command"], "exited", m["created"])
+            status = "creating" if m.get("creating") else "exited"
+            return ContainerInfo(m["id"], m["name"], m["image"], m["command"], status, m["created"])
 
     def inspect(self, name: str) -> dict[str, Any]:
         cid = self.resolve(name)
@@ -366,3 +379,18 @@ def _host_env(env: Sequence[str]) -> list[str]:
         elif entry in os.environ:
             out.append(f"{entry}={os.environ[entry]}")
     return out
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

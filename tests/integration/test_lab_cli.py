@@ -369,3 +369,24 @@ def test_container_verbs_refuse_bad_input_and_detached_rm_cleans_up(tmp_path: Pa
         assert "stays" in wl(home, "ps").stdout
     finally:
         wl(home, "rm", "-f", "stays")
+
+
+def test_one_name_one_container_even_when_runs_race(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert wl(home, "samples", "-q", "--no-busybox").returncode == 0
+    env = dict(os.environ, WASMLAB_HOME=str(home))
+    procs = [subprocess.Popen([WASMLAB, "run", "-d", "--name", "same", "wasmlab/loop:compat"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+             for _ in range(6)]
+    try:
+        results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+        assert sum(code == 0 for code, _ in results) == 1, results
+        assert all("is in use" in err for code, err in results if code != 0), results
+        assert [c["name"] for c in json.loads(wl(home, "ps", "-a", "--json").stdout)] == ["same"]
+        r = wl(home, "run", "--name", "a b", "wasmlab/hello:compat")
+        assert r.returncode != 0 and "invalid container name" in r.stderr
+        r = wl(home, "rm", "nope", "same")  # podman tries every one, then reports the failure
+        assert r.returncode != 0 and "nope" in r.stderr
+    finally:
+        wl(home, "rm", "-f", "same")
+    assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
