@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from wasmlab.runtime.errors import UsageError, WasmlabError
+from wasmlab.runtime.signals import Forwarder
 
 
 def _kv(items: list[str] | None, what: str) -> dict[str, str]:
@@ -131,11 +133,13 @@ def _run_step(lab: Any) -> Callable[..., int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     with _lab(args) as lab:
-        proxy = None if args.detach else _SignalProxy(lab)
+        # As podman's --sig-proxy; a Linux pid 1 may ignore the first stop signal, so a second one kills.
+        proxy = None if args.detach else Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True)
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=_kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
                       entrypoint=[args.entrypoint] if args.entrypoint else None,
-                      on_created=proxy.target if proxy else None)
+                      on_created=(lambda cid: proxy.target(lambda sig: _kill_quietly(lab, cid, sig)))
+                      if proxy else None)
     if args.detach:
         print(res.id)
         return 0
@@ -144,43 +148,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(res.exit_code or 0)
 
 
-class _SignalProxy:
-    """As podman's --sig-proxy: SIGTERM, SIGINT and SIGHUP to a foreground `run` go to its container, which
-    then ends as it would, output and --rm included (a second one kills it); one that comes before the
-    container exists waits for it."""
-
-    def __init__(self, lab: Any) -> None:
-        import signal
-
-        self.lab = lab
-        self.cid = ""
-        self.received = 0
-        self.pending: list[int] = []
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        import signal
-
-        if not self.cid:
-            self.pending.append(signum)
-            return
-        self.received += 1
-        # pid 1 of a pid namespace ignores signals it has no handler for: the second one kills it.
-        self._send(signum if self.received == 1 else signal.SIGKILL)
-
-    def target(self, cid: str) -> None:
-        self.cid = cid
-        for signum in self.pending:
-            self._send(signum)
-
-    def _send(self, signum: int) -> None:
-        from wasmlab.runtime.errors import WasmlabError
-
-        try:
-            self.lab.runtime.kill(self.cid, signum)
-        except WasmlabError:
-            pass  # it has just ended
+def _kill_quietly(lab: Any, cid: str, signum: int) -> None:
+    try:
+        lab.runtime.kill(cid, signum)
+    except WasmlabError:
+        pass  # it has just ended
 
 
 def cmd_exec(args: argparse.Namespace) -> int:

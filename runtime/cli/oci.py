@@ -119,6 +119,7 @@ def _handlers(annotations: dict[str, str], engine: str) -> dict[str, Any]:
 def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
     from wasmlab.runtime import sandbox
     from wasmlab.runtime.launch import launch
+    from wasmlab.runtime.signals import Forwarder
     from wasmlab.runtime.spec import runtime as spec_mod
     from wasmlab.runtime.store.state import StateDir, check_id
 
@@ -128,12 +129,12 @@ def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
     engine = args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"
     handlers = _handlers(spec.annotations, engine)
     sd = StateDir(_root(args), args.id)
-    forwarder = _Forwarder() if autostart and not args.detach else None
+    forwarder = Forwarder() if autostart and not args.detach else None  # as `runc run`
     launched = launch(plan, sd, handlers=handlers, default_engine=engine, console_socket=args.console_socket,
                       pid_file=args.pid_file, autostart=autostart, owner="cli",
                       record_exit=not autostart)  # we exit after create: a Wasm init records its own exit
     if forwarder is not None:
-        forwarder.target(launched.pid)
+        forwarder.target(lambda signum: _kill_quietly(launched.pid, signum))
     if launched.cgroup is None and any(plan.resources.get(k) for k in ("memory", "pids", "cpu")):
         sys.stderr.write("wasmlab-oci: warning: the memory, pids and cpu limits are not applied: rootless, "
                          "this machine gives us no cgroup to write them to (hint: run as root, or use a "
@@ -143,37 +144,11 @@ def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
     return _wait_foreground(args, launched)
 
 
-class _Forwarder:
-    """As `runc run` does: what the foreground runtime receives, its container receives. Armed before the
-    container exists; a signal that comes before its pid is known is passed on as soon as it is."""
-
-    SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
-
-    def __init__(self) -> None:
-        import signal
-
-        self.pid = 0
-        self.pending: list[int] = []
-        for name in self.SIGNALS:
-            signal.signal(getattr(signal, name), self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.pid:
-            self._send(signum)
-        else:
-            self.pending.append(signum)
-
-    def target(self, pid: int) -> None:
-        self.pid = pid
-        for signum in self.pending:
-            self._send(signum)
-        self.pending.clear()
-
-    def _send(self, signum: int) -> None:
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+def _kill_quietly(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _wait_foreground(args: argparse.Namespace, launched: Any) -> int:

@@ -1,0 +1,44 @@
+"""Signal forwarding for a foreground runtime: what it receives, its container receives (as runc run does)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterable
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGWINCH)
+
+
+class Forwarder:
+    """Armed before the container exists: a signal that comes before its target is known is passed on as
+    soon as it is. With escalate, a second stop signal becomes SIGKILL (a Linux pid 1 ignores the signals
+    it has no handler for, so the first may do nothing)."""
+
+    def __init__(self, signals: Iterable[int] = FORWARDED, *, escalate: bool = False) -> None:
+        self.escalate = escalate
+        self.send: Callable[[int], None] | None = None
+        self.pending: list[int] = []
+        self.stops = 0
+        for sig in signals:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.send is None:
+            self.pending.append(signum)
+            return
+        self._pass_on(signum)
+
+    def _pass_on(self, signum: int) -> None:
+        assert self.send is not None
+        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self.stops += 1
+            if self.escalate and self.stops > 1:
+                signum = signal.SIGKILL
+        self.send(signum)
+
+    def target(self, send: Callable[[int], None]) -> None:
+        """From now on signals go to send(signum); the ones that came before go first."""
+        self.send = send
+        for signum in self.pending:
+            self._pass_on(signum)
+        self.pending.clear()
