@@ -132,6 +132,7 @@ def _run_step(lab: Any) -> Callable[..., int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _refuse_tty(args)
     with _lab(args) as lab:
         # As podman's --sig-proxy; a Linux pid 1 may ignore the first stop signal, so a second one kills.
         proxy = None if args.detach else Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True)
@@ -155,7 +156,21 @@ def _kill_quietly(lab: Any, cid: str, signum: int) -> None:
         pass  # it has just ended
 
 
+def _tty_flags(parser: argparse.ArgumentParser) -> None:
+    """podman's -i and -t (typed together as -it): stdin is always attached in the foreground; there is no
+    terminal yet, which -t says in one line instead of argparse's "unrecognized arguments"."""
+    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached (always so)")
+    parser.add_argument("-t", "--tty", action="store_true", help="not supported yet: there is no terminal")
+
+
+def _refuse_tty(args: argparse.Namespace) -> None:
+    if getattr(args, "tty", False):
+        raise UsageError("wasmlab has no terminal for containers yet (-t)",
+                         "drop -t: output still streams and stdin is attached, e.g. wasmlab exec -i NAME sh")
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
+    _refuse_tty(args)
     if not args.command:
         raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
     with _lab(args) as lab:
@@ -440,12 +455,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=("wasmtime", "wasmer"))
     r.add_argument("--entrypoint")
     r.add_argument("--json", action="store_true", help="print the run's decision and timings")
+    _tty_flags(r)
     r.add_argument("image")
     r.add_argument("command", nargs=argparse.REMAINDER)
     r.set_defaults(func=cmd_run)
 
     ex = sub.add_parser("exec", help="run a command in a running container")
     ex.add_argument("-e", "--env", action="append", metavar="K=V")
+    _tty_flags(ex)
     ex.add_argument("container")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
