@@ -131,7 +131,6 @@ class WasmtimeHandler:
         # Entering Wasm once sets up this thread's trap handling (its signal stack and thread-local
         # state); forks inherit it, so no container pays for it again.
         _call_start(store, instance.exports(store)["_start"])
-        exitstubs.stubs(STOP_STATUS)  # made here, once, for every fork to inherit
 
     def warm(self, digest: str, *, instantiate: bool = False, identity: list[int] | None = None) -> bool:
         """Keep a module in memory, so the next container forks with it compiled.
@@ -252,15 +251,21 @@ class WasmtimeHandler:
                                   "build it as a command (wasm32-wasi executable), not a library",
                                   exit_code=EXIT_NO_START)
         workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
+        status, _ = self._guest(interrupt, lambda: _call_start(store, start))
+        return 0 if status is None else status
+
+    def _guest(self, interrupt: Interrupt, call: Any) -> tuple[int | None, Any]:
+        """Run the guest: (None, what call returned), or (its status, None) when it exited, trapped or was
+        stopped by the host."""
+        wt = self._wasmtime
         try:
-            _call_start(store, start)
+            return None, call()
         except wt.ExitTrap as exc:
-            return int(exc.code)
+            return int(exc.code), None
         except wt.Trap as exc:
-            return self._trap(exc, interrupt)
+            return self._trap(exc, interrupt), None
         except wt.WasmtimeError as exc:
-            return self._host_error(exc, interrupt)
-        return 0
+            return self._host_error(exc, interrupt), None
 
     def expect(self, args: list[str], env: list[str]) -> None:
         """Before a fork that may run Wasm: build its WASI config here, where it costs a tenth as much.
@@ -346,19 +351,14 @@ class WasmtimeHandler:
             return self._trap(exc, interrupt)
         except wt.WasmtimeError as exc:
             return self._link_error(exc, workload)  # an import it lacks, or memory beyond the limit (135)
-        try:
-            run = _component_run_func(instance, store)
-            if run is None:
-                raise WasmModuleError("the component does not export wasi:cli/run",
-                                      "build it as a WASI 0.2 command component")
-            workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
-            result = run(store)
-        except wt.ExitTrap as exc:
-            return int(exc.code)
-        except wt.Trap as exc:
-            return self._trap(exc, interrupt)
-        except wt.WasmtimeError as exc:
-            return self._host_error(exc, interrupt)
+        run = _component_run_func(instance, store)
+        if run is None:
+            raise WasmModuleError("the component does not export wasi:cli/run",
+                                  "build it as a WASI 0.2 command component")
+        workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
+        status, result = self._guest(interrupt, lambda: run(store))
+        if status is not None:
+            return status
         ok = result is None or getattr(result, "tag", "ok") == "ok" or result == 0
         return 0 if ok else 1
 
