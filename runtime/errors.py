@@ -134,3 +134,14 @@ def error_from_dict(data: dict[str, object]) -> WasmlabError:
     if isinstance(err, SpecError):
         err.field = ""
     return err
+
+
+class ZygoteGone(SetupError):
+    """The helper process that forks containers died; what it started keeps running."""
+
+    kind = "zygote-gone"
+
+    def __init__(self, message: str = "the wasmlab zygote (the helper that starts containers) died",
+                 hint: str = "containers it started keep running and can be stopped or deleted; "
+                             "the next call starts a new zygote", **kw: int) -> None:
+        super().__init__(message, hint, **kw)

@@ -44,7 +44,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
            stdio: tuple[int, int, int] | None = None, console_socket: str | None = None,
            pid_file: str | None = None, autostart: bool = False, owner: str = "cli",
            extra_state: dict[str, Any] | None = None, record_exit: bool = False,
-           result_fd: int | None = None) -> Launched:
+           result_fd: int | None = None, close_in_child: tuple[int, ...] = ()) -> Launched:
     """Create the container. Must be called from a single-threaded process. On failure nothing is left behind."""
     t0 = time.perf_counter_ns()
     sd.make(fifo=not autostart)
@@ -82,6 +82,13 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
                 sc.setns(_own_pid_ns(), sc.CLONE_NEWPID)
         if child == 0:  # pragma: no cover - runs in the container
             parent_sock.close()
+            # The forker's own descriptors (its client's socket, other containers' channels): a container
+            # holding them would keep them open after the forker dies, hiding its death from both sides.
+            for fd in close_in_child:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
             chan = Channel(child_sock)
             if inner_fork:
                 _child_fork_pid_ns(p, chan, join_cgroup)

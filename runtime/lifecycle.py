@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasmlab.runtime.errors import ContainerNotFound, InvalidState, UsageError, WasmlabError
+from wasmlab.runtime.errors import ContainerNotFound, InvalidState, UsageError, WasmlabError, ZygoteGone
 from wasmlab.runtime.hooks import run_hooks
-from wasmlab.runtime.linux import cgroups
+from wasmlab.runtime.linux import cgroups, pidfd
 from wasmlab.runtime.store.state import (
     ExitRecord,
     StateDir,
@@ -364,7 +364,40 @@ class Runtime(Containers):
         Looking at such a container through this Runtime waits for that, so it is seen deleted (or stopped,
         when kept), never half-gone."""
         for zyg in list(self._zygotes.values()):
-            zyg.settle(container_id)
+            for orphan in zyg.settle(container_id):
+                self._delete_orphan(orphan)
+
+    def _delete_orphan(self, container_id: str) -> None:
+        """A `run` container its zygote was to delete, but the zygote died first: delete it here, once its
+        process is gone (it reported its exit already; the host's init reaps it)."""
+        sd = StateDir(self.root, container_id)
+        try:
+            state = sd.read()
+        except WasmlabError:
+            return
+        pidfd.wait_gone(int(state.get("pid") or 0), state.get("pid_start"), timeout=5.0)
+        try:
+            Containers.delete(self, container_id, force=True)
+        except WasmlabError:
+            pass
+        self._owners.pop(container_id, None)
+
+    def _wait_unowned(self, container_id: str, timeout: float | None) -> ExitRecord:
+        """wait() for a container whose zygote died: watch its process through a pidfd. A Wasm init writes
+        its own exit record then; a native one's status went to the host's init, so it is recorded unknown."""
+        sd = StateDir(self.root, container_id)
+        state = sd.read()
+        rec = sd.read_exit()
+        if rec is not None:
+            return rec
+        if not pidfd.wait_gone(int(state.get("pid") or 0), state.get("pid_start"), timeout):
+            raise TimeoutError(f"container {container_id} still running after {timeout} s")
+        with sd.lock():
+            rec = sd.read_exit()
+            if rec is None:
+                rec = ExitRecord(exit_code=None, finished_at=time.time())
+                sd.write_exit(rec)
+        return rec
 
     def close(self) -> None:
         with self._lock:
@@ -393,8 +426,12 @@ class Runtime(Containers):
 
     def wait(self, container_id: str, timeout: float | None = None) -> ExitRecord:
         """Block until the container exits; returns its exit record."""
+        check_id(container_id)
         zyg = self._owners.get(container_id) or self.zygote()
-        return zyg.wait(container_id, timeout)  # type: ignore[no-any-return]
+        try:
+            return zyg.wait(container_id, timeout)  # type: ignore[no-any-return]
+        except ZygoteGone:
+            return self._wait_unowned(container_id, timeout)
 
     def run(self, container_id: str, bundle: str, *, stdin: bytes | None = None,
             annotations: dict[str, str] | None = None, timeout: float | None = None,
@@ -405,6 +442,8 @@ class Runtime(Containers):
         zyg = self.zygote(self._pool_for(bundle, annotations))
         result: RunResult = zyg.run(container_id, bundle, stdin=stdin, annotations=annotations, timeout=timeout,
                                     keep=keep)
+        if zyg.dead():
+            self._settle(container_id)  # nobody else will delete it (or know when it is done)
         return result
 
     def delete(self, container_id: str, *, force: bool = False) -> None:

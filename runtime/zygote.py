@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasmlab.runtime.errors import SetupError, WasmlabError, error_from_dict
+from wasmlab.runtime.errors import SetupError, WasmlabError, ZygoteGone, error_from_dict
 from wasmlab.runtime.lifecycle import RunResult
 from wasmlab.runtime.store.state import ExitRecord, StateDir
 
@@ -186,8 +186,9 @@ class Zygote:
             launched = launch(plan, StateDir(self.root, msg["id"]), handlers=self.handlers,
                               default_engine=self.default_engine, stdio=stdio,
                               console_socket=msg.get("console_socket"), pid_file=msg.get("pid_file"),
-                              autostart=msg["op"] == "run", owner="zygote",
-                              result_fd=fds[3] if msg["op"] == "run" and len(fds) >= 4 else None)
+                              autostart=msg["op"] == "run", owner="zygote", record_exit=True,
+                              result_fd=fds[3] if msg["op"] == "run" and len(fds) >= 4 else None,
+                              close_in_child=self._own_fds())
         except WasmlabError as exc:
             self.send({"rid": rid, "ok": False, "error": exc.as_dict()})
             return
@@ -207,6 +208,13 @@ class Zygote:
                        "decision": launched.decision})
         if live.events:
             self.send({"event": "created", "id": live.id, "pid": live.pid, "decision": launched.decision})
+
+    def _own_fds(self) -> tuple[int, ...]:
+        """What a new container must not inherit: this zygote's socket, wake-up pipe, selector and the other
+        containers' channels (a Wasm init never execs, so O_CLOEXEC alone would not drop them)."""
+        own = [self.sock.fileno(), self.wake_r, self.wake_w, self.sel.fileno()]
+        own.extend(live.chan.sock.fileno() for live in self.live.values())
+        return tuple(fd for fd in own if fd >= 0)
 
     def _on_container(self, live: _Live) -> None:
         if live.chan.sock.fileno() < 0:
@@ -324,7 +332,7 @@ class Zygote:
 
     def _record(self, live: _Live, rec: ExitRecord, memory: dict[str, int]) -> None:
         """Every run lands in the lab's history (after the exit event, off the caller's path)."""
-        if self.history is None:
+        if self.history is None or rec.exit_code is None:
             return
         from wasmlab.runtime.metrics.history import RunRecord
 
@@ -418,6 +426,9 @@ class ZygoteClient:
             stderr=None if os.environ.get("WASMLAB_DEBUG") else subprocess.DEVNULL)
         theirs.close()
         self.sock = mine
+        # The zygote's death is seen through its pidfd, not only through the socket: a container it forked
+        # could still hold a copy of the socket (one made before close_in_child) and hide the EOF.
+        self._pidfd = os.pidfd_open(self.proc.pid)
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._replies: dict[int, dict[str, Any]] = {}
@@ -425,7 +436,7 @@ class ZygoteClient:
         self._abandoned: set[int] = set()   # `run` replies made redundant by the result the init wrote itself
         # Containers whose `run` has returned while the zygote may still be reaping and deleting them
         # (it answers first): a later look at one of them waits for that (see settle).
-        self._unsettled: dict[str, None] = {}
+        self._unsettled: dict[str, bool] = {}   # id -> the zygote was to delete it (run without keep)
         self._next = 0
         self._closed = False
         hello = json.loads(self.sock.recv(MAX_MSG) or b"{}")
@@ -439,6 +450,10 @@ class ZygoteClient:
     def alive(self) -> bool:
         return not self._closed and self.proc.poll() is None
 
+    def dead(self) -> bool:
+        """The zygote process itself is gone (not merely closed by us)."""
+        return self.proc.poll() is not None
+
     def close(self) -> None:
         self._closed = True
         try:
@@ -446,6 +461,9 @@ class ZygoteClient:
         except OSError:
             pass
         self.sock.close()
+        self._reader.join(1.0)
+        if not self._reader.is_alive():
+            os.close(self._pidfd)
         # The zygote exits by itself once it has no containers left (within milliseconds of seeing us
         # go); detached ones keep it (their reaper) alive after we are gone, so it is never killed here,
         # and waiting long for it would only delay `wasmlab run -d` (it used to wait 2 s).
@@ -455,35 +473,57 @@ class ZygoteClient:
             pass
 
     def _read_loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ, "sock")
+        sel.register(self._pidfd, selectors.EVENT_READ, "died")
+        try:
+            while True:
+                events = sel.select()
+                if any(key.data == "died" for key, _ in events):
+                    self._read_leftovers()  # what it sent before it died still counts
+                    break
+                try:
+                    data = self.sock.recv(MAX_MSG)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                self._take(json.loads(data))
+        finally:
+            sel.close()
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+
+    def _read_leftovers(self) -> None:
         while True:
             try:
-                data = self.sock.recv(MAX_MSG)
+                data = self.sock.recv(MAX_MSG, socket.MSG_DONTWAIT)
             except OSError:
-                data = b""
-            if not data:
-                with self._cond:
-                    self._closed = True
-                    self._cond.notify_all()
                 return
-            msg = json.loads(data)
-            if "rid" in msg:
-                if msg.get("event") == "exit" and self.has_subscribers():
-                    # A `run` reply is also the container's exit event (the zygote sends it once).
-                    self.publish({k: v for k, v in msg.items() if k not in ("rid", "ok", "state")})
-                with self._cond:
-                    if msg["rid"] in self._abandoned:
-                        self._abandoned.discard(msg["rid"])
-                    else:
-                        self._replies[msg["rid"]] = msg
-                        self._cond.notify_all()
-                continue
-            if msg.get("event") == "exit":
-                with self._cond:
-                    self._exits[msg["id"]] = msg  # kept for `wait`; bounded, oldest dropped first
-                    while len(self._exits) > 4096:
-                        self._exits.pop(next(iter(self._exits)))
+            if not data:
+                return
+            self._take(json.loads(data))
+
+    def _take(self, msg: dict[str, Any]) -> None:
+        if "rid" in msg:
+            if msg.get("event") == "exit" and self.has_subscribers():
+                # A `run` reply is also the container's exit event (the zygote sends it once).
+                self.publish({k: v for k, v in msg.items() if k not in ("rid", "ok", "state")})
+            with self._cond:
+                if msg["rid"] in self._abandoned:
+                    self._abandoned.discard(msg["rid"])
+                else:
+                    self._replies[msg["rid"]] = msg
                     self._cond.notify_all()
-            self.publish(msg)
+            return
+        if msg.get("event") == "exit":
+            with self._cond:
+                self._exits[msg["id"]] = msg  # kept for `wait`; bounded, oldest dropped first
+                while len(self._exits) > 4096:
+                    self._exits.pop(next(iter(self._exits)))
+                self._cond.notify_all()
+        self.publish(msg)
 
     def _send(self, msg: dict[str, Any], fds: list[int] | None = None) -> int:
         with self._cond:
@@ -492,10 +532,16 @@ class ZygoteClient:
         msg["rid"] = rid
         data = json.dumps(msg).encode()
         with self._send_lock:
-            if fds:
-                socket.send_fds(self.sock, [data], fds)
-            else:
-                self.sock.send(data)
+            try:
+                if fds:
+                    socket.send_fds(self.sock, [data], fds)
+                else:
+                    self.sock.send(data)
+            except OSError:
+                with self._cond:
+                    self._closed = True
+                    self._cond.notify_all()
+                raise ZygoteGone() from None
         return rid
 
     def _request(self, msg: dict[str, Any], fds: list[int] | None = None, timeout: float | None = 60) -> dict[str, Any]:
@@ -506,7 +552,7 @@ class ZygoteClient:
             if not self._cond.wait_for(lambda: rid in self._replies or self._closed, timeout):
                 raise SetupError("the wasmlab zygote did not answer", "it may be overloaded; try again")
             if rid not in self._replies:
-                raise SetupError("the wasmlab zygote went away", "run `wasmlab doctor`")
+                raise ZygoteGone()
             reply = self._replies.pop(rid)
         if not reply.get("ok"):
             raise error_from_dict(reply.get("error") or {})
@@ -537,7 +583,7 @@ class ZygoteClient:
             return {"exit": rec.__dict__, "reports": {}, "timings": {}, "memory": {}}
         if not ok:
             raise TimeoutError(f"container {cid} still running after {timeout} s")
-        raise SetupError("the wasmlab zygote went away while a container was running", "run `wasmlab doctor`")
+        raise ZygoteGone()  # the Runtime watches the container itself from here
 
     def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
             timeout: float | None, keep: bool = False) -> RunResult:
@@ -569,9 +615,11 @@ class ZygoteClient:
                     os.close(passed)
         if stdin is not None:
             threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
-        stdout, stderr, result = _drain(out_r, err_r, res_r)
+        stdout, stderr, result = _drain(out_r, err_r, res_r, died=self._pidfd)
         with self._cond:
             self._exits.pop(cid, None)
+            if not keep:
+                self._unsettled[cid] = True  # until settled: if the zygote died, the Runtime deletes it
         if result:
             reply = json.loads(result)
             self._abandon(rid)
@@ -582,7 +630,14 @@ class ZygoteClient:
             reports = dict(reply.get("values") or {})
             memory: dict[str, int] = {}
         else:
-            reply = self._reply(rid, timeout)
+            try:
+                reply = self._reply(rid, timeout)
+            except ZygoteGone:
+                with self._cond:
+                    self._unsettled.pop(cid, None)  # it may run on: the caller decides, not a later look
+                raise ZygoteGone(f"the wasmlab zygote died while container {cid} ran: its exit status is lost",
+                                 f"it may still be running: `wasmlab-oci --root {self.root} delete --force {cid}`"
+                                 ) from None
             rec = reply["exit"]
             timings = dict(reply.get("timings") or {})
             decision = (reply.get("state") or {}).get("decision") or {}
@@ -590,7 +645,7 @@ class ZygoteClient:
             memory = dict(reply.get("memory") or {})
         timings["total_ms"] = (time.perf_counter_ns() - t0) / 1e6
         with self._cond:
-            self._unsettled[cid] = None
+            self._unsettled[cid] = not keep
             while len(self._unsettled) > 4096:
                 self._unsettled.pop(next(iter(self._unsettled)))
         memory["max_rss_kb"] = rec.get("max_rss_kb", 0)
@@ -598,29 +653,32 @@ class ZygoteClient:
                          oom_killed=bool(rec.get("oom_killed", False)), signal=rec.get("signal"),
                          decision=decision, timings=timings, memory=memory, reports=reports)
 
-    def settle(self, cid: str | None = None) -> None:
+    def settle(self, cid: str | None = None) -> list[str]:
         """Wait until the zygote has finished with containers whose `run` already returned (one, or all):
         reaped, exit recorded, deleted unless kept. What this process looks at next is then settled.
 
+        Returns the ones the zygote was to delete but died first: the caller deletes them.
         Never waits on the reader thread itself (a subscriber's callback looking at a container): only
         that thread could deliver the answer."""
         if threading.current_thread() is self._reader:
-            return
+            return []
         with self._cond:
             if cid is None:
-                ids = list(self._unsettled)
+                ids = dict(self._unsettled)
                 self._unsettled.clear()
             elif cid in self._unsettled:
-                del self._unsettled[cid]
-                ids = [cid]
+                ids = {cid: self._unsettled.pop(cid)}
             else:
-                ids = []
+                ids = {}
         if not ids:
-            return
+            return []
         try:
-            self._request({"op": "settle", "ids": ids}, timeout=30)  # one round trip, however many
+            self._request({"op": "settle", "ids": list(ids)}, timeout=30)  # one round trip, however many
+        except ZygoteGone:
+            return [i for i, remove in ids.items() if remove]
         except WasmlabError:
-            pass  # the zygote is gone: nothing of it is left to wait for
+            pass
+        return []
 
     def _abandon(self, rid: int) -> None:
         """Nobody waits for this reply any more: drop it now, or when it comes."""
@@ -656,15 +714,30 @@ def _feed(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-def _drain(*fds: int) -> list[bytes]:
-    """Read each pipe to its end (all at once, so none fills up and stalls the writer); closes them."""
+def _drain(*fds: int, died: int = -1) -> list[bytes]:
+    """Read each pipe to its end (all at once, so none fills up and stalls the writer); closes them.
+
+    The last pipe carries a Wasm init's result. With died (the zygote's pidfd): once the zygote is gone and
+    that pipe has closed empty (a native init, whose exit only the zygote could have seen), stop at once;
+    the container may run on, so its output is read and dropped by a thread instead of cut off."""
     bufs: dict[int, list[bytes]] = {fd: [] for fd in fds}
     open_fds = set(fds)
+    result_fd = fds[-1]
     with selectors.DefaultSelector() as sel:
         for fd in open_fds:
             sel.register(fd, selectors.EVENT_READ)
+        if died >= 0:
+            sel.register(died, selectors.EVENT_READ)
+        gone = False
         while open_fds:
+            if gone and result_fd not in open_fds and not bufs[result_fd]:
+                threading.Thread(target=_discard, args=(open_fds,), daemon=True).start()
+                break
             for key, _ in sel.select():
+                if key.fd == died:
+                    sel.unregister(died)
+                    gone = True
+                    continue
                 chunk = os.read(key.fd, 65536)
                 if chunk:
                     bufs[key.fd].append(chunk)
@@ -673,6 +746,18 @@ def _drain(*fds: int) -> list[bytes]:
                     open_fds.discard(key.fd)
                     os.close(key.fd)
     return [b"".join(bufs[fd]) for fd in fds]
+
+
+def _discard(fds: set[int]) -> None:
+    """Read pipes to their end and drop what comes (a container whose caller gave up on it)."""
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                if not os.read(key.fd, 65536):
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def proc_start_time(pid: int) -> int | None:
 
 @dataclass
 class ExitRecord:
-    exit_code: int
+    """How a container's process ended. exit_code None: nobody could know (its reaper was the host's init)."""
+
+    exit_code: int | None
     signal: int | None = None
     oom_killed: bool = False
     finished_at: float = 0.0
