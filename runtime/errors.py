@@ -134,3 +134,9 @@ def error_from_dict(data: dict[str, object]) -> WasmlabError:
     if isinstance(err, SpecError):
         err.field = ""
     return err
+
+
+class HomeError(UsageError):
+    """The lab home (WASMLAB_HOME) cannot hold the lab's data: under /proc or /sys, or not a folder."""
+
+    kind = "bad-home"
