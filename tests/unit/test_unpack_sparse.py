@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from conftest import need_tool
 from images_support import store_image
 from wasmlab.runtime.errors import ImageError
 from wasmlab.runtime.images.unpack import ExtractLimits, extract_layers, unpack_bundle
 from wasmlab.runtime.store.layout import ImageStore
+
+from tests.conftest import need_tool
 
 GIB = 1 << 30
 # Where the sparse file holds data: (offset, bytes). The rest of its 1 GiB is holes.
