@@ -583,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args([args.verb, "--help"])
         return 2
     try:
+        from wasmlab.runtime.store.home import absolute_home_env
+
+        if note := absolute_home_env():
+            print(f"wasmlab: {note}", file=sys.stderr)
         return int(func(args))
     except WasmlabError as exc:
         if args.debug:

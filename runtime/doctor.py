@@ -31,10 +31,20 @@ def user_namespaces() -> tuple[bool, str]:
     return True, "ok"
 
 
+def _home() -> str:
+    """The lab home, or why it is refused: the doctor reports a bad WASMLAB_HOME instead of failing on it."""
+    from wasmlab.runtime.errors import WasmlabError
+    from wasmlab.runtime.store.home import lab_home
+
+    try:
+        return str(lab_home())
+    except WasmlabError as exc:
+        return f"refused: {exc.one_line()}"
+
+
 def diagnose() -> dict[str, Any]:
     from wasmlab.runtime.handlers import registry
     from wasmlab.runtime.linux import cgroups, seccomp
-    from wasmlab.runtime.store.home import lab_home
 
     lay = cgroups.layout()
     userns_ok, userns_why = user_namespaces()
@@ -48,7 +58,7 @@ def diagnose() -> dict[str, Any]:
         "cgroups": lay.mode,
         "cgroup controllers": ", ".join(lay.controllers) or "none",
         "seccomp": "libseccomp found" if seccomp.library() is not None else "libseccomp missing",
-        "lab home": str(lab_home()),
+        "lab home": _home(),
         "handlers": handlers,
         "tools": tools,
     }

@@ -145,3 +145,9 @@ class ZygoteGone(SetupError):
                  hint: str = "containers it started keep running and can be stopped or deleted; "
                              "the next call starts a new zygote", **kw: int) -> None:
         super().__init__(message, hint, **kw)
+
+
+class HomeError(UsageError):
+    """The lab home (WASMLAB_HOME) cannot hold the lab's data: under /proc or /sys, or not a folder."""
+
+    kind = "bad-home"

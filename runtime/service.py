@@ -18,7 +18,7 @@ from typing import Any
 
 from wasmlab.runtime.errors import ContainerExists, ContainerNotFound, InvalidState, UsageError, WasmlabError
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
-from wasmlab.runtime.store.home import lab_home
+from wasmlab.runtime.store.home import checked_home, lab_home
 
 NAME_ANNOTATION = "wasmlab.io/name"
 ALIVE = ("created", "running", "paused")
@@ -65,7 +65,7 @@ class Lab:
         from wasmlab.runtime.lifecycle import Runtime
         from wasmlab.runtime.metrics.history import History
 
-        self.home = Path(home) if home is not None else lab_home()
+        self.home = checked_home(home) if home is not None else lab_home()
         self.images = Images(self.home)
         self.runtime = Runtime(root=str(self.home / "run"), default_engine=default_engine, home=str(self.home))
         self.history = History(self.home / "history.db")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from wasmlab.lab.tui.messages import ActionDone, ActionFailed, Described, RuntimeEvent
 from wasmlab.lab.tui.screens.containers import ContainersView
 from wasmlab.lab.tui.screens.describe import DescribeScreen
@@ -15,6 +15,7 @@ from wasmlab.lab.tui.screens.help import HelpScreen
 from wasmlab.lab.tui.screens.history import HistoryView
 from wasmlab.lab.tui.screens.images import ImagesView
 from wasmlab.lab.tui.widgets.table import ResourceView
+from wasmlab.runtime.errors import WasmlabError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,11 +45,16 @@ class WasmlabApp(App[int]):
                  use_plotext: bool | None = None) -> None:
         super().__init__()
         self._owns_lab = lab is None
+        # A lab that cannot open (a bad WASMLAB_HOME) is shown as its one-line error, in place of the tabs.
+        self.lab_error: WasmlabError | None = None
         if lab is None:
             from wasmlab.runtime.service import Lab
 
-            lab = Lab()
-        self.lab: Lab = lab
+            try:
+                lab = Lab()
+            except WasmlabError as exc:
+                self.lab_error = exc
+        self.lab: Lab = lab  # type: ignore[assignment]  # None only with lab_error, when no view is shown
         self.refresh_interval = refresh_interval
         self.images_view = ImagesView(id="images-view")
         self.containers_view = ContainersView(id="containers-view")
@@ -59,6 +65,10 @@ class WasmlabApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        if self.lab_error is not None:
+            yield Static(f"Error: {self.lab_error.one_line()}", id="lab-error")
+            yield Footer()
+            return
         with TabbedContent(initial="images", id="tabs"):
             with TabPane("1 Images", id="images"):
                 yield self.images_view
@@ -69,6 +79,9 @@ class WasmlabApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.lab_error is not None:
+            self.sub_title = "no lab home"
+            return
         self.sub_title = str(self.lab.home)
         self._unsubscribe = self.lab.runtime.subscribe(self._runtime_event)
         self.set_interval(self.refresh_interval, self._tick)
@@ -81,7 +94,7 @@ class WasmlabApp(App[int]):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._owns_lab:
+        if self._owns_lab and self.lab_error is None:
             self.lab.close()
 
     # -- live updates ------------------------------------------------------------------------------------------
@@ -130,6 +143,8 @@ class WasmlabApp(App[int]):
         return self.screen_stack[0].query_one("#tabs", TabbedContent).active or "images"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.lab_error is not None and action == "show_tab":
+            return False  # no tabs: the error stays on screen
         return not (action in ("show_tab", "help") and isinstance(self.screen, ModalScreen))
 
     def action_show_tab(self, tab: str) -> None:
@@ -152,6 +167,8 @@ def main() -> int:
         app.run()
     finally:
         app.close_lab()
+    if app.lab_error is not None:
+        raise app.lab_error  # the command line prints it again in one line once the screen is back
     return int(app.return_code or 0)
 
 

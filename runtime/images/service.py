@@ -10,7 +10,6 @@ import builtins
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from wasmlab.runtime.errors import WasmlabError
@@ -21,7 +20,7 @@ from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
 from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, unpack_bundle
 from wasmlab.runtime.store import media
-from wasmlab.runtime.store.home import images_root, lab_home
+from wasmlab.runtime.store.home import checked_home, images_root, lab_home
 from wasmlab.runtime.store.layout import ImageStore, PruneReport, StoredImage
 
 
@@ -105,7 +104,7 @@ class Images:
     """The image service for one lab home (default: :func:`lab_home`)."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        self.home = Path(home) if home is not None else lab_home()
+        self.home = checked_home(home) if home is not None else lab_home()
         self.store = ImageStore(images_root(self.home))
 
     # -- building -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 Layer extraction refuses entries that would land outside the rootfs: ``..`` components,
 absolute names, writes through symlinks and hard links to paths outside the rootfs.
+Files stored sparse (GNU and PAX sparse headers) are written sparse: holes stay holes.
 It applies whiteouts (``.wh.NAME``) and opaque directories (``.wh..wh..opq``), reads
 plain, gzip and zstd layers, checks each layer against the config's ``diff_ids``, and
 stops archive bombs with size and entry-count limits. Device nodes are skipped when not
@@ -41,7 +42,7 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ExtractLimits:
-    """Ceilings that stop archive bombs: total bytes written, entries, and path length."""
+    """Ceilings that stop archive bombs: total bytes (apparent sizes, holes included), entries, path length."""
 
     max_bytes: int = 8 << 30
     max_entries: int = 1_000_000
@@ -50,7 +51,7 @@ class ExtractLimits:
 
 @dataclass
 class ExtractReport:
-    """What an extraction did: entries written, bytes written, and entries skipped (and why)."""
+    """What an extraction did: entries written, bytes (apparent sizes), and entries skipped (and why)."""
 
     entries: int = 0
     bytes: int = 0
@@ -249,12 +250,17 @@ class _Extractor:
             os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
 
     def _file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+        # The limit counts apparent bytes (a sparse file's holes too), so holes cannot hide a bomb.
         if self.report.bytes + member.size > self.limits.max_bytes:
             raise ImageError(f"layers expand to more than {self.limits.max_bytes} bytes",
                              "the archive looks like an archive bomb; refusing to extract it")
-        src = tar.extractfile(member)
+        segments = _sparse_map(tar, member) if member.sparse is not None else None
+        src = tar.extractfile(member) if segments is None else None
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
+            if segments is not None:
+                self._sparse(tar, member, segments, out)
+                return
             if src is None:
                 return
             while chunk := src.read(CHUNK):
@@ -263,6 +269,28 @@ class _Extractor:
                     raise ImageError(f"layers expand to more than {self.limits.max_bytes} bytes",
                                      "the archive looks like an archive bomb; refusing to extract it")
                 out.write(chunk)
+
+    def _sparse(self, tar: tarfile.TarFile, member: tarfile.TarInfo, segments: list[tuple[int, int]],
+                out: IO[bytes]) -> None:
+        """Write a sparse member as the tar stores it: the file's length, then only its data segments.
+
+        The holes are never written, so they stay holes (they read as zeros). The data segments
+        follow each other in the archive from ``offset_data``, as GNU tar writes them.
+        """
+        out.truncate(member.size)
+        raw = tar.fileobj
+        assert raw is not None
+        raw.seek(member.offset_data)
+        for offset, length in segments:
+            out.seek(offset)
+            left = length
+            while left:
+                chunk = raw.read(min(CHUNK, left))
+                if not chunk:
+                    raise tarfile.ReadError(f"unexpected end of data in the sparse file {member.name!r}")
+                out.write(chunk)
+                left -= len(chunk)
+        self.report.bytes += member.size
 
     def _hardlink(self, member: tarfile.TarInfo, target: Path) -> None:
         link_parts = _clean_name(member.linkname)
@@ -297,6 +325,27 @@ class _Extractor:
             with contextlib.suppress(OSError):
                 os.chmod(path, mode)
                 os.utime(path, (mtime, mtime))
+
+
+def _sparse_map(tar: tarfile.TarFile, member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """The data segments of a sparse member (GNU or PAX 0.0, 0.1, 1.0), checked against its sizes.
+
+    tarfile reads every GNU sparse form into ``member.sparse``; the map comes from the archive,
+    so it is checked here: segments in order, not overlapping, inside the file's apparent size,
+    and holding no more data than the archive stores for the member. Empty segments (GNU tar
+    ends each map with one at the file's end, and the old format pads with zeros) are dropped.
+    """
+    declared = cast("list[tuple[int, int]]", member.sparse or [])  # typeshed's type for it is wrong
+    segments = [(int(o), int(n)) for o, n in declared if n]
+    end = 0
+    for offset, length in segments:
+        if offset < end or length < 0 or offset + length > member.size:
+            raise unsafe(member.name, "has a sparse map that overlaps itself or runs past the file's size")
+        end = offset + length
+    stored = tar.offset - member.offset_data  # the data the archive holds for the member, padded to blocks
+    if sum(length for _, length in segments) > stored:
+        raise unsafe(member.name, "has a sparse map that claims more data than the archive holds")
+    return segments
 
 
 def _make_writable_tree(path: Path) -> None:

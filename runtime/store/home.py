@@ -1,26 +1,80 @@
-"""Where wasmlab keeps its data: the lab home directory."""
+"""Where wasmlab keeps its data: the lab home directory, made absolute and checked before anything uses it."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+
+from wasmlab.runtime.errors import HomeError
+
+# Kernel file systems: nothing the lab writes belongs there, and writes there can change the host.
+KERNEL_ROOTS = ("/proc", "/sys")
+HINT = "point WASMLAB_HOME at a folder on a disk, e.g. export WASMLAB_HOME=$HOME/wasmlab, or unset it"
 
 
 def lab_home() -> Path:
-    """The lab's data directory.
+    """The lab's data directory, absolute and checked (see :func:`checked_home`).
 
     ``$WASMLAB_HOME`` if set, else ``$XDG_DATA_HOME/wasmlab``, else ``~/.local/share/wasmlab``.
-    The directory is not created here; whoever writes into it creates what it needs.
+    A relative ``$WASMLAB_HOME`` is taken from the current directory (the CLI pins it once,
+    with :func:`absolute_home_env`). The directory is not created here; whoever writes into
+    it creates what it needs.
     """
     explicit = os.environ.get("WASMLAB_HOME")
     if explicit:
-        return Path(explicit).expanduser().absolute()
+        return checked_home(explicit, "WASMLAB_HOME")
     xdg = os.environ.get("XDG_DATA_HOME")
     if xdg and os.path.isabs(os.path.expanduser(xdg)):
         base = Path(xdg).expanduser()
     else:
         base = Path.home() / ".local" / "share"
-    return (base / "wasmlab").absolute()
+    return checked_home(base / "wasmlab", "the lab home")
+
+
+def checked_home(path: str | os.PathLike[str], source: str = "the lab home") -> Path:
+    """PATH made absolute, or a one-line :class:`HomeError` if it cannot hold the lab's data.
+
+    Refused: a path under ``/proc`` or ``/sys`` (as written, or once its symbolic links are
+    followed), a path that exists and is not a folder (``/etc/passwd``), a path inside a file,
+    and a symbolic link to nothing. SOURCE names where the path came from, for the message.
+    """
+    home = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    for seen in (str(home), os.path.realpath(home)):
+        for root in KERNEL_ROOTS:
+            if seen == root or seen.startswith(root + "/"):
+                raise HomeError(f"{source} {home} is under {root}, which holds kernel files, not lab data", HINT)
+    for probe in (home, *home.parents):
+        try:
+            st = os.stat(probe)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and os.path.islink(probe):
+                raise HomeError(f"{source} {home} cannot be used: {probe} is a symbolic link to nothing",
+                                HINT) from None
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            raise HomeError(f"{source} {home} cannot be used: {exc.strerror or exc}", HINT) from None
+        if stat.S_ISDIR(st.st_mode):
+            break
+        if probe == home:
+            raise HomeError(f"{source} {home} exists and is not a folder", HINT)
+        raise HomeError(f"{source} {home} is inside {probe}, which is not a folder", HINT)
+    return home
+
+
+def absolute_home_env() -> str | None:
+    """Make a relative ``$WASMLAB_HOME`` absolute in this process's environment; return a note saying so.
+
+    Everything started from here (the zygote, build steps) then sees the same home, whatever
+    its working directory. Returns None when there is nothing to say.
+    """
+    explicit = os.environ.get("WASMLAB_HOME")
+    if not explicit or os.path.isabs(os.path.expanduser(explicit)):
+        return None
+    absolute = os.path.abspath(os.path.expanduser(explicit))
+    os.environ["WASMLAB_HOME"] = absolute
+    return f"WASMLAB_HOME is relative; using {absolute}"
 
 
 def images_root(home: Path | None = None) -> Path:
