@@ -405,7 +405,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from wasmlab.runtime.metrics.history import History
+    from wasmlab.runtime.store.history import History
     from wasmlab.runtime.store.home import lab_home
 
     rows = History(lab_home() / "history.db").recent(args.last, handler=args.handler)

@@ -13,6 +13,7 @@ from wasmlab.runtime.linux import cgroups, console
 from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import syscalls as sc
 from wasmlab.runtime.spec import runtime as spec_mod
+from wasmlab.runtime.store.state import decode_wait_status
 
 # Joined in this order: the user namespace first (it owns the others), the mount namespace last
 # (after it, paths are the container's).
@@ -77,7 +78,7 @@ def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool
     finally:
         report_r.close()
     _, status = os.waitpid(child, 0)
-    return 0 if detach else os.waitstatus_to_exitcode(status) & 0xFF
+    return 0 if detach else decode_wait_status(status)[0]
 
 
 def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, creds: proc.Credentials,
@@ -108,8 +109,7 @@ def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, cred
             os._exit(0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _, status = os.waitpid(grandchild, 0)
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF if not os.WIFSIGNALED(status)
-                 else 128 + os.WTERMSIG(status))
+        os._exit(decode_wait_status(status)[0])
     try:
         os.setsid()
         if console_fd is not None:

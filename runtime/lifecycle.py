@@ -9,12 +9,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import ContainerNotFound, InvalidState, UsageError, WasmlabError, ZygoteGone
 from wasmlab.runtime.hooks import run_hooks
 from wasmlab.runtime.linux import cgroups, pidfd
+from wasmlab.runtime.recording import Recorder
+from wasmlab.runtime.store.history import History, RunRecord
 from wasmlab.runtime.store.state import (
     ExitRecord,
     StateDir,
@@ -24,6 +25,10 @@ from wasmlab.runtime.store.state import (
     oci_state,
     status_of,
 )
+from wasmlab.runtime.zygote import protocol as p
+from wasmlab.runtime.zygote.client import Event, RunResult, ZygoteClient
+
+__all__ = ["Containers", "RunResult", "Runtime", "namespaces_of", "parse_signal"]
 
 SIGNALS = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
            if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
@@ -40,22 +45,6 @@ def parse_signal(value: str | int) -> int:
     if num is None:
         raise UsageError(f"unknown signal {value!r}", "use a name like TERM or KILL, or a number")
     return num
-
-
-@dataclass
-class RunResult:
-    """What one container run produced, with its timings (ms) and memory facts."""
-
-    id: str
-    exit_code: int
-    stdout: bytes = b""
-    stderr: bytes = b""
-    oom_killed: bool = False
-    signal: int | None = None
-    decision: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    memory: dict[str, int] = field(default_factory=dict)
-    reports: dict[str, Any] = field(default_factory=dict)
 
 
 class Containers:
@@ -296,8 +285,10 @@ class Runtime(Containers):
         super().__init__(root)
         self.default_engine = default_engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"
         self.home = home
-        self._zygotes: dict[str, Any] = {}      # "main", and "wasmer" once a container may need it
-        self._owners: dict[str, Any] = {}       # container id -> the zygote that forked it
+        self._zygotes: dict[str, ZygoteClient] = {}  # "main", and "wasmer" once a container may need it
+        self._owners: dict[str, ZygoteClient] = {}   # container id -> the zygote that forked it
+        # Runs are recorded only when there is a lab home to record them in (the Lab always gives one).
+        self._recorder = Recorder(History(os.path.join(home, "history.db")), self._recorded) if home else None
         self._pools: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
@@ -312,27 +303,45 @@ class Runtime(Containers):
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
-    def _publish(self, event: dict[str, Any]) -> None:
+    def _publish(self, msg: Event) -> None:
+        if self._recorder is not None and isinstance(msg, p.ContainerReaped):
+            self._recorder.take(msg)
+        if self._subscribers:
+            self._deliver(p.as_event(msg))
+
+    def _recorded(self, row: RunRecord) -> None:
+        if self._subscribers:
+            self._deliver({"event": "recorded", "id": row.id, "record": row})
+
+    def _deliver(self, event: dict[str, Any]) -> None:
         for cb in list(self._subscribers):
             try:
                 cb(event)
             except Exception:
                 continue
 
-    def zygote(self, pool: str = "main") -> Any:
+    def collect_runs(self) -> int:
+        """Record the runs that ended while no Runtime listened (a detached container whose caller exited);
+        returns how many. The history then has them: call it before reading the history."""
+        if self._recorder is None:
+            return 0
+        found = self._recorder.collect(self.root)
+        self._recorder.flush()
+        return found
+
+    def zygote(self, pool: str = "main") -> ZygoteClient:
         """The helper process for a pool of containers.
 
         wasmer-sdk adds ~40 MB to the process that forks, which slows every fork; containers that may
         use it get a zygote of their own, so Linux and wasmtime containers keep forking from a lean one.
         """
-        from wasmlab.runtime.zygote import ZygoteClient
-
         with self._lock:
             zyg = self._zygotes.get(pool)
             if zyg is None or not zyg.alive():
                 prepare = ("wasmer",) if pool == "wasmer" else ()
                 zyg = ZygoteClient(self.root, self.default_engine, self._publish, home=self.home, prepare=prepare,
-                                   has_subscribers=lambda: bool(self._subscribers))
+                                   has_subscribers=lambda: bool(self._subscribers),
+                                   record=self._recorder is not None)
                 self._zygotes[pool] = zyg
             return zyg
 
@@ -400,11 +409,15 @@ class Runtime(Containers):
         return rec
 
     def close(self) -> None:
+        if self._recorder is not None:
+            self._settle(None)  # the final figures of every run that ended arrive before the answer
         with self._lock:
             for zyg in self._zygotes.values():
                 zyg.close()
             self._zygotes.clear()
             self._owners.clear()
+        if self._recorder is not None:
+            self._recorder.flush()
 
     def __enter__(self) -> Runtime:
         return self
@@ -429,7 +442,7 @@ class Runtime(Containers):
         check_id(container_id)
         zyg = self._owners.get(container_id) or self.zygote()
         try:
-            return zyg.wait(container_id, timeout)  # type: ignore[no-any-return]
+            return zyg.wait(container_id, timeout)
         except ZygoteGone:
             return self._wait_unowned(container_id, timeout)
 

@@ -63,7 +63,7 @@ class Lab:
     def __init__(self, home: str | os.PathLike[str] | None = None, *, default_engine: str | None = None) -> None:
         from wasmlab.runtime.images import Images
         from wasmlab.runtime.lifecycle import Runtime
-        from wasmlab.runtime.metrics.history import History
+        from wasmlab.runtime.store.history import History
 
         self.home = checked_home(home) if home is not None else lab_home()
         self.images = Images(self.home)

@@ -9,8 +9,8 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from wasmlab.runtime.images.service import ImageSummary
-    from wasmlab.runtime.metrics.history import RunRecord
     from wasmlab.runtime.service import ContainerInfo
+    from wasmlab.runtime.store.history import RunRecord
 
 
 @dataclass

@@ -153,15 +153,15 @@ def _kill_quietly(pid: int, signum: int) -> None:
 
 def _wait_foreground(args: argparse.Namespace, launched: Any) -> int:
     from wasmlab.runtime.lifecycle import Containers
-    from wasmlab.runtime.store.state import ExitRecord, StateDir
+    from wasmlab.runtime.store.state import ExitRecord, StateDir, decode_wait_status
 
     if args.detach:
         return 0
     _, status = os.waitpid(launched.pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    code = 128 - code if code < 0 else code
+    code, sig = decode_wait_status(status)
     oom = bool(launched.cgroup and launched.cgroup.oom_killed())
-    StateDir(_root(args), args.id).write_exit(ExitRecord(exit_code=code, oom_killed=oom, finished_at=time.time()))
+    StateDir(_root(args), args.id).write_exit(ExitRecord(exit_code=code, signal=sig, oom_killed=oom,
+                                                         finished_at=time.time()))
     if not args.keep:
         Containers(_root(args)).delete(args.id, force=True)
     return code

@@ -59,6 +59,14 @@ class ExitRecord:
     system_ms: float = 0.0
 
 
+def decode_wait_status(status: int) -> tuple[int, int | None]:
+    """A wait status as (exit code, signal): killed by signal N is code 128+N, as shells and podman say."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return 128 + sig, sig
+    return os.WEXITSTATUS(status), None
+
+
 class StateDir:
     """The folder of one container under the root."""
 

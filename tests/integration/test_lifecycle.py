@@ -371,7 +371,8 @@ def test_events_are_published(runtime, busybox_bundle: Path) -> None:
     runtime.run("e1", str(busybox_bundle))
     unsubscribe()
     kinds = [e["event"] for e in events if e.get("id") == "e1"]
-    assert kinds[0] == "created" and kinds[-1] == "exit"
+    # The final figures (reaped) may come after run() has returned, and then after the unsubscribe.
+    assert kinds[0] == "created" and kinds[1] == "exit" and kinds[2:] in ([], ["reaped"])
 
 
 def test_a_subscriber_may_look_at_the_container_it_hears_about(runtime, wasm_bundle: Path) -> None:

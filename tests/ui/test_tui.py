@@ -17,7 +17,7 @@ from wasmlab.lab.tui.screens.describe import DescribeScreen
 from wasmlab.lab.tui.screens.help import HelpScreen
 from wasmlab.lab.tui.screens.logs import LogScreen
 from wasmlab.lab.tui.widgets.chart import CreateTimesChart, create_ms_by_handler
-from wasmlab.runtime.metrics.history import RunRecord
+from wasmlab.runtime.store.history import RunRecord
 
 from tests.conftest import hello_wasm, need_root
 

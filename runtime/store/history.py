@@ -1,4 +1,4 @@
-"""The run history: one SQLite row per container run, with its timings and memory, for charts and comparisons."""
+"""The run history on disk: one SQLite row per container run (exit, signal, timings, memory), versioned."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wasmlab.runtime.errors import StoreError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -20,6 +22,7 @@ CREATE TABLE IF NOT EXISTS runs (
     handler TEXT,
     started_at REAL NOT NULL,
     exit_code INTEGER,
+    signal INTEGER,
     oom_killed INTEGER DEFAULT 0,
     create_ms REAL,
     total_ms REAL,
@@ -30,6 +33,11 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
+# PRAGMA user_version: 0 is the first format (no signal column); each step brings a database one version on.
+VERSION = 1
+_MIGRATIONS = {0: "ALTER TABLE runs ADD COLUMN signal INTEGER"}
+_COLUMNS = ("id, name, image, handler, started_at, exit_code, signal, oom_killed, create_ms, total_ms, max_rss_kb,"
+            " cache, timings, memory")
 
 
 @dataclass
@@ -38,10 +46,11 @@ class RunRecord:
 
     id: str
     handler: str
-    exit_code: int
+    exit_code: int | None            # None: the exit could not be known (see ExitRecord)
     started_at: float = field(default_factory=time.time)
     name: str = ""
     image: str = ""
+    signal: int | None = None        # the signal that ended the process; None when it exited by itself
     oom_killed: bool = False
     create_ms: float = 0.0
     total_ms: float = 0.0
@@ -69,7 +78,7 @@ class History:
             conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per run: history is a record, not a ledger
-            conn.executescript(_SCHEMA)
+            _migrate(conn, self.path)
             self._conn = conn
         return self._conn
 
@@ -77,9 +86,9 @@ class History:
         with self._lock:
             db = self._db()
             cur = db.execute(
-                "INSERT INTO runs (id, name, image, handler, started_at, exit_code, oom_killed, create_ms, total_ms,"
-                " max_rss_kb, cache, timings, memory) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rec.id, rec.name, rec.image, rec.handler, rec.started_at, rec.exit_code, int(rec.oom_killed),
+                f"INSERT INTO runs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (rec.id, rec.name, rec.image, rec.handler, rec.started_at, rec.exit_code, rec.signal,
+                 int(rec.oom_killed),
                  rec.create_ms, rec.total_ms, rec.max_rss_kb, rec.cache, json.dumps(rec.timings),
                  json.dumps(rec.memory)))
             db.commit()
@@ -97,16 +106,32 @@ class History:
                 args.append(handler)
             order = "ASC" if since_seq else "DESC"
             rows = db.execute(
-                f"SELECT seq, id, name, image, handler, started_at, exit_code, oom_killed, create_ms, total_ms,"
-                f" max_rss_kb, cache, timings, memory FROM runs WHERE {' AND '.join(where)}"
+                f"SELECT seq, {_COLUMNS} FROM runs WHERE {' AND '.join(where)}"
                 f" ORDER BY seq {order} LIMIT ?", (*args, limit)).fetchall()
         return [RunRecord(seq=r[0], id=r[1], name=r[2] or "", image=r[3] or "", handler=r[4] or "",
-                          started_at=r[5], exit_code=r[6], oom_killed=bool(r[7]), create_ms=r[8] or 0.0,
-                          total_ms=r[9] or 0.0, max_rss_kb=r[10] or 0, cache=r[11] or "",
-                          timings=json.loads(r[12] or "{}"), memory=json.loads(r[13] or "{}")) for r in rows]
+                          started_at=r[5], exit_code=r[6], signal=r[7], oom_killed=bool(r[8]), create_ms=r[9] or 0.0,
+                          total_ms=r[10] or 0.0, max_rss_kb=r[11] or 0, cache=r[12] or "",
+                          timings=json.loads(r[13] or "{}"), memory=json.loads(r[14] or "{}")) for r in rows]
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the database to VERSION, or refuse one written by a newer wasmlab."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+    if version > VERSION:
+        conn.close()
+        raise StoreError(f"{path} was written by a newer wasmlab (history format {version}, this one reads "
+                         f"up to {VERSION})", "upgrade wasmlab, or move that file away to start a new history")
+    if not exists:
+        conn.executescript(_SCHEMA)
+    else:
+        for step in range(version, VERSION):
+            conn.execute(_MIGRATIONS[step])
+    conn.execute(f"PRAGMA user_version = {VERSION}")
+    conn.commit()

@@ -1,0 +1,92 @@
+"""Run history rows from the zygote's final figures, written off the caller's path (and for detached runs, later)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+from wasmlab.runtime.store.history import History, RunRecord
+from wasmlab.runtime.zygote import protocol as p
+
+
+def run_record(msg: p.ContainerReaped) -> RunRecord:
+    """The history row of one finished container."""
+    timings = dict(msg.timings)
+    for key in ("run_start_ms", "module_load_ms", "instantiate_ms"):
+        if isinstance(msg.reports.get(key), (int, float)):
+            timings[key] = float(msg.reports[key])
+    rec = msg.exit
+    lifetime = timings.get("lifetime_ms", 0.0)
+    return RunRecord(
+        id=msg.id, handler=msg.handler, exit_code=rec.exit_code, signal=rec.signal,
+        started_at=(rec.finished_at or time.time()) - lifetime / 1e3,
+        name=msg.annotations.get("wasmlab.io/name", ""), image=msg.annotations.get("wasmlab.io/image", ""),
+        oom_killed=rec.oom_killed, create_ms=timings.get("create_ms", 0.0), total_ms=lifetime,
+        max_rss_kb=rec.max_rss_kb, cache=str(msg.reports.get("cache", "")), timings=timings,
+        memory=msg.memory | {"max_rss_kb": rec.max_rss_kb})
+
+
+class Recorder:
+    """Writes rows on a thread of its own, so neither a caller nor the zygote's reader waits for SQLite."""
+
+    def __init__(self, history: History, on_recorded: Any = None) -> None:
+        self.history = history
+        self.on_recorded = on_recorded
+        self._queue: queue.SimpleQueue[p.ContainerReaped | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+
+    def take(self, msg: p.ContainerReaped) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="wasmlab-recorder", daemon=True)
+                self._thread.start()
+        self._queue.put(msg)
+
+    def _loop(self) -> None:
+        while True:
+            msg = self._queue.get()
+            if msg is None:
+                return
+            try:
+                row = run_record(msg)
+                self.history.record(row)
+                if self.on_recorded is not None:
+                    self.on_recorded(row)
+            except Exception:
+                pass  # a history that cannot be written must never fail a container
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every row taken so far is written."""
+        with self._lock:
+            self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def collect(self, root: str) -> int:
+        """Record the runs that ended while nobody listened (detached containers whose caller exited)."""
+        found = 0
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return 0
+        for name in names:
+            path = os.path.join(root, name, p.REAPED_FILE)
+            try:
+                with open(path, "rb") as fh:
+                    msg = p.decode(fh.read())
+                os.unlink(path)  # first: two collectors never record one run twice
+            except (OSError, ValueError):
+                continue
+            if isinstance(msg, p.ContainerReaped):
+                self.take(msg)
+                found += 1
+        return found

@@ -1,0 +1,420 @@
+"""The zygote's client: starts the zygote and talks to it from the caller's process, from any thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import SetupError, WasmlabError, ZygoteGone, error_from_dict
+from wasmlab.runtime.store.state import ExitRecord, StateDir
+from wasmlab.runtime.zygote import protocol as p
+
+# The environment of the processes that become containers (never the workload's: that is process.env).
+ENGINE_ENV = {
+    "MALLOC_ARENA_MAX": "1",      # one malloc arena: a Wasm init's extra threads would each get their own
+    "TOKIO_WORKER_THREADS": "1",  # wasmtime-wasi's and wasmer-sdk's tokio: one I/O worker, not one per core
+}
+
+Event = p.ContainerCreated | p.ContainerExited | p.ContainerReaped | p.ContainerError
+
+
+@dataclass
+class RunResult:
+    """What one container run produced, with its timings (ms) and memory facts."""
+
+    id: str
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    oom_killed: bool = False
+    signal: int | None = None
+    decision: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)
+    reports: dict[str, Any] = field(default_factory=dict)
+
+
+class ZygoteClient:
+    """Talks to one zygote; safe to use from many threads at once.
+
+    publish(event) gets every container event (on the reader thread); has_subscribers() says whether
+    anybody listens, so the zygote can skip events nobody wants. record: ask for each container's final
+    figures (a ContainerReaped, also published) so that the caller can keep a run history.
+    """
+
+    def __init__(self, root: str, default_engine: str, publish: Callable[[Event], None],
+                 home: str | None = None, prepare: tuple[str, ...] = (),
+                 has_subscribers: Callable[[], bool] = lambda: True, record: bool = False) -> None:
+        self.root = root
+        self.publish = publish
+        self.has_subscribers = has_subscribers
+        self.record = record
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        if home:
+            env["WASMLAB_HOME"] = home
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        env.update(ENGINE_ENV)
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wasmlab.runtime.zygote", "--fd", str(theirs.fileno()), "--root", root,
+             "--engine", default_engine, *(f"--prepare={engine}" for engine in prepare)],
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            # It may outlive us as the reaper of detached containers: it must not hold our stdio open.
+            stderr=None if os.environ.get("WASMLAB_DEBUG") else subprocess.DEVNULL)
+        theirs.close()
+        self.sock = mine
+        # The zygote's death is seen through its pidfd, not only through the socket: a container it forked
+        # could still hold a copy of the socket (one made before close_in_child) and hide the EOF.
+        self._pidfd = os.pidfd_open(self.proc.pid)
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, p.Message] = {}
+        self._exits: dict[str, p.ContainerExited] = {}
+        self._abandoned: set[int] = set()   # `run` replies made redundant by the result the init wrote itself
+        # Containers whose `run` has returned while the zygote may still be reaping and deleting them
+        # (it answers first): a later look at one of them waits for that (see settle).
+        self._unsettled: dict[str, bool] = {}   # id -> the zygote was to delete it (run without keep)
+        self._unreaped: set[str] = set()        # exited, final figures not in yet (recorded runs only)
+        self._next = 0
+        self._closed = False
+        try:
+            hello = p.decode(self.sock.recv(p.MAX_MSG))
+        except ValueError:
+            hello = p.Fatal("no answer")
+        if not isinstance(hello, p.Hello):
+            self.proc.wait()
+            raise SetupError(f"the wasmlab zygote did not start: {getattr(hello, 'message', hello)}",
+                             "run `wasmlab doctor`")
+        self._reader = threading.Thread(target=self._read_loop, name="wasmlab-zygote-reader", daemon=True)
+        self._reader.start()
+
+    def alive(self) -> bool:
+        return not self._closed and self.proc.poll() is None
+
+    def dead(self) -> bool:
+        """The zygote process itself is gone (not merely closed by us)."""
+        return self.proc.poll() is not None
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._reader.join(1.0)
+        if not self._reader.is_alive():
+            os.close(self._pidfd)
+        # The zygote exits by itself once it has no containers left (within milliseconds of seeing us
+        # go); detached ones keep it (their reaper) alive after we are gone, so it is never killed here,
+        # and waiting long for it would only delay `wasmlab run -d` (it used to wait 2 s).
+        try:
+            self.proc.wait(timeout=0.3)
+        except subprocess.TimeoutExpired:
+            pass
+
+    # -- the reader thread ----------------------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ, "sock")
+        sel.register(self._pidfd, selectors.EVENT_READ, "died")
+        try:
+            while True:
+                events = sel.select()
+                if any(key.data == "died" for key, _ in events):
+                    self._read_leftovers()  # what it sent before it died still counts
+                    break
+                try:
+                    data = self.sock.recv(p.MAX_MSG)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                self._take(p.decode(data))
+        finally:
+            sel.close()
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+
+    def _read_leftovers(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(p.MAX_MSG, socket.MSG_DONTWAIT)
+            except OSError:
+                return
+            if not data:
+                return
+            self._take(p.decode(data))
+
+    def _take(self, msg: p.Message) -> None:
+        rid = getattr(msg, "rid", None)
+        if self.record and isinstance(msg, (p.ContainerExited, p.ContainerReaped)):
+            with self._cond:
+                if isinstance(msg, p.ContainerExited):
+                    self._unreaped.add(msg.id)
+                else:
+                    self._unreaped.discard(msg.id)
+        if isinstance(msg, p.ContainerExited) and rid is not None and self.has_subscribers():
+            self.publish(msg)  # a `run` reply is also the container's exit event (the zygote sends it once)
+        if rid is not None:
+            with self._cond:
+                if rid in self._abandoned:
+                    self._abandoned.discard(rid)
+                else:
+                    self._replies[rid] = msg
+                    self._cond.notify_all()
+            return
+        if isinstance(msg, p.ContainerExited):
+            with self._cond:
+                self._exits[msg.id] = msg  # kept for `wait`; bounded, oldest dropped first
+                while len(self._exits) > 4096:
+                    self._exits.pop(next(iter(self._exits)))
+                self._cond.notify_all()
+        if isinstance(msg, Event):
+            self.publish(msg)
+
+    # -- requests -------------------------------------------------------------------------------------------
+    def _rid(self) -> int:
+        with self._cond:
+            self._next += 1
+            return self._next
+
+    def _send(self, msg: p.Message, fds: list[int] | None = None) -> None:
+        data = msg.encode()
+        with self._send_lock:
+            try:
+                if fds:
+                    socket.send_fds(self.sock, [data], fds)
+                else:
+                    self.sock.send(data)
+            except OSError:
+                with self._cond:
+                    self._closed = True
+                    self._cond.notify_all()
+                raise ZygoteGone() from None
+
+    def _reply(self, rid: int, timeout: float | None) -> p.Message:
+        with self._cond:
+            if not self._cond.wait_for(lambda: rid in self._replies or self._closed, timeout):
+                raise SetupError("the wasmlab zygote did not answer", "it may be overloaded; try again")
+            if rid not in self._replies:
+                raise ZygoteGone()
+            reply = self._replies.pop(rid)
+        if isinstance(reply, p.Reply) and not reply.ok:
+            raise error_from_dict(reply.error or {})
+        return reply
+
+    def create(self, cid: str, bundle: str, *, stdio: tuple[int | None, int | None, int | None],
+               annotations: dict[str, str] | None = None, pid_file: str | None = None,
+               console_socket: str | None = None) -> dict[str, Any]:
+        with self._cond:
+            self._exits.pop(cid, None)
+        rid = self._rid()
+        self._send(p.Create(rid, cid, bundle, annotations or {}, pid_file, console_socket,
+                            events=self.has_subscribers(), record=self.record), _stdio_fds(stdio))
+        reply = self._reply(rid, 60)
+        assert isinstance(reply, p.Reply)
+        state: dict[str, Any] = reply.state or {}
+        state["timings"] = reply.timings
+        return state
+
+    def wait(self, cid: str, timeout: float | None = None) -> ExitRecord:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: cid in self._exits or self._closed, timeout)
+            if cid in self._exits:
+                return self._exits.pop(cid).exit
+        rec = StateDir(self.root, cid).read_exit()
+        if rec is not None:
+            return rec
+        if not ok:
+            raise TimeoutError(f"container {cid} still running after {timeout} s")
+        raise ZygoteGone()  # the Runtime watches the container itself from here
+
+    def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
+            timeout: float | None, keep: bool = False) -> RunResult:
+        """One request; output and, from a Wasm init, the result come through pipes drained meanwhile.
+
+        A Wasm init writes its result to the caller directly: the zygote's reply (a hop through it and
+        through this client's reader thread) is then only needed when setup failed or the init was native.
+        """
+        t0 = time.perf_counter_ns()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        res_r, res_w = os.pipe2(os.O_CLOEXEC)
+        in_fd: int | None = None
+        in_w = -1
+        if stdin is not None:
+            in_fd, in_w = os.pipe2(os.O_CLOEXEC)
+        rid = self._rid()
+        try:
+            self._send(p.Run(rid, cid, bundle, annotations or {}, remove=not keep, events=self.has_subscribers(),
+                             record=self.record), [*_stdio_fds((in_fd, out_w, err_w)), res_w])
+        except BaseException:
+            for fd in (out_r, err_r, res_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for passed in (out_w, err_w, res_w, in_fd):
+                if passed is not None:
+                    os.close(passed)
+        if stdin is not None:
+            threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
+        stdout, stderr, result = _drain(out_r, err_r, res_r, died=self._pidfd)
+        with self._cond:
+            self._exits.pop(cid, None)
+            if not keep:
+                self._unsettled[cid] = True  # until settled: if the zygote died, the Runtime deletes it
+        if result:
+            reported = json.loads(result)  # the init's own report (see sandbox._run_in_process)
+            self._abandon(rid)
+            rec = ExitRecord(exit_code=int(reported["exit_code"]), max_rss_kb=int(reported.get("max_rss_kb") or 0))
+            timings = dict(reported.get("timings") or {})
+            timings.setdefault("create_ms", timings.get("ready", 0.0))
+            decision = reported.get("decision") or {}
+            reports = dict(reported.get("values") or {})
+            memory: dict[str, int] = {}
+        else:
+            try:
+                reply = self._reply(rid, timeout)
+            except ZygoteGone:
+                with self._cond:
+                    self._unsettled.pop(cid, None)  # it may run on: the caller decides, not a later look
+                raise ZygoteGone(f"the wasmlab zygote died while container {cid} ran: its exit status is lost",
+                                 f"it may still be running: `wasmlab-oci --root {self.root} delete --force {cid}`"
+                                 ) from None
+            assert isinstance(reply, p.ContainerExited)
+            rec = reply.exit
+            timings = dict(reply.timings)
+            decision = (reply.state or {}).get("decision") or {}
+            reports = dict(reply.reports)
+            memory = dict(reply.memory)
+        timings["total_ms"] = (time.perf_counter_ns() - t0) / 1e6
+        with self._cond:
+            self._unsettled[cid] = not keep
+            while len(self._unsettled) > 4096:
+                self._unsettled.pop(next(iter(self._unsettled)))
+        memory["max_rss_kb"] = rec.max_rss_kb
+        assert rec.exit_code is not None  # only a dead zygote's containers have unknown exits
+        return RunResult(id=cid, exit_code=rec.exit_code, stdout=stdout, stderr=stderr,
+                         oom_killed=rec.oom_killed, signal=rec.signal,
+                         decision=decision, timings=timings, memory=memory, reports=reports)
+
+    def settle(self, cid: str | None = None) -> list[str]:
+        """Wait until the zygote has finished with containers whose `run` already returned (one, or all):
+        reaped, exit recorded, deleted unless kept. What this process looks at next is then settled.
+
+        Returns the ones the zygote was to delete but died first: the caller deletes them.
+        Never waits on the reader thread itself (a subscriber's callback looking at a container): only
+        that thread could deliver the answer."""
+        if threading.current_thread() is self._reader:
+            return []
+        with self._cond:
+            if cid is None:
+                ids = dict.fromkeys(self._unreaped, False) | self._unsettled
+                self._unsettled.clear()
+            elif cid in self._unsettled:
+                ids = {cid: self._unsettled.pop(cid)}
+            else:
+                ids = {}
+        if not ids:
+            return []
+        rid = self._rid()
+        try:
+            self._send(p.Settle(rid, list(ids)))  # one round trip, however many
+            self._reply(rid, 30)
+        except ZygoteGone:
+            return [i for i, remove in ids.items() if remove]
+        except WasmlabError:
+            pass
+        return []
+
+    def _abandon(self, rid: int) -> None:
+        """Nobody waits for this reply any more: drop it now, or when it comes."""
+        with self._cond:
+            if self._replies.pop(rid, None) is None:
+                self._abandoned.add(rid)
+
+
+def _stdio_fds(stdio: tuple[int | None, int | None, int | None]) -> list[int]:
+    """The three fds to hand over: a missing stdin is /dev/null, a missing stdout or stderr is ours."""
+    return [fd if fd is not None else (_devnull() if i == 0 else i) for i, fd in enumerate(stdio)]
+
+
+_DEVNULL: int | None = None
+
+
+def _devnull() -> int:
+    global _DEVNULL
+    if _DEVNULL is None:
+        _DEVNULL = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _DEVNULL
+
+
+def _feed(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _drain(*fds: int, died: int = -1) -> list[bytes]:
+    """Read each pipe to its end (all at once, so none fills up and stalls the writer); closes them.
+
+    The last pipe carries a Wasm init's result. With died (the zygote's pidfd): once the zygote is gone and
+    that pipe has closed empty (a native init, whose exit only the zygote could have seen), stop at once;
+    the container may run on, so its output is read and dropped by a thread instead of cut off."""
+    bufs: dict[int, list[bytes]] = {fd: [] for fd in fds}
+    open_fds = set(fds)
+    result_fd = fds[-1]
+    with selectors.DefaultSelector() as sel:
+        for fd in open_fds:
+            sel.register(fd, selectors.EVENT_READ)
+        if died >= 0:
+            sel.register(died, selectors.EVENT_READ)
+        gone = False
+        while open_fds:
+            if gone and result_fd not in open_fds and not bufs[result_fd]:
+                threading.Thread(target=_discard, args=(open_fds,), daemon=True).start()
+                break
+            for key, _ in sel.select():
+                if key.fd == died:
+                    sel.unregister(died)
+                    gone = True
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    bufs[key.fd].append(chunk)
+                else:
+                    sel.unregister(key.fd)
+                    open_fds.discard(key.fd)
+                    os.close(key.fd)
+    return [b"".join(bufs[fd]) for fd in fds]
+
+
+def _discard(fds: set[int]) -> None:
+    """Read pipes to their end and drop what comes (a container whose caller gave up on it)."""
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                if not os.read(key.fd, 65536):
+                    sel.unregister(key.fd)
+                    os.close(key.fd)

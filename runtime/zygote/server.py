@@ -1,0 +1,375 @@
+"""The zygote's server: a lean single-threaded process that forks containers and reports their exits."""
+
+from __future__ import annotations
+
+import gc
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlab.runtime.errors import SetupError, WasmlabError
+from wasmlab.runtime.store.state import ExitRecord, StateDir, decode_wait_status
+from wasmlab.runtime.zygote import protocol as p
+
+
+@dataclass
+class _Live:
+    id: str
+    pid: int
+    sd: StateDir
+    chan: Any
+    cgroup: Any
+    created_ns: int
+    timings: dict[str, float]
+    annotations: dict[str, str] = field(default_factory=dict)
+    handler: str = ""
+    reports: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    run_rid: int | None = None      # a `run` request answered at exit, in one message
+    reported: ExitRecord | None = None  # the exit the init reported itself (before it was reaped)
+    exited: bool = False            # the caller was told the workload is over
+    events: bool = True             # somebody subscribed: send created/reaped events too
+    record: bool = False            # somebody records runs: send the final figures once reaped
+    remove: bool = False            # `run` without keep: the zygote deletes the container itself
+    settles: list[dict[str, int]] = field(default_factory=list)  # `settle` requests waiting on it (and others)
+
+
+class Zygote:
+    def __init__(self, sock: socket.socket, root: str, default_engine: str, prepare: tuple[str, ...] = ()) -> None:
+        from wasmlab.runtime import launch, sandbox  # noqa: F401 - imported now, before any fork
+        from wasmlab.runtime.handlers import registry
+        from wasmlab.runtime.linux import syscalls as sc
+
+        self.sock = sock
+        self.root = root
+        self.default_engine = default_engine
+        warm = tuple(dict.fromkeys(("wasmtime", *prepare)))
+        self.handlers = registry.load(prepare=warm)
+        self.prepared: set[str] = set(warm)
+        self.plans: dict[tuple[Any, ...], Any] = {}
+        self.live: dict[int, _Live] = {}
+        self.client_gone = False
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        from wasmlab.runtime.handlers.wasmtime import install_stop_handlers
+
+        install_stop_handlers()  # inherited by every Wasm init; execve resets them for native ones
+        self.sel = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(self.sock, selectors.EVENT_READ, "client")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "signal")
+        # Objects that exist now are never collected: the GC then leaves their pages alone, so forked
+        # containers share them instead of copying them.
+        gc.collect()
+        gc.freeze()
+
+    def send(self, msg: p.Message) -> None:
+        if self.client_gone:
+            return
+        try:
+            self.sock.send(msg.encode())
+        except OSError:
+            self.client_gone = True
+
+    def serve(self) -> None:
+        while not (self.client_gone and not self.live):
+            for key, _ in self.sel.select(timeout=1.0 if self.client_gone else None):
+                if key.data == "client":
+                    self._on_client()
+                elif key.data == "signal":
+                    try:
+                        os.read(self.wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                    self._reap()
+                else:
+                    self._on_container(key.data)
+            if self.client_gone:
+                self._reap()
+
+    def _on_client(self) -> None:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, p.MAX_MSG, 8)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self.client_gone = True
+            self.sel.unregister(self.sock)
+            return
+        try:
+            msg = p.decode(data)
+            if isinstance(msg, (p.Create, p.Run)):
+                self._create(msg, fds)
+            elif isinstance(msg, p.Settle):
+                self._settle(msg.rid, set(msg.ids))
+            elif isinstance(msg, p.Ping):
+                self.send(p.Reply(msg.rid, pid=os.getpid()))
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _settle(self, rid: int, ids: set[str]) -> None:
+        waiting = [live for live in self.live.values() if live.id in ids]
+        if not waiting:
+            self.send(p.Reply(rid))
+            return
+        token = {"rid": rid, "left": len(waiting)}
+        for live in waiting:
+            live.settles.append(token)
+
+    def _plan(self, bundle: str, cid: str, annotations: dict[str, str]) -> Any:
+        from wasmlab.runtime import sandbox
+        from wasmlab.runtime.spec import runtime as spec_mod
+
+        try:
+            st = os.stat(os.path.join(bundle, "config.json"))
+            key: tuple[Any, ...] | None = (bundle, st.st_mtime_ns, st.st_size, st.st_ino,
+                                           tuple(sorted(annotations.items())))
+        except OSError:
+            key = None
+        cached = self.plans.get(key) if key else None
+        if cached is None:
+            spec = spec_mod.load(bundle)
+            if annotations:
+                spec.raw["annotations"] = spec.annotations | annotations
+            cached = sandbox.plan(spec, cid)
+            if key:
+                if len(self.plans) > 256:
+                    self.plans.clear()
+                self.plans[key] = cached
+        return cached.for_container(cid)
+
+    def _own_fds(self) -> tuple[int, ...]:
+        """What a new container must not inherit: this zygote's socket, wake-up pipe, selector and the other
+        containers' channels (a Wasm init never execs, so O_CLOEXEC alone would not drop them)."""
+        own = [self.sock.fileno(), self.wake_r, self.wake_w, self.sel.fileno()]
+        own.extend(live.chan.sock.fileno() for live in self.live.values())
+        return tuple(fd for fd in own if fd >= 0)
+
+    def _create(self, msg: p.Create | p.Run, fds: list[int]) -> None:
+        from wasmlab.runtime.handlers.detect import engines_wanted
+        from wasmlab.runtime.launch import launch
+
+        run = isinstance(msg, p.Run)
+        self._reap_now(msg.id)
+        try:
+            plan = self._plan(msg.bundle, msg.id, msg.annotations)
+            for engine in engines_wanted(plan.annotations, self.default_engine):
+                if engine not in self.prepared and engine in self.handlers:
+                    self.handlers[engine].prepare()
+                    self.prepared.add(engine)
+                expect = getattr(self.handlers.get(engine), "expect", None)
+                if expect is not None and plan.has_process:
+                    expect(plan.args, plan.env)
+            stdio = (fds[0], fds[1], fds[2]) if len(fds) >= 3 else None
+            launched = launch(plan, StateDir(self.root, msg.id), handlers=self.handlers,
+                              default_engine=self.default_engine, stdio=stdio,
+                              console_socket=None if run else msg.console_socket,  # type: ignore[union-attr]
+                              pid_file=None if run else msg.pid_file,  # type: ignore[union-attr]
+                              autostart=run, owner="zygote", record_exit=True,
+                              result_fd=fds[3] if run and len(fds) >= 4 else None,
+                              close_in_child=self._own_fds())
+        except WasmlabError as exc:
+            self.send(p.Reply(msg.rid, ok=False, error=exc.as_dict()))
+            return
+        except OSError as exc:
+            err = SetupError(f"cannot create the container: {exc.strerror or exc}", "see `wasmlab doctor`")
+            self.send(p.Reply(msg.rid, ok=False, error=err.as_dict()))
+            return
+        live = _Live(msg.id, launched.pid, StateDir(self.root, msg.id), launched.channel, launched.cgroup,
+                     time.perf_counter_ns(), launched.timings, plan.annotations,
+                     str((launched.decision or {}).get("handler") or ""), state=launched.state,
+                     run_rid=msg.rid if run else None, remove=run and msg.remove,  # type: ignore[union-attr]
+                     events=msg.events, record=msg.record)
+        self.live[launched.pid] = live
+        self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
+        if not run:
+            self.send(p.Reply(msg.rid, state=launched.state, timings=launched.timings,
+                              decision=launched.decision or {}))
+        if live.events:
+            self.send(p.ContainerCreated(live.id, live.pid, launched.decision or {}))
+
+    def _on_container(self, live: _Live) -> None:
+        if live.chan.sock.fileno() < 0:
+            return
+        msg = live.chan.recv(0)
+        if msg is None:
+            self._drop_channel(live)
+            return
+        self._take(live, msg)
+
+    def _drop_channel(self, live: _Live) -> None:
+        try:
+            self.sel.unregister(live.chan.sock)
+        except (KeyError, ValueError):
+            pass
+        live.chan.sock.close()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._finish(pid, status, usage)
+
+    def _reap_now(self, cid: str) -> None:
+        """A new container wants the id of one whose exit was reported but not yet reaped: reap it first."""
+        for pid, live in list(self.live.items()):
+            # Only one that has said it is exiting: waiting for a running one would block this zygote (and
+            # every caller) for as long as it runs. A live one makes the new create fail: ContainerExists.
+            if live.id == cid and live.exited:
+                try:
+                    _, status, usage = os.wait4(pid, 0)
+                except ChildProcessError:
+                    self.live.pop(pid, None)
+                    continue
+                self._finish(pid, status, usage)
+
+    def _drain(self, live: _Live) -> None:
+        while live.chan.sock.fileno() >= 0:
+            msg = live.chan.recv(0)
+            if msg is None:
+                self._drop_channel(live)
+                return
+            self._take(live, msg)
+
+    def _take(self, live: _Live, msg: dict[str, Any]) -> None:
+        """A message from a container's init (the init's own protocol: see sandbox.Channel)."""
+        if msg.get("t") == "reports":
+            live.reports.update(msg["values"])
+            if "exit_code" in msg and live.reported is None:
+                live.reported = ExitRecord(exit_code=int(msg["exit_code"]), finished_at=time.time(),
+                                           max_rss_kb=int(msg.get("max_rss_kb") or 0))
+                self._exited(live, live.reported, {})
+        elif msg.get("t") == "error":
+            live.reports["error"] = msg["error"]
+            self.send(p.ContainerError(live.id, msg["error"]))
+
+    def _exited(self, live: _Live, rec: ExitRecord, memory: dict[str, int], *, reaped: bool = False) -> None:
+        """Tell the caller the workload is over: a Wasm init says so itself, before the kernel's teardown
+        of its namespaces and memory (a millisecond or more); others when they are reaped."""
+        live.exited = True
+        # The state says stopped from now on, so whoever hears of the exit and looks sees it stopped, never
+        # running. A container about to be deleted needs that only when someone listens to events (a look
+        # through the Runtime that ran it waits for the deletion anyway); the reaper refines the record.
+        if not reaped and (not live.remove or live.events):
+            try:
+                live.sd.write_exit(rec)
+            except OSError:
+                pass
+        # One message for a `run`: the reply doubles as the exit event (the client publishes it).
+        self.send(p.ContainerExited(live.id, rec, live.reports, live.timings, memory, rid=live.run_rid,
+                                    state=live.state if live.run_rid is not None else None))
+
+    def _finish(self, pid: int, status: int, usage: Any) -> None:
+        live = self.live.pop(pid, None)
+        if live is None:
+            return
+        live.timings["reaped_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + live.timings.get(
+            "create_ms", 0.0)
+        self._drain(live)  # the last reports come before the exit record
+        oom = bool(live.cgroup and live.cgroup.oom_killed())
+        if live.reported is not None:
+            # The init said how its workload ended; what killed the process afterwards (a `--rm` delete,
+            # SIGKILL during teardown) is not the workload's exit.
+            code, sig = live.reported.exit_code, None
+        else:
+            code, sig = decode_wait_status(status)
+            if oom:
+                code = 137
+        rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
+                         max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
+        memory = live.cgroup.memory() if live.cgroup else {}
+        if not live.remove and os.path.isdir(live.sd.path):
+            try:
+                live.sd.write_exit(rec)  # before the answer: whoever it wakes reads a stopped state
+            except OSError:
+                pass  # deleted meanwhile
+        if not live.exited:
+            self._exited(live, rec, memory, reaped=True)
+        if live.events or live.record:
+            timings = dict(live.timings)
+            timings["lifetime_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + timings.get("create_ms", 0.0)
+            reaped = p.ContainerReaped(live.id, rec, memory, timings, live.reports, live.handler, live.annotations)
+            if live.record and self.client_gone and not live.remove:
+                _leave(live.sd, reaped)  # its client exited (`run -d`): the next one records it
+            else:
+                self.send(reaped)
+        if live.remove:
+            # After the answer, off the caller's path; before this zygote reads its next request, so a new
+            # container with the same id never meets the old one's folder or cgroup.
+            if live.cgroup is not None:
+                live.cgroup.remove()
+            live.sd.remove()
+        for token in live.settles:
+            token["left"] -= 1
+            if token["left"] == 0:
+                self.send(p.Reply(token["rid"]))
+        self._warm(live.reports)
+
+    def _warm(self, reports: dict[str, Any]) -> None:
+        """A container compiled, loaded or instantiated a module itself: the next fork gets it ready-made."""
+        digest = reports.get("module_digest")
+        engine = reports.get("engine")
+        learned = reports.get("cache") != "instance" or reports.get("module_identity")
+        if digest and learned and engine in self.handlers:
+            handler = self.handlers[engine]
+            warm = getattr(handler, "warm", None)
+            if warm is not None:
+                warm(digest, instantiate=bool(reports.get("preinstantiable")),
+                     identity=reports.get("module_identity"))
+
+
+def _serve_args(argv: list[str]) -> dict[str, Any]:
+    """--fd N --root DIR [--engine NAME] [--prepare=NAME]...: the ZygoteClient's own command line. Not
+    argparse: its help formatter imports shutil, and with it zlib, bz2 and lzma, into every fork."""
+    args: dict[str, Any] = {"engine": "wasmtime", "prepare": []}
+    items = iter(argv)
+    for item in items:
+        key, eq, value = item.partition("=")
+        if key not in ("--fd", "--root", "--engine", "--prepare"):
+            raise SystemExit(f"wasmlab-zygote: unknown argument {item!r} (it is started by ZygoteClient)")
+        if not eq:
+            value = next(items, "")
+        if key == "--prepare":
+            args["prepare"].append(value)
+        else:
+            args[key[2:]] = value
+    if "fd" not in args or "root" not in args:
+        raise SystemExit("wasmlab-zygote: --fd and --root are required (it is started by ZygoteClient)")
+    return args
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    args = _serve_args(sys.argv[1:] if argv is None else argv)
+    fd = int(args["fd"])
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    try:
+        zygote = Zygote(sock, args["root"], args["engine"], tuple(args["prepare"]))
+    except Exception as exc:
+        sock.send(p.Fatal(f"{type(exc).__name__}: {exc}").encode())
+        return 1
+    sock.send(p.Hello(os.getpid()).encode())
+    zygote.serve()
+    return 0
+
+
+def _leave(sd: StateDir, msg: p.ContainerReaped) -> None:
+    """Write the final figures into the state folder, whole or not at all."""
+    tmp = os.path.join(sd.path, f".{p.REAPED_FILE}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(msg.encode())
+        os.rename(tmp, os.path.join(sd.path, p.REAPED_FILE))
+    except OSError:
+        pass  # deleted meanwhile
