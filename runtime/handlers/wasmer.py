@@ -164,15 +164,16 @@ class WasmerHandler:
         folder = os.path.join(self.cache_folder, self._namespace()) if self.cache_folder else None
         if folder is None:
             import atexit
-            import shutil
-            import tempfile
 
-            folder = tempfile.mkdtemp(prefix="wasmlab-wasmer-sdk-")
+            # Not tempfile or shutil: they bring zlib, bz2 and lzma into the zygote, and so into every fork.
+            folder = os.path.join(os.environ.get("TMPDIR") or "/tmp",
+                                  f"wasmlab-wasmer-sdk-{os.getpid()}-{os.urandom(6).hex()}")
+            os.mkdir(folder, 0o700)  # a fresh name: fails rather than reuse anybody's folder
             owner = (os.getpid(), folder)
 
             def _remove() -> None:
                 if os.getpid() == owner[0]:     # never from a forked container
-                    shutil.rmtree(owner[1], ignore_errors=True)
+                    remove_tree(owner[1])
 
             atexit.register(_remove)
         try:

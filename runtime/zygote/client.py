@@ -229,6 +229,14 @@ class ZygoteClient:
         state["timings"] = reply.timings
         return state
 
+    def modules(self) -> list[str]:
+        """The modules the zygote process has imported: what every container it forks starts with."""
+        rid = self._rid()
+        self._send(p.Ping(rid, modules=True))
+        reply = self._reply(rid, 30)
+        assert isinstance(reply, p.Reply)
+        return reply.modules
+
     def wait(self, cid: str, timeout: float | None = None) -> ExitRecord:
         with self._cond:
             ok = self._cond.wait_for(lambda: cid in self._exits or self._closed, timeout)

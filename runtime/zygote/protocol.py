@@ -68,8 +68,11 @@ class Settle(Message):
 
 @dataclass
 class Ping(Message):
+    """Are you there? With modules, the answer lists what the zygote has imported (what every fork copies)."""
+
     TYPE: ClassVar[str] = "ping"
     rid: int
+    modules: bool = False
 
 
 # -- zygote -> client ----------------------------------------------------------------------------------------
@@ -102,6 +105,7 @@ class Reply(Message):
     timings: dict[str, float] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
     pid: int = 0
+    modules: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -109,7 +109,7 @@ class Zygote:
             elif isinstance(msg, p.Settle):
                 self._settle(msg.rid, set(msg.ids))
             elif isinstance(msg, p.Ping):
-                self.send(p.Reply(msg.rid, pid=os.getpid()))
+                self.send(p.Reply(msg.rid, pid=os.getpid(), modules=sorted(sys.modules) if msg.modules else []))
         finally:
             for fd in fds:
                 os.close(fd)
