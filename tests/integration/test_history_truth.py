@@ -8,10 +8,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
-
 from conftest import ROOT, minimal_config, need_root, write_bundle
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
