@@ -28,7 +28,7 @@ SIZE = (140, 40)
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A lab home holding one Wasm image built FROM scratch with the compat annotation."""
-    from wasmlab.runtime.service import Lab
+    from wasmlab.runtime import Lab
 
     home = tmp_path / "home"
     home.mkdir()
@@ -38,7 +38,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (ctx / "hello.wasm").write_bytes(hello_wasm())
     (ctx / "Containerfile").write_text('FROM scratch\nCOPY hello.wasm /hello.wasm\nCMD ["/hello.wasm"]\n')
     with Lab(home) as lab:
-        lab.images.build(ctx, tag=IMAGE, annotations={"module.wasm.image/variant": "compat"})
+        lab.build(ctx, tag=IMAGE, annotations={"module.wasm.image/variant": "compat"})
     return home
 
 
@@ -153,7 +153,7 @@ def test_images_tabs_filter_help(home: Path) -> None:
 
         await pilot.press("ctrl+d", "y")
         await wait_for(pilot, lambda: images.rows() == [], "the image to be deleted")
-        assert app.lab.images.list() == []
+        assert app.lab.images() == []
 
         await pilot.press("q")
 
