@@ -235,6 +235,28 @@ def test_live_event_refreshes_containers(home: Path) -> None:
     assert_no_zygote_left()
 
 
+def test_delete_keeps_an_image_in_use(home: Path) -> None:
+    """ctrl+d on an image a container was made from goes through the service's in-use rule (it used to
+    remove the image from under the container): an error notification, and the image stays."""
+    need_root()
+    app = WasmlabApp(refresh_interval=3600)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        images = app.images_view
+        await wait_for(pilot, lambda: images.loaded and len(images.rows()) == 1, "the image to load")
+        run = await asyncio.to_thread(app.lab.run, IMAGE, name="user", detach=True)
+        try:
+            await pilot.press("ctrl+d", "y")
+            await wait_for(pilot, lambda: any(n.severity == "error" and "in use by container user" in n.message
+                                              for n in app._notifications), "the in-use notification")
+            assert [i.name for i in app.lab.images()] == [IMAGE]
+        finally:
+            await asyncio.to_thread(app.lab.rm, run.name, force=True)
+
+    drive(app, scenario)
+    assert_no_zygote_left()
+
+
 @pytest.mark.parametrize("use_plotext", [True, False])
 def test_chart_per_handler(home: Path, use_plotext: bool) -> None:
     if use_plotext:
