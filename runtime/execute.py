@@ -140,3 +140,45 @@ def check_running(status: str, container_id: str) -> None:
     if status != "running":
         raise InvalidState(f"container {container_id} is {status}: exec needs a running container",
                            f"`start {container_id}` first, or run a new one")
+
+
+def process_for(state: dict[str, Any], args: list[str], *, env: list[str] | tuple[str, ...] = (),
+                cwd: str | None = None, user: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The process `exec ARGS` runs: the container's own process (user, env, cwd, limits) with ARGS,
+    ENV added and, if given, CWD and USER (uid, gid) instead."""
+    bundle = state.get("bundle") or ""
+    try:
+        with open(os.path.join(bundle, "config.json")) as fh:
+            base = dict(json.load(fh).get("process") or {})
+    except (OSError, ValueError):
+        base = {}
+    process = dict(base, args=list(args), terminal=False)
+    process["env"] = list(base.get("env") or []) + list(env)
+    if cwd:
+        process["cwd"] = cwd
+    if user is not None:
+        process["user"] = {"uid": user[0], "gid": user[1]}
+    return process
+
+
+def serve(argv: list[str]) -> int:
+    """`python -m wasmlab.runtime.execute REQUEST_FD REPORT_FD`: the single-threaded helper `Runtime.exec` starts.
+
+    It reads {"state", "process"} from REQUEST_FD, runs the process in the container with this helper's
+    stdio, and on a typed error writes it to REPORT_FD (the caller raises it) instead of printing it.
+    """
+    request_fd, report_fd = int(argv[0]), int(argv[1])
+    os.set_inheritable(report_fd, False)  # never into the container's process
+    with os.fdopen(request_fd, "rb") as fh:
+        request = json.loads(fh.read())
+    try:
+        return exec_process(request["state"], request["process"])
+    except WasmlabError as exc:
+        os.write(report_fd, json.dumps(exc.as_dict()).encode())
+        return exc.exit_code if 0 < exc.exit_code < 126 else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(serve(sys.argv[1:]))

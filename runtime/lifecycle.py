@@ -311,7 +311,8 @@ class Runtime(Containers):
 
     def _recorded(self, row: RunRecord) -> None:
         if self._subscribers:
-            self._deliver({"event": "recorded", "id": row.id, "record": row})
+            self._deliver({"event": "recorded", "id": row.id, "seq": row.seq, "exit_code": row.exit_code,
+                           "signal": row.signal, "record": row})
 
     def _deliver(self, event: dict[str, Any]) -> None:
         for cb in list(self._subscribers):
@@ -462,3 +463,47 @@ class Runtime(Containers):
     def delete(self, container_id: str, *, force: bool = False) -> None:
         super().delete(container_id, force=force)
         self._owners.pop(container_id, None)
+
+    def exec(self, container_id: str, args: list[str], *, env: list[str] | tuple[str, ...] = (),
+             cwd: str | None = None, user: tuple[int, int] | None = None,
+             stdio: tuple[int, int, int] | None = None) -> int:
+        """Run a new process in a running container (podman exec); returns its exit status.
+
+        This process has threads (the zygote's reader), so it never forks into a container itself: a
+        fresh single-threaded helper (`python -m wasmlab.runtime.execute`) joins the container, with
+        STDIO (default: this process's 0, 1, 2). A typed error comes back through a pipe and is raised.
+        """
+        import json
+        import subprocess
+        import sys
+
+        from wasmlab.runtime.errors import error_from_dict
+        from wasmlab.runtime.execute import check_running, process_for
+
+        state = self.state(container_id)
+        check_running(state["status"], container_id)
+        request = {"state": state, "process": process_for(state, list(args), env=env, cwd=cwd, user=user)}
+        req_r, req_w = os.pipe2(os.O_CLOEXEC)
+        rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+        sinks = stdio or (0, 1, 2)
+        try:
+            helper = subprocess.Popen([sys.executable, "-m", "wasmlab.runtime.execute", str(req_r), str(rep_w)],
+                                      stdin=sinks[0], stdout=sinks[1], stderr=sinks[2], pass_fds=(req_r, rep_w),
+                                      close_fds=True)
+        except BaseException:
+            os.close(req_w)
+            os.close(rep_r)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        try:
+            with os.fdopen(req_w, "wb") as fh:
+                fh.write(json.dumps(request).encode())
+            with os.fdopen(rep_r, "rb") as fh:
+                report = fh.read()
+        finally:
+            code = helper.wait()
+        if report:
+            raise error_from_dict(json.loads(report))
+        return code & 0xFF if code >= 0 else 128 - code

@@ -15,16 +15,18 @@ from wasmlab.lab.tui.screens.help import HelpScreen
 from wasmlab.lab.tui.screens.history import HistoryView
 from wasmlab.lab.tui.screens.images import ImagesView
 from wasmlab.lab.tui.widgets.table import ResourceView
+from wasmlab.runtime import ContainerCreated, ContainerExited, ContainerStarted, ImageBuilt, ImageRemoved, RunRecorded
 from wasmlab.runtime.errors import WasmlabError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from wasmlab.runtime.service import Lab
+    from wasmlab.runtime import Lab, LabEvent
 
 TABS = ("images", "containers", "history")
-# Lifecycle events that change what `ps` shows; the many "report" events do not.
-RELOAD_ON = {"created", "exit", "error", "fatal"}
+# The Lab's events that change what `ps` shows, and what `images` shows.
+RELOAD_CONTAINERS = (ContainerCreated, ContainerStarted, ContainerExited)
+RELOAD_IMAGES = (ImageBuilt, ImageRemoved)
 
 
 class WasmlabApp(App[int]):
@@ -48,7 +50,7 @@ class WasmlabApp(App[int]):
         # A lab that cannot open (a bad WASMLAB_HOME) is shown as its one-line error, in place of the tabs.
         self.lab_error: WasmlabError | None = None
         if lab is None:
-            from wasmlab.runtime.service import Lab
+            from wasmlab.runtime import Lab
 
             try:
                 lab = Lab()
@@ -83,7 +85,7 @@ class WasmlabApp(App[int]):
             self.sub_title = "no lab home"
             return
         self.sub_title = str(self.lab.home)
-        self._unsubscribe = self.lab.runtime.subscribe(self._runtime_event)
+        self._unsubscribe = self.lab.subscribe(self._lab_event)
         self.set_interval(self.refresh_interval, self._tick)
 
     def on_unmount(self) -> None:
@@ -98,16 +100,20 @@ class WasmlabApp(App[int]):
             self.lab.close()
 
     # -- live updates ------------------------------------------------------------------------------------------
-    def _runtime_event(self, event: dict[str, Any]) -> None:
-        """Runs on the runtime's reader thread: hand the event to the app's loop without waiting."""
+    def _lab_event(self, event: LabEvent) -> None:
+        """Runs on whichever thread the event happened on: hand it to the app's loop without waiting."""
         self.post_message(RuntimeEvent(event))
 
     def on_runtime_event(self, message: RuntimeEvent) -> None:
-        kind = message.event.get("event")
-        if kind in RELOAD_ON:
+        event = message.event
+        if isinstance(event, RELOAD_CONTAINERS):
             self.containers_view.reload()
-        if kind == "exit":
-            # The run lands in the history just after its exit event.
+        if isinstance(event, RELOAD_IMAGES):
+            self.images_view.reload()
+        if isinstance(event, RunRecorded):
+            self.history_view.reload()
+        elif isinstance(event, ContainerExited):
+            # Until every run is announced as recorded: the row lands in the history just after the exit.
             self.set_timer(0.3, self.history_view.reload)
 
     def _tick(self) -> None:

@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from wasmlab.runtime.images.service import ImageSummary
-    from wasmlab.runtime.service import ContainerInfo
-    from wasmlab.runtime.store.history import RunRecord
+    from wasmlab.runtime import ContainerInfo, ImageSummary, LabEvent, RunRecord
 
 
 @dataclass
 class ImagesLoaded(Message):
-    """`lab.images.list()` answered."""
+    """`lab.images()` answered."""
 
     images: list[ImageSummary]
 
@@ -29,7 +27,7 @@ class ContainersLoaded(Message):
 
 @dataclass
 class HistoryLoaded(Message):
-    """`lab.history.recent()` answered (newest first)."""
+    """`lab.history()` answered (newest first)."""
 
     runs: list[RunRecord]
 
@@ -44,9 +42,9 @@ class LoadFailed(Message):
 
 @dataclass
 class RuntimeEvent(Message):
-    """A lifecycle event from `lab.runtime.subscribe` (created, report, exit, error, ...)."""
+    """An event from `lab.subscribe` (ContainerCreated, ContainerExited, ImageBuilt, ...)."""
 
-    event: dict[str, Any]
+    event: LabEvent
 
 
 @dataclass
@@ -70,7 +68,7 @@ class ActionFailed(Message):
 
 @dataclass
 class Described(Message):
-    """`lab.inspect` (or `lab.images.inspect`) answered: a JSON document to show."""
+    """`lab.inspect` (or `lab.image_inspect`) answered: a JSON document to show."""
 
     title: str
     document: dict[str, Any] = field(default_factory=dict)

@@ -191,14 +191,15 @@ class Images:
     # -- moving images ------------------------------------------------------------------
 
     def save(self, names: str | Sequence[str], path: str | os.PathLike[str], *,
-             format: str = "oci-archive") -> SaveResult:
+             format: str = "oci-archive", progress: archive.Progress | None = None) -> SaveResult:
         """``podman save``: write images to an oci-archive (default), docker-archive or oci-dir."""
         wanted = [names] if isinstance(names, str) else list(names)
-        return archive.save(self.store, wanted, path, format=format)
+        return archive.save(self.store, wanted, path, format=format, progress=progress)
 
-    def load(self, path: str | os.PathLike[str], *, name: str | None = None) -> LoadResult:
+    def load(self, path: str | os.PathLike[str], *, name: str | None = None,
+             progress: archive.Progress | None = None) -> LoadResult:
         """``podman load``: read an oci-archive, docker-archive, OCI layout or Wasm artifact."""
-        return archive.load(self.store, path, name=name)
+        return archive.load(self.store, path, name=name, progress=progress)
 
     def export_wasm(self, name: str, path: str | os.PathLike[str]) -> SaveResult:
         """Write a compat image's module as a CNCF Wasm OCI artifact (layout dir, or .tar archive)."""

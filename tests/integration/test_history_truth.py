@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, minimal_config, need_root, write_bundle
+
+from tests.conftest import ROOT, minimal_config, need_root, write_bundle
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 ASSETS = ROOT / "assets" / "built"

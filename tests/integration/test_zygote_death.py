@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, make_rootfs_busybox, minimal_config, need_root, write_bundle
+
+from tests.conftest import ROOT, make_rootfs_busybox, minimal_config, need_root, write_bundle
 
 pytestmark = pytest.mark.root
 ASSETS = ROOT / "assets" / "built"

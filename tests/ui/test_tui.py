@@ -28,7 +28,7 @@ SIZE = (140, 40)
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A lab home holding one Wasm image built FROM scratch with the compat annotation."""
-    from wasmlab.runtime.service import Lab
+    from wasmlab.runtime import Lab
 
     home = tmp_path / "home"
     home.mkdir()
@@ -38,7 +38,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (ctx / "hello.wasm").write_bytes(hello_wasm())
     (ctx / "Containerfile").write_text('FROM scratch\nCOPY hello.wasm /hello.wasm\nCMD ["/hello.wasm"]\n')
     with Lab(home) as lab:
-        lab.images.build(ctx, tag=IMAGE, annotations={"module.wasm.image/variant": "compat"})
+        lab.build(ctx, tag=IMAGE, annotations={"module.wasm.image/variant": "compat"})
     return home
 
 
@@ -153,7 +153,7 @@ def test_images_tabs_filter_help(home: Path) -> None:
 
         await pilot.press("ctrl+d", "y")
         await wait_for(pilot, lambda: images.rows() == [], "the image to be deleted")
-        assert app.lab.images.list() == []
+        assert app.lab.images() == []
 
         await pilot.press("q")
 
@@ -230,6 +230,28 @@ def test_live_event_refreshes_containers(home: Path) -> None:
         await wait_for(pilot, lambda: any(r[0] == run.name and r[4] == "0" for r in app.containers_view.rows()),
                        "the exit event to refresh the table")
         await asyncio.to_thread(app.lab.rm, run.name, force=True)  # its cgroup goes with it
+
+    drive(app, scenario)
+    assert_no_zygote_left()
+
+
+def test_delete_keeps_an_image_in_use(home: Path) -> None:
+    """ctrl+d on an image a container was made from goes through the service's in-use rule (it used to
+    remove the image from under the container): an error notification, and the image stays."""
+    need_root()
+    app = WasmlabApp(refresh_interval=3600)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        images = app.images_view
+        await wait_for(pilot, lambda: images.loaded and len(images.rows()) == 1, "the image to load")
+        run = await asyncio.to_thread(app.lab.run, IMAGE, name="user", detach=True)
+        try:
+            await pilot.press("ctrl+d", "y")
+            await wait_for(pilot, lambda: any(n.severity == "error" and "in use by container user" in n.message
+                                              for n in app._notifications), "the in-use notification")
+            assert [i.name for i in app.lab.images()] == [IMAGE]
+        finally:
+            await asyncio.to_thread(app.lab.rm, run.name, force=True)
 
     drive(app, scenario)
     assert_no_zygote_left()

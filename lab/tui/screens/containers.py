@@ -11,7 +11,7 @@ from wasmlab.lab.tui.messages import ActionDone, ActionFailed, ContainersLoaded,
 from wasmlab.lab.tui.widgets.table import ResourceView, ago
 
 if TYPE_CHECKING:
-    from wasmlab.runtime.service import ContainerInfo
+    from wasmlab.runtime import ContainerInfo
 
 
 class ContainersView(ResourceView):
@@ -44,7 +44,7 @@ class ContainersView(ResourceView):
     def on_containers_loaded(self, message: ContainersLoaded) -> None:
         message.stop()
         self.containers = {c.id: c for c in message.containers}
-        self.show_rows((c.id, (c.name, c.id, c.image, c.status, "" if c.exit_code is None else str(c.exit_code),
+        self.show_rows((c.id, (c.name, c.id, c.image, str(c.status), "" if c.exit_code is None else str(c.exit_code),
                                c.handler or "", " ".join(c.command), ago(c.created)))
                        for c in message.containers)
 
@@ -69,7 +69,7 @@ class ContainersView(ResourceView):
     @work(thread=True, exclusive=True, group="describe")
     def describe_container(self, cid: str, name: str) -> None:
         try:
-            document = self.lab.inspect(cid)
+            document = self.lab.inspect(cid).as_dict()
         except Exception as exc:
             self.post_message(ActionFailed("inspect", name, *error_parts(exc)))
             return
@@ -97,7 +97,7 @@ class ContainersView(ResourceView):
         from wasmlab.lab.tui.screens.confirm import ConfirmScreen
 
         cid, name = ctr.id, ctr.name
-        running = " It is still running and will be killed." if ctr.status in ("created", "running") else ""
+        running = " It is still running and will be killed." if ctr.status.can_kill() else ""
 
         def confirmed(yes: bool | None) -> None:
             if yes:

@@ -30,7 +30,7 @@ class HistoryView(ResourceView):
     def reload(self) -> None:
         worker = get_current_worker()
         try:
-            runs = self.lab.history.recent(RECENT)
+            runs = self.lab.history(RECENT)
         except Exception as exc:
             self.post_message(LoadFailed(*error_parts(exc)))
             return

@@ -12,7 +12,7 @@ from wasmlab.lab.tui.messages import ActionDone, ActionFailed, Described, Images
 from wasmlab.lab.tui.widgets.table import ResourceView, ago, human_size
 
 if TYPE_CHECKING:
-    from wasmlab.runtime.images.service import ImageSummary
+    from wasmlab.runtime import ImageSummary
 
 
 class ImagesView(ResourceView):
@@ -34,7 +34,7 @@ class ImagesView(ResourceView):
     def reload(self) -> None:
         worker = get_current_worker()
         try:
-            images = self.lab.images.list()
+            images = self.lab.images()
         except Exception as exc:
             self.post_message(LoadFailed(*error_parts(exc)))
             return
@@ -83,7 +83,7 @@ class ImagesView(ResourceView):
     @work(thread=True, exclusive=True, group="describe")
     def describe_image(self, ref: str) -> None:
         try:
-            details = self.lab.images.inspect(ref)
+            details = self.lab.image_inspect(ref)
         except Exception as exc:
             self.post_message(ActionFailed("inspect", ref, *error_parts(exc)))
             return
@@ -106,7 +106,7 @@ class ImagesView(ResourceView):
     @work(thread=True, exclusive=True, group="delete")
     def remove_image(self, ref: str) -> None:
         try:
-            result = self.lab.images.remove(ref)
+            result = self.lab.rmi(ref)
         except Exception as exc:
             self.post_message(ActionFailed("rmi", ref, *error_parts(exc)))
             return

@@ -13,13 +13,13 @@ from textual.worker import get_current_worker
 from wasmlab.lab.tui.messages import LoadFailed, LogChunk, LogEnded, error_parts
 
 if TYPE_CHECKING:
-    from wasmlab.runtime.service import Lab
+    from wasmlab.runtime import Lab
 
 POLL = 0.25
 
 
 class LogScreen(Screen[None]):
-    """`wasmlab logs -f NAME`."""
+    """`wasmlab logs -f NAME`: the same follow as the CLI's (Lab.follow), until the container has no process left."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -48,24 +48,19 @@ class LogScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="logs")
     def follow(self) -> None:
-        """Read the log until the container stops; the status is read first so no final output is missed."""
+        """Each chunk once, as it comes; then the status it ended with. Leaving the screen cancels the worker."""
         worker = get_current_worker()
         lab: Lab = self.app.lab  # type: ignore[attr-defined]
-        seen = 0
-        while not worker.is_cancelled:
-            try:
-                info = lab.inspect(self.container)
-                data = b"".join(lab.logs(self.container))
-            except Exception as exc:
-                self.post_message(LoadFailed(*error_parts(exc)))
+        try:
+            for chunk in lab.follow(self.container, stop=worker.cancelled_event, poll=POLL):
+                self.post_message(LogChunk(chunk.decode("utf-8", "replace")))
+            if worker.is_cancelled:
                 return
-            if len(data) > seen:
-                self.post_message(LogChunk(data[seen:].decode("utf-8", "replace")))
-                seen = len(data)
-            if info["status"] not in ("created", "running"):
-                self.post_message(LogEnded(info["status"], info.get("exit_code")))
-                return
-            worker.cancelled_event.wait(POLL)
+            details = lab.inspect(self.container)
+        except Exception as exc:
+            self.post_message(LoadFailed(*error_parts(exc)))
+            return
+        self.post_message(LogEnded(str(details.status), details.exit_code))
 
     def on_log_chunk(self, message: LogChunk) -> None:
         self.query_one(Log).write(message.text)

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline, Static
 
 if TYPE_CHECKING:
-    from wasmlab.runtime.store.history import RunRecord
+    from wasmlab.runtime import RunRecord
 
 try:
     from textual_plotext import PlotextPlot

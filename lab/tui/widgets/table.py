@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -12,37 +11,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
+from wasmlab.lab import present
 from wasmlab.lab.tui.messages import LoadFailed
 
 if TYPE_CHECKING:
-    from wasmlab.runtime.service import Lab
+    from wasmlab.runtime import Lab
 
 Row = tuple[str, Sequence[str]]
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1000
-    return str(n)
+    return present.size(n)
 
 
 def ago(when: float | str) -> str:
-    if isinstance(when, str):
-        from datetime import datetime
-
-        try:
-            ts = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return when or "-"
-    else:
-        ts = when
-    delta = max(0.0, time.time() - ts)
-    for secs, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if delta >= secs:
-            return f"{int(delta // secs)}{unit} ago"
-    return f"{int(delta)}s ago"
+    return present.ago(when, short=True)
 
 
 class ResourceView(Vertical):

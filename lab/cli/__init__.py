@@ -1,0 +1,65 @@
+"""wasmlab: podman's verbs over the embedded lab (build, run, ps, logs, images, ...); no arguments opens the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from wasmlab.lab.cli import containers, images, system
+from wasmlab.runtime.errors import WasmlabError
+
+# The order of `wasmlab --help`: the verbs of the seed first.
+VERB_GROUPS = (images, containers, system)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wasmlab", description="Run WebAssembly and Linux containers side by side. "
+                                "With no command, opens the terminal UI.")
+    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    p.add_argument("--version", action="store_true")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+    for group in VERB_GROUPS:
+        group.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = parser()
+    args = p.parse_args(argv)
+    if args.version:
+        from wasmlab.runtime import __version__
+
+        print(f"wasmlab version {__version__}")
+        return 0
+    func = getattr(args, "func", None)
+    if args.verb is None:
+        func = system.cmd_tui
+    elif func is None:
+        p.parse_args([args.verb, "--help"])
+        return 2
+    try:
+        from wasmlab.runtime import absolute_home_env
+
+        if note := absolute_home_env():
+            print(f"wasmlab: {note}", file=sys.stderr)
+        return int(func(args))
+    except WasmlabError as exc:
+        return report(exc, debug=args.debug)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `wasmlab ps --json | head`: the reader has what it wanted. Quiet, as other tools are.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def report(exc: WasmlabError, *, debug: bool = False) -> int:
+    """One line on stderr (the traceback too with --debug); the exit code to return."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    print(f"Error: {exc.one_line()}", file=sys.stderr)
+    return exc.exit_code if exc.exit_code != 0 else 1

@@ -1,0 +1,78 @@
+"""What the verb groups of the wasmlab command share: the Lab it opens, KEY=VALUE options, JSON and progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from wasmlab.lab import present
+from wasmlab.runtime import Lab, Progress
+from wasmlab.runtime.errors import UsageError
+
+
+def kv(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip():
+            raise UsageError(f"{what} {item!r} is not KEY=VALUE", f"write it as {what} key=value")
+        out[k] = v
+    return out
+
+
+def open_lab(args: argparse.Namespace) -> Lab:
+    return Lab(default_engine=getattr(args, "engine", None))
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+class ProgressLine:
+    """Renders the Lab's Progress on stderr: one line redrawn in place on a terminal, nothing otherwise.
+    A RUN step's own output is always shown (a learner needs it when the step fails), unless quiet."""
+
+    def __init__(self, label: str, *, show_progress: bool = True, show_output: bool = True) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.show_progress = show_progress and self.tty
+        self.show_output = show_output
+        self.drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        if p.output:
+            if self.show_output:
+                self._clear()
+                sys.stderr.write(p.output if p.output.endswith("\n") else p.output + "\n")
+                sys.stderr.flush()
+            return
+        if self.show_progress:
+            sys.stderr.write(f"\r\x1b[2K{self.label}: {present.progress_line(p)[:150]}")
+            sys.stderr.flush()
+            self.drawn = True
+
+    def _clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[2K")
+            self.drawn = False
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.drawn = False
+
+
+def tty_flags(parser: argparse.ArgumentParser) -> None:
+    """podman's -i and -t (typed together as -it): stdin is always attached in the foreground; there is no
+    terminal yet, which -t says in one line instead of argparse's "unrecognized arguments"."""
+    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached (always so)")
+    parser.add_argument("-t", "--tty", action="store_true", help="not supported yet: there is no terminal")
+
+
+def refuse_tty(args: argparse.Namespace) -> None:
+    if getattr(args, "tty", False):
+        raise UsageError("wasmlab has no terminal for containers yet (-t)",
+                         "drop -t: output still streams and stdin is attached, e.g. wasmlab exec -i NAME sh")

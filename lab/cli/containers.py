@@ -1,0 +1,169 @@
+"""wasmlab's container verbs: run, exec, ps, logs, stop, pause/unpause, rm and inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from wasmlab.lab import present
+from wasmlab.lab.cli.common import kv, open_lab, print_json, refuse_tty, tty_flags
+from wasmlab.runtime.errors import UsageError, WasmlabError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    refuse_tty(args)
+    with open_lab(args) as lab:
+        # As podman's --sig-proxy: in the foreground, stop signals go to the container.
+        res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
+                      annotations=kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
+                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach)
+    if args.detach:
+        print(res.id)
+        return 0
+    if args.json:
+        print_json(res.as_dict())
+    return int(res.exit_code or 0)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    refuse_tty(args)
+    if not args.command:
+        raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
+    with open_lab(args) as lab:
+        return int(lab.exec(args.container, args.command, env=args.env or []))
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        rows = lab.ps(all=args.all)
+    if args.json:
+        print_json([r.as_dict() for r in rows])
+        return 0
+    if args.quiet:
+        for r in rows:
+            print(r.id)
+        return 0
+    print(f"{'CONTAINER ID':<14}{'IMAGE':<34}{'COMMAND':<24}{'CREATED':<18}{'STATUS':<14}{'HANDLER':<10}NAMES")
+    for r in rows:
+        print(f"{r.id[:12]:<14}{r.image[:32]:<34}{' '.join(r.command)[:22]:<24}{present.ago(r.created):<18}"
+              f"{present.status(r):<14}{r.handler or '-':<10}{r.name}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        if args.follow:
+            chunks: Any = lab.follow(args.container)
+        else:
+            chunks, _cursor = lab.logs(args.container)
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        for name in args.containers:
+            lab.stop(name, timeout=args.time)
+            print(name)
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        for name in args.containers:
+            (lab.pause if args.verb == "pause" else lab.unpause)(name)
+            print(name)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """As podman: every container named is tried; the first error is reported once all were."""
+    if not args.all and not args.containers:
+        raise UsageError("rm needs a container name or id, or --all", "list them with `wasmlab ps -a`")
+    failed: WasmlabError | None = None
+    with open_lab(args) as lab:
+        names = [r.id for r in lab.ps(all=True)] if args.all else args.containers
+        for name in names:
+            try:
+                lab.rm(name, force=args.force)
+            except WasmlabError as exc:
+                if failed is None:
+                    failed = exc
+                print(f"Error: {exc.one_line()}", file=sys.stderr)
+                continue
+            print(name)
+    if failed is not None:
+        return failed.exit_code or 1
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """A container by that name, else an image."""
+    out = []
+    with open_lab(args) as lab:
+        for name in args.names:
+            try:
+                out.append(lab.inspect(name).as_dict())
+            except WasmlabError:
+                details = lab.image_inspect(name)
+                out.append({"image": details.summary.__dict__, "manifest": details.manifest,
+                            "config": details.config})
+    print_json(out)
+    return 0
+
+
+def register(sub: Any) -> None:
+    r = sub.add_parser("run", help="run a command in a new container")
+    r.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    r.add_argument("-d", "--detach", action="store_true")
+    r.add_argument("--name")
+    r.add_argument("--annotation", action="append", metavar="K=V")
+    r.add_argument("-e", "--env", action="append", metavar="K=V")
+    r.add_argument("--engine", choices=("wasmtime", "wasmer"))
+    r.add_argument("--entrypoint")
+    r.add_argument("--json", action="store_true", help="print the run's decision and timings")
+    tty_flags(r)
+    r.add_argument("image")
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    r.set_defaults(func=cmd_run)
+
+    ex = sub.add_parser("exec", help="run a command in a running container")
+    ex.add_argument("-e", "--env", action="append", metavar="K=V")
+    tty_flags(ex)
+    ex.add_argument("container")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=cmd_exec)
+
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true")
+    ps.add_argument("-q", "--quiet", action="store_true")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_ps)
+
+    lg = sub.add_parser("logs", help="show a container's output")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("container")
+    lg.set_defaults(func=cmd_logs)
+
+    st = sub.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
+    st.add_argument("-t", "--time", type=float, default=10.0)
+    st.add_argument("containers", nargs="+")
+    st.set_defaults(func=cmd_stop)
+
+    for verb, text in (("pause", "freeze every process of containers"), ("unpause", "thaw paused containers")):
+        pz = sub.add_parser(verb, help=text)
+        pz.add_argument("containers", nargs="+")
+        pz.set_defaults(func=cmd_pause)
+
+    rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true")
+    rm.add_argument("-a", "--all", action="store_true")
+    rm.add_argument("containers", nargs="*")
+    rm.set_defaults(func=cmd_rm)
+
+    ins = sub.add_parser("inspect", help="show a container or image as JSON")
+    ins.add_argument("names", nargs="+")
+    ins.set_defaults(func=cmd_inspect)

@@ -1,0 +1,86 @@
+"""wasmlab's lab-wide verbs: doctor, history, samples and tui."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from wasmlab.lab import present
+from wasmlab.lab.cli.common import ProgressLine, open_lab, print_json
+from wasmlab.runtime.errors import UsageError
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from wasmlab.runtime import Lab
+
+    report = Lab.doctor()  # needs no lab home: it says what is wrong with one
+    if args.json:
+        print_json(report)
+        return 0
+    for key, value in report.items():
+        if isinstance(value, list):
+            print(f"{key}:")
+            for item in value:
+                print(f"  - {item}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        rows = lab.history(args.last, handler=args.handler)
+    if args.json:
+        print_json([r.as_dict() for r in rows])
+        return 0
+    print(f"{'WHEN':<18}{'NAME':<22}{'HANDLER':<10}{'EXIT':<6}{'CREATE ms':>10}{'TOTAL ms':>10}{'PEAK RSS':>10}  CACHE")
+    for r in rows:
+        print(f"{present.ago(r.started_at):<18}{(r.name or r.id)[:20]:<22}{r.handler:<10}{r.exit_code:<6}"
+              f"{r.create_ms:>10.2f}{r.total_ms:>10.2f}{present.size(r.max_rss_kb * 1024):>10}  {r.cache}")
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    line = ProgressLine("samples", show_progress=not (args.json or args.quiet))
+    try:
+        with open_lab(args) as lab:
+            built = lab.samples(busybox=not args.no_busybox, progress=line)
+    finally:
+        line.close()
+    if args.json:
+        print_json([dataclasses.asdict(b) for b in built])
+    elif not args.quiet:
+        for b in built:
+            print(f"{b.name:<34}{b.digest[7:19]}")
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from wasmlab.lab.tui.app import main as tui_main
+    except ImportError as exc:
+        raise UsageError(f"the terminal UI is not available: {exc}", "run `make lab` to install it") from None
+    return int(tui_main() or 0)
+
+
+def register(sub: Any) -> None:
+    dr = sub.add_parser("doctor", help="check what this machine can do")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=cmd_doctor)
+
+    hi = sub.add_parser("history", help="the run history: timings and memory of past runs")
+    hi.add_argument("-n", "--last", type=int, default=20)
+    hi.add_argument("--handler")
+    hi.add_argument("--json", action="store_true")
+    hi.set_defaults(func=cmd_history)
+
+    sm = sub.add_parser("samples", help="build the sample images (every program in assets/ as compat, "
+                                        "compat-smart and Linux images, and a busybox sidecar)")
+    sm.add_argument("--no-busybox", action="store_true", help="skip the busybox sidecar image")
+    sm.add_argument("--json", action="store_true")
+    sm.add_argument("-q", "--quiet", action="store_true")
+    sm.set_defaults(func=cmd_samples)
+
+    tui = sub.add_parser("tui", help="open the terminal UI")
+    tui.set_defaults(func=cmd_tui)

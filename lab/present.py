@@ -1,0 +1,58 @@
+"""Face-neutral presentation: sizes, ages, plurals and progress lines, the same in the CLI, the TUI and notebooks."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wasmlab.runtime import ContainerInfo, Progress
+
+
+def size(n: float) -> str:
+    """Bytes as podman shows them: 512 B, 1.5 kB, 27.3 MB (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def ago(when: float | str, *, short: bool = False) -> str:
+    """How long ago a time (seconds since the epoch, or an RFC 3339 string) was: "3 minutes ago" ("3m ago")."""
+    if isinstance(when, str):
+        from datetime import datetime
+
+        try:
+            ts = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return when or "-"
+    else:
+        ts = when
+    delta = max(0.0, time.time() - ts)
+    for secs, unit, letter in ((86400, "days", "d"), (3600, "hours", "h"), (60, "minutes", "m")):
+        if delta >= secs:
+            return f"{int(delta // secs)}{letter} ago" if short else f"{int(delta // secs)} {unit} ago"
+    return f"{int(delta)}s ago" if short else f"{int(delta)} seconds ago"
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """ "1 image", "2 images"."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def status(info: ContainerInfo) -> str:
+    """A container's status as `ps` shows it: Running, Paused, Exited (0)."""
+    if info.status == "stopped" and info.exit_code is not None:
+        return f"Exited ({info.exit_code})"
+    return str(info.status).title()
+
+
+def progress_line(p: Progress, *, width: int = 30) -> str:
+    """One line for a Progress: a bar when the total is known ("[####......] 1.2 MB/3 MB what")."""
+    fraction = p.fraction
+    if fraction is None:
+        return p.what
+    filled = int(width * fraction)
+    amount = f"{size(p.done)}/{size(p.total)}" if p.unit == "bytes" else f"{p.done}/{p.total}"
+    return f"[{'#' * filled}{'.' * (width - filled)}] {amount} {p.what}"

@@ -1,0 +1,42 @@
+"""The faces' shared presentation (lab/present.py) and the CLI's progress line: a bar on a terminal, quiet in a pipe."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+import pytest
+from wasmlab.lab import present
+from wasmlab.lab.cli.common import ProgressLine
+from wasmlab.runtime import Progress
+
+
+def test_sizes_plurals_and_progress_lines() -> None:
+    assert (present.size(512), present.size(1500), present.size(27_300_000)) == ("512 B", "1.5 kB", "27.3 MB")
+    assert (present.plural(1, "image"), present.plural(2, "image")) == ("1 image", "2 images")
+    assert present.progress_line(Progress("pull", "blob sha256:ab", 500, 1000, "bytes"), width=10) == (
+        "[#####.....] 500 B/1 kB blob sha256:ab")
+    assert present.progress_line(Progress("build", "STEP 2/4: RUN make", 2, 4, "steps"), width=4) == (
+        "[##..] 2/4 STEP 2/4: RUN make")
+    assert present.progress_line(Progress("load", "copying blob sha256:ab")) == "copying blob sha256:ab"
+
+
+def test_progress_line_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    line = ProgressLine("push")
+    line(Progress("push", "blob sha256:ab", 1, 2, "bytes"))
+    line(Progress("build", "output of RUN", output="said-by-run"))
+    line.close()
+    assert pipe.getvalue() == "said-by-run\n"  # a RUN's own output is always shown, progress never in a pipe
+
+    main, other = os.openpty()
+    with os.fdopen(other, "w") as tty:
+        monkeypatch.setattr(sys, "stderr", tty)
+        line = ProgressLine("push")
+        line(Progress("push", "blob sha256:ab", 1, 2, "bytes"))
+        line.close()
+    drawn = os.read(main, 4096).decode()
+    os.close(main)
+    assert "push: [" in drawn and "blob sha256:ab" in drawn and drawn.endswith("\n")
