@@ -64,7 +64,7 @@ class Containers:
     def _load(self, container_id: str) -> tuple[StateDir, dict[str, Any], str]:
         sd = self._dir(container_id)
         state = sd.read()
-        return sd, state, status_of(state, sd)
+        return sd, state, _status(state, sd)
 
     def state(self, container_id: str) -> dict[str, Any]:
         """The runtime-spec state, plus wasmlab's extras under 'wasmlab'."""
@@ -96,7 +96,7 @@ class Containers:
         sd = self._dir(container_id)
         with sd.lock():
             state = sd.read()
-            status = status_of(state, sd)
+            status = _status(state, sd)
             if status != "created":
                 raise InvalidState(f"container {container_id} is {status}, not created",
                                    "only a created container can be started; `create` a new one")
@@ -122,19 +122,35 @@ class Containers:
                 run_hooks("poststart", hooks["poststart"], oci_state(state, "running"), strict=False)
 
     def kill(self, container_id: str, sig: str | int = "TERM", *, all_processes: bool = False) -> None:
+        """Signal the init (or, with all_processes, every process in the container's cgroup), as runc does.
+
+        `kill --all` of a stopped container succeeds and signals whatever is left in its cgroup (nothing,
+        with a pid namespace): containerd's shim sends it on every exit, and a failure there keeps the
+        container running in the CRI's view. A plain `kill` of a stopped container fails, as runc's does.
+        SIGKILL thaws a paused container (runc too): a frozen process would not die until `resume`.
+        """
         signum = parse_signal(sig)
         sd = self._dir(container_id)
         with sd.lock():
             state = sd.read()
-            status = status_of(state, sd)
+            status = _status(state, sd)
+            cg = cgroups.open_existing(state["cgroup"]) if state.get("cgroup") else None
             if status not in ("created", "running", "paused"):
-                raise InvalidState(f"container {container_id} is {status}: there is nothing to signal",
-                                   f"`delete {container_id}` removes it")
-            if all_processes and state.get("cgroup"):
-                for pid in cgroups.open_existing(state["cgroup"]).pids():
+                if not all_processes:
+                    raise InvalidState(f"container {container_id} is {status}: there is nothing to signal",
+                                       f"`delete {container_id}` removes it")
+                for pid in cg.pids() if cg is not None else ():
                     _signal(pid, signum)
                 return
-            _signal(int(state["pid"]), signum)
+            if all_processes and cg is not None:
+                for pid in cg.pids():
+                    _signal(pid, signum)
+            else:
+                _signal(int(state["pid"]), signum)
+            if status == "paused" and signum == signal.SIGKILL and cg is not None:
+                cg.freeze(False)
+                state["paused"] = False
+                sd.write(state)
 
     def delete(self, container_id: str, *, force: bool = False) -> None:
         sd = self._dir(container_id)
@@ -146,9 +162,9 @@ class Containers:
                     sd.remove()
                     return
                 raise
-            status = status_of(state, sd)
+            status = _status(state, sd)
             if status in ("running", "paused") and not force:
-                raise InvalidState(f"container {container_id} is running",
+                raise InvalidState(f"container {container_id} is {status}",
                                    f"stop it first (`kill {container_id} KILL`) or use `delete --force`")
             if status in ("created", "running", "paused"):
                 pid = int(state["pid"])
@@ -166,7 +182,10 @@ class Containers:
                 run_hooks("poststop", hooks["poststop"], oci_state(state, "stopped"), strict=False)
 
     def pause(self, container_id: str) -> None:
-        """Freeze every process of a running container (its cgroup's freezer)."""
+        """Freeze every process of a running or created container (its cgroup's freezer), as runc does.
+
+        A created container that is paused stays paused (not created) until `resume`: `start` refuses it.
+        """
         self._freeze(container_id, True)
 
     def resume(self, container_id: str) -> None:
@@ -176,12 +195,12 @@ class Containers:
         sd = self._dir(container_id)
         with sd.lock():
             state = sd.read()
-            status = status_of(state, sd)
-            wanted = "running" if frozen else "paused"
-            if status != wanted:
+            status = _status(state, sd)
+            wanted = ("running", "created") if frozen else ("paused",)
+            if status not in wanted:
                 verb = "pause" if frozen else "resume"
-                raise InvalidState(f"container {container_id} is {status}: only a {wanted} one can {verb}",
-                                   f"check `state {container_id}`")
+                raise InvalidState(f"container {container_id} is {status}: only a {' or '.join(wanted)} one can "
+                                   f"{verb}", f"check `state {container_id}`")
             if not state.get("cgroup"):
                 raise InvalidState(f"container {container_id} has no cgroup to freeze",
                                    "give it a cgroupsPath (podman and containerd always do)")
@@ -190,14 +209,21 @@ class Containers:
             sd.write(state)
 
     def ps(self, container_id: str) -> builtins.list[int]:
+        """The pids in the container's cgroup (runc's answer, for a stopped container too: what is left)."""
         _sd, state, status = self._load(container_id)
-        if status not in ("created", "running"):
-            return []
         if state.get("cgroup"):
             pids = cgroups.open_existing(state["cgroup"]).pids()
-            if pids:
+            if pids or status not in ("created", "running", "paused"):
                 return pids
+        if status not in ("created", "running", "paused"):
+            return []
         return [int(state["pid"])]
+
+
+def _status(state: dict[str, Any], sd: StateDir) -> str:
+    """The container's status: status_of's, except that a created container that was paused is paused (runc)."""
+    status = status_of(state, sd)
+    return "paused" if status == "created" and state.get("paused") else status
 
 
 def namespaces_of(pid: int) -> dict[str, str]:

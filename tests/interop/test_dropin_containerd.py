@@ -21,6 +21,7 @@ fixture removes /run/containerd again if it did not exist before.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -375,5 +376,92 @@ def test_detached_task_kill_ps_delete(containerd: Containerd, recorder: Recorder
         containerd.ctr("containers", "delete", cid)
     verbs = [c.verb for c in recorder.calls()]
     assert "ps" in verbs and "kill" in verbs, context()
+    assert all(c.exit_code == 0 for c in recorder.calls()), context()
+    assert_state_gone(containerd, recorder)
+
+
+
+class Events:
+    """containerd's event stream (`ctr events`), read line by line with a bound on each wait."""
+
+    def __init__(self, cd: Containerd) -> None:
+        self.cd = cd
+        self.proc = subprocess.Popen(["ctr", "-a", str(cd.sock), "events"], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.buffer = b""
+        self.seen: list[str] = []
+
+    def wait_for(self, *words: str, timeout: float) -> str | None:
+        """The first new line holding every word, or None when timeout seconds pass without one."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buffer:
+                raw, self.buffer = self.buffer.split(b"\n", 1)
+                line = raw.decode(errors="replace")
+                self.seen.append(line)
+                if all(w in line for w in words):
+                    return line
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def subscribed(self) -> None:
+        """Return once the stream is live: a namespace label change made now shows up in it."""
+        for n in range(50):
+            self.cd.ctr("namespaces", "label", "default", f"wasmlab-probe={n}")
+            if self.wait_for("/namespaces/update", timeout=0.5):
+                self.cd.ctr("namespaces", "label", "default", "wasmlab-probe=")
+                return
+        raise AssertionError("ctr events never showed a namespace update")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.mark.parametrize("kind", ["busybox", "wasm"])
+def test_exited_task_is_recorded_and_force_deleted(containerd: Containerd, recorder: Recorder, kind: str) -> None:
+    """What containerd's CRI does when a container exits (the Kubernetes path): on the task's exit event it
+    deletes the task with containerd.WithProcessKill, which sends `kill --all ID 9` to the now stopped
+    container; `ctr tasks delete --force` makes the same calls. runc answers 0 there; wasmlab-oci used to exit
+    5 ("nothing to signal"), so the delete failed and the CRI kept the container Running forever.
+
+    Synchronised by containerd's own event stream: the test waits for the task's /tasks/exit event.
+    For a Linux container (exit 3) and a Wasm one (the hello module, exit 0)."""
+    cid = new_id()
+    if kind == "wasm":
+        image, argv, extra, code = WASM_IMAGE, [], ["--annotation", VARIANT_ANNOTATION], 0
+    else:
+        image, argv, extra, code = BUSYBOX_IMAGE, ["/bin/busybox", "sh", "-c", "exit 3"], [], 3
+    flags = ["--snapshotter", containerd.snapshotter, "--fifo-dir", str(containerd.base / "fifo"),
+             "--runc-root", str(containerd.runc_root), "--runc-binary", recorder.path]
+    context = lambda: recorder.describe() + "\n" + containerd.tail()  # noqa: E731
+    events = Events(containerd)
+    try:
+        events.subscribed()
+        started = containerd.ctr("run", "-d", *flags, *extra, image, cid, *argv)
+        assert started.returncode == 0, "ctr run -d" + explain(started, context())
+        exited = events.wait_for("/tasks/exit", cid, timeout=TIMEOUT)
+        status = f'"exit_status":{code}' if code else '"exit_status"'
+        assert exited and (status in exited) == bool(code), f"events: {events.seen}\n{context()}"
+        rows = [line.split() for line in containerd.ctr("tasks", "ls").stdout.splitlines()[1:]]
+        assert [r[2] for r in rows if r and r[0] == cid] == ["STOPPED"], f"{rows}\n{context()}"
+        deleted = containerd.ctr("tasks", "delete", "--force", cid)
+        assert deleted.returncode == 0, "ctr tasks delete --force of a stopped task" + explain(deleted, context())
+        assert (f"exit code {code}" in deleted.stderr) == bool(code), explain(deleted, context())
+        assert cid not in containerd.ctr("tasks", "ls", "-q").stdout.split(), context()
+    finally:
+        events.close()
+        containerd.ctr("tasks", "delete", "--force", cid)
+        containerd.ctr("containers", "delete", cid)
+    kills = [c for c in recorder.calls() if c.verb == "kill"]
+    assert any(c.argv[-3:] == ["--all", cid, "9"] for c in kills), context()
     assert all(c.exit_code == 0 for c in recorder.calls()), context()
     assert_state_gone(containerd, recorder)
