@@ -123,7 +123,9 @@ def test_symlinked_dev_stays_inside_the_rootfs(link: str, userns: bool, tmp_path
     dev.rmdir()
     rootfs_depth = len((bundle / "rootfs").parts)
     dev.symlink_to(str(sentinel.dir) if link == "absolute" else "../" * (rootfs_depth + 3) + str(sentinel.dir)[1:])
-    cfg["linux"]["devices"] = [_device("/dev/fuse", 10, 229), _device("/dev/../dev/secret.txt")]
+    ups = "/..".join([""] * (rootfs_depth + 6))
+    cfg["linux"]["devices"] = [_device("/dev/fuse", 10, 229), _device("/dev/../dev/secret.txt"),
+                               _device(f"/dev{ups}{sentinel.dir}/node")]   # through the link, then up
     r = _run(bundle, cfg, state_root)
     sentinel.assert_unchanged()
     assert r.returncode == 0, r.stderr
