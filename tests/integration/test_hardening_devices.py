@@ -262,3 +262,44 @@ def test_rlimit_infinity_is_set_where_the_kernel_allows_it(tmp_path: Path, state
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["unlimited", "unlimited"]
     assert json.dumps(cfg)  # the config stays what it was
+
+
+# -- case 7b: the wasmer handler's write-back never follows a symbolic link --------------------------------------
+
+def test_wasmer_writeback_does_not_follow_a_link_a_guest_left(tmp_path: Path, state_root: Path, leaks: Any) -> None:
+    """A first guest (on wasmtime, which works on the real files) leaves a dangling link /out -> etc/made; a
+    second, on wasmer, writes /workspace/out. The write-back must not create etc/made through the link."""
+    import wasmtime
+
+    from tests.unit.test_handler_wasmer import PRELUDE, WRITE
+
+    symlink = "(module" + (' (import "wasi_snapshot_preview1" "path_symlink"'
+                           ' (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))') + PRELUDE + r'''
+     (func (export "_start") (local $err i32) (local $p i32) (local $q i32)
+      (drop (call $argc))
+      (local.set $p (call $arg (i32.const 1)))
+      (local.set $q (i32.add (call $arg (i32.const 2)) (i32.const 1)))
+      (local.set $err (call $path_symlink (local.get $p) (call $strlen (local.get $p)) (call $root)
+                         (local.get $q) (call $strlen (local.get $q))))
+      (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err))))))''' + ")"
+    bundle = tmp_path / "w"
+    rootfs = bundle / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "proc").mkdir()
+    (rootfs / "ln.wasm").write_bytes(wasmtime.wat2wasm(symlink))
+    (rootfs / "write.wasm").write_bytes(wasmtime.wat2wasm(WRITE))
+
+    def run(engine: str, args: list[str]) -> Any:
+        write_bundle(bundle, minimal_config(args, annotations={"run.oci.handler": engine}))
+        return oci("run", "--bundle", str(bundle), f"wb-{engine}", root=state_root)
+
+    r = run("wasmtime", ["/ln.wasm", "etc/made", "/out"])
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(rootfs / "out") == "etc/made" and not (rootfs / "etc" / "made").exists()
+    r = run("wasmer", ["/write.wasm", "/workspace/out", "through the link"])
+    assert r.returncode == 0, r.stderr
+    assert not (rootfs / "etc" / "made").exists(), "the write-back followed the guest's link"
+    assert os.readlink(rootfs / "out") == "etc/made"
+    assert "/out: is or passes through a symbolic link" in r.stderr, r.stderr
+    assert os.listdir(state_root) == []
+    leaks.assert_clean()
