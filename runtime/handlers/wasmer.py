@@ -26,7 +26,10 @@ Files (the copy-in / copy-out mapping)
 
     So a guest that must change the container's files has to write below ``/workspace``. Modes, owners and
     times are not copied; written-back files are created 0644. The writes happen after the guest exits, not
-    while it runs, and a failed write is reported on stderr without changing the exit status.
+    while it runs, and a failed write is reported on stderr without changing the exit status. The write-back
+    never follows a symbolic link: each path is walked name by name with O_NOFOLLOW from its preopen, so a
+    link on the way (a dangling one, one to a folder, one to a file) is reported, never written through,
+    and only regular files are written.
 
 Limits
     ``memory_limit`` is not applied by the SDK (it has no such option). A module whose declared initial
@@ -57,6 +60,7 @@ Engine
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -106,7 +110,6 @@ class Snapshot:
 
     files: dict[str, bytes] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
-    host: dict[str, str] = field(default_factory=dict)   # guest path -> host path, files and dirs
     total: int = 0
 
 
@@ -356,7 +359,6 @@ class WasmerHandler:
 
     def _walk(self, pre: Preopen, preopens: list[Preopen], host: str, guest: str, snap: Snapshot) -> None:
         snap.dirs.add(guest)
-        snap.host[guest] = host
         try:
             entries = sorted(os.scandir(host), key=lambda e: e.name)
         except OSError:
@@ -388,7 +390,6 @@ class WasmerHandler:
                 continue
             snap.total += len(body)
             snap.files[child] = body
-            snap.host[child] = entry.path
 
     async def write_back(self, sandbox: Any, snap: Snapshot, workload: Workload) -> None:
         """Apply the guest's changes under /workspace to the container's writable preopens."""
@@ -431,46 +432,30 @@ class WasmerHandler:
         bodies = await asyncio.gather(*(sandbox.fs.read(_workspace_path(g)) for g in wanted),
                                       return_exceptions=True)
         present = set(files)
-        # 1. files the guest deleted
-        deleted = (g for g in snap.files if g not in present and known(g) and self._writable(g, workload))
-        for guest in sorted(deleted):
-            try:
-                os.unlink(snap.host[guest])
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                failures.append(f"{snap.host[guest]}: {exc.strerror}")
-        # 2. directories the guest removed, deepest first (never a preopen's own root)
-        for guest in sorted((g for g in snap.dirs - dirs if known(g)), key=len, reverse=True):
-            owner = _owner(guest, preopens)
-            if owner is not None and not owner.readonly and guest != _normal(owner.guest):
-                try:
-                    os.rmdir(snap.host[guest])
-                except OSError:
-                    pass
-        # 3. directories the guest made
-        for guest in sorted(dirs - snap.dirs):
-            if not self._writable(guest, workload):
-                dropped += 1
-                continue
-            try:
-                os.makedirs(_host_path(guest, preopens), exist_ok=True)
-            except OSError as exc:
-                failures.append(f"{_host_path(guest, preopens)}: {exc.strerror}")
-        # 4. files the guest created or changed
-        for guest, body in zip(wanted, bodies, strict=True):
-            if isinstance(body, BaseException) or snap.files.get(guest) == body:
-                continue
-            host = snap.host.get(guest) or _host_path(guest, preopens)
-            try:
-                os.makedirs(os.path.dirname(host), exist_ok=True)
-                fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-                try:
-                    _write_all(fd, body)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                failures.append(f"{host}: {exc.strerror}")
+        tree = _ContainerTree(preopens)
+        try:
+            # 1. files the guest deleted
+            deleted = (g for g in snap.files if g not in present and known(g) and self._writable(g, workload))
+            for guest in sorted(deleted):
+                tree.unlink(guest, failures)
+            # 2. directories the guest removed, deepest first (never a preopen's own root)
+            for guest in sorted((g for g in snap.dirs - dirs if known(g)), key=len, reverse=True):
+                owner = _owner(guest, preopens)
+                if owner is not None and not owner.readonly and guest != _normal(owner.guest):
+                    tree.rmdir(guest)
+            # 3. directories the guest made
+            for guest in sorted(dirs - snap.dirs):
+                if not self._writable(guest, workload):
+                    dropped += 1
+                    continue
+                tree.makedirs(guest, failures)
+            # 4. files the guest created or changed
+            for guest, body in zip(wanted, bodies, strict=True):
+                if isinstance(body, BaseException) or snap.files.get(guest) == body:
+                    continue
+                tree.write(guest, body, failures)
+        finally:
+            tree.close()
         workload.report("writeback_dropped", dropped)
         if failures:
             shown = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
@@ -506,6 +491,115 @@ class WasmerHandler:
                 continue
         raise HandlerError("wasmer-sdk needs a writable cache folder and none is reachable in the container",
                            "give the container a writable /tmp (a tmpfs mount), or run it as root")
+
+
+# -- the container's files, as the write-back changes them ------------------------------------------------------
+
+
+class _ContainerTree:
+    """Changes the container's files without ever following a symbolic link.
+
+    Each guest path is walked from its preopen's root one name at a time, with O_NOFOLLOW and the *at system
+    calls, so a link anywhere on the way (a dangling one from the image, one a guest left, a link to a
+    folder) is reported as a failure, never written through: the guest saw no link there (the snapshot
+    skips them), and what it wrote belongs at that very path, not where a link would lead.
+    """
+
+    _DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    def __init__(self, preopens: list[Preopen]) -> None:
+        self.preopens = preopens
+        self.fds: dict[tuple[str, tuple[str, ...]], int] = {}   # (preopen root, folder names) -> O_PATH fd
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def _split(self, guest: str) -> tuple[str, list[str]]:
+        owner = _owner(guest, self.preopens)
+        assert owner is not None
+        root = _normal(owner.guest)
+        rel = guest[len(root):] if root != "/" else guest
+        return owner.path, [p for p in rel.split("/") if p]
+
+    def _folder(self, root: str, names: list[str], create: bool) -> int:
+        """An fd of the folder root/names..., made as needed; OSError (ELOOP, ENOTDIR) on any link."""
+        key = (root, tuple(names))
+        fd = self.fds.get(key)
+        if fd is not None:
+            return fd
+        if not names:
+            fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)   # the preopen itself (a mount)
+        else:
+            parent = self._folder(root, names[:-1], create)
+            try:
+                fd = os.open(names[-1], self._DIR, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(names[-1], 0o755, dir_fd=parent)
+                except FileExistsError:
+                    pass
+                fd = os.open(names[-1], self._DIR, dir_fd=parent)
+        if len(self.fds) >= 64:      # stay far below the container's RLIMIT_NOFILE
+            self.close()
+        self.fds[key] = fd
+        return fd
+
+    def _fail(self, failures: list[str], guest: str, exc: OSError) -> None:
+        reason = "is or passes through a symbolic link, which the write-back never follows" \
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc.strerror
+        failures.append(f"{guest}: {reason}")
+
+    def unlink(self, guest: str, failures: list[str]) -> None:
+        root, names = self._split(guest)
+        try:
+            os.unlink(names[-1], dir_fd=self._folder(root, names[:-1], False))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._fail(failures, guest, exc)
+
+    def rmdir(self, guest: str) -> None:
+        root, names = self._split(guest)
+        stale = self.fds.pop((root, tuple(names)), None)
+        if stale is not None:
+            os.close(stale)
+        try:
+            os.rmdir(names[-1], dir_fd=self._folder(root, names[:-1], False))
+        except OSError:
+            pass
+
+    def makedirs(self, guest: str, failures: list[str]) -> None:
+        root, names = self._split(guest)
+        try:
+            self._folder(root, names, True)
+        except OSError as exc:
+            self._fail(failures, guest, exc)
+
+    def write(self, guest: str, body: bytes, failures: list[str]) -> None:
+        root, names = self._split(guest)
+        try:
+            folder = self._folder(root, names[:-1], True)
+            # O_NOFOLLOW: a link at the path itself is ELOOP; O_NONBLOCK: a fifo without a reader is
+            # refused at once; and only a regular file is truncated and written.
+            fd = os.open(names[-1], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         0o644, dir_fd=folder)
+        except OSError as exc:
+            self._fail(failures, guest, exc)
+            return
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                failures.append(f"{guest}: not a regular file in the container")
+                return
+            os.ftruncate(fd, 0)
+            _write_all(fd, body)
+        except OSError as exc:
+            self._fail(failures, guest, exc)
+        finally:
+            os.close(fd)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
@@ -708,14 +802,6 @@ def _owner(guest: str, preopens: list[Preopen]) -> Preopen | None:
 
 def _owned_by(guest: str, preopens: list[Preopen], pre: Preopen) -> bool:
     return _owner(guest, preopens) is pre
-
-
-def _host_path(guest: str, preopens: list[Preopen]) -> str:
-    owner = _owner(guest, preopens)
-    assert owner is not None
-    root = _normal(owner.guest)
-    rel = guest[len(root):].lstrip("/") if root != "/" else guest.lstrip("/")
-    return os.path.join(owner.path, rel) if rel else owner.path
 
 
 def _parent(guest: str) -> str:

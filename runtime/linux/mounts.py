@@ -9,6 +9,7 @@ from typing import Any
 
 from wasmlab.runtime.errors import SetupError
 from wasmlab.runtime.linux import syscalls as sc
+from wasmlab.runtime.spec.runtime import clean_path
 
 # Mount options: name -> (clear?, flag).
 _FLAGS: dict[str, tuple[bool, int]] = {
@@ -112,26 +113,49 @@ def plan_mounts(mounts: list[dict[str, Any]], bundle: str, *, rootless: bool) ->
 
 
 def plan_devices(devices: list[dict[str, Any]]) -> list[DeviceStep]:
+    """Device entries with their paths cleaned (`..` stops at the container's `/`), once, before fork."""
     steps = []
     for d in devices:
-        steps.append(DeviceStep(d["path"], d["type"], int(d.get("major", 0)), int(d.get("minor", 0)),
+        steps.append(DeviceStep(clean_path(d["path"]), d["type"], int(d.get("major", 0)), int(d.get("minor", 0)),
                                 int(d.get("fileMode", 0o666)), int(d.get("uid", 0)), int(d.get("gid", 0))))
     return steps
 
 
+# Linux follows at most 40 symbolic links while resolving one path (MAXSYMLINKS); so do we.
+MAX_SYMLINKS = 40
+
+
 def _inside(rootfs: str, target: str) -> str:
-    """The host path of a container path, refusing to follow symlinks out of the rootfs."""
-    parts = [p for p in target.split("/") if p and p != "."]
-    path = rootfs
-    for i, part in enumerate(parts):
-        nxt = os.path.join(path, part)
-        if os.path.islink(nxt):
-            link = os.readlink(nxt)
-            resolved = os.path.normpath(os.path.join("/" if link.startswith("/") else path[len(rootfs):] or "/", link))
-            rest = "/".join(parts[i + 1:])
-            return _inside(rootfs, resolved + ("/" + rest if rest else ""))
-        path = nxt
-    return path
+    """The host path of a container path, resolved as the kernel would with the rootfs as `/`.
+
+    Each symbolic link is followed inside the rootfs (an absolute one from the rootfs, a relative one from
+    its folder), and `..` stops at the rootfs, so the result is always the rootfs or below it (as runc's
+    securejoin). A loop (rootfs/etc -> /etc, then /etc/x) is a SetupError, not a RecursionError.
+    """
+    todo = [p for p in reversed(target.split("/")) if p and p != "."]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop()
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        try:
+            link = os.readlink(os.path.join(rootfs, *done, part))
+        except OSError:          # not a link (EINVAL), or not there yet
+            done.append(part)
+            continue
+        links += 1
+        if links > MAX_SYMLINKS:
+            raise SetupError(f"cannot resolve {target} in the container's root filesystem: "
+                             "too many levels of symbolic links",
+                             "a symbolic link in the rootfs points back into itself (as rootfs/etc -> /etc "
+                             "does); fix the image, or mount somewhere else")
+        if link.startswith("/"):
+            done = []
+        todo.extend(p for p in reversed(link.split("/")) if p and p != ".")
+    return os.path.join(rootfs, *done)
 
 
 def _ensure_target(path: str, is_file: bool) -> None:
@@ -205,20 +229,46 @@ def mount_all(rootfs: str, steps: list[MountStep], devices: list[DeviceStep], *,
             pass
 
 
+_NODE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def _host_node(dev: DeviceStep) -> int | None:
+    """An O_PATH descriptor of the host's node at dev.path when it is a device of the same type, major and
+    minor; else None. The bind is made from this descriptor, so what was checked is what gets mounted,
+    even if someone swaps the path meanwhile. A fifo is never taken from the host: it is made instead."""
+    if dev.kind == "p":
+        return None
+    try:
+        fd = os.open(dev.path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if stat.S_IFMT(st.st_mode) != _NODE_TYPES[dev.kind] or st.st_rdev != os.makedev(dev.major, dev.minor):
+        os.close(fd)
+        return None
+    return fd
+
+
 def _make_device(rootfs: str, dev: DeviceStep, bind: bool) -> None:
-    target = _inside(rootfs, dev.path)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    if bind:
-        if not os.path.exists(dev.path) or os.path.islink(target) or os.path.isdir(target):
+    target = _inside(rootfs, dev.path)   # at or below rootfs, whatever `..` and symlinks the path holds
+    if bind and dev.kind != "p":
+        if os.path.isdir(target):
             return
-        if not os.path.lexists(target):
-            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        sc.mount(dev.path, target, None, sc.MS_BIND)
+        source = _host_node(dev)
+        if source is None:
+            return                       # never bind a host file that is not this very device
+        try:
+            if not os.path.lexists(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+            sc.mount(f"/proc/self/fd/{source}", target, None, sc.MS_BIND)
+        finally:
+            os.close(source)
         return
     if os.path.lexists(target):
         return
-    kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[dev.kind]
-    os.mknod(target, kind | (dev.mode & 0o7777), os.makedev(dev.major, dev.minor))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.mknod(target, _NODE_TYPES[dev.kind] | (dev.mode & 0o7777), os.makedev(dev.major, dev.minor))
     os.chmod(target, dev.mode & 0o7777)
     os.chown(target, dev.uid, dev.gid)
 

@@ -77,11 +77,11 @@ def plan_credentials(process: dict[str, Any]) -> Credentials:
         num = RLIMITS.get(rl["type"])
         if num is None:
             raise SpecError(f"$.process.rlimits[{i}].type", f"unknown rlimit {rl['type']!r}", "see getrlimit(2)")
-        rlimits.append((num, int(rl["soft"]), int(rl["hard"])))
+        rlimits.append((num, _rlim_t(int(rl["soft"])), _rlim_t(int(rl["hard"]))))
     return Credentials(
         uid=int(user.get("uid", 0)), gid=int(user.get("gid", 0)),
         groups=tuple(int(g) for g in user.get("additionalGids") or []),
-        umask=user.get("umask"),
+        umask=int(user["umask"]) & 0o777 if user.get("umask") is not None else None,
         bounding=sets["bounding"], effective=sets["effective"], permitted=sets["permitted"],
         inheritable=sets["inheritable"], ambient=ambient, rlimits=tuple(rlimits),
         no_new_privs=bool(process.get("noNewPrivileges")),
@@ -91,11 +91,18 @@ def plan_credentials(process: dict[str, Any]) -> Credentials:
     )
 
 
+def _rlim_t(value: int) -> int:
+    """A limit as Python's resource module passes it to the kernel: it takes a signed 64-bit number, so the
+    values from 2**63 up (RLIM_INFINITY is 2**64-1) go as their two's complement, which is the same rlim_t."""
+    return value - 2**64 if value >= 2**63 else value
+
+
 def apply_rlimits(creds: Credentials) -> None:
     for num, soft, hard in creds.rlimits:
         try:
             resource.setrlimit(num, (soft, hard))
         except (ValueError, OSError) as exc:
+            soft, hard = soft % 2**64, hard % 2**64      # as the config said them
             name = next((k for k, v in RLIMITS.items() if v == num), str(num))
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise SetupError(f"cannot set {name} to soft {soft}, hard {hard}: {reason}",

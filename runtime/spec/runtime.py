@@ -46,6 +46,26 @@ def _uint(value: Any, path: str) -> None:
         _fail(path, f"must not be negative, got {value}")
 
 
+def _uint_upto(top: int, what: str, hint: str = "") -> Validator:
+    """A whole number from 0 to top: what the kernel takes, so that nothing overflows in the container's init."""
+    def check(value: Any, path: str) -> None:
+        _uint(value, path)
+        if value > top:
+            _fail(path, f"must be at most {top} ({what}), got {value}", hint)
+
+    return check
+
+
+# uid_t and gid_t are 32 bits, and (uid_t)-1 = 4294967295 tells setresuid "leave it as it is": the process
+# would stay root. So an id stops one short.
+_id = _uint_upto(2**32 - 2, "a Linux user or group id", "use an id from 0 to 4294967294, e.g. 1000")
+_u32 = _uint_upto(2**32 - 1, "a 32-bit number")
+_u64 = _uint_upto(2**64 - 1, "a 64-bit number")
+_u16 = _uint_upto(2**16 - 1, "a terminal's largest size")
+# rlim_t is 64 bits; its largest value, 18446744073709551615, is RLIM_INFINITY.
+_rlim = _uint_upto(2**64 - 1, "RLIM_INFINITY, the largest limit", "use 18446744073709551615 for no limit")
+
+
 def _list_of(item: Validator) -> Validator:
     def check(value: Any, path: str) -> None:
         if not isinstance(value, list):
@@ -98,7 +118,7 @@ def _dest(value: Any, path: str) -> None:
 
 
 def _rlimit(value: Any, path: str) -> None:
-    _object({"type": _str, "hard": _uint, "soft": _uint}, ("type", "hard", "soft"))(value, path)
+    _object({"type": _str, "hard": _rlim, "soft": _rlim}, ("type", "hard", "soft"))(value, path)
     if not RLIMIT_RE.match(value["type"]):
         _fail(f"{path}.type", f"unknown rlimit {value['type']!r}", "use names like RLIMIT_NOFILE")
     if value["soft"] > value["hard"]:
@@ -130,25 +150,45 @@ def _namespaces(value: Any, path: str) -> None:
 
 
 def _id_mapping(value: Any, path: str) -> None:
-    _object({"containerID": _uint, "hostID": _uint, "size": _uint}, ("containerID", "hostID", "size"))(value, path)
+    _object({"containerID": _u32, "hostID": _u32, "size": _u32}, ("containerID", "hostID", "size"))(value, path)
+
+
+def clean_path(path: str) -> str:
+    """A container path made absolute and cleaned lexically: no empty or `.` parts, and `..` stops at `/`."""
+    out: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if out:
+                out.pop()
+        elif part and part != ".":
+            out.append(part)
+    return "/" + "/".join(out)
 
 
 def _device(value: Any, path: str) -> None:
-    _object({"path": _abs_path, "type": _str, "major": _int, "minor": _int, "fileMode": _uint,
-             "uid": _uint, "gid": _uint},
+    _object({"path": _abs_path, "type": _str, "major": _major, "minor": _minor, "fileMode": _u32,
+             "uid": _id, "gid": _id},
             ("path", "type"))(value, path)
     if value["type"] not in ("c", "b", "u", "p"):
         _fail(f"{path}.type", f"unknown device type {value['type']!r}", "use c, b, u or p")
+    if clean_path(value["path"]) == "/":
+        _fail(f"{path}.path", f"{value['path']!r} names the container's root, not a device",
+              "give the node's path inside the container, e.g. /dev/fuse")
 
+
+# Linux device numbers: a 12-bit major and a 20-bit minor (what mknod(2) can encode).
+_major = _uint_upto(4095, "the largest major device number", "see /proc/devices for the majors in use")
+_minor = _uint_upto(2**20 - 1, "the largest minor device number")
 
 _hook = _object({"path": _abs_path, "args": _list_of(_str), "env": _list_of(_env_entry), "timeout": _int}, ("path",))
 
-_user = _object({"uid": _uint, "gid": _uint, "umask": _uint, "additionalGids": _list_of(_uint), "username": _str},
+_user = _object({"uid": _id, "gid": _id, "umask": _u32,
+                 "additionalGids": _list_of(_id), "username": _str},
                 ("uid", "gid"))
 
 _process = _object({
     "terminal": _bool,
-    "consoleSize": _object({"height": _uint, "width": _uint}, ("height", "width")),
+    "consoleSize": _object({"height": _u16, "width": _u16}, ("height", "width")),
     "user": _user,
     "args": _list_of(_str),
     "commandLine": _str,
@@ -180,10 +220,11 @@ _resources = _object({
 })
 
 _seccomp = _object({
-    "defaultAction": _str, "defaultErrnoRet": _uint, "architectures": _list_of(_str), "flags": _list_of(_str),
+    "defaultAction": _str, "defaultErrnoRet": _u32, "architectures": _list_of(_str), "flags": _list_of(_str),
     "listenerPath": _str, "listenerMetadata": _str,
-    "syscalls": _list_of(_object({"names": _list_of(_str), "action": _str, "errnoRet": _uint,
-                                  "args": _list_of(_object({"index": _uint, "value": _uint, "valueTwo": _uint,
+    "syscalls": _list_of(_object({"names": _list_of(_str), "action": _str, "errnoRet": _u32,
+                                  "args": _list_of(_object({"index": _uint_upto(5, "the last argument's index"),
+                                                            "value": _u64, "valueTwo": _u64,
                                                             "op": _str}, ("index", "value", "op")))},
                                  ("names", "action"))),
 }, ("defaultAction",))

@@ -422,3 +422,70 @@ def test_sigterm_stops_a_spinning_guest(run: Any) -> None:
 
     ran = run(SPIN, on_start=later)
     assert ran.status == EXIT_TERMINATED
+
+
+# -- the write-back never follows a symbolic link -------------------------------------------------------------
+
+def _module_importing(imports: str, body: str) -> str:
+    return "(module" + imports + PRELUDE + body + ")"
+
+
+# mkdir DIR FILE TEXT: make a folder, then write a file (both under /workspace)
+MKDIR_WRITE = _module_importing(
+    ' (import "wasi_snapshot_preview1" "path_create_directory"'
+    ' (func $path_create_directory (param i32 i32 i32) (result i32)))', r'''
+ (func (export "_start") (local $fd i32) (local $p i32) (local $err i32)
+  (drop (call $argc))
+  (local.set $p (i32.add (call $arg (i32.const 1)) (i32.const 1)))
+  (local.set $err (call $path_create_directory (call $root) (local.get $p) (call $strlen (local.get $p))))
+  (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+  (local.set $fd (call $open (i32.const 2) (i32.const 9)))
+  (call $write (local.get $fd) (call $arg (i32.const 3)) (call $strlen (call $arg (i32.const 3))))
+  (drop (call $fd_close (local.get $fd))))''')
+
+
+def _host_sentinel(tmp_path: Path) -> tuple[Path, Any]:
+    """A folder on the host no write-back may touch, and a check that it is as it was."""
+    folder = tmp_path / "sentinel"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("host file")
+    os.utime(folder / "keep.txt", ns=(10**9, 10**9))
+
+    def state() -> Any:
+        return sorted((p.name, p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()), \
+            folder.stat().st_mtime_ns
+
+    before = state()
+    return folder, lambda: state() == before
+
+
+def test_writeback_does_not_follow_a_dangling_link(run: Any, tmp_path: Path) -> None:
+    rootfs = root(tmp_path)
+    sentinel, unchanged = _host_sentinel(tmp_path)
+    (rootfs / "link").symlink_to(sentinel / "made-by-writeback.txt")   # dangling: the snapshot skips it
+    ran = run(WRITE, args=["write", "/workspace/link", "escaped"], preopens=[Preopen(str(rootfs), "/", False)])
+    assert ran.status == 0
+    assert unchanged(), "the write-back followed the link out of the container"
+    assert os.readlink(rootfs / "link") == str(sentinel / "made-by-writeback.txt")
+    assert b"/link: is or passes through a symbolic link" in ran.stderr, ran.stderr
+
+
+def test_writeback_does_not_follow_a_link_to_a_folder(run: Any, tmp_path: Path) -> None:
+    rootfs = root(tmp_path)
+    sentinel, unchanged = _host_sentinel(tmp_path)
+    (rootfs / "d").symlink_to(sentinel)
+    ran = run(MKDIR_WRITE, args=["mkdir", "/workspace/d", "/workspace/d/new.txt", "escaped"],
+              preopens=[Preopen(str(rootfs), "/", False)])
+    assert ran.status == 0, ran.stderr
+    assert unchanged(), "the write-back followed the link out of the container"
+    assert (rootfs / "d").is_symlink()
+    assert b"symbolic link" in ran.stderr
+
+
+def test_writeback_writes_regular_files_and_new_folders(run: Any, tmp_path: Path) -> None:
+    """The walk that refuses links still makes folders and files where there are none."""
+    rootfs = root(tmp_path)
+    ran = run(MKDIR_WRITE, args=["mkdir", "/workspace/a", "/workspace/a/new.txt", "made"],
+              preopens=[Preopen(str(rootfs), "/", False)])
+    assert (ran.status, ran.stderr) == (0, b"")
+    assert (rootfs / "a" / "new.txt").read_text() == "made"
