@@ -12,9 +12,9 @@ from typing import Any
 from wasmlab.runtime.errors import SetupError, WasmlabError, error_from_dict
 from wasmlab.runtime.handlers.base import STOP_STATUS, Handler
 from wasmlab.runtime.hooks import run_hooks
+from wasmlab.runtime.init import Channel, Plan, container_main
 from wasmlab.runtime.linux import cgroups, console, exitstubs
 from wasmlab.runtime.linux import syscalls as sc
-from wasmlab.runtime.sandbox import Channel, Plan, container_main
 from wasmlab.runtime.store.state import OCI_VERSION, StateDir, proc_start_time
 
 _OWN_PID_NS: int | None = None
@@ -180,7 +180,7 @@ def _enter_pid_ns(p: Plan) -> bool:
 
 def _child_fork_pid_ns(p: Plan, chan: Channel, join_cgroup: Any) -> None:  # pragma: no cover - in the child
     """With a user namespace, the pid namespace must be made inside it: enter, fork, and hand over the new pid."""
-    from wasmlab.runtime.sandbox import _enter_namespaces, _fail
+    from wasmlab.runtime.init import _enter_namespaces, _fail
 
     try:
         if join_cgroup is not None:

@@ -117,7 +117,7 @@ def _handlers(annotations: dict[str, str], engine: str) -> dict[str, Any]:
 
 
 def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
-    from wasmlab.runtime import sandbox
+    from wasmlab.runtime import init
     from wasmlab.runtime.launch import launch
     from wasmlab.runtime.signals import Forwarder
     from wasmlab.runtime.spec import runtime as spec_mod
@@ -125,7 +125,7 @@ def cmd_create(args: argparse.Namespace, *, autostart: bool = False) -> int:
 
     check_id(args.id)
     spec = spec_mod.load(args.bundle)
-    plan = sandbox.plan(spec, args.id, no_pivot=args.no_pivot)
+    plan = init.plan(spec, args.id, no_pivot=args.no_pivot)
     engine = args.engine or os.environ.get("WASMLAB_ENGINE") or "wasmtime"
     handlers = _handlers(spec.annotations, engine)
     sd = StateDir(_root(args), args.id)

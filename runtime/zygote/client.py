@@ -285,7 +285,7 @@ class ZygoteClient:
             if not keep:
                 self._unsettled[cid] = True  # until settled: if the zygote died, the Runtime deletes it
         if result:
-            reported = json.loads(result)  # the init's own report (see sandbox._run_in_process)
+            reported = json.loads(result)  # the init's own report (see init._run_in_process)
             self._abandon(rid)
             rec = ExitRecord(exit_code=int(reported["exit_code"]), max_rss_kb=int(reported.get("max_rss_kb") or 0))
             timings = dict(reported.get("timings") or {})

@@ -41,7 +41,7 @@ class _Live:
 
 class Zygote:
     def __init__(self, sock: socket.socket, root: str, default_engine: str, prepare: tuple[str, ...] = ()) -> None:
-        from wasmlab.runtime import launch, sandbox  # noqa: F401 - imported now, before any fork
+        from wasmlab.runtime import init, launch  # noqa: F401 - imported now, before any fork
         from wasmlab.runtime.handlers import registry
         from wasmlab.runtime.linux import syscalls as sc
 
@@ -124,7 +124,7 @@ class Zygote:
             live.settles.append(token)
 
     def _plan(self, bundle: str, cid: str, annotations: dict[str, str]) -> Any:
-        from wasmlab.runtime import sandbox
+        from wasmlab.runtime import init
         from wasmlab.runtime.spec import runtime as spec_mod
 
         try:
@@ -138,7 +138,7 @@ class Zygote:
             spec = spec_mod.load(bundle)
             if annotations:
                 spec.raw["annotations"] = spec.annotations | annotations
-            cached = sandbox.plan(spec, cid)
+            cached = init.plan(spec, cid)
             if key:
                 if len(self.plans) > 256:
                     self.plans.clear()
@@ -243,7 +243,7 @@ class Zygote:
             self._take(live, msg)
 
     def _take(self, live: _Live, msg: dict[str, Any]) -> None:
-        """A message from a container's init (the init's own protocol: see sandbox.Channel)."""
+        """A message from a container's init (the init's own protocol: see init.Channel)."""
         if msg.get("t") == "reports":
             live.reports.update(msg["values"])
             if "exit_code" in msg and live.reported is None:
