@@ -31,6 +31,7 @@ from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
 from wasmlab.runtime.store.home import checked_home, lab_home
+from wasmlab.runtime.store.migrate import open_home
 
 if TYPE_CHECKING:
     from wasmlab.runtime.images.archive import LoadResult, SaveResult
@@ -116,7 +117,7 @@ class Lab:
     all under one lab home. Its parts (image store, runtime, history) are private and made on first use."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None, *, default_engine: str | None = None) -> None:
-        self.home = checked_home(home) if home is not None else lab_home()
+        self.home = open_home(checked_home(home) if home is not None else lab_home())
         self._default_engine = default_engine
         self._containers_dir = self.home / "containers"
         self._parts: dict[str, Any] = {}

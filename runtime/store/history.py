@@ -82,6 +82,11 @@ class History:
             self._conn = conn
         return self._conn
 
+    def migrate(self) -> None:
+        """Bring the database to this wasmlab's format now (it happens on first use anyway)."""
+        with self._lock:
+            self._db()
+
     def record(self, rec: RunRecord) -> int:
         with self._lock:
             db = self._db()

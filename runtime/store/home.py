@@ -80,3 +80,4 @@ def absolute_home_env() -> str | None:
 def images_root(home: Path | None = None) -> Path:
     """The OCI image layout that holds the lab's images: ``<home>/images``."""
     return (home if home is not None else lab_home()) / "images"
+
