@@ -22,7 +22,7 @@ from wasmlab.runtime.linux import console, exitstubs, seccomp
 from wasmlab.runtime.linux import mounts as mnt
 from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import syscalls as sc
-from wasmlab.runtime.spec.runtime import Spec
+from wasmlab.runtime.spec.runtime import Spec, search_path
 from wasmlab.runtime.store.state import ExitRecord, StateDir
 
 _NEW_NS_ORDER = ("user", "ipc", "uts", "network", "cgroup", "mount", "time")
@@ -199,23 +199,6 @@ class Channel:
             return None
         msg: dict[str, Any] = json.loads(data)
         return msg
-
-
-def _resolve_entrypoint(args: list[str], env: list[str]) -> str:
-    prog = args[0]
-    if "/" in prog:
-        return prog
-    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    for e in env:
-        if e.startswith("PATH="):
-            path = e[5:]
-    found = [os.path.join(d or ".", prog) for d in path.split(":")]
-    for cand in found:
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    # A Wasm module needs no executable bit: failing that, the first file of that name on PATH (a native
-    # one is then refused as not executable, with a hint).
-    return next((cand for cand in found if os.path.isfile(cand)), prog)
 
 
 def _read_head(path: str) -> bytes | None:
@@ -531,7 +514,7 @@ def _build_root(p: Plan, state: dict[str, Any], before_pivot: Any = None) -> Non
 
 
 def _decide(p: Plan, handlers: dict[str, Handler], default_engine: str) -> tuple[Decision, Workload]:
-    path = _resolve_entrypoint(p.args, p.env)
+    path = search_path(p.args[0], p.env)
     head = _read_head(path)
     extra = tuple(name for name, h in handlers.items() if name == h.name and name not in ("native", *WASM_ENGINES))
     decision = decide(p.annotations, path, head, default_engine=default_engine, extra_engines=extra)

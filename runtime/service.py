@@ -30,6 +30,7 @@ from wasmlab.runtime.events import (
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
+from wasmlab.runtime.store.atomic import Lock
 from wasmlab.runtime.store.home import checked_home, lab_home
 from wasmlab.runtime.store.migrate import open_home
 
@@ -444,7 +445,7 @@ class Lab:
         anns[IMAGE_ANNOTATION] = image
         cdir = self._dir(cid)
         self._containers_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self._containers_dir.parent / ".container-names.lock"):
+        with Lock(self._containers_dir.parent / ".container-names.lock"):
             # Checked and claimed under one lock (the claim is a first meta.json): two runs with one --name
             # cannot both win.
             if any(m["name"] == name for m in self._all_meta()):
@@ -740,15 +741,3 @@ def _host_env(env: Sequence[str]) -> list[str]:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -74,13 +74,12 @@ from wasmlab.runtime.errors import HandlerError, WasmModuleError
 from wasmlab.runtime.handlers.base import (
     EXIT_BAD_MODULE,
     EXIT_BAD_WAT,
-    EXIT_CPU_LIMIT,
     EXIT_INVALID_MODULE,
     EXIT_KILLED,
     EXIT_MEMORY_LIMIT,
     EXIT_NO_START,
-    EXIT_TERMINATED,
     EXIT_TRAP,
+    STOP_STATUS,
     Preopen,
     Workload,
 )
@@ -95,12 +94,6 @@ COPY_LIMIT = 64 << 20
 FILE_LIMIT = 20000
 SKIPPED_GUEST_PATHS = ("/proc", "/sys", "/dev", WORKSPACE)
 _COMMAND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+")
-_STOP_SIGNALS = (
-    (signal.SIGTERM, EXIT_TERMINATED),
-    (signal.SIGINT, 128 + signal.SIGINT),
-    (signal.SIGHUP, 128 + signal.SIGHUP),
-    (signal.SIGVTALRM, EXIT_CPU_LIMIT),
-)
 _MODULE_HINT = "rebuild the module for wasm32-wasi; `wasm-validate` shows where it breaks"
 
 
@@ -292,7 +285,7 @@ class WasmerHandler:
         sdk = self._sdk
         loop = asyncio.get_running_loop()
         stopped: asyncio.Future[int] = loop.create_future()
-        for sig, status in _STOP_SIGNALS:
+        for sig, status in STOP_STATUS.items():
             try:
                 loop.add_signal_handler(sig, _stop, stopped, status)
             except (ValueError, RuntimeError, OSError):   # not the main thread: leave signals alone
@@ -339,7 +332,7 @@ class WasmerHandler:
             if workload.cpu_time_ms:
                 signal.setitimer(signal.ITIMER_VIRTUAL, 0)
             workload.report("run_ms", (time.perf_counter() - t) * 1e3)
-            for sig, _status in _STOP_SIGNALS:
+            for sig in STOP_STATUS:
                 try:
                     loop.remove_signal_handler(sig)
                 except (ValueError, RuntimeError, OSError):

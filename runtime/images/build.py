@@ -35,6 +35,7 @@ from wasmlab.runtime.errors import BuildError, ImageError, WasmlabError
 from wasmlab.runtime.images import containerfile as cf
 from wasmlab.runtime.images.ignore import IgnoreRules
 from wasmlab.runtime.images.unpack import ExtractLimits, decompressed, extract_image, extract_layers, resolve_user
+from wasmlab.runtime.spec.runtime import DEFAULT_PATH
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import canonical_json
 from wasmlab.runtime.store.layout import ImageStore, descriptor, digest_of
@@ -55,7 +56,7 @@ def _parameters(fn: Callable[..., object]) -> set[str]:
 
 CONTAINERFILES = ("Containerfile", "Dockerfile")
 DEFAULT_SHELL = ("/bin/sh", "-c")
-DEFAULT_ENV_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_ENV_PATH = f"PATH={DEFAULT_PATH}"
 WASM_PLATFORM = ("wasip1", "wasm")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
          "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "i686": "386", "i386": "386",

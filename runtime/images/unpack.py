@@ -27,7 +27,7 @@ from typing import IO, Any, cast
 import zstandard
 from wasmlab.runtime.errors import ImageError, SpecError
 from wasmlab.runtime.handlers.detect import HANDLER_ANNOTATION
-from wasmlab.runtime.spec.runtime import default_config, validate
+from wasmlab.runtime.spec.runtime import DEFAULT_PATH, default_config, validate
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import write_atomic
 from wasmlab.runtime.store.layout import ImageStore, StoredImage
@@ -35,7 +35,6 @@ from wasmlab.runtime.store.layout import ImageStore, StoredImage
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 CHUNK = 1 << 20
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Progress = Callable[[str], None]
 
@@ -510,7 +509,7 @@ def runtime_config(image_config: Mapping[str, Any], *, manifest: Mapping[str, An
     process = spec["process"]
     process["env"] = merge_env(process["env"], cfg_section.get("Env"), env)
     if not any(_env_key(e) == "PATH" for e in process["env"]):
-        process["env"].insert(0, DEFAULT_PATH)
+        process["env"].insert(0, f"PATH={DEFAULT_PATH}")
     process["cwd"] = cfg_section.get("WorkingDir") or "/"
     if not process["cwd"].startswith("/"):
         process["cwd"] = "/" + process["cwd"]

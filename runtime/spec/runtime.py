@@ -11,6 +11,9 @@ from typing import Any, NoReturn
 
 from wasmlab.runtime.errors import SpecError
 
+# The PATH a container gets when its image says none (as runc's and podman's default).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
@@ -421,7 +424,7 @@ def default_config(args: list[str] | None = None, *, rootless: bool = False, ter
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},
             "args": args or ["sh"],
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "env": [f"PATH={DEFAULT_PATH}", "TERM=xterm"],
             "cwd": "/",
             "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
@@ -460,3 +463,21 @@ def default_config(args: list[str] | None = None, *, rootless: bool = False, ter
             {"destination": "/sys", "type": "none", "source": "/sys",
              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
     return cfg
+
+
+def search_path(prog: str, env: list[str], host: Callable[[str], str] = lambda path: path) -> str:
+    """The path at which the container finds PROG (args[0]): as given when it has a slash, else the first
+    executable file on the process's PATH, else the first file of that name (a Wasm module needs no
+    executable bit), else PROG itself. HOST maps a container path to one that can be checked from here."""
+    if "/" in prog:
+        return prog
+    path = DEFAULT_PATH
+    for entry in env:
+        if entry.startswith("PATH="):
+            path = entry[5:]
+    found = [os.path.join(d or ".", prog) for d in path.split(":")]
+    for cand in found:
+        checked = host(cand)
+        if os.path.isfile(checked) and os.access(checked, os.X_OK):
+            return cand
+    return next((cand for cand in found if os.path.isfile(host(cand))), prog)
