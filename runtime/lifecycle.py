@@ -64,7 +64,7 @@ class Containers:
     def _load(self, container_id: str) -> tuple[StateDir, dict[str, Any], str]:
         sd = self._dir(container_id)
         state = sd.read()
-        return sd, state, _status(state, sd)
+        return sd, state, status_of(state, sd)
 
     def state(self, container_id: str) -> dict[str, Any]:
         """The runtime-spec state, plus wasmlab's extras under 'wasmlab'."""
@@ -96,7 +96,7 @@ class Containers:
         sd = self._dir(container_id)
         with sd.lock():
             state = sd.read()
-            status = _status(state, sd)
+            status = status_of(state, sd)
             if status != "created":
                 raise InvalidState(f"container {container_id} is {status}, not created",
                                    "only a created container can be started; `create` a new one")
@@ -133,7 +133,7 @@ class Containers:
         sd = self._dir(container_id)
         with sd.lock():
             state = sd.read()
-            status = _status(state, sd)
+            status = status_of(state, sd)
             cg = cgroups.open_existing(state["cgroup"]) if state.get("cgroup") else None
             if status not in ("created", "running", "paused"):
                 if not all_processes:
@@ -162,7 +162,7 @@ class Containers:
                     sd.remove()
                     return
                 raise
-            status = _status(state, sd)
+            status = status_of(state, sd)
             if status in ("running", "paused") and not force:
                 raise InvalidState(f"container {container_id} is {status}",
                                    f"stop it first (`kill {container_id} KILL`) or use `delete --force`")
@@ -195,7 +195,7 @@ class Containers:
         sd = self._dir(container_id)
         with sd.lock():
             state = sd.read()
-            status = _status(state, sd)
+            status = status_of(state, sd)
             wanted = ("running", "created") if frozen else ("paused",)
             if status not in wanted:
                 verb = "pause" if frozen else "resume"
@@ -218,12 +218,6 @@ class Containers:
         if status not in ("created", "running", "paused"):
             return []
         return [int(state["pid"])]
-
-
-def _status(state: dict[str, Any], sd: StateDir) -> str:
-    """The container's status: status_of's, except that a created container that was paused is paused (runc)."""
-    status = status_of(state, sd)
-    return "paused" if status == "created" and state.get("paused") else status
 
 
 def namespaces_of(pid: int) -> dict[str, str]:

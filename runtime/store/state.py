@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wasmlab.runtime.errors import ContainerExists, ContainerNotFound, UsageError
+from wasmlab.runtime.status import ContainerStatus
 from wasmlab.runtime.store.atomic import remove_tree
 
 OCI_VERSION = "1.0.2"
@@ -168,21 +169,22 @@ class StateDir:
             pass
 
 
-def status_of(state: dict[str, Any], sd: StateDir) -> str:
-    """creating, created, running, paused or stopped, from the record and the live process."""
+def status_of(state: dict[str, Any], sd: StateDir) -> ContainerStatus:
+    """The status from the exit record and the live process. A container paused while created (runc allows
+    it) is paused until resumed, then created again."""
     if sd.read_exit() is not None:
-        return "stopped"
+        return ContainerStatus.STOPPED
     pid = int(state.get("pid") or 0)
     if pid <= 0:
-        return "creating" if state.get("status") == "creating" else "stopped"
+        return ContainerStatus.CREATING if state.get("status") == "creating" else ContainerStatus.STOPPED
     start = proc_start_time(pid)
     if start is None or (state.get("pid_start") and start != state["pid_start"]):
-        return "stopped"
-    if os.path.exists(sd.fifo):
-        return "created"
+        return ContainerStatus.STOPPED
     if state.get("paused"):
-        return "paused"
-    return "running"
+        return ContainerStatus.PAUSED
+    if os.path.exists(sd.fifo):
+        return ContainerStatus.CREATED
+    return ContainerStatus.RUNNING
 
 
 def oci_state(state: dict[str, Any], status: str) -> dict[str, Any]:
