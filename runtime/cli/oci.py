@@ -157,14 +157,40 @@ def _wait_foreground(args: argparse.Namespace, launched: Any) -> int:
 
     if args.detach:
         return 0
-    _, status = os.waitpid(launched.pid, 0)
+    _, status, usage = os.wait4(launched.pid, 0)
     code, sig = decode_wait_status(status)
     oom = bool(launched.cgroup and launched.cgroup.oom_killed())
-    StateDir(_root(args), args.id).write_exit(ExitRecord(exit_code=code, signal=sig, oom_killed=oom,
-                                                         finished_at=time.time()))
+    rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
+                     max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
+    StateDir(_root(args), args.id).write_exit(rec)
+    if os.environ.get("WASMLAB_HOME"):
+        _record(args.id, launched, rec)
     if not args.keep:
         Containers(_root(args)).delete(args.id, force=True)
     return code
+
+
+def _record(cid: str, launched: Any, rec: Any) -> None:
+    """Given a lab home (WASMLAB_HOME), `run` lands in its history like the lab's own runs."""
+    import sqlite3
+
+    from wasmlab.runtime.errors import WasmlabError
+    from wasmlab.runtime.store.history import History, RunRecord
+    from wasmlab.runtime.store.home import lab_home
+
+    timings = dict(launched.timings)
+    total = (time.time() - float(launched.state.get("created") or time.time())) * 1e3 + timings.get("create_ms", 0.0)
+    try:
+        history = History(lab_home() / "history.db")
+        history.record(RunRecord(
+            id=cid, handler=str((launched.decision or {}).get("handler") or ""), exit_code=rec.exit_code,
+            signal=rec.signal, started_at=time.time() - total / 1e3, oom_killed=rec.oom_killed,
+            create_ms=timings.get("create_ms", 0.0), total_ms=total, max_rss_kb=rec.max_rss_kb, timings=timings,
+            memory=(launched.cgroup.memory() if launched.cgroup else {}) | {"max_rss_kb": rec.max_rss_kb}))
+        history.close()
+    except (WasmlabError, OSError, sqlite3.Error) as exc:
+        sys.stderr.write(f"wasmlab-oci: warning: the run was not recorded in the lab's history: {exc} "
+                         "(hint: check WASMLAB_HOME)\n")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

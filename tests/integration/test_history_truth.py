@@ -8,10 +8,11 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, minimal_config, need_root, write_bundle
+from tests.conftest import ROOT, minimal_config, need_root, oci, write_bundle
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 ASSETS = ROOT / "assets" / "built"
@@ -94,3 +95,26 @@ def test_fifty_runs_per_engine_under_load_are_each_recorded_as_they_ended(tmp_pa
     assert not wrong, wrong
     assert sorted(set(expected) - set(rows)) == []
     assert {rows[c].handler for c in expected} == {"native", "wasmtime", "wasmer"}
+
+
+def test_wasmlab_oci_and_a_bare_runtime_record_only_when_given_a_lab_home(tmp_path: Path, wasm_bundle: Path,
+                                                                          monkeypatch: Any) -> None:
+    need_root()
+    from wasmlab.runtime import Runtime
+    from wasmlab.runtime.store.history import History
+
+    xdg = tmp_path / "xdg"
+    monkeypatch.delenv("WASMLAB_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(xdg))
+    # Not given a home: nothing is recorded anywhere (not even in the default one).
+    assert oci("run", "--bundle", str(wasm_bundle), "quiet", root=tmp_path / "s1").returncode == 0
+    with Runtime(root=str(tmp_path / "s2")) as rt:
+        assert rt.run("quiet2", str(wasm_bundle)).exit_code == 0
+    assert not (xdg / "wasmlab" / "history.db").exists()
+    # Given one: `wasmlab-oci run` lands in its history, with its exit code and signal.
+    home = tmp_path / "home"
+    monkeypatch.setenv("WASMLAB_HOME", str(home))
+    assert oci("run", "--bundle", str(wasm_bundle), "heard", root=tmp_path / "s3").returncode == 0
+    rows = History(home / "history.db").recent(10)
+    assert [(r.id, r.exit_code, r.signal, r.handler) for r in rows] == [("heard", 0, None, "wasmtime")]
+    assert rows[0].create_ms > 0 and rows[0].max_rss_kb > 0
