@@ -9,7 +9,8 @@ from wasmlab.runtime.errors import WasmlabError
 __all__ = [
     "ContainerCreated", "ContainerDetails", "ContainerExited", "ContainerInfo", "ContainerStarted",
     "ContainerStatus", "ImageBuilt", "ImageDetails", "ImageRemoved", "ImageSummary", "Lab", "LabEvent", "LabRun",
-    "Progress", "RemoveResult", "RunRecord", "RunRecorded", "RunResult", "Runtime", "WasmlabError", "__version__",
+    "Progress", "RemoveResult", "RunOptions", "RunRecord", "RunRecorded", "RunResult", "Runtime", "WasmlabError",
+    "__version__",
     "absolute_home_env",
 ]
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     )
     from wasmlab.runtime.images.service import ImageDetails, ImageSummary, RemoveResult
     from wasmlab.runtime.lifecycle import RunResult, Runtime
+    from wasmlab.runtime.options import RunOptions
     from wasmlab.runtime.progress import Progress
     from wasmlab.runtime.service import ContainerDetails, ContainerInfo, Lab, LabRun
     from wasmlab.runtime.status import ContainerStatus
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "Runtime": "lifecycle", "RunResult": "lifecycle",
     "Lab": "service", "LabRun": "service", "ContainerInfo": "service", "ContainerDetails": "service",
-    "ContainerStatus": "status", "Progress": "progress",
+    "ContainerStatus": "status", "Progress": "progress", "RunOptions": "options",
     "ImageSummary": "images.service", "ImageDetails": "images.service", "RemoveResult": "images.service",
     "RunRecord": "store.history", "absolute_home_env": "store.home",
     **{name: "events" for name in ("LabEvent", "ContainerCreated", "ContainerStarted", "ContainerExited",

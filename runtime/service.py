@@ -28,6 +28,7 @@ from wasmlab.runtime.events import (
     Subscriber,
 )
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
+from wasmlab.runtime.options import RunOptions, refuse_unsupported
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
 from wasmlab.runtime.store.atomic import Lock
@@ -425,7 +426,7 @@ class Lab:
             detach: bool = False, annotations: Mapping[str, str] | None = None, env: Sequence[str] | None = None,
             engine: str | None = None, entrypoint: Sequence[str] | None = None,
             stdio: tuple[int, int, int] | None = None, on_created: Callable[[str], None] | None = None,
-            sig_proxy: bool = False) -> LabRun:
+            sig_proxy: bool = False, options: RunOptions | None = None) -> LabRun:
         """Run IMAGE like `podman run`. In the foreground, output goes to stdio (and the log) and this waits.
 
         on_created(id) is called once the container exists. With sig_proxy (podman's --sig-proxy; from the
@@ -433,6 +434,8 @@ class Lab:
         and a second one kills it (a Linux pid 1 may ignore the first)."""
         if engine is not None and engine not in WASM_ENGINES:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
+        options = options or RunOptions()
+        refuse_unsupported(options)
         cid = secrets.token_hex(6)
         name = name or f"wasmlab_{cid[:6]}"
         if not _NAME.match(name):

@@ -23,7 +23,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         print_json(res.as_dict())
-    return int(res.exit_code or 0)
+    if res.exit_code is None:
+        print("Error: the container's exit status is unknown: its zygote died and the host's init reaped it "
+              "(hint: `wasmlab ps -a` shows it; run it again)", file=sys.stderr)
+        return 125
+    return int(res.exit_code)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
