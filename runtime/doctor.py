@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 
@@ -59,6 +60,23 @@ def diagnose() -> dict[str, Any]:
         "cgroup controllers": ", ".join(lay.controllers) or "none",
         "seccomp": "libseccomp found" if seccomp.library() is not None else "libseccomp missing",
         "lab home": _home(),
+        "container roots": _roots(),
         "handlers": handlers,
         "tools": tools,
     }
+
+
+def _roots() -> str:
+    """How `wasmlab run` makes a container's root here, and why."""
+    import tempfile
+
+    from wasmlab.runtime.errors import WasmlabError
+    from wasmlab.runtime.linux.overlay import root_mode
+    from wasmlab.runtime.store.home import lab_home
+
+    try:
+        probe = lab_home() / "snapshots"
+    except WasmlabError:
+        probe = Path(tempfile.gettempdir()) / "wasmlab-overlay-probe"
+    mode, why = root_mode(probe)
+    return f"{mode} ({why})"

@@ -22,7 +22,7 @@ from wasmlab.runtime.linux import console, exitstubs, seccomp
 from wasmlab.runtime.linux import mounts as mnt
 from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import syscalls as sc
-from wasmlab.runtime.spec.runtime import Spec, search_path
+from wasmlab.runtime.spec.runtime import Spec, load_overlay, search_path
 from wasmlab.runtime.store.state import ExitRecord, StateDir
 
 _NEW_NS_ORDER = ("user", "ipc", "uts", "network", "cgroup", "mount", "time")
@@ -73,6 +73,7 @@ class Plan:
     state_dir_fd: int | None = None          # set by wasmlab-oci: a Wasm init records its own exit there
     result_fd: int | None = None             # set for `run`: a Wasm init writes its result there, for the caller
     has_process: bool = True                 # a config without process can be created, never started
+    overlay: tuple[str, str] | None = None   # the root as an overlay: (folder of the lowers, mount options)
 
     def for_container(self, cid: str) -> Plan:
         """A shallow copy for one container (copy.copy costs five times as much on the hot path)."""
@@ -146,6 +147,10 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
         raise SpecError("$.linux.seccomp", "a seccomp filter is configured but libseccomp is not installed",
                         "apt-get install libseccomp2, or remove linux.seccomp")
     needs_cgroup = bool(linux.get("cgroupsPath")) or any(resources.get(k) for k in ("memory", "pids", "cpu"))
+    overlay = load_overlay(spec.bundle)
+    if overlay is not None and not own_mounts:
+        raise SpecError("$.linux.namespaces", "an overlay root needs a mount namespace of its own",
+                        "add {\"type\": \"mount\"} to linux.namespaces")
     return Plan(
         id=container_id, bundle=spec.bundle, rootfs=spec.rootfs,
         args=spec.args, env=spec.env, cwd=spec.cwd, terminal=bool(proc_cfg.get("terminal")),
@@ -163,7 +168,7 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
         cpu_time_ms=cpu_time_ms,
         cgroup_path=(linux.get("cgroupsPath") or "") if needs_cgroup else None,
         resources=resources, preopens=preopens, no_pivot=no_pivot, rootless=rootless, own_mounts=own_mounts,
-        has_process=spec.has_process,
+        has_process=spec.has_process, overlay=overlay,
     )
 
 
@@ -491,7 +496,13 @@ def _build_root(p: Plan, state: dict[str, Any], before_pivot: Any = None) -> Non
     if shared:
         # pivot_root refuses a shared new root or parent: make both private here, share again after.
         sc.mount(None, mnt.mount_point_of(p.rootfs), None, sc.MS_PRIVATE)
-    sc.mount(p.rootfs, p.rootfs, None, sc.MS_BIND | sc.MS_REC)
+    if p.overlay is not None:
+        # The layers are snapshots, shared read-only; the container writes to its own upper folder. Mounted
+        # in this mount namespace only: it goes with the container, nothing is left on the host.
+        os.chdir(p.overlay[0])  # lower layers by relative name: the options stay within a page
+        sc.mount("overlay", p.rootfs, "overlay", 0, p.overlay[1])
+    else:
+        sc.mount(p.rootfs, p.rootfs, None, sc.MS_BIND | sc.MS_REC)
     if shared:
         sc.mount(None, p.rootfs, None, sc.MS_PRIVATE)
     mnt.mount_all(p.rootfs, p.mounts, p.devices, bind_devices=p.user, has_dev_mount=p.has_dev_mount)

@@ -81,6 +81,7 @@ class ContainerDetails:
     info: ContainerInfo
     bundle: str
     state: dict[str, Any] | None = None
+    rootfs: str = "copy"        # how its root was made: "overlay" of shared snapshots, or a "copy"
 
     @property
     def status(self) -> ContainerStatus:
@@ -95,6 +96,7 @@ class ContainerDetails:
         if self.state is not None:
             out["state"] = self.state
         out["bundle"] = self.bundle
+        out["rootfs"] = self.rootfs
         return out
 
 
@@ -458,7 +460,7 @@ class Lab:
                                                         "created": time.time(), "rm": rm, "detach": detach,
                                                         "creating": True}))
         try:
-            unpacked = self._images.unpack(image, cdir / "bundle", args=list(command) if command else None,
+            unpacked = self._images.prepare(image, cdir / "bundle", args=list(command) if command else None,
                                            env=_host_env(env or []), annotations=anns,
                                            entrypoint=list(entrypoint) if entrypoint is not None else None)
             if os.geteuid() == 0:
@@ -468,7 +470,8 @@ class Lab:
                 config.setdefault("linux", {})["cgroupsPath"] = f"wasmlab/{cid}"
                 config_path.write_text(json.dumps(config))
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
-                    "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach}
+                    "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
+                    "rootfs": unpacked.root}
             (cdir / "meta.json").write_text(json.dumps(meta))
             log_fd = os.open(cdir / "ctr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except BaseException:
@@ -586,7 +589,8 @@ class Lab:
             state: dict[str, Any] | None = self._runtime.state(cid)
         except ContainerNotFound:
             state = None
-        return ContainerDetails(info, str(self._dir(cid) / "bundle"), state)
+        return ContainerDetails(info, str(self._dir(cid) / "bundle"), state,
+                                str(self._meta(cid).get("rootfs") or "copy"))
 
     def logs(self, name: str, *, after: int = 0) -> tuple[list[bytes], int]:
         """The container's output from byte AFTER on, and the cursor to pass next time (nothing is read twice)."""

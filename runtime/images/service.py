@@ -18,7 +18,8 @@ from wasmlab.runtime.images.archive import LoadResult, SaveResult
 from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
 from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
-from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, unpack_bundle
+from wasmlab.runtime.images.snapshots import Snapshots
+from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, prepare_bundle, unpack_bundle
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.home import checked_home, images_root, lab_home
 from wasmlab.runtime.store.layout import ImageStore, PruneReport, StoredImage
@@ -106,6 +107,7 @@ class Images:
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         self.home = checked_home(home) if home is not None else lab_home()
         self.store = ImageStore(images_root(self.home))
+        self.snapshots = Snapshots(self.home)
 
     # -- building -----------------------------------------------------------------------
 
@@ -175,8 +177,12 @@ class Images:
         self.store.untag(name)
         remaining = [img for img in self.store.images() if img.digest == before.digest]
         removed_names = [n for n in before.names if not remaining or n not in remaining[0].names]
+        snapshot_bytes = 0 if remaining else self._prune_snapshots()[1]  # they go with their last image
         return RemoveResult(removed_names, None if remaining else before.digest,
-                            max(0, report_before - self._blob_bytes()))
+                            max(0, report_before - self._blob_bytes()) + snapshot_bytes)
+
+    def _prune_snapshots(self) -> tuple[int, int]:
+        return self.snapshots.prune(self.snapshots.used_by(self.store, self.store.images()))
 
     def _blob_bytes(self) -> int:
         if not self.store.blobs_dir.is_dir():
@@ -186,7 +192,8 @@ class Images:
     def prune(self, *, dangling: bool = True) -> PruneResult:
         """Remove dangling images (if DANGLING) and every unreferenced blob."""
         report: PruneReport = self.store.prune(dangling=dangling)
-        return PruneResult(report.images, len(report.blobs), report.bytes)
+        _count, snapshot_bytes = self._prune_snapshots()
+        return PruneResult(report.images, len(report.blobs), report.bytes + snapshot_bytes)
 
     # -- moving images ------------------------------------------------------------------
 
@@ -230,3 +237,16 @@ class Images:
         """Make an OCI bundle (``rootfs/`` + ``config.json``) from an image, ready for the runtime."""
         return unpack_bundle(self.store, name, bundle_dir, args=args, entrypoint=entrypoint, env=env,
                              annotations=annotations, readonly=readonly, limits=limits)
+
+    def prepare(self, name: str, bundle_dir: str | os.PathLike[str], args: Sequence[str] | None = None,
+                env: Sequence[str] | Mapping[str, str] | None = None,
+                annotations: Mapping[str, str] | None = None, *, entrypoint: Sequence[str] | None = None,
+                readonly: bool = False) -> UnpackResult:
+        """A bundle for a container: its root an overlay of the image's snapshots (each layer unpacked once)
+        and a private upper folder; a copy where overlayfs is not allowed (see `root_mode`)."""
+        return prepare_bundle(self.store, name, bundle_dir, self.snapshots, args=args, entrypoint=entrypoint,
+                              env=env, annotations=annotations, readonly=readonly)
+
+    def root_mode(self) -> str:
+        """How container roots are made here: "overlay" (snapshots), or "copy" where overlayfs is not allowed."""
+        return self.snapshots.mode()

@@ -27,7 +27,9 @@ from typing import IO, Any, cast
 import zstandard
 from wasmlab.runtime.errors import ImageError, SpecError
 from wasmlab.runtime.handlers.detect import HANDLER_ANNOTATION
-from wasmlab.runtime.spec.runtime import DEFAULT_PATH, default_config, validate
+from wasmlab.runtime.images.snapshots import Snapshots
+from wasmlab.runtime.linux.overlay import OVERLAY
+from wasmlab.runtime.spec.runtime import DEFAULT_PATH, OVERLAY_FILE, default_config, validate
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import write_atomic
 from wasmlab.runtime.store.layout import ImageStore, StoredImage
@@ -120,15 +122,35 @@ def _clean_name(name: str) -> list[str]:
 
 
 class _Extractor:
-    """Writes tar members under ROOT, one layer at a time, refusing unsafe entries."""
+    """Writes tar members under ROOT, one layer at a time, refusing unsafe entries.
 
-    def __init__(self, root: Path, limits: ExtractLimits, report: ExtractReport) -> None:
+    With LOWERS (the layers below, top first), ROOT holds one layer alone, as an overlayfs lower
+    directory: whiteouts become overlay whiteouts (0:0 character devices), an opaque marker the
+    overlay's opaque attribute, and a hard link may point into a layer below.
+    """
+
+    def __init__(self, root: Path, limits: ExtractLimits, report: ExtractReport,
+                 lowers: Sequence[Path] | None = None) -> None:
         self.root = root
         self.limits = limits
         self.report = report
         self.is_root = os.geteuid() == 0
         self.dir_meta: dict[str, tuple[int, int]] = {}
         self.layer_paths: set[str] = set()
+        self.lowers = list(lowers) if lowers is not None else None
+
+    def _in_lowers(self, rel: str) -> Path | None:
+        """Where a path of the merged image below this layer lives (None if nowhere or whited out)."""
+        for lower in self.lowers or ():
+            path = lower / rel
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return None  # a whiteout hides everything below
+            return path
+        return None
 
     def _parent(self, parts: list[str], name: str) -> Path:
         """Create missing parent directories, never following a symlink."""
@@ -138,8 +160,14 @@ class _Extractor:
             try:
                 st = os.lstat(cur)
             except FileNotFoundError:
+                if self.lowers is not None:
+                    below = self._in_lowers("/".join(parts[:i + 1]))
+                    if below is not None and below.is_symlink():  # as the merged extraction refuses it
+                        raise unsafe(name, f"would write through the symlink /{'/'.join(parts[:i + 1])}") from None
                 os.mkdir(cur, 0o755)
                 self.layer_paths.add("/".join(parts[:i + 1]))
+                if self.lowers is not None:
+                    self._copy_dir_attributes("/".join(parts[:i + 1]), cur)
                 continue
             if stat.S_ISLNK(st.st_mode):
                 raise unsafe(name, f"would write through the symlink /{'/'.join(parts[:i + 1])}")
@@ -147,6 +175,19 @@ class _Extractor:
                 os.unlink(cur)
                 os.mkdir(cur, 0o755)
         return cur
+
+    def _copy_dir_attributes(self, rel: str, target: Path) -> None:
+        """An overlay takes a merged folder's owner and mode from its upper layer: a folder made here only
+        to hold an entry keeps what the layers below say (/tmp stays 1777)."""
+        below = self._in_lowers(rel)
+        if below is None or not below.is_dir() or below.is_symlink():
+            return
+        st = os.lstat(below)
+        with contextlib.suppress(OSError):
+            if self.is_root:
+                os.chown(target, st.st_uid, st.st_gid)
+            os.chmod(target, stat.S_IMODE(st.st_mode))
+        self.dir_meta.setdefault(rel, (stat.S_IMODE(st.st_mode), int(st.st_mtime)))
 
     @staticmethod
     def _remove(path: Path) -> None:
@@ -189,8 +230,11 @@ class _Extractor:
                 continue
             base = parts[-1]
             if base == OPAQUE:
-                self._parent(parts, member.name)
-                self._opaque(parts[:-1])
+                parent = self._parent(parts, member.name)
+                if self.lowers is not None:
+                    os.setxattr(parent, "trusted.overlay.opaque", b"y", follow_symlinks=False)
+                else:
+                    self._opaque(parts[:-1])
                 continue
             if base.startswith(WHITEOUT):
                 victim = base[len(WHITEOUT):]
@@ -198,6 +242,8 @@ class _Extractor:
                     raise unsafe(member.name, "is a whiteout for an invalid name")
                 parent = self._parent(parts, member.name)
                 self._remove(parent / victim)
+                if self.lowers is not None:
+                    os.mknod(parent / victim, stat.S_IFCHR | 0o600, os.makedev(0, 0))
                 continue
             self._write(tar, member, parts)
 
@@ -301,6 +347,10 @@ class _Extractor:
             if os.path.islink(cur):
                 raise unsafe(member.name, f"is a hard link through the symlink {member.linkname!r}")
         source = cur / link_parts[-1]
+        if self.lowers is not None and not os.path.lexists(source):
+            # A link to a file of a layer below: the layers share a file system, so share the inode.
+            below = self._in_lowers("/".join(link_parts))
+            source = below if below is not None else source
         try:
             st = os.lstat(source)
         except FileNotFoundError:
@@ -360,15 +410,17 @@ def _make_writable_tree(path: Path) -> None:
 
 def extract_layers(layers: Sequence[Callable[[], IO[bytes]]], rootfs: str | os.PathLike[str], *,
                    diff_ids: Sequence[str] | None = None, limits: ExtractLimits | None = None,
-                   progress: Progress | None = None) -> ExtractReport:
+                   progress: Progress | None = None, lowers: Sequence[Path] | None = None,
+                   report: ExtractReport | None = None) -> ExtractReport:
     """Extract layer streams in order into ROOTFS (which must exist).
 
     Each item of LAYERS opens one layer blob (compressed or not). If DIFF_IDS is given,
-    each layer's uncompressed digest must match.
+    each layer's uncompressed digest must match. With LOWERS, ROOTFS receives one layer as an
+    overlayfs lower directory over those (top first).
     """
     root = Path(rootfs)
-    report = ExtractReport()
-    extractor = _Extractor(root, limits or ExtractLimits(), report)
+    report = report if report is not None else ExtractReport()
+    extractor = _Extractor(root, limits or ExtractLimits(), report, lowers)
     for i, open_layer in enumerate(layers):
         if progress:
             progress(f"extracting layer {i + 1}/{len(layers)}")
@@ -439,9 +491,17 @@ def merge_env(*layers: Sequence[str] | Mapping[str, str] | None) -> list[str]:
     return list(merged.values())
 
 
-def _read_db(rootfs: Path, name: str) -> list[list[str]]:
-    path = rootfs / "etc" / name
-    if path.is_symlink() or (rootfs / "etc").is_symlink() or not path.is_file():
+def _read_db(rootfs: Path | Sequence[Path], name: str) -> list[list[str]]:
+    """An /etc database of the image: from its rootfs, or from its layers (top first) without merging them."""
+    for root in [rootfs] if isinstance(rootfs, Path) else rootfs:
+        path = root / "etc" / name
+        if path.is_symlink() or (root / "etc").is_symlink():
+            return []
+        if path.exists():
+            break
+    else:
+        return []
+    if not path.is_file():
         return []
     try:
         text = path.read_text(errors="replace")
@@ -450,7 +510,7 @@ def _read_db(rootfs: Path, name: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(user: str, rootfs: Path | None) -> tuple[int, int, list[int]]:
+def resolve_user(user: str, rootfs: Path | Sequence[Path] | None) -> tuple[int, int, list[int]]:
     """Map an image ``User`` (``uid``, ``uid:gid``, ``name``, ``name:group``) to numbers."""
     if not user:
         return 0, 0, []
@@ -486,7 +546,7 @@ def resolve_user(user: str, rootfs: Path | None) -> tuple[int, int, list[int]]:
 def runtime_config(image_config: Mapping[str, Any], *, manifest: Mapping[str, Any] | None = None,
                    args: Sequence[str] | None = None, entrypoint: Sequence[str] | None = None,
                    env: Sequence[str] | Mapping[str, str] | None = None,
-                   annotations: Mapping[str, str] | None = None, rootfs: Path | None = None,
+                   annotations: Mapping[str, str] | None = None, rootfs: Path | Sequence[Path] | None = None,
                    readonly: bool = False, rootless: bool | None = None) -> dict[str, Any]:
     """Build config.json for an image, as podman does.
 
@@ -566,6 +626,7 @@ class UnpackResult:
     entries: int
     bytes: int
     skipped: list[str]
+    root: str = "copy"          # "overlay" when the root is an overlay of snapshots (see prepare_bundle)
 
 
 def unpack(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str], *,
@@ -616,6 +677,53 @@ def unpack_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str |
     return UnpackResult(str(bundle), str(rootfs), stored.name or stored.digest, stored.digest,
                         list(spec["process"]["args"]), dict(spec["annotations"]), report.entries,
                         report.bytes, list(report.skipped))
+
+
+def prepare_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str],
+                   snapshots: Snapshots, *, args: Sequence[str] | None = None,
+                   entrypoint: Sequence[str] | None = None, env: Sequence[str] | Mapping[str, str] | None = None,
+                   annotations: Mapping[str, str] | None = None, readonly: bool = False,
+                   progress: Progress | None = None) -> UnpackResult:
+    """A bundle whose root is an overlay of the image's snapshots and a private upper folder.
+
+    Layers not yet unpacked are unpacked once, into the snapshot store; config.json is made from the
+    image's config alone. The init mounts the overlay in the container's own mount namespace, so no
+    mount is ever left on the host. Where overlayfs is not allowed, falls back to unpack_bundle (a copy).
+    """
+    if snapshots.mode() != OVERLAY:
+        return unpack_bundle(store, image, bundle_dir, args=args, entrypoint=entrypoint, env=env,
+                             annotations=annotations, readonly=readonly, progress=progress)
+    stored = store.resolve(image) if isinstance(image, str) else image
+    manifest = store.manifest(stored)
+    if (manifest.get("config") or {}).get("mediaType") == media.WASM_CONFIG:
+        raise ImageError("this is a Wasm OCI artifact, not a container image",
+                         "import it with `wasmlab load`, which converts it to a runnable image")
+    config = store.config(manifest)
+    bundle = Path(bundle_dir).absolute()
+    created = not bundle.exists()
+    if not created and (not bundle.is_dir() or any(bundle.iterdir())):
+        raise ImageError(f"bundle directory {bundle} is not empty",
+                         "choose a new directory, or remove the old bundle first")
+    try:
+        layers = snapshots.prepare(store, manifest, config, progress)
+        bundle.mkdir(parents=True, exist_ok=True)
+        for sub in ("rootfs", "upper", "work"):
+            (bundle / sub).mkdir(mode=0o755)
+        tops = [layers.root / name for name in reversed(layers.names)]
+        spec = runtime_config(config, manifest=manifest, args=args, entrypoint=entrypoint, env=env,
+                              annotations=annotations, rootfs=tops, readonly=readonly)
+        write_atomic(bundle / OVERLAY_FILE, json.dumps({
+            "root": str(layers.root), "lowerdir": layers.lowerdir(),
+            "upperdir": str(bundle / "upper"), "workdir": str(bundle / "work")}).encode(), sync=False)
+        write_atomic(bundle / "config.json", json.dumps(spec, indent=2).encode() + b"\n", sync=False)
+    except BaseException as exc:
+        _clear(bundle, remove_self=created)
+        if isinstance(exc, OSError):
+            raise ImageError(f"cannot prepare {bundle}: {exc.strerror or exc}",
+                             "check free space and permissions of the lab home") from None
+        raise
+    return UnpackResult(str(bundle), str(bundle / "rootfs"), stored.name or stored.digest, stored.digest,
+                        list(spec["process"]["args"]), dict(spec["annotations"]), 0, 0, [], OVERLAY)
 
 
 def _clear(bundle: Path, *, remove_self: bool) -> None:

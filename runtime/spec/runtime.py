@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 
 from wasmlab.runtime.errors import SpecError
 
+# Beside a bundle's config.json, from the lab (never from an image): the overlay the init mounts as the root.
+OVERLAY_FILE = "rootfs-overlay.json"
 # The PATH a container gets when its image says none (as runc's and podman's default).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -481,3 +483,35 @@ def search_path(prog: str, env: list[str], host: Callable[[str], str] = lambda p
         if os.path.isfile(checked) and os.access(checked, os.X_OK):
             return cand
     return next((cand for cand in found if os.path.isfile(host(cand))), prog)
+
+
+_LOWER_NAME = re.compile(r"^[0-9a-f]{12}/fs$")
+
+
+def load_overlay(bundle: str) -> tuple[str, str] | None:
+    """The overlay a bundle asks for as its root (OVERLAY_FILE), as (folder of the lower layers, mount
+    options), or None. Checked here, before any fork: the lower layers are names of the snapshot store,
+    and the upper and work folders must lie inside the bundle, so no bundle can make the container's
+    writes land elsewhere on the host."""
+    path = os.path.join(bundle, OVERLAY_FILE)
+    try:
+        with open(path) as fh:
+            raw = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise SpecError(OVERLAY_FILE, f"cannot be read: {exc}", "remove it, or make the bundle again") from None
+    hint = "the lab writes this file; make the container again with `wasmlab run`"
+    if not isinstance(raw, dict):
+        raise SpecError(OVERLAY_FILE, "is not an object", hint)
+    root, lowers = str(raw.get("root") or ""), str(raw.get("lowerdir") or "")
+    if not os.path.isabs(root) or not lowers or not all(_LOWER_NAME.match(n) for n in lowers.split(":")):
+        raise SpecError(OVERLAY_FILE, "names lower layers that are not snapshots", hint)
+    inside = os.path.realpath(bundle) + "/"
+    dirs = []
+    for key in ("upperdir", "workdir"):
+        value = str(raw.get(key) or "")
+        if not os.path.isabs(value) or not os.path.realpath(value).startswith(inside) or "," in value:
+            raise SpecError(f"{OVERLAY_FILE}: {key}", "must be a folder inside the bundle", hint)
+        dirs.append(os.path.realpath(value))
+    return root, f"lowerdir={lowers},upperdir={dirs[0]},workdir={dirs[1]}"
