@@ -90,7 +90,7 @@ def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, cred
 
     try:
         if cg is not None:
-            cg.add(os.getpid())
+            cg.join_self()
         for name, path in joins:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:

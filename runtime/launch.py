@@ -69,7 +69,7 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
             cg = cgroups.create(p.cgroup_path, p.id, p.resources, rootless=p.rootless)
         console_fd = console.connect(console_socket) if console_socket else None
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        join_cgroup = (lambda: cg.add(os.getpid())) if cg is not None else None
+        join_cgroup = cg.join_self if cg is not None else None
         inner_fork = p.user and (p.new_pid or bool(p.join_pid))
         restore = False
         if not inner_fork:

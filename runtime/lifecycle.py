@@ -166,12 +166,14 @@ class Containers:
             if status in ("running", "paused") and not force:
                 raise InvalidState(f"container {container_id} is {status}",
                                    f"stop it first (`kill {container_id} KILL`) or use `delete --force`")
+            pid, start = int(state.get("pid") or 0), state.get("pid_start")
             if status in ("created", "running", "paused"):
-                pid = int(state["pid"])
                 if status == "paused" and state.get("cgroup"):
                     cgroups.open_existing(state["cgroup"]).freeze(False)  # a frozen task cannot die
                 _signal(pid, signal.SIGKILL)
-                _wait_gone(pid, int(state.get("pid_start") or 0))
+            # Stopped too: a Wasm init reports its exit before its teardown, and its cgroup can only go once
+            # it is gone. Waited for on a pidfd, not in sleeps.
+            pidfd.wait_gone(pid, start, timeout=5.0)
             if state.get("cgroup"):
                 cg = cgroups.open_existing(state["cgroup"])
                 cg.kill_all()
@@ -282,17 +284,6 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _wait_gone(pid: int, start: int, timeout: float = 5.0) -> None:
-    from wasmlab.runtime.store.state import proc_start_time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = proc_start_time(pid)
-        if now is None or (start and now != start):
-            return
-        time.sleep(0.001)
 
 
 class Runtime(Containers):
@@ -469,13 +460,16 @@ class Runtime(Containers):
 
     def run(self, container_id: str, bundle: str, *, stdin: bytes | None = None,
             annotations: dict[str, str] | None = None, timeout: float | None = None,
-            keep: bool = False) -> RunResult:
-        """Create, start, wait for and delete a container; returns its output, exit code and timings."""
+            keep: bool = False, stdio: tuple[int | None, int | None, int | None] | None = None) -> RunResult:
+        """Create, start, wait for and delete a container; returns its output, exit code and timings.
+
+        With stdio (stdin, stdout, stderr descriptors, which stay the caller's), the container writes there
+        instead, and the result carries no output."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
         zyg = self.zygote(self._pool_for(bundle, annotations))
         result: RunResult = zyg.run(container_id, bundle, stdin=stdin, annotations=annotations, timeout=timeout,
-                                    keep=keep)
+                                    keep=keep, stdio=stdio)
         if zyg.dead():
             self._settle(container_id)  # nobody else will delete it (or know when it is done)
         return result

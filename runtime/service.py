@@ -32,7 +32,7 @@ from wasmlab.runtime.options import RunOptions, refuse_unsupported
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
 from wasmlab.runtime.store.atomic import Lock
-from wasmlab.runtime.store.home import checked_home, lab_home
+from wasmlab.runtime.store.home import checked_home, lab_home, runtime_root
 from wasmlab.runtime.store.migrate import open_home
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ class Lab:
         self._subscribers: list[Subscriber] = []
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
+        self._removing: set[str] = set()                # `--rm` containers being removed after the answer
+        self._cleanups: list[threading.Thread] = []
 
     def _part(self, key: str, make: Callable[[], _T]) -> _T:
         with self._parts_lock:
@@ -148,8 +150,8 @@ class Lab:
     def _runtime(self) -> Runtime:
         from wasmlab.runtime.lifecycle import Runtime
 
-        return self._part("runtime", lambda: Runtime(root=str(self.home / "run"), default_engine=self._default_engine,
-                                                     home=str(self.home)))
+        return self._part("runtime", lambda: Runtime(root=str(runtime_root(self.home)),
+                                                     default_engine=self._default_engine, home=str(self.home)))
 
     @property
     def _history(self) -> History:
@@ -158,6 +160,8 @@ class Lab:
         return self._part("history", lambda: History(self.home / "history.db"))
 
     def close(self) -> None:
+        for cleanup in list(self._cleanups):
+            cleanup.join()  # `run --rm` containers whose removal was left for after the answer
         with self._events_lock:
             if self._runtime_unsubscribe is not None:
                 self._runtime_unsubscribe()
@@ -381,6 +385,10 @@ class Lab:
         self._runtime.collect_runs()  # runs that ended while no lab listened (`run -d`, then the command exited)
         return self._history.recent(last, handler=handler, since_seq=since_seq)
 
+    def root_mode(self) -> str:
+        """How this lab makes container roots: "overlay" (shared snapshots) or "copy" (see `wasmlab doctor`)."""
+        return self._images.root_mode()
+
     @staticmethod
     def doctor() -> dict[str, Any]:
         """What this machine lets the lab do: privileges, user namespaces, cgroups, handlers, tools."""
@@ -405,6 +413,8 @@ class Lab:
         out = []
         if self._containers_dir.is_dir():
             for entry in sorted(self._containers_dir.iterdir()):
+                if entry.name in self._removing:
+                    continue  # gone as far as anyone asking this lab is concerned
                 try:
                     out.append(json.loads((entry / "meta.json").read_text()))
                 except (OSError, ValueError):
@@ -513,36 +523,50 @@ class Lab:
     def _foreground(self, cid: str, name: str, image: str, cdir: Path, log_fd: int,
                     stdio: tuple[int, int, int] | None, rm: bool, started: Callable[[str], None],
                     on_created: Callable[[str], None] | None = None) -> LabRun:
+        """One `run` request to the runtime (create and start in one step; a Wasm init hands its result
+        straight back), with the output relayed to the caller's stdio and to the log."""
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
-        try:
-            state = self._runtime.create(cid, str(cdir / "bundle"), stdin=sinks[0], stdout=out_w, stderr=err_w)
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-        self._emit(ContainerCreated(cid, name, image))
         relays = [threading.Thread(target=_relay, args=(out_r, (sinks[1], log_fd)), daemon=True),
                   threading.Thread(target=_relay, args=(err_r, (sinks[2], log_fd)), daemon=True)]
         for t in relays:
             t.start()
         if on_created is not None:
-            on_created(cid)
+            on_created(cid)  # a signal before the container exists finds nothing, and is dropped
+        self._emit(ContainerCreated(cid, name, image))
+        started(name)
         try:
-            self._runtime.start(cid)
-            started(name)
-            rec = self._runtime.wait(cid)
+            res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], out_w, err_w), keep=not rm)
         except BaseException:
-            self._runtime.kill(cid, signal.SIGKILL)
+            self._kill_quietly(cid, signal.SIGKILL)
             raise
         finally:
+            os.close(out_w)
+            os.close(err_w)
             for t in relays:
                 t.join(5)
-        result = LabRun(cid, name, rec.exit_code, decision=state.get("decision") or {},
-                        timings=state.get("timings") or {}, memory={"max_rss_kb": rec.max_rss_kb})
+        result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
+                        memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
         if rm:
-            self._discard(cid)
+            self._discard_later(cid)
         return result
+
+    def _discard_later(self, cid: str) -> None:
+        """Remove a `--rm` container after the answer, off the caller's path (removing folders takes longer
+        than running hello.wasm). This lab no longer shows it; close() waits until it is gone."""
+        self._removing.add(cid)
+
+        def discard() -> None:
+            try:
+                self._discard(cid)
+            finally:
+                self._removing.discard(cid)
+
+        self._cleanups = [t for t in self._cleanups if t.is_alive()]
+        cleanup = threading.Thread(target=discard, name=f"wasmlab-rm-{cid}", daemon=True)
+        self._cleanups.append(cleanup)
+        cleanup.start()
 
     def _kill_quietly(self, cid: str, signum: int) -> None:
         try:

@@ -81,3 +81,25 @@ def images_root(home: Path | None = None) -> Path:
     """The OCI image layout that holds the lab's images: ``<home>/images``."""
     return (home if home is not None else lab_home()) / "images"
 
+
+
+def runtime_root(home: Path) -> Path:
+    """Where the lab's containers keep their runtime state: on a tmpfs, as runc's /run/runc and podman's
+    /run/libpod (state is gone with the machine's boot, like the processes it describes), one folder per
+    lab home. As root /run/wasmlab-labs/<id>; rootless $XDG_RUNTIME_DIR/wasmlab-labs/<id>; else <home>/run."""
+    import hashlib
+
+    legacy = home / "run"  # before wasmlab kept state on a tmpfs: used while it still holds containers
+    try:
+        with os.scandir(legacy) as entries:
+            if any(not e.name.startswith(".") for e in entries):
+                return legacy
+    except OSError:
+        pass
+    key = hashlib.sha256(os.fsencode(home)).hexdigest()[:16]
+    if os.geteuid() == 0 and os.path.isdir("/run"):
+        return Path("/run/wasmlab-labs") / key
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg) and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
+        return Path(xdg) / "wasmlab-labs" / key
+    return home / "run"

@@ -250,36 +250,49 @@ class ZygoteClient:
         raise ZygoteGone()  # the Runtime watches the container itself from here
 
     def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
-            timeout: float | None, keep: bool = False) -> RunResult:
+            timeout: float | None, keep: bool = False,
+            stdio: tuple[int | None, int | None, int | None] | None = None) -> RunResult:
         """One request; output and, from a Wasm init, the result come through pipes drained meanwhile.
 
         A Wasm init writes its result to the caller directly: the zygote's reply (a hop through it and
         through this client's reader thread) is then only needed when setup failed or the init was native.
+        With stdio, the container gets those descriptors (the caller's: it keeps and closes them) and its
+        output is not collected here.
         """
         t0 = time.perf_counter_ns()
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         res_r, res_w = os.pipe2(os.O_CLOEXEC)
-        in_fd: int | None = None
-        in_w = -1
-        if stdin is not None:
-            in_fd, in_w = os.pipe2(os.O_CLOEXEC)
+        mine: list[int] = [res_w]      # closed once sent
+        drained: list[int] = [res_r]   # read to their end here
+        if stdio is None:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            in_fd: int | None = None
+            in_w = -1
+            if stdin is not None:
+                in_fd, in_w = os.pipe2(os.O_CLOEXEC)
+                mine.append(in_fd)
+            mine += [out_w, err_w]
+            drained = [out_r, err_r, res_r]
+            given = _stdio_fds((in_fd, out_w, err_w))
+        else:
+            given = _stdio_fds(stdio)
         rid = self._rid()
         try:
             self._send(p.Run(rid, cid, bundle, annotations or {}, remove=not keep, events=self.has_subscribers(),
-                             record=self.record), [*_stdio_fds((in_fd, out_w, err_w)), res_w])
+                             record=self.record), [*given, res_w])
         except BaseException:
-            for fd in (out_r, err_r, res_r, in_w):
-                if fd >= 0:
-                    os.close(fd)
+            for fd in drained:
+                os.close(fd)
+            if stdio is None and in_w >= 0:
+                os.close(in_w)
             raise
         finally:
-            for passed in (out_w, err_w, res_w, in_fd):
-                if passed is not None:
-                    os.close(passed)
-        if stdin is not None:
+            for fd in mine:
+                os.close(fd)
+        if stdio is None and stdin is not None:
             threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
-        stdout, stderr, result = _drain(out_r, err_r, res_r, died=self._pidfd)
+        *outputs, result = _drain(*drained, died=self._pidfd)
+        stdout, stderr = outputs if outputs else (b"", b"")
         with self._cond:
             self._exits.pop(cid, None)
             if not keep:

@@ -184,7 +184,7 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
     os.environ.setdefault("WASMLAB_HISTORY", "0")
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "n": n,
                                "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
-                               "command": " ".join(["python -m wasmlab.runtime.metrics.bench", *sys.argv[1:]])}
+                               "command": " ".join(["python -m wasmlab.runtime.bench", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory(prefix="wasmlab-bench-") as tmp:
         work = Path(tmp)
         os.environ["WASMLAB_HOME"] = str(work / "home")
@@ -226,6 +226,8 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
             results["kill_latency"] = kill_latency(rt, bundles["spin"], max(5, n // 5))
             progress("wasmlab-oci --version")
             results["cli_version"] = cli_version_ms(max(10, n // 2))
+            progress("Lab.run from images: snapshots, a 100 MB layer, and a prepared bundle")
+            results["lab"] = lab_start(work, rt, bundles, max(8, n // 4), progress)
         finally:
             rt.close()
     results["ratios"] = ratios(results)
@@ -234,6 +236,90 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
         (out / "latest.json").write_text(json.dumps(results, indent=2))
         (out.parent / "bench.md").write_text(markdown(results))
     return results
+
+
+def lab_start(work: Path, rt: Any, bundles: dict[str, Path], n: int,
+              progress: Callable[[str], None]) -> dict[str, Any]:
+    """What a learner measures: `Lab.run` of an image (unpack or snapshots, bundle, cgroup, log, record),
+    with and without a 100 MB layer, with snapshots and with copies, next to `Runtime.run` of a prepared
+    bundle of the same image (no cgroup): the snapshot targets of issue 11, interleaved in one run."""
+    from wasmlab.runtime.service import Lab
+
+    out: dict[str, Any] = {}
+    home = work / "lab-home"
+    with Lab(home) as lab:
+        def build(name: str, containerfile: str, files: dict[str, Path | bytes],
+                  annotations: dict[str, str] | None = None) -> None:
+            context = work / "contexts" / name.replace("/", "_")
+            context.mkdir(parents=True)
+            (context / "Containerfile").write_text(containerfile)
+            for rel, content in files.items():
+                target = context / rel
+                if isinstance(content, Path):
+                    shutil.copytree(content, target, symlinks=True)
+                else:
+                    target.write_bytes(content)
+            lab.build(context, tag=name, annotations=annotations)
+
+        build("bench/hello", 'FROM scratch\nCOPY hello.wasm /\nCMD ["/hello.wasm"]\n',
+              {"hello.wasm": (bundles["hello-wasmtime"] / "rootfs" / "hello.wasm").read_bytes()},
+              {"module.wasm.image/variant": "compat"})
+        if "busybox" in bundles:
+            build("bench/busybox", 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/echo", "hello"]\n',
+                  {"rootfs": bundles["busybox"] / "rootfs"})
+            build("bench/busybox-100mb", "FROM bench/busybox\nCOPY blob.bin /data/\n",
+                  {"blob.bin": os.urandom(100 << 20)})
+        null = os.open(os.devnull, os.O_RDWR)
+
+        def lab_run(image: str, copy: bool = False) -> Callable[[], None]:
+            def once() -> None:
+                if copy:
+                    os.environ["WASMLAB_ROOTFS"] = "copy"
+                try:
+                    res = lab.run(image, rm=True, stdio=(null, null, null))
+                finally:
+                    os.environ.pop("WASMLAB_ROOTFS", None)
+                if res.exit_code != 0:
+                    raise RuntimeError(f"bench container of {image} exited {res.exit_code}")
+            return once
+
+        counter = iter(range(10**9))
+        # The same image's bundle as `Lab.run` makes it (its config, its overlay root), without a cgroup.
+        from wasmlab.runtime.images.service import Images
+
+        prepared = Images(home).prepare("bench/hello", work / "hello-prepared").bundle
+
+        def bundle_run() -> None:
+            if rt.run(f"lb{next(counter)}", prepared).exit_code != 0:
+                raise RuntimeError("bench hello bundle failed")
+
+        fns: dict[str, tuple[Callable[[], None], int]] = {
+            "lab_hello": (lab_run("bench/hello"), 1), "runtime_hello_bundle": (bundle_run, 1)}
+        if "busybox" in bundles:
+            fns["lab_busybox"] = (lab_run("bench/busybox"), 1)
+            fns["lab_busybox_100mb"] = (lab_run("bench/busybox-100mb"), 1)
+            fns["lab_busybox_100mb_copy"] = (lab_run("bench/busybox-100mb", copy=True), 4)
+        out.update(interleaved_ms(fns, n, warmup=1, progress=progress))
+        if "busybox" in bundles:
+            # The disk a container takes: what it writes (1 MiB here), against the image's 100 MB.
+            res = lab.run("bench/busybox-100mb", ["/bin/busybox", "sh", "-c",
+                                                  "/bin/busybox head -c 1048576 /dev/zero > /written"],
+                          name="disk", stdio=(null, null, null))
+            if res.exit_code != 0:
+                raise RuntimeError(f"the disk container exited {res.exit_code}")
+            used = sum(p.lstat().st_blocks * 512 for p in Path(lab.inspect("disk").bundle).rglob("*"))
+            out["container_disk"] = {"written_bytes": 1 << 20, "container_bytes": used,
+                                     "image_bytes": sum(i.size for i in lab.images() if i.name and "100mb" in i.name)}
+            lab.rm("disk")
+        os.close(null)
+        out["root_mode"] = lab.root_mode()
+    base_ms = out["runtime_hello_bundle"]["median_ms"]
+    out["ratios"] = {"lab_hello_vs_bundle": out["lab_hello"]["median_ms"] / base_ms}
+    if "lab_busybox" in out:
+        out["ratios"]["lab_100mb_vs_without"] = out["lab_busybox_100mb"]["median_ms"] / out["lab_busybox"]["median_ms"]
+        out["ratios"]["lab_100mb_copy_vs_without"] = (out["lab_busybox_100mb_copy"]["median_ms"]
+                                                     / out["lab_busybox"]["median_ms"])
+    return out
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -288,6 +374,42 @@ def markdown(res: dict[str, Any]) -> str:
         "![start-up chart](bench/latest.png)",
         "",
     ]
+    lab = res.get("lab")
+    if lab:
+        lr = lab["ratios"]
+        disk = lab.get("container_disk") or {}
+
+        def lab_ms(key: str) -> str:
+            r = lab.get(key)
+            return f"{r['median_ms']:.1f} (p10 {r['p10_ms']:.1f}, p90 {r['p90_ms']:.1f})" if r else "n/a"
+
+        lines += [
+            "## From an image: `Lab.run` (snapshots, issue 11)",
+            "",
+            f"Container roots here: **{lab.get('root_mode')}**. Interleaved in rounds as above; the copies "
+            "every 4th round. `Lab.run` does everything `wasmlab run --rm` does in the service: the bundle from "
+            "the image (snapshots), a cgroup, the log, the run history, the removal.",
+            "",
+            "| measurement | median ms |",
+            "|---|---|",
+            f"| `Lab.run` of hello.wasm (compat image) | {lab_ms('lab_hello')} |",
+            f"| `Runtime.run` of a bundle of the same image, prepared once, no cgroup | "
+            f"{lab_ms('runtime_hello_bundle')} |",
+            f"| `Lab.run` of busybox echo | {lab_ms('lab_busybox')} |",
+            f"| `Lab.run` of the same plus a 100 MB layer | {lab_ms('lab_busybox_100mb')} |",
+            f"| the same, with copies (`WASMLAB_ROOTFS=copy`, as before snapshots) | "
+            f"{lab_ms('lab_busybox_100mb_copy')} |",
+            "",
+            "| ratio | value | target |",
+            "|---|---|---|",
+            f"| 100 MB layer / without | {lr.get('lab_100mb_vs_without', float('nan')):.2f} | <= 1.2 |",
+            f"| 100 MB layer, copies / without | {lr.get('lab_100mb_copy_vs_without', float('nan')):.2f} | - |",
+            f"| `Lab.run` hello / `Runtime.run` of its bundle | {lr['lab_hello_vs_bundle']:.2f} | <= 1.5 |",
+            "",
+        ]
+        if disk:
+            lines += [f"- Disk taken by a container of the 100 MB image that writes 1 MiB: "
+                      f"{disk['container_bytes'] / 1e6:.2f} MB (the image: {disk['image_bytes'] / 1e6:.1f} MB).", ""]
     return "\n".join(lines)
 
 
@@ -353,7 +475,7 @@ def ratios(res: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wasmlab.runtime.metrics.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m wasmlab.runtime.bench", description=__doc__)
     parser.add_argument("-n", type=int, default=50, help="samples per measurement")
     parser.add_argument("--sequence", type=int, default=1000, help="Wasm containers run back to back")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
