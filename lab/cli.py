@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from wasmlab.runtime.errors import UsageError, WasmlabError
@@ -92,7 +91,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         res = lab.images.build(args.context, args.file, tag=args.tag, annotations=_kv(args.annotation, "--annotation"),
                                labels=_kv(args.label, "--label"), platform=args.platform,
                                build_args=_kv(args.build_arg, "--build-arg"),
-                               progress=None if args.quiet else bar, run_step=_run_step(lab))
+                               progress=None if args.quiet else bar, runtime=lab.runtime)
     finally:
         if not args.quiet:
             bar.close()
@@ -104,31 +103,6 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"Successfully tagged {res.name}", file=sys.stderr)
         print(res.id.removeprefix("sha256:")[:12] if not args.quiet else res.id)
     return 0
-
-
-def _run_step(lab: Any) -> Callable[..., int]:
-    """RUN instructions execute in a container of wasmlab's own runtime, over the build's rootfs."""
-
-    def run_step(rootfs: Any, argv: list[str], env: list[str], cwd: str, user: tuple[int, int] = (0, 0)) -> int:
-        import tempfile
-
-        from wasmlab.runtime.spec.runtime import default_config
-
-        with tempfile.TemporaryDirectory(prefix="wasmlab-run-") as bundle:
-            cfg = default_config(argv)
-            cfg["root"] = {"path": str(rootfs), "readonly": False}
-            cfg["process"].update(env=env, cwd=cwd or "/", terminal=False, user={"uid": user[0], "gid": user[1]})
-            cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
-            cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] in ("/proc", "/dev", "/dev/pts", "/dev/shm")]
-            cfg["linux"]["maskedPaths"] = []
-            cfg["linux"]["readonlyPaths"] = []
-            with open(os.path.join(bundle, "config.json"), "w") as fh:
-                json.dump(cfg, fh)
-            result = lab.runtime.run(f"build-{os.getpid()}-{int(time.time() * 1e6) % 10**9}", bundle)
-            sys.stderr.buffer.write(result.stdout + result.stderr)
-            return int(result.exit_code)
-
-    return run_step
 
 
 def cmd_run(args: argparse.Namespace) -> int:

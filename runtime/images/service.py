@@ -19,8 +19,11 @@ from wasmlab.runtime.images.archive import LoadResult, SaveResult
 from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
 from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
+from wasmlab.runtime.images.runstep import ContainerRuntime
 from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, unpack_bundle
+from wasmlab.runtime.images.work import sweep_work
 from wasmlab.runtime.store import media
+from wasmlab.runtime.store.atomic import writing_into
 from wasmlab.runtime.store.home import images_root, lab_home
 from wasmlab.runtime.store.layout import ImageStore, PruneReport, StoredImage
 
@@ -81,6 +84,7 @@ class PruneResult:
     images: list[str]
     blobs: int
     reclaimed: int
+    leftovers: int = 0   # work and staging folders of killed builds and loads
 
 
 def is_wasm(manifest: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
@@ -116,11 +120,14 @@ class Images:
               build_args: Mapping[str, str] | Sequence[str] | None = None,
               progress: BuildProgress | None = None, run_step: RunStep | None = None,
               target: str | None = None, compression: str = "none",
-              timestamp: int | None = None) -> BuildResult:
-        """Build an image (see :func:`wasmlab.runtime.images.build.build`)."""
+              timestamp: int | None = None, runtime: ContainerRuntime | None = None,
+              run_output: int = 2) -> BuildResult:
+        """Build an image (see :func:`wasmlab.runtime.images.build.build`). RUN instructions run in containers
+        of RUNTIME (deleted with the build, however it ends), or through RUN_STEP."""
         return build_image(context_dir, containerfile, tag=tag, annotations=annotations, labels=labels,
                            platform=platform, build_args=build_args, progress=progress, run_step=run_step,
-                           store=self.store, target=target, compression=compression, timestamp=timestamp)
+                           store=self.store, target=target, compression=compression, timestamp=timestamp,
+                           runtime=runtime, run_output=run_output)
 
     # -- the store ----------------------------------------------------------------------
 
@@ -185,9 +192,12 @@ class Images:
         return sum(e.stat().st_size for e in os.scandir(self.store.blobs_dir) if e.is_file())
 
     def prune(self, *, dangling: bool = True) -> PruneResult:
-        """Remove dangling images (if DANGLING) and every unreferenced blob."""
+        """Remove dangling images (if DANGLING), every unreferenced blob, and what killed builds and loads left
+        (their staging and work folders, their RUN containers). ``reclaimed`` counts all of it, in bytes."""
+        work = sweep_work(self.store)
         report: PruneReport = self.store.prune(dangling=dangling)
-        return PruneResult(report.images, len(report.blobs), report.bytes)
+        return PruneResult(report.images, len(report.blobs), report.bytes + work.bytes,
+                           report.staging + len(work.folders))
 
     # -- moving images ------------------------------------------------------------------
 
@@ -228,5 +238,6 @@ class Images:
                annotations: Mapping[str, str] | None = None, *, entrypoint: Sequence[str] | None = None,
                readonly: bool = False, limits: ExtractLimits | None = None) -> UnpackResult:
         """Make an OCI bundle (``rootfs/`` + ``config.json``) from an image, ready for the runtime."""
-        return unpack_bundle(self.store, name, bundle_dir, args=args, entrypoint=entrypoint, env=env,
-                             annotations=annotations, readonly=readonly, limits=limits)
+        with writing_into(bundle_dir):
+            return unpack_bundle(self.store, name, bundle_dir, args=args, entrypoint=entrypoint, env=env,
+                                 annotations=annotations, readonly=readonly, limits=limits)
