@@ -21,7 +21,7 @@ from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
 from wasmlab.runtime.images.runstep import ContainerRuntime
 from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, unpack_bundle
-from wasmlab.runtime.images.work import sweep_work
+from wasmlab.runtime.images.work import stopping_cleanly, sweep_work
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import writing_into
 from wasmlab.runtime.store.home import images_root, lab_home
@@ -228,8 +228,9 @@ class Images:
     def pull(self, ref: str, *, tls_verify: bool = True, credentials: tuple[str, str] | None = None,
              platform: tuple[str, str] | None = None,
              progress: TransferProgress | None = None) -> PullResult:
-        return registry.pull(self.store, ref, tls_verify=tls_verify, credentials=credentials,
-                             platform=platform, progress=progress)
+        with stopping_cleanly(), writing_into(self.store.root):
+            return registry.pull(self.store, ref, tls_verify=tls_verify, credentials=credentials,
+                                 platform=platform, progress=progress)
 
     # -- running ------------------------------------------------------------------------
 
