@@ -37,7 +37,7 @@ from typing import IO, Any
 from wasmlab.runtime.errors import BuildError, ImageError, WasmlabError
 from wasmlab.runtime.images import containerfile as cf
 from wasmlab.runtime.images.ignore import IgnoreRules
-from wasmlab.runtime.images.runstep import ContainerRunStep, ContainerRuntime
+from wasmlab.runtime.images.runstep import ContainerRunStep, ContainerRuntime, RunOutput
 from wasmlab.runtime.images.unpack import ExtractLimits, decompressed, extract_image, extract_layers, resolve_user
 from wasmlab.runtime.images.work import Work, stopping_cleanly, sweep_work
 from wasmlab.runtime.store import media
@@ -1211,14 +1211,14 @@ def build(context_dir: str | os.PathLike[str], containerfile: str | os.PathLike[
           store: ImageStore | None = None, target: str | None = None, compression: str = "none",
           timestamp: int | None = None, limits: ExtractLimits | None = None,
           tmpdir: str | None = None, runtime: ContainerRuntime | None = None,
-          run_output: int = 2) -> BuildResult:
+          run_output: int | RunOutput = 2) -> BuildResult:
     """Build an image from CONTEXT_DIR and store it; returns its name, digest and ID.
 
     ``annotations`` go into the manifest (e.g. ``module.wasm.image/variant=compat``),
     ``labels`` into the config. ``platform="wasi/wasm"`` marks a Wasm image
     (os ``wasip1``, architecture ``wasm``). ``run_step`` runs RUN instructions; without one,
     they run in containers of RUNTIME (a :class:`wasmlab.runtime.lifecycle.Runtime`), their
-    output going to the file descriptor RUN_OUTPUT.
+    output going to RUN_OUTPUT (a file descriptor, or ``on_output(argv, chunk)``).
     ``timestamp`` (or ``$SOURCE_DATE_EPOCH``) fixes the creation time for reproducible builds.
     ``tmpdir`` puts the work folder there instead of in the store's ``.wasmlab/work``.
     On any failure the store is unchanged; a full disk raises DiskFull.
@@ -1237,7 +1237,7 @@ def _build(context_dir: str | os.PathLike[str], containerfile: str | os.PathLike
            build_args: Mapping[str, str] | Sequence[str] | None, progress: BuildProgress | None,
            run_step: RunStep | None, store: ImageStore, target: str | None, compression: str,
            timestamp: int | None, limits: ExtractLimits | None, tmpdir: str | None,
-           runtime: ContainerRuntime | None, run_output: int) -> BuildResult:
+           runtime: ContainerRuntime | None, run_output: int | RunOutput) -> BuildResult:
     started = time.perf_counter()
     context = Path(context_dir)
     if not context.is_dir():

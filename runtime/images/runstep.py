@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,13 +41,18 @@ def run_config(rootfs: str, argv: list[str], env: list[str], cwd: str, user: tup
     return cfg
 
 
+RunOutput = Callable[[list[str], bytes], None]
+"""``on_output(argv, chunk)``: a piece of a RUN step's output (stdout and stderr together), as it comes."""
+
+
 class ContainerRunStep:
-    """``run_step`` for :func:`wasmlab.runtime.images.build.build`: one container per RUN, output to OUTPUT (an fd).
+    """``run_step`` for :func:`wasmlab.runtime.images.build.build`: one container per RUN, its output going to OUTPUT
+    (a file descriptor, or a :data:`RunOutput` callable fed from a pipe as the step runs).
 
     The container is recorded in the build's work folder before it is created, and a stop signal is held back while
     it is being created, so the build's cleanup (or, after a SIGKILL, the next sweep) always finds it."""
 
-    def __init__(self, runtime: ContainerRuntime, work: Work, output: int = 2) -> None:
+    def __init__(self, runtime: ContainerRuntime, work: Work, output: int | RunOutput = 2) -> None:
         self.runtime = runtime
         self.work = work
         self.output = output
@@ -62,20 +68,32 @@ class ContainerRunStep:
         cid = f"build-{os.getpid()}-{secrets.token_hex(4)}"
         record = {"root": self.runtime.root, "id": cid}
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        read_end, out = -1, self.output
+        if not isinstance(out, int):
+            read_end, out = os.pipe2(os.O_CLOEXEC)
         try:
-            with signals_deferred():
-                self.work.note_container(self.runtime.root, cid)
-                self.runtime.create(cid, str(bundle), stdin=null, stdout=self.output, stderr=self.output)
-        except BaseException:
-            self._discard(record)
-            raise
+            try:
+                with signals_deferred():
+                    self.work.note_container(self.runtime.root, cid)
+                    self.runtime.create(cid, str(bundle), stdin=null, stdout=out, stderr=out)
+            except BaseException:
+                self._discard(record)
+                raise
+            finally:
+                os.close(null)
+                if read_end >= 0:
+                    os.close(out)   # the container holds the write end now: EOF comes when it is done
+            try:
+                self.runtime.start(cid)
+                if read_end >= 0 and not isinstance(self.output, int):
+                    while chunk := os.read(read_end, 1 << 16):
+                        self.output(argv, chunk)
+                code = _exit_code(self.runtime.wait(cid))
+            finally:
+                self._discard(record)
         finally:
-            os.close(null)
-        try:
-            self.runtime.start(cid)
-            code = _exit_code(self.runtime.wait(cid))
-        finally:
-            self._discard(record)
+            if read_end >= 0:
+                os.close(read_end)
         return code
 
     def _discard(self, record: dict[str, str]) -> None:

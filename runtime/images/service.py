@@ -19,7 +19,7 @@ from wasmlab.runtime.images.archive import LoadResult, SaveResult
 from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
 from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
-from wasmlab.runtime.images.runstep import ContainerRuntime
+from wasmlab.runtime.images.runstep import ContainerRuntime, RunOutput
 from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, unpack_bundle
 from wasmlab.runtime.images.work import stopping_cleanly, sweep_work
 from wasmlab.runtime.store import media
@@ -121,7 +121,7 @@ class Images:
               progress: BuildProgress | None = None, run_step: RunStep | None = None,
               target: str | None = None, compression: str = "none",
               timestamp: int | None = None, runtime: ContainerRuntime | None = None,
-              run_output: int = 2) -> BuildResult:
+              run_output: int | RunOutput = 2) -> BuildResult:
         """Build an image (see :func:`wasmlab.runtime.images.build.build`). RUN instructions run in containers
         of RUNTIME (deleted with the build, however it ends), or through RUN_STEP."""
         return build_image(context_dir, containerfile, tag=tag, annotations=annotations, labels=labels,

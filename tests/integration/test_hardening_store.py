@@ -392,3 +392,27 @@ def test_a_full_disk_is_one_line_for_build_load_and_run(small_home: tuple[Path, 
     assert_disk_full(r, home)
     assert listing(home) == before
     assert not os.listdir(tmp)
+
+
+def test_run_output_reaches_a_callback_and_the_build_leaves_nothing(lab: tuple[Path, Path], tmp_path: Path) -> None:
+    """A face that shows RUN output itself (the TUI) takes it as it comes; more than a pipe holds does not stall."""
+    from wasmlab.runtime import Runtime
+    from wasmlab.runtime.images import Images
+
+    home, tmp = lab
+    ctx = tmp_path / "ctx"
+    (ctx / "bin").mkdir(parents=True)
+    shutil.copy2(busybox(), ctx / "bin" / "busybox")
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY bin/ /bin/\n'
+                                       'RUN ["/bin/busybox", "seq", "1", "30000"]\nRUN ["/bin/busybox", "true"]\n')
+    chunks: list[tuple[list[str], bytes]] = []
+    runtime = Runtime(root=str(home / "run"), home=str(home))
+    try:
+        res = Images(home).build(ctx, tag="counted", runtime=runtime,
+                                 run_output=lambda argv, data: chunks.append((argv, data)))
+    finally:
+        runtime.close()
+    out = b"".join(data for argv, data in chunks if argv[1] == "seq")
+    assert len(out) > 1 << 16 and out.endswith(b"\n29999\n30000\n") and res.name == "localhost/counted:latest"
+    until("the lab's zygote to go", lambda: not processes_using(home), timeout=15)
+    assert leftovers(home, tmp) == NOTHING
