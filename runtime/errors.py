@@ -151,3 +151,18 @@ class HomeError(UsageError):
     """The lab home (WASMLAB_HOME) cannot hold the lab's data: under /proc or /sys, or not a folder."""
 
     kind = "bad-home"
+
+
+class DiskFull(WasmlabError):
+    """A write into the lab home failed because its disk (or the user's quota there) is full."""
+
+    exit_code = 14
+    kind = "disk-full"
+    folder = ""
+
+    def __init__(self, folder: str, *, quota: bool = False) -> None:
+        self.folder = str(folder)
+        what = "the disk quota is used up" if quota else "the disk is full"
+        super().__init__(f"{what}: no space left to write in {self.folder}",
+                         "free space on that disk (`wasmlab image prune` removes unused images and leftovers, "
+                         "`wasmlab rmi` removes images), or set WASMLAB_HOME to a folder on a bigger disk")

@@ -271,38 +271,18 @@ class Lab:
             if progress is not None:
                 progress(Progress("build", event.message, event.step, event.total, "steps" if event.total else ""))
 
+        def on_output(argv: list[str], chunk: bytes) -> None:
+            if progress is not None:
+                progress(Progress("build", f"output of RUN {' '.join(argv)[:60]}",
+                                  output=chunk.decode("utf-8", "replace")))
+
+        # RUN steps run in containers of this lab's runtime, recorded in the build's work folder so that a
+        # killed build's containers are found and removed (see images/runstep.py).
         res = self._images.build(context, containerfile, tag=tag, annotations=annotations, labels=labels,
                                  platform=platform, build_args=build_args, target=target,
-                                 progress=on_step, run_step=self._run_step(progress))
+                                 progress=on_step, runtime=self._runtime, run_output=on_output)
         self._emit(ImageBuilt(res.name, res.digest, res.id))
         return res
-
-    def _run_step(self, progress: ProgressCallback | None) -> Callable[..., int]:
-        """The RUN runner: one container of this lab's runtime over the build's rootfs, its output as progress."""
-
-        def run_step(rootfs: Any, argv: list[str], env: list[str], cwd: str, user: tuple[int, int] = (0, 0)) -> int:
-            import tempfile
-
-            from wasmlab.runtime.spec.runtime import default_config
-
-            with tempfile.TemporaryDirectory(prefix="wasmlab-run-") as bundle:
-                cfg = default_config(argv)
-                cfg["root"] = {"path": str(rootfs), "readonly": False}
-                cfg["process"].update(env=env, cwd=cwd or "/", terminal=False, user={"uid": user[0], "gid": user[1]})
-                cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
-                cfg["mounts"] = [m for m in cfg["mounts"]
-                                 if m["destination"] in ("/proc", "/dev", "/dev/pts", "/dev/shm")]
-                cfg["linux"]["maskedPaths"] = []
-                cfg["linux"]["readonlyPaths"] = []
-                with open(os.path.join(bundle, "config.json"), "w") as fh:
-                    json.dump(cfg, fh)
-                result = self._runtime.run(f"build-{os.getpid()}-{secrets.token_hex(4)}", bundle)
-            output = (result.stdout + result.stderr).decode("utf-8", "replace")
-            if progress is not None and output:
-                progress(Progress("build", f"output of RUN {' '.join(argv)[:60]}", output=output))
-            return int(result.exit_code)
-
-        return run_step
 
     def images(self, *, all: bool = False) -> list[ImageSummary]:
         """`podman images`: named images (with ALL, dangling ones too), newest first."""

@@ -33,8 +33,9 @@ import zstandard
 from wasmlab.runtime.errors import ImageError, StoreError
 from wasmlab.runtime.images.build import host_platform_default
 from wasmlab.runtime.images.unpack import decompressed
+from wasmlab.runtime.images.work import Work, stopping_cleanly, sweep_work
 from wasmlab.runtime.store import media
-from wasmlab.runtime.store.atomic import atomic_writer, canonical_json
+from wasmlab.runtime.store.atomic import atomic_writer, canonical_json, writing_into
 from wasmlab.runtime.store.layout import (
     ImageStore,
     StoredImage,
@@ -190,7 +191,7 @@ class _DirSource(_Source):
 
 
 @contextlib.contextmanager
-def _open_source(path: Path) -> Iterator[_Source]:
+def _open_source(path: Path, work: Work | None = None) -> Iterator[_Source]:
     if path.is_dir():
         yield _DirSource(path)
         return
@@ -200,7 +201,7 @@ def _open_source(path: Path) -> Iterator[_Source]:
         magic = fh.read(4)
     try:
         if magic == b"\x28\xb5\x2f\xfd":
-            with tempfile.TemporaryFile() as tmp:
+            with tempfile.TemporaryFile(dir=work.path if work is not None else None) as tmp:
                 with open(path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as zr:
                     shutil.copyfileobj(zr, tmp, 1 << 20)
                 tmp.seek(0)
@@ -438,11 +439,20 @@ def load(store: ImageStore, path: str | os.PathLike[str], *, platform: tuple[str
 
     Names come from ``org.opencontainers.image.ref.name`` (or docker's RepoTags), unless
     NAME is given (then the archive must hold one image). Wasm OCI artifacts are converted
-    to compat images. On any error the store is unchanged.
+    to compat images. On any error the store is unchanged; a full disk raises DiskFull. SIGINT,
+    SIGTERM and SIGHUP stop it cleanly; after a SIGKILL, the next load, build or prune removes
+    what it staged.
     """
-    src_path = Path(path)
+    with stopping_cleanly(), writing_into(store.root):
+        sweep_work(store)
+        with Work(store, "load") as work:
+            return _load(store, Path(path), platform=platform, name=name, progress=progress, work=work)
+
+
+def _load(store: ImageStore, src_path: Path, *, platform: tuple[str, str] | None, name: str | None,
+          progress: Progress | None, work: Work) -> LoadResult:
     rename = str(parse(name)) if name else None
-    with _open_source(src_path) as source:
+    with _open_source(src_path, work) as source:
         if source.exists("oci-layout") and source.exists("index.json"):
             layout = source.read_json("oci-layout", "oci-layout")
             if not str(layout.get("imageLayoutVersion", "")).startswith("1."):

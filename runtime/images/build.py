@@ -3,9 +3,12 @@
 A build reads the context, runs the instructions of each stage, and squashes what the
 final stage adds into one new layer on top of its base image's layers (as ``buildah build``
 does by default). Until a RUN needs a real root file system, COPY and ADD are recorded in
-memory, so a ``FROM scratch`` / ``COPY`` / ``CMD`` build never touches a temp directory.
+memory, so a ``FROM scratch`` / ``COPY`` / ``CMD`` build never touches a work folder.
 Nothing is written to the store until every instruction has succeeded; the store is then
-updated in one transaction, so a failed or killed build leaves it as it was.
+updated in one transaction, so a failed or killed build leaves it as it was. The work folder
+(in the store's ``.wasmlab/work``, held by the build's lock) and the RUN containers go with
+the build: at once on failure, SIGINT, SIGTERM or SIGHUP; at the next build, load or prune
+after a SIGKILL (images/work.py).
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from typing import IO, Any
 from wasmlab.runtime.errors import BuildError, ImageError, WasmlabError
 from wasmlab.runtime.images import containerfile as cf
 from wasmlab.runtime.images.ignore import IgnoreRules
+from wasmlab.runtime.images.runstep import ContainerRunStep, ContainerRuntime, RunOutput
 from wasmlab.runtime.images.unpack import ExtractLimits, decompressed, extract_image, extract_layers, resolve_user
+from wasmlab.runtime.images.work import Work, stopping_cleanly, sweep_work
 from wasmlab.runtime.spec.runtime import DEFAULT_PATH
 from wasmlab.runtime.store import media
-from wasmlab.runtime.store.atomic import canonical_json
+from wasmlab.runtime.store.atomic import canonical_json, writing_into
 from wasmlab.runtime.store.layout import ImageStore, descriptor, digest_of
 from wasmlab.runtime.store.reference import normalize
 
@@ -632,18 +637,20 @@ class _Build:
         self.platform = platform
         # The platform ARGs buildah and BuildKit predefine (TARGETARCH, BUILDPLATFORM, ...), for `ARG NAME`.
         self.platform_args = _platform_args(platform or host_platform_default(), host_platform_default())
-        self.run_step = run_step
-        self.run_step_takes_user = run_step is not None and "user" in _parameters(run_step)
+        self.set_run_step(run_step)
         self.progress = progress
         self.compression = compression
         self.timestamp = timestamp
         self.limits = limits
         self.ignore = IgnoreRules.for_context(context)
         self.stages: list[_Stage] = []
-        self._workdir: Path | None = None
-        self._tmpdir = tmpdir
+        self.work = Work(store, "build", tmpdir)
         self.global_args: dict[str, str] = {}
         self.created_epoch = created_epoch
+
+    def set_run_step(self, run_step: RunStep | None) -> None:
+        self.run_step = run_step
+        self.run_step_takes_user = run_step is not None and "user" in _parameters(run_step)
 
     def error(self, ins: cf.Instruction | None, problem: str, hint: str) -> BuildError:
         if ins is None:
@@ -655,20 +662,12 @@ class _Build:
             self.progress(BuildEvent(kind, message, **kw))
 
     def workdir(self) -> Path:
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="wasmlab-build-", dir=self._tmpdir))
-        return self._workdir
+        """The build's work folder, claimed on first use."""
+        return self.work.path
 
     def cleanup(self) -> None:
-        if self._workdir is not None:
-            for dirpath, dirnames, _ in os.walk(self._workdir):
-                for name in dirnames:
-                    p = os.path.join(dirpath, name)
-                    if not os.path.islink(p):
-                        with contextlib.suppress(OSError):
-                            os.chmod(p, 0o700)
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
+        """Delete the RUN containers still there and the work folder."""
+        self.work.close()
 
     # -- driving ------------------------------------------------------------------------
 
@@ -1212,15 +1211,34 @@ def build(context_dir: str | os.PathLike[str], containerfile: str | os.PathLike[
           progress: BuildProgress | None = None, run_step: RunStep | None = None,
           store: ImageStore | None = None, target: str | None = None, compression: str = "none",
           timestamp: int | None = None, limits: ExtractLimits | None = None,
-          tmpdir: str | None = None) -> BuildResult:
+          tmpdir: str | None = None, runtime: ContainerRuntime | None = None,
+          run_output: int | RunOutput = 2) -> BuildResult:
     """Build an image from CONTEXT_DIR and store it; returns its name, digest and ID.
 
     ``annotations`` go into the manifest (e.g. ``module.wasm.image/variant=compat``),
     ``labels`` into the config. ``platform="wasi/wasm"`` marks a Wasm image
-    (os ``wasip1``, architecture ``wasm``). ``run_step`` runs RUN instructions.
+    (os ``wasip1``, architecture ``wasm``). ``run_step`` runs RUN instructions; without one,
+    they run in containers of RUNTIME (a :class:`wasmlab.runtime.lifecycle.Runtime`), their
+    output going to RUN_OUTPUT (a file descriptor, or ``on_output(argv, chunk)``).
     ``timestamp`` (or ``$SOURCE_DATE_EPOCH``) fixes the creation time for reproducible builds.
-    On any failure the store is unchanged.
+    ``tmpdir`` puts the work folder there instead of in the store's ``.wasmlab/work``.
+    On any failure the store is unchanged; a full disk raises DiskFull.
     """
+    store = store or ImageStore()
+    with stopping_cleanly(), writing_into(store.root):
+        return _build(context_dir, containerfile, tag=tag, annotations=annotations, labels=labels,
+                      platform=platform, build_args=build_args, progress=progress, run_step=run_step,
+                      store=store, target=target, compression=compression, timestamp=timestamp,
+                      limits=limits, tmpdir=tmpdir, runtime=runtime, run_output=run_output)
+
+
+def _build(context_dir: str | os.PathLike[str], containerfile: str | os.PathLike[str] | None, *,
+           tag: str | None, annotations: Mapping[str, str] | Sequence[str] | None,
+           labels: Mapping[str, str] | Sequence[str] | None, platform: str | None,
+           build_args: Mapping[str, str] | Sequence[str] | None, progress: BuildProgress | None,
+           run_step: RunStep | None, store: ImageStore, target: str | None, compression: str,
+           timestamp: int | None, limits: ExtractLimits | None, tmpdir: str | None,
+           runtime: ContainerRuntime | None, run_output: int | RunOutput) -> BuildResult:
     started = time.perf_counter()
     context = Path(context_dir)
     if not context.is_dir():
@@ -1238,11 +1256,14 @@ def build(context_dir: str | os.PathLike[str], containerfile: str | os.PathLike[
     parsed = cf.parse(text, source=path.name)
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
-    store = store or ImageStore()
+    # A killed build's or load's work (and RUN containers) goes now, before this one adds its own.
+    sweep_work(store)
     job = _Build(store, context, parsed, build_args=_pairs(build_args, "build argument"), platform=plat,
                  run_step=run_step, progress=progress, compression=compression,
                  timestamp=timestamp or 0, limits=limits or ExtractLimits(), tmpdir=tmpdir,
                  created_epoch=timestamp)
+    if run_step is None and runtime is not None:
+        job.set_run_step(ContainerRunStep(runtime, job.work, run_output))
     try:
         final = job.run(target)
         layers = final.layers()

@@ -18,9 +18,12 @@ from wasmlab.runtime.images.archive import LoadResult, SaveResult
 from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
 from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
+from wasmlab.runtime.images.runstep import ContainerRuntime, RunOutput
 from wasmlab.runtime.images.snapshots import Snapshots
 from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, prepare_bundle, unpack_bundle
+from wasmlab.runtime.images.work import stopping_cleanly, sweep_work
 from wasmlab.runtime.store import media
+from wasmlab.runtime.store.atomic import writing_into
 from wasmlab.runtime.store.home import checked_home, images_root, lab_home
 from wasmlab.runtime.store.layout import ImageStore, PruneReport, StoredImage
 
@@ -81,6 +84,7 @@ class PruneResult:
     images: list[str]
     blobs: int
     reclaimed: int
+    leftovers: int = 0   # work and staging folders of killed builds and loads
 
 
 def is_wasm(manifest: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
@@ -117,11 +121,14 @@ class Images:
               build_args: Mapping[str, str] | Sequence[str] | None = None,
               progress: BuildProgress | None = None, run_step: RunStep | None = None,
               target: str | None = None, compression: str = "none",
-              timestamp: int | None = None) -> BuildResult:
-        """Build an image (see :func:`wasmlab.runtime.images.build.build`)."""
+              timestamp: int | None = None, runtime: ContainerRuntime | None = None,
+              run_output: int | RunOutput = 2) -> BuildResult:
+        """Build an image (see :func:`wasmlab.runtime.images.build.build`). RUN instructions run in containers
+        of RUNTIME (deleted with the build, however it ends), or through RUN_STEP."""
         return build_image(context_dir, containerfile, tag=tag, annotations=annotations, labels=labels,
                            platform=platform, build_args=build_args, progress=progress, run_step=run_step,
-                           store=self.store, target=target, compression=compression, timestamp=timestamp)
+                           store=self.store, target=target, compression=compression, timestamp=timestamp,
+                           runtime=runtime, run_output=run_output)
 
     # -- the store ----------------------------------------------------------------------
 
@@ -190,10 +197,13 @@ class Images:
         return sum(e.stat().st_size for e in os.scandir(self.store.blobs_dir) if e.is_file())
 
     def prune(self, *, dangling: bool = True) -> PruneResult:
-        """Remove dangling images (if DANGLING) and every unreferenced blob."""
+        """Remove dangling images (if DANGLING), every unreferenced blob, and what killed builds and loads left
+        (their staging and work folders, their RUN containers). ``reclaimed`` counts all of it, in bytes."""
+        work = sweep_work(self.store)
         report: PruneReport = self.store.prune(dangling=dangling)
         _count, snapshot_bytes = self._prune_snapshots()
-        return PruneResult(report.images, len(report.blobs), report.bytes + snapshot_bytes)
+        return PruneResult(report.images, len(report.blobs), report.bytes + work.bytes + snapshot_bytes,
+                           report.staging + len(work.folders))
 
     # -- moving images ------------------------------------------------------------------
 
@@ -225,8 +235,9 @@ class Images:
     def pull(self, ref: str, *, tls_verify: bool = True, credentials: tuple[str, str] | None = None,
              platform: tuple[str, str] | None = None,
              progress: TransferProgress | None = None) -> PullResult:
-        return registry.pull(self.store, ref, tls_verify=tls_verify, credentials=credentials,
-                             platform=platform, progress=progress)
+        with stopping_cleanly(), writing_into(self.store.root):
+            return registry.pull(self.store, ref, tls_verify=tls_verify, credentials=credentials,
+                                 platform=platform, progress=progress)
 
     # -- running ------------------------------------------------------------------------
 
@@ -235,8 +246,9 @@ class Images:
                annotations: Mapping[str, str] | None = None, *, entrypoint: Sequence[str] | None = None,
                readonly: bool = False, limits: ExtractLimits | None = None) -> UnpackResult:
         """Make an OCI bundle (``rootfs/`` + ``config.json``) from an image, ready for the runtime."""
-        return unpack_bundle(self.store, name, bundle_dir, args=args, entrypoint=entrypoint, env=env,
-                             annotations=annotations, readonly=readonly, limits=limits)
+        with writing_into(bundle_dir):
+            return unpack_bundle(self.store, name, bundle_dir, args=args, entrypoint=entrypoint, env=env,
+                                 annotations=annotations, readonly=readonly, limits=limits)
 
     def prepare(self, name: str, bundle_dir: str | os.PathLike[str], args: Sequence[str] | None = None,
                 env: Sequence[str] | Mapping[str, str] | None = None,
@@ -244,8 +256,9 @@ class Images:
                 readonly: bool = False) -> UnpackResult:
         """A bundle for a container: its root an overlay of the image's snapshots (each layer unpacked once)
         and a private upper folder; a copy where overlayfs is not allowed (see `root_mode`)."""
-        return prepare_bundle(self.store, name, bundle_dir, self.snapshots, args=args, entrypoint=entrypoint,
-                              env=env, annotations=annotations, readonly=readonly)
+        with writing_into(bundle_dir):
+            return prepare_bundle(self.store, name, bundle_dir, self.snapshots, args=args, entrypoint=entrypoint,
+                                  env=env, annotations=annotations, readonly=readonly)
 
     def root_mode(self) -> str:
         """How container roots are made here: "overlay" (snapshots), or "copy" where overlayfs is not allowed."""

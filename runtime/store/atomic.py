@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from wasmlab.runtime.errors import StoreError
+from wasmlab.runtime.errors import DiskFull, StoreError, WasmlabError
 
 TMP_PREFIX = ".tmp-"
 
@@ -39,23 +39,24 @@ def atomic_writer(path: str | os.PathLike[str], mode: int = 0o644, *,
 
     Readers see either the old file or the whole new one. If the block raises, or the
     process dies, PATH is untouched (a killed process may leave a ``.tmp-*`` file behind,
-    which stores sweep up).
+    which stores sweep up). A full disk raises DiskFull naming PATH's folder.
     """
     target = Path(path)
     tmp = tmp_name(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with writing_into(target.parent):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+                fh.flush()
+                if sync:
+                    os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     if sync:
         fsync_dir(target.parent)
 
@@ -161,3 +162,30 @@ def remove_tree(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
+
+
+def full_disk_errno(exc: BaseException | None) -> int:
+    """ENOSPC or EDQUOT if EXC, or an error it was raised from or while handling, is a full disk; else 0."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return 0
+
+
+@contextlib.contextmanager
+def writing_into(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a full disk (ENOSPC, EDQUOT) met in the block into one typed error naming FOLDER.
+
+    Also when another error was raised on account of it (a wasmlab error built from the OSError)."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except (OSError, WasmlabError) as exc:
+        code = full_disk_errno(exc)
+        if not code:
+            raise
+        raise DiskFull(os.fspath(folder), quota=code == errno.EDQUOT) from None

@@ -7,7 +7,8 @@ Layout of ``<home>/images``::
                           org.opencontainers.image.ref.name = "localhost/name:tag");
                           a descriptor without the annotation is a dangling image
     blobs/sha256/<hex>    content-addressed blobs, verified on every read
-    .wasmlab/             not part of the OCI layout: lock files and staging areas
+    .wasmlab/             not part of the OCI layout: lock files, staging areas (staging/) and the
+                          work folders of builds and loads (work/), each held by its owner's lock
 
 Writers work in a :class:`Transaction`: blobs are written (fsync'd) into a private
 staging directory while a shared "writers" lock is held, and only on commit are they
@@ -15,7 +16,8 @@ renamed into ``blobs/`` and the index replaced atomically under the index lock.
 Pruning takes the writers lock exclusively, so it never deletes a blob a writer is about
 to reference. A writer that fails or is killed leaves neither a half-written blob nor a
 corrupt index: a failure removes its staging directory, and a killed writer's staging
-directory is swept by the next prune.
+directory (whose owner lock died with it, see store/work.py) is swept by the next writer or prune.
+A full disk met while writing raises DiskFull naming the store's folder; the store is left as it was.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from typing import IO, Any
 
 from wasmlab.runtime.errors import ImageError, StoreError
 from wasmlab.runtime.store import media
-from wasmlab.runtime.store.atomic import TMP_PREFIX, Lock, canonical_json, fsync_dir, write_atomic
+from wasmlab.runtime.store.atomic import TMP_PREFIX, Lock, canonical_json, fsync_dir, write_atomic, writing_into
 from wasmlab.runtime.store.home import images_root
 from wasmlab.runtime.store.reference import has_registry, is_digest, normalize, parse
+from wasmlab.runtime.store.work import WorkFolder, claim, sweep
 
 CHUNK = 1 << 20
 _HEX = set("0123456789abcdef")
@@ -106,7 +109,7 @@ class StoredImage:
 
 @dataclass
 class PruneReport:
-    """What a prune removed."""
+    """What a prune removed (``bytes``: blobs, by size, plus the disk space of swept staging folders)."""
 
     blobs: list[str] = field(default_factory=list)
     bytes: int = 0
@@ -154,6 +157,7 @@ class ImageStore:
         self.layout_path = self.root / media.OCI_LAYOUT_FILE
         self.state_dir = self.root / ".wasmlab"
         self.staging_dir = self.state_dir / "staging"
+        self.work_dir = self.state_dir / "work"
         self._index_lock = self.state_dir / "index.lock"
         self._writers_lock = self.state_dir / "writers.lock"
 
@@ -166,18 +170,20 @@ class ImageStore:
     def init(self) -> None:
         """Create the layout if it does not exist yet (idempotent, safe to race)."""
         try:
-            self.blobs_dir.mkdir(parents=True, exist_ok=True)
-            self.staging_dir.mkdir(parents=True, exist_ok=True)
-            for lock in (self._index_lock, self._writers_lock):
-                if not lock.exists():
-                    lock.touch()
-            if not self.layout_path.exists():
-                layout = {"imageLayoutVersion": media.OCI_LAYOUT_VERSION}
-                write_atomic(self.layout_path, canonical_json(layout))
-            if not self.index_path.exists():
-                with Lock(self._index_lock):
-                    if not self.index_path.exists():
-                        write_atomic(self.index_path, canonical_json(self._empty_index()))
+            with writing_into(self.root):
+                self.blobs_dir.mkdir(parents=True, exist_ok=True)
+                self.staging_dir.mkdir(parents=True, exist_ok=True)
+                self.work_dir.mkdir(parents=True, exist_ok=True)
+                for lock in (self._index_lock, self._writers_lock):
+                    if not lock.exists():
+                        lock.touch()
+                if not self.layout_path.exists():
+                    layout = {"imageLayoutVersion": media.OCI_LAYOUT_VERSION}
+                    write_atomic(self.layout_path, canonical_json(layout))
+                if not self.index_path.exists():
+                    with Lock(self._index_lock):
+                        if not self.index_path.exists():
+                            write_atomic(self.index_path, canonical_json(self._empty_index()))
         except OSError as exc:
             raise StoreError(f"cannot create the image store at {self.root}: {exc.strerror}",
                              "check that WASMLAB_HOME points to a writable directory") from None
@@ -449,9 +455,11 @@ class ImageStore:
                         if not entry.name.startswith(TMP_PREFIX):
                             report.blobs.append(f"sha256:{entry.name}")
                         os.unlink(entry.path)
-                for entry in os.scandir(self.staging_dir):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    report.staging += 1
+                # Under the exclusive writers lock no transaction is at work: every staging folder left is
+                # a killed writer's (a live one's owner lock would keep it anyway).
+                swept = sweep(self.staging_dir)
+                report.staging = len(swept.folders)
+                report.bytes += swept.bytes
                 for entry in os.scandir(self.root):
                     if entry.name.startswith(TMP_PREFIX):
                         os.unlink(entry.path)
@@ -474,6 +482,7 @@ class Transaction:
         self._staged: dict[str, Path] = {}
         self._images: list[tuple[str, str | None, str, int, dict[str, str]]] = []
         self._dir: Path | None = None
+        self._work: WorkFolder | None = None
         self._writers: Lock | None = None
         self._created_store = False
 
@@ -492,8 +501,16 @@ class Transaction:
         self.store.init()
         self._writers = Lock(self.store._writers_lock, shared=True)
         self._writers.acquire()
-        self._dir = self.store.staging_dir / secrets.token_hex(8)
-        self._dir.mkdir()
+        try:
+            with writing_into(self.store.root):
+                # A killed writer's staging (its owner lock died with it) goes now, not at the next prune.
+                sweep(self.store.staging_dir)
+                self._work = claim(self.store.staging_dir, "txn")
+        except BaseException:
+            self._writers.release()
+            self._writers = None
+            raise
+        self._dir = self._work.path
 
     @property
     def staging(self) -> Path:
@@ -528,10 +545,15 @@ class Transaction:
                              "the source is corrupt or was truncated; fetch or build it again")
         if not self.has_blob(actual):
             path = self.staging / actual[7:]
-            with open(path, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with writing_into(self.store.root), open(path, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                raise
             self._staged[actual] = path
         return {"digest": actual, "size": len(data)}
 
@@ -548,7 +570,7 @@ class Transaction:
         total = 0
         limit = max_size if max_size is not None else (size if size is not None else None)
         try:
-            with open(tmp, "wb") as fh:
+            with writing_into(self.store.root), open(tmp, "wb") as fh:
                 while True:
                     want = CHUNK if limit is None else min(CHUNK, limit - total + 1)
                     chunk = stream.read(want)
@@ -644,7 +666,7 @@ class Transaction:
             for digest, media_type in {(d, mt) for d, _, mt, _, _ in self._images}:
                 self._check_complete(digest, media_type)
             store = self.store
-            with Lock(store._index_lock):
+            with writing_into(store.root), Lock(store._index_lock):
                 for digest, path in self._staged.items():
                     target = store.blob_path(digest)
                     if target.exists():
@@ -669,14 +691,15 @@ class Transaction:
             store = self.store
             with contextlib.suppress(OSError):
                 untouched = (not any(store.blobs_dir.iterdir()) and not any(store.staging_dir.iterdir())
-                             and not store.read_index()["manifests"])
+                             and not any(store.work_dir.iterdir()) and not store.read_index()["manifests"])
                 if untouched:
                     shutil.rmtree(store.root)
 
     def _finish(self) -> None:
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        if self._work is not None:
+            self._work.release()
+            self._work = None
+        self._dir = None
         self._staged.clear()
         if self._writers is not None:
             self._writers.release()

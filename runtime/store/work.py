@@ -1,0 +1,203 @@
+"""Work folders under the lab home: each held by its owner's flock while it works, swept once the owner is gone.
+
+A folder is claimed under a hidden name (``.claim-*``), its ``.owner`` file is locked (an exclusive ``flock``
+held for the owner's life), and only then is it renamed to its visible name (``KIND-TOKEN``). So every visible
+folder is locked from the moment it can be seen, and the kernel drops the lock when its owner dies, however it
+dies (SIGKILL included). :func:`sweep` removes each visible folder whose lock it can take: work whose owner is
+gone. A claim killed in the few microseconds before its rename leaves an empty ``.claim-*`` folder, which a
+sweep removes once it is older than :data:`CLAIM_GRACE` seconds.
+
+The lock descriptor is close-on-exec: a helper the owner starts (the zygote) never inherits it, so it cannot
+keep a dead owner's work alive.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wasmlab.runtime.store.atomic import remove_tree
+
+OWNER = ".owner"
+CLAIM_PREFIX = ".claim-"
+CLAIM_GRACE = 600.0
+
+
+@dataclass
+class SweepReport:
+    """What a sweep removed: the folders (their names) and the disk space they used, in bytes."""
+
+    folders: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+class WorkFolder:
+    """A claimed work folder; :meth:`release` (or leaving the ``with`` block) removes it and frees its lock."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Remove the folder (whatever its owner made read-only included), then drop the lock."""
+        if self._fd is None:
+            return
+        remove_writable(self.path)
+        fd, self._fd = self._fd, None
+        os.close(fd)
+
+    def __enter__(self) -> WorkFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim(root: str | os.PathLike[str], kind: str) -> WorkFolder:
+    """Make and lock a fresh work folder ``ROOT/KIND-TOKEN`` (ROOT is created if missing)."""
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(6)
+    hidden = base / f"{CLAIM_PREFIX}{kind}-{token}"
+    hidden.mkdir(mode=0o700)
+    fd = -1
+    try:
+        fd = os.open(hidden / OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        visible = base / f"{kind}-{token}"
+        os.rename(hidden, visible)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        remove_tree(str(hidden))
+        raise
+    return WorkFolder(visible, fd)
+
+
+def owner_alive(path: str | os.PathLike[str]) -> bool:
+    """True while the folder's owner holds its lock."""
+    fd = _open_owner(Path(path))
+    if fd < 0:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
+
+
+def sweep(root: str | os.PathLike[str], on_stale: Callable[[Path], None] | None = None) -> SweepReport:
+    """Remove the work folders under ROOT whose owner is gone; returns what was removed.
+
+    ``on_stale(path)`` is called first for each such folder (to undo what its owner started outside it: a
+    build's RUN containers). If it raises, the folder is kept, so that the record is not lost.
+    """
+    report = SweepReport()
+    base = Path(root)
+    try:
+        entries = list(os.scandir(base))
+    except (FileNotFoundError, NotADirectoryError):
+        return report
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        if entry.name.startswith(CLAIM_PREFIX):
+            try:
+                young = time.time() - entry.stat(follow_symlinks=False).st_mtime < CLAIM_GRACE
+            except FileNotFoundError:
+                continue
+            if young or owner_alive(path):
+                continue
+            report.bytes += disk_usage(path)
+            remove_writable(path)
+            continue
+        if entry.name.startswith("."):
+            continue
+        fd = _open_owner(path)
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        continue  # its owner is at work
+                    raise
+            # Ours now (or never claimed through claim(): a folder without an owner file): its owner is gone.
+            if on_stale is not None:
+                try:
+                    on_stale(path)
+                except Exception:
+                    continue
+            size = disk_usage(path)
+            remove_writable(path)
+            if not os.path.lexists(path):
+                report.folders.append(entry.name)
+                report.bytes += size
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return report
+
+
+def _open_owner(path: Path) -> int:
+    try:
+        return os.open(path / OWNER, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        return -1
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return -1
+        raise
+
+
+def disk_usage(path: str | os.PathLike[str]) -> int:
+    """The disk space a tree uses, in bytes (allocated blocks, each inode once, as ``du -s -B1`` counts)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [os.fspath(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            st = os.lstat(current)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                stack.extend(e.path for e in os.scandir(current))
+            except OSError:
+                continue
+    return total
+
+
+def remove_writable(path: str | os.PathLike[str]) -> None:
+    """rm -rf PATH, first making its folders writable (a build may leave read-only ones behind)."""
+    top = os.fspath(path)
+    for dirpath, dirnames, _ in os.walk(top):
+        for name in dirnames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                try:
+                    os.chmod(p, 0o700)
+                except OSError:
+                    pass
+    remove_tree(top)
