@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OCI = str(ROOT / ".venv" / "bin" / "wasmlab-oci")
 IN_CI = os.environ.get("CI") == "true"
+
+# Every cgroup this test session makes lies under one parent of its own, named with a marker no other session
+# shares (several suites run side by side on one machine): containers without a cgroupsPath and the lab's
+# containers through $WASMLAB_CGROUP_PARENT (inherited by every wasmlab, wasmlab-oci and zygote the tests start),
+# and the tests' own cgroupsPath values through CGROUP_PARENT. The leak checks look under it and nowhere else.
+CGROUP_MARKER = f"test-{os.getpid()}-{secrets.token_hex(3)}"
+CGROUP_PARENT = f"wasmlab/{CGROUP_MARKER}"
+os.environ["WASMLAB_CGROUP_PARENT"] = CGROUP_PARENT
+
+
+def _cgroup_mounts() -> tuple[str, ...]:
+    """Every cgroup hierarchy's mount point (v1 controllers, named ones such as systemd, and v2)."""
+    with open("/proc/self/mountinfo") as fh:
+        return tuple(sorted({line.split()[4] for line in fh if " - cgroup" in line}))
+
+
+CGROUP_BASES = _cgroup_mounts()
 
 HELLO_WAT = """(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -160,13 +178,24 @@ def _mounts() -> list[str]:
 
 
 def _cgroup_tree() -> set[str]:
+    """This session's cgroups (under CGROUP_PARENT in each hierarchy); other suites' are not its business."""
     out: set[str] = set()
-    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpu",
-                 "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices"):
-        for dirpath, _dirnames, _files in os.walk(base):
-            if "wasmlab" in dirpath:
+    for base in CGROUP_BASES:
+        top = os.path.join(base, CGROUP_PARENT)
+        for dirpath, _dirnames, _files in os.walk(top):
+            if dirpath != top:
                 out.add(dirpath)
     return out
+
+
+def _remove_session_cgroup_parent() -> None:
+    """rmdir the session's (empty) parent folders, and the shared wasmlab folder above them if now empty."""
+    for base in CGROUP_BASES:
+        for rel in (CGROUP_PARENT, os.path.dirname(CGROUP_PARENT)):
+            try:
+                os.rmdir(os.path.join(base, rel))
+            except OSError:
+                break
 
 
 def _children() -> set[int]:
@@ -244,8 +273,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 @pytest.fixture(scope="session", autouse=True)
 def _suite_leaves_no_cgroups() -> Iterator[None]:
-    """Whatever each test checks, the whole suite must leave no wasmlab cgroup behind."""
+    """Whatever each test checks, the whole suite must leave none of its cgroups behind."""
     before = _cgroup_tree()
     yield
     left = _cgroup_tree() - before
+    _remove_session_cgroup_parent()
     assert not left, f"cgroups left behind by the test suite: {sorted(left)}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from wasmlab.runtime.errors import ContainerNotFound
 
-from tests.conftest import OCI, make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
+from tests.conftest import CGROUP_PARENT, OCI, make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
 
 pytestmark = pytest.mark.root
 
@@ -169,7 +169,7 @@ def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
     script = "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done"
     cfg = minimal_config(["/bin/sh", "-c", script])
     cfg["linux"]["resources"] = {"memory": {"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024}}
-    cfg["linux"]["cgroupsPath"] = f"wasmlab/test-oom-{os.getpid()}"
+    cfg["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/oom"
     bundle = tmp_path / "b"
     make_rootfs_busybox(bundle / "rootfs")
     write_bundle(bundle, cfg)
@@ -179,7 +179,7 @@ def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
     # run answers first and deletes right after; a look through the Runtime waits for that.
     with pytest.raises(ContainerNotFound):
         runtime.state("oom")
-    assert not os.path.exists(f"/sys/fs/cgroup/memory/wasmlab/test-oom-{os.getpid()}")
+    assert not os.path.exists(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/oom")
 
 
 def test_pids_limit(tmp_path: Path, runtime) -> None:
@@ -448,7 +448,7 @@ def test_zygotes_stay_single_threaded(runtime, tmp_path: Path) -> None:
 
 
 def test_cpu_limits_reach_the_cgroup(tmp_path: Path, state_root: Path) -> None:
-    cgpath = f"wasmlab/test-cpu-{os.getpid()}"
+    cgpath = f"{CGROUP_PARENT}/cpu"
     cfg = minimal_config(["/bin/sleep", "30"])
     cfg["linux"]["cgroupsPath"] = cgpath
     cfg["linux"]["resources"] = {"cpu": {"quota": 50000, "period": 100000, "shares": 512},
@@ -549,7 +549,7 @@ def test_exec_joins_a_running_container(tmp_path: Path, state_root: Path) -> Non
 
 def test_pause_and_resume_freeze_the_container(tmp_path: Path, state_root: Path) -> None:
     cfg = minimal_config(["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done"])
-    cfg["linux"]["cgroupsPath"] = f"wasmlab/test-pause-{os.getpid()}"
+    cfg["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/pause"
     bundle = tmp_path / "b"
     make_rootfs_busybox(bundle / "rootfs")
     write_bundle(bundle, cfg)
@@ -583,7 +583,7 @@ def test_device_rules_keep_the_host_disk_out(tmp_path: Path, runtime) -> None:
     outputs = {}
     for rules in ([{"allow": False, "access": "rwm"}], []):  # podman's rule, then none (the control)
         cfg = minimal_config(["/bin/sh", "-c", script])
-        cfg["linux"]["cgroupsPath"] = f"wasmlab/test-dev-{os.getpid()}"
+        cfg["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/dev"
         cfg["linux"]["resources"] = {"devices": rules, "pids": {"limit": 100}}
         cfg["process"]["capabilities"] = {k: ["CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_SYSLOG"]
                                           for k in ("bounding", "effective", "permitted")}
