@@ -165,6 +165,41 @@ def oci(*args: str, root: Path | None = None, cwd: Path | None = None, timeout: 
         return subprocess.CompletedProcess(cmd, proc.returncode, out.read().decode(), err.read().decode())
 
 
+# -- handshakes: wait for an event, never for a fixed time --------------------------------------------------
+
+def wait_gone(pid: int, timeout: float = 10) -> None:
+    """Return once process PID has ended (a pidfd turns readable then), whoever its parent is."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not select.select([fd], [], [], timeout)[0]:
+            raise AssertionError(f"process {pid} still runs after {timeout} s")
+    finally:
+        os.close(fd)
+
+
+def read_until(fd: int, marker: bytes, timeout: float = 10) -> bytes:
+    """Read FD until MARKER has arrived (what a workload prints when it is ready); returns all that was read."""
+    import select
+    import time
+
+    got = b""
+    deadline = time.monotonic() + timeout
+    while marker not in got:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no {marker!r} within {timeout} s; got {got!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"end of output before {marker!r}; got {got!r}")
+        got += chunk
+    return got
+
+
 # -- leak checks -----------------------------------------------------------------------------------------------
 
 def _mounts() -> list[str]:
