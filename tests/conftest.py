@@ -200,6 +200,24 @@ def read_until(fd: int, marker: bytes, timeout: float = 10) -> bytes:
     return got
 
 
+def wait_blocked_in_read(pid: int, timeout: float = 10) -> None:
+    """Return once a thread of PID sleeps in read(2). A blocked read sends no event, so this one looks
+    (/proc/PID/task/*/syscall, x86-64's read is 0) until a deadline; use it only after a ready handshake."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/syscall") as fh:
+                    if fh.read().split(" ", 1)[0] == "0":
+                        return
+            except OSError:
+                continue
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} is not blocked in read(2) after {timeout} s")
+        time.sleep(0.001)
+
 # -- leak checks -----------------------------------------------------------------------------------------------
 
 def _mounts() -> list[str]:
