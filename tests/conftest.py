@@ -21,7 +21,12 @@ IN_CI = os.environ.get("CI") == "true"
 # shares (several suites run side by side on one machine): containers without a cgroupsPath and the lab's
 # containers through $WASMLAB_CGROUP_PARENT (inherited by every wasmlab, wasmlab-oci and zygote the tests start),
 # and the tests' own cgroupsPath values through CGROUP_PARENT. The leak checks look under it and nowhere else.
-CGROUP_MARKER = f"test-{os.getpid()}-{secrets.token_hex(3)}"
+# pytest imports this file as `conftest` and the tests import it again as `tests.conftest`: both copies must
+# agree, so the marker is kept in the environment and reused by the process that made it (a pytest started
+# in a subprocess has another pid, and makes its own).
+_inherited = os.environ.get("WASMLAB_CGROUP_PARENT", "")
+_prefix = f"wasmlab/test-{os.getpid()}-"
+CGROUP_MARKER = (_inherited if _inherited.startswith(_prefix) else _prefix + secrets.token_hex(3)).split("/", 1)[1]
 CGROUP_PARENT = f"wasmlab/{CGROUP_MARKER}"
 os.environ["WASMLAB_CGROUP_PARENT"] = CGROUP_PARENT
 

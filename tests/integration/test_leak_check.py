@@ -17,14 +17,19 @@ from tests.conftest import CGROUP_BASES, ROOT, need_root
 
 pytestmark = pytest.mark.root
 
-# Made through the runtime, as a container without a cgroupsPath would be: under the session's parent.
+# Made through the runtime: one as a container without a cgroupsPath would be (under the session's parent),
+# one with a cgroupsPath as the tests write them (under CGROUP_PARENT, from the copy of the conftest the tests
+# import, which pytest has loaded under another name).
 LEAKY = """
 from wasmlab.runtime.linux import cgroups
 
-def test_leaks_a_cgroup():
-    cg = cgroups.create("", "leaked-on-purpose", {"pids": {"limit": 10}}, rootless=False)
-    assert cg is not None
-    print("LEAKED", cg.path)
+from tests.conftest import CGROUP_PARENT
+
+def test_leaks_cgroups():
+    for path, cid in (("", "leaked-default"), (CGROUP_PARENT + "/leaked-explicit", "x")):
+        cg = cgroups.create(path, cid, {"pids": {"limit": 10}}, rootless=False)
+        assert cg is not None
+        print("LEAKED", cg.path)
 """
 
 # Another suite's container, alive while this session runs: made under the shared wasmlab parent by a path
@@ -42,8 +47,8 @@ def _pytest(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_tiny.py").write_text(body)
     env = dict(os.environ)
     env.pop("WASMLAB_CGROUP_PARENT", None)  # the inner session chooses its own, as any session does
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "tests.conftest", "-p", "no:cacheprovider",
+    env["PYTHONPATH"] = f"{ROOT / 'tests'}:{ROOT}"  # as pytest loads it: `conftest`, and `tests.conftest` too
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "conftest", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_tiny.py")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
@@ -64,15 +69,15 @@ def _remove(rel: str) -> None:
 def test_a_cgroup_leaked_by_the_session_fails_it(tmp_path: Path) -> None:
     need_root()
     r = _pytest(tmp_path, LEAKY)
-    leaked = next((line.split()[1] for line in r.stdout.splitlines() if line.startswith("LEAKED")), None)
+    leaked = [line.split()[1] for line in r.stdout.splitlines() if line.startswith("LEAKED")]
     try:
-        assert leaked is not None, r.stdout + r.stderr
+        assert len(leaked) == 2, r.stdout + r.stderr
         assert r.returncode != 0, r.stdout
         assert "cgroups left behind by the test suite" in r.stdout
-        assert "leaked-on-purpose" in r.stdout
+        assert "leaked-default" in r.stdout and "leaked-explicit" in r.stdout, r.stdout
     finally:
-        if leaked:
-            _remove(leaked)
+        for path in leaked:
+            _remove(path)
 
 
 def test_other_suites_cgroups_are_not_the_sessions_business(tmp_path: Path) -> None:
