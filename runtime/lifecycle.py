@@ -35,12 +35,14 @@ SIGNALS = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
 
 
 def parse_signal(value: str | int) -> int:
-    """A signal number from 9, KILL or SIGKILL."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().upper()
-    if text.isdigit():
-        return int(text)
+    """A signal number from 9, KILL or SIGKILL (0 too: kill(2)'s "is it there?")."""
+    text = str(value).strip().upper()
+    if text.isascii() and text.isdigit():  # "²" is a digit to str.isdigit, not to int()
+        number = int(text)
+        if number > signal.SIGRTMAX:  # else kill(2) answers "Invalid argument", which names nothing
+            raise UsageError(f"there is no signal {number}", f"signals are numbered 1 to {int(signal.SIGRTMAX)}; "
+                             "or use a name like TERM or KILL")
+        return number
     num = SIGNALS.get(text.removeprefix("SIG"))
     if num is None:
         raise UsageError(f"unknown signal {value!r}", "use a name like TERM or KILL, or a number")

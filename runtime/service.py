@@ -28,6 +28,7 @@ from wasmlab.runtime.events import (
     Subscriber,
 )
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
+from wasmlab.runtime.linux import cgroups
 from wasmlab.runtime.options import RunOptions, refuse_unsupported
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
@@ -457,7 +458,7 @@ class Lab:
                 # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
                 config_path = cdir / "bundle" / "config.json"
                 config = json.loads(config_path.read_text())
-                config.setdefault("linux", {})["cgroupsPath"] = f"wasmlab/{cid}"
+                config.setdefault("linux", {})["cgroupsPath"] = cgroups.normalize_path("", cid)
                 config_path.write_text(json.dumps(config))
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,

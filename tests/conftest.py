@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,28 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OCI = str(ROOT / ".venv" / "bin" / "wasmlab-oci")
 IN_CI = os.environ.get("CI") == "true"
+
+# Every cgroup this test session makes lies under one parent of its own, named with a marker no other session
+# shares (several suites run side by side on one machine): containers without a cgroupsPath and the lab's
+# containers through $WASMLAB_CGROUP_PARENT (inherited by every wasmlab, wasmlab-oci and zygote the tests start),
+# and the tests' own cgroupsPath values through CGROUP_PARENT. The leak checks look under it and nowhere else.
+# pytest imports this file as `conftest` and the tests import it again as `tests.conftest`: both copies must
+# agree, so the marker is kept in the environment and reused by the process that made it (a pytest started
+# in a subprocess has another pid, and makes its own).
+_inherited = os.environ.get("WASMLAB_CGROUP_PARENT", "")
+_prefix = f"wasmlab/test-{os.getpid()}-"
+CGROUP_MARKER = (_inherited if _inherited.startswith(_prefix) else _prefix + secrets.token_hex(3)).split("/", 1)[1]
+CGROUP_PARENT = f"wasmlab/{CGROUP_MARKER}"
+os.environ["WASMLAB_CGROUP_PARENT"] = CGROUP_PARENT
+
+
+def _cgroup_mounts() -> tuple[str, ...]:
+    """Every cgroup hierarchy's mount point (v1 controllers, named ones such as systemd, and v2)."""
+    with open("/proc/self/mountinfo") as fh:
+        return tuple(sorted({line.split()[4] for line in fh if " - cgroup" in line}))
+
+
+CGROUP_BASES = _cgroup_mounts()
 
 HELLO_WAT = """(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -147,6 +170,59 @@ def oci(*args: str, root: Path | None = None, cwd: Path | None = None, timeout: 
         return subprocess.CompletedProcess(cmd, proc.returncode, out.read().decode(), err.read().decode())
 
 
+# -- handshakes: wait for an event, never for a fixed time --------------------------------------------------
+
+def wait_gone(pid: int, timeout: float = 10) -> None:
+    """Return once process PID has ended (a pidfd turns readable then), whoever its parent is."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not select.select([fd], [], [], timeout)[0]:
+            raise AssertionError(f"process {pid} still runs after {timeout} s")
+    finally:
+        os.close(fd)
+
+
+def read_until(fd: int, marker: bytes, timeout: float = 10) -> bytes:
+    """Read FD until MARKER has arrived (what a workload prints when it is ready); returns all that was read."""
+    import select
+    import time
+
+    got = b""
+    deadline = time.monotonic() + timeout
+    while marker not in got:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no {marker!r} within {timeout} s; got {got!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"end of output before {marker!r}; got {got!r}")
+        got += chunk
+    return got
+
+
+def wait_blocked_in_read(pid: int, timeout: float = 10) -> None:
+    """Return once a thread of PID sleeps in read(2). A blocked read sends no event, so this one looks
+    (/proc/PID/task/*/syscall, x86-64's read is 0) until a deadline; use it only after a ready handshake."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/syscall") as fh:
+                    if fh.read().split(" ", 1)[0] == "0":
+                        return
+            except OSError:
+                continue
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} is not blocked in read(2) after {timeout} s")
+        time.sleep(0.001)
+
 # -- leak checks -----------------------------------------------------------------------------------------------
 
 def _mounts() -> list[str]:
@@ -160,13 +236,24 @@ def _mounts() -> list[str]:
 
 
 def _cgroup_tree() -> set[str]:
+    """This session's cgroups (under CGROUP_PARENT in each hierarchy); other suites' are not its business."""
     out: set[str] = set()
-    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpu",
-                 "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices"):
-        for dirpath, _dirnames, _files in os.walk(base):
-            if "wasmlab" in dirpath:
+    for base in CGROUP_BASES:
+        top = os.path.join(base, CGROUP_PARENT)
+        for dirpath, _dirnames, _files in os.walk(top):
+            if dirpath != top:
                 out.add(dirpath)
     return out
+
+
+def _remove_session_cgroup_parent() -> None:
+    """rmdir the session's (empty) parent folders, and the shared wasmlab folder above them if now empty."""
+    for base in CGROUP_BASES:
+        for rel in (CGROUP_PARENT, os.path.dirname(CGROUP_PARENT)):
+            try:
+                os.rmdir(os.path.join(base, rel))
+            except OSError:
+                break
 
 
 def _children() -> set[int]:
@@ -244,8 +331,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 @pytest.fixture(scope="session", autouse=True)
 def _suite_leaves_no_cgroups() -> Iterator[None]:
-    """Whatever each test checks, the whole suite must leave no wasmlab cgroup behind."""
+    """Whatever each test checks, the whole suite must leave none of its cgroups behind."""
     before = _cgroup_tree()
     yield
     left = _cgroup_tree() - before
+    _remove_session_cgroup_parent()
     assert not left, f"cgroups left behind by the test suite: {sorted(left)}"

@@ -189,10 +189,29 @@ def _prune_empty_parents(d: str) -> None:
         parent = os.path.dirname(parent)
 
 
+PARENT_ENV = "WASMLAB_CGROUP_PARENT"
+DEFAULT_PARENT = "wasmlab"
+
+
+def default_parent() -> str:
+    """Where containers without a cgroupsPath (and the lab's containers) go: ``$WASMLAB_CGROUP_PARENT`` or wasmlab.
+
+    As podman's --cgroup-parent: a relative path under each hierarchy. A test suite gives each of its sessions
+    its own parent, so that suites running side by side never share (or count) each other's cgroups.
+    """
+    parent = (os.environ.get(PARENT_ENV) or "").strip("/")
+    if not parent:
+        return DEFAULT_PARENT
+    if ".." in parent.split("/"):
+        raise SetupError(f"{PARENT_ENV} must not contain '..' (got {parent!r}): it would leave the cgroup tree",
+                         f"set it to a relative path such as wasmlab/workshop, or unset {PARENT_ENV}")
+    return parent
+
+
 def normalize_path(cgroups_path: str, container_id: str) -> str:
     """The relative cgroup path for a spec's cgroupsPath (systemd 'slice:prefix:name' form included)."""
     if not cgroups_path:
-        return f"wasmlab/{container_id}"
+        return f"{default_parent()}/{container_id}"
     if ":" in cgroups_path and not cgroups_path.startswith("/"):
         slice_, prefix, name = [*cgroups_path.split(":"), "", ""][:3]
         unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"

@@ -76,9 +76,9 @@ class History:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            _migrate(conn, self.path)  # first: a database from a newer wasmlab is refused before anything writes
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per run: history is a record, not a ledger
-            _migrate(conn, self.path)
             self._conn = conn
         return self._conn
 

@@ -163,12 +163,16 @@ _TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in (
 def decode(data: bytes) -> Message:
     """The message these bytes encode; ValueError for anything else."""
     body = json.loads(data)
-    cls = _TYPES.get(body.pop("type", None)) if isinstance(body, dict) else None
+    kind = body.pop("type", None) if isinstance(body, dict) else None
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"not a zygote message: {data[:80]!r}")
-    if isinstance(body.get("exit"), dict):
-        body["exit"] = ExitRecord(**body["exit"])
-    return cls(**body)
+    try:
+        if isinstance(body.get("exit"), dict):
+            body["exit"] = ExitRecord(**body["exit"])
+        return cls(**body)
+    except TypeError as exc:  # a field missing or unknown: a peer of another version, or not a peer at all
+        raise ValueError(f"malformed zygote {kind!r} message ({exc}): {data[:80]!r}") from None
 
 
 def as_event(msg: ContainerCreated | ContainerExited | ContainerReaped | ContainerError) -> dict[str, Any]:

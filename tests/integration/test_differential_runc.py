@@ -17,8 +17,8 @@ container has exited (stopped, and after a SIGKILL).
 RUNC_ANSWERS pins runc's answers, so a different runc says so here; docs/conformance.md shows the same
 table (test_conformance_doc_shows_the_table keeps the two equal). Where runc departs from the runtime spec,
 wasmlab-oci follows the spec, and test_poststart_failure_departure pins that departure.
-Every container is removed with `delete --force`; the cgroups of both runtimes are named
-`/wasmlab-verbs-...`, so the suite's cgroup leak check covers runc's too.
+Every container is removed with `delete --force`; the cgroups of both runtimes lie under the session's
+CGROUP_PARENT (`.../verbs-...`), so the suite's cgroup leak check covers runc's too.
 """
 
 from __future__ import annotations
@@ -36,7 +36,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OCI, ROOT, make_rootfs_busybox, minimal_config, need_root, need_tool, write_bundle
+from tests.conftest import (
+    CGROUP_PARENT,
+    OCI,
+    ROOT,
+    make_rootfs_busybox,
+    minimal_config,
+    need_root,
+    need_tool,
+    write_bundle,
+)
 
 STATES = ("created", "running", "paused", "stopped", "missing")
 VERBS: dict[str, tuple[str, ...]] = {   # {id} is the container's id
@@ -132,7 +141,7 @@ class Side:
     def bundle(self, cid: str, args: list[str], **extra: object) -> Path:
         cfg = minimal_config(args, **extra)
         cfg["root"]["path"] = str(self.rootfs)
-        cfg["linux"]["cgroupsPath"] = f"/wasmlab-verbs-{self.name}-{cid}"
+        cfg["linux"]["cgroupsPath"] = f"/{CGROUP_PARENT}/verbs-{self.name}-{cid}"
         return write_bundle(self.work / cid, cfg)
 
     def create(self, cid: str, args: list[str], **extra: object) -> None:
@@ -190,7 +199,9 @@ class Side:
 
 
 def _cgroups_named(prefix: str) -> list[str]:
-    return sorted(os.path.join(base, name) for base in _cgroup_mounts() for name in os.listdir(base)
+    """This session's cgroups whose name starts with PREFIX (other suites' are not looked at)."""
+    parents = [os.path.join(base, CGROUP_PARENT) for base in _cgroup_mounts()]
+    return sorted(os.path.join(p, name) for p in parents if os.path.isdir(p) for name in os.listdir(p)
                   if name.startswith(prefix))
 
 
@@ -219,7 +230,7 @@ def sides(tmp_path: Path, rootfs_dirs: dict[str, Path], lab_home: Path) -> Itera
     finally:
         runc.clean()
         ours.clean()
-    left = _cgroups_named("wasmlab-verbs-")
+    left = _cgroups_named("verbs-")
     assert not left, f"cgroups left behind: {left}"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, busybox, need_root
+from tests.conftest import ROOT, busybox, need_root, read_until
 
 pytestmark = pytest.mark.root
 WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
@@ -77,9 +77,14 @@ def test_detached_ps_logs_stop_rm(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
     try:
-        deadline = time.monotonic() + 10
-        while "tick 2" not in wl(home, "logs", "tick").stdout and time.monotonic() < deadline:
-            time.sleep(0.1)
+        follower = subprocess.Popen([WASMLAB, "logs", "-f", "tick"], env=dict(os.environ, WASMLAB_HOME=str(home)),
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            assert follower.stdout is not None
+            read_until(follower.stdout.fileno(), b"tick 2")
+        finally:
+            follower.kill()
+            follower.wait()
         assert "tick 2" in wl(home, "logs", "tick").stdout
         ps = json.loads(wl(home, "ps", "--json").stdout)
         assert [(p["name"], p["status"], p["handler"]) for p in ps] == [("tick", "running", "wasmtime")]
@@ -327,6 +332,24 @@ def test_run_runs_as_user_and_a_directory_may_become_a_file(tmp_path: Path) -> N
     assert wl(other, "run", "--rm", "retyped").stdout == "file\n1234\n"
 
 
+def _signal_taken(pid: int, signum: int, timeout: float = 10) -> None:
+    """Return once PID has taken SIGNUM: no longer pending, and its main thread asleep again after the handler.
+
+    Signals of one number do not queue, so a second one sent before the first is taken would merge with it.
+    Taking a signal sends no event, so this looks (/proc/PID/status and stat) until a deadline.
+    """
+    bit = 1 << (signum - 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        if not pending & bit and stat[stat.rfind(b")") + 2:].split()[0] == b"S":
+            return
+        assert time.monotonic() < deadline, f"process {pid} never took signal {signum}"
+        time.sleep(0.001)
+
+
 def test_signals_to_a_foreground_run_reach_its_container_and_rm_still_happens(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert wl(home, "samples", "-q", "--no-busybox").returncode == 0
@@ -338,8 +361,9 @@ def test_signals_to_a_foreground_run_reach_its_container_and_rm_still_happens(tm
         try:
             assert proc.stdout is not None and proc.stdout.readline().startswith("tick")
             for name in signals:  # a Linux pid 1 ignores SIGINT: the second one kills it
-                proc.send_signal(getattr(__import__("signal"), f"SIG{name}"))
-                time.sleep(0.3)
+                signum = getattr(__import__("signal"), f"SIG{name}")
+                proc.send_signal(signum)
+                _signal_taken(proc.pid, signum)
             proc.communicate(timeout=20)
         finally:
             if proc.poll() is None:
@@ -364,7 +388,8 @@ def test_container_verbs_refuse_bad_input_and_detached_rm_cleans_up(tmp_path: Pa
             lines = r.stderr.strip().splitlines()
             assert r.returncode != 0 and len(lines) == 1 and words in lines[0], (argv, r.stderr)
         deadline = time.monotonic() + 10
-        while "brief" in wl(home, "ps", "-a").stdout:  # --rm: gone once it has exited
+        # --rm: gone once it has exited. Nothing announces that removal to a face: look, until a deadline.
+        while "brief" in wl(home, "ps", "-a").stdout:
             assert time.monotonic() < deadline, "run -d --rm left its container"
             time.sleep(0.1)
         assert "stays" in wl(home, "ps").stdout

@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 from wasmlab.runtime.errors import ContainerNotFound
 
-from tests.conftest import OCI, make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
+from tests.conftest import (
+    CGROUP_PARENT,
+    OCI,
+    make_rootfs_busybox,
+    minimal_config,
+    need_root,
+    oci,
+    read_until,
+    wait_gone,
+    write_bundle,
+)
 
 pytestmark = pytest.mark.root
 
@@ -46,10 +56,7 @@ def test_cli_state_machine(tmp_path: Path, state_root: Path, leaks) -> None:
     r = oci("delete", "c1", root=state_root)
     assert r.returncode != 0 and "running" in r.stderr and "--force" in r.stderr
     assert oci("kill", "c1", "KILL", root=state_root).returncode == 0
-    for _ in range(200):
-        if json.loads(oci("state", "c1", root=state_root).stdout)["status"] == "stopped":
-            break
-        time.sleep(0.01)
+    wait_gone(st["pid"])
     assert json.loads(oci("state", "c1", root=state_root).stdout)["status"] == "stopped"
     r = oci("kill", "c1", "TERM", root=state_root)
     assert r.returncode != 0 and "stopped" in r.stderr
@@ -169,7 +176,7 @@ def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
     script = "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done"
     cfg = minimal_config(["/bin/sh", "-c", script])
     cfg["linux"]["resources"] = {"memory": {"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024}}
-    cfg["linux"]["cgroupsPath"] = f"wasmlab/test-oom-{os.getpid()}"
+    cfg["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/oom"
     bundle = tmp_path / "b"
     make_rootfs_busybox(bundle / "rootfs")
     write_bundle(bundle, cfg)
@@ -179,7 +186,7 @@ def test_memory_limit_oom_is_recorded_as_137(tmp_path: Path, runtime) -> None:
     # run answers first and deletes right after; a look through the Runtime waits for that.
     with pytest.raises(ContainerNotFound):
         runtime.state("oom")
-    assert not os.path.exists(f"/sys/fs/cgroup/memory/wasmlab/test-oom-{os.getpid()}")
+    assert not os.path.exists(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/oom")
 
 
 def test_pids_limit(tmp_path: Path, runtime) -> None:
@@ -246,8 +253,9 @@ def test_hooks_get_state_on_stdin(tmp_path: Path, state_root: Path) -> None:
     make_rootfs_busybox(bundle / "rootfs")
     write_bundle(bundle, cfg)
     assert oci("create", "-b", str(bundle), "h1", root=state_root).returncode == 0
+    pid = json.loads(oci("state", "h1", root=state_root).stdout)["pid"]
     assert oci("start", "h1", root=state_root).returncode == 0
-    time.sleep(0.2)
+    wait_gone(pid)
     assert oci("delete", "--force", "h1", root=state_root).returncode == 0
     lines = log.read_text().splitlines()
     kinds = [ln.split(" ", 1)[0] for ln in lines]
@@ -280,7 +288,7 @@ def test_creation_hooks_run_before_pivot_root_in_the_spec_order(tmp_path: Path, 
     assert r.returncode == 0, r.stderr
     pid = json.loads(oci("state", "h2", root=state_root).stdout)["pid"]
     assert oci("start", "h2", root=state_root).returncode == 0
-    time.sleep(0.2)
+    wait_gone(pid)
     assert oci("delete", "--force", "h2", root=state_root).returncode == 0
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e[0] for e in entries] == list(kinds)
@@ -354,10 +362,15 @@ def test_console_socket_receives_pty(tmp_path: Path, state_root: Path) -> None:
 
 
 def test_kill_delivers_signal(tmp_path: Path, runtime) -> None:
-    bundle = _bundle(tmp_path, ["/bin/sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"])
-    runtime.create("k1", str(bundle))
-    runtime.start("k1")
-    time.sleep(0.3)
+    bundle = _bundle(tmp_path, ["/bin/sh", "-c", "trap 'exit 42' TERM; echo trapped; while true; do sleep 0.05; done"])
+    r, w = os.pipe()
+    try:
+        runtime.create("k1", str(bundle), stdout=w)
+        os.close(w)
+        runtime.start("k1")
+        read_until(r, b"trapped")  # the shell has installed its trap
+    finally:
+        os.close(r)
     runtime.kill("k1", signal.SIGTERM)
     rec = runtime.wait("k1", timeout=10)
     assert rec.exit_code == 42
@@ -448,7 +461,7 @@ def test_zygotes_stay_single_threaded(runtime, tmp_path: Path) -> None:
 
 
 def test_cpu_limits_reach_the_cgroup(tmp_path: Path, state_root: Path) -> None:
-    cgpath = f"wasmlab/test-cpu-{os.getpid()}"
+    cgpath = f"{CGROUP_PARENT}/cpu"
     cfg = minimal_config(["/bin/sleep", "30"])
     cfg["linux"]["cgroupsPath"] = cgpath
     cfg["linux"]["resources"] = {"cpu": {"quota": 50000, "period": 100000, "shares": 512},
@@ -548,28 +561,39 @@ def test_exec_joins_a_running_container(tmp_path: Path, state_root: Path) -> Non
 
 
 def test_pause_and_resume_freeze_the_container(tmp_path: Path, state_root: Path) -> None:
-    cfg = minimal_config(["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done"])
-    cfg["linux"]["cgroupsPath"] = f"wasmlab/test-pause-{os.getpid()}"
+    """The container counts on its stdout, a pipe the test reads: a count is the event that it runs."""
+    import select
+    import subprocess
+
+    cfg = minimal_config(["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.01; done"])
+    cfg["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/pause"
     bundle = tmp_path / "b"
     make_rootfs_busybox(bundle / "rootfs")
     write_bundle(bundle, cfg)
-    counter = bundle / "rootfs" / "tmp" / "count"
-    assert oci("run", "-d", "-b", str(bundle), "pz", root=state_root).returncode == 0
+    r, w = os.pipe()
     try:
-        time.sleep(0.3)
+        with (tmp_path / "err").open("w+") as err:  # a file: the container keeps its stderr open
+            started = subprocess.run([OCI, "--root", str(state_root), "run", "-d", "-b", str(bundle), "pz"],
+                                     stdin=subprocess.DEVNULL, stdout=w, stderr=err, timeout=60)
+        os.close(w)
+        assert started.returncode == 0, (tmp_path / "err").read_text()
+        read_until(r, b"\n")  # it counts
         assert oci("pause", "pz", root=state_root).returncode == 0
         assert json.loads(oci("state", "pz", root=state_root).stdout)["status"] == "paused"
-        frozen = counter.read_text()
-        time.sleep(0.3)
-        assert counter.read_text() == frozen, "a paused container kept running"
-        r = oci("pause", "pz", root=state_root)
-        assert r.returncode != 0 and "paused" in r.stderr
+        os.set_blocking(r, False)
+        while select.select([r], [], [], 0)[0] and os.read(r, 65536):
+            pass  # what it wrote before the freeze
+        os.set_blocking(r, True)
+        # Frozen: no count may come. (A window, as the claim is that nothing happens; a count ends it at once.)
+        assert not select.select([r], [], [], 0.3)[0], "a paused container kept running"
+        r2 = oci("pause", "pz", root=state_root)
+        assert r2.returncode != 0 and "paused" in r2.stderr
         assert oci("resume", "pz", root=state_root).returncode == 0
-        time.sleep(0.3)
-        assert counter.read_text() != frozen
+        read_until(r, b"\n")  # it counts again
         assert json.loads(oci("state", "pz", root=state_root).stdout)["status"] == "running"
         assert oci("pause", "pz", root=state_root).returncode == 0
     finally:
+        os.close(r)
         assert oci("delete", "--force", "pz", root=state_root).returncode == 0  # even while frozen
 
 
@@ -583,7 +607,7 @@ def test_device_rules_keep_the_host_disk_out(tmp_path: Path, runtime) -> None:
     outputs = {}
     for rules in ([{"allow": False, "access": "rwm"}], []):  # podman's rule, then none (the control)
         cfg = minimal_config(["/bin/sh", "-c", script])
-        cfg["linux"]["cgroupsPath"] = f"wasmlab/test-dev-{os.getpid()}"
+        cfg["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/dev"
         cfg["linux"]["resources"] = {"devices": rules, "pids": {"limit": 100}}
         cfg["process"]["capabilities"] = {k: ["CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_SYSLOG"]
                                           for k in ("bounding", "effective", "permitted")}

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from tests.conftest import ROOT, make_rootfs_busybox, minimal_config, need_root, oci, write_bundle
+from tests.conftest import (
+    ROOT,
+    make_rootfs_busybox,
+    minimal_config,
+    need_root,
+    oci,
+    read_until,
+    wait_blocked_in_read,
+    wait_gone,
+    write_bundle,
+)
 
 pytestmark = pytest.mark.root
 ASSETS = ROOT / "assets" / "built"
@@ -164,11 +174,21 @@ def test_cli_runs_wasm_with_both_engines(tmp_path: Path, state_root: Path) -> No
 # -- limits ---------------------------------------------------------------------------------------------------
 
 def test_kill_stops_busy_loop_within_100ms(tmp_path: Path, runtime) -> None:
-    spin = '(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
+    # It says "spinning" first: the test kills once the guest is in its loop.
+    spin = """(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1) (data (i32.const 0) "\\10\\00\\00\\00\\09\\00\\00\\00")
+      (data (i32.const 16) "spinning\\n")
+      (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32)))
+        (loop $l (br $l))))"""
     bundle = wat_bundle(tmp_path, "spin", spin)
-    runtime.create("spin", str(bundle))
-    runtime.start("spin")
-    time.sleep(0.2)
+    r, w = os.pipe()
+    try:
+        runtime.create("spin", str(bundle), stdout=w)
+        os.close(w)
+        runtime.start("spin")
+        read_until(r, b"spinning\n")
+    finally:
+        os.close(r)
     assert runtime.state("spin")["status"] == "running"
     t0 = time.perf_counter()
     runtime.kill("spin", signal.SIGTERM)
@@ -183,15 +203,22 @@ def test_kill_stops_busy_loop_within_100ms(tmp_path: Path, runtime) -> None:
 def test_kill_stops_guest_blocked_in_a_host_call(tmp_path: Path, runtime) -> None:
     """A guest waiting in fd_read (stdin) never returns to Wasm code, so no epoch check can stop it: SIGTERM
     must end it all the same, with the status a shell would give."""
+    # It says "reading" just before its fd_read; the test then waits until the kernel has it asleep in read(2).
     read = """(module (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
       (memory (export "memory") 1) (data (i32.const 0) "\\10\\00\\00\\00\\10\\00\\00\\00")
-      (func (export "_start") (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 32)))))"""
+      (data (i32.const 48) "\\40\\00\\00\\00\\08\\00\\00\\00") (data (i32.const 64) "reading\\n")
+      (func (export "_start") (drop (call $w (i32.const 1) (i32.const 48) (i32.const 1) (i32.const 32)))
+        (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 32)))))"""
     bundle = wat_bundle(tmp_path, "reader", read)
     r, w = os.pipe()
+    out_r, out_w = os.pipe()
     try:
-        runtime.create("reader", str(bundle), stdin=r)
+        st = runtime.create("reader", str(bundle), stdin=r, stdout=out_w)
+        os.close(out_w)
         runtime.start("reader")
-        time.sleep(0.3)
+        read_until(out_r, b"reading\n")
+        wait_blocked_in_read(st["pid"])
         assert runtime.state("reader")["status"] == "running"
         runtime.kill("reader", signal.SIGTERM)
         rec = runtime.wait("reader", timeout=5)
@@ -199,6 +226,7 @@ def test_kill_stops_guest_blocked_in_a_host_call(tmp_path: Path, runtime) -> Non
     finally:
         os.close(r)
         os.close(w)
+        os.close(out_r)
     assert rec.exit_code == 143
 
 
@@ -446,13 +474,10 @@ def test_wasm_exit_is_recorded_when_wasmlab_oci_has_gone(tmp_path: Path, state_r
     """Under podman or containerd, wasmlab-oci exits after create: the Wasm init records its own exit."""
     bundle = asset_bundle(tmp_path, "exitcode", ["9"])
     assert oci("create", "-b", str(bundle), "gone", root=state_root).returncode == 0
+    pid = json.loads(oci("state", "gone", root=state_root).stdout)["pid"]
     assert oci("start", "gone", root=state_root).returncode == 0
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        st = json.loads(oci("state", "gone", root=state_root).stdout)
-        if st["status"] == "stopped":
-            break
-        time.sleep(0.02)
+    wait_gone(pid)
+    st = json.loads(oci("state", "gone", root=state_root).stdout)
     assert st["status"] == "stopped"
     assert st["wasmlab"]["exit"]["exit_code"] == 9
     assert oci("delete", "gone", root=state_root).returncode == 0
@@ -481,11 +506,10 @@ def test_wasmer_through_create_and_start(tmp_path: Path, state_root: Path) -> No
 
         subprocess.run([OCI, "--root", str(state_root), "create", "--bundle", str(bundle), "wc"], stdout=fh,
                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=True, timeout=120)
+    pid = json.loads(oci("state", "wc", root=state_root).stdout)["pid"]
     assert oci("start", "wc", root=state_root).returncode == 0
-    deadline = time.monotonic() + 60
-    while json.loads(oci("state", "wc", root=state_root).stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline, "the wasmer container never finished"
-        time.sleep(0.1)
+    wait_gone(pid, timeout=60)
+    assert json.loads(oci("state", "wc", root=state_root).stdout)["status"] == "stopped"
     oci("delete", "wc", root=state_root)
     assert out.read_text() == "hello world from wasmlab !!!!\n"
 

@@ -323,7 +323,7 @@ def test_wasm_image_with_annotation(containerd: Containerd, recorder: Recorder) 
 def test_detached_task_kill_ps_delete(containerd: Containerd, recorder: Recorder) -> None:
     """ctr run -d, task ps (`ps --format json`), task kill (SIGTERM), task delete reports the exit code."""
     cid = new_id()
-    script = 'trap "exit 7" TERM; echo ready; while :; do sleep 0.1; done'
+    script = 'trap "exit 7" TERM; echo ready > /ready; while :; do sleep 0.1; done'
     started = containerd.ctr(
         "run",
         "-d",
@@ -345,16 +345,20 @@ def test_detached_task_kill_ps_delete(containerd: Containerd, recorder: Recorder
     context = lambda: recorder.describe() + "\n" + containerd.tail()  # noqa: E731
     assert started.returncode == 0, "ctr run -d" + explain(started, context())
     try:
-        status = ""
+        status, pid = "", ""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             rows = [line.split() for line in containerd.ctr("tasks", "ls").stdout.splitlines()[1:]]
-            status = next((r[2] for r in rows if r and r[0] == cid), "")
+            status, pid = next(((r[2], r[1]) for r in rows if r and r[0] == cid), ("", ""))
             if status == "RUNNING":
                 break
             time.sleep(0.05)
         assert status == "RUNNING", f"task status {status!r}\n{context()}"
-        time.sleep(0.3)  # let the shell install its trap
+        # The shell has installed its trap once /ready appears in its root (a file that appears: the handshake).
+        ready = Path(f"/proc/{pid}/root/ready")
+        while not ready.exists():
+            assert time.monotonic() < deadline, f"the shell never said ready\n{context()}"
+            time.sleep(0.01)
         ps = containerd.ctr("tasks", "ps", cid)
         assert ps.returncode == 0 and len(ps.stdout.splitlines()) >= 2, "ctr task ps" + explain(ps, context())
         kill = containerd.ctr("tasks", "kill", cid)

@@ -19,7 +19,7 @@ from wasmlab.lab.tui.screens.logs import LogScreen
 from wasmlab.lab.tui.widgets.chart import CreateTimesChart, create_ms_by_handler
 from wasmlab.runtime.store.history import RunRecord
 
-from tests.conftest import hello_wasm, need_root
+from tests.conftest import hello_wasm, need_root, wait_gone
 
 IMAGE = "localhost/hello:latest"
 SIZE = (140, 40)
@@ -79,9 +79,11 @@ def zygotes() -> set[int]:
 
 
 def assert_no_zygote_left() -> None:
-    deadline = time.monotonic() + 5
-    while zygotes() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for pid in zygotes():
+        try:
+            wait_gone(pid, timeout=5)  # a pidfd says when it has ended
+        except AssertionError:
+            pass
     assert not zygotes(), "the TUI left the runtime helper running"
 
 

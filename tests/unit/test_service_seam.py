@@ -27,7 +27,7 @@ from wasmlab.runtime import (
 )
 from wasmlab.runtime.errors import InvalidState, SetupError
 
-from tests.conftest import ROOT, busybox, hello_wasm, need_root
+from tests.conftest import CGROUP_BASES, CGROUP_PARENT, ROOT, busybox, hello_wasm, need_root
 
 WASM = "localhost/hello:latest"
 TICKER = "localhost/ticker:latest"
@@ -230,3 +230,13 @@ def test_rmi_refuses_an_image_in_use_and_announces_removals(lab: Lab) -> None:
         unsubscribe()
     assert [(e.ref, e.untagged) for e in seen if isinstance(e, ImageRemoved)] == [
         ("localhost/spare:latest", ["localhost/spare:latest"])]
+
+
+def test_lab_containers_live_under_the_cgroup_parent(lab: Lab) -> None:
+    """$WASMLAB_CGROUP_PARENT (here the test session's own) is where the lab puts its containers' cgroups."""
+    lab.run(SIDECAR, ["/bin/sleep", "30"], detach=True, name="parented")
+    cid = lab.inspect("parented").info.id
+    pids = next(base for base in CGROUP_BASES if base.endswith("/pids"))
+    assert os.path.isdir(os.path.join(pids, CGROUP_PARENT, cid))
+    lab.rm("parented", force=True)
+    assert not os.path.exists(os.path.join(pids, CGROUP_PARENT, cid))

@@ -1,0 +1,111 @@
+"""The run history's database across versions (no root): an old one is migrated, a newer one refused untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from wasmlab.runtime.errors import StoreError
+from wasmlab.runtime.store.history import VERSION, History, RunRecord
+
+# The first format, as wasmlab wrote it before the signal column (PRAGMA user_version 0).
+_SCHEMA_V0 = """
+CREATE TABLE runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    name TEXT,
+    image TEXT,
+    handler TEXT,
+    started_at REAL NOT NULL,
+    exit_code INTEGER,
+    oom_killed INTEGER DEFAULT 0,
+    create_ms REAL,
+    total_ms REAL,
+    max_rss_kb INTEGER,
+    cache TEXT,
+    timings TEXT,
+    memory TEXT
+);
+CREATE INDEX runs_started ON runs(started_at);
+"""
+
+
+def _v0_database(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_V0)
+    conn.executemany(
+        "INSERT INTO runs (id, name, image, handler, started_at, exit_code, oom_killed, create_ms, total_ms,"
+        " max_rss_kb, cache, timings, memory) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [("a1", "first", "hello", "wasmtime", 100.0, 0, 0, 1.5, 9.0, 2048, "hit", '{"fork": 1.0}', '{"peak": 5}'),
+         ("a2", "second", "loop", "native", 200.0, 137, 1, 2.5, 19.0, 4096, "", "{}", "{}")])
+    conn.commit()
+    conn.close()
+
+
+def _columns(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    finally:
+        conn.close()
+
+
+def test_a_version_0_database_keeps_its_rows_and_gains_the_signal_column(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    _v0_database(db)
+    assert "signal" not in _columns(db)
+    history = History(db)
+    try:
+        old = history.recent()
+        assert [(r.id, r.name, r.image, r.handler, r.exit_code, r.signal, r.oom_killed) for r in old] == [
+            ("a2", "second", "loop", "native", 137, None, True),
+            ("a1", "first", "hello", "wasmtime", 0, None, False)]
+        assert old[1].timings == {"fork": 1.0} and old[1].memory == {"peak": 5} and old[1].max_rss_kb == 2048
+        seq = history.record(RunRecord(id="b1", handler="native", exit_code=137, signal=9))
+        assert seq == 3 and history.recent(1)[0].signal == 9
+    finally:
+        history.close()
+    assert "signal" in _columns(db)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    conn.close()
+    again = History(db)  # a second open finds it current: nothing to migrate, nothing lost
+    try:
+        assert [r.id for r in again.recent()] == ["b1", "a2", "a1"]
+    finally:
+        again.close()
+
+
+def test_a_database_from_a_newer_wasmlab_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE runs (seq INTEGER PRIMARY KEY, id TEXT, quantum_state TEXT)")
+    conn.execute("INSERT INTO runs (id, quantum_state) VALUES ('z1', 'both')")
+    conn.execute(f"PRAGMA user_version = {VERSION + 1}")
+    conn.commit()
+    conn.close()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    history = History(db)
+    with pytest.raises(StoreError) as exc:
+        history.recent()
+    assert "newer wasmlab" in exc.value.message and "\n" not in exc.value.message
+    assert exc.value.hint and "upgrade" in exc.value.hint
+    history.close()
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before, "a refused history was changed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.db"], "a refused history left files beside it"
+
+
+def test_an_unknown_exit_round_trips_as_none(tmp_path: Path) -> None:
+    history = History(tmp_path / "history.db")
+    try:
+        history.record(RunRecord(id="u1", handler="wasmtime", exit_code=None))
+        history.record(RunRecord(id="k1", handler="native", exit_code=137, signal=9, oom_killed=True))
+        history.record(RunRecord(id="e1", handler="wasmer", exit_code=137))
+        runs = {r.id: r for r in history.recent()}
+    finally:
+        history.close()
+    assert runs["u1"].exit_code is None and runs["u1"].signal is None
+    assert (runs["k1"].exit_code, runs["k1"].signal, runs["k1"].oom_killed) == (137, 9, True)
+    assert (runs["e1"].exit_code, runs["e1"].signal) == (137, None)  # proc_exit(137) is not a SIGKILL
