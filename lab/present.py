@@ -37,6 +37,11 @@ def ago(when: float | str, *, short: bool = False) -> str:
     return "-"
 
 
+def short_id(image_id: str) -> str:
+    """An image or container id as every listing shows it: 12 hex digits, without "sha256:"."""
+    return image_id.removeprefix("sha256:")[:12]
+
+
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
     """ "1 image", "2 images"."""
     return f"{n} {noun if n == 1 else (nouns or noun + 's')}"

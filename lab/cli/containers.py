@@ -13,11 +13,15 @@ from wasmlab.runtime.errors import UsageError, WasmlabError
 
 def cmd_run(args: argparse.Namespace) -> int:
     refuse_tty(args)
+    # With --json, stdout is the JSON alone (for jq and scripts): the workload's output goes to stderr, as
+    # podman keeps stdout for what a script reads (`podman run -d` prints only the id there).
+    stdio = (0, 2, 2) if args.json and not args.detach else None
     with open_lab(args) as lab:
         # As podman's --sig-proxy: in the foreground, stop signals go to the container.
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
-                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach)
+                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach,
+                      stdio=stdio)
     if args.detach:
         print(res.id)
         return 0

@@ -26,7 +26,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         if res.name and not args.quiet:
             print(f"Successfully tagged {res.name}", file=sys.stderr)
-        print(res.id.removeprefix("sha256:")[:12] if not args.quiet else res.id)
+        print(present.short_id(res.id) if not args.quiet else res.id)
     return 0
 
 
@@ -92,9 +92,11 @@ def cmd_save(args: argparse.Namespace) -> int:
     line = ProgressLine("save")
     try:
         with open_lab(args) as lab:
-            lab.save(args.images, args.output, format=args.format, progress=line)
+            res = lab.save(args.images, args.output, format=args.format, progress=line)
     finally:
         line.close()
+    for warning in res.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -52,7 +52,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
         print_json([dataclasses.asdict(b) for b in built])
     elif not args.quiet:
         for b in built:
-            print(f"{b.name:<34}{b.digest[7:19]}")
+            print(f"{b.name:<34}{present.short_id(b.id)}")  # the IMAGE ID `wasmlab images` shows
     return 0
 
 

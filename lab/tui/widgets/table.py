@@ -109,7 +109,7 @@ class ResourceView(Vertical):
     def on_load_failed(self, message: LoadFailed) -> None:
         message.stop()
         text = message.message + (f"  (hint: {message.hint})" if message.hint else "")
-        self.query_one(".status-line", Static).update(f"[b red]error:[/] {text}")
+        self.query_one(".status-line", Static).update(f"[b red]Error:[/] {text}")
 
     # -- the filter bar ----------------------------------------------------------------------------------------
     def action_filter(self) -> None:
