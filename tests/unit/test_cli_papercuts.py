@@ -137,3 +137,18 @@ def test_wasmlab_oci_has_one_error_prefix(tmp_path: Path) -> None:
         r = subprocess.run([OCI, *argv], capture_output=True, text=True, timeout=60, env=env)
         last = r.stderr.strip().splitlines()[-1]
         assert r.returncode != 0 and last.startswith("wasmlab-oci: error: "), r.stderr
+
+
+def test_the_readme_says_how_wasmlab_gets_on_path() -> None:
+    """Both ways the README gives, run as written in a shell whose PATH lacks .venv/bin, find both commands."""
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in readme.split("```sh\n")[1:] if ".venv/bin/activate" in b).split("```")[0]
+    activate = block.splitlines()[0]
+    alternative = activate.split("# or: ", 1)[1]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "WASMLAB_HOME": "/tmp/unused"}
+    assert subprocess.run(["sh", "-c", "command -v wasmlab"], env=env, cwd=ROOT).returncode != 0
+    for setup in (block, alternative + "\nwasmlab --version"):
+        r = subprocess.run(["sh", "-ec", setup + "\ncommand -v wasmlab-oci"], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.startswith("wasmlab version "), (setup, r.stderr)
+        assert r.stdout.strip().endswith("/.venv/bin/wasmlab-oci")
