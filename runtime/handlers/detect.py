@@ -152,7 +152,7 @@ def unknown_variant(value: str) -> tuple[str, str]:
     near = [v for v in sorted(VARIANT_VALUES, key=lambda v: _edits(low, v)) if _edits(low, v) <= 3]
     hint = (f"did you mean {VARIANT_ANNOTATION}={near[0]}?" if near
             else f"for example --annotation {VARIANT_ANNOTATION}=compat")
-    return (f"unknown value {value!r} for annotation {VARIANT_ANNOTATION}: it takes "
+    return (f"unknown variant {value!r} in annotation {VARIANT_ANNOTATION}: it takes "
             f"{' or '.join(VARIANT_VALUES)}", hint)
 
 

@@ -86,7 +86,7 @@ def test_a_variant_typo_is_refused_at_build_and_at_run_with_the_near_value(tmp_p
     home = tmp_path / "home"
     r = build_seed(home, tmp_path, "--annotation", f"{VARIANT}=compatt", tag="typo")
     assert r.returncode != 0 and r.stderr.strip().splitlines() == [
-        f"Error: unknown value 'compatt' for annotation {VARIANT}: it takes compat or compat-smart "
+        f"Error: unknown variant 'compatt' in annotation {VARIANT}: it takes compat or compat-smart "
         f"(hint: did you mean {VARIANT}=compat?)"], r.stderr
     assert json.loads(wl(home, "images", "--json").stdout) == []  # nothing was stored
     assert build_seed(home, tmp_path, "--annotation", f"{VARIANT}=compat").returncode == 0
