@@ -30,10 +30,16 @@ def ago(when: float | str, *, short: bool = False) -> str:
     else:
         ts = when
     delta = max(0.0, time.time() - ts)
-    for secs, unit, letter in ((86400, "days", "d"), (3600, "hours", "h"), (60, "minutes", "m")):
-        if delta >= secs:
-            return f"{int(delta // secs)}{letter} ago" if short else f"{int(delta // secs)} {unit} ago"
-    return f"{int(delta)}s ago" if short else f"{int(delta)} seconds ago"
+    for secs, unit, letter in ((86400, "day", "d"), (3600, "hour", "h"), (60, "minute", "m"), (1, "second", "s")):
+        if delta >= secs or unit == "second":
+            n = int(delta // secs)
+            return f"{n}{letter} ago" if short else f"{plural(n, unit)} ago"
+    return "-"
+
+
+def short_id(image_id: str) -> str:
+    """An image or container id as every listing shows it: 12 hex digits, without "sha256:"."""
+    return image_id.removeprefix("sha256:")[:12]
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:

@@ -27,7 +27,7 @@ from wasmlab.runtime.events import (
     RunRecorded,
     Subscriber,
 )
-from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
+from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES, check_variant
 from wasmlab.runtime.linux import cgroups
 from wasmlab.runtime.options import RunOptions, refuse_unsupported
 from wasmlab.runtime.progress import Progress, ProgressCallback
@@ -435,6 +435,7 @@ class Lab:
             raise UsageError(f"invalid container name {name!r}",
                              "names start with a letter or digit, then letters, digits, '_', '.' or '-'")
         anns = dict(annotations or {})
+        check_variant(anns)  # before anything is made: a typo in --annotation is one line, nothing left behind
         if engine:
             anns[ENGINE_ANNOTATION] = engine
         anns[NAME_ANNOTATION] = name
@@ -716,7 +717,10 @@ def _transfers(phase: str, progress: ProgressCallback | None) -> Callable[[Trans
     sink = progress
 
     def on_event(event: TransferEvent) -> None:
-        sink(Progress(phase, f"{event.kind} {event.digest[:19]}", event.done, event.total, "bytes"))
+        # In podman's words: "Copying blob sha256:ab12... done", "Writing manifest".
+        what = {"skip": "blob {} already there", "done": "copying blob {} done",
+                "manifest": "writing manifest {}"}.get(event.kind, "copying blob {}")
+        sink(Progress(phase, what.format(event.digest[:19]), event.done, event.total, "bytes"))
 
     return on_event
 

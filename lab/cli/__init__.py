@@ -7,18 +7,20 @@ import os
 import sys
 
 from wasmlab.lab.cli import containers, images, system
-from wasmlab.runtime.errors import WasmlabError
+from wasmlab.lab.cli.common import VerbParser
+from wasmlab.runtime.errors import UsageError, WasmlabError
 
 # The order of `wasmlab --help`: the verbs of the seed first.
 VERB_GROUPS = (images, containers, system)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wasmlab", description="Run WebAssembly and Linux containers side by side. "
-                                "With no command, opens the terminal UI.")
+    p = VerbParser(prog="wasmlab", description="Run WebAssembly and Linux containers side by side. "
+                   "With no command, opens the terminal UI.")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
-    p.add_argument("--version", action="store_true")
-    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+    p.add_argument("--version", action="store_true", help="print wasmlab's version")
+    # Every verb's parser is a VerbParser too, so a mistake after a verb prints that verb's usage.
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=VerbParser)
     for group in VERB_GROUPS:
         group.register(sub)
     return p
@@ -27,6 +29,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    verbs = _verbs(p)
+    if verb is not None and verb not in verbs:
+        import difflib
+
+        close = " or ".join(f"`wasmlab {v}`" for v in difflib.get_close_matches(verb, verbs, n=2))
+        p.print_usage(sys.stderr)
+        hint = f"did you mean {close}?" if close else "`wasmlab --help` lists the commands"
+        print(f"Error: {UsageError(f'unknown command {verb!r}', hint).one_line()}", file=sys.stderr)
+        return 2
     args = p.parse_args(argv)
     if args.version:
         from wasmlab.runtime import __version__
@@ -53,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         # `wasmlab ps --json | head`: the reader has what it wanted. Quiet, as other tools are.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _verbs(p: argparse.ArgumentParser) -> list[str]:
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
 
 
 def report(exc: WasmlabError, *, debug: bool = False) -> int:

@@ -5,11 +5,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from wasmlab.lab import present
 from wasmlab.runtime import Lab, Progress
 from wasmlab.runtime.errors import UsageError
+
+
+class VerbParser(argparse.ArgumentParser):
+    """A verb's parser (and the top-level one): a mistake prints THIS verb's usage and one "Error:" line with a
+    hint, exit 2, as podman does; an unknown flag is refused here rather than by the top-level parser, which
+    would print its own usage and leave the learner guessing which verb took offence."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras:
+            first = extras[0]
+            self.error(f"unknown flag: {first}" if first.startswith("-") else f"unexpected argument: {first}")
+        return ns, extras
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if kwargs.get("nargs") == argparse.REMAINDER and not action.option_strings:
+            action.required = False  # argparse would list a COMMAND that may be empty as "required"
+        return action
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        hint = f"`{self.prog} --help` lists what it takes"
+        print(f"Error: {UsageError(message, hint).one_line()}", file=sys.stderr)
+        sys.exit(2)
 
 
 def kv(items: list[str] | None, what: str) -> dict[str, str]:

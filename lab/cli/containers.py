@@ -13,11 +13,15 @@ from wasmlab.runtime.errors import UsageError, WasmlabError
 
 def cmd_run(args: argparse.Namespace) -> int:
     refuse_tty(args)
+    # With --json, stdout is the JSON alone (for jq and scripts): the workload's output goes to stderr, as
+    # podman keeps stdout for what a script reads (`podman run -d` prints only the id there).
+    stdio = (0, 2, 2) if args.json and not args.detach else None
     with open_lab(args) as lab:
         # As podman's --sig-proxy: in the foreground, stop signals go to the container.
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
-                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach)
+                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach,
+                      stdio=stdio)
     if args.detach:
         print(res.id)
         return 0
@@ -122,38 +126,43 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     r = sub.add_parser("run", help="run a command in a new container")
     r.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    r.add_argument("-d", "--detach", action="store_true")
-    r.add_argument("--name")
-    r.add_argument("--annotation", action="append", metavar="K=V")
-    r.add_argument("-e", "--env", action="append", metavar="K=V")
-    r.add_argument("--engine", choices=("wasmtime", "wasmer"))
-    r.add_argument("--entrypoint")
-    r.add_argument("--json", action="store_true", help="print the run's decision and timings")
+    r.add_argument("-d", "--detach", action="store_true", help="run in the background and print the container's id")
+    r.add_argument("--name", help="name the container (default wasmlab_ and 6 hex digits)")
+    r.add_argument("--annotation", action="append", metavar="K=V",
+                   help="add an annotation, e.g. module.wasm.image/variant=compat (repeatable)")
+    r.add_argument("-e", "--env", action="append", metavar="K=V",
+                   help="set an environment variable; -e NAME passes this shell's value (repeatable)")
+    r.add_argument("--engine", choices=("wasmtime", "wasmer"), help="the engine for a Wasm image (default wasmtime)")
+    r.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
+    r.add_argument("--json", action="store_true", help="print the run's decision and timings as JSON on stdout "
+                   "(the workload's own output then goes to stderr)")
     tty_flags(r)
     r.add_argument("image")
     r.add_argument("command", nargs=argparse.REMAINDER)
     r.set_defaults(func=cmd_run)
 
     ex = sub.add_parser("exec", help="run a command in a running container")
-    ex.add_argument("-e", "--env", action="append", metavar="K=V")
+    ex.add_argument("-e", "--env", action="append", metavar="K=V",
+                    help="set an environment variable for the command (repeatable)")
     tty_flags(ex)
     ex.add_argument("container")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
 
     ps = sub.add_parser("ps", help="list containers")
-    ps.add_argument("-a", "--all", action="store_true")
-    ps.add_argument("-q", "--quiet", action="store_true")
-    ps.add_argument("--json", action="store_true")
+    ps.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
+    ps.add_argument("-q", "--quiet", action="store_true", help="print the ids only")
+    ps.add_argument("--json", action="store_true", help="print the containers as JSON")
     ps.set_defaults(func=cmd_ps)
 
     lg = sub.add_parser("logs", help="show a container's output")
-    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the container ends")
     lg.add_argument("container")
     lg.set_defaults(func=cmd_logs)
 
     st = sub.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
-    st.add_argument("-t", "--time", type=float, default=10.0)
+    st.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+                    help="seconds to wait after SIGTERM before SIGKILL (default 10)")
     st.add_argument("containers", nargs="+")
     st.set_defaults(func=cmd_stop)
 
@@ -163,8 +172,8 @@ def register(sub: Any) -> None:
         pz.set_defaults(func=cmd_pause)
 
     rm = sub.add_parser("rm", help="remove containers")
-    rm.add_argument("-f", "--force", action="store_true")
-    rm.add_argument("-a", "--all", action="store_true")
+    rm.add_argument("-f", "--force", action="store_true", help="stop running containers first")
+    rm.add_argument("-a", "--all", action="store_true", help="remove every container")
     rm.add_argument("containers", nargs="*")
     rm.set_defaults(func=cmd_rm)
 

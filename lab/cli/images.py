@@ -26,7 +26,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         if res.name and not args.quiet:
             print(f"Successfully tagged {res.name}", file=sys.stderr)
-        print(res.id.removeprefix("sha256:")[:12] if not args.quiet else res.id)
+        print(present.short_id(res.id) if not args.quiet else res.id)
     return 0
 
 
@@ -92,9 +92,11 @@ def cmd_save(args: argparse.Namespace) -> int:
     line = ProgressLine("save")
     try:
         with open_lab(args) as lab:
-            lab.save(args.images, args.output, format=args.format, progress=line)
+            res = lab.save(args.images, args.output, format=args.format, progress=line)
     finally:
         line.close()
+    for warning in res.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -139,13 +141,14 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     b = sub.add_parser("build", help="build an image from a Containerfile")
     b.add_argument("-f", "--file", help="the Containerfile (default CONTEXT/Containerfile or Dockerfile)")
-    b.add_argument("-t", "--tag")
-    b.add_argument("--annotation", action="append", metavar="K=V")
-    b.add_argument("--label", action="append", metavar="K=V")
+    b.add_argument("-t", "--tag", help="name the image, e.g. mywasm-image or localhost/app:1")
+    b.add_argument("--annotation", action="append", metavar="K=V",
+                   help="add a manifest annotation, e.g. module.wasm.image/variant=compat (repeatable)")
+    b.add_argument("--label", action="append", metavar="K=V", help="add a label to the image config (repeatable)")
     b.add_argument("--platform", help="wasi/wasm or linux/amd64")
-    b.add_argument("--build-arg", action="append", metavar="K=V")
-    b.add_argument("-q", "--quiet", action="store_true")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--build-arg", action="append", metavar="K=V", help="set an ARG of the Containerfile (repeatable)")
+    b.add_argument("-q", "--quiet", action="store_true", help="print the image id only")
+    b.add_argument("--json", action="store_true", help="print the build's result as JSON")
     b.add_argument("context", nargs="?", default=".")
     b.set_defaults(func=cmd_build)
 
@@ -155,13 +158,13 @@ def register(sub: Any) -> None:
     ii.add_argument("names", nargs="+")
     ii.set_defaults(func=cmd_image_inspect)
     ipr = isub.add_parser("prune", help="remove dangling images and unused blobs")
-    ipr.add_argument("-a", "--all", action="store_true")
+    ipr.add_argument("-a", "--all", action="store_true", help="keep unnamed images; remove unused blobs only")
     ipr.set_defaults(func=cmd_prune)
     # podman spells these two ways: `images` / `image ls`, `rmi` / `image rm`, `tag` / `image tag`.
     for ls in (sub.add_parser("images", help="list images"), isub.add_parser("ls", help="list images")):
-        ls.add_argument("-a", "--all", action="store_true")
-        ls.add_argument("-q", "--quiet", action="store_true")
-        ls.add_argument("--json", action="store_true")
+        ls.add_argument("-a", "--all", action="store_true", help="show unnamed (intermediate) images too")
+        ls.add_argument("-q", "--quiet", action="store_true", help="print the image ids only")
+        ls.add_argument("--json", action="store_true", help="print the images as JSON")
         ls.set_defaults(func=cmd_images)
     for rmi in (sub.add_parser("rmi", help="remove images"), isub.add_parser("rm", help="remove images")):
         rmi.add_argument("images", nargs="+")
@@ -174,7 +177,7 @@ def register(sub: Any) -> None:
         tg.set_defaults(func=cmd_tag)
 
     sv = sub.add_parser("save", help="write images to an archive")
-    sv.add_argument("-o", "--output")
+    sv.add_argument("-o", "--output", help="the archive (or folder, for oci-dir) to write")
     sv.add_argument("--format", default="oci-archive",
                     choices=("oci-archive", "docker-archive", "oci-dir", "wasm-artifact"),
                     help="wasm-artifact: the CNCF Wasm OCI artifact (one application/wasm layer; a .tar "
@@ -182,15 +185,15 @@ def register(sub: Any) -> None:
     sv.add_argument("images", nargs="+")
     sv.set_defaults(func=cmd_save)
     ld = sub.add_parser("load", help="read images from an archive")
-    ld.add_argument("-i", "--input", required=True)
+    ld.add_argument("-i", "--input", required=True, help="the archive or OCI layout folder to read")
     ld.set_defaults(func=cmd_load)
 
     for verb, helptext, fn in (("push", "push an image to a registry", cmd_push),
                                ("pull", "pull an image from a registry", cmd_pull)):
         sp = sub.add_parser(verb, help=helptext)
         sp.add_argument("--tls-verify", type=lambda v: v.lower() not in ("false", "0", "no"), default=True,
-                        metavar="BOOL")
-        sp.add_argument("--json", action="store_true")
+                        metavar="BOOL", help="false: allow plain HTTP and unverified TLS (a local registry)")
+        sp.add_argument("--json", action="store_true", help="print the result as JSON")
         sp.add_argument("image")
         if verb == "push":
             sp.add_argument("destination", nargs="?")

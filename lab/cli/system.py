@@ -52,7 +52,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
         print_json([dataclasses.asdict(b) for b in built])
     elif not args.quiet:
         for b in built:
-            print(f"{b.name:<34}{b.digest[7:19]}")
+            print(f"{b.name:<34}{present.short_id(b.id)}")  # the IMAGE ID `wasmlab images` shows
     return 0
 
 
@@ -66,20 +66,20 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     dr = sub.add_parser("doctor", help="check what this machine can do")
-    dr.add_argument("--json", action="store_true")
+    dr.add_argument("--json", action="store_true", help="print the report as JSON")
     dr.set_defaults(func=cmd_doctor)
 
     hi = sub.add_parser("history", help="the run history: timings and memory of past runs")
-    hi.add_argument("-n", "--last", type=int, default=20)
-    hi.add_argument("--handler")
-    hi.add_argument("--json", action="store_true")
+    hi.add_argument("-n", "--last", type=int, default=20, help="how many runs to show (default 20)")
+    hi.add_argument("--handler", help="only runs of this handler: native, wasmtime or wasmer")
+    hi.add_argument("--json", action="store_true", help="print the runs as JSON")
     hi.set_defaults(func=cmd_history)
 
     sm = sub.add_parser("samples", help="build the sample images (every program in assets/ as compat, "
                                         "compat-smart and Linux images, and a busybox sidecar)")
     sm.add_argument("--no-busybox", action="store_true", help="skip the busybox sidecar image")
-    sm.add_argument("--json", action="store_true")
-    sm.add_argument("-q", "--quiet", action="store_true")
+    sm.add_argument("--json", action="store_true", help="print the images built as JSON")
+    sm.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sm.set_defaults(func=cmd_samples)
 
     tui = sub.add_parser("tui", help="open the terminal UI")

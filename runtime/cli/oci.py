@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _log_error(args: argparse.Namespace, message: str) -> None:
-    sys.stderr.write(f"wasmlab-oci: {message}\n")
+    sys.stderr.write(f"wasmlab-oci: error: {message}\n")  # one prefix, as argparse's usage errors have
     if getattr(args, "log", None):
         try:
             with open(args.log, "a") as fh:

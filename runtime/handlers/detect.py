@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasmlab.runtime.errors import HandlerError
+from wasmlab.runtime.errors import HandlerError, UsageError, WasmlabError
 from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT
 
 HANDLER_ANNOTATION = "run.oci.handler"
@@ -130,8 +131,7 @@ def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, 
     if variant is not None:
         ann = (VARIANT_ANNOTATION, variant)
         if variant not in VARIANT_VALUES:
-            raise HandlerError(f"unknown variant {variant!r} in annotation {VARIANT_ANNOTATION}",
-                               f"use one of {', '.join(VARIANT_VALUES)}")
+            raise HandlerError(*unknown_variant(variant))
         steps.append(f"{VARIANT_ANNOTATION}={variant}")
         if variant == "compat-smart" and not is_wasm(kind):
             return done("native", "variant=compat-smart and the entrypoint is not Wasm: run it natively", ann)
@@ -142,6 +142,35 @@ def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, 
 
     steps.append("no Wasm annotation")
     return done("native", "no Wasm annotation: a Linux container", None)
+
+
+def unknown_variant(value: str) -> tuple[str, str]:
+    """The one line (and hint) for a module.wasm.image/variant value no handler knows: the valid ones, and
+    the nearest as "did you mean" (a typo such as compatt). No import: this also runs inside the container,
+    after pivot_root, where the interpreter's library is out of reach."""
+    low = value.lower()
+    near = [v for v in sorted(VARIANT_VALUES, key=lambda v: _edits(low, v)) if _edits(low, v) <= 3]
+    hint = (f"did you mean {VARIANT_ANNOTATION}={near[0]}?" if near
+            else f"for example --annotation {VARIANT_ANNOTATION}=compat")
+    return (f"unknown variant {value!r} in annotation {VARIANT_ANNOTATION}: it takes "
+            f"{' or '.join(VARIANT_VALUES)}", hint)
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance: the fewest inserts, deletes and changes that turn a into b."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def check_variant(annotations: Mapping[str, str], error: type[WasmlabError] = UsageError) -> None:
+    """Refuse an unknown variant where it is typed (build --annotation, run --annotation), not at run time."""
+    value = annotations.get(VARIANT_ANNOTATION)
+    if value is not None and value not in VARIANT_VALUES:
+        raise error(*unknown_variant(value))
 
 
 def _refuse(ann: tuple[str, str], entrypoint: str, kind: str, smart: str) -> None:

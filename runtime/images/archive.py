@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import zstandard
 from wasmlab.runtime.errors import ImageError, StoreError
+from wasmlab.runtime.handlers.detect import HANDLER_ANNOTATION
 from wasmlab.runtime.images.build import host_platform_default
 from wasmlab.runtime.images.unpack import decompressed
 from wasmlab.runtime.images.work import Work, stopping_cleanly, sweep_work
@@ -60,6 +61,8 @@ class SaveResult:
     format: str
     images: list[str]
     bytes: int
+    # What the format could not carry, one line each with its hint, for a face to show as a warning.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -562,14 +565,16 @@ def save(store: ImageStore, names: Sequence[str], path: str | os.PathLike[str], 
         raise ImageError(f"{dest} is a directory", "give a file name such as image.tar")
     if not dest.parent.is_dir():
         raise ImageError(f"directory {dest.parent} does not exist", "create it first or choose another path")
+    warnings: list[str] = []
     with atomic_writer(dest) as fh:
         out = _TarOut(fh)
         if format == "oci-archive":
             _write_oci(store, chosen, out, progress)
         else:
-            _write_docker(store, chosen, out, progress)
+            _write_docker(store, chosen, out, progress, warnings)
         out.close()
-    return SaveResult(str(dest), format, [n or img.digest for img, n in chosen], dest.stat().st_size)
+    return SaveResult(str(dest), format, [n or img.digest for img, n in chosen], dest.stat().st_size,
+                      tuple(warnings))
 
 
 def _write_oci(store: ImageStore, chosen: list[tuple[StoredImage, str | None]], out: _TarOut,
@@ -591,7 +596,7 @@ def _write_oci(store: ImageStore, chosen: list[tuple[StoredImage, str | None]], 
 
 
 def _write_docker(store: ImageStore, chosen: list[tuple[StoredImage, str | None]], out: _TarOut,
-                  progress: Progress | None) -> None:
+                  progress: Progress | None, warnings: list[str]) -> None:
     entries = []
     written: set[str] = set()
     repositories: dict[str, dict[str, str]] = {}
@@ -600,6 +605,11 @@ def _write_docker(store: ImageStore, chosen: list[tuple[StoredImage, str | None]
         config_desc = manifest["config"]
         config_bytes = store.get_blob(config_desc["digest"])
         config = parse_json(config_bytes, "image config", "")
+        if lost := _lost_wasm_annotations(manifest, config):
+            warnings.append(f"docker-archive has no place for annotations: {name or image.digest[:19]} loses {lost} "
+                            "and, loaded again, runs as a Linux container (hint: save it as oci-archive, the "
+                            "default, which keeps annotations; or build it with --platform wasi/wasm, which the "
+                            "image config carries)")
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         config_name = f"{config_desc['digest'][7:]}.json"
         if config_name not in written:
@@ -628,6 +638,15 @@ def _write_docker(store: ImageStore, chosen: list[tuple[StoredImage, str | None]
             repositories.setdefault(ref.name, {})[ref.tag or "latest"] = diff_ids[-1][7:] if diff_ids else ""
     out.file("manifest.json", json.dumps(entries).encode())
     out.file("repositories", json.dumps(repositories).encode())
+
+
+def _lost_wasm_annotations(manifest: dict[str, Any], config: dict[str, Any]) -> str:
+    """The Wasm annotations a docker-archive would drop ("K=V, ..."), or "" when the config's platform
+    (wasi/wasm) says Wasm anyway or there is nothing to lose."""
+    if config.get("architecture") == "wasm" or str(config.get("os", "")).startswith("wasi"):
+        return ""
+    notes = manifest.get("annotations") or {}
+    return ", ".join(f"{k}={notes[k]}" for k in (media.WASM_VARIANT, HANDLER_ANNOTATION) if k in notes)
 
 
 def _save_dir(store: ImageStore, chosen: list[tuple[StoredImage, str | None]], dest: Path,

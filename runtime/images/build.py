@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from wasmlab.runtime.errors import BuildError, ImageError, WasmlabError
+from wasmlab.runtime.handlers.detect import check_variant
 from wasmlab.runtime.images import containerfile as cf
 from wasmlab.runtime.images.ignore import IgnoreRules
 from wasmlab.runtime.images.runstep import ContainerRunStep, ContainerRuntime, RunOutput
@@ -1247,6 +1248,7 @@ def _build(context_dir: str | os.PathLike[str], containerfile: str | os.PathLike
     name = normalize(tag) if tag else None
     plat = parse_platform(platform)
     extra_annotations = _pairs(annotations, "annotation")
+    check_variant(extra_annotations, BuildError)  # a typo (compatt) is refused here, not when the image runs
     extra_labels = _pairs(labels, "label")
     path = find_containerfile(context, containerfile)
     try:

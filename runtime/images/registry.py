@@ -33,7 +33,7 @@ from wasmlab.runtime.store.reference import DOCKER_HUB, Reference, parse
 ACCEPT = ", ".join([media.OCI_MANIFEST, media.OCI_INDEX, media.DOCKER_MANIFEST, media.DOCKER_MANIFEST_LIST])
 CHUNK_SIZE = 5 << 20
 MAX_MANIFEST = 4 << 20
-_HINT_TLS = "for a local registry without TLS, add --tls-verify=false (tls_verify=False from Python)"
+_HINT_TLS = "for a local registry without TLS, add --tls-verify=false"
 _HINT_AUTH = "log in first, or pass credentials (user, password)"
 
 

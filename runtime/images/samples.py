@@ -26,7 +26,8 @@ class Sample:
     name: str
     program: str
     variant: str
-    digest: str
+    digest: str   # the manifest's digest
+    id: str = ""  # the image id, as `wasmlab images` shows it (the config's digest)
 
 
 def containerfiles(assets: Path = ASSETS) -> list[tuple[str, str, Path]]:
@@ -52,7 +53,7 @@ def build_samples(images: Images, *, assets: Path = ASSETS, busybox: bool = True
         annotation = VARIANTS[variant]
         res = images.build(context, path, tag=name,
                            annotations={media.WASM_VARIANT: annotation} if annotation else None)
-        built.append(Sample(name, program, variant, res.digest))
+        built.append(Sample(name, program, variant, res.digest, res.id))
     if busybox and _static_busybox():
         progress("wasmlab/busybox:latest")
         with tempfile.TemporaryDirectory(prefix="wasmlab-busybox-") as tmp:
@@ -60,7 +61,7 @@ def build_samples(images: Images, *, assets: Path = ASSETS, busybox: bool = True
             busybox_context(ctx)
             res = images.build(ctx, assets / "containerfiles" / "busybox" / "Containerfile",
                                tag="wasmlab/busybox:latest")
-            built.append(Sample("wasmlab/busybox:latest", "busybox", "linux", res.digest))
+            built.append(Sample("wasmlab/busybox:latest", "busybox", "linux", res.digest, res.id))
     return built
 
 

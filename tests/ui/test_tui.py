@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from textual import events
 from textual.pilot import Pilot
+from textual.widgets import Static
 from wasmlab.lab.tui.app import WasmlabApp
 from wasmlab.lab.tui.screens.confirm import ConfirmScreen
 from wasmlab.lab.tui.screens.describe import DescribeScreen
@@ -98,6 +99,7 @@ def test_images_tabs_filter_help(home: Path) -> None:
         assert rows[0][0] == IMAGE
         assert rows[0][2] == "wasm"
         assert app.active_tab == "images"
+        assert str(images.query_one(".status-line", Static).content) == "1 image"  # not "1 images"
 
         await pilot.press("2")
         assert app.active_tab == "containers"

@@ -270,7 +270,7 @@ def test_missing_image_and_unreachable_registry(fake: FakeRegistry, other: Image
 def test_tls_is_verified_by_default(fake: FakeRegistry, other: ImageStore) -> None:
     with pytest.raises(RegistryError) as err:
         registry.pull(other, f"{fake.host}/lab/x:v1")
-    assert "tls_verify=False" in err.value.hint
+    assert "--tls-verify=false" in err.value.hint  # the CLI's spelling (the keyword mirrors it: tls_verify)
 
 
 def test_pull_converts_docker_manifests_and_picks_from_indexes(fake: FakeRegistry, other: ImageStore) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import sys
+import time
+from datetime import UTC, datetime
 
 import pytest
 from wasmlab.lab import present
@@ -20,6 +22,15 @@ def test_sizes_plurals_and_progress_lines() -> None:
     assert present.progress_line(Progress("build", "STEP 2/4: RUN make", 2, 4, "steps"), width=4) == (
         "[##..] 2/4 STEP 2/4: RUN make")
     assert present.progress_line(Progress("load", "copying blob sha256:ab")) == "copying blob sha256:ab"
+
+
+def test_ages_and_counts_say_one_without_an_s() -> None:
+    now = time.time()
+    assert [present.ago(now - secs) for secs in (1, 61, 3601, 86401, 2 * 86401)] == [
+        "1 second ago", "1 minute ago", "1 hour ago", "1 day ago", "2 days ago"]
+    assert [present.ago(now - secs, short=True) for secs in (0, 61, 7300)] == ["0s ago", "1m ago", "2h ago"]
+    assert present.ago(datetime.fromtimestamp(now - 120, UTC).isoformat()) == "2 minutes ago"
+    assert (present.plural(1, "container"), present.plural(0, "container")) == ("1 container", "0 containers")
 
 
 def test_progress_line_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ class ContainersView(ResourceView):
     """Every lab container, running or not, newest first."""
 
     COLUMNS = ("NAME", "CONTAINER ID", "IMAGE", "STATUS", "EXIT", "HANDLER", "COMMAND", "CREATED")
-    NOUN = "containers"
+    NOUN = "container"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "logs", "Logs"),
         Binding("d", "describe", "Describe"),

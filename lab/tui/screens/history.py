@@ -16,7 +16,7 @@ class HistoryView(ResourceView):
     """`wasmlab history`, with the create times drawn per handler."""
 
     COLUMNS = ("WHEN", "NAME", "IMAGE", "HANDLER", "EXIT", "CREATE ms", "TOTAL ms", "MAX RSS", "CACHE")
-    NOUN = "runs"
+    NOUN = "run"
 
     def __init__(self, *, use_plotext: bool | None = None, id: str | None = None) -> None:
         super().__init__(id=id)

@@ -19,7 +19,7 @@ class ImagesView(ResourceView):
     """`wasmlab images`, live."""
 
     COLUMNS = ("NAME", "IMAGE ID", "KIND", "PLATFORM", "SIZE", "CREATED")
-    NOUN = "images"
+    NOUN = "image"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run", "Run"),
         Binding("d", "describe", "Describe"),

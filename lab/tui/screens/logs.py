@@ -72,7 +72,7 @@ class LogScreen(Screen[None]):
 
     def on_load_failed(self, message: LoadFailed) -> None:
         hint = f"  (hint: {message.hint})" if message.hint else ""
-        self.query_one(".status-line", Static).update(f"[b red]error:[/] {message.message}{hint}")
+        self.query_one(".status-line", Static).update(f"[b red]Error:[/] {message.message}{hint}")
 
     def action_clear(self) -> None:
         self.query_one(Log).clear()

@@ -32,7 +32,7 @@ class ResourceView(Vertical):
     """Rows of (key, cells); `/` filters them by substring, `esc` clears the filter; subclasses load the rows."""
 
     COLUMNS: ClassVar[tuple[str, ...]] = ()
-    NOUN: ClassVar[str] = "rows"
+    NOUN: ClassVar[str] = "row"  # singular: the status line says "1 row", "2 rows" (present.plural)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -101,7 +101,7 @@ class ResourceView(Vertical):
             shown += 1
         if keep is not None and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
-        status = f"{len(self._rows)} {self.NOUN}"
+        status = present.plural(len(self._rows), self.NOUN)
         if needle:
             status = f"{shown} of {status} match /{self.filter_text}"
         self.query_one(".status-line", Static).update(status)
@@ -109,7 +109,7 @@ class ResourceView(Vertical):
     def on_load_failed(self, message: LoadFailed) -> None:
         message.stop()
         text = message.message + (f"  (hint: {message.hint})" if message.hint else "")
-        self.query_one(".status-line", Static).update(f"[b red]error:[/] {text}")
+        self.query_one(".status-line", Static).update(f"[b red]Error:[/] {text}")
 
     # -- the filter bar ----------------------------------------------------------------------------------------
     def action_filter(self) -> None:
