@@ -30,6 +30,7 @@ class RunOptions:
     tty: bool = False                                    # -t
     interactive: bool = False                            # -i
     publish: list[str] = field(default_factory=list)     # -p [IP:]HOST:CTR
+    tls_verify: bool = True                              # --tls-verify=false: --pull from a registry without TLS
 
     def given(self) -> list[str]:
         """The options set to something other than their default."""
@@ -40,7 +41,7 @@ class RunOptions:
 # Options the Lab does not apply yet; each is refused in one line rather than silently ignored.
 NOT_YET: set[str] = {f.name for f in fields(RunOptions)} - {
     "volumes", "mounts", "memory", "cpus", "workdir", "env_files", "user", "read_only", "hostname", "network",
-    "platform", "pull", "init"}
+    "platform", "pull", "init", "tls_verify"}
 
 # What rootless wasmlab refuses, and why (`wasmlab doctor` lists it); options not named here work rootless.
 ROOTLESS_REFUSED: dict[str, str] = {

@@ -38,8 +38,8 @@ from wasmlab.runtime.store.migrate import open_home
 if TYPE_CHECKING:
     from wasmlab.runtime.images.archive import LoadResult, SaveResult
     from wasmlab.runtime.images.build import BuildEvent, BuildResult
-    from wasmlab.runtime.images.runflags import RunFlags
     from wasmlab.runtime.images.registry import PullResult, PushResult, TransferEvent
+    from wasmlab.runtime.images.runflags import RunFlags
     from wasmlab.runtime.images.samples import Sample
     from wasmlab.runtime.images.service import ImageDetails, Images, ImageSummary, PruneResult, RemoveResult
     from wasmlab.runtime.lifecycle import Runtime
@@ -539,7 +539,7 @@ class Lab:
         except ImageError as exc:
             missing = exc
         if flags.pull == "always" or (missing is not None and flags.pull == "missing"):
-            self.pull(image, platform=flags.platform)
+            self.pull(image, platform=flags.platform, tls_verify=flags.tls_verify)
             details = self._images.inspect(image)
         elif missing is not None:
             raise ImageError(missing.message, f"`wasmlab pull {image}`, or run with --pull missing") from None

@@ -126,7 +126,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(volumes=args.volume or [], mounts=args.mount or [], memory=args.memory, cpus=args.cpus,
                       workdir=args.workdir, env_files=args.env_file or [], user=args.user, read_only=args.read_only,
                       hostname=args.hostname, network=args.network, platform=args.platform, pull=args.pull,
-                      init=args.init)
+                      init=args.init, tls_verify=args.tls_verify)
 
 
 def run_flags(r: argparse.ArgumentParser) -> None:
@@ -151,6 +151,8 @@ def run_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--platform", metavar="OS/ARCH", help="the image's platform; wasi/wasm runs it as Wasm")
     r.add_argument("--pull", choices=("never", "missing", "always"),
                    help="pull the image from its registry: never, when missing, or always")
+    r.add_argument("--tls-verify", type=lambda v: v.lower() not in ("false", "0", "no"), default=True,
+                   metavar="BOOL", help="--tls-verify=false: pull from a registry without TLS (a local one)")
     r.add_argument("--init", action="store_true",
                    help="run catatonit as PID 1 (Linux containers), so a shell stops on SIGTERM")
 

@@ -668,7 +668,8 @@ def _package_folder(cache_root: str, data: bytes, command: str, live: list[Preop
         os.makedirs(root + _parent(guest), 0o755, exist_ok=True)
         with open(root + guest, "wb") as fh:
             fh.write(body)
-    lines = ['[package]', 'name = "wasmlab/container"', 'version = "0.1.0"', f'entrypoint = {_toml_string(command)}', '',
+    lines = ['[package]', 'name = "wasmlab/container"', 'version = "0.1.0"',
+             f'entrypoint = {_toml_string(command)}', '',
              '[[module]]', 'name = "main"', 'source = "main.wasm"', 'abi = "wasi"', '',
              '[[command]]', f'name = {_toml_string(command)}', 'module = "main"', '', '[fs]',
              f'"/" = {_toml_string(root)}']

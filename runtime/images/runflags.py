@@ -1,4 +1,4 @@
-"""podman run's flags applied to a container's bundle: RunOptions parsed and checked once, then written into config.json."""
+"""podman run's flags applied to a bundle: RunOptions parsed and checked once, then written into config.json."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ class RunFlags:
     platform: tuple[str, str] | None = None
     pull: str | None = None
     init: str | None = None                            # the host's catatonit
+    tls_verify: bool = True
 
 
 def parse(options: RunOptions, *, rootless: bool) -> RunFlags:
@@ -71,11 +72,10 @@ def parse(options: RunOptions, *, rootless: bool) -> RunFlags:
     if rootless:
         for name in options.given():
             why = ROOTLESS_REFUSED.get(name)
-            if why and not (name == "user" and _is_root_user(options.user)) and not (
-                    name == "network" and options.network == "none"):
+            if why and not (name == "user" and _is_root_user(options.user)):
                 raise UsageError(f"{_flag(name)} does not work rootless: {why}",
                                  "run wasmlab as root, or leave the flag out (`wasmlab doctor` lists them)")
-    flags = RunFlags(read_only=options.read_only, user=options.user or None)
+    flags = RunFlags(read_only=options.read_only, user=options.user or None, tls_verify=options.tls_verify)
     flags.mounts = [parse_volume(v) for v in options.volumes] + [parse_mount(m) for m in options.mounts]
     seen: set[str] = set()
     for m in flags.mounts:
