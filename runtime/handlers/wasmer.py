@@ -31,6 +31,12 @@ Files (the copy-in / copy-out mapping)
     link on the way (a dangling one, one to a folder, one to a file) is reported, never written through,
     and only regular files are written.
 
+Live mounts
+    Writable mounts (``-v``, ``--mount``: preopens other than the root and cwd) are not copied: the package is
+    then loaded from a folder whose ``wasmer.toml`` ``[fs]`` maps each of them live, both ways, while the guest
+    runs (``_package_folder``); the root and read-only mounts are written into that folder and mapped as ``/``
+    (the SDK opens mapped files read-write, so a read-only folder cannot be mapped live). See docs/handlers.md.
+
 Limits
     ``memory_limit`` is not applied by the SDK (it has no such option). A module whose declared initial
     memory exceeds it is refused (exit ``EXIT_MEMORY_LIMIT``, as with wasmtime); growth while it runs is

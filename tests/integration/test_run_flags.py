@@ -354,3 +354,21 @@ def test_bad_flag_values_are_one_line_and_leave_nothing(home: Path, args: list[s
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     after = sorted(os.listdir(home / "containers")) if (home / "containers").is_dir() else []
     assert after == before
+
+
+@pytest.mark.parametrize("options, says", [
+    (RunOptions(memory="32m"), "-m/--memory does not work rootless"),
+    (RunOptions(cpus=0.5), "--cpus does not work rootless"),
+    (RunOptions(user="1000"), "-u/--user does not work rootless"),
+])
+def test_rootless_refuses_what_it_cannot_do_in_one_line(options: RunOptions, says: str) -> None:
+    from wasmlab.runtime.doctor import rootless_flags
+    from wasmlab.runtime.errors import UsageError
+    from wasmlab.runtime.images.runflags import parse
+
+    with pytest.raises(UsageError, match=says) as exc:
+        parse(options, rootless=True)
+    assert "\n" not in exc.value.one_line()
+    parse(RunOptions(user="0", network="host", read_only=True, hostname="h"), rootless=True)  # these work
+    listed = rootless_flags()
+    assert any(line.startswith("memory: refused") for line in listed) and "hostname: works" in listed
