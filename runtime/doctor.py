@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def diagnose() -> dict[str, Any]:
         "container roots": _roots(),
         "handlers": handlers,
         "tools": tools,
+        "run flags rootless": rootless_flags(),
     }
 
 
@@ -80,3 +82,19 @@ def _roots() -> str:
         probe = Path(tempfile.gettempdir()) / "wasmlab-overlay-probe"
     mode, why = root_mode(probe)
     return f"{mode} ({why})"
+
+
+def rootless_flags() -> list[str]:
+    """Which of `wasmlab run`'s flags work rootless, and why the others are refused."""
+    from wasmlab.runtime.options import NOT_YET, ROOTLESS_REFUSED, RunOptions
+
+    out = []
+    for f in fields(RunOptions):
+        if f.name in NOT_YET:
+            continue
+        why = ROOTLESS_REFUSED.get(f.name)
+        if f.name == "user":
+            out.append(f"user: only 0 (root) works: {why}")
+        else:
+            out.append(f"{f.name}: refused: {why}" if why else f"{f.name}: works")
+    return out

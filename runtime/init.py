@@ -135,11 +135,11 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
                    "unbindable": sc.MS_UNBINDABLE}.get(linux.get("rootfsPropagation") or "", sc.MS_SLAVE)
     steps = mnt.plan_mounts(mount_list, spec.bundle, rootless=rootless)
     preopens = [Preopen("/", "/", spec.root_readonly)]
-    preopens += [Preopen(s.target, s.target, s.readonly) for s in steps if s.bind and not s.is_file]
+    preopens += [Preopen(s.target, s.target, s.readonly) for s in steps if _preopened(s)]
     if spec.cwd != "/":
         # WASI has no working directory; wasi-libc resolves relative paths through a "." preopen. It is
         # read-only as the mount it lies on is (the deepest bind mount holding it, else the root).
-        holders = [s for s in steps if s.bind and not s.is_file
+        holders = [s for s in steps if _preopened(s)
                    and (spec.cwd == s.target or spec.cwd.startswith(s.target.rstrip("/") + "/"))]
         holder = max(holders, key=lambda s: len(s.target), default=None)
         preopens.append(Preopen(spec.cwd, ".", holder.readonly if holder else spec.root_readonly))
@@ -170,6 +170,15 @@ def plan(spec: Spec, container_id: str, *, no_pivot: bool = False, rootless: boo
         resources=resources, preopens=preopens, no_pivot=no_pivot, rootless=rootless, own_mounts=own_mounts,
         has_process=spec.has_process, overlay=overlay,
     )
+
+
+def _preopened(step: mnt.MountStep) -> bool:
+    """A mount a Wasm guest sees as a preopen: a bind of a folder, or a tmpfs (a -v, a --mount), but not the
+    runtime's own /dev, /proc and /sys."""
+    if step.bind:
+        return not step.is_file
+    return step.fstype == "tmpfs" and not any(step.target == top or step.target.startswith(top + "/")
+                                              for top in ("/dev", "/proc", "/sys"))
 
 
 # -- the child side --------------------------------------------------------------------------------------------

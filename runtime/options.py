@@ -30,6 +30,7 @@ class RunOptions:
     tty: bool = False                                    # -t
     interactive: bool = False                            # -i
     publish: list[str] = field(default_factory=list)     # -p [IP:]HOST:CTR
+    tls_verify: bool = True                              # --tls-verify=false: --pull from a registry without TLS
 
     def given(self) -> list[str]:
         """The options set to something other than their default."""
@@ -38,7 +39,16 @@ class RunOptions:
 
 
 # Options the Lab does not apply yet; each is refused in one line rather than silently ignored.
-NOT_YET: set[str] = {f.name for f in fields(RunOptions)}
+NOT_YET: set[str] = {f.name for f in fields(RunOptions)} - {
+    "volumes", "mounts", "memory", "cpus", "workdir", "env_files", "user", "read_only", "hostname", "network",
+    "platform", "pull", "init", "tls_verify"}
+
+# What rootless wasmlab refuses, and why (`wasmlab doctor` lists it); options not named here work rootless.
+ROOTLESS_REFUSED: dict[str, str] = {
+    "memory": "limits need a cgroup, and rootless wasmlab has no delegated one",
+    "cpus": "limits need a cgroup, and rootless wasmlab has no delegated one",
+    "user": "only your own user is mapped into the container, as root (UID 0)",
+}
 
 
 def refuse_unsupported(options: RunOptions) -> None:

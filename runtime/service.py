@@ -40,8 +40,10 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.archive import LoadResult, SaveResult
     from wasmlab.runtime.images.build import BuildEvent, BuildResult
     from wasmlab.runtime.images.registry import PullResult, PushResult, TransferEvent
+    from wasmlab.runtime.images.runflags import RunFlags
     from wasmlab.runtime.images.samples import Sample
     from wasmlab.runtime.images.service import ImageDetails, Images, ImageSummary, PruneResult, RemoveResult
+    from wasmlab.runtime.images.unpack import UnpackResult
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.store.history import History, RunRecord
 
@@ -429,6 +431,12 @@ class Lab:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
         options = options or RunOptions()
         refuse_unsupported(options)
+        flags = self._run_flags(options)
+        if flags is not None:
+            platform_annotations: dict[str, str] = {}
+            image = self._image_for_run(image, flags, platform_annotations)
+            annotations = {**platform_annotations, **(annotations or {})}
+            env = [*flags.env, *(env or [])]
         cid = secrets.token_hex(6)
         name = name or f"wasmlab_{cid[:6]}"
         if not _NAME.match(name):
@@ -455,11 +463,14 @@ class Lab:
             unpacked = self._images.prepare(image, cdir / "bundle", args=list(command) if command else None,
                                            env=_host_env(env or []), annotations=anns,
                                            entrypoint=list(entrypoint) if entrypoint is not None else None)
-            if os.geteuid() == 0:
-                # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
+            if os.geteuid() == 0 or flags is not None:
                 config_path = cdir / "bundle" / "config.json"
                 config = json.loads(config_path.read_text())
-                config.setdefault("linux", {})["cgroupsPath"] = cgroups.normalize_path("", cid)
+                if flags is not None:
+                    self._apply_run_flags(flags, config, unpacked)
+                if os.geteuid() == 0:
+                    # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
+                    config.setdefault("linux", {})["cgroupsPath"] = cgroups.normalize_path("", cid)
                 config_path.write_text(json.dumps(config))
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
@@ -501,6 +512,54 @@ class Lab:
             raise
         finally:
             os.close(log_fd)
+
+    # -- podman run's flags (RunOptions) -------------------------------------------------------------------------
+    @staticmethod
+    def _run_flags(options: RunOptions) -> RunFlags | None:
+        """The options checked (one line per mistake, before anything is made), or None when none is given."""
+        if not options.given():
+            return None
+        from wasmlab.runtime.images.runflags import parse
+
+        return parse(options, rootless=os.geteuid() != 0)
+
+    def _image_for_run(self, image: str, flags: RunFlags, annotations: dict[str, str]) -> str:
+        """--pull and --platform: pull from the registry the name gives when asked (or when missing), check
+        the stored image's platform, and mark a wasi/wasm one as Wasm (as podman with crun does)."""
+        from wasmlab.runtime.errors import ImageError
+        from wasmlab.runtime.store import media
+
+        missing: ImageError | None = None
+        try:
+            details = self._images.inspect(image)
+        except ImageError as exc:
+            missing = exc
+        if flags.pull == "always" or (missing is not None and flags.pull == "missing"):
+            self.pull(image, platform=flags.platform, tls_verify=flags.tls_verify)
+            details = self._images.inspect(image)
+        elif missing is not None:
+            raise ImageError(missing.message, f"`wasmlab pull {image}`, or run with --pull missing") from None
+        if flags.platform is not None:
+            want_os, want_arch = flags.platform
+            wasi = want_os.startswith("wasi") or want_arch == "wasm"
+            has_os, has_arch = str(details.config.get("os") or ""), str(details.config.get("architecture") or "")
+            arch_of = {"x86_64": "amd64", "aarch64": "arm64"}
+            if wasi:
+                annotations[media.WASM_VARIANT] = media.WASM_VARIANT_COMPAT
+            elif (has_os, arch_of.get(has_arch, has_arch)) != (want_os, arch_of.get(want_arch, want_arch)):
+                raise ImageError(f"image {image} is {has_os}/{has_arch}, not {want_os}/{want_arch}",
+                                 f"pull that platform: wasmlab run --pull always --platform {want_os}/{want_arch} "
+                                 f"{image}")
+        return image
+
+    def _apply_run_flags(self, flags: RunFlags, config: dict[str, Any], unpacked: UnpackResult) -> None:
+        from wasmlab.runtime.images.runflags import ImageRoot, apply, is_wasm
+
+        bundle = Path(unpacked.bundle)
+        root = (ImageRoot([bundle / "upper", *map(Path, unpacked.layers)], bundle / "upper") if unpacked.layers
+                else ImageRoot([Path(unpacked.rootfs)], Path(unpacked.rootfs)))
+        wasm = is_wasm(config, root, self._default_engine or "wasmtime")
+        apply(flags, config, root, wasm=wasm, rootless=os.geteuid() != 0)
 
     def _foreground(self, cid: str, name: str, image: str, cdir: Path, log_fd: int,
                     stdio: tuple[int, int, int] | None, rm: bool, started: Callable[[str], None],

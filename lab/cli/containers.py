@@ -8,6 +8,7 @@ from typing import Any
 
 from wasmlab.lab import present
 from wasmlab.lab.cli.common import kv, open_lab, print_json, refuse_tty, tty_flags
+from wasmlab.runtime import RunOptions
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
@@ -21,7 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
                       entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach,
-                      stdio=stdio)
+                      stdio=stdio, options=run_options(args))
     if args.detach:
         print(res.id)
         return 0
@@ -123,6 +124,42 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """podman run's flags, as the Lab takes them (it checks the values, so every face gets the same errors)."""
+    return RunOptions(volumes=args.volume or [], mounts=args.mount or [], memory=args.memory, cpus=args.cpus,
+                      workdir=args.workdir, env_files=args.env_file or [], user=args.user, read_only=args.read_only,
+                      hostname=args.hostname, network=args.network, platform=args.platform, pull=args.pull,
+                      init=args.init, tls_verify=args.tls_verify)
+
+
+def run_flags(r: argparse.ArgumentParser) -> None:
+    """The flags of `run` that become RunOptions: mounts, limits, identity, network, image choice, init."""
+    r.add_argument("-v", "--volume", action="append", metavar="HOST:CTR[:ro]",
+                   help="bind-mount a host folder (live, also for Wasm on both engines); :ro makes it read-only")
+    r.add_argument("--mount", action="append", metavar="type=bind|tmpfs,...",
+                   help="a mount, podman's syntax: type=bind,source=/h,destination=/c[,ro] or "
+                        "type=tmpfs,destination=/c[,tmpfs-size=64m]")
+    r.add_argument("-m", "--memory", metavar="SIZE",
+                   help="memory limit, e.g. 32m (a cgroup; wasmtime guests see malloc fail, others are OOM-killed)")
+    r.add_argument("--cpus", type=float, metavar="N", help="CPU limit in CPUs, e.g. 0.5 (a cgroup quota)")
+    r.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container (made if missing)")
+    r.add_argument("--env-file", action="append", metavar="FILE", help="read KEY=VALUE lines into the environment")
+    r.add_argument("-u", "--user", metavar="UID[:GID]", help="run as this user: numbers, or a name of the "
+                                                             "image's /etc/passwd")
+    r.add_argument("--read-only", action="store_true",
+                   help="mount the root read-only (Linux containers get a tmpfs /tmp, /var/tmp and /run)")
+    r.add_argument("--hostname", metavar="NAME", help="the container's hostname")
+    r.add_argument("--network", choices=("none", "host"),
+                   help="none (the default: a namespace with only lo) or host (share the host's network)")
+    r.add_argument("--platform", metavar="OS/ARCH", help="the image's platform; wasi/wasm runs it as Wasm")
+    r.add_argument("--pull", choices=("never", "missing", "always"),
+                   help="pull the image from its registry: never, when missing, or always")
+    r.add_argument("--tls-verify", type=lambda v: v.lower() not in ("false", "0", "no"), default=True,
+                   metavar="BOOL", help="--tls-verify=false: pull from a registry without TLS (a local one)")
+    r.add_argument("--init", action="store_true",
+                   help="run catatonit as PID 1 (Linux containers), so a shell stops on SIGTERM")
+
+
 def register(sub: Any) -> None:
     r = sub.add_parser("run", help="run a command in a new container")
     r.add_argument("--rm", action="store_true", help="remove the container when it exits")
@@ -136,6 +173,7 @@ def register(sub: Any) -> None:
     r.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
     r.add_argument("--json", action="store_true", help="print the run's decision and timings as JSON on stdout "
                    "(the workload's own output then goes to stderr)")
+    run_flags(r)
     tty_flags(r)
     r.add_argument("image")
     r.add_argument("command", nargs=argparse.REMAINDER)

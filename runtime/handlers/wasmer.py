@@ -31,6 +31,12 @@ Files (the copy-in / copy-out mapping)
     link on the way (a dangling one, one to a folder, one to a file) is reported, never written through,
     and only regular files are written.
 
+Live mounts
+    Writable mounts (``-v``, ``--mount``: preopens other than the root and cwd) are not copied: the package is
+    then loaded from a folder whose ``wasmer.toml`` ``[fs]`` maps each of them live, both ways, while the guest
+    runs (``_package_folder``); the root and read-only mounts are written into that folder and mapped as ``/``
+    (the SDK opens mapped files read-write, so a read-only folder cannot be mapped live). See docs/handlers.md.
+
 Limits
     ``memory_limit`` is not applied by the SDK (it has no such option). A module whose declared initial
     memory exceeds it is refused (exit ``EXIT_MEMORY_LIMIT``, as with wasmtime); growth while it runs is
@@ -61,6 +67,7 @@ Engine
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import stat
@@ -210,7 +217,7 @@ class WasmerHandler:
                              f"({workload.memory_limit // (1 << 20)} MiB): it starts with {declared // (1 << 20)} "
                              "MiB (hint: raise linux.resources.memory.limit)\n")
             return EXIT_MEMORY_LIMIT
-        snapshot = self.snapshot(workload.preopens)
+        snapshot = self.snapshot(workload.preopens, live=live_mounts(workload.preopens))
         workload.report("copy_in_ms", (time.perf_counter() - t0) * 1e3)
         cache_root, cache_kind = self._cache_root(workload)
         before = _artifacts(cache_root) if cache_kind != "none" else set()
@@ -247,16 +254,22 @@ class WasmerHandler:
             raise HandlerError(f"wasmer-sdk cannot start: {_first_line(exc)}",
                                "the cache folder must be writable; check that /proc is mounted") from None
         workload.report("engine_init_ms", (time.perf_counter() - t) * 1e3)
+        folder: str | None = None
         try:
             t = time.perf_counter()
             command = _command_name(workload.args[0] if workload.args else "")
+            live = live_mounts(workload.preopens)
+            folder = _package_folder(cache_root, data, command, live, snapshot) if live else None
             try:
-                package = await client.packages.create(sdk.PackageDefinition(
-                    modules={"main": data},
-                    commands={command: sdk.PackageCommandDefinition(module="main")},
-                    entrypoint=command,
-                    files={g: body for g, body in snapshot.files.items()},
-                ))
+                if folder is not None:
+                    package = await client.packages.load(_PathLike(folder))
+                else:
+                    package = await client.packages.create(sdk.PackageDefinition(
+                        modules={"main": data},
+                        commands={command: sdk.PackageCommandDefinition(module="main")},
+                        entrypoint=command,
+                        files={g: body for g, body in snapshot.files.items()},
+                    ))
             except sdk.WasmerError as exc:
                 raise _module_error(exc) from None
             workload.report("module_load_ms", (time.perf_counter() - t) * 1e3)
@@ -277,6 +290,8 @@ class WasmerHandler:
                 await _quietly(sandbox.close())
         finally:
             await _quietly(client.close())
+            if folder is not None:
+                remove_tree(folder)     # the root's copy, read lazily while the guest ran
 
     async def _command(self, workload: Workload, sandbox: Any, package: Any,
                        err_fd: int) -> tuple[int, str | None]:
@@ -291,6 +306,8 @@ class WasmerHandler:
             except (ValueError, RuntimeError, OSError):   # not the main thread: leave signals alone
                 pass
         env = dict(e.split("=", 1) for e in workload.env if "=" in e)
+        # The SDK's "." (where wasi-libc resolves relative paths) is the /workspace copy of the cwd; a cwd
+        # inside a live mount has no copy there, so its relative paths do not resolve (absolute ones do).
         cwd = _workspace_path(workload.cwd)
         stdin = "pipe" if _fd_open(0) else "closed"
         t = time.perf_counter()
@@ -340,12 +357,13 @@ class WasmerHandler:
 
     # -- the copy-in / copy-out mapping --------------------------------------------------------------------
 
-    def snapshot(self, preopens: list[Preopen]) -> Snapshot:
-        """Read every preopened tree into memory (see the module docstring for what is skipped)."""
+    def snapshot(self, preopens: list[Preopen], live: list[Preopen] | None = None) -> Snapshot:
+        """Read every preopened tree into memory (see the module docstring for what is skipped); the LIVE
+        ones (mounts the SDK maps itself) are left out."""
         snap = Snapshot()
         for pre in preopens:
             guest = _normal(pre.guest)
-            if _skipped(guest) or not _owned_by(guest, preopens, pre):
+            if _skipped(guest) or not _owned_by(guest, preopens, pre) or pre in (live or ()):
                 continue
             self._walk(pre, preopens, pre.path, guest, snap)
         return snap
@@ -456,7 +474,9 @@ class WasmerHandler:
 
     def _writable(self, guest: str, workload: Workload) -> bool:
         owner = _owner(_normal(guest), workload.preopens)
-        return owner is not None and not owner.readonly and not _skipped(_normal(guest))
+        # A live mount took the guest's writes as they came: nothing of it is written back from /workspace.
+        return (owner is not None and not owner.readonly and not _skipped(_normal(guest))
+                and owner not in live_mounts(workload.preopens))
 
     # -- the cache folder ----------------------------------------------------------------------------------
 
@@ -593,6 +613,76 @@ class _ContainerTree:
             self._fail(failures, guest, exc)
         finally:
             os.close(fd)
+
+
+# -- live mounts ----------------------------------------------------------------------------------------------
+
+
+def live_mounts(preopens: list[Preopen]) -> list[Preopen]:
+    """The preopens the SDK maps live (a wasmer.toml [fs] entry each): every mount, not the root or cwd."""
+    return [p for p in preopens if _normal(p.guest) != "/" and not _skipped(_normal(p.guest)) and not p.readonly]
+
+
+class _PathLike:
+    """A folder path the SDK's packages.load takes as a local package (it wants an os.PathLike, and
+    pathlib would be one more import in the process that forks containers)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's for the characters a path holds)."""
+    return json.dumps(text)
+
+
+def _package_folder(cache_root: str, data: bytes, command: str, live: list[Preopen], snapshot: Snapshot) -> str:
+    """A package folder for the SDK: the module, the root's copy, and a wasmer.toml whose [fs] maps each
+    writable mount live.
+
+    wasmer-sdk maps a folder named in [fs] both ways while the guest runs (a mapping other than `/`); a
+    mapping of `/` is readable and discards writes, which is what the in-memory copy gave the root. The SDK
+    opens every mapped file read-write, so a read-only folder (a `:ro` volume, a --read-only root) cannot be
+    mapped: the root and read-only mounts are copied into the folder (the snapshot, as before) and mapped
+    as `/`; the root's writes still reach the container through /workspace and the write-back.
+    """
+    name = f".wasmlab-wasmer-package-{os.getpid()}-{os.urandom(4).hex()}"
+    # The SDK resolves the folder to an absolute path, so the lab's cache (reached through /proc/self/fd,
+    # outside the container's root) will not do: a folder inside the container must, for as long as the
+    # load takes.
+    bases = ([] if cache_root.startswith("/proc/") else [cache_root]) + ["/tmp", "/var/tmp", "/run", "/"]
+    for base in bases:
+        folder = os.path.join(base, name)
+        try:
+            os.mkdir(folder, 0o700)
+            break
+        except OSError:
+            continue
+    else:
+        raise HandlerError("the wasmer handler needs a writable folder in the container to map volumes live",
+                           "give the container a writable /tmp, e.g. --mount type=tmpfs,destination=/tmp")
+    with open(os.path.join(folder, "main.wasm"), "wb") as fh:
+        fh.write(data)
+    root = os.path.join(folder, "root")
+    os.mkdir(root, 0o700)
+    for guest in sorted(snapshot.dirs):
+        os.makedirs(root + guest, 0o755, exist_ok=True)
+    for guest, body in snapshot.files.items():
+        os.makedirs(root + _parent(guest), 0o755, exist_ok=True)
+        with open(root + guest, "wb") as fh:
+            fh.write(body)
+    lines = ['[package]', 'name = "wasmlab/container"', 'version = "0.1.0"',
+             f'entrypoint = {_toml_string(command)}', '',
+             '[[module]]', 'name = "main"', 'source = "main.wasm"', 'abi = "wasi"', '',
+             '[[command]]', f'name = {_toml_string(command)}', 'module = "main"', '', '[fs]',
+             f'"/" = {_toml_string(root)}']
+    lines += [f"{_toml_string(_normal(p.guest))} = {_toml_string(p.path)}" for p in live]
+    with open(os.path.join(folder, "wasmer.toml"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return folder
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

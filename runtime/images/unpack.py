@@ -627,6 +627,7 @@ class UnpackResult:
     bytes: int
     skipped: list[str]
     root: str = "copy"          # "overlay" when the root is an overlay of snapshots (see prepare_bundle)
+    layers: tuple[str, ...] = ()  # with "overlay": the snapshot folders, top first
 
 
 def unpack(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str], *,
@@ -723,7 +724,8 @@ def prepare_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str 
                              "check free space and permissions of the lab home") from None
         raise
     return UnpackResult(str(bundle), str(bundle / "rootfs"), stored.name or stored.digest, stored.digest,
-                        list(spec["process"]["args"]), dict(spec["annotations"]), 0, 0, [], OVERLAY)
+                        list(spec["process"]["args"]), dict(spec["annotations"]), 0, 0, [], OVERLAY,
+                        tuple(str(t) for t in tops))
 
 
 def _clear(bundle: Path, *, remove_self: bool) -> None:
