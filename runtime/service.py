@@ -651,12 +651,16 @@ class Lab:
         return cid
 
     def exec(self, name: str, command: Sequence[str], *, env: Sequence[str] = (), cwd: str | None = None,
-             stdio: tuple[int, int, int] | None = None) -> int:
+             stdio: tuple[int, int, int] | None = None, tty: bool = False, interactive: bool = True,
+             sig_proxy: bool = False) -> int:
         """Run a command in a running container, like `podman exec`; returns its exit status.
 
-        Through the runtime (Runtime.exec), with stdio (default: this process's 0, 1, 2)."""
+        Through the runtime (Runtime.exec), with stdio (default: this process's 0, 1, 2). TTY: a pty in the
+        container, the user's terminal raw meanwhile (podman's -t; INTERACTIVE is -i). SIG_PROXY: Ctrl-C
+        and stop signals sent to this process reach the exec'd process (from the main thread)."""
         cid = self.resolve(name)
-        return self._runtime.exec(cid, list(command), env=_host_env(env), cwd=cwd, stdio=stdio)
+        return self._runtime.exec(cid, list(command), env=_host_env(env), cwd=cwd, stdio=stdio, tty=tty,
+                                  interactive=interactive, sig_proxy=sig_proxy)
 
     def pause(self, name: str) -> str:
         cid = self.resolve(name)

@@ -19,8 +19,7 @@ class Forwarder:
         self.send: Callable[[int], None] | None = None
         self.pending: list[int] = []
         self.stops = 0
-        for sig in signals:
-            signal.signal(sig, self._on_signal)
+        self.previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self.send is None:
@@ -42,3 +41,9 @@ class Forwarder:
         for signum in self.pending:
             self._pass_on(signum)
         self.pending.clear()
+
+    def close(self) -> None:
+        """Put back the handlers there were before."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}

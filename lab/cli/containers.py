@@ -31,11 +31,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    refuse_tty(args)
     if not args.command:
         raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
     with open_lab(args) as lab:
-        return int(lab.exec(args.container, args.command, env=args.env or []))
+        # As podman: -t gives a terminal and -i attaches stdin to it; Ctrl-C reaches the process.
+        return int(lab.exec(args.container, args.command, env=args.env or [], tty=args.tty,
+                            interactive=args.interactive or not args.tty, sig_proxy=True))
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
