@@ -208,6 +208,14 @@ class Containers:
             state["paused"] = frozen
             sd.write(state)
 
+    def wait_stopped(self, container_id: str, timeout: float | None = None) -> bool:
+        """Wait until the container's process has exited (through a pidfd: no polling, and whoever forked
+        it); True once it has, False when TIMEOUT seconds passed first. Its exit record may follow."""
+        _sd, state, status = self._load(container_id)
+        if status not in ("created", "running", "paused"):
+            return True
+        return pidfd.wait_gone(int(state.get("pid") or 0), state.get("pid_start"), timeout)
+
     def ps(self, container_id: str) -> builtins.list[int]:
         """The pids in the container's cgroup (runc's answer, for a stopped container too: what is left)."""
         _sd, state, status = self._load(container_id)
@@ -571,7 +579,8 @@ class Runtime(Containers):
                 return  # the helper ended first: its report says why
             user = sinks[0] if os.isatty(sinks[0]) else sinks[1] if os.isatty(sinks[1]) else None
             try:
-                with terminal.raw_mode(sinks[0] if interactive else None), terminal.window_follower(master, user):
+                with terminal.raw_mode(sinks[0] if interactive else None, output=sinks[1]), \
+                        terminal.window_follower(master, user):
                     terminal.relay(master, sinks[0] if interactive else None, (sinks[1],), watch)
             finally:
                 os.close(master)

@@ -14,8 +14,10 @@ class Forwarder:
     soon as it is. With escalate, a second stop signal becomes SIGKILL (a Linux pid 1 ignores the signals
     it has no handler for, so the first may do nothing)."""
 
-    def __init__(self, signals: Iterable[int] = FORWARDED, *, escalate: bool = False) -> None:
+    def __init__(self, signals: Iterable[int] = FORWARDED, *, escalate: bool = False,
+                 on_first_stop: Callable[[int], None] | None = None) -> None:
         self.escalate = escalate
+        self.on_first_stop = on_first_stop  # called with the signal, once it has been passed on
         self.send: Callable[[int], None] | None = None
         self.pending: list[int] = []
         self.stops = 0
@@ -29,11 +31,15 @@ class Forwarder:
 
     def _pass_on(self, signum: int) -> None:
         assert self.send is not None
+        first = False
         if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self.stops += 1
+            first = self.stops == 1
             if self.escalate and self.stops > 1:
                 signum = signal.SIGKILL
         self.send(signum)
+        if first and self.on_first_stop is not None:
+            self.on_first_stop(signum)
 
     def target(self, send: Callable[[int], None]) -> None:
         """From now on signals go to send(signum); the ones that came before go first."""

@@ -16,6 +16,7 @@ import termios
 import threading
 import tty
 from collections.abc import Iterator
+from typing import Any
 
 from wasmlab.runtime.errors import SetupError
 
@@ -83,19 +84,26 @@ def set_window_size(fd: int, rows: int, cols: int) -> None:
 
 
 @contextlib.contextmanager
-def raw_mode(fd: int | None) -> Iterator[None]:
+def raw_mode(fd: int | None, *, output: int | None = None) -> Iterator[None]:
     """The user's terminal in raw mode (keys, ^C and ^D included, go to the container as bytes); restored on
-    the way out however that happens. Nothing when FD is not a terminal."""
-    saved = None
-    if fd is not None and os.isatty(fd):
-        saved = termios.tcgetattr(fd)
-        tty.setraw(fd, termios.TCSANOW)
+    the way out however that happens. Without FD (no -i) only OUTPUT's newline translation is turned off,
+    since the container's pty already made "\r\n" (the keyboard stays the user's, Ctrl-C included).
+    Nothing on what is not a terminal."""
+    saved: list[tuple[int, list[Any]]] = []
     try:
+        if fd is not None and os.isatty(fd):
+            saved.append((fd, termios.tcgetattr(fd)))
+            tty.setraw(fd, termios.TCSANOW)
+        elif output is not None and os.isatty(output):
+            attrs = termios.tcgetattr(output)
+            saved.append((output, list(attrs)))
+            attrs[1] &= ~termios.OPOST
+            termios.tcsetattr(output, termios.TCSANOW, attrs)
         yield
     finally:
-        if saved is not None and fd is not None:
+        for where, attrs in saved:
             with contextlib.suppress(termios.error, OSError):
-                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+                termios.tcsetattr(where, termios.TCSADRAIN, attrs)
 
 
 @contextlib.contextmanager

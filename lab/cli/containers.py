@@ -7,17 +7,18 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import kv, open_lab, print_json, refuse_tty, tty_flags
+from wasmlab.lab.cli.common import kv, open_lab, print_json, tty_flags
+from wasmlab.runtime import Progress, RunOptions
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    refuse_tty(args)
     with open_lab(args) as lab:
         # As podman's --sig-proxy: in the foreground, stop signals go to the container.
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
-                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach)
+                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach,
+                      options=run_options(args), progress=say_on_stderr)
     if args.detach:
         print(res.id)
         return 0
@@ -28,6 +29,14 @@ def cmd_run(args: argparse.Namespace) -> int:
               "(hint: `wasmlab ps -a` shows it; run it again)", file=sys.stderr)
         return 125
     return int(res.exit_code)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """podman run's flags as the Lab takes them (RunOptions), from what argparse read."""
+    options = RunOptions()
+    options.tty = bool(getattr(args, "tty", False))
+    options.interactive = bool(getattr(args, "interactive", False))
+    return options
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -71,9 +80,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         for name in args.containers:
-            lab.stop(name, timeout=args.time)
+            lab.stop(name, timeout=args.time, progress=say_on_stderr)
             print(name)
     return 0
+
+
+def say_on_stderr(p: Progress) -> None:
+    """A note from the Lab while it works (stop: SIGKILL follows, and when), one line on stderr."""
+    print(f"wasmlab: {p.what}", file=sys.stderr, flush=True)
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -154,7 +168,8 @@ def register(sub: Any) -> None:
     lg.set_defaults(func=cmd_logs)
 
     st = sub.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
-    st.add_argument("-t", "--time", type=float, default=10.0)
+    st.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+                    help="seconds to wait after SIGTERM before SIGKILL (default 10; 0 kills at once)")
     st.add_argument("containers", nargs="+")
     st.set_defaults(func=cmd_stop)
 
