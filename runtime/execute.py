@@ -66,7 +66,8 @@ def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool
         report_r.close()
         if relay is not None:
             relay.reset()
-        _join_and_exec(joins, cg, creds, process, report_w, console_fd, detach, wasm, _name_of(state))
+        _join_and_exec(joins, cg, creds, process, report_w, console_fd, detach, wasm, _name_of(state),
+                       _setgroups_allowed(target))
     report_w.close()
     if console_fd is not None:
         os.close(console_fd)
@@ -141,6 +142,15 @@ class StopRelay:
             signal.signal(sig, handler)
 
 
+def _setgroups_allowed(pid: int) -> bool:
+    """A rootless container's user namespace denies setgroups (its maps were written so): exec keeps to that."""
+    try:
+        with open(f"/proc/{pid}/setgroups") as fh:
+            return fh.read().strip() != "deny"
+    except OSError:
+        return True
+
+
 def _name_of(state: dict[str, Any]) -> str:
     """The name the lab gave the container (its annotation), else its id."""
     return str((state.get("annotations") or {}).get("wasmlab.io/name") or state.get("id") or "")
@@ -154,8 +164,8 @@ def _wasm_handler(state: dict[str, Any]) -> str | None:
 
 def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, creds: proc.Credentials,
                    process: dict[str, Any], report: socket.socket, console_fd: int | None,
-                   detach: bool, wasm: str | None = None,
-                   container: str = "") -> None:  # pragma: no cover - in the child
+                   detach: bool, wasm: str | None = None, container: str = "",
+                   setgroups_allowed: bool = True) -> None:  # pragma: no cover - in the child
     def fail(exc: WasmlabError) -> None:
         report.send(json.dumps({"t": "error", "error": exc.as_dict()}).encode())
         os._exit(exc.exit_code if 0 < exc.exit_code < 126 else 1)
@@ -193,7 +203,7 @@ def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, cred
         except OSError:
             raise SetupError(f"the working directory {cwd} does not exist in the container",
                              "pass an existing --cwd") from None
-        proc.apply_identity(creds, setgroups_allowed=True)
+        proc.apply_identity(creds, setgroups_allowed=setgroups_allowed)
         env = dict(e.split("=", 1) for e in process.get("env") or [])
         args = list(process.get("args") or [])
         if not args:
