@@ -21,13 +21,22 @@ class Forwarder:
         self.send: Callable[[int], None] | None = None
         self.pending: list[int] = []
         self.stops = 0
+        self.busy = False
         self.previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.send is None:
+        # A signal that comes while the previous one is being passed on (Python nests handlers) waits for it:
+        # passing on takes the container's lock, which the interrupted handler may hold.
+        if self.send is None or self.busy:
             self.pending.append(signum)
             return
-        self._pass_on(signum)
+        self.busy = True
+        try:
+            self._pass_on(signum)
+            while self.pending:
+                self._pass_on(self.pending.pop(0))
+        finally:
+            self.busy = False
 
     def _pass_on(self, signum: int) -> None:
         assert self.send is not None
@@ -43,10 +52,13 @@ class Forwarder:
 
     def target(self, send: Callable[[int], None]) -> None:
         """From now on signals go to send(signum); the ones that came before go first."""
+        self.busy = True
         self.send = send
-        for signum in self.pending:
-            self._pass_on(signum)
-        self.pending.clear()
+        try:
+            while self.pending:
+                self._pass_on(self.pending.pop(0))
+        finally:
+            self.busy = False
 
     def close(self) -> None:
         """Put back the handlers there were before."""
