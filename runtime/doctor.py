@@ -33,6 +33,18 @@ def user_namespaces() -> tuple[bool, str]:
     return True, "ok"
 
 
+def terminal() -> str:
+    """Whether run -t and exec -t can work here: a container's pty comes from its own devpts (root and rootless
+    alike: a user namespace may mount one), and the user's side needs only the console socket."""
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:
+        return f"no (cannot open a pty: {exc.strerror})"
+    os.close(master)
+    os.close(slave)
+    return "yes, as root and rootless (run -it, exec -it; not with run -d)"
+
+
 def _home() -> str:
     """The lab home, or why it is refused: the doctor reports a bad WASMLAB_HOME instead of failing on it."""
     from wasmlab.runtime.errors import WasmlabError
@@ -62,6 +74,7 @@ def diagnose() -> dict[str, Any]:
         "seccomp": "libseccomp found" if seccomp.library() is not None else "libseccomp missing",
         "lab home": _home(),
         "container roots": _roots(),
+        "terminal (-t, -i)": terminal(),
         "handlers": handlers,
         "tools": tools,
         "run flags rootless": rootless_flags(),

@@ -166,3 +166,24 @@ class DiskFull(WasmlabError):
         super().__init__(f"{what}: no space left to write in {self.folder}",
                          "free space on that disk (`wasmlab image prune` removes unused images and leftovers, "
                          "`wasmlab rmi` removes images), or set WASMLAB_HOME to a folder on a bigger disk")
+
+
+class WasmExecRefused(InvalidState):
+    """exec into a Wasm container: its image has no programs to run beside its one module."""
+
+    kind = "wasm-exec"
+    exit_code = 127
+
+    @classmethod
+    def of(cls, name: str, engine: str, program: str, is_module: bool) -> WasmExecRefused:
+        what = (f"{program} is a Wasm module, and exec starts Linux programs, not a second module"
+                if is_module else f"exec starts Linux programs, and {program} is not in its image")
+        return cls(f"container {name or '?'} runs one Wasm module under {engine}: {what}",
+                   f"a Wasm container has no shell: read its output with `wasmlab logs {name}`, or run the module "
+                   "again in a new container with `wasmlab run --rm IMAGE ARGS`")
+
+
+class TerminalRefused(UsageError):
+    """-t where wasmlab cannot give a terminal (detached, or an engine whose guest only gets pipes)."""
+
+    kind = "no-terminal"

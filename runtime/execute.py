@@ -8,7 +8,14 @@ import signal
 import socket
 from typing import Any
 
-from wasmlab.runtime.errors import InvalidState, SetupError, SpecError, WasmlabError, error_from_dict
+from wasmlab.runtime.errors import (
+    InvalidState,
+    SetupError,
+    SpecError,
+    WasmExecRefused,
+    WasmlabError,
+    error_from_dict,
+)
 from wasmlab.runtime.linux import cgroups, console
 from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import syscalls as sc
@@ -51,10 +58,16 @@ def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool
     cg = cgroups.open_existing(cgroup_path) if cgroup_path else None
     console_fd = console.connect(console_socket) if process.get("terminal") and console_socket else None
     report_r, report_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    wasm = _wasm_handler(state)
+    # Installed before the fork: a Ctrl-C that comes before the process's pid is known is passed on after.
+    relay = None if detach else StopRelay()
     child = sc.fork()
     if child == 0:  # pragma: no cover - runs in the exec'd process's parent
         report_r.close()
-        _join_and_exec(joins, cg, creds, process, report_w, console_fd, detach)
+        if relay is not None:
+            relay.reset()
+        _join_and_exec(joins, cg, creds, process, report_w, console_fd, detach, wasm, _name_of(state),
+                       _setgroups_allowed(target))
     report_w.close()
     if console_fd is not None:
         os.close(console_fd)
@@ -65,6 +78,8 @@ def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool
         if msg.get("t") != "pid":
             raise SetupError("the exec'd process died before it started", "run with --debug")
         pid = int(msg["pid"])
+        if relay is not None:
+            relay.target(pid)
         if pid_file:
             with open(pid_file + ".tmp", "w") as fh:
                 fh.write(str(pid))
@@ -77,13 +92,80 @@ def exec_process(state: dict[str, Any], process: dict[str, Any], *, detach: bool
         raise
     finally:
         report_r.close()
-    _, status = os.waitpid(child, 0)
+    try:
+        _, status = os.waitpid(child, 0)
+    finally:
+        if relay is not None:
+            relay.reset()
     return 0 if detach else decode_wait_status(status)[0]
+
+
+class StopRelay:
+    """SIGINT, SIGTERM and SIGHUP sent to the exec'ing process go to the exec'd process's group (it is a
+    session leader, so its children too, as a terminal's ^C would); a second one is SIGKILL, for a process
+    that ignores the first. Without it, Ctrl-C of `wasmlab exec` left the process running in the container."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.pending: list[int] = []
+        self.stops = 0
+        self.previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self.pid:
+            self.pending.append(signum)
+            return
+        self._pass_on(signum)
+
+    def _pass_on(self, signum: int) -> None:
+        self.stops += 1
+        if self.stops > 1:
+            signum = signal.SIGKILL
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def target(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.pending:
+            self._pass_on(signum)
+        self.pending.clear()
+
+    def reset(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _setgroups_allowed(pid: int) -> bool:
+    """A rootless container's user namespace denies setgroups (its maps were written so): exec keeps to that."""
+    try:
+        with open(f"/proc/{pid}/setgroups") as fh:
+            return fh.read().strip() != "deny"
+    except OSError:
+        return True
+
+
+def _name_of(state: dict[str, Any]) -> str:
+    """The name the lab gave the container (its annotation), else its id."""
+    return str((state.get("annotations") or {}).get("wasmlab.io/name") or state.get("id") or "")
+
+
+def _wasm_handler(state: dict[str, Any]) -> str | None:
+    """The engine running a Wasm container (from its state, as Runtime.state or the zygote wrote it), else None."""
+    decision = (state.get("wasmlab") or {}).get("decision") or state.get("decision") or {}
+    return str(decision.get("handler") or "wasm") if decision.get("wasm") else None
 
 
 def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, creds: proc.Credentials,
                    process: dict[str, Any], report: socket.socket, console_fd: int | None,
-                   detach: bool) -> None:  # pragma: no cover - in the child
+                   detach: bool, wasm: str | None = None, container: str = "",
+                   setgroups_allowed: bool = True) -> None:  # pragma: no cover - in the child
     def fail(exc: WasmlabError) -> None:
         report.send(json.dumps({"t": "error", "error": exc.as_dict()}).encode())
         os._exit(exc.exit_code if 0 < exc.exit_code < 126 else 1)
@@ -121,7 +203,7 @@ def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, cred
         except OSError:
             raise SetupError(f"the working directory {cwd} does not exist in the container",
                              "pass an existing --cwd") from None
-        proc.apply_identity(creds, setgroups_allowed=True)
+        proc.apply_identity(creds, setgroups_allowed=setgroups_allowed)
         env = dict(e.split("=", 1) for e in process.get("env") or [])
         args = list(process.get("args") or [])
         if not args:
@@ -132,8 +214,27 @@ def _join_and_exec(joins: list[tuple[str, str]], cg: cgroups.Cgroup | None, cred
     except WasmlabError as exc:
         fail(exc)
     except OSError as exc:
-        fail(SetupError(f"cannot execute {process.get('args', ['?'])[0]}: {exc.strerror}",
+        program = str((process.get("args") or ["?"])[0])
+        if wasm is not None:
+            fail(WasmExecRefused.of(container, wasm, program, _is_wasm_module(program, process)))
+        fail(SetupError(f"cannot execute {program}: {exc.strerror}",
                         "check the command: it must exist inside the container"))
+
+
+def _is_wasm_module(program: str, process: dict[str, Any]) -> bool:  # pragma: no cover - in the child
+    """Whether PROGRAM (looked up as execvp would, inside the container) is a Wasm module."""
+    if "/" in program:
+        candidates = [program]
+    else:
+        env = dict(e.split("=", 1) for e in process.get("env") or [] if "=" in e)
+        candidates = [os.path.join(d, program) for d in env.get("PATH", "/usr/bin:/bin").split(":") if d]
+    for path in candidates:
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(4) == b"\0asm"
+        except OSError:
+            continue
+    return False
 
 
 def check_running(status: str, container_id: str) -> None:
@@ -172,7 +273,7 @@ def serve(argv: list[str]) -> int:
     with os.fdopen(request_fd, "rb") as fh:
         request = json.loads(fh.read())
     try:
-        return exec_process(request["state"], request["process"])
+        return exec_process(request["state"], request["process"], console_socket=request.get("console_socket"))
     except WasmlabError as exc:
         os.write(report_fd, json.dumps(exc.as_dict()).encode())
         return exc.exit_code if 0 < exc.exit_code < 126 else 1

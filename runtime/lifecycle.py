@@ -212,6 +212,14 @@ class Containers:
             state["paused"] = frozen
             sd.write(state)
 
+    def wait_stopped(self, container_id: str, timeout: float | None = None) -> bool:
+        """Wait until the container's process has exited (through a pidfd: no polling, and whoever forked
+        it); True once it has, False when TIMEOUT seconds passed first. Its exit record may follow."""
+        _sd, state, status = self._load(container_id)
+        if status not in ("created", "running", "paused"):
+            return True
+        return pidfd.wait_gone(int(state.get("pid") or 0), state.get("pid_start"), timeout)
+
     def ps(self, container_id: str) -> builtins.list[int]:
         """The pids in the container's cgroup (runc's answer, for a stopped container too: what is left)."""
         _sd, state, status = self._load(container_id)
@@ -482,12 +490,19 @@ class Runtime(Containers):
 
     def exec(self, container_id: str, args: list[str], *, env: list[str] | tuple[str, ...] = (),
              cwd: str | None = None, user: tuple[int, int] | None = None,
-             stdio: tuple[int, int, int] | None = None) -> int:
+             stdio: tuple[int, int, int] | None = None, tty: bool = False, interactive: bool = True,
+             sig_proxy: bool = False) -> int:
         """Run a new process in a running container (podman exec); returns its exit status.
 
         This process has threads (the zygote's reader), so it never forks into a container itself: a
         fresh single-threaded helper (`python -m wasmlab.runtime.execute`) joins the container, with
         STDIO (default: this process's 0, 1, 2). A typed error comes back through a pipe and is raised.
+
+        With TTY the process gets a pty of the container's devpts, handed over the OCI console socket: the
+        user's terminal (STDIO[0], when it is one) is put in raw mode and restored, the window size follows,
+        and, with INTERACTIVE, what is typed goes to the process (^C and ^D included). The helper runs in a
+        session of its own; with SIG_PROXY (from the main thread) SIGINT, SIGTERM and SIGHUP sent to this
+        process reach the exec'd process's group, and a second one kills it.
         """
         import json
         import subprocess
@@ -498,28 +513,72 @@ class Runtime(Containers):
 
         state = self.state(container_id)
         check_running(state["status"], container_id)
-        request = {"state": state, "process": process_for(state, list(args), env=env, cwd=cwd, user=user)}
+        request: dict[str, Any] = {"state": state,
+                                   "process": process_for(state, list(args), env=env, cwd=cwd, user=user)}
+        sinks = stdio or (0, 1, 2)
+        console = None
+        if tty:
+            from wasmlab.runtime.terminal import ConsoleSocket
+
+            console = ConsoleSocket()
+            request["console_socket"] = console.path
+            request["process"]["terminal"] = True
         req_r, req_w = os.pipe2(os.O_CLOEXEC)
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
-        sinks = stdio or (0, 1, 2)
         try:
             helper = subprocess.Popen([sys.executable, "-m", "wasmlab.runtime.execute", str(req_r), str(rep_w)],
-                                      stdin=sinks[0], stdout=sinks[1], stderr=sinks[2], pass_fds=(req_r, rep_w),
-                                      close_fds=True)
+                                      stdin=subprocess.DEVNULL if tty else sinks[0], stdout=sinks[1],
+                                      stderr=sinks[2], pass_fds=(req_r, rep_w), close_fds=True,
+                                      start_new_session=True)
         except BaseException:
             os.close(req_w)
             os.close(rep_r)
+            if console is not None:
+                console.close()
             raise
         finally:
             os.close(req_r)
             os.close(rep_w)
+        proxy = None
+        if sig_proxy and threading.current_thread() is threading.main_thread():
+            from wasmlab.runtime.signals import Forwarder
+
+            proxy = Forwarder((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+            proxy.target(helper.send_signal)  # the helper passes them on, and escalates
         try:
             with os.fdopen(req_w, "wb") as fh:
                 fh.write(json.dumps(request).encode())
+            if console is not None:
+                self._attach_console(console, helper.pid, sinks, interactive)
             with os.fdopen(rep_r, "rb") as fh:
                 report = fh.read()
         finally:
+            if console is not None:
+                console.close()
             code = helper.wait()
+            if proxy is not None:
+                proxy.close()
         if report:
             raise error_from_dict(json.loads(report))
         return code & 0xFF if code >= 0 else 128 - code
+
+    @staticmethod
+    def _attach_console(console: Any, helper_pid: int, sinks: tuple[int, int, int], interactive: bool) -> None:
+        """The exec'd process's terminal, to the user's until the process ends (the helper exits with it)."""
+        from wasmlab.runtime import terminal
+
+        watch = os.pidfd_open(helper_pid)
+        try:
+            try:
+                master = console.receive(30, watch)
+            except WasmlabError:
+                return  # the helper ended first: its report says why
+            user = sinks[0] if os.isatty(sinks[0]) else sinks[1] if os.isatty(sinks[1]) else None
+            try:
+                with terminal.raw_mode(sinks[0] if interactive else None, output=sinks[1]), \
+                        terminal.window_follower(master, user):
+                    terminal.relay(master, sinks[0] if interactive else None, (sinks[1],), watch)
+            finally:
+                os.close(master)
+        finally:
+            os.close(watch)

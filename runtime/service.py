@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wasmlab.runtime.errors import ContainerExists, ContainerNotFound, InvalidState, UsageError, WasmlabError
+from wasmlab.runtime.errors import (
+    ContainerExists,
+    ContainerNotFound,
+    InvalidState,
+    TerminalRefused,
+    UsageError,
+    WasmlabError,
+)
 from wasmlab.runtime.events import (
     ContainerCreated,
     ContainerExited,
@@ -421,7 +428,8 @@ class Lab:
             detach: bool = False, annotations: Mapping[str, str] | None = None, env: Sequence[str] | None = None,
             engine: str | None = None, entrypoint: Sequence[str] | None = None,
             stdio: tuple[int, int, int] | None = None, on_created: Callable[[str], None] | None = None,
-            sig_proxy: bool = False, options: RunOptions | None = None) -> LabRun:
+            sig_proxy: bool = False, options: RunOptions | None = None,
+            progress: ProgressCallback | None = None) -> LabRun:
         """Run IMAGE like `podman run`. In the foreground, output goes to stdio (and the log) and this waits.
 
         on_created(id) is called once the container exists. With sig_proxy (podman's --sig-proxy; from the
@@ -431,6 +439,7 @@ class Lab:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
         options = options or RunOptions()
         refuse_unsupported(options)
+        _refuse_detached_tty(options, detach)
         flags = self._run_flags(options)
         if flags is not None:
             platform_annotations: dict[str, str] = {}
@@ -472,6 +481,8 @@ class Lab:
                     # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
                     config.setdefault("linux", {})["cgroupsPath"] = cgroups.normalize_path("", cid)
                 config_path.write_text(json.dumps(config))
+            if options.tty:
+                _ask_terminal(cdir / "bundle" / "config.json")
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
                     "rootfs": unpacked.root}
@@ -497,7 +508,10 @@ class Lab:
                 if sig_proxy and threading.current_thread() is threading.main_thread():
                     from wasmlab.runtime.signals import Forwarder
 
-                    proxy = Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True)
+                    # After the first stop signal, SIGKILL follows in STOP_TIMEOUT s unless it stopped, said
+                    # through progress once it has not stopped within a second (a Linux PID 1 may ignore it).
+                    proxy = Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True,
+                                      on_first_stop=lambda sig: self._escalate_later(cid, name, sig, progress))
                     user_created = on_created
 
                     def on_created_proxied(created: str) -> None:
@@ -506,7 +520,14 @@ class Lab:
                             user_created(created)
 
                     on_created = on_created_proxied
-                return self._foreground(cid, name, image, cdir, log_fd, stdio, rm, started, on_created)
+                try:
+                    if options.tty:
+                        return self._foreground_tty(cid, name, image, cdir, log_fd, stdio, rm, started, on_created,
+                                                    interactive=options.interactive)
+                    return self._foreground(cid, name, image, cdir, log_fd, stdio, rm, started, on_created)
+                finally:
+                    if sig_proxy and threading.current_thread() is threading.main_thread():
+                        proxy.close()
         except WasmlabError:
             self._discard(cid)
             raise
@@ -609,6 +630,62 @@ class Lab:
         self._cleanups.append(cleanup)
         cleanup.start()
 
+    def _foreground_tty(self, cid: str, name: str, image: str, cdir: Path, log_fd: int,
+                        stdio: tuple[int, int, int] | None, rm: bool, started: Callable[[str], None],
+                        on_created: Callable[[str], None] | None = None, *, interactive: bool) -> LabRun:
+        """`run -t`: the container's init takes a pty as its stdio (the OCI console socket, as runc's
+        terminal mode under conmon); its output goes to the user's terminal and the log, and with
+        INTERACTIVE what the user types goes in (raw mode, restored however the run ends)."""
+        from wasmlab.runtime import terminal
+
+        sinks = stdio or (0, 1, 2)
+        with terminal.ConsoleSocket() as console:
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                state = self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=log_fd, stderr=log_fd,
+                                             console_socket=console.path)
+            finally:
+                os.close(null)
+            master = console.receive(10)  # sent before the init reported ready: already queued
+        self._emit(ContainerCreated(cid, name, image))
+        if on_created is not None:
+            on_created(cid)
+        exited_r, exited_w = os.pipe2(os.O_CLOEXEC)
+        outcome: list[Any] = []
+
+        def wait_exit() -> None:
+            try:
+                outcome.append(self._runtime.wait(cid))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+            finally:
+                os.close(exited_w)
+
+        waiter = threading.Thread(target=wait_exit, name=f"wasmlab-wait-{cid[:6]}", daemon=True)
+        user = sinks[0] if os.isatty(sinks[0]) else sinks[1] if os.isatty(sinks[1]) else None
+        try:
+            self._runtime.start(cid)
+            started(name)
+            waiter.start()
+            with terminal.raw_mode(sinks[0] if interactive else None, output=sinks[1]), \
+                    terminal.window_follower(master, user):
+                terminal.relay(master, sinks[0] if interactive else None, (sinks[1], log_fd), exited_r)
+            waiter.join()
+        except BaseException:
+            self._runtime.kill(cid, signal.SIGKILL)
+            raise
+        finally:
+            os.close(master)
+            os.close(exited_r)
+        rec = outcome[0]
+        if isinstance(rec, BaseException):
+            raise rec
+        result = LabRun(cid, name, rec.exit_code, decision=state.get("decision") or {},
+                        timings=state.get("timings") or {}, memory={"max_rss_kb": rec.max_rss_kb})
+        if rm:
+            self._discard(cid)
+        return result
+
     def _kill_quietly(self, cid: str, signum: int) -> None:
         try:
             self._runtime.kill(cid, signum)
@@ -693,26 +770,55 @@ class Lab:
             else:
                 time.sleep(poll)
 
-    def stop(self, name: str, *, timeout: float = 10.0) -> ContainerInfo:
-        """SIGTERM, then SIGKILL after timeout seconds, as podman stop does."""
+    def stop(self, name: str, *, timeout: float = 10.0, progress: ProgressCallback | None = None) -> ContainerInfo:
+        """SIGTERM, then SIGKILL after timeout seconds, as podman stop does. Waits on the exit itself (a pidfd),
+        and when the container has not stopped within a second, says through PROGRESS that SIGKILL follows,
+        and when (a Linux PID 1 ignores the signals it has no handler for: a shell does not stop on SIGTERM)."""
         cid = self.resolve(name)
         info = self._info(self._meta(cid))
         if info.status not in LISTED:
             return info
+        if timeout < 0:
+            raise UsageError(f"stop -t {timeout:g}: a time cannot be negative", "give seconds, e.g. stop -t 2 NAME")
         if info.status is ContainerStatus.PAUSED:
             self._runtime.resume(cid)  # a frozen process cannot act on SIGTERM
-        self._runtime.kill(cid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._status(cid) not in LISTED:
-                return self._info(self._meta(cid))
-            time.sleep(0.02)
-        self._runtime.kill(cid, signal.SIGKILL)
-        for _ in range(250):
-            if self._status(cid) not in LISTED:
-                break
-            time.sleep(0.02)
+        if timeout > 0:
+            self._runtime.kill(cid, signal.SIGTERM)
+        self._escalate(cid, info.name, signal.SIGTERM, timeout, progress)
         return self._info(self._meta(cid))
+
+    def _escalate(self, cid: str, name: str, sent: int, timeout: float, progress: ProgressCallback | None,
+                  hint: str = "stop -t SECONDS sets the wait") -> None:
+        """After SENT: wait for the exit (a pidfd, no polling) up to TIMEOUT s, then SIGKILL. If it has not
+        stopped within a second, say through PROGRESS that SIGKILL follows, and when."""
+        say = progress or (lambda _p: None)
+        signame = signal.Signals(sent).name
+        if timeout > 0:
+            first = min(timeout, STOP_NOTICE_AFTER)
+            if self._runtime.wait_stopped(cid, first):
+                return
+            rest = timeout - first
+            if rest > 0:
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + rest))
+                say(Progress("stop", f"{name} did not stop on {signame}: SIGKILL follows in {rest:g} s (at {at}); "
+                                     f"{hint}"))
+                if self._runtime.wait_stopped(cid, rest):
+                    return
+        say(Progress("stop", f"{name} did not stop on {signame} within {timeout:g} s: sending SIGKILL"))
+        self._kill_quietly(cid, signal.SIGKILL)
+        self._runtime.wait_stopped(cid, 5)
+
+    def _escalate_later(self, cid: str, name: str, sent: int, progress: ProgressCallback | None) -> None:
+        """A foreground run got its first stop signal (Ctrl-C): the same escalation as stop's, off the
+        signal handler, on a thread that ends with the container."""
+        def escalate() -> None:
+            try:
+                again = "Ctrl-C" if sent == signal.SIGINT else signal.Signals(sent).name
+                self._escalate(cid, name, sent, STOP_TIMEOUT, progress, f"{again} again kills it now")
+            except WasmlabError:
+                pass  # it ended and was removed meanwhile
+
+        threading.Thread(target=escalate, name=f"wasmlab-stop-{cid[:6]}", daemon=True).start()
 
     def kill(self, name: str, signum: int = signal.SIGKILL) -> str:
         cid = self.resolve(name)
@@ -720,12 +826,16 @@ class Lab:
         return cid
 
     def exec(self, name: str, command: Sequence[str], *, env: Sequence[str] = (), cwd: str | None = None,
-             stdio: tuple[int, int, int] | None = None) -> int:
+             stdio: tuple[int, int, int] | None = None, tty: bool = False, interactive: bool = True,
+             sig_proxy: bool = False) -> int:
         """Run a command in a running container, like `podman exec`; returns its exit status.
 
-        Through the runtime (Runtime.exec), with stdio (default: this process's 0, 1, 2)."""
+        Through the runtime (Runtime.exec), with stdio (default: this process's 0, 1, 2). TTY: a pty in the
+        container, the user's terminal raw meanwhile (podman's -t; INTERACTIVE is -i). SIG_PROXY: Ctrl-C
+        and stop signals sent to this process reach the exec'd process (from the main thread)."""
         cid = self.resolve(name)
-        return self._runtime.exec(cid, list(command), env=_host_env(env), cwd=cwd, stdio=stdio)
+        return self._runtime.exec(cid, list(command), env=_host_env(env), cwd=cwd, stdio=stdio, tty=tty,
+                                  interactive=interactive, sig_proxy=sig_proxy)
 
     def pause(self, name: str) -> str:
         cid = self.resolve(name)
@@ -784,6 +894,21 @@ def _transfers(phase: str, progress: ProgressCallback | None) -> Callable[[Trans
     return on_event
 
 
+def _refuse_detached_tty(options: RunOptions, detach: bool) -> None:
+    if options.tty and detach:
+        raise TerminalRefused("a detached container gets no terminal in wasmlab (-d with -t)",
+                              "keep it running with `wasmlab run -d --name NAME IMAGE sleep infinity`, "
+                              "then `wasmlab exec -it NAME sh`")
+
+
+def _ask_terminal(config_path: Path) -> None:
+    """process.terminal in the bundle: the init takes a pty as its stdio (a Wasm init too: wasmtime's guest
+    sees it as a character device; wasmer-sdk shows every guest character devices, and pumps the pty)."""
+    config = json.loads(config_path.read_text())
+    config.setdefault("process", {})["terminal"] = True
+    config_path.write_text(json.dumps(config))
+
+
 def _relay(src: int, sinks: tuple[int, ...]) -> None:
     """Copy a container's output to the terminal and its log as it comes."""
     try:
@@ -815,4 +940,7 @@ def _host_env(env: Sequence[str]) -> list[str]:
     return out
 
 
+# How long `stop` waits quietly before it says that SIGKILL follows, and podman's default wait (stop -t).
+STOP_NOTICE_AFTER = 1.0
+STOP_TIMEOUT = 10.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -14,31 +14,54 @@ class Forwarder:
     soon as it is. With escalate, a second stop signal becomes SIGKILL (a Linux pid 1 ignores the signals
     it has no handler for, so the first may do nothing)."""
 
-    def __init__(self, signals: Iterable[int] = FORWARDED, *, escalate: bool = False) -> None:
+    def __init__(self, signals: Iterable[int] = FORWARDED, *, escalate: bool = False,
+                 on_first_stop: Callable[[int], None] | None = None) -> None:
         self.escalate = escalate
+        self.on_first_stop = on_first_stop  # called with the signal, once it has been passed on
         self.send: Callable[[int], None] | None = None
         self.pending: list[int] = []
         self.stops = 0
-        for sig in signals:
-            signal.signal(sig, self._on_signal)
+        self.busy = False
+        self.previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.send is None:
+        # A signal that comes while the previous one is being passed on (Python nests handlers) waits for it:
+        # passing on takes the container's lock, which the interrupted handler may hold.
+        if self.send is None or self.busy:
             self.pending.append(signum)
             return
-        self._pass_on(signum)
+        self.busy = True
+        try:
+            self._pass_on(signum)
+            while self.pending:
+                self._pass_on(self.pending.pop(0))
+        finally:
+            self.busy = False
 
     def _pass_on(self, signum: int) -> None:
         assert self.send is not None
+        first = False
         if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self.stops += 1
+            first = self.stops == 1
             if self.escalate and self.stops > 1:
                 signum = signal.SIGKILL
         self.send(signum)
+        if first and self.on_first_stop is not None:
+            self.on_first_stop(signum)
 
     def target(self, send: Callable[[int], None]) -> None:
         """From now on signals go to send(signum); the ones that came before go first."""
+        self.busy = True
         self.send = send
-        for signum in self.pending:
-            self._pass_on(signum)
-        self.pending.clear()
+        try:
+            while self.pending:
+                self._pass_on(self.pending.pop(0))
+        finally:
+            self.busy = False
+
+    def close(self) -> None:
+        """Put back the handlers there were before."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}

@@ -91,13 +91,8 @@ class ProgressLine:
 
 
 def tty_flags(parser: argparse.ArgumentParser) -> None:
-    """podman's -i and -t (typed together as -it): stdin is always attached in the foreground; there is no
-    terminal yet, which -t says in one line instead of argparse's "unrecognized arguments"."""
-    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached (always so)")
-    parser.add_argument("-t", "--tty", action="store_true", help="not supported yet: there is no terminal")
-
-
-def refuse_tty(args: argparse.Namespace) -> None:
-    if getattr(args, "tty", False):
-        raise UsageError("wasmlab has no terminal for containers yet (-t)",
-                         "drop -t: output still streams and stdin is attached, e.g. wasmlab exec -i NAME sh")
+    """podman's -i and -t (typed together as -it): a terminal in the container, and the keyboard attached to it."""
+    parser.add_argument("-i", "--interactive", action="store_true",
+                        help="attach stdin (always so without -t; with -t, what you type goes in)")
+    parser.add_argument("-t", "--tty", action="store_true",
+                        help="give the process a terminal (a pty): a shell prompt, line editing, Ctrl-C")

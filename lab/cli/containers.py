@@ -7,13 +7,12 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import kv, open_lab, print_json, refuse_tty, tty_flags
-from wasmlab.runtime import RunOptions
+from wasmlab.lab.cli.common import kv, open_lab, print_json, tty_flags
+from wasmlab.runtime import Progress, RunOptions
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    refuse_tty(args)
     # With --json, stdout is the JSON alone (for jq and scripts): the workload's output goes to stderr, as
     # podman keeps stdout for what a script reads (`podman run -d` prints only the id there).
     stdio = (0, 2, 2) if args.json and not args.detach else None
@@ -22,7 +21,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
                       entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach,
-                      stdio=stdio, options=run_options(args))
+                      stdio=stdio, options=run_options(args), progress=say_on_stderr)
     if args.detach:
         print(res.id)
         return 0
@@ -36,11 +35,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    refuse_tty(args)
     if not args.command:
         raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
     with open_lab(args) as lab:
-        return int(lab.exec(args.container, args.command, env=args.env or []))
+        # As podman: -t gives a terminal and -i attaches stdin to it; Ctrl-C reaches the process.
+        return int(lab.exec(args.container, args.command, env=args.env or [], tty=args.tty,
+                            interactive=args.interactive or not args.tty, sig_proxy=True))
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -75,9 +75,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         for name in args.containers:
-            lab.stop(name, timeout=args.time)
+            lab.stop(name, timeout=args.time, progress=say_on_stderr)
             print(name)
     return 0
+
+
+def say_on_stderr(p: Progress) -> None:
+    """A note from the Lab while it works (stop: SIGKILL follows, and when), one line on stderr."""
+    print(f"wasmlab: {p.what}", file=sys.stderr, flush=True)
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -129,7 +134,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(volumes=args.volume or [], mounts=args.mount or [], memory=args.memory, cpus=args.cpus,
                       workdir=args.workdir, env_files=args.env_file or [], user=args.user, read_only=args.read_only,
                       hostname=args.hostname, network=args.network, platform=args.platform, pull=args.pull,
-                      init=args.init, tls_verify=args.tls_verify)
+                      init=args.init, tls_verify=args.tls_verify, tty=bool(getattr(args, "tty", False)),
+                      interactive=bool(getattr(args, "interactive", False)))
 
 
 def run_flags(r: argparse.ArgumentParser) -> None:
@@ -200,7 +206,7 @@ def register(sub: Any) -> None:
 
     st = sub.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
     st.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
-                    help="seconds to wait after SIGTERM before SIGKILL (default 10)")
+                    help="seconds to wait after SIGTERM before SIGKILL (default 10; 0 kills at once)")
     st.add_argument("containers", nargs="+")
     st.set_defaults(func=cmd_stop)
 

@@ -383,7 +383,7 @@ def test_container_verbs_refuse_bad_input_and_detached_rm_cleans_up(tmp_path: Pa
                             (["run", "--rm", "-e", "=x", "wasmlab/hello:compat"], "invalid environment entry"),
                             (["exec", "-e", "=x", "stays", "/x"], "invalid environment entry"),
                             (["run", "--rm", "--annotation", "=x", "wasmlab/hello:compat"], "KEY=VALUE"),
-                            (["run", "-it", "--rm", "wasmlab/hello:compat"], "no terminal")):
+                            (["run", "-dit", "--rm", "wasmlab/hello:compat"], "no terminal")):
             r = wl(home, *argv)
             lines = r.stderr.strip().splitlines()
             assert r.returncode != 0 and len(lines) == 1 and words in lines[0], (argv, r.stderr)
