@@ -449,14 +449,19 @@ class Runtime(Containers):
     # -- verbs that fork ---------------------------------------------------------------------------------------
     def create(self, container_id: str, bundle: str, *, stdin: int | None = None, stdout: int | None = None,
                stderr: int | None = None, annotations: dict[str, str] | None = None,
-               pid_file: str | None = None, console_socket: str | None = None) -> dict[str, Any]:
-        """Create a container from a bundle; returns its state (status 'created')."""
+               pid_file: str | None = None, console_socket: str | None = None,
+               log: str | None = None, log_max: int = 0) -> dict[str, Any]:
+        """Create a container from a bundle; returns its state (status 'created').
+
+        With LOG (a folder), stdout and stderr go to LOG/ctr.log as k8s-file records, written by the zygote
+        (which outlives this process), under a cap of LOG_MAX bytes (0: none); stdout and stderr are ignored."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
         zyg = self.zygote(self._pool_for(bundle, annotations))
         self._owners[container_id] = zyg
         return dict(zyg.create(container_id, bundle, stdio=(stdin, stdout, stderr),
-                                         annotations=annotations, pid_file=pid_file, console_socket=console_socket))
+                                         annotations=annotations, pid_file=pid_file, console_socket=console_socket,
+                               log=log, log_max=log_max))
 
     def wait(self, container_id: str, timeout: float | None = None) -> ExitRecord:
         """Block until the container exits; returns its exit record."""

@@ -31,6 +31,7 @@ from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.options import RunOptions, refuse_unsupported
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
+from wasmlab.runtime.store import ctrlog
 from wasmlab.runtime.store.atomic import Lock
 from wasmlab.runtime.store.home import checked_home, lab_home
 from wasmlab.runtime.store.migrate import open_home
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.samples import Sample
     from wasmlab.runtime.images.service import ImageDetails, Images, ImageSummary, PruneResult, RemoveResult
     from wasmlab.runtime.lifecycle import Runtime
+    from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
 
 NAME_ANNOTATION = "wasmlab.io/name"
@@ -118,9 +120,12 @@ class Lab:
     """The service the faces use, and the only one: images, containers by name, logs, history and events,
     all under one lab home. Its parts (image store, runtime, history) are private and made on first use."""
 
-    def __init__(self, home: str | os.PathLike[str] | None = None, *, default_engine: str | None = None) -> None:
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, default_engine: str | None = None,
+                 log_size_max: int | None = None) -> None:
         self.home = open_home(checked_home(home) if home is not None else lab_home())
         self._default_engine = default_engine
+        # podman's log_size_max: each container's log (both generations) stays under it; 0 for no cap.
+        self._log_max = ctrlog.DEFAULT_MAX if log_size_max is None else max(0, int(log_size_max))
         self._containers_dir = self.home / "containers"
         self._parts: dict[str, Any] = {}
         self._parts_lock = threading.Lock()
@@ -468,9 +473,10 @@ class Lab:
                 config.setdefault("linux", {})["cgroupsPath"] = f"wasmlab/{cid}"
                 config_path.write_text(json.dumps(config))
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
-                    "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach}
+                    "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
+                    "log": ctrlog.LOG_FORMAT}
             (cdir / "meta.json").write_text(json.dumps(meta))
-            log_fd = os.open(cdir / "ctr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            log_fd = os.open(cdir / ctrlog.LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
@@ -479,7 +485,9 @@ class Lab:
                 if detach:
                     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                     try:
-                        self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=log_fd, stderr=log_fd)
+                        # The zygote relays the output into the log as k8s-file records: it outlives this process.
+                        self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
+                                             log=str(cdir), log_max=self._log_max)
                     finally:
                         os.close(null)
                     self._emit(ContainerCreated(cid, name, image))
@@ -519,8 +527,9 @@ class Lab:
             os.close(out_w)
             os.close(err_w)
         self._emit(ContainerCreated(cid, name, image))
-        relays = [threading.Thread(target=_relay, args=(out_r, (sinks[1], log_fd)), daemon=True),
-                  threading.Thread(target=_relay, args=(err_r, (sinks[2], log_fd)), daemon=True)]
+        log = _SharedLog(ctrlog.LogWriter(cdir, self._log_max))
+        relays = [threading.Thread(target=_relay_logged, args=(out_r, sinks[1], log, b"stdout"), daemon=True),
+                  threading.Thread(target=_relay_logged, args=(err_r, sinks[2], log, b"stderr"), daemon=True)]
         for t in relays:
             t.start()
         if on_created is not None:
@@ -535,6 +544,7 @@ class Lab:
         finally:
             for t in relays:
                 t.join(5)
+            log.close()
         result = LabRun(cid, name, rec.exit_code, decision=state.get("decision") or {},
                         timings=state.get("timings") or {}, memory={"max_rss_kb": rec.max_rss_kb})
         if rm:
@@ -589,40 +599,67 @@ class Lab:
         return ContainerDetails(info, str(self._dir(cid) / "bundle"), state)
 
     def logs(self, name: str, *, after: int = 0) -> tuple[list[bytes], int]:
-        """The container's output from byte AFTER on, and the cursor to pass next time (nothing is read twice)."""
-        return self._read_log(self.resolve(name), after)
+        """The container's output from cursor AFTER on, and the cursor to pass next time (nothing is read twice)."""
+        entries, cursor = self._read_log(self.resolve(name), after)
+        data = b"".join(e.data for e in entries)
+        return ([data] if data else []), cursor
 
-    def _read_log(self, cid: str, after: int) -> tuple[list[bytes], int]:
-        chunks: list[bytes] = []
-        try:
-            fh = open(self._dir(cid) / "ctr.log", "rb")  # noqa: SIM115
-        except FileNotFoundError:
-            if not self._dir(cid).is_dir():
-                raise ContainerNotFound(f"no container {cid!r}", "list them with `wasmlab ps -a`") from None
-            return chunks, after  # being created: no log yet
-        with fh:
-            fh.seek(max(0, after))
-            while chunk := fh.read(65536):
-                chunks.append(chunk)
-        return chunks, max(0, after) + sum(len(c) for c in chunks)
+    def log_entries(self, name: str, *, after: int = 0, tail: int | None = None,
+                    since: str | float | None = None) -> tuple[list[LogEntry], int]:
+        """`logs --tail N --since TIME`: whole lines (time, stream, bytes) from cursor AFTER on, and the next
+        cursor. SINCE is podman's: RFC 3339, unix seconds or a duration (10m); a number is unix seconds."""
+        cid = self.resolve(name)
+        since_ns = self._since(cid, since)
+        if tail is not None and tail < 0:
+            raise UsageError(f"--tail {tail} is not a number of lines", "write --tail 10, or leave it out for all")
+        entries, cursor = self._read_log(cid, after)
+        if since_ns is not None:
+            entries = [e for e in entries if e.ns >= since_ns]
+        if tail is not None:
+            entries = ctrlog.lines(entries)
+            entries = entries[len(entries) - tail:] if tail else []
+        return entries, cursor
+
+    def _since(self, cid: str, since: str | float | None) -> int | None:
+        if since is None:
+            return None
+        if self._meta(cid).get("log") != ctrlog.LOG_FORMAT:
+            raise UsageError("this container's log was written before wasmlab recorded times",
+                             "leave out --since (and -t): its lines have no time")
+        if isinstance(since, (int, float)):
+            return int(since * 1e9)
+        return ctrlog.parse_since(since)
+
+    def _read_log(self, cid: str, after: int) -> tuple[list[LogEntry], int]:
+        cdir = self._dir(cid)
+        if not cdir.is_dir():
+            raise ContainerNotFound(f"no container {cid!r}", "list them with `wasmlab ps -a`")
+        raw = self._meta(cid).get("log") != ctrlog.LOG_FORMAT
+        return ctrlog.read(cdir, after, raw=raw)
 
     def follow(self, name: str, *, after: int = 0, stop: threading.Event | None = None,
                poll: float = 0.1) -> Iterator[bytes]:
         """`logs -f`: the output from AFTER on, as it comes, until the container has no process left (a paused
         one is still followed) or STOP is set. The status is read before the log, so no last words are lost."""
+        for entry in self.follow_entries(name, after=after, stop=stop, poll=poll):
+            yield entry.data
+
+    def follow_entries(self, name: str, *, after: int = 0, tail: int | None = None, since: str | float | None = None,
+                       stop: threading.Event | None = None, poll: float = 0.1) -> Iterator[LogEntry]:
+        """`logs -f --tail N --since TIME`: the records so chosen, then new ones as they come (see follow)."""
         cid = self.resolve(name)
-        cursor = after
-        while True:
-            alive = self._status(cid).alive
-            chunks, cursor = self._read_log(cid, cursor)
-            yield from chunks
-            if not alive:
-                return
+        alive = self._status(cid).alive
+        entries, cursor = self.log_entries(cid, after=after, tail=tail, since=since)
+        yield from entries
+        while alive:
             if stop is not None:
                 if stop.wait(poll):
                     return
             else:
                 time.sleep(poll)
+            alive = self._status(cid).alive
+            entries, cursor = self._read_log(cid, cursor)
+            yield from entries
 
     def stop(self, name: str, *, timeout: float = 10.0) -> ContainerInfo:
         """SIGTERM, then SIGKILL after timeout seconds, as podman stop does."""
@@ -724,6 +761,38 @@ def _relay(src: int, sinks: tuple[int, ...]) -> None:
                     os.write(fd, chunk)
                 except OSError:
                     pass
+    finally:
+        os.close(src)
+
+
+class _SharedLog:
+    """One LogWriter fed by the two relay threads of a foreground run."""
+
+    def __init__(self, writer: ctrlog.LogWriter) -> None:
+        self.writer = writer
+        self.lock = threading.Lock()
+
+    def write(self, stream: bytes, data: bytes) -> None:
+        with self.lock:
+            self.writer.write(stream, data)
+
+    def close(self) -> None:
+        with self.lock:
+            self.writer.close()
+
+
+def _relay_logged(src: int, sink: int, log: _SharedLog, stream: bytes) -> None:
+    """Copy a container's output to the terminal as it comes, and into its log as k8s-file records."""
+    try:
+        while True:
+            chunk = os.read(src, 65536)
+            if not chunk:
+                return
+            try:
+                os.write(sink, chunk)
+            except OSError:
+                pass
+            log.write(stream, chunk)
     finally:
         os.close(src)
 

@@ -56,14 +56,21 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """podman's logs: --tail N, --since TIME, -t (each line's time, as the log recorded it) and -f."""
+    out = sys.stdout.buffer
     with open_lab(args) as lab:
         if args.follow:
-            chunks: Any = lab.follow(args.container)
+            entries: Any = lab.follow_entries(args.container, tail=args.tail, since=args.since)
         else:
-            chunks, _cursor = lab.logs(args.container)
-        for chunk in chunks:
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
+            entries, _cursor = lab.log_entries(args.container, tail=args.tail, since=args.since)
+        for entry in entries:
+            if args.timestamps:
+                if not entry.time:
+                    raise UsageError("this container's log was written before wasmlab recorded times",
+                                     "leave out -t: its lines have no time")
+                out.write(entry.time.encode() + b" ")
+            out.write(entry.data)
+            out.flush()
     return 0
 
 
@@ -148,7 +155,10 @@ def register(sub: Any) -> None:
     ps.set_defaults(func=cmd_ps)
 
     lg = sub.add_parser("logs", help="show a container's output")
-    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container stops")
+    lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    lg.add_argument("--since", metavar="TIME", help="only lines since TIME: RFC 3339, unix seconds or a duration (10m)")
+    lg.add_argument("-t", "--timestamps", action="store_true", help="show the time the log recorded for each line")
     lg.add_argument("container")
     lg.set_defaults(func=cmd_logs)
 

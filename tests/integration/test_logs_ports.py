@@ -1,0 +1,197 @@
+"""podman's habits for logs (k8s-file records, --tail, --since, -t, -f, a size cap), published ports (-p) through a
+forwarder into the container's network namespace, ps --format and -q, and `system df` / `system reset`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from wasmlab.runtime import Lab
+
+from tests.conftest import ROOT, busybox, need_root
+
+pytestmark = pytest.mark.root
+WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
+ASSETS = ROOT / "assets" / "built"
+LOOP = "localhost/loop:latest"          # the native loop sample
+BUSYBOX = "localhost/bb:latest"
+K8S_LINE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (stdout|stderr) ([FP]) (.*)$")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_root()
+    tmp = tmp_path_factory.mktemp("logsports")
+    home = tmp / "home"
+    with Lab(home) as lab:
+        ctx = tmp / "loop"
+        ctx.mkdir()
+        shutil.copy2(ASSETS / "linux" / "loop", ctx / "loop")
+        (ctx / "Containerfile").write_text('FROM scratch\nCOPY loop /\nCMD ["/loop", "0", "20"]\n')
+        lab.build(ctx, tag=LOOP)
+        ctx = tmp / "bb"
+        (ctx / "bin").mkdir(parents=True)
+        shutil.copy2(busybox(), ctx / "bin" / "busybox")
+        (ctx / "Containerfile").write_text('FROM scratch\nCOPY bin/ /bin/\nRUN ["/bin/busybox", "--install", "-s", '
+                                           '"/bin"]\nRUN mkdir -p /www /tmp && echo "hello through -p" > '
+                                           '/www/index.html\nCMD ["/bin/sh"]\n')
+        lab.build(ctx, tag=BUSYBOX)
+    return home
+
+
+@pytest.fixture
+def lab(home: Path) -> Iterator[Lab]:
+    with Lab(home) as lab:
+        yield lab
+        for c in lab.ps(all=True):
+            lab.rm(c.id, force=True)
+
+
+def wl(home: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, WASMLAB_HOME=str(home))
+    return subprocess.run([WASMLAB, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+
+
+def wait_stopped(lab: Lab, name: str, timeout: float = 30) -> None:
+    """The container's exit, heard as an event (no polling of the status)."""
+    done = threading.Event()
+    cid = lab.resolve(name)
+    unsubscribe = lab.subscribe(lambda e: done.set() if getattr(e, "id", None) == cid
+                                and type(e).__name__ == "ContainerExited" else None)
+    try:
+        if lab.inspect(name).status.alive:
+            assert done.wait(timeout), f"{name} did not exit"
+    finally:
+        unsubscribe()
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # renamed by a rotation in between
+        return 0
+
+
+def ticks(data: bytes) -> list[int]:
+    return [int(n) for n in re.findall(rb"tick (\d+)\n", data)]
+
+
+# -- logs ------------------------------------------------------------------------------------------------------
+
+def test_the_log_records_a_time_per_line_and_tail_and_since_choose_lines(lab: Lab, home: Path) -> None:
+    lab.run(LOOP, ["/loop", "12", "5"], detach=True, name="stamped")
+    wait_stopped(lab, "stamped")
+    folder = home / "containers" / lab.resolve("stamped")
+    raw = (folder / "ctr.log").read_bytes().splitlines()
+    assert raw and all(K8S_LINE.match(line) for line in raw), raw[:3]
+    stamps = [K8S_LINE.match(line).group(1).decode() for line in raw]  # type: ignore[union-attr]
+    times = [time.mktime(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone for s in stamps]
+    assert all(abs(t - time.time()) < 120 for t in times) and stamps == sorted(stamps)
+    entries, _ = lab.log_entries("stamped")
+    assert b"".join(e.data for e in entries) == b"".join(b"tick %d\n" % i for i in range(1, 13)) + b"done\n"
+    last, _ = lab.log_entries("stamped", tail=3)
+    assert [e.data for e in last] == [b"tick 11\n", b"tick 12\n", b"done\n"]
+    assert lab.log_entries("stamped", tail=0)[0] == []
+    # --since the time of tick 7: tick 7 on (the loop sleeps 5 ms between ticks, so times differ)
+    since = entries[6].time
+    later, _ = lab.log_entries("stamped", since=since)
+    assert later[0].data == b"tick 7\n" and len(later) == 7
+    assert lab.log_entries("stamped", since="10m")[0] == entries  # a duration before now
+    assert lab.log_entries("stamped", since=str(int(time.time()) + 60))[0] == []  # unix seconds
+    # The command line: the last two lines, with the time each was recorded.
+    r = wl(home, "logs", "--tail", "2", "-t", "stamped")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{entries[-2].time} tick 12", f"{entries[-1].time} done"]
+    r = wl(home, "logs", "--since", since, "stamped")
+    assert r.stdout == "".join(f"tick {i}\n" for i in range(7, 13)) + "done\n", r.stderr
+    r = wl(home, "logs", "--since", "yesterday-ish", "stamped")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "cannot read the time" in r.stderr
+
+
+def test_a_foreground_run_logs_stdout_and_stderr_as_records(lab: Lab, home: Path) -> None:
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        res = lab.run(BUSYBOX, ["/bin/sh", "-c", "echo out; echo err >&2; printf partial"], name="fg",
+                      stdio=(null, w, w))
+    finally:
+        os.close(w)
+        os.close(null)
+    os.close(r)
+    assert res.exit_code == 0
+    records = (home / "containers" / res.id / "ctr.log").read_bytes().splitlines()
+    parsed = sorted((m.group(2), m.group(3), m.group(4)) for m in map(K8S_LINE.match, records) if m)
+    assert len(parsed) == len(records) == 3
+    assert parsed == [(b"stderr", b"F", b"err"), (b"stdout", b"F", b"out"), (b"stdout", b"P", b"partial")]
+    assert b"".join(e.data for e in lab.log_entries("fg")[0] if e.stream == "stdout") == b"out\npartial"
+
+
+def test_an_older_raw_log_still_reads_and_refuses_since_in_one_line(lab: Lab, home: Path) -> None:
+    res = lab.run(LOOP, ["/loop", "2", "0"], name="old", stdio=(0, os.open(os.devnull, os.O_WRONLY),
+                                                                   os.open(os.devnull, os.O_WRONLY)))
+    folder = home / "containers" / res.id
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["log"]  # as a container made before this wasmlab
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "ctr.log").write_bytes(b"raw one\nraw two\n")
+    assert lab.logs("old") == ([b"raw one\nraw two\n"], 16)
+    assert [e.data for e in lab.log_entries("old", tail=1)[0]] == [b"raw two\n"]
+    r = wl(home, "logs", "--since", "1m", "old")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "before wasmlab recorded times" in r.stderr
+    assert wl(home, "logs", "old").stdout == "raw one\nraw two\n"
+
+
+def test_the_log_stays_under_its_cap_while_loop_runs_fast(home: Path) -> None:
+    cap = 64 * 1024
+    with Lab(home, log_size_max=cap) as lab:
+        res = lab.run(LOOP, ["/loop", "60000", "0"], detach=True, name="flood")
+        folder = home / "containers" / res.id
+        seen = 0
+        done = threading.Event()
+        unsubscribe = lab.subscribe(lambda e: done.set() if getattr(e, "id", None) == res.id
+                                    and type(e).__name__ == "ContainerExited" else None)
+        try:
+            while not done.is_set() and lab.inspect("flood").status.alive:
+                sizes = [log_size(folder / name) for name in ("ctr.log", "ctr.log.1")]
+                seen = max(seen, sum(sizes))
+                assert sum(sizes) <= cap, sizes
+                done.wait(0.005)
+        finally:
+            unsubscribe()
+        wait_stopped(lab, "flood")
+        total = sum(p.stat().st_size for p in folder.glob("ctr.log*"))
+        assert total <= cap and (folder / "ctr.log.1").exists()
+        entries, _ = lab.log_entries("flood")
+        text = b"".join(e.data for e in entries)
+        assert text.endswith(b"tick 60000\ndone\n")  # the newest lines are kept, the oldest dropped
+        got = ticks(text)
+        assert got == list(range(got[0], 60001)) and got[0] > 1  # what is kept has no hole
+        # 60000 lines written (about 2.8 MB as records), at most 64 KiB kept
+        lab.rm("flood", force=True)
+
+
+def test_follow_prints_new_lines_as_they_come_with_tail(lab: Lab, home: Path) -> None:
+    env = dict(os.environ, WASMLAB_HOME=str(home))
+    lab.run(BUSYBOX, ["/bin/sh", "-c", "mkfifo /tmp/go; echo one; echo two; read x < /tmp/go; echo three"], detach=True,
+            name="follow")
+    # The follower starts once the first lines are in the log; it prints the last one, then what comes after.
+    deadline = time.monotonic() + 20
+    while len(lab.log_entries("follow")[0]) < 2:
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.01)
+    proc = subprocess.Popen([WASMLAB, "logs", "-f", "--tail", "1", "follow"], env=env, stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"two\n"
+    lab.exec("follow", ["/bin/sh", "-c", "echo go > /tmp/go"], stdio=(0, 1, 2))
+    assert proc.stdout.readline() == b"three\n"
+    assert proc.wait(20) == 0  # and -f ends with the container
