@@ -151,3 +151,9 @@ class HomeError(UsageError):
     """The lab home (WASMLAB_HOME) cannot hold the lab's data: under /proc or /sys, or not a folder."""
 
     kind = "bad-home"
+
+
+class PortError(UsageError):
+    """A published port (-p) cannot be had: in use, or an address this machine does not have."""
+
+    kind = "port"

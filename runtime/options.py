@@ -39,6 +39,7 @@ class RunOptions:
 
 # Options the Lab does not apply yet; each is refused in one line rather than silently ignored.
 NOT_YET: set[str] = {f.name for f in fields(RunOptions)}
+NOT_YET.discard("publish")  # -p: Lab.run starts a forwarder (runtime/linux/portforward.py)
 
 
 def refuse_unsupported(options: RunOptions) -> None:

@@ -8,6 +8,7 @@ import re
 import secrets
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,7 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wasmlab.runtime.errors import ContainerExists, ContainerNotFound, InvalidState, UsageError, WasmlabError
+from wasmlab.runtime.errors import (
+    ContainerExists,
+    ContainerNotFound,
+    InvalidState,
+    PrivilegeError,
+    SetupError,
+    UsageError,
+    WasmlabError,
+)
 from wasmlab.runtime.events import (
     ContainerCreated,
     ContainerExited,
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.samples import Sample
     from wasmlab.runtime.images.service import ImageDetails, Images, ImageSummary, PruneResult, RemoveResult
     from wasmlab.runtime.lifecycle import Runtime
+    from wasmlab.runtime.linux.portforward import PortMapping
     from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
 
@@ -69,6 +79,7 @@ class ContainerInfo:
     exit_code: int | None = None
     pid: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
+    ports: list[str] = field(default_factory=list)  # published: "127.0.0.1:8080->80/tcp"
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -133,6 +144,8 @@ class Lab:
         self._subscribers: list[Subscriber] = []
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
+        self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
+        self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
 
     def _part(self, key: str, make: Callable[[], _T]) -> _T:
         with self._parts_lock:
@@ -441,7 +454,10 @@ class Lab:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
         options = options or RunOptions()
         refuse_unsupported(options)
+        published = self._check_publish(options.publish)
         cid = secrets.token_hex(6)
+        if published:
+            self._publishing[cid] = published
         name = name or f"wasmlab_{cid[:6]}"
         if not _NAME.match(name):
             raise UsageError(f"invalid container name {name!r}",
@@ -490,6 +506,7 @@ class Lab:
                                              log=str(cdir), log_max=self._log_max)
                     finally:
                         os.close(null)
+                    self._forward_ports(cid)
                     self._emit(ContainerCreated(cid, name, image))
                     if on_created is not None:
                         on_created(cid)
@@ -526,6 +543,7 @@ class Lab:
         finally:
             os.close(out_w)
             os.close(err_w)
+        self._forward_ports(cid)
         self._emit(ContainerCreated(cid, name, image))
         log = _SharedLog(ctrlog.LogWriter(cdir, self._log_max))
         relays = [threading.Thread(target=_relay_logged, args=(out_r, sinks[1], log, b"stdout"), daemon=True),
@@ -545,6 +563,7 @@ class Lab:
             for t in relays:
                 t.join(5)
             log.close()
+            self._release_ports(cid)
         result = LabRun(cid, name, rec.exit_code, decision=state.get("decision") or {},
                         timings=state.get("timings") or {}, memory={"max_rss_kb": rec.max_rss_kb})
         if rm:
@@ -558,11 +577,94 @@ class Lab:
             pass  # it has just ended
 
     def _discard(self, cid: str) -> None:
+        self._publishing.pop(cid, None)
+        self._release_ports(cid)
         try:
             self._runtime.delete(cid, force=True)
         except WasmlabError:
             pass
         shutil.rmtree(self._dir(cid), ignore_errors=True)
+
+    # -- published ports: a forwarder process per container (runtime/linux/portforward.py) ---------------------
+    @staticmethod
+    def _check_publish(specs: Sequence[str]) -> list[PortMapping]:
+        if not specs:
+            return []
+        from wasmlab.runtime.linux.portforward import parse_publish
+
+        mappings = [parse_publish(spec) for spec in specs]
+        if os.geteuid() != 0:
+            raise PrivilegeError("publishing ports (-p) needs root here: rootless forwarding is not implemented",
+                                 "run as root, or reach the service from inside: wasmlab exec NAME wget -qO- "
+                                 "127.0.0.1:PORT")
+        return mappings
+
+    def _forward_ports(self, cid: str) -> None:
+        """After create, before start: listen on each host port (a port in use fails the run in one line) and
+        start the forwarder, which brings the container's loopback up and ends when its process does."""
+        mappings = self._publishing.pop(cid, None)
+        if not mappings:
+            return
+        import sys
+
+        from wasmlab.runtime.linux.portforward import listen
+        from wasmlab.runtime.store.state import proc_start_time
+
+        pid = int(self._runtime.state(cid).get("pid") or 0)
+        socks = []
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            for m in mappings:
+                socks.append(listen(m))
+            argv = [sys.executable, "-m", "wasmlab.runtime.linux.portforward", "--pid", str(pid),
+                    "--start", str(proc_start_time(pid) or 0), "--ready", str(ready_w)]
+            for sock, m in zip(socks, mappings, strict=True):
+                argv += ["--listen", f"{sock.fileno()}:{m.container_port}"]
+            proc = subprocess.Popen(argv, pass_fds=[ready_w, *(s.fileno() for s in socks)], start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    close_fds=True)
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
+            for sock in socks:
+                sock.close()
+        self._forwarders[cid] = proc
+        try:
+            with os.fdopen(ready_r, "rb") as fh:
+                answer = fh.read().decode(errors="replace").strip()  # one line, then EOF (or EOF if it died)
+        finally:
+            meta = self._meta(cid)
+            meta["ports"] = [str(m) for m in mappings]
+            meta["forwarder"] = {"pid": proc.pid, "start": proc_start_time(proc.pid) or 0}
+            (self._dir(cid) / "meta.json").write_text(json.dumps(meta))
+        if answer != "ok":
+            raise SetupError(f"cannot publish ports: {answer or 'the forwarder ended'}", "see `wasmlab doctor`")
+
+    def _release_ports(self, cid: str) -> None:
+        """Stop the container's forwarder (if any) and wait until it is gone: its ports are free on return."""
+        from wasmlab.runtime.linux.pidfd import open_process, wait_exit
+
+        proc = self._forwarders.pop(cid, None)
+        try:
+            fwd = self._meta(cid).get("forwarder") or {}
+        except ContainerNotFound:
+            fwd = {}
+        if fwd.get("pid"):
+            fd = open_process(int(fwd["pid"]), int(fwd.get("start") or 0) or None)
+            if fd is not None:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGTERM)
+                    wait_exit(fd, 5)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
     def ps(self, *, all: bool = False) -> list[ContainerInfo]:
         rows = []
@@ -576,6 +678,11 @@ class Lab:
         return sorted(rows, key=lambda r: r.created, reverse=True)
 
     def _info(self, m: dict[str, Any]) -> ContainerInfo:
+        info = self._info_row(m)
+        info.ports = list(m.get("ports") or [])
+        return info
+
+    def _info_row(self, m: dict[str, Any]) -> ContainerInfo:
         try:
             st = self._runtime.state(m["id"])
             status, extra = ContainerStatus.parse(st["status"]), st.get("wasmlab") or {}
@@ -680,6 +787,7 @@ class Lab:
             if self._status(cid) not in LISTED:
                 break
             time.sleep(0.02)
+        self._release_ports(cid)
         return self._info(self._meta(cid))
 
     def kill(self, name: str, signum: int = signal.SIGKILL) -> str:

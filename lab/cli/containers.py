@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
 from wasmlab.lab import present
 from wasmlab.lab.cli.common import kv, open_lab, print_json, refuse_tty, tty_flags
+from wasmlab.runtime import RunOptions
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
@@ -17,7 +19,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # As podman's --sig-proxy: in the foreground, stop signals go to the container.
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
                       annotations=kv(args.annotation, "--annotation"), env=args.env, engine=args.engine,
-                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach)
+                      entrypoint=[args.entrypoint] if args.entrypoint else None, sig_proxy=not args.detach,
+                      options=run_options(args))
     if args.detach:
         print(res.id)
         return 0
@@ -28,6 +31,17 @@ def cmd_run(args: argparse.Namespace) -> int:
               "(hint: `wasmlab ps -a` shows it; run it again)", file=sys.stderr)
         return 125
     return int(res.exit_code)
+
+
+_TERMINAL = ("tty", "interactive")  # -i/-t: still common.tty_flags' (refuse_tty) until the terminal lands
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """podman run's other flags as the Lab's RunOptions: each field from the parsed flag of the same name
+    (flags not given keep RunOptions' defaults; one place, so every flag added to the parser reaches the Lab)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)
+             if f.name not in _TERMINAL and getattr(args, f.name, None) not in (None, [], False)}
+    return RunOptions(**given)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -136,6 +150,8 @@ def register(sub: Any) -> None:
     r.add_argument("--engine", choices=("wasmtime", "wasmer"))
     r.add_argument("--entrypoint")
     r.add_argument("--json", action="store_true", help="print the run's decision and timings")
+    r.add_argument("-p", "--publish", action="append", metavar="[IP:]HOST:CTR",
+                   help="reach the container's port CTR at HOST on this machine (127.0.0.1 unless IP is given)")
     tty_flags(r)
     r.add_argument("image")
     r.add_argument("command", nargs=argparse.REMAINDER)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -195,3 +196,80 @@ def test_follow_prints_new_lines_as_they_come_with_tail(lab: Lab, home: Path) ->
     lab.exec("follow", ["/bin/sh", "-c", "echo go > /tmp/go"], stdio=(0, 1, 2))
     assert proc.stdout.readline() == b"three\n"
     assert proc.wait(20) == 0  # and -f ends with the container
+
+
+# -- published ports -------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    """Is anything listening on 127.0.0.1:PORT (a connect is answered)?"""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_browser_reaches_busybox_httpd_through_p_and_rm_frees_the_port(lab: Lab, home: Path) -> None:
+    import urllib.request
+
+    port = free_port()
+    # busybox httpd in the foreground (-f); the shell says "ready" once httpd answers on the container's own
+    # 127.0.0.1 (so loopback is up in there), and the test waits for that line in the log: the handshake.
+    r = wl(home, "run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:8080", BUSYBOX, "/bin/sh", "-c",
+           "httpd -f -p 8080 -h /www & until wget -qO /dev/null http://127.0.0.1:8080/; do usleep 10000; done; "
+           "echo ready; wait")
+    assert r.returncode == 0, r.stderr
+    stop = threading.Event()
+    for entry in lab.follow_entries("web", stop=stop, poll=0.02):
+        if entry.data == b"ready\n":
+            break
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as resp:
+        page = resp.read()
+    assert page == b"hello through -p\n"
+    ps = json.loads(wl(home, "ps", "--json").stdout)
+    assert ps[0]["ports"] == [f"127.0.0.1:{port}->8080/tcp"]
+    # The same port again: one line, and nothing is left of the second container.
+    before = {c.id for c in lab.ps(all=True)}
+    r = wl(home, "run", "-d", "-p", f"127.0.0.1:{port}:8080", BUSYBOX, "/bin/sh", "-c", "exec sleep 60")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "already in use" in r.stderr, r.stderr
+    assert {c.id for c in lab.ps(all=True)} == before
+    forwarder = lab.inspect("web").info  # the forwarder's pid is in the container's meta
+    fwd_pid = json.loads((home / "containers" / forwarder.id / "meta.json").read_text())["forwarder"]["pid"]
+    assert b"portforward" in _cmdline(Path(f"/proc/{fwd_pid}"))
+    assert wl(home, "rm", "-f", "web").returncode == 0
+    assert not listening(port)  # nothing is left listening once rm returns
+    assert b"portforward" not in _cmdline(Path(f"/proc/{fwd_pid}"))  # nor the forwarder
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_the_forwarder_ends_with_the_container_and_with_stop(lab: Lab) -> None:
+    from wasmlab.runtime import RunOptions
+
+    port = free_port()
+    lab.run(BUSYBOX, ["/bin/sh", "-c", "exec sleep 60"], detach=True, name="stopped",
+            options=RunOptions(publish=[f"{port}:80"]))
+    assert listening(port)
+    lab.stop("stopped", timeout=1)
+    assert not listening(port)
+    # A foreground run: the port lives while the container does, and is free when run returns.
+    port2 = free_port()
+    res = lab.run(BUSYBOX, ["/bin/true"], name="fgport", options=RunOptions(publish=[f"127.0.0.1:{port2}:80"]),
+                  stdio=(0, 1, 2))
+    assert res.exit_code == 0 and not listening(port2)
+
+
+def test_bad_publish_specs_are_one_line(home: Path) -> None:
+    for spec, words in (("80", "cannot read the port mapping"), ("1.2.3.999:80:80", "not an IP address"),
+                        ("70000:80", "between 1 and 65535"), ("8080:80/udp", "only tcp")):
+        r = wl(home, "run", "--rm", "-p", spec, BUSYBOX, "/bin/true")
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and words in r.stderr, (spec, r.stderr)
+    assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
