@@ -55,6 +55,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_ps(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         rows = lab.ps(all=args.all)
+    if args.format:
+        from wasmlab.lab.cli.template import CONTAINER_FIELDS, render
+
+        sys.stdout.write(render(args.format, rows, CONTAINER_FIELDS, lambda r: r.as_dict()))
+        return 0
     if args.json:
         print_json([r.as_dict() for r in rows])
         return 0
@@ -119,7 +124,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
                     failed = exc
                 print(f"Error: {exc.one_line()}", file=sys.stderr)
                 continue
-            print(name)
+            if not args.quiet:
+                print(name)
     if failed is not None:
         return failed.exit_code or 1
     return 0
@@ -150,6 +156,7 @@ def register(sub: Any) -> None:
     r.add_argument("--engine", choices=("wasmtime", "wasmer"))
     r.add_argument("--entrypoint")
     r.add_argument("--json", action="store_true", help="print the run's decision and timings")
+    r.add_argument("-q", "--quiet", action="store_true", help="with -d, print only the container's id (as always)")
     r.add_argument("-p", "--publish", action="append", metavar="[IP:]HOST:CTR",
                    help="reach the container's port CTR at HOST on this machine (127.0.0.1 unless IP is given)")
     tty_flags(r)
@@ -168,6 +175,9 @@ def register(sub: Any) -> None:
     ps.add_argument("-a", "--all", action="store_true")
     ps.add_argument("-q", "--quiet", action="store_true")
     ps.add_argument("--json", action="store_true")
+    ps.add_argument("--format", metavar="FORMAT",
+                    help="json, or {{.Field}} rows such as 'table {{.ID}}\t{{.Names}}\t{{.Status}}' "
+                         "(fields: .ID .Names .Image .Command .Status .State .CreatedAt .Ports ...)")
     ps.set_defaults(func=cmd_ps)
 
     lg = sub.add_parser("logs", help="show a container's output")
@@ -191,6 +201,7 @@ def register(sub: Any) -> None:
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true")
     rm.add_argument("-a", "--all", action="store_true")
+    rm.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     rm.add_argument("containers", nargs="*")
     rm.set_defaults(func=cmd_rm)
 

@@ -273,3 +273,39 @@ def test_bad_publish_specs_are_one_line(home: Path) -> None:
         r = wl(home, "run", "--rm", "-p", spec, BUSYBOX, "/bin/true")
         assert r.returncode != 0 and r.stderr.count("\n") == 1 and words in r.stderr, (spec, r.stderr)
     assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
+
+
+# -- ps --format and -q ----------------------------------------------------------------------------------------
+
+def test_ps_format_go_template_table_and_json_exactly(lab: Lab, home: Path) -> None:
+    a = lab.run(BUSYBOX, ["/bin/sleep", "60"], detach=True, name="alpha")
+    b = lab.run(LOOP, ["/loop", "1", "0"], name="beta", stdio=(0, os.open(os.devnull, os.O_WRONLY),
+                                                                os.open(os.devnull, os.O_WRONLY)))
+    r = wl(home, "ps", "-a", "--format", "{{.ID}} {{.Names}} {{.State}} {{.Status}} {{.Image}}")
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.splitlines()) == sorted([f"{a.id} alpha running Running {BUSYBOX}",
+                                                    f"{b.id} beta exited Exited (0) {LOOP}"])
+    r = wl(home, "ps", "--format", "table {{.Names}}\\t{{.Command}}\\t{{.ExitCode}}")
+    assert r.stdout == "NAMES  COMMAND        EXIT CODE\nalpha  /bin/sleep 60\n", repr(r.stdout)
+    r = wl(home, "ps", "--format", "{{.Names}}\\t{{.CreatedAt}}")
+    name, created = r.stdout.rstrip("\n").split("\t")
+    assert name == "alpha" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9} [+-]\d{4} \w+", created)
+    assert json.loads(wl(home, "ps", "-a", "--format", "json").stdout) == json.loads(
+        wl(home, "ps", "-a", "--json").stdout)
+    for bad, words in (("{{.Nope}}", "no field .Nope"), ("{{json .}}", "only json, table"),
+                       ("{{.ID | upper}}", "only json, table"), ("yaml", "only json, table")):
+        r = wl(home, "ps", "--format", bad)
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and words in r.stderr and not r.stdout, (bad, r)
+
+
+def test_quiet_flags_print_ids_or_nothing(lab: Lab, home: Path) -> None:
+    r = wl(home, "run", "-d", "-q", "--name", "quiet", BUSYBOX, "/bin/sleep", "60")
+    assert r.returncode == 0 and re.fullmatch(r"[0-9a-f]{12}\n", r.stdout), r
+    assert wl(home, "ps", "-q").stdout == r.stdout
+    r = wl(home, "rm", "-f", "-q", "quiet")
+    assert (r.returncode, r.stdout) == (0, "")
+    assert wl(home, "tag", LOOP, "localhost/spare:1").returncode == 0
+    r = wl(home, "rmi", "-q", "localhost/spare:1")
+    assert (r.returncode, r.stdout) == (0, "")
+    ids = wl(home, "images", "-q").stdout.split()
+    assert ids and all(re.fullmatch(r"[0-9a-f]{12}", i) for i in ids)
