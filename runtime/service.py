@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.linux.portforward import PortMapping
     from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
+    from wasmlab.runtime.store.usage import DiskUsage
 
 NAME_ANNOTATION = "wasmlab.io/name"
 IMAGE_ANNOTATION = "wasmlab.io/image"
@@ -403,6 +404,85 @@ class Lab:
         from wasmlab.runtime.doctor import diagnose
 
         return diagnose()
+
+    # -- housekeeping: podman's system df and system reset -------------------------------------------------------
+    def df(self) -> list[DiskUsage]:
+        """`system df`: what images, containers (their bundles), logs, caches and the history take on disk."""
+        from wasmlab.runtime.store.usage import DiskUsage, allocated
+
+        def is_log(name: str) -> bool:
+            return name.startswith(ctrlog.LOG_NAME)
+
+        images = self.images(all=True)
+        metas = self._all_meta()
+        used = {m.get("image_digest") for m in metas}
+        infos = {m["id"]: self._info(m) for m in metas}
+        running = {cid for cid, info in infos.items() if info.status.alive}
+        image_size = allocated([self.home / "images"])
+        unused_images = [i for i in images if i.digest not in used]
+        rows = [DiskUsage("Images", len(images), len(images) - len(unused_images), image_size,
+                          min(image_size, sum(i.size for i in unused_images)))]
+        bundles = {cid: allocated([self._dir(cid)], skip=is_log) for cid in infos}
+        rows.append(DiskUsage("Containers", len(infos), len(running), sum(bundles.values()),
+                              sum(size for cid, size in bundles.items() if cid not in running)))
+        logs = {cid: allocated([self._dir(cid) / n for n in (ctrlog.LOG_NAME, ctrlog.LOG_NAME + ctrlog.OLDER)])
+                for cid in infos}
+        rows.append(DiskUsage("Logs", sum(1 for size in logs.values() if size), len(running & set(logs)),
+                              sum(logs.values()), sum(size for cid, size in logs.items() if cid not in running)))
+        cache = self.home / "cache"
+        files = sum(len(f) for _, _, f in os.walk(cache))
+        cache_size = allocated([cache])
+        rows.append(DiskUsage("Caches", files, 0, cache_size, cache_size))
+        history = [self.home / n for n in ("history.db", "history.db-wal", "history.db-shm")]
+        rows.append(DiskUsage("History", sum(1 for p in history if p.exists()), 0, allocated(history), 0))
+        return rows
+
+    def reset(self) -> int:
+        """`system reset`: stop and remove every container (with its processes, forwarder, mounts and cgroup),
+        then empty the lab home. Returns the bytes freed. This Lab is closed afterwards."""
+        from wasmlab.runtime.linux import syscalls as sc
+        from wasmlab.runtime.linux.pidfd import open_process, wait_exit
+        from wasmlab.runtime.store.usage import allocated, empty_folder, mounts_under
+
+        before = allocated([self.home])
+        for m in self._all_meta():
+            self._discard(m["id"])
+        runtime = self._runtime
+        for state in runtime.list():  # containers of this home the Lab did not name (RUN steps, wasmlab-oci)
+            try:
+                runtime.delete(str(state["id"]), force=True)
+            except WasmlabError:
+                pass
+        self.close()
+        # Zygotes of this home (other commands' `run -d`) end once their containers are gone: wait for them.
+        root = str(self.home / "run").encode()
+        for proc in os.listdir("/proc"):
+            if not proc.isdigit() or int(proc) == os.getpid():
+                continue
+            try:
+                cmdline = open(f"/proc/{proc}/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
+            except OSError:
+                continue
+            if b"wasmlab.runtime.zygote" in cmdline and root in cmdline:
+                fd = open_process(int(proc))
+                if fd is None:
+                    continue
+                try:
+                    if not wait_exit(fd, 5):
+                        signal.pidfd_send_signal(fd, signal.SIGKILL)
+                        wait_exit(fd, 5)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+        for point in mounts_under(str(self.home)):
+            if point != str(self.home):
+                try:
+                    sc.umount2(point, 2)  # MNT_DETACH
+                except OSError:
+                    pass
+        empty_folder(str(self.home))
+        return before - allocated([self.home])
 
     # -- pods (to come): play, down and inspect will live here, with their own events -----------------------
 

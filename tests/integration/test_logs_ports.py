@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wasmlab.runtime import Lab
@@ -309,3 +310,71 @@ def test_quiet_flags_print_ids_or_nothing(lab: Lab, home: Path) -> None:
     assert (r.returncode, r.stdout) == (0, "")
     ids = wl(home, "images", "-q").stdout.split()
     assert ids and all(re.fullmatch(r"[0-9a-f]{12}", i) for i in ids)
+
+
+# -- system df and system reset --------------------------------------------------------------------------------
+
+def du(*paths: Path, exclude: str | None = None) -> int:
+    """`du -s -B1` summed over PATHS (each once), as a learner would check."""
+    args = ["du", "-s", "-B1", "-c", *([f"--exclude={exclude}"] if exclude else []), *map(str, paths)]
+    return int(subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()[-1].split()[0])
+
+
+def test_system_df_figures_match_the_files_on_disk(lab: Lab, home: Path) -> None:
+    lab.run(LOOP, ["/loop", "300", "0"], name="logged", stdio=(0, os.open(os.devnull, os.O_WRONLY),
+                                                                os.open(os.devnull, os.O_WRONLY)))
+    lab.run(BUSYBOX, ["/bin/sleep", "60"], detach=True, name="busy")
+    rows = {r["kind"]: r for r in json.loads(wl(home, "system", "df", "--json").stdout)}
+    folders = sorted((home / "containers").iterdir())
+    logs = [p for f in folders for p in f.glob("ctr.log*")]
+    assert rows["Images"]["size"] == du(home / "images") and rows["Images"]["total"] == 2
+    assert rows["Images"]["active"] == 2
+    assert rows["Containers"] == {"kind": "Containers", "total": 2, "active": 1,
+                                  "size": du(*folders, exclude="ctr.log*"),
+                                  "reclaimable": du(home / "containers" / lab.resolve("logged"), exclude="ctr.log*")}
+    assert rows["Logs"]["size"] == du(*logs) > 0 and rows["Logs"]["total"] == 1  # the sleeper said nothing
+    assert rows["Caches"]["size"] == du(home / "cache")
+    text = wl(home, "system", "df").stdout.splitlines()
+    assert text[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"] and len(text) == 6
+
+
+def test_system_reset_asks_then_leaves_an_empty_home_and_no_process(home: Path, tmp_path: Path) -> None:
+    scratch = tmp_path / "home"
+    shutil.copytree(home, scratch, ignore=shutil.ignore_patterns("containers", "run", "history.db*"))
+    port = free_port()
+    with Lab(scratch) as lab:
+        lab.run(BUSYBOX, ["/bin/sh", "-c", "echo up; exec sleep 600"], detach=True, name="web",
+                options=_publish(port))
+        lab.run(LOOP, ["/loop", "0", "10"], detach=True, name="ticking")
+        pids = [lab.inspect(n).info.pid for n in ("web", "ticking")]
+        ids = [lab.resolve(n) for n in ("web", "ticking")]
+    assert listening(port) and all(Path(f"/proc/{p}").exists() for p in pids)
+    r = wl(scratch, "system", "reset", stdin="n\n")
+    assert r.returncode == 1 and "nothing was removed" in r.stderr
+    assert len(json.loads(wl(scratch, "ps", "--json").stdout)) == 2
+    r = wl(scratch, "system", "reset", stdin="y\n")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(scratch) == []
+    assert not listening(port)
+    assert not any(_proc_alive(p) for p in pids)
+    mine = [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(scratch).encode() in _cmdline(p)]
+    assert mine == []  # no zygote, forwarder or container of that home is left
+    assert str(scratch) not in Path("/proc/self/mountinfo").read_text()
+    cgroups = [c for c in Path("/sys/fs/cgroup").glob("*/wasmlab/*") if c.name in ids]
+    assert cgroups == []
+    # --force asks nothing; an empty home is reset again without complaint
+    assert wl(scratch, "system", "reset", "--force").returncode == 0 and os.listdir(scratch) == []
+
+
+def _publish(port: int) -> Any:
+    from wasmlab.runtime import RunOptions
+
+    return RunOptions(publish=[f"127.0.0.1:{port}:80"])
+
+
+def _proc_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
