@@ -61,4 +61,16 @@ def diagnose() -> dict[str, Any]:
         "lab home": _home(),
         "handlers": handlers,
         "tools": tools,
+        "rootless": rootless_support(),
     }
+
+
+def rootless_support() -> list[str]:
+    """podman's flags and verbs as they fare without root: works, or refused in one line (and why)."""
+    return [
+        "-p/--publish: refused (the forwarder joins the container's network namespace; rootless needs a "
+        "user-namespace dialer, not implemented)",
+        "logs --tail/--since/-t/-f and the log size cap: work (files in the lab home)",
+        "ps --format, -q on ps/images/run/rm/rmi/pull/build: work",
+        "system df: works; system reset: works on the user's own lab home",
+    ]

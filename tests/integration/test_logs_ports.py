@@ -378,3 +378,16 @@ def _proc_alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_rootless_publish_is_refused_in_one_line_and_doctor_lists_it() -> None:
+    code = ("from wasmlab.runtime.service import Lab\n"
+            "from wasmlab.runtime.errors import WasmlabError\n"
+            "try:\n    Lab._check_publish(['8080:80'])\nexcept WasmlabError as e:\n    print(e.one_line())\n")
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--reset-env",
+                        str(ROOT / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd="/")
+    assert r.returncode == 0 and r.stdout.count("\n") == 1 and "needs root here" in r.stdout, (r.stdout, r.stderr)
+    report = json.loads(subprocess.run([WASMLAB, "doctor", "--json"], capture_output=True, text=True,
+                                       timeout=60).stdout)
+    assert any(line.startswith("-p/--publish: refused") for line in report["rootless"])
