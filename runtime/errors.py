@@ -187,3 +187,9 @@ class TerminalRefused(UsageError):
     """-t where wasmlab cannot give a terminal (detached, or an engine whose guest only gets pipes)."""
 
     kind = "no-terminal"
+
+
+class PortError(UsageError):
+    """A published port (-p) cannot be had: in use, or an address this machine does not have."""
+
+    kind = "port"

@@ -220,6 +220,15 @@ class Containers:
             return True
         return pidfd.wait_gone(int(state.get("pid") or 0), state.get("pid_start"), timeout)
 
+    def exit_record(self, container_id: str, timeout: float = 2.0) -> ExitRecord | None:
+        """The exit record of a container whose process has ended: its reaper (a zygote, this process's or
+        another's) writes it just after reaping, so it may take a moment to appear; None if it never does."""
+        sd = StateDir(self.root, container_id)
+        deadline = time.monotonic() + timeout
+        while (rec := sd.read_exit()) is None and time.monotonic() < deadline and sd.exists():
+            time.sleep(0.002)  # a file another process writes: no event to wait on here
+        return rec
+
     def ps(self, container_id: str) -> builtins.list[int]:
         """The pids in the container's cgroup (runc's answer, for a stopped container too: what is left)."""
         _sd, state, status = self._load(container_id)
@@ -450,14 +459,19 @@ class Runtime(Containers):
     # -- verbs that fork ---------------------------------------------------------------------------------------
     def create(self, container_id: str, bundle: str, *, stdin: int | None = None, stdout: int | None = None,
                stderr: int | None = None, annotations: dict[str, str] | None = None,
-               pid_file: str | None = None, console_socket: str | None = None) -> dict[str, Any]:
-        """Create a container from a bundle; returns its state (status 'created')."""
+               pid_file: str | None = None, console_socket: str | None = None,
+               log: str | None = None, log_max: int = 0) -> dict[str, Any]:
+        """Create a container from a bundle; returns its state (status 'created').
+
+        With LOG (a folder), stdout and stderr go to LOG/ctr.log as k8s-file records, written by the zygote
+        (which outlives this process), under a cap of LOG_MAX bytes (0: none); stdout and stderr are ignored."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
         zyg = self.zygote(self._pool_for(bundle, annotations))
         self._owners[container_id] = zyg
         return dict(zyg.create(container_id, bundle, stdio=(stdin, stdout, stderr),
-                                         annotations=annotations, pid_file=pid_file, console_socket=console_socket))
+                                         annotations=annotations, pid_file=pid_file, console_socket=console_socket,
+                               log=log, log_max=log_max))
 
     def wait(self, container_id: str, timeout: float | None = None) -> ExitRecord:
         """Block until the container exits; returns its exit record."""

@@ -42,7 +42,7 @@ class RunOptions:
 NOT_YET: set[str] = {f.name for f in fields(RunOptions)} - {
     "volumes", "mounts", "memory", "cpus", "workdir", "env_files", "user", "read_only", "hostname", "network",
     "platform", "pull", "init", "tls_verify",
-    "tty", "interactive"}  # the terminal: Lab.run gives a pty over the console socket
+    "tty", "interactive", "publish"}  # the terminal: Lab.run gives a pty over the console socket
 
 # What rootless wasmlab refuses, and why (`wasmlab doctor` lists it); options not named here work rootless.
 ROOTLESS_REFUSED: dict[str, str] = {

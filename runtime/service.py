@@ -8,6 +8,7 @@ import re
 import secrets
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,6 +21,8 @@ from wasmlab.runtime.errors import (
     ContainerExists,
     ContainerNotFound,
     InvalidState,
+    PrivilegeError,
+    SetupError,
     TerminalRefused,
     UsageError,
     WasmlabError,
@@ -39,6 +42,7 @@ from wasmlab.runtime.linux import cgroups
 from wasmlab.runtime.options import RunOptions, refuse_unsupported
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
+from wasmlab.runtime.store import ctrlog
 from wasmlab.runtime.store.atomic import Lock
 from wasmlab.runtime.store.home import checked_home, lab_home, runtime_root
 from wasmlab.runtime.store.migrate import open_home
@@ -52,7 +56,10 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.service import ImageDetails, Images, ImageSummary, PruneResult, RemoveResult
     from wasmlab.runtime.images.unpack import UnpackResult
     from wasmlab.runtime.lifecycle import Runtime
+    from wasmlab.runtime.linux.portforward import PortMapping
+    from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
+    from wasmlab.runtime.store.usage import DiskUsage
 
 NAME_ANNOTATION = "wasmlab.io/name"
 IMAGE_ANNOTATION = "wasmlab.io/image"
@@ -77,6 +84,7 @@ class ContainerInfo:
     exit_code: int | None = None
     pid: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
+    ports: list[str] = field(default_factory=list)  # published: "127.0.0.1:8080->80/tcp"
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -130,9 +138,12 @@ class Lab:
     """The service the faces use, and the only one: images, containers by name, logs, history and events,
     all under one lab home. Its parts (image store, runtime, history) are private and made on first use."""
 
-    def __init__(self, home: str | os.PathLike[str] | None = None, *, default_engine: str | None = None) -> None:
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, default_engine: str | None = None,
+                 log_size_max: int | None = None) -> None:
         self.home = open_home(checked_home(home) if home is not None else lab_home())
         self._default_engine = default_engine
+        # podman's log_size_max: each container's log (both generations) stays under it; 0 for no cap.
+        self._log_max = ctrlog.DEFAULT_MAX if log_size_max is None else max(0, int(log_size_max))
         self._containers_dir = self.home / "containers"
         self._parts: dict[str, Any] = {}
         self._parts_lock = threading.Lock()
@@ -142,6 +153,8 @@ class Lab:
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
         self._cleanups: list[threading.Thread] = []
+        self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
+        self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
 
     def _part(self, key: str, make: Callable[[], _T]) -> _T:
         with self._parts_lock:
@@ -386,6 +399,85 @@ class Lab:
 
         return diagnose()
 
+    # -- housekeeping: podman's system df and system reset -------------------------------------------------------
+    def df(self) -> list[DiskUsage]:
+        """`system df`: what images, containers (their bundles), logs, caches and the history take on disk."""
+        from wasmlab.runtime.store.usage import DiskUsage, allocated
+
+        def is_log(name: str) -> bool:
+            return name.startswith(ctrlog.LOG_NAME)
+
+        images = self.images(all=True)
+        metas = self._all_meta()
+        used = {m.get("image_digest") for m in metas}
+        infos = {m["id"]: self._info(m) for m in metas}
+        running = {cid for cid, info in infos.items() if info.status.alive}
+        image_size = allocated([self.home / "images"])
+        unused_images = [i for i in images if i.digest not in used]
+        rows = [DiskUsage("Images", len(images), len(images) - len(unused_images), image_size,
+                          min(image_size, sum(i.size for i in unused_images)))]
+        bundles = {cid: allocated([self._dir(cid)], skip=is_log) for cid in infos}
+        rows.append(DiskUsage("Containers", len(infos), len(running), sum(bundles.values()),
+                              sum(size for cid, size in bundles.items() if cid not in running)))
+        logs = {cid: allocated([self._dir(cid) / n for n in (ctrlog.LOG_NAME, ctrlog.LOG_NAME + ctrlog.OLDER)])
+                for cid in infos}
+        rows.append(DiskUsage("Logs", sum(1 for size in logs.values() if size), len(running & set(logs)),
+                              sum(logs.values()), sum(size for cid, size in logs.items() if cid not in running)))
+        cache = self.home / "cache"
+        files = sum(len(f) for _, _, f in os.walk(cache))
+        cache_size = allocated([cache])
+        rows.append(DiskUsage("Caches", files, 0, cache_size, cache_size))
+        history = [self.home / n for n in ("history.db", "history.db-wal", "history.db-shm")]
+        rows.append(DiskUsage("History", sum(1 for p in history if p.exists()), 0, allocated(history), 0))
+        return rows
+
+    def reset(self) -> int:
+        """`system reset`: stop and remove every container (with its processes, forwarder, mounts and cgroup),
+        then empty the lab home. Returns the bytes freed. This Lab is closed afterwards."""
+        from wasmlab.runtime.linux import syscalls as sc
+        from wasmlab.runtime.linux.pidfd import open_process, wait_exit
+        from wasmlab.runtime.store.usage import allocated, empty_folder, mounts_under
+
+        before = allocated([self.home])
+        for m in self._all_meta():
+            self._discard(m["id"])
+        runtime = self._runtime
+        for state in runtime.list():  # containers of this home the Lab did not name (RUN steps, wasmlab-oci)
+            try:
+                runtime.delete(str(state["id"]), force=True)
+            except WasmlabError:
+                pass
+        self.close()
+        # Zygotes of this home (other commands' `run -d`) end once their containers are gone: wait for them.
+        root = str(self.home / "run").encode()
+        for proc in os.listdir("/proc"):
+            if not proc.isdigit() or int(proc) == os.getpid():
+                continue
+            try:
+                cmdline = open(f"/proc/{proc}/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
+            except OSError:
+                continue
+            if b"wasmlab.runtime.zygote" in cmdline and root in cmdline:
+                fd = open_process(int(proc))
+                if fd is None:
+                    continue
+                try:
+                    if not wait_exit(fd, 5):
+                        signal.pidfd_send_signal(fd, signal.SIGKILL)
+                        wait_exit(fd, 5)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+        for point in mounts_under(str(self.home)):
+            if point != str(self.home):
+                try:
+                    sc.umount2(point, 2)  # MNT_DETACH
+                except OSError:
+                    pass
+        empty_folder(str(self.home))
+        return before - allocated([self.home])
+
     # -- pods (to come): play, down and inspect will live here, with their own events -----------------------
 
     # -- containers ---------------------------------------------------------------------------------------------
@@ -440,6 +532,7 @@ class Lab:
         options = options or RunOptions()
         refuse_unsupported(options)
         _refuse_detached_tty(options, detach)
+        published = self._check_publish(options.publish)
         flags = self._run_flags(options)
         if flags is not None:
             platform_annotations: dict[str, str] = {}
@@ -447,6 +540,8 @@ class Lab:
             annotations = {**platform_annotations, **(annotations or {})}
             env = [*flags.env, *(env or [])]
         cid = secrets.token_hex(6)
+        if published:
+            self._publishing[cid] = published
         name = name or f"wasmlab_{cid[:6]}"
         if not _NAME.match(name):
             raise UsageError(f"invalid container name {name!r}",
@@ -486,8 +581,12 @@ class Lab:
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
                     "rootfs": unpacked.root}
+            if not options.tty:  # a terminal's output is one stream of raw bytes, logged as it comes
+                meta["log"] = ctrlog.LOG_FORMAT
             (cdir / "meta.json").write_text(json.dumps(meta))
-            log_fd = os.open(cdir / "ctr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            # A terminal's output goes to the log as it comes; other output is written as records (LogWriter).
+            log_fd = (os.open(cdir / ctrlog.LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+                      if options.tty else -1)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
@@ -496,9 +595,12 @@ class Lab:
                 if detach:
                     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                     try:
-                        self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=log_fd, stderr=log_fd)
+                        # The zygote relays the output into the log as k8s-file records: it outlives this process.
+                        self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
+                                             log=str(cdir), log_max=self._log_max)
                     finally:
                         os.close(null)
+                    self._forward_ports(cid)
                     self._emit(ContainerCreated(cid, name, image))
                     if on_created is not None:
                         on_created(cid)
@@ -524,7 +626,7 @@ class Lab:
                     if options.tty:
                         return self._foreground_tty(cid, name, image, cdir, log_fd, stdio, rm, started, on_created,
                                                     interactive=options.interactive)
-                    return self._foreground(cid, name, image, cdir, log_fd, stdio, rm, started, on_created)
+                    return self._foreground(cid, name, image, cdir, stdio, rm, started, on_created)
                 finally:
                     if sig_proxy and threading.current_thread() is threading.main_thread():
                         proxy.close()
@@ -532,7 +634,8 @@ class Lab:
             self._discard(cid)
             raise
         finally:
-            os.close(log_fd)
+            if log_fd >= 0:
+                os.close(log_fd)
 
     # -- podman run's flags (RunOptions) -------------------------------------------------------------------------
     @staticmethod
@@ -582,34 +685,59 @@ class Lab:
         wasm = is_wasm(config, root, self._default_engine or "wasmtime")
         apply(flags, config, root, wasm=wasm, rootless=os.geteuid() != 0)
 
-    def _foreground(self, cid: str, name: str, image: str, cdir: Path, log_fd: int,
-                    stdio: tuple[int, int, int] | None, rm: bool, started: Callable[[str], None],
+    def _foreground(self, cid: str, name: str, image: str, cdir: Path, stdio: tuple[int, int, int] | None,
+                    rm: bool, started: Callable[[str], None],
                     on_created: Callable[[str], None] | None = None) -> LabRun:
-        """One `run` request to the runtime (create and start in one step; a Wasm init hands its result
-        straight back), with the output relayed to the caller's stdio and to the log."""
+        """The container's output relayed to the caller's stdio and into the log (k8s-file records).
+
+        One `run` request to the runtime (create and start in one step; a Wasm init hands its result straight
+        back), unless ports are published: their forwarder needs the created container's network namespace
+        before the workload starts, so those go create, forward, start, wait."""
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
-        relays = [threading.Thread(target=_relay, args=(out_r, (sinks[1], log_fd)), daemon=True),
-                  threading.Thread(target=_relay, args=(err_r, (sinks[2], log_fd)), daemon=True)]
+        log = _SharedLog(ctrlog.LogWriter(cdir, self._log_max))
+        relays = [threading.Thread(target=_relay_logged, args=(out_r, sinks[1], log, b"stdout"), daemon=True),
+                  threading.Thread(target=_relay_logged, args=(err_r, sinks[2], log, b"stderr"), daemon=True)]
         for t in relays:
             t.start()
-        if on_created is not None:
-            on_created(cid)  # a signal before the container exists finds nothing, and is dropped
-        self._emit(ContainerCreated(cid, name, image))
-        started(name)
+        ours = [out_w, err_w]
         try:
-            res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], out_w, err_w), keep=not rm)
+            if self._publishing.get(cid):
+                try:
+                    state = self._runtime.create(cid, str(cdir / "bundle"), stdin=sinks[0], stdout=out_w,
+                                                 stderr=err_w)
+                finally:
+                    for fd in ours:
+                        os.close(fd)
+                    ours = []
+                self._forward_ports(cid)
+                self._emit(ContainerCreated(cid, name, image))
+                if on_created is not None:
+                    on_created(cid)
+                self._runtime.start(cid)
+                started(name)
+                rec = self._runtime.wait(cid)
+                result = LabRun(cid, name, rec.exit_code, decision=state.get("decision") or {},
+                                timings=state.get("timings") or {}, memory={"max_rss_kb": rec.max_rss_kb})
+            else:
+                if on_created is not None:
+                    on_created(cid)  # a signal before the container exists finds nothing, and is dropped
+                self._emit(ContainerCreated(cid, name, image))
+                started(name)
+                res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], out_w, err_w), keep=not rm)
+                result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
+                                memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
         except BaseException:
             self._kill_quietly(cid, signal.SIGKILL)
             raise
         finally:
-            os.close(out_w)
-            os.close(err_w)
+            for fd in ours:
+                os.close(fd)
             for t in relays:
                 t.join(5)
-        result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
-                        memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
+            log.close()
+            self._release_ports(cid)
         if rm:
             self._discard_later(cid)
         return result
@@ -680,6 +808,7 @@ class Lab:
         rec = outcome[0]
         if isinstance(rec, BaseException):
             raise rec
+            self._release_ports(cid)
         result = LabRun(cid, name, rec.exit_code, decision=state.get("decision") or {},
                         timings=state.get("timings") or {}, memory={"max_rss_kb": rec.max_rss_kb})
         if rm:
@@ -693,11 +822,94 @@ class Lab:
             pass  # it has just ended
 
     def _discard(self, cid: str) -> None:
+        self._publishing.pop(cid, None)
+        self._release_ports(cid)
         try:
             self._runtime.delete(cid, force=True)
         except WasmlabError:
             pass
         shutil.rmtree(self._dir(cid), ignore_errors=True)
+
+    # -- published ports: a forwarder process per container (runtime/linux/portforward.py) ---------------------
+    @staticmethod
+    def _check_publish(specs: Sequence[str]) -> list[PortMapping]:
+        if not specs:
+            return []
+        from wasmlab.runtime.linux.portforward import parse_publish
+
+        mappings = [parse_publish(spec) for spec in specs]
+        if os.geteuid() != 0:
+            raise PrivilegeError("publishing ports (-p) needs root here: rootless forwarding is not implemented",
+                                 "run as root, or reach the service from inside: wasmlab exec NAME wget -qO- "
+                                 "127.0.0.1:PORT")
+        return mappings
+
+    def _forward_ports(self, cid: str) -> None:
+        """After create, before start: listen on each host port (a port in use fails the run in one line) and
+        start the forwarder, which brings the container's loopback up and ends when its process does."""
+        mappings = self._publishing.pop(cid, None)
+        if not mappings:
+            return
+        import sys
+
+        from wasmlab.runtime.linux.portforward import listen
+        from wasmlab.runtime.store.state import proc_start_time
+
+        pid = int(self._runtime.state(cid).get("pid") or 0)
+        socks = []
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            for m in mappings:
+                socks.append(listen(m))
+            argv = [sys.executable, "-m", "wasmlab.runtime.linux.portforward", "--pid", str(pid),
+                    "--start", str(proc_start_time(pid) or 0), "--ready", str(ready_w)]
+            for sock, m in zip(socks, mappings, strict=True):
+                argv += ["--listen", f"{sock.fileno()}:{m.container_port}"]
+            proc = subprocess.Popen(argv, pass_fds=[ready_w, *(s.fileno() for s in socks)], start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    close_fds=True)
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
+            for sock in socks:
+                sock.close()
+        self._forwarders[cid] = proc
+        try:
+            with os.fdopen(ready_r, "rb") as fh:
+                answer = fh.read().decode(errors="replace").strip()  # one line, then EOF (or EOF if it died)
+        finally:
+            meta = self._meta(cid)
+            meta["ports"] = [str(m) for m in mappings]
+            meta["forwarder"] = {"pid": proc.pid, "start": proc_start_time(proc.pid) or 0}
+            (self._dir(cid) / "meta.json").write_text(json.dumps(meta))
+        if answer != "ok":
+            raise SetupError(f"cannot publish ports: {answer or 'the forwarder ended'}", "see `wasmlab doctor`")
+
+    def _release_ports(self, cid: str) -> None:
+        """Stop the container's forwarder (if any) and wait until it is gone: its ports are free on return."""
+        from wasmlab.runtime.linux.pidfd import open_process, wait_exit
+
+        proc = self._forwarders.pop(cid, None)
+        try:
+            fwd = self._meta(cid).get("forwarder") or {}
+        except ContainerNotFound:
+            fwd = {}
+        if fwd.get("pid"):
+            fd = open_process(int(fwd["pid"]), int(fwd.get("start") or 0) or None)
+            if fd is not None:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGTERM)
+                    wait_exit(fd, 5)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
     def ps(self, *, all: bool = False) -> list[ContainerInfo]:
         rows = []
@@ -711,6 +923,11 @@ class Lab:
         return sorted(rows, key=lambda r: r.created, reverse=True)
 
     def _info(self, m: dict[str, Any]) -> ContainerInfo:
+        info = self._info_row(m)
+        info.ports = list(m.get("ports") or [])
+        return info
+
+    def _info_row(self, m: dict[str, Any]) -> ContainerInfo:
         try:
             st = self._runtime.state(m["id"])
             status, extra = ContainerStatus.parse(st["status"]), st.get("wasmlab") or {}
@@ -735,40 +952,67 @@ class Lab:
                                 str(self._meta(cid).get("rootfs") or "copy"))
 
     def logs(self, name: str, *, after: int = 0) -> tuple[list[bytes], int]:
-        """The container's output from byte AFTER on, and the cursor to pass next time (nothing is read twice)."""
-        return self._read_log(self.resolve(name), after)
+        """The container's output from cursor AFTER on, and the cursor to pass next time (nothing is read twice)."""
+        entries, cursor = self._read_log(self.resolve(name), after)
+        data = b"".join(e.data for e in entries)
+        return ([data] if data else []), cursor
 
-    def _read_log(self, cid: str, after: int) -> tuple[list[bytes], int]:
-        chunks: list[bytes] = []
-        try:
-            fh = open(self._dir(cid) / "ctr.log", "rb")  # noqa: SIM115
-        except FileNotFoundError:
-            if not self._dir(cid).is_dir():
-                raise ContainerNotFound(f"no container {cid!r}", "list them with `wasmlab ps -a`") from None
-            return chunks, after  # being created: no log yet
-        with fh:
-            fh.seek(max(0, after))
-            while chunk := fh.read(65536):
-                chunks.append(chunk)
-        return chunks, max(0, after) + sum(len(c) for c in chunks)
+    def log_entries(self, name: str, *, after: int = 0, tail: int | None = None,
+                    since: str | float | None = None) -> tuple[list[LogEntry], int]:
+        """`logs --tail N --since TIME`: whole lines (time, stream, bytes) from cursor AFTER on, and the next
+        cursor. SINCE is podman's: RFC 3339, unix seconds or a duration (10m); a number is unix seconds."""
+        cid = self.resolve(name)
+        since_ns = self._since(cid, since)
+        if tail is not None and tail < 0:
+            raise UsageError(f"--tail {tail} is not a number of lines", "write --tail 10, or leave it out for all")
+        entries, cursor = self._read_log(cid, after)
+        if since_ns is not None:
+            entries = [e for e in entries if e.ns >= since_ns]
+        if tail is not None:
+            entries = ctrlog.lines(entries)
+            entries = entries[len(entries) - tail:] if tail else []
+        return entries, cursor
+
+    def _since(self, cid: str, since: str | float | None) -> int | None:
+        if since is None:
+            return None
+        if self._meta(cid).get("log") != ctrlog.LOG_FORMAT:
+            raise UsageError("this container's log was written before wasmlab recorded times",
+                             "leave out --since (and -t): its lines have no time")
+        if isinstance(since, (int, float)):
+            return int(since * 1e9)
+        return ctrlog.parse_since(since)
+
+    def _read_log(self, cid: str, after: int) -> tuple[list[LogEntry], int]:
+        cdir = self._dir(cid)
+        if not cdir.is_dir():
+            raise ContainerNotFound(f"no container {cid!r}", "list them with `wasmlab ps -a`")
+        raw = self._meta(cid).get("log") != ctrlog.LOG_FORMAT
+        return ctrlog.read(cdir, after, raw=raw)
 
     def follow(self, name: str, *, after: int = 0, stop: threading.Event | None = None,
                poll: float = 0.1) -> Iterator[bytes]:
         """`logs -f`: the output from AFTER on, as it comes, until the container has no process left (a paused
         one is still followed) or STOP is set. The status is read before the log, so no last words are lost."""
+        for entry in self.follow_entries(name, after=after, stop=stop, poll=poll):
+            yield entry.data
+
+    def follow_entries(self, name: str, *, after: int = 0, tail: int | None = None, since: str | float | None = None,
+                       stop: threading.Event | None = None, poll: float = 0.1) -> Iterator[LogEntry]:
+        """`logs -f --tail N --since TIME`: the records so chosen, then new ones as they come (see follow)."""
         cid = self.resolve(name)
-        cursor = after
-        while True:
-            alive = self._status(cid).alive
-            chunks, cursor = self._read_log(cid, cursor)
-            yield from chunks
-            if not alive:
-                return
+        alive = self._status(cid).alive
+        entries, cursor = self.log_entries(cid, after=after, tail=tail, since=since)
+        yield from entries
+        while alive:
             if stop is not None:
                 if stop.wait(poll):
                     return
             else:
                 time.sleep(poll)
+            alive = self._status(cid).alive
+            entries, cursor = self._read_log(cid, cursor)
+            yield from entries
 
     def stop(self, name: str, *, timeout: float = 10.0, progress: ProgressCallback | None = None) -> ContainerInfo:
         """SIGTERM, then SIGKILL after timeout seconds, as podman stop does. Waits on the exit itself (a pidfd),
@@ -785,6 +1029,8 @@ class Lab:
         if timeout > 0:
             self._runtime.kill(cid, signal.SIGTERM)
         self._escalate(cid, info.name, signal.SIGTERM, timeout, progress)
+        self._release_ports(cid)
+        self._runtime.exit_record(cid)  # stopped means its exit is known: wait for the reaper's record
         return self._info(self._meta(cid))
 
     def _escalate(self, cid: str, name: str, sent: int, timeout: float, progress: ProgressCallback | None,
@@ -921,6 +1167,38 @@ def _relay(src: int, sinks: tuple[int, ...]) -> None:
                     os.write(fd, chunk)
                 except OSError:
                     pass
+    finally:
+        os.close(src)
+
+
+class _SharedLog:
+    """One LogWriter fed by the two relay threads of a foreground run."""
+
+    def __init__(self, writer: ctrlog.LogWriter) -> None:
+        self.writer = writer
+        self.lock = threading.Lock()
+
+    def write(self, stream: bytes, data: bytes) -> None:
+        with self.lock:
+            self.writer.write(stream, data)
+
+    def close(self) -> None:
+        with self.lock:
+            self.writer.close()
+
+
+def _relay_logged(src: int, sink: int, log: _SharedLog, stream: bytes) -> None:
+    """Copy a container's output to the terminal as it comes, and into its log as k8s-file records."""
+    try:
+        while True:
+            chunk = os.read(src, 65536)
+            if not chunk:
+                return
+            try:
+                os.write(sink, chunk)
+            except OSError:
+                pass
+            log.write(stream, chunk)
     finally:
         os.close(src)
 

@@ -34,6 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(res.exit_code)
 
 
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
@@ -46,6 +48,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_ps(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         rows = lab.ps(all=args.all)
+    if args.format:
+        from wasmlab.lab.cli.template import CONTAINER_FIELDS, render
+
+        sys.stdout.write(render(args.format, rows, CONTAINER_FIELDS, lambda r: r.as_dict()))
+        return 0
     if args.json:
         print_json([r.as_dict() for r in rows])
         return 0
@@ -61,14 +68,21 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """podman's logs: --tail N, --since TIME, -t (each line's time, as the log recorded it) and -f."""
+    out = sys.stdout.buffer
     with open_lab(args) as lab:
         if args.follow:
-            chunks: Any = lab.follow(args.container)
+            entries: Any = lab.follow_entries(args.container, tail=args.tail, since=args.since)
         else:
-            chunks, _cursor = lab.logs(args.container)
-        for chunk in chunks:
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
+            entries, _cursor = lab.log_entries(args.container, tail=args.tail, since=args.since)
+        for entry in entries:
+            if args.timestamps:
+                if not entry.time:
+                    raise UsageError("this container's log was written before wasmlab recorded times",
+                                     "leave out -t: its lines have no time")
+                out.write(entry.time.encode() + b" ")
+            out.write(entry.data)
+            out.flush()
     return 0
 
 
@@ -108,7 +122,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
                     failed = exc
                 print(f"Error: {exc.one_line()}", file=sys.stderr)
                 continue
-            print(name)
+            if not args.quiet:
+                print(name)
     if failed is not None:
         return failed.exit_code or 1
     return 0
@@ -135,7 +150,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
                       workdir=args.workdir, env_files=args.env_file or [], user=args.user, read_only=args.read_only,
                       hostname=args.hostname, network=args.network, platform=args.platform, pull=args.pull,
                       init=args.init, tls_verify=args.tls_verify, tty=bool(getattr(args, "tty", False)),
-                      interactive=bool(getattr(args, "interactive", False)))
+                      interactive=bool(getattr(args, "interactive", False)), publish=args.publish or [])
 
 
 def run_flags(r: argparse.ArgumentParser) -> None:
@@ -180,6 +195,9 @@ def register(sub: Any) -> None:
     r.add_argument("--json", action="store_true", help="print the run's decision and timings as JSON on stdout "
                    "(the workload's own output then goes to stderr)")
     run_flags(r)
+    r.add_argument("-q", "--quiet", action="store_true", help="with -d, print only the container's id (as always)")
+    r.add_argument("-p", "--publish", action="append", metavar="[IP:]HOST:CTR",
+                   help="reach the container's port CTR at HOST on this machine (127.0.0.1 unless IP is given)")
     tty_flags(r)
     r.add_argument("image")
     r.add_argument("command", nargs=argparse.REMAINDER)
@@ -197,10 +215,16 @@ def register(sub: Any) -> None:
     ps.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
     ps.add_argument("-q", "--quiet", action="store_true", help="print the ids only")
     ps.add_argument("--json", action="store_true", help="print the containers as JSON")
+    ps.add_argument("--format", metavar="FORMAT",
+                    help="json, or {{.Field}} rows such as 'table {{.ID}}\t{{.Names}}\t{{.Status}}' "
+                         "(fields: .ID .Names .Image .Command .Status .State .CreatedAt .Ports ...)")
     ps.set_defaults(func=cmd_ps)
 
     lg = sub.add_parser("logs", help="show a container's output")
-    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the container ends")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container stops")
+    lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    lg.add_argument("--since", metavar="TIME", help="only lines since TIME: RFC 3339, unix seconds or a duration (10m)")
+    lg.add_argument("-t", "--timestamps", action="store_true", help="show the time the log recorded for each line")
     lg.add_argument("container")
     lg.set_defaults(func=cmd_logs)
 
@@ -218,6 +242,7 @@ def register(sub: Any) -> None:
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true", help="stop running containers first")
     rm.add_argument("-a", "--all", action="store_true", help="remove every container")
+    rm.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     rm.add_argument("containers", nargs="*")
     rm.set_defaults(func=cmd_rm)
 

@@ -71,6 +71,8 @@ def cmd_rmi(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         for name in args.images:
             res = lab.rmi(name, force=args.force)
+            if args.quiet:
+                continue
             for n in res.untagged:
                 print(f"Untagged: {n}")
             if res.deleted:
@@ -125,7 +127,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    line = ProgressLine("pull")
+    line = ProgressLine("pull", show_progress=not args.quiet)
     try:
         with open_lab(args) as lab:
             res = lab.pull(args.image, tls_verify=args.tls_verify, progress=line)
@@ -168,6 +170,7 @@ def register(sub: Any) -> None:
         ls.set_defaults(func=cmd_images)
     for rmi in (sub.add_parser("rmi", help="remove images"), isub.add_parser("rm", help="remove images")):
         rmi.add_argument("images", nargs="+")
+        rmi.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
         rmi.add_argument("-f", "--force", action="store_true",
                          help="also remove the containers that use the image (stopping running ones)")
         rmi.set_defaults(func=cmd_rmi)
@@ -194,6 +197,8 @@ def register(sub: Any) -> None:
         sp.add_argument("--tls-verify", type=lambda v: v.lower() not in ("false", "0", "no"), default=True,
                         metavar="BOOL", help="false: allow plain HTTP and unverified TLS (a local registry)")
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
+        if verb == "pull":
+            sp.add_argument("-q", "--quiet", action="store_true", help="no progress: print only the digest")
         sp.add_argument("image")
         if verb == "push":
             sp.add_argument("destination", nargs="?")

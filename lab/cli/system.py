@@ -1,4 +1,4 @@
-"""wasmlab's lab-wide verbs: doctor, history, samples and tui."""
+"""wasmlab's lab-wide verbs: doctor, history, samples, system (df, reset) and tui."""
 
 from __future__ import annotations
 
@@ -56,6 +56,40 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_df(args: argparse.Namespace) -> int:
+    """podman's system df: what images, containers, logs, caches and the history take on disk."""
+    with open_lab(args) as lab:
+        rows = lab.df()
+    if args.json:
+        print_json([dataclasses.asdict(r) for r in rows])
+        return 0
+    print(f"{'TYPE':<12}{'TOTAL':>7}{'ACTIVE':>8}{'SIZE':>12}{'RECLAIMABLE':>14}")
+    for r in rows:
+        share = f" ({100 * r.reclaimable // r.size}%)" if r.size else ""
+        print(f"{r.kind:<12}{r.total:>7}{r.active:>8}{present.size(r.size):>12}{present.size(r.reclaimable):>9}"
+              f"{share}")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    """podman's system reset: after a confirmation (or --force), stop every container and empty the lab home."""
+    import sys
+
+    with open_lab(args) as lab:
+        home = lab.home
+        if not args.force:
+            sys.stderr.write(f"This removes every container, image, log, cache and the history under {home}.\n"
+                             "Are you sure you want to continue? [y/N] ")
+            sys.stderr.flush()
+            answer = sys.stdin.readline().strip().lower()
+            if answer not in ("y", "yes"):
+                print("reset cancelled: nothing was removed", file=sys.stderr)
+                return 1
+        freed = lab.reset()
+    print(f"Removed everything under {home} ({present.size(freed)} freed)")
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from wasmlab.lab.tui.app import main as tui_main
@@ -81,6 +115,15 @@ def register(sub: Any) -> None:
     sm.add_argument("--json", action="store_true", help="print the images built as JSON")
     sm.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sm.set_defaults(func=cmd_samples)
+
+    sy = sub.add_parser("system", help="the lab as a whole: disk usage (df) and reset")
+    ssub = sy.add_subparsers(dest="system_verb", metavar="COMMAND")
+    df = ssub.add_parser("df", help="show what images, containers, logs and caches take on disk")
+    df.add_argument("--json", action="store_true", help="print the figures as JSON")
+    df.set_defaults(func=cmd_df)
+    rs = ssub.add_parser("reset", help="stop every container and empty the lab home (asks first)")
+    rs.add_argument("-f", "--force", action="store_true", help="do not ask for a confirmation")
+    rs.set_defaults(func=cmd_reset)
 
     tui = sub.add_parser("tui", help="open the terminal UI")
     tui.set_defaults(func=cmd_tui)

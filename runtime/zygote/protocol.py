@@ -41,6 +41,8 @@ class Create(Message):
     console_socket: str | None = None
     events: bool = True          # somebody listens: send ContainerCreated too
     record: bool = False         # somebody records runs: send ContainerReaped with the final figures
+    log: str | None = None       # a folder: the zygote relays stdout and stderr into its k8s-file ctr.log
+    log_max: int = 0             # the log's size cap in bytes (0: none)
 
 
 @dataclass

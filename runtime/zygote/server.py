@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import select
 import selectors
 import signal
 import socket
@@ -37,6 +38,7 @@ class _Live:
     record: bool = False            # somebody records runs: send the final figures once reaped
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
     settles: list[dict[str, int]] = field(default_factory=list)  # `settle` requests waiting on it (and others)
+    logs: list[int] = field(default_factory=list)  # read ends of its stdout and stderr, relayed into its log
 
 
 class Zygote:
@@ -53,6 +55,7 @@ class Zygote:
         self.prepared: set[str] = set(warm)
         self.plans: dict[tuple[Any, ...], Any] = {}
         self.live: dict[int, _Live] = {}
+        self.logs: dict[int, _LogPipe] = {}  # read end -> where it goes (outlives the container until EOF)
         self.client_gone = False
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         from wasmlab.runtime.handlers.wasmtime import install_stop_handlers
@@ -78,10 +81,15 @@ class Zygote:
             self.client_gone = True
 
     def serve(self) -> None:
-        while not (self.client_gone and not self.live):
+        while not (self.client_gone and not self.live and not self.logs):
             for key, _ in self.sel.select(timeout=1.0 if self.client_gone else None):
                 if key.data == "client":
                     self._on_client()
+                elif isinstance(key.data, _LogPipe):
+                    # An earlier event of this batch may have drained and closed it (an exit drains the
+                    # container's logs), and the number may even name a new pipe by now: only the same one.
+                    if self.logs.get(key.fd) is key.data:
+                        self._relay(key.fd, key.data)
                 elif key.data == "signal":
                     try:
                         os.read(self.wake_r, 512)
@@ -150,6 +158,8 @@ class Zygote:
         containers' channels (a Wasm init never execs, so O_CLOEXEC alone would not drop them)."""
         own = [self.sock.fileno(), self.wake_r, self.wake_w, self.sel.fileno()]
         own.extend(live.chan.sock.fileno() for live in self.live.values())
+        own.extend(self.logs)
+        own.extend(pipe.shared.writer.fd for pipe in self.logs.values())
         return tuple(fd for fd in own if fd >= 0)
 
     def _create(self, msg: p.Create | p.Run, fds: list[int]) -> None:
@@ -158,6 +168,7 @@ class Zygote:
 
         run = isinstance(msg, p.Run)
         self._reap_now(msg.id)
+        log_fds: list[int] = []
         try:
             plan = self._plan(msg.bundle, msg.id, msg.annotations)
             for engine in engines_wanted(plan.annotations, self.default_engine):
@@ -168,6 +179,9 @@ class Zygote:
                 if expect is not None and plan.has_process:
                     expect(plan.args, plan.env)
             stdio = (fds[0], fds[1], fds[2]) if len(fds) >= 3 else None
+            if not run and msg.log and stdio is not None:  # type: ignore[union-attr]
+                log_fds = self._open_log(msg.log, msg.log_max)  # type: ignore[union-attr]
+                stdio = (stdio[0], log_fds[1], log_fds[3])
             launched = launch(plan, StateDir(self.root, msg.id), handlers=self.handlers,
                               default_engine=self.default_engine, stdio=stdio,
                               console_socket=None if run else msg.console_socket,  # type: ignore[union-attr]
@@ -176,17 +190,21 @@ class Zygote:
                               result_fd=fds[3] if run and len(fds) >= 4 else None,
                               close_in_child=self._own_fds())
         except WasmlabError as exc:
+            self._close_log(log_fds, failed=True)
             self.send(p.Reply(msg.rid, ok=False, error=exc.as_dict()))
             return
         except OSError as exc:
+            self._close_log(log_fds, failed=True)
             err = SetupError(f"cannot create the container: {exc.strerror or exc}", "see `wasmlab doctor`")
             self.send(p.Reply(msg.rid, ok=False, error=err.as_dict()))
             return
+        self._close_log(log_fds)
         live = _Live(msg.id, launched.pid, StateDir(self.root, msg.id), launched.channel, launched.cgroup,
                      time.perf_counter_ns(), launched.timings, plan.annotations,
                      str((launched.decision or {}).get("handler") or ""), state=launched.state,
                      run_rid=msg.rid if run else None, remove=run and msg.remove,  # type: ignore[union-attr]
                      events=msg.events, record=msg.record)
+        live.logs = log_fds[0::2]
         self.live[launched.pid] = live
         self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
         if not run:
@@ -258,6 +276,7 @@ class Zygote:
         """Tell the caller the workload is over: a Wasm init says so itself, before the kernel's teardown
         of its namespaces and memory (a millisecond or more); others when they are reaped."""
         live.exited = True
+        self._drain_logs(live)  # whoever hears of the exit finds every line in the log
         # The state says stopped from now on, so whoever hears of the exit and looks sees it stopped, never
         # running. A container about to be deleted needs that only when someone listens to events (a look
         # through the Runtime that ran it waits for the deletion anyway); the reaper refines the record.
@@ -277,6 +296,7 @@ class Zygote:
         live.timings["reaped_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + live.timings.get(
             "create_ms", 0.0)
         self._drain(live)  # the last reports come before the exit record
+        self._drain_logs(live)
         oom = bool(live.cgroup and live.cgroup.oom_killed())
         if live.reported is not None:
             # The init said how its workload ended; what killed the process afterwards (a `--rm` delete,
@@ -316,6 +336,78 @@ class Zygote:
                 self.send(p.Reply(token["rid"]))
         self._warm(live.reports)
 
+    # -- the container log: stdout and stderr relayed as k8s-file records by the process that outlives the CLI --
+    def _open_log(self, folder: str, max_size: int) -> list[int]:
+        """[out_r, out_w, err_r, err_w]: the write ends become the container's stdout and stderr."""
+        from wasmlab.runtime.store.ctrlog import LogWriter
+
+        writer = LogWriter(folder, max_size)
+        fds: list[int] = []
+        try:
+            for _ in range(2):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                os.set_blocking(r, False)
+                fds += [r, w]
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            writer.close()
+            raise
+        shared = _LogWriters(writer, 2)
+        self.logs[fds[0]] = _LogPipe(shared, b"stdout")
+        self.logs[fds[2]] = _LogPipe(shared, b"stderr")
+        return fds
+
+    def _close_log(self, fds: list[int], *, failed: bool = False) -> None:
+        """After the fork: the write ends are the container's alone. On failure the read ends go too."""
+        if not fds:
+            return
+        os.close(fds[1])
+        os.close(fds[3])
+        for r in (fds[0], fds[2]):
+            if failed:
+                self._end_log(r)
+            else:
+                self.sel.register(r, selectors.EVENT_READ, self.logs[r])
+
+    def _relay(self, fd: int, pipe: _LogPipe) -> bool:
+        """Move what the pipe holds into the log; False once it is at EOF (and closed)."""
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            chunk = b""
+        if not chunk:
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            self._end_log(fd)
+            return False
+        pipe.shared.writer.write(pipe.stream, chunk)
+        return True
+
+    def _end_log(self, fd: int) -> None:
+        pipe = self.logs.pop(fd, None)
+        if pipe is None:
+            return  # already ended: never close a number twice (it may be somebody else's by now)
+        os.close(fd)
+        pipe.shared.open -= 1
+        if pipe.shared.open == 0:
+            pipe.shared.writer.close()
+
+    def _drain_logs(self, live: _Live) -> None:
+        for fd in live.logs:
+            pipe = self.logs.get(fd)
+            while pipe is not None and self._relay(fd, pipe):
+                try:  # stop at an empty pipe (a writer may still hold it: a daemon the pid namespace kept)
+                    if not select.select([fd], [], [], 0)[0]:
+                        break
+                except (OSError, ValueError):
+                    break
+        live.logs = [fd for fd in live.logs if fd in self.logs]
+
     def _warm(self, reports: dict[str, Any]) -> None:
         """A container compiled, loaded or instantiated a module itself: the next fork gets it ready-made."""
         digest = reports.get("module_digest")
@@ -327,6 +419,18 @@ class Zygote:
             if warm is not None:
                 warm(digest, instantiate=bool(reports.get("preinstantiable")),
                      identity=reports.get("module_identity"))
+
+
+@dataclass
+class _LogWriters:
+    writer: Any         # store.ctrlog.LogWriter (imported on first use)
+    open: int           # pipes still feeding it
+
+
+@dataclass(eq=False)
+class _LogPipe:
+    shared: _LogWriters
+    stream: bytes
 
 
 def _serve_args(argv: list[str]) -> dict[str, Any]:

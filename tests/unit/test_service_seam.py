@@ -169,7 +169,8 @@ def test_logs_cursor_reads_each_byte_once(lab: Lab) -> None:
     first, cursor = until(lambda: (lambda r: r if r[0] else None)(lab.logs("ticker")), "a first tick")
     second, cursor2 = until(lambda: (lambda r: r if r[0] else None)(lab.logs("ticker", after=cursor)),
                             "more ticks")
-    assert cursor == len(b"".join(first)) and cursor2 == cursor + len(b"".join(second))
+    # The cursor is opaque (a k8s-file log survives rotation with it): what counts is that nothing is read twice.
+    assert cursor2 > cursor > 0
     text = (b"".join(first) + b"".join(second)).decode()
     ticks = [int(n) for n in re.findall(r"tick (\d+)\n", text)]
     assert ticks == list(range(1, len(ticks) + 1)) and len(ticks) >= 2, text  # no tick twice, none skipped
