@@ -96,7 +96,8 @@ def test_mounts_keep_the_config_order_and_binds_are_decided(tmp_path: Path) -> N
     assert cg.fstype == "cgroup" and not cg.bind
     assert not p.has_dev_mount
     # WASI sees the root and each directory bind mount, read-only as mounted.
-    assert [(o.guest, o.readonly) for o in p.preopens] == [("/", True), ("/data", True)]
+    # A Wasm guest sees bind-mounted folders and tmpfs scratch space; single files are not preopens.
+    assert [(o.guest, o.readonly) for o in p.preopens] == [("/", True), ("/data", True), ("/tmp", False)]
 
 
 def test_rootless_binds_the_hosts_cgroups_instead_of_mounting_them(tmp_path: Path) -> None:
