@@ -16,28 +16,35 @@ from __future__ import annotations
 import contextlib
 import copy
 import fnmatch
-import gzip
-import hashlib
 import io
 import os
-import platform as host_platform
 import posixpath
-import shutil
 import stat
 import tarfile
-import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from wasmlab.runtime.errors import BuildError, ImageError, WasmlabError
 from wasmlab.runtime.handlers.detect import check_variant
 from wasmlab.runtime.images import containerfile as cf
 from wasmlab.runtime.images.ignore import IgnoreRules
+from wasmlab.runtime.images.layers import (
+    Entry,
+    LayerBlob,
+    LayerWriter,
+    Meta,
+    finish_layer,
+    listing,
+    snapshot_tree,
+    spool_file,
+    write_diff,
+)
+from wasmlab.runtime.images.platform import Platform, host_platform_default, parse_platform, platform_args
+from wasmlab.runtime.images.rootfs import disk_readlink, resolve_in_root, write_entry
 from wasmlab.runtime.images.runstep import ContainerRunStep, ContainerRuntime, RunOutput
 from wasmlab.runtime.images.unpack import ExtractLimits, decompressed, extract_image, extract_layers, resolve_user
 from wasmlab.runtime.images.work import Work, stopping_cleanly, sweep_work
@@ -63,12 +70,6 @@ def _parameters(fn: Callable[..., object]) -> set[str]:
 CONTAINERFILES = ("Containerfile", "Dockerfile")
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_ENV_PATH = f"PATH={DEFAULT_PATH}"
-WASM_PLATFORM = ("wasip1", "wasm")
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "i686": "386", "i386": "386",
-         "386": "386", "arm": "arm"}
-_OSES = ("linux", "windows", "freebsd", "darwin")
-_MAX_SYMLINKS = 40
 
 
 @dataclass(frozen=True)
@@ -100,214 +101,6 @@ class BuildResult:
     seconds: float
 
 
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    def __str__(self) -> str:
-        return "/".join(x for x in (self.os, self.architecture, self.variant) if x)
-
-
-def parse_platform(text: str | None) -> Platform | None:
-    """``wasi/wasm`` -> os ``wasip1``, architecture ``wasm`` (podman's convention); ``linux/arm64/v8`` ..."""
-    if not text:
-        return None
-    parts = text.strip().lower().split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise BuildError(f"invalid platform {text!r}", "write it as OS/ARCH, e.g. wasi/wasm or linux/amd64")
-    os_name, arch = parts[0], parts[1]
-    variant = parts[2] if len(parts) == 3 else None
-    if arch == "wasm" or os_name in ("wasi", "wasip1", "wasip2"):
-        if arch != "wasm":
-            raise BuildError(f"invalid platform {text!r}", "WebAssembly images use the platform wasi/wasm")
-        return Platform("wasip1" if os_name == "wasi" else os_name, "wasm")
-    if os_name not in _OSES or arch not in _ARCH:
-        raise BuildError(f"unknown platform {text!r}",
-                         "use wasi/wasm, or linux/ARCH with ARCH one of amd64, arm64, arm, 386, ppc64le, "
-                         "s390x, riscv64")
-    return Platform(os_name, _ARCH[arch], variant)
-
-
-def _platform_args(target: Platform, build: Platform) -> dict[str, str]:
-    out = {}
-    for prefix, plat in (("TARGET", target), ("BUILD", build)):
-        out[f"{prefix}PLATFORM"] = str(plat)
-        out[f"{prefix}OS"] = plat.os
-        out[f"{prefix}ARCH"] = plat.architecture
-        out[f"{prefix}VARIANT"] = plat.variant or ""
-    return out
-
-
-def host_platform_default() -> Platform:
-    return Platform("linux", _ARCH.get(host_platform.machine(), "amd64"))
-
-
-# -- layers -------------------------------------------------------------------------------
-
-
-@dataclass
-class LayerBlob:
-    """A layer of the image being built: from the store, or produced by this build."""
-
-    descriptor: dict[str, Any]
-    diff_id: str
-    data: bytes | None = None
-    path: Path | None = None
-
-    def open(self) -> IO[bytes]:
-        if self.data is not None:
-            return io.BytesIO(self.data)
-        if self.path is None:
-            raise BuildError("internal error: layer has no content", "report this as a wasmlab bug")
-        return open(self.path, "rb")
-
-
-@dataclass
-class Entry:
-    """A file system entry added by COPY/ADD/WORKDIR before any RUN."""
-
-    kind: str  # "file", "dir", "symlink"
-    mode: int
-    uid: int = 0
-    gid: int = 0
-    source: Path | None = None
-    data: bytes | None = None
-    linkname: str = ""
-
-
-@dataclass
-class _Meta:
-    kind: str
-    mode: int
-    uid: int
-    gid: int
-    linkname: str = ""
-
-
-def _tarinfo(name: str, entry: Entry | _Meta, size: int, mtime: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode = entry.mode & 0o7777
-    info.uid, info.gid = entry.uid, entry.gid
-    info.uname = info.gname = ""
-    info.mtime = mtime
-    if entry.kind == "dir":
-        info.type = tarfile.DIRTYPE
-    elif entry.kind == "symlink":
-        info.type = tarfile.SYMTYPE
-        info.linkname = entry.linkname
-    elif entry.kind == "hardlink":
-        info.type = tarfile.LNKTYPE
-        info.linkname = entry.linkname
-    elif entry.kind == "whiteout":
-        info.type = tarfile.REGTYPE
-    else:
-        info.type = tarfile.REGTYPE
-        info.size = size
-    return info
-
-
-class _LayerWriter:
-    """Writes a deterministic tar (sorted by the caller, fixed mtime, no user names)."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out = out
-        self.tar = tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)
-
-    def add(self, name: str, entry: Entry | _Meta, mtime: int, content: IO[bytes] | None = None,
-            size: int = 0) -> None:
-        info = _tarinfo(name, entry, size, mtime)
-        self.tar.addfile(info, content)
-
-    def close(self) -> None:
-        self.tar.close()
-
-
-def _spool(workdir: Path) -> IO[bytes]:
-    return tempfile.TemporaryFile(dir=workdir)
-
-
-def _finish_layer(raw: IO[bytes], compression: str, workdir: Path | None) -> LayerBlob:
-    """Hash the tar in RAW (diff_id), compress it if asked, and describe it."""
-    raw.seek(0)
-    h = hashlib.sha256()
-    while chunk := raw.read(1 << 20):
-        h.update(chunk)
-    diff_id = "sha256:" + h.hexdigest()
-    raw.seek(0)
-    if compression == "gzip":
-        mt = media.OCI_LAYER_GZIP
-        target: IO[bytes] = io.BytesIO() if workdir is None else _spool(workdir)
-        with gzip.GzipFile(fileobj=target, mode="wb", mtime=0, compresslevel=6, filename="") as gz:
-            shutil.copyfileobj(raw, gz, 1 << 20)
-        raw = target
-        raw.seek(0)
-    elif compression == "none":
-        mt = media.OCI_LAYER
-    else:
-        raise BuildError(f"unknown layer compression {compression!r}", "use none or gzip")
-    if isinstance(raw, io.BytesIO):
-        data = raw.getvalue()
-        return LayerBlob(descriptor(mt, data), diff_id, data=data)
-    if workdir is None:
-        raise BuildError("internal error: spooled layer without a work directory", "report this as a bug")
-    fd, name = tempfile.mkstemp(dir=workdir, suffix=".layer")
-    h = hashlib.sha256()
-    size = 0
-    with os.fdopen(fd, "wb") as out:
-        raw.seek(0)
-        while chunk := raw.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
-    raw.close()
-    desc = {"mediaType": mt, "digest": "sha256:" + h.hexdigest(), "size": size}
-    return LayerBlob(desc, diff_id, path=Path(name))
-
-
-# -- paths inside the image ---------------------------------------------------------------
-
-
-def resolve_in_root(path: str, readlink: Callable[[str], str | None], *, follow_last: bool = True) -> str:
-    """Resolve a container path against symlinks as if the image root were ``/``.
-
-    Returns a root-relative path with no ``..``; it can never leave the root.
-    """
-    pending = deque(p for p in path.split("/") if p and p != ".")
-    resolved: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.popleft()
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        if not pending and not follow_last:
-            resolved.append(part)
-            break
-        target = readlink("/".join([*resolved, part]))
-        if target is None:
-            resolved.append(part)
-            continue
-        hops += 1
-        if hops > _MAX_SYMLINKS:
-            raise BuildError(f"too many levels of symbolic links in {path!r}",
-                             "fix the symlink loop in the image")
-        if target.startswith("/"):
-            resolved = []
-        pending.extendleft(reversed([p for p in target.split("/") if p and p != "."]))
-    return "/".join(resolved)
-
-
-def _disk_readlink(root: Path) -> Callable[[str], str | None]:
-    def readlink(rel: str) -> str | None:
-        p = root / rel
-        return os.readlink(p) if p.is_symlink() else None
-
-    return readlink
-
-
 # -- stages -------------------------------------------------------------------------------
 
 
@@ -335,7 +128,7 @@ class _Stage:
         self.shell: list[str] = list(DEFAULT_SHELL)
         self.history: list[dict[str, Any]] = []
         self.changed = False
-        self._base_view: dict[str, _Meta] | None = None
+        self._base_view: dict[str, Meta] | None = None
         self._result: list[LayerBlob] | None = None
         self.cmd_set = False
 
@@ -371,13 +164,13 @@ class _Stage:
 
     # -- file system views --------------------------------------------------------------
 
-    def base_view(self) -> dict[str, _Meta]:
+    def base_view(self) -> dict[str, Meta]:
         """The merged listing of the base layers (only read when needed)."""
         if self._base_view is None:
-            self._base_view = _listing(self.base.layers)
+            self._base_view = listing(self.base.layers)
         return self._base_view
 
-    def lookup(self, rel: str) -> _Meta | None:
+    def lookup(self, rel: str) -> Meta | None:
         if self.rootfs is not None:
             p = self.rootfs / rel
             try:
@@ -385,11 +178,11 @@ class _Stage:
             except (FileNotFoundError, NotADirectoryError):
                 return None
             kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-            return _Meta(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+            return Meta(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                          os.readlink(p) if kind == "symlink" else "")
         entry = self.tree.get(rel)
         if entry is not None:
-            return _Meta(entry.kind, entry.mode, entry.uid, entry.gid, entry.linkname)
+            return Meta(entry.kind, entry.mode, entry.uid, entry.gid, entry.linkname)
         if self.base.layers:
             return self.base_view().get(rel)
         return None
@@ -415,7 +208,7 @@ class _Stage:
         if parent:
             rel = posixpath.join(self.resolve(parent), posixpath.basename(rel))
         if self.rootfs is not None:
-            _write_entry(self.rootfs, rel, entry)
+            write_entry(self.rootfs, rel, entry)
             return
         existing = self.tree.get(rel)
         if existing is not None and existing.kind == "dir" and entry.kind != "dir":
@@ -453,9 +246,9 @@ class _Stage:
         diff_ids = [layer.diff_id for layer in self.base.layers]
         extract_layers([layer.open for layer in self.base.layers], root, diff_ids=diff_ids,
                        limits=self.build.limits)
-        self.snapshot = _snapshot(root)
+        self.snapshot = snapshot_tree(root)
         for rel in sorted(self.tree):
-            _write_entry(root, rel, self.tree[rel])
+            write_entry(root, rel, self.tree[rel])
         self.tree = {}
         self.rootfs = root
         return root
@@ -472,7 +265,7 @@ class _Stage:
         mtime = self.build.timestamp
         if self.rootfs is None:
             raw = io.BytesIO()
-            writer = _LayerWriter(raw)
+            writer = LayerWriter(raw)
             for rel in sorted(self.tree):
                 entry = self.tree[rel]
                 if entry.kind == "file":
@@ -485,140 +278,13 @@ class _Stage:
                 else:
                     writer.add(rel, entry, mtime)
             writer.close()
-            return _finish_layer(raw, self.build.compression, None)
+            return finish_layer(raw, self.build.compression, None)
         workdir = self.build.workdir()
-        spool = _spool(workdir)
-        writer = _LayerWriter(spool)
-        _write_diff(writer, self.rootfs, self.snapshot or {}, mtime)
+        spool = spool_file(workdir)
+        writer = LayerWriter(spool)
+        write_diff(writer, self.rootfs, self.snapshot or {}, mtime)
         writer.close()
-        return _finish_layer(spool, self.build.compression, workdir)
-
-
-def _listing(layers: Sequence[LayerBlob]) -> dict[str, _Meta]:
-    """Merge the tar listings of LAYERS, applying whiteouts, without extracting anything."""
-    view: dict[str, _Meta] = {}
-    for layer in layers:
-        seen: set[str] = set()
-        with layer.open() as fh, decompressed(fh) as plain, tarfile.open(fileobj=plain, mode="r|") as tar:
-            for m in tar:
-                name = posixpath.normpath(m.name.lstrip("/")) if m.name.strip("/.") else ""
-                if not name or name.startswith(".."):
-                    continue
-                base = posixpath.basename(name)
-                parent = posixpath.dirname(name)
-                if base == ".wh..wh..opq":
-                    prefix = parent + "/" if parent else ""
-                    for key in [k for k in view if k.startswith(prefix) and k not in seen]:
-                        del view[key]
-                    continue
-                if base.startswith(".wh."):
-                    victim = posixpath.join(parent, base[4:])
-                    for key in [k for k in view if k == victim or k.startswith(victim + "/")]:
-                        del view[key]
-                    continue
-                kind = ("dir" if m.isdir() else "symlink" if m.issym() else
-                        "hardlink" if m.islnk() else "file")
-                view[name] = _Meta(kind, m.mode, m.uid, m.gid, m.linkname)
-                seen.add(name)
-    return view
-
-
-def _write_entry(root: Path, rel: str, entry: Entry) -> None:
-    """Write one entry under ROOT; REL is already resolved, so parents are real directories."""
-    target = root / rel
-    parent = target.parent
-    # Defence in depth (resolution inside the image should make this impossible): the deepest existing
-    # ancestor must really be inside the root before anything is made under it.
-    existing = parent
-    while not os.path.lexists(existing) and existing != root:
-        existing = existing.parent
-    real_root, real = os.path.realpath(root), os.path.realpath(existing)
-    if real != real_root and not real.startswith(real_root + os.sep):
-        raise ImageError(f"refusing to write {rel!r}: it would land outside the image, in {real}",
-                         "the build context or archive uses symbolic links to leave the image")
-    if not parent.exists():
-        parent.mkdir(parents=True, mode=0o755)
-    if entry.kind == "dir":
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            target.unlink()
-        target.mkdir(mode=0o755, exist_ok=True)
-    else:
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.is_dir():
-            shutil.rmtree(target)
-        if entry.kind == "symlink":
-            os.symlink(entry.linkname, target)
-        elif entry.data is not None:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(entry.data)
-        elif entry.source is not None:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out, open(entry.source, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-    if os.geteuid() == 0:
-        os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
-    if entry.kind != "symlink":
-        os.chmod(target, entry.mode & 0o7777)
-
-
-def _snapshot(root: Path) -> dict[str, tuple[int, int, int, int, int, str]]:
-    snap: dict[str, tuple[int, int, int, int, int, str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
-            link = os.readlink(full) if stat.S_ISLNK(st.st_mode) else ""
-            snap[os.path.relpath(full, root)] = (st.st_mode, st.st_uid, st.st_gid, st.st_size,
-                                                 st.st_mtime_ns, link)
-    return snap
-
-
-def _write_diff(writer: _LayerWriter, root: Path,
-                before: dict[str, tuple[int, int, int, int, int, str]], mtime: int) -> None:
-    """Write what changed under ROOT since BEFORE: changed entries, their parents, and whiteouts."""
-    now = _snapshot(root)
-    changed = {rel for rel, meta in now.items() if before.get(rel) != meta}
-    for rel in list(changed):
-        parent = posixpath.dirname(rel)
-        while parent:
-            changed.add(parent)
-            parent = posixpath.dirname(parent)
-    # A directory that became a file or a link: the layer hides the old directory (a whiteout of the
-    # path, which sorts before the new entry) instead of whiting out what was inside it.
-    retyped = {rel for rel in changed if rel in before and rel in now
-               and stat.S_ISDIR(before[rel][0]) and not stat.S_ISDIR(now[rel][0])}
-    deleted = sorted(rel for rel in before if rel not in now)
-    whiteouts: set[str] = set(retyped)
-    for rel in deleted:
-        if any(rel.startswith(w + "/") for w in whiteouts):
-            continue
-        whiteouts.add(rel)
-    whiteout_names = {posixpath.join(posixpath.dirname(w), ".wh." + posixpath.basename(w)) for w in whiteouts}
-    names = sorted(changed | whiteout_names)
-    inodes: dict[tuple[int, int], str] = {}
-    for rel in names:
-        base = posixpath.basename(rel)
-        if base.startswith(".wh.") and (rel not in now or rel in whiteout_names):
-            writer.add(rel, _Meta("whiteout", 0o600, 0, 0), mtime)
-            continue
-        full = root / rel
-        st = os.lstat(full)
-        mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISDIR(st.st_mode):
-            writer.add(rel, _Meta("dir", mode, st.st_uid, st.st_gid), mtime)
-        elif stat.S_ISLNK(st.st_mode):
-            writer.add(rel, _Meta("symlink", mode, st.st_uid, st.st_gid, os.readlink(full)), mtime)
-        elif stat.S_ISREG(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in inodes:
-                writer.add(rel, _Meta("hardlink", mode, st.st_uid, st.st_gid, inodes[key]), mtime)
-                continue
-            inodes[key] = rel
-            with open(full, "rb") as fh:
-                writer.add(rel, _Meta("file", mode, st.st_uid, st.st_gid), mtime, fh, st.st_size)
-        # sockets, fifos and devices made by RUN are not carried into the layer
+        return finish_layer(spool, self.build.compression, workdir)
 
 
 # -- the build ----------------------------------------------------------------------------
@@ -637,7 +303,7 @@ class _Build:
         self.used_args: set[str] = set()
         self.platform = platform
         # The platform ARGs buildah and BuildKit predefine (TARGETARCH, BUILDPLATFORM, ...), for `ARG NAME`.
-        self.platform_args = _platform_args(platform or host_platform_default(), host_platform_default())
+        self.platform_args = platform_args(platform or host_platform_default(), host_platform_default())
         self.set_run_step(run_step)
         self.progress = progress
         self.compression = compression
@@ -980,7 +646,7 @@ class _Build:
                                  "check the pattern; files listed in .containerignore are excluded")
             return sorted(found)
         if in_image:
-            rel = resolve_in_root(rel, _disk_readlink(root))
+            rel = resolve_in_root(rel, disk_readlink(root))
             path = root / rel
         else:
             path = root / rel

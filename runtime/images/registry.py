@@ -23,8 +23,9 @@ from typing import IO, Any
 
 from wasmlab.runtime import __version__
 from wasmlab.runtime.errors import ImageError, RegistryError, StoreError
-from wasmlab.runtime.images.archive import convert_docker_manifest, wasm_artifact_to_image
-from wasmlab.runtime.images.build import host_platform_default
+from wasmlab.runtime.images.archive import convert_docker_manifest
+from wasmlab.runtime.images.artifact import wasm_artifact_to_image
+from wasmlab.runtime.images.platform import host_platform_default
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import canonical_json
 from wasmlab.runtime.store.layout import ImageStore, Transaction, digest_of, manifest_blobs, parse_json

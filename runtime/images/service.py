@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import WasmlabError
-from wasmlab.runtime.images import archive, registry
+from wasmlab.runtime.images import archive, artifact, registry
 from wasmlab.runtime.images.archive import LoadResult, SaveResult
 from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
 from wasmlab.runtime.images.build import build as build_image
@@ -220,11 +220,11 @@ class Images:
 
     def export_wasm(self, name: str, path: str | os.PathLike[str]) -> SaveResult:
         """Write a compat image's module as a CNCF Wasm OCI artifact (layout dir, or .tar archive)."""
-        return archive.export_wasm_artifact(self.store, name, path)
+        return artifact.export_wasm_artifact(self.store, name, path)
 
     def import_wasm(self, path: str | os.PathLike[str], name: str | None = None) -> LoadResult:
         """Load a Wasm OCI artifact as a runnable compat image."""
-        return archive.import_wasm_artifact(self.store, path, name)
+        return artifact.import_wasm_artifact(self.store, path, name)
 
     def push(self, name: str, dest: str | None = None, *, tls_verify: bool = True,
              credentials: tuple[str, str] | None = None,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from images_support import COMPAT, hello_wasm, seed_context, snapshot, tar_bytes, tar_file, validate, validate_layout
 from wasmlab.runtime.errors import ImageError
-from wasmlab.runtime.images import archive
+from wasmlab.runtime.images import archive, artifact
 from wasmlab.runtime.images.build import build
 from wasmlab.runtime.images.unpack import unpack_bundle
 from wasmlab.runtime.store import media
@@ -235,7 +235,7 @@ def test_save_refuses_a_corrupt_store_blob_and_writes_nothing(store: ImageStore,
 
 
 def test_export_wasm_artifact_follows_the_cncf_layout(store: ImageStore, tmp_path: Path) -> None:
-    result = archive.export_wasm_artifact(store, "mywasm-image", tmp_path / "artifact")
+    result = artifact.export_wasm_artifact(store, "mywasm-image", tmp_path / "artifact")
     root = tmp_path / "artifact"
     index = json.loads((root / "index.json").read_bytes())
     validate("index", index)
@@ -250,13 +250,13 @@ def test_export_wasm_artifact_follows_the_cncf_layout(store: ImageStore, tmp_pat
     assert config["architecture"] == "wasm" and config["os"] == "wasip1"
     assert config["layerDigests"] == [manifest["layers"][0]["digest"]]
     assert result.images == ["localhost/mywasm-image:latest"]
-    assert archive.is_wasm_artifact(root)
+    assert artifact.is_wasm_artifact(root)
 
 
 def test_wasm_artifact_imports_as_a_runnable_compat_image(store: ImageStore, other: ImageStore,
                                                          tmp_path: Path) -> None:
-    archive.export_wasm_artifact(store, "mywasm-image", tmp_path / "artifact.tar")
-    loaded = archive.import_wasm_artifact(other, tmp_path / "artifact.tar", "from-artifact")
+    artifact.export_wasm_artifact(store, "mywasm-image", tmp_path / "artifact.tar")
+    loaded = artifact.import_wasm_artifact(other, tmp_path / "artifact.tar", "from-artifact")
     assert loaded.names == ["localhost/from-artifact:latest"]
     assert loaded.images[0].converted_from == "wasm-artifact"
     image = other.resolve("from-artifact")
@@ -271,7 +271,7 @@ def test_wasm_artifact_imports_as_a_runnable_compat_image(store: ImageStore, oth
 def test_import_wasm_refuses_regular_images(store: ImageStore, other: ImageStore, tmp_path: Path) -> None:
     archive.save(store, ["mywasm-image"], tmp_path / "x.tar")
     with pytest.raises(ImageError, match="not a Wasm OCI artifact"):
-        archive.import_wasm_artifact(other, tmp_path / "x.tar")
+        artifact.import_wasm_artifact(other, tmp_path / "x.tar")
     assert not other.root.exists()
 
 
@@ -281,7 +281,7 @@ def test_export_wasm_needs_a_wasm_module(store: ImageStore, tmp_path: Path) -> N
     (tmp_path / "plain" / "data.txt").write_text("x")
     build(tmp_path / "plain", tag="plain")
     with pytest.raises(ImageError, match=r"no \.wasm module"):
-        archive.export_wasm_artifact(store, "plain", tmp_path / "art")
+        artifact.export_wasm_artifact(store, "plain", tmp_path / "art")
 
 
 def test_hand_made_artifact_with_a_component_is_marked_wasip2(other: ImageStore, tmp_path: Path) -> None:
@@ -298,7 +298,7 @@ def test_hand_made_artifact_with_a_component_is_marked_wasip2(other: ImageStore,
     (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     (root / "index.json").write_bytes(canonical_json({"schemaVersion": 2, "manifests": [
         {"mediaType": media.OCI_MANIFEST, "digest": digest_of(manifest), "size": len(manifest)}]}))
-    loaded = archive.import_wasm_artifact(other, root, "comp")
+    loaded = artifact.import_wasm_artifact(other, root, "comp")
     image_config = other.config(other.manifest(other.resolve("comp")))
     assert image_config["os"] == "wasip2" and image_config["config"]["Cmd"] == ["/comp.wasm"]
     assert loaded.images[0].converted_from == "wasm-artifact"

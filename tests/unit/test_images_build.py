@@ -26,7 +26,8 @@ from images_support import (
     validate_layout,
 )
 from wasmlab.runtime.errors import BuildError, ImageError
-from wasmlab.runtime.images.build import BuildEvent, build, parse_platform
+from wasmlab.runtime.images.build import BuildEvent, build
+from wasmlab.runtime.images.platform import parse_platform
 from wasmlab.runtime.store.layout import ImageStore
 
 

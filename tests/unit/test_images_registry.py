@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from images_support import COMPAT, hello_wasm, seed_context, snapshot, store_image, tar_bytes
 from wasmlab.runtime.errors import ImageError, RegistryError
-from wasmlab.runtime.images import archive, registry
+from wasmlab.runtime.images import artifact, registry
 from wasmlab.runtime.images.build import build
 from wasmlab.runtime.images.registry import RegistryClient, TransferEvent
 from wasmlab.runtime.store import media
@@ -302,7 +302,7 @@ def test_pull_converts_docker_manifests_and_picks_from_indexes(fake: FakeRegistr
 def test_pull_turns_a_wasm_artifact_into_a_compat_image(fake: FakeRegistry, store: ImageStore,
                                                        other: ImageStore, tmp_path: Path) -> None:
     fake.auth = None
-    archive.export_wasm_artifact(store, "mywasm-image", tmp_path / "art")
+    artifact.export_wasm_artifact(store, "mywasm-image", tmp_path / "art")
     root = tmp_path / "art"
     index = json.loads((root / "index.json").read_text())
     manifest_bytes = (root / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_bytes()
