@@ -296,8 +296,6 @@ class ZygoteClient:
         stdout, stderr = outputs if outputs else (b"", b"")
         with self._cond:
             self._exits.pop(cid, None)
-            if not keep:
-                self._unsettled[cid] = True  # until settled: if the zygote died, the Runtime deletes it
         if result:
             reported = json.loads(result)  # the init's own report (see init._run_in_process)
             self._abandon(rid)
@@ -324,6 +322,8 @@ class ZygoteClient:
             memory = dict(reply.memory)
         timings["total_ms"] = (time.perf_counter_ns() - t0) / 1e6
         with self._cond:
+            # Only now that its exit is known: a look at it while it runs must not wait for its end (a stop
+            # signal's follow-up looks at it to know when to send SIGKILL).
             self._unsettled[cid] = not keep
             while len(self._unsettled) > 4096:
                 self._unsettled.pop(next(iter(self._unsettled)))

@@ -360,10 +360,14 @@ def test_signals_to_a_foreground_run_reach_its_container_and_rm_still_happens(tm
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         try:
             assert proc.stdout is not None and proc.stdout.readline().startswith("tick")
-            for name in signals:  # a Linux pid 1 ignores SIGINT: the second one kills it
+            for i, name in enumerate(signals):  # a Linux pid 1 ignores SIGINT: the second one kills it
                 signum = getattr(__import__("signal"), f"SIG{name}")
                 proc.send_signal(signum)
                 _signal_taken(proc.pid, signum)
+                if i == 0 and len(signals) > 1:
+                    # The first one is followed up, with --rm too (a look at the running container used to wait
+                    # for its end, so the notice and the SIGKILL never came): the notice is the handshake.
+                    assert proc.stderr is not None and "SIGKILL follows" in proc.stderr.readline()
             proc.communicate(timeout=20)
         finally:
             if proc.poll() is None:
