@@ -162,7 +162,20 @@ class StateDir:
             os.close(fd)
 
     def remove(self) -> None:
-        remove_tree(self.path)
+        """Remove the folder. It is first renamed aside: a reaper that writes the exit record just then (the
+        zygote, after the process it forked died of a `delete --force`) finds no folder at the container's
+        path, instead of refilling one half removed."""
+        aside = os.path.join(self.root, f".{self.id}.removed-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            aside = ""
+        except OSError:
+            aside = self.path
+        for _ in range(3):  # a write that began before the rename may still land in the folder set aside
+            if not aside or not os.path.lexists(aside):
+                break
+            remove_tree(aside)
         try:
             os.unlink(os.path.join(self.root, f".{self.id}.lock"))
         except OSError:

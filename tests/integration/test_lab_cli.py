@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, busybox, need_root, read_until
+from tests.conftest import ROOT, busybox, need_root, read_until, wait_gone
 
 pytestmark = pytest.mark.root
 WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
@@ -420,3 +420,21 @@ def test_one_name_one_container_even_when_runs_race(tmp_path: Path) -> None:
     finally:
         wl(home, "rm", "-f", "same")
     assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
+
+
+def test_rm_force_of_running_containers_leaves_no_state_behind(tmp_path: Path) -> None:
+    """The zygote reaps a killed container while `rm -f` removes its state folder: no refilled folder stays."""
+    from wasmlab.runtime.store.home import runtime_root
+
+    home = tmp_path / "home"
+    assert wl(home, "samples", "-q", "--no-busybox").returncode == 0
+    for _ in range(4):
+        cid = wl(home, "run", "-d", "wasmlab/loop:linux", "/loop", "0", "1000").stdout.strip()
+        assert wl(home, "rm", "-f", cid).returncode == 0
+    assert wl(home, "ps", "-a", "-q").stdout == ""
+    root = runtime_root(home)
+    # The detached containers' zygote outlives the CLI: once it has nothing left, it exits (its pidfd says so).
+    for line in subprocess.run(["pgrep", "-f", f"--root {root}"], capture_output=True, text=True).stdout.split():
+        wait_gone(int(line))
+    left = sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) if root.exists() else []
+    assert left == []
