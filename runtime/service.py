@@ -1094,11 +1094,6 @@ class Lab:
 
         threading.Thread(target=escalate, name=f"wasmlab-stop-{cid[:6]}", daemon=True).start()
 
-    def kill(self, name: str, signum: int = signal.SIGKILL) -> str:
-        cid = self.resolve(name)
-        self._runtime.kill(cid, signum)
-        return cid
-
     def exec(self, name: str, command: Sequence[str], *, env: Sequence[str] = (), cwd: str | None = None,
              stdio: tuple[int, int, int] | None = None, tty: bool = False, interactive: bool = True,
              sig_proxy: bool = False) -> int:
@@ -1110,6 +1105,27 @@ class Lab:
         cid = self.resolve(name)
         return self._runtime.exec(cid, list(command), env=_host_env(env), cwd=cwd, stdio=stdio, tty=tty,
                                   interactive=interactive, sig_proxy=sig_proxy)
+
+    def wait(self, name: str, timeout: float | None = None) -> int | None:
+        """`podman wait`: block until the container has stopped; its exit code (None when it cannot be known)."""
+        cid = self.resolve(name)
+        if not self._runtime.wait_stopped(cid, timeout):
+            raise InvalidState(f"container {name} is still running after {timeout:g} s",
+                               f"`wasmlab stop {name}` stops it")
+        rec = self._runtime.exit_record(cid)
+        return rec.exit_code if rec is not None else self._info(self._meta(cid)).exit_code
+
+    def kill(self, name: str, signal_name: str | int = "KILL") -> str:
+        """`podman kill`: send a signal (KILL by default; a name, SIG name or number) to a running container."""
+        from wasmlab.runtime.lifecycle import parse_signal
+
+        cid = self.resolve(name)
+        signum = parse_signal(signal_name)
+        if self._status(cid) not in LISTED:
+            raise InvalidState(f"container {name} is not running",
+                               f"`wasmlab ps -a` shows it; `wasmlab rm {name}` removes it")
+        self._runtime.kill(cid, signum)
+        return cid
 
     def pause(self, name: str) -> str:
         cid = self.resolve(name)

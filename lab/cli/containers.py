@@ -107,6 +107,22 @@ def cmd_pause(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kill(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        for name in args.containers:
+            lab.kill(name, args.signal)
+            print(name)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        for name in args.containers:
+            code = lab.wait(name)
+            print("unknown" if code is None else code)
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     """As podman: every container named is tried; the first error is reported once all were."""
     if not args.all and not args.containers:
@@ -238,6 +254,16 @@ def register(sub: Any) -> None:
         pz = sub.add_parser(verb, help=text)
         pz.add_argument("containers", nargs="+")
         pz.set_defaults(func=cmd_pause)
+
+    kl = sub.add_parser("kill", help="send a signal to running containers (SIGKILL unless -s says otherwise)")
+    kl.add_argument("-s", "--signal", default="KILL", metavar="SIGNAL",
+                    help="the signal: a name (TERM, SIGTERM) or a number (default KILL)")
+    kl.add_argument("containers", nargs="+", help="names or ids")
+    kl.set_defaults(func=cmd_kill)
+
+    wt = sub.add_parser("wait", help="wait until containers stop, and print their exit codes")
+    wt.add_argument("containers", nargs="+", help="names or ids")
+    wt.set_defaults(func=cmd_wait)
 
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true", help="stop running containers first")

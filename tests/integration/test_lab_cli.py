@@ -438,3 +438,16 @@ def test_rm_force_of_running_containers_leaves_no_state_behind(tmp_path: Path) -
         wait_gone(int(line))
     left = sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) if root.exists() else []
     assert left == []
+
+
+def test_kill_sends_podmans_default_and_a_named_signal_and_wait_says_the_exit(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert wl(home, "samples", "-q", "--no-busybox").returncode == 0
+    for argv, code in ((["kill"], "137"), (["kill", "-s", "TERM"], "143"), (["kill", "-s", "SIGINT"], "130")):
+        cid = wl(home, "run", "-d", "wasmlab/loop:compat", "/loop.wasm", "0", "1000").stdout.strip()
+        assert wl(home, *argv, cid).returncode == 0
+        assert wl(home, "wait", cid).stdout.strip() == code, argv
+        assert wl(home, "rm", cid).returncode == 0
+    for argv in (["kill", "-s", "NOPE", "nosuch"], ["kill", "nosuch"], ["wait", "nosuch"]):
+        r = wl(home, *argv)
+        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
