@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import sys
 import time
 from datetime import UTC, datetime
@@ -48,6 +49,10 @@ def test_progress_line_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch)
         line = ProgressLine("push")
         line(Progress("push", "blob sha256:ab", 1, 2, "bytes"))
         line.close()
-    drawn = os.read(main, 4096).decode()
+    # A pty hands over what was written in pieces (the line, then its newline): read until the newline.
+    raw = b""
+    while not raw.endswith(b"\n") and select.select([main], [], [], 5)[0]:
+        raw += os.read(main, 4096)
+    drawn = raw.decode().replace("\r\n", "\n")
     os.close(main)
     assert "push: [" in drawn and "blob sha256:ab" in drawn and drawn.endswith("\n")
