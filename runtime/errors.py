@@ -193,3 +193,25 @@ class PortError(UsageError):
     """A published port (-p) cannot be had: in use, or an address this machine does not have."""
 
     kind = "port"
+
+
+class PodSpecError(WasmlabError):
+    """A Kubernetes YAML file (Pod, Deployment) that wasmlab cannot play: the message names the YAML path."""
+
+    exit_code = 2
+    kind = "invalid-pod"
+    field = ""
+    source = ""
+
+    def __init__(self, field: str, problem: str, hint: str = "", *, source: str = "") -> None:
+        self.field = field
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {problem}" if field else f"{where}{problem}",
+                         hint or "see https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/")
+
+
+class BadPattern(UsageError):
+    """A containerd pod_annotations entry that Go's path.Match refuses (its ErrBadPattern)."""
+
+    kind = "bad-pattern"

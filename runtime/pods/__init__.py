@@ -1,0 +1,1 @@
+"""Pods: Kubernetes YAML turned into lab plans (annotation propagation, generated cluster config)."""
