@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.unpack import UnpackResult
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
+    from wasmlab.runtime.pods.generate import Generated
+    from wasmlab.runtime.pods.plan import PodPlan
     from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
     from wasmlab.runtime.store.usage import DiskUsage
@@ -479,6 +481,32 @@ class Lab:
         return before - allocated([self.home])
 
     # -- pods (to come): play, down and inspect will live here, with their own events -----------------------
+
+    def pod_plan(self, file: str | os.PathLike[str], *, propagation: str = "crio",
+                 pod_annotations: Sequence[str] | None = None, allow_host_path: bool = False) -> PodPlan:
+        """The pods of a Kubernetes YAML file, each container's annotations as CRI-O or containerd would pass them
+        (containerd: the pod_annotations allowlist, default module.wasm.image/*), and the warnings. Runs nothing.
+        Image annotations come from the lab's images (listed, never passed on, as under a CRI)."""
+        from wasmlab.runtime.errors import ImageError
+        from wasmlab.runtime.pods.plan import plan_pods
+
+        def image_annotations(image: str) -> dict[str, str] | None:
+            try:
+                return dict(self._images.inspect(image).manifest.get("annotations") or {})
+            except ImageError:
+                return None
+
+        return plan_pods(file, propagation=propagation, pod_annotations=pod_annotations,
+                         allow_host_path=allow_host_path, image_annotations=image_annotations)
+
+    @staticmethod
+    def kube_generate(file: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                      runtime_path: str | None = None, allow_host_path: bool = False) -> Generated:
+        """`kube generate`: pod.yaml (with runtimeClassName), runtimeclass.yaml, crio.conf and containerd.toml in
+        out_dir, for a real cluster; runtime_path names another OCI runtime than crun (such as wasmlab-oci)."""
+        from wasmlab.runtime.pods.generate import generate
+
+        return generate(file, out_dir, runtime_path=runtime_path, allow_host_path=allow_host_path)
 
     # -- containers ---------------------------------------------------------------------------------------------
     def _dir(self, cid: str) -> Path:

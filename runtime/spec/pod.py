@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -627,7 +628,7 @@ def parse_pods(text: str, *, source: str = "", allow_host_path: bool = False) ->
                    documents=tuple(documents))
 
 
-def load_pods(path: str | Path, *, allow_host_path: bool = False) -> PodFile:
+def load_pods(path: str | os.PathLike[str], *, allow_host_path: bool = False) -> PodFile:
     """parse_pods on a file; a file that cannot be read is a PodSpecError too."""
     p = Path(path)
     try:
