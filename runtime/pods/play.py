@@ -275,8 +275,13 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
             try:
                 cid = host.pod_start(request)
             except WasmlabError as exc:
+                held = [t.key for t in traced.traces if t.origin == "pod" and not t.passed]
+                hint = exc.hint
+                if held and planned.annotations.warnings:
+                    # containerd's allowlist held a pod annotation back: that is the cause to show.
+                    hint = f"{', '.join(held)} never reached it: {planned.annotations.warnings[0]}"
                 raise PodStartFailed(f"pod {pod.identity}: container {c.name} ({c.image}): {exc.message}",
-                                     exc.hint) from None
+                                     hint) from None
             made.append(cid)
             record["containers"].append(_entry(c.name, cid, lab_name, c.image, "init" if c.init else "container"))
             if c.init:

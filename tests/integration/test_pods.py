@@ -413,3 +413,54 @@ def test_a_later_pod_failing_rolls_back_the_pods_of_the_file_started_before(lab:
         lab.kube_play(path)
     assert lab.pods() == [] and lab.ps(all=True) == []
     leaks.assert_clean()
+
+
+def test_containerd_allowlist_the_seeds_glob_holds_the_variant_back_and_the_module_is_not_executable(
+        lab: Lab, leaks: LeakCheck) -> None:
+    path = PODS / "containerd-allowlist.yaml"
+    with pytest.raises(PodStartFailed) as caught:
+        lab.kube_play(path, propagation="containerd", pod_annotations=["module.wasm.image/variant.*"])
+    assert caught.value.message.endswith("container wasm-container (wasmlab/hello:compat): the entrypoint "
+                                         "/hello.wasm is not executable")
+    # The image's own annotation says compat, but a CRI never passes image annotations on: the hint names the
+    # held-back pod annotation and the allowlist that works.
+    assert 'fix: pod_annotations = ["module.wasm.image/*"]' in caught.value.hint
+    assert lab.pods() == [] and lab.ps(all=True) == []
+    played = lab.kube_play(path, propagation="containerd", pod_annotations=["module.wasm.image/*"])
+    [pod] = played.pods
+    assert lab.pod_wait(pod.container("wasm-container").id) == 0
+    assert [e.data for _, e in lab.pod_logs(pod.identity)] == [b"hello world from wasmlab !!!!\n"]
+    lab.kube_down(path)
+    leaks.assert_clean()
+
+
+def test_crio_passes_every_pod_annotation_and_no_image_annotation(lab: Lab, tmp_path: Path,
+                                                                   leaks: LeakCheck) -> None:
+    path = write(tmp_path, """\
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: notes
+          annotations: {example.com/team: blue}
+        spec:
+          containers: [{name: a, image: wasmlab/busybox:latest, command: [/bin/sleep, "3600"]}]
+        """)
+    [pod] = lab.kube_play(path).pods
+    a = lab.inspect(pod.container("a").lab_name).info.annotations
+    assert a["example.com/team"] == "blue" and a["io.kubernetes.cri-o.ContainerType"] == "container"
+    infra = lab.inspect(pod.container("POD").lab_name).info.annotations
+    assert infra["io.kubernetes.cri.container-type"] == "sandbox" and infra["example.com/team"] == "blue"
+    lab.pod_rm(pod.identity, force=True)
+    # The image says compat-smart, but a CRI never passes image annotations on: without the pod's annotation its
+    # .wasm entrypoint is no Linux program (`wasmlab run` of the same image honours the image's annotation).
+    wasm_only = write(tmp_path, """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: imagenote}
+        spec:
+          containers: [{name: w, image: wasmlab/hello:compat-smart}]
+        """, "w.yaml")
+    with pytest.raises(PodStartFailed) as caught:
+        lab.kube_play(wasm_only)
+    assert caught.value.message.endswith("the entrypoint /hello.wasm is not executable")
+    leaks.assert_clean()
