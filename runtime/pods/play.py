@@ -191,7 +191,8 @@ def check_images(host: PodHost, plan: PodPlan) -> None:
 
                 raise ImageError(f"pod {planned.pod.identity}: container {c.name}: no image {c.image!r} in this lab",
                                  "build or pull it first (`wasmlab images` lists them; `wasmlab samples` builds "
-                                 "wasmlab/*), or fix spec.containers[].image")
+                                 "wasmlab/*), or fix spec.containers[].image; `kube play --dry-run` shows the plan "
+                                 "without running it")
 
 
 def check_engine(engine: str | None) -> None:

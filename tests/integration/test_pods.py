@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.conftest import ROOT, LeakCheck, need_root
 pytestmark = pytest.mark.root
 PODS = ROOT / "assets" / "pods"
 ENGINES = ("wasmtime", "wasmer")
+WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
 LIVE_WAT = (Path(__file__).with_name("live_volume.wat")).read_text()
 
 
@@ -463,4 +465,55 @@ def test_crio_passes_every_pod_annotation_and_no_image_annotation(lab: Lab, tmp_
     with pytest.raises(PodStartFailed) as caught:
         lab.kube_play(wasm_only)
     assert caught.value.message.endswith("the entrypoint /hello.wasm is not executable")
+    leaks.assert_clean()
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WASMLAB_HOME": str(home)}
+    return subprocess.run([WASMLAB, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_cli_plays_lists_logs_and_downs_a_pod(lab: Lab, home: Path, tmp_path: Path, leaks: LeakCheck) -> None:
+    path = write(tmp_path, SIDECAR.format(variant="compat-smart", engine="wasmtime", httpd=HTTPD, wget=WGET))
+    played = cli(home, "kube", "play", str(path))
+    assert played.returncode == 0, played.stderr
+    assert played.stdout.startswith("Pod default/mixed: ")
+    pod = lab.pod_inspect("mixed")
+    assert lab.pod_wait(pod.container("client").id) == 0  # the containers outlive the command (the zygote)
+    ps = cli(home, "pod", "ps")
+    assert ps.returncode == 0 and "default/mixed" in ps.stdout and "sidecar(running)" in ps.stdout
+    with_pod = cli(home, "ps", "--pod")
+    assert "POD" in with_pod.stdout.splitlines()[0] and "default/mixed" in with_pod.stdout
+    assert cli(home, "logs", "mixed/client").stdout == "served-by-the-sidecar\n"
+    assert cli(home, "pod", "logs", "mixed", "-c", "app").stdout == "hello world from wasmlab !!!!\n"
+    inspected = json.loads(cli(home, "pod", "inspect", "default/mixed").stdout)
+    assert inspected["id"] == pod.id and inspected["cgroup"] == pod.cgroup
+    again = cli(home, "kube", "play", str(path))
+    assert again.returncode != 0 and again.stderr.count("\n") == 1 and "Traceback" not in again.stderr
+    assert "pod default/mixed already exists" in again.stderr
+    down = cli(home, "kube", "play", "--down", str(path))
+    assert down.returncode == 0 and down.stdout == f"Pod default/mixed removed ({pod.id})\n"
+    gone = cli(home, "kube", "down", str(path))
+    assert gone.returncode != 0 and "none of the pods" in gone.stderr and gone.stderr.count("\n") == 1
+    assert cli(home, "pod", "ps", "-q").stdout == ""
+    leaks.assert_clean()
+
+
+def test_system_reset_ends_the_pods_and_their_cgroup_parents(tmp_path: Path, leaks: LeakCheck) -> None:
+    need_root()
+    home = tmp_path / "home"
+    path = write(tmp_path, """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: doomed}
+        spec:
+          containers: [{name: a, image: wasmlab/busybox:latest, command: [/bin/sleep, "3600"]}]
+        """)
+    with Lab(home) as lab:
+        lab.samples()
+        [pod] = lab.kube_play(path).pods
+        netns = ns_inode(pod.infra_pid, "net")
+        lab.reset()
+    assert holders_of("net", netns) == []
+    assert not (home / "pods").exists() or not any((home / "pods").iterdir())
     leaks.assert_clean()
