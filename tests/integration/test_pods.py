@@ -517,3 +517,52 @@ def test_system_reset_ends_the_pods_and_their_cgroup_parents(tmp_path: Path, lea
     assert holders_of("net", netns) == []
     assert not (home / "pods").exists() or not any((home / "pods").iterdir())
     leaks.assert_clean()
+
+
+def test_a_deployment_plays_its_replicas_with_host_ports_and_limits(lab: Lab, tmp_path: Path,
+                                                                    leaks: LeakCheck) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write(tmp_path, f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: web}}
+        spec:
+          replicas: 2
+          selector: {{matchLabels: {{app: web}}}}
+          template:
+            metadata: {{labels: {{app: web}}}}
+            spec:
+              containers:
+              - name: httpd
+                image: wasmlab/busybox:latest
+                command: ["/bin/sh", "-c", {HTTPD}]
+                resources: {{limits: {{memory: 64Mi, cpu: 500m}}}}
+        """)
+    text = path.read_text()
+    # Only the first replica publishes a host port (two could not share it).
+    one = write(tmp_path, text.replace("replicas: 2", "replicas: 1").replace(
+        "resources:", f"ports: [{{containerPort: 8080, hostPort: {port}}}]\n        resources:"), "one.yaml")
+    pods = lab.kube_play(path).pods
+    assert [p.identity for p in pods] == ["default/web-pod-0", "default/web-pod-1"]
+    c = pods[0].container("httpd")
+    limit = Path(f"/sys/fs/cgroup/memory{cgroup_of(c.pid)}/memory.limit_in_bytes")
+    if limit.exists():
+        assert int(limit.read_text()) == 64 << 20
+    lab.kube_down(path)
+    [served] = lab.kube_play(one).pods
+    body = b""
+    for _ in range(2000):  # until httpd listens (a bounded retry, no sleep)
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+            break
+        except OSError:
+            continue
+    assert body == b"served-by-the-sidecar\n"
+    assert served.container("httpd").status == "running"
+    lab.kube_down(one)
+    leaks.assert_clean()
