@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
     from wasmlab.runtime.pods.generate import Generated
+    from wasmlab.runtime.pods.inspect import ContainerNamespaces
     from wasmlab.runtime.pods.plan import PodPlan
     from wasmlab.runtime.pods.play import ContainerRequest, ContainerView, PlayResult, PodInfo
     from wasmlab.runtime.pods.sandbox import PodSlot
@@ -554,6 +555,45 @@ class Lab:
             out.extend((c.name, e) for e in ctrlog.lines(entries))
         out.sort(key=lambda item: item[1].ns)
         return out
+
+    def inspect_ns(self, target: str | None = None, *, namespace: str | None = None) -> list[ContainerNamespaces]:
+        """`wasmlab inspect-ns [POD|CONTAINER]`: for every container of every pod (or of one pod, or one container),
+        each namespace's inode and whether it is the host's (the lab's own), the sandbox's or its own; its cgroup."""
+        from wasmlab.runtime.errors import PodNotFound
+        from wasmlab.runtime.pods import inspect as nsinspect
+
+        if target is None:
+            pods = self.pods()
+        else:
+            try:
+                pods = [self.pod_inspect(target, namespace=namespace)]
+            except PodNotFound:
+                cid = self.resolve(target)
+                info = self._info(self._meta(cid))
+                if not info.pod:
+                    return [self._ns_row("", info.name, "container", info.pid, str(info.status), {})]
+                pod = self.pod_inspect(info.pod)
+                sandbox = nsinspect.inodes(pod.infra_pid)
+                entry = pod.container(cid)
+                return [self._ns_row(pod.identity, entry.name, entry.role, entry.pid, entry.status, sandbox)]
+        rows = []
+        for pod in pods:
+            sandbox = nsinspect.inodes(pod.infra_pid)
+            for c in pod.containers:
+                rows.append(self._ns_row(pod.identity, c.name, c.role, c.pid, c.status,
+                                         {} if c.role == "sandbox" else sandbox))
+        return rows
+
+    @staticmethod
+    def _ns_row(pod: str, name: str, role: str, pid: int, status: str,
+                sandbox: dict[str, int]) -> ContainerNamespaces:
+        from wasmlab.runtime.pods import inspect as nsinspect
+
+        row = nsinspect.ContainerNamespaces(pod, name, role, pid, status)
+        if pid:
+            row.namespaces = nsinspect.classify(pid, sandbox, nsinspect.host_namespaces())
+            row.cgroup = nsinspect.cgroup_path(pid)
+        return row
 
     def _pod_container(self, text: str) -> str:
         """POD/CONTAINER or NAMESPACE/POD/CONTAINER: the lab container's id."""

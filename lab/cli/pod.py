@@ -96,6 +96,27 @@ def cmd_pod_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect_ns(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        rows = lab.inspect_ns(args.target, namespace=args.namespace)
+    if args.json:
+        print_json([r.as_dict() for r in rows])
+        return 0
+    kinds = ("net", "ipc", "uts", "pid", "mnt", "cgroup", "user")
+    print(f"{'POD':<28}{'CONTAINER':<18}{'PID':<8}" + "".join(f"{k.upper():<20}" for k in kinds) + "CGROUP")
+    for r in rows:
+        cells = []
+        for k in kinds:
+            try:
+                e = r.entry(k)
+                cells.append(f"{e.inode} {e.shared}")
+            except KeyError:
+                cells.append("-")
+        print(f"{r.pod or '-':<28}{r.container:<18}{r.pid or '-':<8}" + "".join(f"{c:<20}" for c in cells)
+              + (r.cgroup or r.status))
+    return 0
+
+
 def register_kube(verbs: Any, play: argparse.ArgumentParser) -> None:
     """The flags `kube play` takes to run pods, and `kube down` (called by lab/cli/pods.py)."""
     play.add_argument("--down", action="store_true", help="stop and remove the pods of FILE (as `kube down`)")
@@ -132,3 +153,10 @@ def register(sub: Any) -> None:
     lg.add_argument("-c", "--container", help="only this container's output")
     lg.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     lg.set_defaults(func=cmd_pod_logs)
+
+    ns = sub.add_parser("inspect-ns", help="each pod container's namespaces: shared with the sandbox, the host, "
+                                           "or its own (inodes, as /proc/PID/ns)")
+    ns.add_argument("target", nargs="?", metavar="POD|CONTAINER", help="one pod or container (default: every pod)")
+    ns.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
+    ns.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ns.set_defaults(func=cmd_inspect_ns)

@@ -566,3 +566,40 @@ def test_a_deployment_plays_its_replicas_with_host_ports_and_limits(lab: Lab, tm
     assert served.container("httpd").status == "running"
     lab.kube_down(one)
     leaks.assert_clean()
+
+
+def test_inspect_ns_matches_proc_for_every_container(lab: Lab, home: Path, tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: seen, namespace: lookhere, annotations: {module.wasm.image/variant: compat-smart}}
+        spec:
+          containers:
+          - {name: linux, image: wasmlab/busybox:latest, command: [/bin/sleep, "3600"]}
+          - {name: wasm, image: wasmlab/loop:compat}
+        """)
+    [pod] = lab.kube_play(path).pods
+    rows = {r.container: r for r in lab.inspect_ns("lookhere/seen")}
+    assert set(rows) == {"POD", "linux", "wasm"}
+    infra = pod.infra_pid
+    for name in ("linux", "wasm"):
+        row = rows[name]
+        assert row.pid and row.role == "container"
+        for e in row.namespaces:
+            assert e.inode == os.stat(f"/proc/{row.pid}/ns/{e.type}").st_ino
+            # The pod's three; its own pid, mount and cgroup namespaces; the host's user namespace (as root).
+            want = {"net": "sandbox", "ipc": "sandbox", "uts": "sandbox", "user": "host"}.get(e.type, "private")
+            assert (e.inode == os.stat(f"/proc/self/ns/{e.type}").st_ino) == (want == "host"), (name, e)
+            assert e.shared == want, (name, e)
+            if e.shared == "sandbox":
+                assert e.inode == os.stat(f"/proc/{infra}/ns/{e.type}").st_ino
+        assert row.cgroup == f"/{pod.cgroup}/{pod.container(name).id}"
+    assert rows["POD"].entry("net").shared == "private"  # the sandbox's own, none of the host's
+    one = lab.inspect_ns("lookhere/seen/wasm")
+    assert [r.container for r in one] == ["wasm"] and one[0].entry("net").shared == "sandbox"
+    out = cli(home, "inspect-ns", "seen", "-n", "lookhere", "--json")
+    assert [r["container"] for r in json.loads(out.stdout)] == ["POD", "linux", "wasm"]
+    table = cli(home, "inspect-ns", "lookhere/seen").stdout.splitlines()
+    assert table[0].split()[:4] == ["POD", "CONTAINER", "PID", "NET"]
+    assert f"{rows['linux'].entry('net').inode} sandbox" in table[2]
+    lab.kube_down(path)
