@@ -504,7 +504,13 @@ class Lab:
         check_engine(engine)
         plan = self.pod_plan(file, propagation=propagation, pod_annotations=pod_annotations,
                              allow_host_path=allow_host_path)
-        return PlayResult(play(self, self.home, plan, engine=engine), list(plan.warnings))
+        warnings = list(plan.warnings)
+        restarting = [p.pod.identity for p in plan.pods if p.pod.restart_policy != "Never"]
+        if restarting:
+            warnings.append(f"restartPolicy Always/OnFailure is not applied yet: the containers of "
+                            f"{', '.join(restarting)} are not restarted when they exit (write restartPolicy: Never "
+                            "to say so)")
+        return PlayResult(play(self, self.home, plan, engine=engine), warnings)
 
     def kube_down(self, file: str | os.PathLike[str]) -> list[PodInfo]:
         """`podman kube down`: stop and remove the pods FILE describes (those that are played)."""

@@ -106,6 +106,10 @@ def cgroup_of(pid: int) -> str:
 def test_seed_pod_runs_its_wasm_container_and_prints_the_module_line(lab: Lab, leaks: LeakCheck) -> None:
     played = lab.kube_play(PODS / "seed-pod.yaml")
     [pod] = played.pods
+    # Its restartPolicy is Kubernetes' default, Always, which wasmlab does not apply yet: it says so.
+    assert played.warnings == ["restartPolicy Always/OnFailure is not applied yet: the containers of "
+                               "mynamespace/pod-with-wasm-workload are not restarted when they exit (write "
+                               "restartPolicy: Never to say so)"]
     assert pod.identity == "mynamespace/pod-with-wasm-workload"
     app = pod.container("wasm-container")
     assert lab.pod_wait(app.id) == 0
