@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
     play.add_argument("--pod-annotations", action="append", metavar="GLOB",
                       help="containerd's pod_annotations allowlist entry (repeatable; default module.wasm.image/*)")
     play.add_argument("--allow-host-path", action="store_true", help="accept hostPath volumes")
-    play.add_argument("--json", action="store_true")
+    play.add_argument("--json", action="store_true", help="print the plan (--dry-run) or the pods played as JSON")
     from wasmlab.lab.cli.pod import register_kube
 
     register_kube(verbs, play)
