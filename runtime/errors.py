@@ -215,3 +215,30 @@ class BadPattern(UsageError):
     """A containerd pod_annotations entry that Go's path.Match refuses (its ErrBadPattern)."""
 
     kind = "bad-pattern"
+
+
+class PodExists(WasmlabError):
+    """A pod of that name is already played in that namespace."""
+
+    exit_code = 4
+    kind = "pod-exists"
+
+
+class PodNotFound(WasmlabError):
+    """No played pod of that name in that namespace."""
+
+    exit_code = 3
+    kind = "no-pod"
+
+
+class PodStartFailed(WasmlabError):
+    """A container of a pod could not be started: the pod was rolled back."""
+
+    exit_code = 6
+    kind = "pod-start"
+
+
+class PodInitFailed(PodStartFailed):
+    """An init container exited non-zero: the pod stops there, as in Kubernetes (and is rolled back)."""
+
+    kind = "pod-init"

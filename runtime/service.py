@@ -58,7 +58,10 @@ if TYPE_CHECKING:
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
     from wasmlab.runtime.pods.generate import Generated
+    from wasmlab.runtime.pods.inspect import ContainerNamespaces
     from wasmlab.runtime.pods.plan import PodPlan
+    from wasmlab.runtime.pods.play import ContainerRequest, ContainerView, PlayResult, PodInfo
+    from wasmlab.runtime.pods.sandbox import PodSlot
     from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
     from wasmlab.runtime.store.usage import DiskUsage
@@ -87,6 +90,7 @@ class ContainerInfo:
     pid: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
     ports: list[str] = field(default_factory=list)  # published: "127.0.0.1:8080->80/tcp"
+    pod: str = ""  # namespace/name of its pod, if it has one
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -441,8 +445,14 @@ class Lab:
         from wasmlab.runtime.store.usage import allocated, empty_folder, mounts_under
 
         before = allocated([self.home])
+        from wasmlab.runtime.pods.play import all_records
+        from wasmlab.runtime.pods.sandbox import remove_cgroup
+
+        pod_cgroups = [str(r.get("cgroup") or "") for r in all_records(self.home)]
         for m in self._all_meta():
             self._discard(m["id"])
+        for rel in filter(None, pod_cgroups):
+            remove_cgroup(rel)
         runtime = self._runtime
         for state in runtime.list():  # containers of this home the Lab did not name (RUN steps, wasmlab-oci)
             try:
@@ -480,7 +490,160 @@ class Lab:
         empty_folder(str(self.home))
         return before - allocated([self.home])
 
-    # -- pods (to come): play, down and inspect will live here, with their own events -----------------------
+    # -- pods: kube play and down, pod ps, inspect, rm and logs --------------------------------------------------
+    def kube_play(self, file: str | os.PathLike[str], *, propagation: str = "crio",
+                  pod_annotations: Sequence[str] | None = None, engine: str | None = None,
+                  allow_host_path: bool = False) -> PlayResult:
+        """`podman kube play`: each pod of FILE gets a sandbox (an infra container running pause that holds the
+        network, IPC and UTS namespaces, and PID with shareProcessNamespace) and a cgroup parent; its init
+        containers run to completion in order, then its containers start, each joining the sandbox's namespaces.
+        Annotations reach the containers as CRI-O or containerd would pass them (see pod_plan). Either every pod
+        of the file starts, or nothing stays (processes, mounts, cgroups, namespaces, folders)."""
+        from wasmlab.runtime.pods.play import PlayResult, check_engine, play
+
+        check_engine(engine)
+        plan = self.pod_plan(file, propagation=propagation, pod_annotations=pod_annotations,
+                             allow_host_path=allow_host_path)
+        warnings = list(plan.warnings)
+        restarting = [p.pod.identity for p in plan.pods if p.pod.restart_policy != "Never"]
+        if restarting:
+            warnings.append(f"restartPolicy Always/OnFailure is not applied yet: the containers of "
+                            f"{', '.join(restarting)} are not restarted when they exit (write restartPolicy: Never "
+                            "to say so)")
+        return PlayResult(play(self, self.home, plan, engine=engine), warnings)
+
+    def kube_down(self, file: str | os.PathLike[str]) -> list[PodInfo]:
+        """`podman kube down`: stop and remove the pods FILE describes (those that are played)."""
+        from wasmlab.runtime.errors import PodNotFound
+        from wasmlab.runtime.pods.play import pod_dir, remove_pod
+        from wasmlab.runtime.spec.pod import load_pods
+
+        pods = load_pods(file, allow_host_path=True).pods
+        gone = [remove_pod(self, self.home, p.namespace, p.name, force=True) for p in pods
+                if pod_dir(self.home, p.namespace, p.name).exists()]
+        if not gone:
+            raise PodNotFound(f"none of the pods of {file} is played ({', '.join(p.identity for p in pods)})",
+                              "`wasmlab pod ps` lists the pods")
+        return gone
+
+    def pods(self) -> list[PodInfo]:
+        """`podman pod ps`: every played pod, with its state and containers."""
+        from wasmlab.runtime.pods.play import all_records, info_of
+
+        return [info_of(self, r) for r in all_records(self.home)]
+
+    def pod_inspect(self, name: str, *, namespace: str | None = None) -> PodInfo:
+        """One pod, by NAME (in NAMESPACE, default "default") or NAMESPACE/NAME."""
+        from wasmlab.runtime.pods.play import info_of, load_record, split_identity
+
+        ns, pod = split_identity(name, namespace)
+        return info_of(self, load_record(self.home, ns, pod))
+
+    def pod_rm(self, name: str, *, namespace: str | None = None, force: bool = False) -> PodInfo:
+        """`podman pod rm [-f]`: remove a pod, its containers, its cgroup parent and its emptyDir volumes."""
+        from wasmlab.runtime.pods.play import remove_pod, split_identity
+
+        ns, pod = split_identity(name, namespace)
+        return remove_pod(self, self.home, ns, pod, force=force)
+
+    def pod_logs(self, name: str, *, container: str | None = None,
+                 namespace: str | None = None) -> list[tuple[str, LogEntry]]:
+        """`podman pod logs [-c CONTAINER]`: the lines of the pod's containers (not the infra's), by time,
+        each with the Kubernetes name of the container that wrote it."""
+        info = self.pod_inspect(name, namespace=namespace)
+        chosen = [info.container(container)] if container else [c for c in info.containers if c.role != "sandbox"]
+        out: list[tuple[str, LogEntry]] = []
+        for c in chosen:
+            try:
+                entries, _ = self.log_entries(c.id)
+            except ContainerNotFound:
+                continue
+            out.extend((c.name, e) for e in ctrlog.lines(entries))
+        out.sort(key=lambda item: item[1].ns)
+        return out
+
+    def inspect_ns(self, target: str | None = None, *, namespace: str | None = None) -> list[ContainerNamespaces]:
+        """`wasmlab inspect-ns [POD|CONTAINER]`: for every container of every pod (or of one pod, or one container),
+        each namespace's inode and whether it is the host's (the lab's own), the sandbox's or its own; its cgroup."""
+        from wasmlab.runtime.errors import PodNotFound
+        from wasmlab.runtime.pods import inspect as nsinspect
+
+        if target is None:
+            pods = self.pods()
+        else:
+            try:
+                pods = [self.pod_inspect(target, namespace=namespace)]
+            except PodNotFound:
+                cid = self.resolve(target)
+                info = self._info(self._meta(cid))
+                if not info.pod:
+                    return [self._ns_row("", info.name, "container", info.pid, str(info.status), {})]
+                pod = self.pod_inspect(info.pod)
+                sandbox = nsinspect.inodes(pod.infra_pid)
+                entry = pod.container(cid)
+                return [self._ns_row(pod.identity, entry.name, entry.role, entry.pid, entry.status, sandbox)]
+        rows = []
+        for pod in pods:
+            sandbox = nsinspect.inodes(pod.infra_pid)
+            for c in pod.containers:
+                rows.append(self._ns_row(pod.identity, c.name, c.role, c.pid, c.status,
+                                         {} if c.role == "sandbox" else sandbox))
+        return rows
+
+    @staticmethod
+    def _ns_row(pod: str, name: str, role: str, pid: int, status: str,
+                sandbox: dict[str, int]) -> ContainerNamespaces:
+        from wasmlab.runtime.pods import inspect as nsinspect
+
+        row = nsinspect.ContainerNamespaces(pod, name, role, pid, status)
+        if pid:
+            row.namespaces = nsinspect.classify(pid, sandbox, nsinspect.host_namespaces())
+            row.cgroup = nsinspect.cgroup_path(pid)
+        return row
+
+    def _pod_container(self, text: str) -> str:
+        """POD/CONTAINER or NAMESPACE/POD/CONTAINER: the lab container's id."""
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ContainerNotFound(f"no container named {text!r}", "write POD/CONTAINER or NAMESPACE/POD/CONTAINER")
+        pod = "/".join(parts[:-1])
+        return self.pod_inspect(pod).container(parts[-1]).id
+
+    # The PodHost side (runtime/pods/play.py calls these; faces do not).
+    def pod_image_exists(self, image: str) -> bool:
+        from wasmlab.runtime.errors import ImageError
+
+        try:
+            self._images.inspect(image)
+            return True
+        except ImageError:
+            return False
+
+    def pod_images(self) -> Images:
+        return self._images
+
+    def pod_start(self, request: ContainerRequest) -> str:
+        return self.run(request.image, request.command, name=request.name, detach=True,
+                        annotations=request.annotations, env=request.env, engine=request.engine,
+                        entrypoint=request.entrypoint, options=request.options, _pod_slot=request.slot).id
+
+    def pod_view(self, cid: str) -> ContainerView:
+        from wasmlab.runtime.pods.play import ContainerView
+
+        info = self._info(self._meta(cid))
+        return ContainerView(str(info.status), info.exit_code, info.pid, info.handler)
+
+    def pod_wait(self, cid: str) -> int | None:
+        self._runtime.wait_stopped(cid)
+        self._runtime.exit_record(cid)
+        return self._info(self._meta(cid)).exit_code
+
+    def pod_last_line(self, cid: str) -> str:
+        entries, _ = self.log_entries(cid, tail=1)
+        return b"".join(e.data for e in entries).decode("utf-8", "replace").strip()[:200]
+
+    def pod_remove(self, cid: str) -> None:
+        self._discard(cid)
 
     def pod_plan(self, file: str | os.PathLike[str], *, propagation: str = "crio",
                  pod_annotations: Sequence[str] | None = None, allow_host_path: bool = False) -> PodPlan:
@@ -542,6 +705,8 @@ class Lab:
         matches = [m for m in metas if m["id"].startswith(name_or_id)]
         if len(matches) == 1:
             return str(matches[0]["id"])
+        if "/" in name_or_id:
+            return self._pod_container(name_or_id)
         raise ContainerNotFound(f"no container named {name_or_id!r}", "list them with `wasmlab ps -a`")
 
     def run(self, image: str, command: Sequence[str] | None = None, *, name: str | None = None, rm: bool = False,
@@ -549,7 +714,7 @@ class Lab:
             engine: str | None = None, entrypoint: Sequence[str] | None = None,
             stdio: tuple[int, int, int] | None = None, on_created: Callable[[str], None] | None = None,
             sig_proxy: bool = False, options: RunOptions | None = None,
-            progress: ProgressCallback | None = None) -> LabRun:
+            progress: ProgressCallback | None = None, _pod_slot: PodSlot | None = None) -> LabRun:
         """Run IMAGE like `podman run`. In the foreground, output goes to stdio (and the log) and this waits.
 
         on_created(id) is called once the container exists. With sig_proxy (podman's --sig-proxy; from the
@@ -595,12 +760,15 @@ class Lab:
             unpacked = self._images.prepare(image, cdir / "bundle", args=list(command) if command else None,
                                            env=_host_env(env or []), annotations=anns,
                                            entrypoint=list(entrypoint) if entrypoint is not None else None)
-            if os.geteuid() == 0 or flags is not None:
+            if os.geteuid() == 0 or flags is not None or _pod_slot is not None:
                 config_path = cdir / "bundle" / "config.json"
                 config = json.loads(config_path.read_text())
+                if _pod_slot is not None:
+                    # In its pod: the pod's namespaces by path, a cgroup under the pod's, no image annotations.
+                    _pod_slot.apply(config, cid)
                 if flags is not None:
                     self._apply_run_flags(flags, config, unpacked)
-                if os.geteuid() == 0:
+                if os.geteuid() == 0 and _pod_slot is None:
                     # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
                     config.setdefault("linux", {})["cgroupsPath"] = cgroups.normalize_path("", cid)
                 config_path.write_text(json.dumps(config))
@@ -609,6 +777,8 @@ class Lab:
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
                     "rootfs": unpacked.root}
+            if _pod_slot is not None:
+                meta["pod"] = _pod_slot.pod
             if not options.tty:  # a terminal's output is one stream of raw bytes, logged as it comes
                 meta["log"] = ctrlog.LOG_FORMAT
             (cdir / "meta.json").write_text(json.dumps(meta))
@@ -953,6 +1123,7 @@ class Lab:
     def _info(self, m: dict[str, Any]) -> ContainerInfo:
         info = self._info_row(m)
         info.ports = list(m.get("ports") or [])
+        info.pod = str(m.get("pod") or "")
         return info
 
     def _info_row(self, m: dict[str, Any]) -> ContainerInfo:

@@ -5,6 +5,7 @@
 #   wasm32-wasi            -> assets/built/wasm/<name>.wasm
 #   x86_64-linux-musl      -> assets/built/linux/<name>   (static)
 # and copied next to the seed Containerfile (assets/containerfiles/seed/hello.wasm).
+# The pod's infra process (pause) is built for Linux only: it waits for signals and reaps, which WASI cannot.
 #
 # Reproducible: the compiler always runs in assets/src with relative file names, with the
 # Zig caches in a fresh temporary directory, -ffile-prefix-map and -fno-ident, so a rebuild on
@@ -16,6 +17,8 @@ ROOT=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 WANT_ZIG=0.17.1
 PROGRAMS="hello argsenv sys files cpu memgrow loop exitcode trap cwd"
+# Linux only: the pod's infra process (signals and waitpid, which WASI preview 1 has not).
+LINUX_ONLY="pause"
 
 check=0
 if [ "${1:-}" = "--check" ]; then check=1; fi
@@ -49,10 +52,15 @@ for name in $PROGRAMS; do
   chmod 0755 "$out/linux/$name"
   echo "built $name"
 done
+for name in $LINUX_ONLY; do
+  "$PY" -m ziglang cc -target x86_64-linux-musl -static "${COMMON[@]}" -o "$out/linux/$name" "$name.c"
+  chmod 0755 "$out/linux/$name"
+  echo "built $name (linux only)"
+done
 
 cd "$out"
 # shellcheck disable=SC2046
-sha256sum $(for n in $PROGRAMS; do echo "wasm/$n.wasm"; done) $(for n in $PROGRAMS; do echo "linux/$n"; done) > SHA256SUMS
+sha256sum $(for n in $PROGRAMS; do echo "wasm/$n.wasm"; done) $(for n in $PROGRAMS $LINUX_ONLY; do echo "linux/$n"; done) > SHA256SUMS
 
 if [ $check = 1 ]; then
   if diff -u "$ROOT/assets/built/SHA256SUMS" "$out/SHA256SUMS" &&

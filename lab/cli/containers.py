@@ -60,10 +60,14 @@ def cmd_ps(args: argparse.Namespace) -> int:
         for r in rows:
             print(r.id)
         return 0
-    print(f"{'CONTAINER ID':<14}{'IMAGE':<34}{'COMMAND':<24}{'CREATED':<18}{'STATUS':<14}{'HANDLER':<10}NAMES")
+    pod = getattr(args, "pod", False)
+    width = max([len(r.pod) for r in rows] + [3]) + 2 if pod else 0
+    print(f"{'CONTAINER ID':<14}{'IMAGE':<34}{'COMMAND':<24}{'CREATED':<18}{'STATUS':<14}{'HANDLER':<10}"
+          + (f"{'POD':<{width}}" if pod else "") + "NAMES")
     for r in rows:
         print(f"{r.id[:12]:<14}{r.image[:32]:<34}{' '.join(r.command)[:22]:<24}{present.ago(r.created):<18}"
-              f"{present.status(r):<14}{r.handler or '-':<10}{r.name}")
+              f"{present.status(r):<14}{r.handler or '-':<10}" + (f"{r.pod or '-':<{width}}" if pod else "")
+              + r.name)
     return 0
 
 
@@ -234,9 +238,10 @@ def register(sub: Any) -> None:
     ps.add_argument("--format", metavar="FORMAT",
                     help="json, or {{.Field}} rows such as 'table {{.ID}}\t{{.Names}}\t{{.Status}}' "
                          "(fields: .ID .Names .Image .Command .Status .State .CreatedAt .Ports ...)")
+    ps.add_argument("--pod", action="store_true", help="show each container's pod (NAMESPACE/NAME)")
     ps.set_defaults(func=cmd_ps)
 
-    lg = sub.add_parser("logs", help="show a container's output")
+    lg = sub.add_parser("logs", help="show a container's output (a pod's: POD/CONTAINER)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container stops")
     lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
     lg.add_argument("--since", metavar="TIME", help="only lines since TIME: RFC 3339, unix seconds or a duration (10m)")

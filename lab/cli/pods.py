@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from wasmlab.lab.cli.common import open_lab, print_json
-from wasmlab.runtime.errors import UsageError
 
 
 def cmd_kube_generate(args: argparse.Namespace) -> int:
@@ -26,8 +25,9 @@ def cmd_kube_generate(args: argparse.Namespace) -> int:
 
 def cmd_kube_play(args: argparse.Namespace) -> int:
     if not args.dry_run:
-        raise UsageError("playing pods is not available yet", "add --dry-run to see what would run, and with "
-                         "which annotations")
+        from wasmlab.lab.cli.pod import kube_play
+
+        return kube_play(args)
     with open_lab(args) as lab:
         plan = lab.pod_plan(args.file, propagation=args.propagation, pod_annotations=args.pod_annotations,
                             allow_host_path=args.allow_host_path)
@@ -65,7 +65,7 @@ def register(sub: Any) -> None:
     gen.add_argument("--allow-host-path", action="store_true", help="accept hostPath volumes")
     gen.set_defaults(func=cmd_kube_generate)
 
-    play = verbs.add_parser("play", help="play the pods of a Kubernetes YAML file (now: --dry-run, the plan)")
+    play = verbs.add_parser("play", help="play the pods of a Kubernetes YAML file (--dry-run: the plan only)")
     play.add_argument("file", metavar="FILE.yaml")
     play.add_argument("--dry-run", action="store_true",
                       help="run nothing: show each container's annotations and the warnings")
@@ -74,5 +74,8 @@ def register(sub: Any) -> None:
     play.add_argument("--pod-annotations", action="append", metavar="GLOB",
                       help="containerd's pod_annotations allowlist entry (repeatable; default module.wasm.image/*)")
     play.add_argument("--allow-host-path", action="store_true", help="accept hostPath volumes")
-    play.add_argument("--json", action="store_true", help="with --dry-run, print the plan as JSON")
+    play.add_argument("--json", action="store_true", help="print the plan (--dry-run) or the pods played as JSON")
+    from wasmlab.lab.cli.pod import register_kube
+
+    register_kube(verbs, play)
     play.set_defaults(func=cmd_kube_play)

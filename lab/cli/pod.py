@@ -1,0 +1,162 @@
+"""wasmlab's pod verbs: `kube play` (running the pods), `kube down`, and `pod ps|inspect|rm|logs`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from wasmlab.lab import present
+from wasmlab.lab.cli.common import open_lab, print_json
+from wasmlab.runtime.errors import WasmlabError
+
+
+def kube_play(args: argparse.Namespace) -> int:
+    """`kube play FILE` (and `--down`): start the pods, print each pod's id, warn once."""
+    if args.down:
+        return kube_down(args)
+    with open_lab(args) as lab:
+        res = lab.kube_play(args.file, propagation=args.propagation, pod_annotations=args.pod_annotations,
+                            engine=args.engine, allow_host_path=args.allow_host_path)
+    for warning in res.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if args.json:
+        print_json(res.as_dict())
+        return 0
+    for pod in res.pods:
+        print(f"Pod {pod.identity}: {pod.id}")
+        for c in pod.containers:
+            if c.role != "sandbox":
+                print(f"  {c.role:<9} {c.name:<20} {c.handler or '-':<9} {c.id[:12]}")
+    return 0
+
+
+def kube_down(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        gone = lab.kube_down(args.file)
+    for pod in gone:
+        print(f"Pod {pod.identity} removed ({pod.id})")
+    return 0
+
+
+def cmd_pod_ps(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        pods = lab.pods()
+    if args.json:
+        print_json([p.as_dict() for p in pods])
+        return 0
+    if args.quiet:
+        for p in pods:
+            print(p.id)
+        return 0
+    width = max([len(p.identity) for p in pods] + [4]) + 2
+    print(f"{'POD ID':<14}{'NAME':<{width}}{'STATUS':<10}{'CREATED':<18}{'RESTARTS':<10}CONTAINERS")
+    for p in pods:
+        apps = [c for c in p.containers if c.role == "container"]
+        up = sum(1 for c in apps if c.status == "running")
+        restarts = sum(c.restarts for c in p.containers)
+        print(f"{p.id:<14}{p.identity:<{width}}{p.status:<10}{present.ago(p.created):<18}{restarts:<10}"
+              f"{up}/{len(apps)} " + ", ".join(f"{c.name}({c.status}{'' if c.exit_code is None else f' {c.exit_code}'})"
+                                               for c in apps))
+    return 0
+
+
+def cmd_pod_inspect(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        pods = [lab.pod_inspect(name, namespace=args.namespace) for name in args.pods]
+    print_json([p.as_dict() for p in pods] if len(pods) > 1 else pods[0].as_dict())
+    return 0
+
+
+def cmd_pod_rm(args: argparse.Namespace) -> int:
+    """As podman: every pod named is tried; the first error is reported once all were."""
+    failed: WasmlabError | None = None
+    with open_lab(args) as lab:
+        for name in args.pods:
+            try:
+                pod = lab.pod_rm(name, namespace=args.namespace, force=args.force)
+                print(pod.id)
+            except WasmlabError as exc:
+                failed = failed or exc
+    if failed is not None:
+        raise failed
+    return 0
+
+
+def cmd_pod_logs(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    with open_lab(args) as lab:
+        lines = lab.pod_logs(args.pod, container=args.container, namespace=args.namespace)
+    several = args.container is None
+    for name, entry in lines:
+        if several:
+            out.write(f"{name} ".encode())
+        out.write(entry.data)
+    out.flush()
+    return 0
+
+
+def cmd_inspect_ns(args: argparse.Namespace) -> int:
+    with open_lab(args) as lab:
+        rows = lab.inspect_ns(args.target, namespace=args.namespace)
+    if args.json:
+        print_json([r.as_dict() for r in rows])
+        return 0
+    kinds = ("net", "ipc", "uts", "pid", "mnt", "cgroup", "user")
+    print(f"{'POD':<28}{'CONTAINER':<18}{'PID':<8}" + "".join(f"{k.upper():<20}" for k in kinds) + "CGROUP")
+    for r in rows:
+        cells = []
+        for k in kinds:
+            try:
+                e = r.entry(k)
+                cells.append(f"{e.inode} {e.shared}")
+            except KeyError:
+                cells.append("-")
+        print(f"{r.pod or '-':<28}{r.container:<18}{r.pid or '-':<8}" + "".join(f"{c:<20}" for c in cells)
+              + (r.cgroup or r.status))
+    return 0
+
+
+def register_kube(verbs: Any, play: argparse.ArgumentParser) -> None:
+    """The flags `kube play` takes to run pods, and `kube down` (called by lab/cli/pods.py)."""
+    play.add_argument("--down", action="store_true", help="stop and remove the pods of FILE (as `kube down`)")
+    play.add_argument("--engine", choices=("wasmtime", "wasmer"),
+                      help="the Wasm engine of every pod (else each pod's wasmlab.io/engine annotation)")
+    down = verbs.add_parser("down", help="stop and remove the pods of a Kubernetes YAML file")
+    down.add_argument("file", metavar="FILE.yaml")
+    down.set_defaults(func=kube_down)
+
+
+def register(sub: Any) -> None:
+    pod = sub.add_parser("pod", help="pods played from Kubernetes YAML: ps, inspect, rm, logs")
+    verbs = pod.add_subparsers(dest="pod_verb", metavar="VERB")
+    pod.set_defaults(func=lambda args: pod.print_help() or 2)
+
+    ps = verbs.add_parser("ps", help="list the pods, their state and containers")
+    ps.add_argument("-q", "--quiet", action="store_true", help="print the pod ids only")
+    ps.add_argument("--json", action="store_true", help="print the pods as JSON")
+    ps.set_defaults(func=cmd_pod_ps)
+
+    ins = verbs.add_parser("inspect", help="a pod as JSON: its sandbox, cgroup and containers")
+    ins.add_argument("pods", nargs="+", metavar="POD", help="NAME or NAMESPACE/NAME")
+    ins.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
+    ins.set_defaults(func=cmd_pod_inspect)
+
+    rm = verbs.add_parser("rm", help="remove pods (their containers, cgroup and emptyDir volumes)")
+    rm.add_argument("pods", nargs="+", metavar="POD", help="NAME or NAMESPACE/NAME")
+    rm.add_argument("-f", "--force", action="store_true", help="stop running pods first")
+    rm.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
+    rm.set_defaults(func=cmd_pod_rm)
+
+    lg = verbs.add_parser("logs", help="the output of a pod's containers, each line after its container's name")
+    lg.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
+    lg.add_argument("-c", "--container", help="only this container's output")
+    lg.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
+    lg.set_defaults(func=cmd_pod_logs)
+
+    ns = sub.add_parser("inspect-ns", help="each pod container's namespaces: shared with the sandbox, the host, "
+                                           "or its own (inodes, as /proc/PID/ns)")
+    ns.add_argument("target", nargs="?", metavar="POD|CONTAINER", help="one pod or container (default: every pod)")
+    ns.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
+    ns.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ns.set_defaults(func=cmd_inspect_ns)

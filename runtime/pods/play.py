@@ -1,0 +1,409 @@
+"""Playing pods: the sandbox first, then init containers to completion, then the app containers; pod records
+under <lab home>/pods/<namespace>/<name>/, and rollback of whatever a failed play started."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from wasmlab.runtime.errors import (
+    ContainerNotFound,
+    InvalidState,
+    PodExists,
+    PodInitFailed,
+    PodNotFound,
+    PodStartFailed,
+    UsageError,
+    WasmlabError,
+)
+from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
+from wasmlab.runtime.options import RunOptions
+from wasmlab.runtime.pods import sandbox
+from wasmlab.runtime.pods.plan import PlannedPod, PodPlan
+from wasmlab.runtime.spec.pod import Container, Pod
+
+POD_FILE = "pod.json"
+
+
+@dataclass(frozen=True)
+class ContainerRequest:
+    """One container of a pod, as the Lab is asked to run it (detached, through its ordinary path)."""
+
+    name: str                        # the lab container's name (namespace_pod_container)
+    image: str
+    command: list[str] | None        # Kubernetes args (the image's Cmd replaced)
+    entrypoint: list[str] | None     # Kubernetes command (the image's Entrypoint replaced)
+    env: list[str]
+    annotations: dict[str, str]      # what reaches config.json (the propagation's choice)
+    engine: str | None
+    options: RunOptions
+    slot: sandbox.PodSlot
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    """What the pod side needs to know of a lab container."""
+
+    status: str          # a ContainerStatus value
+    exit_code: int | None
+    pid: int
+    handler: str | None
+
+
+class PodHost(Protocol):
+    """What playing a pod needs from the Lab (which passes itself): the pods layer sits below the service."""
+
+    def pod_image_exists(self, image: str) -> bool: ...
+    def pod_images(self) -> Any: ...  # the Images store (to build the pause image)
+    def pod_start(self, request: ContainerRequest) -> str: ...
+    def pod_view(self, cid: str) -> ContainerView: ...
+    def pod_wait(self, cid: str) -> int | None: ...
+    def pod_last_line(self, cid: str) -> str: ...
+    def pod_remove(self, cid: str) -> None: ...
+
+
+@dataclass
+class PodContainer:
+    """One container of a played pod, as `pod inspect` shows it."""
+
+    name: str            # the Kubernetes name (POD for the infra container)
+    id: str              # the lab container's id
+    lab_name: str        # the lab container's name: `wasmlab logs`, `inspect`, `exec` take it
+    image: str
+    role: str            # "sandbox", "init" or "container"
+    status: str = "unknown"
+    exit_code: int | None = None
+    pid: int = 0
+    handler: str | None = None
+    restarts: int = 0
+
+
+@dataclass
+class PodInfo:
+    """One played pod: its identity, its state (Running, Exited, Degraded, Created) and its containers."""
+
+    name: str
+    namespace: str
+    id: str
+    status: str
+    created: float
+    source: str
+    propagation: str
+    cgroup: str
+    infra_pid: int
+    containers: list[PodContainer] = field(default_factory=list)
+    restart_policy: str = "Always"
+    share_process_namespace: bool = False
+
+    @property
+    def identity(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def container(self, name: str) -> PodContainer:
+        for c in self.containers:
+            if name in (c.name, c.lab_name, c.id):
+                return c
+        raise ContainerNotFound(f"pod {self.identity} has no container {name!r}",
+                                f"its containers: {', '.join(c.name for c in self.containers if c.role != 'sandbox')}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PlayResult:
+    """`kube play`: the pods started, and the warnings (ignored fields, allowlist entries that matched nothing)."""
+
+    pods: list[PodInfo]
+    warnings: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pods": [p.as_dict() for p in self.pods], "warnings": self.warnings}
+
+
+# -- the records -------------------------------------------------------------------------------------------------
+
+def pods_dir(home: Path) -> Path:
+    return home / "pods"
+
+
+def pod_dir(home: Path, namespace: str, name: str) -> Path:
+    return pods_dir(home) / namespace / name
+
+
+def load_record(home: Path, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((pod_dir(home, namespace, name) / POD_FILE).read_text())
+        return data
+    except (OSError, ValueError):
+        raise PodNotFound(f"no pod {namespace}/{name}",
+                          "list them with `wasmlab pod ps`" + ("" if namespace != "default" else
+                                                                 " (another namespace: give NAMESPACE/NAME)")) from None
+
+
+def all_records(home: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    root = pods_dir(home)
+    if not root.is_dir():
+        return out
+    for ns in sorted(root.iterdir()):
+        if not ns.is_dir():
+            continue
+        for pod in sorted(ns.iterdir()):
+            try:
+                out.append(json.loads((pod / POD_FILE).read_text()))
+            except (OSError, ValueError):
+                continue  # being played (no record yet), or half removed
+    return out
+
+
+def _write_record(folder: Path, record: dict[str, Any]) -> None:
+    tmp = folder / f".{POD_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, folder / POD_FILE)
+
+
+def split_identity(text: str, namespace: str | None = None) -> tuple[str, str]:
+    """`name` (in NAMESPACE, default "default") or `namespace/name`."""
+    if "/" in text:
+        ns, _, name = text.partition("/")
+        if namespace is not None and namespace != ns:
+            raise UsageError(f"{text!r} names namespace {ns}, and --namespace says {namespace}", "give one of them")
+        return ns, name
+    return namespace or "default", text
+
+
+# -- playing -----------------------------------------------------------------------------------------------------
+
+def check_images(host: PodHost, plan: PodPlan) -> None:
+    """Every image of every pod is in the lab before anything starts (one line for the first missing)."""
+    for planned in plan.pods:
+        for c in planned.pod.all_containers:
+            if not host.pod_image_exists(c.image):
+                from wasmlab.runtime.errors import ImageError
+
+                raise ImageError(f"pod {planned.pod.identity}: container {c.name}: no image {c.image!r} in this lab",
+                                 "build or pull it first (`wasmlab images` lists them; `wasmlab samples` builds "
+                                 "wasmlab/*), or fix spec.containers[].image; `kube play --dry-run` shows the plan "
+                                 "without running it")
+
+
+def check_engine(engine: str | None) -> None:
+    if engine is not None and engine not in WASM_ENGINES:
+        raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
+
+
+def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
+         on_pod: Callable[[PodInfo], None] | None = None) -> list[PodInfo]:
+    """Start every pod of the plan, one after the other. A pod that fails is rolled back, and so are the pods of
+    this file started before it: either the whole file plays, or nothing stays."""
+    check_engine(engine)
+    for planned in plan.pods:
+        folder = pod_dir(home, planned.pod.namespace, planned.pod.name)
+        if (folder / POD_FILE).exists() or folder.exists():
+            raise PodExists(f"pod {planned.pod.identity} already exists",
+                            f"`wasmlab kube down {plan.source or 'FILE'}` or `wasmlab pod rm {planned.pod.identity}` "
+                            "first, or rename it (metadata.name) or put it in another namespace")
+    check_images(host, plan)
+    sandbox.ensure_pause_image(host.pod_images())
+    started: list[PodInfo] = []
+    try:
+        for planned in plan.pods:
+            info = play_pod(host, home, planned, plan, engine=engine)
+            started.append(info)
+            if on_pod is not None:
+                on_pod(info)
+    except BaseException:
+        for info in reversed(started):
+            remove_pod(host, home, info.namespace, info.name, force=True)
+        raise
+    return started
+
+
+def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
+             engine: str | None = None) -> PodInfo:
+    pod = planned.pod
+    folder = pod_dir(home, pod.namespace, pod.name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir()  # the claim: two plays of one pod cannot both win
+    except FileExistsError:
+        raise PodExists(f"pod {pod.identity} already exists",
+                        f"`wasmlab pod rm {pod.identity}` first, or rename it") from None
+    pod_id = secrets.token_hex(6)
+    cgroup = sandbox.pod_cgroup(pod_id)
+    record: dict[str, Any] = {
+        "name": pod.name, "namespace": pod.namespace, "id": pod_id, "created": time.time(),
+        "source": plan.source, "propagation": plan.propagation, "pod_annotations": list(plan.pod_annotations),
+        "cgroup": cgroup, "restart_policy": pod.restart_policy,
+        "share_process_namespace": pod.share_process_namespace, "containers": []}
+    made: list[str] = []
+    try:
+        volumes = _volumes(folder, pod)
+        engine = engine or pod.annotations.get(ENGINE_ANNOTATION) or None
+        check_engine(engine)
+        infra_name = sandbox.container_name(pod.namespace, pod.name, sandbox.INFRA_NAME)
+        infra_notes = {**planned.annotations.sandbox.annotations, **sandbox.SANDBOX_TYPE}
+        infra_slot = sandbox.PodSlot(pod.identity, cgroup, hostname=pod.name.split(".")[0][:63])
+        infra = host.pod_start(ContainerRequest(
+            infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes, None, RunOptions(), infra_slot))
+        made.append(infra)
+        record["containers"].append(_entry(sandbox.INFRA_NAME, infra, infra_name, sandbox.PAUSE_IMAGE, "sandbox"))
+        infra_pid = host.pod_view(infra).pid
+        if not infra_pid:
+            raise PodStartFailed(f"pod {pod.identity}: the infra container did not start",
+                                 f"see `wasmlab logs {infra_name}`")
+        sandbox.loopback_up(infra_pid)
+        record["infra_pid"] = infra_pid
+        join = sandbox.joined(infra_pid, pod.share_process_namespace)
+        for c in pod.all_containers:
+            traced = planned.annotations.container(c.name)
+            image_keys = frozenset(t.key for t in traced.traces if t.origin == "image")
+            notes = dict(traced.annotations)
+            slot = sandbox.PodSlot(pod.identity, cgroup, join=join,
+                                   drop_annotations=image_keys - notes.keys())
+            lab_name = sandbox.container_name(pod.namespace, pod.name, c.name)
+            request = ContainerRequest(lab_name, c.image, list(c.args) or None, list(c.command) or None,
+                                       [f"{e.name}={e.value}" for e in c.env], notes, engine,
+                                       _options(c, volumes), slot)
+            try:
+                cid = host.pod_start(request)
+            except WasmlabError as exc:
+                held = [t.key for t in traced.traces if t.origin == "pod" and not t.passed]
+                hint = exc.hint
+                if held and planned.annotations.warnings:
+                    # containerd's allowlist held a pod annotation back: that is the cause to show.
+                    hint = f"{', '.join(held)} never reached it: {planned.annotations.warnings[0]}"
+                raise PodStartFailed(f"pod {pod.identity}: container {c.name} ({c.image}): {exc.message}",
+                                     hint) from None
+            made.append(cid)
+            record["containers"].append(_entry(c.name, cid, lab_name, c.image, "init" if c.init else "container"))
+            if c.init:
+                code = host.pod_wait(cid)
+                if code != 0:
+                    last = host.pod_last_line(cid)
+                    said = f": {last}" if last else ""
+                    raise PodInitFailed(
+                        f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
+                        "as in Kubernetes, the app containers start only after every init container exits 0: "
+                        "fix it and play the pod again")
+        _write_record(folder, record)
+    except BaseException:
+        for cid in reversed(made):
+            try:
+                host.pod_remove(cid)
+            except WasmlabError:
+                pass
+        sandbox.remove_cgroup(cgroup)
+        shutil.rmtree(folder, ignore_errors=True)
+        _prune_namespace(folder.parent)
+        raise
+    return info_of(host, record)
+
+
+def _entry(name: str, cid: str, lab_name: str, image: str, role: str) -> dict[str, Any]:
+    return {"name": name, "id": cid, "lab_name": lab_name, "image": image, "role": role}
+
+
+def _volumes(folder: Path, pod: Pod) -> dict[str, tuple[str, bool]]:
+    """Each volume's host folder: an emptyDir under the pod's folder (made now), a hostPath as given."""
+    out: dict[str, tuple[str, bool]] = {}
+    for vol in pod.volumes:
+        if vol.host_path is not None:
+            path = vol.host_path.path
+            if vol.host_path.type == "DirectoryOrCreate":
+                os.makedirs(path, exist_ok=True)
+            if not os.path.exists(path):
+                raise UsageError(f"pod {pod.identity}: hostPath {path} of volume {vol.name} does not exist",
+                                 "create it, or give type: DirectoryOrCreate")
+            out[vol.name] = (path, True)
+        else:
+            empty = folder / "volumes" / vol.name
+            empty.mkdir(parents=True, mode=0o777)
+            os.chmod(empty, 0o777)  # as the kubelet makes an emptyDir: any user of the pod writes there
+            out[vol.name] = (str(empty), False)
+    return out
+
+
+def _options(c: Container, volumes: dict[str, tuple[str, bool]]) -> RunOptions:
+    opts = RunOptions()
+    for m in c.volume_mounts:
+        source, _host = volumes[m.name]
+        opts.volumes.append(f"{source}:{m.mount_path}{':ro' if m.read_only else ''}")
+    if c.working_dir:
+        opts.workdir = c.working_dir
+    if c.resources.memory_bytes is not None:
+        opts.memory = str(c.resources.memory_bytes)
+    if c.resources.cpu_millis is not None:
+        opts.cpus = min(c.resources.cpu_millis / 1000, float(os.cpu_count() or 1))
+    for p in c.ports:
+        if p.host_port:
+            opts.publish.append(f"{p.host_ip + ':' if p.host_ip else ''}{p.host_port}:{p.container_port}")
+    return opts
+
+
+def _prune_namespace(folder: Path) -> None:
+    try:
+        folder.rmdir()  # the namespace's folder, once it holds no pod
+    except OSError:
+        pass
+
+
+# -- reading and removing ---------------------------------------------------------------------------------------
+
+def info_of(host: PodHost, record: dict[str, Any]) -> PodInfo:
+    containers = []
+    for entry in record.get("containers") or []:
+        c = PodContainer(entry["name"], entry["id"], entry["lab_name"], entry["image"], entry["role"])
+        try:
+            view = host.pod_view(c.id)
+            c.status, c.exit_code, c.pid, c.handler = view.status, view.exit_code, view.pid, view.handler
+        except ContainerNotFound:
+            c.status = "missing"
+        containers.append(c)
+    return PodInfo(record["name"], record["namespace"], record["id"], _pod_status(containers), record["created"],
+                   record.get("source") or "", record.get("propagation") or "crio", record.get("cgroup") or "",
+                   int(record.get("infra_pid") or 0), containers, record.get("restart_policy") or "Always",
+                   bool(record.get("share_process_namespace")))
+
+
+def _pod_status(containers: Sequence[PodContainer]) -> str:
+    """podman's pod states: Running (all up), Degraded (some), Exited (none), Created."""
+    infra = [c for c in containers if c.role == "sandbox"]
+    apps = [c for c in containers if c.role == "container"]
+    alive = [c for c in apps if c.status in ("running", "created", "paused")]
+    if infra and infra[0].status != "running":
+        return "Exited" if not alive else "Degraded"
+    if apps and len(alive) == len(apps):
+        return "Running"
+    if alive:
+        return "Degraded"
+    return "Exited" if apps else "Created"
+
+
+def remove_pod(host: PodHost, home: Path, namespace: str, name: str, *, force: bool = False) -> PodInfo:
+    """Stop and remove the pod's containers (apps, then init, then the infra container), its cgroup parent and
+    its folder (emptyDir volumes with it). A running pod needs FORCE."""
+    record = load_record(home, namespace, name)
+    info = info_of(host, record)
+    running = [c for c in info.containers if c.role != "sandbox" and c.status in ("running", "paused")]
+    if running and not force:
+        raise InvalidState(f"pod {info.identity} is running ({', '.join(c.name for c in running)})",
+                           f"`wasmlab pod rm -f {info.identity}` stops and removes it, as `kube down` does")
+    for c in reversed(info.containers):
+        try:
+            host.pod_remove(c.id)
+        except WasmlabError:
+            pass
+    sandbox.remove_cgroup(record.get("cgroup") or sandbox.pod_cgroup(record["id"]))
+    folder = pod_dir(home, namespace, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    _prune_namespace(folder.parent)
+    return info
