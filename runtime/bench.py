@@ -17,7 +17,7 @@ from typing import Any
 
 from wasmlab.runtime.metrics.probes import footprint
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # runtime/bench.py: the repository is one up
 HELLO_WAT = """(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
