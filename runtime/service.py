@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.runflags import RunFlags
     from wasmlab.runtime.images.samples import Sample
     from wasmlab.runtime.images.service import ImageDetails, Images, ImageSummary, PruneResult, RemoveResult
-    from wasmlab.runtime.images.unpack import UnpackResult
+    from wasmlab.runtime.images.unpack import RootLayers
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
     from wasmlab.runtime.pods.generate import Generated
@@ -158,7 +159,8 @@ class Lab:
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
-        self._cleanups: list[threading.Thread] = []
+        self._cleanup_queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
         self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
 
@@ -189,8 +191,10 @@ class Lab:
         return self._part("history", lambda: History(self.home / "history.db"))
 
     def close(self) -> None:
-        for cleanup in list(self._cleanups):
-            cleanup.join()  # `run --rm` containers whose removal was left for after the answer
+        if self._cleaner is not None:
+            self._cleanup_queue.put(None)  # after every `run --rm` removal left for after the answer
+            self._cleaner.join()
+            self._cleaner = None
         with self._events_lock:
             if self._runtime_unsubscribe is not None:
                 self._runtime_unsubscribe()
@@ -757,23 +761,25 @@ class Lab:
                                                         "created": time.time(), "rm": rm, "detach": detach,
                                                         "creating": True}))
         try:
-            unpacked = self._images.prepare(image, cdir / "bundle", args=list(command) if command else None,
-                                           env=_host_env(env or []), annotations=anns,
-                                           entrypoint=list(entrypoint) if entrypoint is not None else None)
-            if os.geteuid() == 0 or flags is not None or _pod_slot is not None:
-                config_path = cdir / "bundle" / "config.json"
-                config = json.loads(config_path.read_text())
+            def edit(config: dict[str, Any], root: RootLayers) -> None:
+                """The container's own changes to config.json, made before it is written (once)."""
                 if _pod_slot is not None:
                     # In its pod: the pod's namespaces by path, a cgroup under the pod's, no image annotations.
                     _pod_slot.apply(config, cid)
                 if flags is not None:
-                    self._apply_run_flags(flags, config, unpacked)
+                    self._apply_run_flags(flags, config, root)
                 if os.geteuid() == 0 and _pod_slot is None:
                     # A cgroup of its own, as podman gives each container: pause/unpause, peak memory, OOM.
                     config.setdefault("linux", {})["cgroupsPath"] = cgroups.normalize_path("", cid)
-                config_path.write_text(json.dumps(config))
-            if options.tty:
-                _ask_terminal(cdir / "bundle" / "config.json")
+                if options.tty:
+                    # The init takes a pty as its stdio (a Wasm init too: wasmtime's guest sees a character
+                    # device; wasmer-sdk shows every guest character devices, and pumps the pty).
+                    config.setdefault("process", {})["terminal"] = True
+
+            unpacked = self._images.prepare(image, cdir / "bundle", args=list(command) if command else None,
+                                           env=_host_env(env or []), annotations=anns,
+                                           entrypoint=list(entrypoint) if entrypoint is not None else None,
+                                           edit=edit)
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
                     "rootfs": unpacked.root}
@@ -874,12 +880,9 @@ class Lab:
                                  f"{image}")
         return image
 
-    def _apply_run_flags(self, flags: RunFlags, config: dict[str, Any], unpacked: UnpackResult) -> None:
-        from wasmlab.runtime.images.runflags import ImageRoot, apply, is_wasm
+    def _apply_run_flags(self, flags: RunFlags, config: dict[str, Any], root: RootLayers) -> None:
+        from wasmlab.runtime.images.runflags import apply, is_wasm
 
-        bundle = Path(unpacked.bundle)
-        root = (ImageRoot([bundle / "upper", *map(Path, unpacked.layers)], bundle / "upper") if unpacked.layers
-                else ImageRoot([Path(unpacked.rootfs)], Path(unpacked.rootfs)))
         wasm = is_wasm(config, root, self._default_engine or "wasmtime")
         apply(flags, config, root, wasm=wasm, rootless=os.geteuid() != 0)
 
@@ -894,11 +897,10 @@ class Lab:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
-        log = _SharedLog(ctrlog.LogWriter(cdir, self._log_max))
-        relays = [threading.Thread(target=_relay_logged, args=(out_r, sinks[1], log, b"stdout"), daemon=True),
-                  threading.Thread(target=_relay_logged, args=(err_r, sinks[2], log, b"stderr"), daemon=True)]
-        for t in relays:
-            t.start()
+        log = ctrlog.LogWriter(cdir, self._log_max)
+        relay = threading.Thread(target=_relay_output, args=([(out_r, sinks[1], b"stdout"),
+                                                               (err_r, sinks[2], b"stderr")], log), daemon=True)
+        relay.start()
         ours = [out_w, err_w]
         try:
             if self._publishing.get(cid):
@@ -932,8 +934,7 @@ class Lab:
         finally:
             for fd in ours:
                 os.close(fd)
-            for t in relays:
-                t.join(5)
+            relay.join(5)
             log.close()
             self._release_ports(cid)
         if rm:
@@ -944,17 +945,17 @@ class Lab:
         """Remove a `--rm` container after the answer, off the caller's path (removing folders takes longer
         than running hello.wasm). This lab no longer shows it; close() waits until it is gone."""
         self._removing.add(cid)
+        if self._cleaner is None:
+            self._cleaner = threading.Thread(target=self._clean, name="wasmlab-rm", daemon=True)
+            self._cleaner.start()
+        self._cleanup_queue.put(cid)
 
-        def discard() -> None:
+    def _clean(self) -> None:
+        while (cid := self._cleanup_queue.get()) is not None:
             try:
                 self._discard(cid)
             finally:
                 self._removing.discard(cid)
-
-        self._cleanups = [t for t in self._cleanups if t.is_alive()]
-        cleanup = threading.Thread(target=discard, name=f"wasmlab-rm-{cid}", daemon=True)
-        self._cleanups.append(cleanup)
-        cleanup.start()
 
     def _foreground_tty(self, cid: str, name: str, image: str, cdir: Path, log_fd: int,
                         stdio: tuple[int, int, int] | None, rm: bool, started: Callable[[str], None],
@@ -1362,60 +1363,28 @@ def _refuse_detached_tty(options: RunOptions, detach: bool) -> None:
                               "then `wasmlab exec -it NAME sh`")
 
 
-def _ask_terminal(config_path: Path) -> None:
-    """process.terminal in the bundle: the init takes a pty as its stdio (a Wasm init too: wasmtime's guest
-    sees it as a character device; wasmer-sdk shows every guest character devices, and pumps the pty)."""
-    config = json.loads(config_path.read_text())
-    config.setdefault("process", {})["terminal"] = True
-    config_path.write_text(json.dumps(config))
+def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter) -> None:
+    """Copy a container's output (each pipe to its sink: the terminal) as it comes, and into its log as
+    k8s-file records: one thread for both streams, so they reach the log in the order they were read."""
+    import selectors
 
-
-def _relay(src: int, sinks: tuple[int, ...]) -> None:
-    """Copy a container's output to the terminal and its log as it comes."""
-    try:
-        while True:
-            chunk = os.read(src, 65536)
-            if not chunk:
-                return
-            for fd in sinks:
+    sinks = {fd: (sink, stream) for fd, sink, stream in pipes}
+    with selectors.DefaultSelector() as sel:
+        for fd in sinks:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+                    continue
+                sink, stream = sinks[key.fd]
                 try:
-                    os.write(fd, chunk)
+                    os.write(sink, chunk)
                 except OSError:
                     pass
-    finally:
-        os.close(src)
-
-
-class _SharedLog:
-    """One LogWriter fed by the two relay threads of a foreground run."""
-
-    def __init__(self, writer: ctrlog.LogWriter) -> None:
-        self.writer = writer
-        self.lock = threading.Lock()
-
-    def write(self, stream: bytes, data: bytes) -> None:
-        with self.lock:
-            self.writer.write(stream, data)
-
-    def close(self) -> None:
-        with self.lock:
-            self.writer.close()
-
-
-def _relay_logged(src: int, sink: int, log: _SharedLog, stream: bytes) -> None:
-    """Copy a container's output to the terminal as it comes, and into its log as k8s-file records."""
-    try:
-        while True:
-            chunk = os.read(src, 65536)
-            if not chunk:
-                return
-            try:
-                os.write(sink, chunk)
-            except OSError:
-                pass
-            log.write(stream, chunk)
-    finally:
-        os.close(src)
+                log.write(stream, chunk)
 
 
 def _host_env(env: Sequence[str]) -> list[str]:

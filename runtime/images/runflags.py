@@ -11,6 +11,7 @@ from typing import Any
 
 from wasmlab.runtime.errors import ImageError, UsageError
 from wasmlab.runtime.handlers.detect import decide
+from wasmlab.runtime.images.unpack import RootLayers
 from wasmlab.runtime.linux.mounts import _inside
 from wasmlab.runtime.options import ROOTLESS_REFUSED, RunOptions
 from wasmlab.runtime.spec.runtime import clean_path, search_path
@@ -250,24 +251,7 @@ def env_from_files(paths: list[str]) -> list[str]:
     return out
 
 
-class ImageRoot:
-    """The container's root before it runs: read through its layers (top first; a copied root is one), written
-    into its own writable folder (the overlay's upper folder, or the copied root)."""
-
-    def __init__(self, read: list[Path], write: Path) -> None:
-        self.read = read
-        self.write = write
-
-    def find(self, path: str) -> str:
-        """Where PATH of the container is to be read on the host (links followed inside each layer)."""
-        for root in self.read:
-            host = _inside(str(root), path)
-            if os.path.lexists(host):
-                return host
-        return _inside(str(self.write), path)
-
-
-def is_wasm(config: dict[str, Any], root: ImageRoot, default_engine: str = "wasmtime") -> bool:
+def is_wasm(config: dict[str, Any], root: RootLayers, default_engine: str = "wasmtime") -> bool:
     """Whether the container's init will hand it to a Wasm engine (the same rules, decided early)."""
     args = config["process"]["args"]
     path = search_path(args[0], config["process"]["env"], host=root.find)
@@ -282,7 +266,7 @@ def is_wasm(config: dict[str, Any], root: ImageRoot, default_engine: str = "wasm
         return False
 
 
-def apply(flags: RunFlags, config: dict[str, Any], root: ImageRoot, *, wasm: bool, rootless: bool) -> None:
+def apply(flags: RunFlags, config: dict[str, Any], root: RootLayers, *, wasm: bool, rootless: bool) -> None:
     """Write the flags into CONFIG (a config.json as unpacked), making what they need in the container's ROOT."""
     process = config["process"]
     linux = config.setdefault("linux", {})
@@ -318,7 +302,7 @@ def apply(flags: RunFlags, config: dict[str, Any], root: ImageRoot, *, wasm: boo
         from wasmlab.runtime.images.unpack import resolve_user
 
         try:
-            uid, gid, _ = resolve_user(flags.user, root.read)
+            uid, gid, _ = resolve_user(flags.user, list(root.read))
         except ImageError as exc:
             raise UsageError(f"--user: {exc.message}", "give UID[:GID] numbers, or a user of the image's "
                              "/etc/passwd") from None

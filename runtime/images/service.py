@@ -20,7 +20,7 @@ from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
 from wasmlab.runtime.images.runstep import ContainerRuntime, RunOutput
 from wasmlab.runtime.images.snapshots import Snapshots
-from wasmlab.runtime.images.unpack import ExtractLimits, UnpackResult, prepare_bundle, unpack_bundle
+from wasmlab.runtime.images.unpack import ConfigEdit, ExtractLimits, UnpackResult, prepare_bundle, unpack_bundle
 from wasmlab.runtime.images.work import stopping_cleanly, sweep_work
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import writing_into
@@ -253,12 +253,13 @@ class Images:
     def prepare(self, name: str, bundle_dir: str | os.PathLike[str], args: Sequence[str] | None = None,
                 env: Sequence[str] | Mapping[str, str] | None = None,
                 annotations: Mapping[str, str] | None = None, *, entrypoint: Sequence[str] | None = None,
-                readonly: bool = False) -> UnpackResult:
+                readonly: bool = False, edit: ConfigEdit | None = None) -> UnpackResult:
         """A bundle for a container: its root an overlay of the image's snapshots (each layer unpacked once)
-        and a private upper folder; a copy where overlayfs is not allowed (see `root_mode`)."""
+        and a private upper folder; a copy where overlayfs is not allowed (see `root_mode`). EDIT makes the
+        caller's changes to config.json before it is written, once."""
         with writing_into(bundle_dir):
             return prepare_bundle(self.store, name, bundle_dir, self.snapshots, args=args, entrypoint=entrypoint,
-                                  env=env, annotations=annotations, readonly=readonly)
+                                  env=env, annotations=annotations, readonly=readonly, edit=edit)
 
     def root_mode(self) -> str:
         """How container roots are made here: "overlay" (snapshots), or "copy" where overlayfs is not allowed."""

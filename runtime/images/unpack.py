@@ -627,7 +627,6 @@ class UnpackResult:
     bytes: int
     skipped: list[str]
     root: str = "copy"          # "overlay" when the root is an overlay of snapshots (see prepare_bundle)
-    layers: tuple[str, ...] = ()  # with "overlay": the snapshot folders, top first
 
 
 def unpack(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str], *,
@@ -644,11 +643,36 @@ def unpack(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.Pat
     return Path(result.bundle)
 
 
+ConfigEdit = Callable[[dict[str, Any], "RootLayers"], None]
+"""``edit(config, root)``: the caller's changes to config.json before it is written (once), with where the
+container's root is read (its layers, top first) and written."""
+
+
+@dataclass(frozen=True)
+class RootLayers:
+    """Where a container's root is read before it runs (its layers, top first; a copied root is one), and
+    written (the overlay's upper folder, or the copied root)."""
+
+    read: tuple[Path, ...]
+    write: Path
+
+    def find(self, path: str) -> str:
+        """Where PATH of the container is to be read on the host (links followed inside each layer)."""
+        from wasmlab.runtime.linux.mounts import _inside
+
+        for root in self.read:
+            host = _inside(str(root), path)
+            if os.path.lexists(host):
+                return host
+        return _inside(str(self.write), path)
+
+
 def unpack_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str], *,
                   args: Sequence[str] | None = None, entrypoint: Sequence[str] | None = None,
                   env: Sequence[str] | Mapping[str, str] | None = None,
                   annotations: Mapping[str, str] | None = None, readonly: bool = False,
-                  limits: ExtractLimits | None = None, progress: Progress | None = None) -> UnpackResult:
+                  limits: ExtractLimits | None = None, progress: Progress | None = None,
+                  edit: ConfigEdit | None = None) -> UnpackResult:
     """Like :func:`unpack`, returning the details as well as the path."""
     stored = store.resolve(image) if isinstance(image, str) else image
     manifest = store.manifest(stored)
@@ -668,6 +692,8 @@ def unpack_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str |
         report = extract_image(store, manifest, config, rootfs, limits=limits, progress=progress)
         spec = runtime_config(config, manifest=manifest, args=args, entrypoint=entrypoint, env=env,
                               annotations=annotations, rootfs=rootfs, readonly=readonly)
+        if edit is not None:
+            edit(spec, RootLayers((rootfs,), rootfs))
         write_atomic(bundle / "config.json", json.dumps(spec, indent=2).encode() + b"\n")
     except BaseException as exc:
         _clear(bundle, remove_self=created)
@@ -684,7 +710,7 @@ def prepare_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str 
                    snapshots: Snapshots, *, args: Sequence[str] | None = None,
                    entrypoint: Sequence[str] | None = None, env: Sequence[str] | Mapping[str, str] | None = None,
                    annotations: Mapping[str, str] | None = None, readonly: bool = False,
-                   progress: Progress | None = None) -> UnpackResult:
+                   progress: Progress | None = None, edit: ConfigEdit | None = None) -> UnpackResult:
     """A bundle whose root is an overlay of the image's snapshots and a private upper folder.
 
     Layers not yet unpacked are unpacked once, into the snapshot store; config.json is made from the
@@ -693,7 +719,7 @@ def prepare_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str 
     """
     if snapshots.mode() != OVERLAY:
         return unpack_bundle(store, image, bundle_dir, args=args, entrypoint=entrypoint, env=env,
-                             annotations=annotations, readonly=readonly, progress=progress)
+                             annotations=annotations, readonly=readonly, progress=progress, edit=edit)
     stored = store.resolve(image) if isinstance(image, str) else image
     manifest = store.manifest(stored)
     if (manifest.get("config") or {}).get("mediaType") == media.WASM_CONFIG:
@@ -716,7 +742,9 @@ def prepare_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str 
         write_atomic(bundle / OVERLAY_FILE, json.dumps({
             "root": str(layers.root), "lowerdir": layers.lowerdir(),
             "upperdir": str(bundle / "upper"), "workdir": str(bundle / "work")}).encode(), sync=False)
-        write_atomic(bundle / "config.json", json.dumps(spec, indent=2).encode() + b"\n", sync=False)
+        if edit is not None:
+            edit(spec, RootLayers((bundle / "upper", *tops), bundle / "upper"))
+        write_atomic(bundle / "config.json", json.dumps(spec).encode(), sync=False)
     except BaseException as exc:
         _clear(bundle, remove_self=created)
         if isinstance(exc, OSError):
@@ -724,8 +752,7 @@ def prepare_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str 
                              "check free space and permissions of the lab home") from None
         raise
     return UnpackResult(str(bundle), str(bundle / "rootfs"), stored.name or stored.digest, stored.digest,
-                        list(spec["process"]["args"]), dict(spec["annotations"]), 0, 0, [], OVERLAY,
-                        tuple(str(t) for t in tops))
+                        list(spec["process"]["args"]), dict(spec["annotations"]), 0, 0, [], OVERLAY)
 
 
 def _clear(bundle: Path, *, remove_self: bool) -> None:
