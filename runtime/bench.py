@@ -227,7 +227,7 @@ def run(n: int, seq: int, out: Path | None, progress: Callable[[str], None] = la
             progress("wasmlab-oci --version")
             results["cli_version"] = cli_version_ms(max(10, n // 2))
             progress("Lab.run from images: snapshots, a 100 MB layer, and a prepared bundle")
-            results["lab"] = lab_start(work, rt, bundles, max(8, n // 4), progress)
+            results["lab"] = lab_start(work, rt, bundles, n, progress)
         finally:
             rt.close()
     results["ratios"] = ratios(results)
@@ -298,7 +298,7 @@ def lab_start(work: Path, rt: Any, bundles: dict[str, Path], n: int,
         if "busybox" in bundles:
             fns["lab_busybox"] = (lab_run("bench/busybox"), 1)
             fns["lab_busybox_100mb"] = (lab_run("bench/busybox-100mb"), 1)
-            fns["lab_busybox_100mb_copy"] = (lab_run("bench/busybox-100mb", copy=True), 4)
+            fns["lab_busybox_100mb_copy"] = (lab_run("bench/busybox-100mb", copy=True), 8)
         out.update(interleaved_ms(fns, n, warmup=1, progress=progress))
         if "busybox" in bundles:
             # The disk a container takes: what it writes (1 MiB here), against the image's 100 MB.
@@ -387,7 +387,7 @@ def markdown(res: dict[str, Any]) -> str:
             "## From an image: `Lab.run` (snapshots, issue 11)",
             "",
             f"Container roots here: **{lab.get('root_mode')}**. Interleaved in rounds as above; the copies "
-            "every 4th round. `Lab.run` does everything `wasmlab run --rm` does in the service: the bundle from "
+            "every 8th round. `Lab.run` does everything `wasmlab run --rm` does in the service: the bundle from "
             "the image (snapshots), a cgroup, the log, the run history, the removal.",
             "",
             "| measurement | median ms |",
