@@ -40,6 +40,7 @@ from wasmlab.runtime.store.home import images_root
 from wasmlab.runtime.store.reference import has_registry, is_digest, normalize, parse
 from wasmlab.runtime.store.work import WorkFolder, claim, sweep
 
+SMALL_BLOB = 64 << 10  # manifests and configs: read and hashed once per process, then kept
 CHUNK = 1 << 20
 _HEX = set("0123456789abcdef")
 
@@ -159,6 +160,7 @@ class ImageStore:
         self.staging_dir = self.state_dir / "staging"
         self.work_dir = self.state_dir / "work"
         self._index_lock = self.state_dir / "index.lock"
+        self._small: dict[str, tuple[tuple[int, int, int], bytes]] = {}  # digest -> (file identity, content)
         self._writers_lock = self.state_dir / "writers.lock"
 
     # -- layout ------------------------------------------------------------------------------
@@ -228,8 +230,22 @@ class ImageStore:
                           "remove the image (`wasmlab rmi`) and pull, load or build it again")
 
     def get_blob(self, digest: str, *, size: int | None = None) -> bytes:
-        """Read a whole blob, verifying its digest (and SIZE, if given)."""
+        """Read a whole blob, verifying its digest (and SIZE, if given).
+
+        Small blobs (manifests, configs: what every container start reads) are kept once verified, for as long
+        as the file is the same one (a stat, instead of a read and a hash)."""
         path = self.blob_path(digest)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise self.missing(digest) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read blob {digest[:19]}: {exc.strerror}",
+                             "check the file permissions") from None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        kept = self._small.get(digest)
+        if kept is not None and kept[0] == key and (size is None or len(kept[1]) == size):
+            return kept[1]
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -239,6 +255,10 @@ class ImageStore:
                              "check the file permissions") from None
         if digest_of(data) != digest or (size is not None and len(data) != size):
             raise self.corrupt(digest)
+        if len(data) <= SMALL_BLOB:
+            if len(self._small) >= 512:
+                self._small.clear()
+            self._small[digest] = (key, data)
         return data
 
     def verify_blob(self, digest: str, *, size: int | None = None) -> int:
