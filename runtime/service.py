@@ -159,7 +159,7 @@ class Lab:
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
-        self._cleanup_queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._cleanup_queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
         self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
         self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
@@ -951,11 +951,21 @@ class Lab:
         self._cleanup_queue.put(cid)
 
     def _clean(self) -> None:
-        while (cid := self._cleanup_queue.get()) is not None:
+        while (item := self._cleanup_queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()  # settle(): everything queued before it is done
+                continue
             try:
-                self._discard(cid)
+                self._discard(item)
             finally:
-                self._removing.discard(cid)
+                self._removing.discard(item)
+
+    def settle(self) -> None:
+        """Wait until the `--rm` containers whose removal was left for after their answer are gone."""
+        if self._cleaner is not None:
+            done = threading.Event()
+            self._cleanup_queue.put(done)
+            done.wait()
 
     def _foreground_tty(self, cid: str, name: str, image: str, cdir: Path, log_fd: int,
                         stdio: tuple[int, int, int] | None, rm: bool, started: Callable[[str], None],
