@@ -667,13 +667,10 @@ class RootLayers:
         return _inside(str(self.write), path)
 
 
-def unpack_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str], *,
-                  args: Sequence[str] | None = None, entrypoint: Sequence[str] | None = None,
-                  env: Sequence[str] | Mapping[str, str] | None = None,
-                  annotations: Mapping[str, str] | None = None, readonly: bool = False,
-                  limits: ExtractLimits | None = None, progress: Progress | None = None,
-                  edit: ConfigEdit | None = None) -> UnpackResult:
-    """Like :func:`unpack`, returning the details as well as the path."""
+def _bundle_for(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str]
+                ) -> tuple[StoredImage, dict[str, Any], dict[str, Any], Path, bool]:
+    """The image (a runnable one: not a Wasm artifact), its manifest and config, and the bundle folder, which
+    must be missing or empty (whether it was missing, so a failure removes only what was made)."""
     stored = store.resolve(image) if isinstance(image, str) else image
     manifest = store.manifest(stored)
     if (manifest.get("config") or {}).get("mediaType") == media.WASM_CONFIG:
@@ -685,6 +682,17 @@ def unpack_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str |
     if not created and (not bundle.is_dir() or any(bundle.iterdir())):
         raise ImageError(f"bundle directory {bundle} is not empty",
                          "choose a new directory, or remove the old bundle first")
+    return stored, manifest, config, bundle, created
+
+
+def unpack_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str | os.PathLike[str], *,
+                  args: Sequence[str] | None = None, entrypoint: Sequence[str] | None = None,
+                  env: Sequence[str] | Mapping[str, str] | None = None,
+                  annotations: Mapping[str, str] | None = None, readonly: bool = False,
+                  limits: ExtractLimits | None = None, progress: Progress | None = None,
+                  edit: ConfigEdit | None = None) -> UnpackResult:
+    """Like :func:`unpack`, returning the details as well as the path."""
+    stored, manifest, config, bundle, created = _bundle_for(store, image, bundle_dir)
     rootfs = bundle / "rootfs"
     try:
         bundle.mkdir(parents=True, exist_ok=True)
@@ -720,17 +728,7 @@ def prepare_bundle(store: ImageStore, image: str | StoredImage, bundle_dir: str 
     if snapshots.mode() != OVERLAY:
         return unpack_bundle(store, image, bundle_dir, args=args, entrypoint=entrypoint, env=env,
                              annotations=annotations, readonly=readonly, progress=progress, edit=edit)
-    stored = store.resolve(image) if isinstance(image, str) else image
-    manifest = store.manifest(stored)
-    if (manifest.get("config") or {}).get("mediaType") == media.WASM_CONFIG:
-        raise ImageError("this is a Wasm OCI artifact, not a container image",
-                         "import it with `wasmlab load`, which converts it to a runnable image")
-    config = store.config(manifest)
-    bundle = Path(bundle_dir).absolute()
-    created = not bundle.exists()
-    if not created and (not bundle.is_dir() or any(bundle.iterdir())):
-        raise ImageError(f"bundle directory {bundle} is not empty",
-                         "choose a new directory, or remove the old bundle first")
+    stored, manifest, config, bundle, created = _bundle_for(store, image, bundle_dir)
     try:
         layers = snapshots.prepare(store, manifest, config, progress)
         bundle.mkdir(parents=True, exist_ok=True)
