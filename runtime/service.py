@@ -739,6 +739,7 @@ class Lab:
         cid = secrets.token_hex(6)
         if published:
             self._publishing[cid] = published
+        chosen = bool(name)
         name = name or f"wasmlab_{cid[:6]}"
         if not _NAME.match(name):
             raise UsageError(f"invalid container name {name!r}",
@@ -751,15 +752,19 @@ class Lab:
         anns[IMAGE_ANNOTATION] = image
         cdir = self._dir(cid)
         self._containers_dir.mkdir(parents=True, exist_ok=True)
-        with Lock(self._containers_dir.parent / ".container-names.lock"):
-            # Checked and claimed under one lock (the claim is a first meta.json): two runs with one --name
-            # cannot both win.
-            if any(m["name"] == name for m in self._all_meta()):
-                raise ContainerExists(f"the name {name!r} is in use", f"`wasmlab rm {name}` or pick another --name")
-            cdir.mkdir(parents=True)
-            (cdir / "meta.json").write_text(json.dumps({"id": cid, "name": name, "image": image, "command": [],
-                                                        "created": time.time(), "rm": rm, "detach": detach,
-                                                        "creating": True}))
+        if not chosen:
+            cdir.mkdir()  # a name made from a fresh random id: nobody else can claim it
+        else:
+            with Lock(self._containers_dir.parent / ".container-names.lock"):
+                # Checked and claimed under one lock (the claim is a first meta.json): two runs with one --name
+                # cannot both win.
+                if any(m["name"] == name for m in self._all_meta()):
+                    raise ContainerExists(f"the name {name!r} is in use",
+                                          f"`wasmlab rm {name}` or pick another --name")
+                cdir.mkdir(parents=True)
+                (cdir / "meta.json").write_text(json.dumps({"id": cid, "name": name, "image": image,
+                                                            "command": [], "created": time.time(), "rm": rm,
+                                                            "detach": detach, "creating": True}))
         try:
             def edit(config: dict[str, Any], root: RootLayers) -> None:
                 """The container's own changes to config.json, made before it is written (once)."""
