@@ -227,8 +227,13 @@ def create(cgroups_path: str, container_id: str, resources: dict[str, Any], *, r
     if lay.mode == "v2" and lay.v2:
         dirs["unified"] = os.path.join(lay.v2, rel)
     else:
+        cpu = resources.get("cpu") or {}
+        wanted = {"cpuset": bool(cpu.get("cpus") or cpu.get("mems")), "blkio": bool(resources.get("blockIO"))}
         for ctrl, mnt in lay.v1.items():
-            dirs.setdefault(ctrl, os.path.join(mnt, rel))
+            # cpuset and blkio only when asked for: a new cpuset folder must first copy its parent's cpus and
+            # mems, and neither limits anything unless set. Every folder made and joined is on the start path.
+            if wanted.get(ctrl, True):
+                dirs.setdefault(ctrl, os.path.join(mnt, rel))
         # Hybrid: the unified hierarchy holds no controller here, and joining it (cgroup.procs) would cost
         # an RCU grace period per container for nothing. Only the v1 hierarchies are used.
     # cpu and cpuacct often share one mount: keep one folder per mount.
