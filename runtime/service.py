@@ -444,8 +444,9 @@ class Lab:
     def reset(self) -> int:
         """`system reset`: stop and remove every container (with its processes, forwarder, mounts and cgroup),
         then empty the lab home. Returns the bytes freed. This Lab is closed afterwards."""
+        from wasmlab.runtime.linux import pidfd
         from wasmlab.runtime.linux import syscalls as sc
-        from wasmlab.runtime.linux.pidfd import open_process, wait_exit
+        from wasmlab.runtime.store.atomic import remove_tree
         from wasmlab.runtime.store.usage import allocated, empty_folder, mounts_under
 
         before = allocated([self.home])
@@ -465,7 +466,8 @@ class Lab:
                 pass
         self.close()
         # Zygotes of this home (other commands' `run -d`) end once their containers are gone: wait for them.
-        root = str(self.home / "run").encode()
+        run_root = runtime_root(self.home)
+        root = str(run_root).encode()
         for proc in os.listdir("/proc"):
             if not proc.isdigit() or int(proc) == os.getpid():
                 continue
@@ -474,17 +476,7 @@ class Lab:
             except OSError:
                 continue
             if b"wasmlab.runtime.zygote" in cmdline and root in cmdline:
-                fd = open_process(int(proc))
-                if fd is None:
-                    continue
-                try:
-                    if not wait_exit(fd, 5):
-                        signal.pidfd_send_signal(fd, signal.SIGKILL)
-                        wait_exit(fd, 5)
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
+                pidfd.end(int(proc))
         for point in mounts_under(str(self.home)):
             if point != str(self.home):
                 try:
@@ -492,6 +484,8 @@ class Lab:
                 except OSError:
                     pass
         empty_folder(str(self.home))
+        if run_root != self.home / "run":
+            remove_tree(str(run_root))  # the containers' state on the tmpfs
         return before - allocated([self.home])
 
     # -- pods: kube play and down, pod ps, inspect, rm and logs --------------------------------------------------
@@ -1103,7 +1097,7 @@ class Lab:
 
     def _release_ports(self, cid: str) -> None:
         """Stop the container's forwarder (if any) and wait until it is gone: its ports are free on return."""
-        from wasmlab.runtime.linux.pidfd import open_process, wait_exit
+        from wasmlab.runtime.linux import pidfd
 
         proc = self._forwarders.pop(cid, None)
         try:
@@ -1111,15 +1105,7 @@ class Lab:
         except ContainerNotFound:
             fwd = {}
         if fwd.get("pid"):
-            fd = open_process(int(fwd["pid"]), int(fwd.get("start") or 0) or None)
-            if fd is not None:
-                try:
-                    signal.pidfd_send_signal(fd, signal.SIGTERM)
-                    wait_exit(fd, 5)
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
+            pidfd.end(int(fwd["pid"]), int(fwd.get("start") or 0) or None, first=signal.SIGTERM, then=None)
         if proc is not None:
             if proc.poll() is None:
                 proc.kill()

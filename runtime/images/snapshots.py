@@ -18,6 +18,7 @@ from wasmlab.runtime.linux.overlay import root_mode
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import Lock, remove_tree, write_atomic
 from wasmlab.runtime.store.layout import ImageStore, StoredImage
+from wasmlab.runtime.store.usage import allocated
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -158,18 +159,9 @@ class Snapshots:
             if entry.name.startswith(".") or entry.name in keep or not entry.is_dir(follow_symlinks=False):
                 continue
             with Lock(self.root / f".{entry.name}.lock"):
-                freed += _size(Path(entry.path))
+                freed += allocated([entry.path])
                 remove_tree(entry.path)
             with contextlib.suppress(OSError):
                 os.unlink(self.root / f".{entry.name}.lock")
             count += 1
         return count, freed
-
-
-def _size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-    return total

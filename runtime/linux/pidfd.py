@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 
 from wasmlab.runtime.store.state import proc_start_time
 
@@ -38,5 +39,24 @@ def wait_gone(pid: int, start: int | None = None, timeout: float | None = None) 
         return True
     try:
         return wait_exit(fd, timeout)
+    finally:
+        os.close(fd)
+
+
+def end(pid: int, start: int | None = None, *, first: int | None = None, timeout: float = 5.0,
+        then: int | None = signal.SIGKILL) -> None:
+    """Make sure pid (started at start) ends: send FIRST (if any), wait up to TIMEOUT s, then send THEN (if
+    any) and wait as long again. Through a pidfd, so a reused pid is never signalled."""
+    fd = open_process(pid, start)
+    if fd is None:
+        return
+    try:
+        if first is not None:
+            signal.pidfd_send_signal(fd, first)
+        if not wait_exit(fd, timeout) and then is not None:
+            signal.pidfd_send_signal(fd, then)
+            wait_exit(fd, timeout)
+    except OSError:
+        pass  # it ended meanwhile
     finally:
         os.close(fd)

@@ -17,13 +17,13 @@ import errno
 import fcntl
 import os
 import secrets
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasmlab.runtime.store.atomic import remove_tree
+from wasmlab.runtime.store.usage import allocated
 
 OWNER = ".owner"
 CLAIM_PREFIX = ".claim-"
@@ -125,7 +125,7 @@ def sweep(root: str | os.PathLike[str], on_stale: Callable[[Path], None] | None 
                 continue
             if young or owner_alive(path):
                 continue
-            report.bytes += disk_usage(path)
+            report.bytes += allocated([path])
             remove_writable(path)
             continue
         if entry.name.startswith("."):
@@ -145,7 +145,7 @@ def sweep(root: str | os.PathLike[str], on_stale: Callable[[Path], None] | None 
                     on_stale(path)
                 except Exception:
                     continue
-            size = disk_usage(path)
+            size = allocated([path])
             remove_writable(path)
             if not os.path.lexists(path):
                 report.folders.append(entry.name)
@@ -165,28 +165,6 @@ def _open_owner(path: Path) -> int:
         if exc.errno == errno.ELOOP:
             return -1
         raise
-
-
-def disk_usage(path: str | os.PathLike[str]) -> int:
-    """The disk space a tree uses, in bytes (allocated blocks, each inode once, as ``du -s -B1`` counts)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    stack = [os.fspath(path)]
-    while stack:
-        current = stack.pop()
-        try:
-            st = os.lstat(current)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                stack.extend(e.path for e in os.scandir(current))
-            except OSError:
-                continue
-    return total
 
 
 def remove_writable(path: str | os.PathLike[str]) -> None:
