@@ -337,3 +337,25 @@ def _suite_leaves_no_cgroups() -> Iterator[None]:
     left = _cgroup_tree() - before
     _remove_session_cgroup_parent()
     assert not left, f"cgroups left behind by the test suite: {sorted(left)}"
+
+
+def package_links() -> Path:
+    """A folder from which another user's python3 imports wasmlab from this checkout (the venv lives under
+    /root, which nobody else can enter): the build/mypy links that `make lint` makes, made here if missing."""
+    pkg = ROOT / "build" / "mypy"
+    (pkg / "wasmlab").mkdir(parents=True, exist_ok=True)
+    for name, target in (("runtime", "../../../runtime"), ("lab", "../../../lab")):
+        link = pkg / "wasmlab" / name
+        if not link.exists():
+            link.symlink_to(target)
+    return pkg
+
+
+def live_module(folder: str) -> bytes:
+    """The live-volume guest (tests/integration/live_volume.wat): writes FOLDER/guest.txt, waits for
+    FOLDER/host.txt, prints it."""
+    import wasmtime
+
+    wat = (ROOT / "tests" / "integration" / "live_volume.wat").read_text()
+    wat = wat.replace('"DIR"', json.dumps(folder)).replace("LEN_1", str(len(folder) - 1))
+    return bytes(wasmtime.wat2wasm(wat.replace("LEN", str(len(folder)))))

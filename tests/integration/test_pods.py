@@ -13,23 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import wasmtime
 from wasmlab.runtime import Lab
 from wasmlab.runtime.errors import ImageError, PodExists, PodInitFailed, PodSpecError, PodStartFailed, WasmlabError
 
-from tests.conftest import ROOT, LeakCheck, need_root
+from tests.conftest import ROOT, LeakCheck, live_module, need_root
 
 pytestmark = pytest.mark.root
 PODS = ROOT / "assets" / "pods"
 ENGINES = ("wasmtime", "wasmer")
 WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
-LIVE_WAT = (Path(__file__).with_name("live_volume.wat")).read_text()
-
-
-def live_module(folder: str) -> bytes:
-    """The live-volume guest of test_run_flags: writes DIR/guest.txt, waits for DIR/host.txt, prints it."""
-    wat = LIVE_WAT.replace('"DIR"', json.dumps(folder)).replace("LEN_1", str(len(folder) - 1))
-    return bytes(wasmtime.wat2wasm(wat.replace("LEN", str(len(folder)))))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, busybox, need, need_root
+from tests.conftest import ROOT, busybox, need, need_root, package_links
 
 pytestmark = pytest.mark.root
 SITE = ROOT / ".venv" / "lib" / "python3.11" / "site-packages"
@@ -27,12 +27,7 @@ LAUNCHER = ("import sys; sys.path[:0] = [{pkg!r}, {site!r}]; "
 def nobody_dir() -> Iterator[Path]:
     need_root()
     need(Path("/usr/bin/python3").exists(), "Debian's python3 is needed to run wasmlab as another user")
-    pkg = ROOT / "build" / "mypy"
-    (pkg / "wasmlab").mkdir(parents=True, exist_ok=True)
-    for name, target in (("runtime", "../../../runtime"), ("lab", "../../../lab")):
-        link = pkg / "wasmlab" / name
-        if not link.exists():
-            link.symlink_to(target)
+    package_links()
     d = Path(tempfile.mkdtemp(prefix="wasmlab-rootless-"))
     d.chmod(0o755)
     rootfs = d / "b" / "rootfs"
@@ -50,7 +45,7 @@ def nobody_dir() -> Iterator[Path]:
 
 
 def as_nobody(d: Path, *args: str, seccomp: dict | None = None) -> subprocess.CompletedProcess[str]:
-    code = LAUNCHER.format(pkg=str(ROOT / "build" / "mypy"), site=str(SITE))
+    code = LAUNCHER.format(pkg=str(package_links()), site=str(SITE))
     if seccomp is not None:
         code = code.replace("from wasmlab.runtime.cli.oci", f"from wasmlab.runtime.linux import seccomp; "
                             f"seccomp.apply({seccomp!r}); from wasmlab.runtime.cli.oci")

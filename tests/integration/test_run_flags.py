@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,11 +12,10 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import wasmtime
 from wasmlab.runtime import Lab, RunOptions
 from wasmlab.runtime.errors import WasmlabError
 
-from tests.conftest import ROOT, need_root
+from tests.conftest import ROOT, live_module, need_root
 
 pytestmark = pytest.mark.root
 WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
@@ -27,14 +25,8 @@ ENGINES = ("native", "wasmtime", "wasmer")
 # The guest side of the live-volume test: writes DIR/guest.txt, then waits (5 ms at a time, up to ~20 s) for
 # DIR/host.txt and prints it. It finds DIR as a preopen of its own (wasmtime) or under the last "/" preopen
 # (wasmer-sdk shows mounts inside its root). Exit 3 when the create is refused, 2 when host.txt never came.
-LIVE_WAT = Path(__file__).with_name("live_volume.wat").read_text()
 LIVE_SH = ("echo 'from guest' > /data/guest.txt || { echo 'create refused'; exit 3; }; "
            "while [ ! -e /data/host.txt ]; do sleep 0.005; done; cat /data/host.txt")
-
-
-def live_module(folder: str) -> bytes:
-    wat = LIVE_WAT.replace('"DIR"', json.dumps(folder)).replace("LEN_1", str(len(folder) - 1))
-    return bytes(wasmtime.wat2wasm(wat.replace("LEN", str(len(folder)))))
 
 
 @pytest.fixture(scope="module")

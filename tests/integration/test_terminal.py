@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, need, need_root
+from tests.conftest import ROOT, need, need_root, package_links
 
 pytestmark = pytest.mark.root
 WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
@@ -315,11 +315,7 @@ def test_rootless_run_it_and_exec_it() -> None:
 
     need_root()
     need(Path("/usr/bin/python3").exists(), "Debian's python3 runs wasmlab as another user")
-    pkg = ROOT / "build" / "mypy"
-    (pkg / "wasmlab").mkdir(parents=True, exist_ok=True)
-    for name, target in (("runtime", "../../../runtime"), ("lab", "../../../lab")):
-        if not (pkg / "wasmlab" / name).exists():
-            (pkg / "wasmlab" / name).symlink_to(target)
+    pkg = package_links()
     d = Path(tempfile.mkdtemp(prefix="wasmlab-rootless-tty-"))  # pytest's own tmp is root's only
     d.chmod(0o755)
     nobody = pwd.getpwnam("nobody")

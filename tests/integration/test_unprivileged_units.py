@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, need, need_root
+from tests.conftest import ROOT, need, need_root, package_links
 
 # The venv's interpreter lives under /root, which other users cannot enter: Debian's python3 (the same 3.11)
 # runs the tests from the checkout, through the build/mypy package links `make lint` creates, with the venv's
@@ -27,12 +27,7 @@ LAUNCHER = ("import sys; sys.path[:0] = [{pkg!r}, {site!r}, {root!r}]; import py
 def test_the_pure_unit_tests_pass_as_nobody() -> None:
     need_root()
     need(Path("/usr/bin/python3").exists(), "Debian's python3 is needed to run the tests as another user")
-    pkg = ROOT / "build" / "mypy"
-    (pkg / "wasmlab").mkdir(parents=True, exist_ok=True)
-    for name, target in (("runtime", "../../../runtime"), ("lab", "../../../lab")):
-        link = pkg / "wasmlab" / name
-        if not link.exists():
-            link.symlink_to(target)
+    pkg = package_links()
     work = Path(tempfile.mkdtemp(prefix="wasmlab-units-"))
     try:
         work.chmod(0o777)
