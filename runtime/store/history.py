@@ -126,17 +126,35 @@ class History:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Bring the database to VERSION, or refuse one written by a newer wasmlab."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
-    if version > VERSION:
+    """Bring the database to VERSION, or refuse one written by a newer wasmlab.
+
+    One write transaction, taken before the version is read: the table, its index and the version land together
+    or not at all (a process killed in between left a table without its version, which every later open then
+    failed to migrate), and two connections opening a fresh home one after the other see each other's work."""
+    level = conn.isolation_level
+    conn.isolation_level = None  # the transaction below is explicit
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+        if version > VERSION:
+            raise StoreError(f"{path} was written by a newer wasmlab (history format {version}, this one reads "
+                             f"up to {VERSION})", "upgrade wasmlab, or move that file away to start a new history")
+        if not exists:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        else:
+            for step in range(version, VERSION):
+                conn.execute(_MIGRATIONS[step])
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+        conn.execute("COMMIT")
+    except StoreError:
+        conn.execute("ROLLBACK")
         conn.close()
-        raise StoreError(f"{path} was written by a newer wasmlab (history format {version}, this one reads "
-                         f"up to {VERSION})", "upgrade wasmlab, or move that file away to start a new history")
-    if not exists:
-        conn.executescript(_SCHEMA)
-    else:
-        for step in range(version, VERSION):
-            conn.execute(_MIGRATIONS[step])
-    conn.execute(f"PRAGMA user_version = {VERSION}")
-    conn.commit()
+        raise
+    except BaseException:
+        conn.execute("ROLLBACK")
+        conn.isolation_level = level
+        raise
+    conn.isolation_level = level
