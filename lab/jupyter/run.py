@@ -24,6 +24,7 @@ ENGINES = ("auto", "wasmtime", "wasmer")
 class Ran:
     """One foreground run, as the Runner shows it."""
 
+    id: str
     image: str
     engine: str
     exit_code: int | None
@@ -63,14 +64,14 @@ def run_image(lab: Lab, image: str, args: Sequence[str] | str = (), *, engine: s
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
-    return Ran(image=image, engine=engine, exit_code=res.exit_code, stdout=stdout, stderr=stderr,
+    return Ran(id=res.id, image=image, engine=engine, exit_code=res.exit_code, stdout=stdout, stderr=stderr,
                handler=str(res.decision.get("handler") or ""), decision=dict(res.decision),
                timings=dict(res.timings), max_rss_kb=int(res.memory.get("max_rss_kb") or 0))
 
 
 def image_names(lab: Lab) -> list[str]:
     """The lab's named images, sorted."""
-    return sorted({n for img in lab.images() for n in img.names})
+    return sorted({n.removeprefix("localhost/") for img in lab.images() for n in img.names})
 
 
 class Runner(Panel):
