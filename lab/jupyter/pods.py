@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,8 @@ class PodLauncher(Panel):
         super().__init__(lab)
         self._files = presets()
         self._folder = Path(tempfile.mkdtemp(prefix="wasmlab-pods-"))
+        # The editor's files go with the widget (or with the kernel), whether or not close() is called.
+        self._remove_folder = weakref.finalize(self, shutil.rmtree, self._folder, True)
         self.preset = w.Dropdown(options=[*self._files, "(your own)"], value=preset, description="preset")
         self.editor = w.Textarea(value=self._files[preset].read_text() if preset in self._files else "",
                                  description="pod YAML", layout=w.Layout(width="95%", height="14em"))
@@ -103,7 +106,7 @@ class PodLauncher(Panel):
                          self.status, self.plan, self.pods_table, self.logs]
 
     def close(self) -> None:
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._remove_folder()
         super().close()
 
     def _allowlist_state(self, _change: Any = None) -> None:
