@@ -159,6 +159,8 @@ class Lab:
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
+        # `--rm` containers whose final events (exit, recorded) may come after their folder is gone: id -> name.
+        self._finishing: dict[str, str] = {}
         self._cleanup_queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
         self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
@@ -251,9 +253,12 @@ class Lab:
             return  # "created" is sent by the Lab itself, in order with "started"
         with self._events_lock:
             held = self._starting.get(cid)
-            if held is None and not self._dir(cid).is_dir():
+            finishing = self._finishing.get(cid)
+            if held is None and finishing is None and not self._dir(cid).is_dir():
                 return
-            name = self._name_of(cid)
+            name = finishing if finishing is not None else self._name_of(cid)
+            if kind == "recorded":
+                self._finishing.pop(cid, None)  # its last event
             event: LabEvent
             if kind == "exit":
                 rec = raw.get("exit") or {}
@@ -937,12 +942,17 @@ class Lab:
             log.close()
             self._release_ports(cid)
         if rm:
-            self._discard_later(cid)
+            self._discard_later(cid, name)
         return result
 
-    def _discard_later(self, cid: str) -> None:
+    def _discard_later(self, cid: str, name: str) -> None:
         """Remove a `--rm` container after the answer, off the caller's path (removing folders takes longer
-        than running hello.wasm). This lab no longer shows it; close() waits until it is gone."""
+        than running hello.wasm). This lab no longer shows it; close() waits until it is gone. Its RunRecorded
+        still goes out when its row is written, folder or not."""
+        with self._events_lock:
+            self._finishing[cid] = name
+            while len(self._finishing) > 256:  # rows never recorded (no history) must not pile up
+                del self._finishing[next(iter(self._finishing))]
         self._removing.add(cid)
         if self._cleaner is None:
             self._cleaner = threading.Thread(target=self._clean, name="wasmlab-rm", daemon=True)
