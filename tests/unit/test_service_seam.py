@@ -203,6 +203,33 @@ def test_a_removed_run_still_announces_its_history_row(lab: Lab) -> None:
     assert event.name == "removed-early" and event.seq > 0 and event.exit_code == 0
 
 
+def test_a_subscriber_reads_the_history_when_a_run_is_recorded_without_waiting(lab: Lab) -> None:
+    """A chart that reads the history when RunRecorded arrives runs on the recorder's thread: the history's
+    flush waited there for the row being announced, i.e. for its own thread, until its 10 s timeout."""
+    import time
+
+    found: list[tuple[float, list[str]]] = []
+    done = threading.Event()
+
+    def on_event(event: LabEvent) -> None:
+        if isinstance(event, RunRecorded) and not done.is_set():
+            started = time.monotonic()
+            ids = [r.id for r in lab.history(5)]
+            found.append((time.monotonic() - started, ids))
+            done.set()
+
+    unsubscribe = lab.subscribe(on_event)
+    try:
+        code, _ = run_quietly(lab, WASM, name="charted", rm=True)
+        assert code == 0
+        assert done.wait(30), "no RunRecorded"
+    finally:
+        unsubscribe()
+    took, ids = found[0]
+    assert took < 5, f"history() in a RunRecorded subscriber took {took:.1f} s"
+    assert ids and ids[0] == next(iter(lab.history(1))).id
+
+
 def test_logs_cursor_reads_each_byte_once(lab: Lab) -> None:
     run = lab.run(TICKER, detach=True, name="ticker")
     first, cursor = until(lambda: (lambda r: r if r[0] else None)(lab.logs("ticker")), "a first tick")
