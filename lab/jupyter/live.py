@@ -68,18 +68,21 @@ class LiveChart(Panel):
 
     @guarded
     def on_stop(self, _button: Any = None) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        self._stop_streams()
         self.start_button.disabled, self.stop_button.disabled = False, True
         self.redraw()
         self.say(f"stopped after {len(self.ticks)} samples")
 
+    def _stop_streams(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+
     def close(self) -> None:
-        self.on_stop()
+        self._stop_streams()  # no redraw: close() also runs when the widget is collected, even at exit
         super().close()
 
     def on_tick(self, tick: MetricsTick) -> None:
@@ -93,8 +96,11 @@ class LiveChart(Panel):
         if type(event).__name__ != "RunRecorded":
             return
         newest = self.records[-1].seq if self.records else 0
-        self.records.extend(self.lab.history(self._keep, since_seq=newest))
-        del self.records[:-self._keep]
+        with self._lock:
+            # since_seq gives the rows after it, oldest first; without one, history is newest first.
+            added = self.lab.history(self._keep, since_seq=newest) if newest else reversed(self.lab.history(self._keep))
+            self.records.extend(added)
+            del self.records[:-self._keep]
         self.redraw()
 
     def redraw(self) -> None:
