@@ -681,7 +681,7 @@ def _nav(index: int) -> str:
 def render(index: int, *, instructor: bool) -> nbformat.NotebookNode:
     name, title, cells = NOTEBOOKS[index]
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
                    "language_info": {"name": "python"}}
     heading = f"# {title}" + ("  (instructor's copy, with solutions)" if instructor else "")
     out = [nbformat.v4.new_markdown_cell(f"{heading}\n\n{_nav(index)}")]
