@@ -67,9 +67,10 @@ def _served_url(server: subprocess.Popen[bytes], timeout: float) -> str:
     seen = b""
     deadline = time.monotonic() + timeout
     while True:
-        match = re.search(rb"(http://127\.0\.0\.1:\d+/lab\?token=[0-9a-f]+)", seen)
+        match = re.search(rb"(http://127\.0\.0\.1:(\d+))/lab[^?\s]*\?token=([0-9a-f]+)", seen)
         if match:
-            return match.group(1).decode()
+            _accepting(int(match.group(2)), deadline)
+            return f"{match.group(1).decode()}/lab?token={match.group(3).decode()}"
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise AssertionError(f"JupyterLab did not start within {timeout} s:\n{seen.decode(errors='replace')}")
@@ -77,6 +78,21 @@ def _served_url(server: subprocess.Popen[bytes], timeout: float) -> str:
         if not chunk:
             raise AssertionError(f"JupyterLab exited:\n{seen.decode(errors='replace')}")
         seen += chunk
+
+
+def _accepting(port: int, deadline: float) -> None:
+    """Return once 127.0.0.1:PORT accepts a connection: with --port 0 JupyterLab prints its URL a moment before
+    it listens there."""
+    import socket
+
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on 127.0.0.1:{port}") from None
+            time.sleep(0.05)
 
 
 def test_notebook_02_in_a_real_browser_builds_the_image_and_shows_its_digest(jupyterlab: str,
@@ -113,3 +129,39 @@ def test_notebook_02_in_a_real_browser_builds_the_image_and_shows_its_digest(jup
     home = tmp_path / "home"
     with Lab(home) as lab:
         assert lab.image_inspect("mywasm-image").summary.digest == shown.group(0), "the digest of the built image"
+
+
+def test_make_notebooks_serves_jupyterlab_on_loopback_with_a_token(tmp_path: Path) -> None:
+    """What the README promises: `make notebooks` starts JupyterLab on 127.0.0.1 (as root), prints the URL with
+    its token, and the server answers there, refusing a request without the token."""
+    import urllib.error
+    import urllib.request
+
+    need_root()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "WASMLAB_HOME": str(home), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(["make", "-s", "notebooks", "NOTEBOOK_PORT=0"], cwd=ROOT, env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        url = _served_url(server, timeout=120)
+        base, token = url.split("/lab?token=")
+        with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=30) as answer:
+            assert answer.status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/contents", timeout=30)
+        assert refused.value.code == 403
+        with urllib.request.urlopen(f"{base}/api/contents/00-index.ipynb?token={token}&content=0",
+                                    timeout=30) as answer:
+            assert json.loads(answer.read())["name"] == "00-index.ipynb", "the notebooks folder is served"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        assert server.stderr is not None
+        server.stderr.close()
