@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-
 from wasmlab.lab import present
 from wasmlab.lab.jupyter.panel import ASSETS, Panel, guarded, table
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-
 from wasmlab.lab.jupyter import figures
 from wasmlab.lab.jupyter.panel import Panel, guarded, table
 from wasmlab.lab.jupyter.run import run_image

@@ -34,7 +34,7 @@ def show_png(output: Any, fig: Any) -> None:
     from IPython.display import Image
 
     output.clear_output(wait=True)
-    output.append_display_data(Image(data=png(fig), format="png"))
+    output.append_display_data(Image(data=png(fig), format="png"))  # type: ignore[no-untyped-call]
 
 
 def ipympl_present() -> bool:

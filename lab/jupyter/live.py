@@ -9,7 +9,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-
 from wasmlab.lab.jupyter import figures
 from wasmlab.lab.jupyter.panel import Panel, guarded
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-
 from wasmlab.lab.jupyter import figures
 from wasmlab.lab.jupyter.panel import Panel, guarded, table
 

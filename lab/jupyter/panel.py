@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as w
-
 from wasmlab.runtime import WasmlabError
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-
 from wasmlab.lab.jupyter.panel import ASSETS, Panel, guarded, pre, table
 
 if TYPE_CHECKING:
@@ -33,7 +32,8 @@ def allowlist_of(text: str) -> list[str]:
     return [part for part in text.replace(",", " ").split() if part]
 
 
-def plan_rows(lab: Lab, path: str | Path, propagation: str, allowlist: Sequence[str]) -> tuple[list[list[str]], list[str]]:
+def plan_rows(lab: Lab, path: str | Path, propagation: str,
+              allowlist: Sequence[str]) -> tuple[list[list[str]], list[str]]:
     """For each container of each pod: what the variant annotation does on its way to config.json (and why),
     and the warnings. Runs nothing."""
     plan = lab.pod_plan(path, propagation=propagation,

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-
 from wasmlab.lab.jupyter.panel import Panel, guarded, pre, table
 
 if TYPE_CHECKING:

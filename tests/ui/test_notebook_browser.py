@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
 import pytest
 
 from tests.conftest import ROOT, need, need_root
