@@ -121,7 +121,9 @@ def face_off(lab: Lab, program: str = "cpu", args: Sequence[str] | str = (), *, 
     out = []
     for c, r in ran:
         record = rows.get(r.id)
-        peak = int((record.memory.get("peak") or 0) if record is not None else 0)
+        # The cgroup's peak (history v2 names it; v1 kept it in memory["peak"]), never the init's RSS.
+        peak = 0 if record is None else int(getattr(record, "cgroup_peak_bytes", None)
+                                             or (record.memory or {}).get("peak") or 0)
         out.append(Round(label=c.label, handler=r.handler, exit_code=r.exit_code,
                          create_ms=float(r.timings.get("create_ms") or 0.0),
                          total_ms=float(r.timings.get("total_ms") or 0.0), peak_mib=peak / MiB,
