@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -345,8 +345,20 @@ class Lab:
         return res
 
     def prune(self, *, all: bool = False) -> PruneResult:
-        """`wasmlab image prune`: unnamed images and the blobs no image uses (with ALL, as before: the blobs only)."""
-        return self._images.prune(dangling=not all)
+        """`podman image prune`: unnamed images and the blobs no image uses; with ALL, as podman's `-a`, every
+        image that no container (running or not, pods' included) was made from, named or not."""
+        unused: list[str] = []
+        if all:
+            used = self._used_image_digests()
+            for image in self._images.list(all=True):
+                if image.digest not in used:
+                    res = self.rmi(image.id)  # by ID: the image and all its names, with its snapshots
+                    unused.append(res.deleted or image.digest)
+        res = self._images.prune(dangling=True)
+        return replace(res, images=unused + [d for d in res.images if d not in unused])
+
+    def _used_image_digests(self) -> set[str]:
+        return {d for m in self._all_meta() if (d := self._made_from(m)) is not None}
 
     def save(self, names: str | Sequence[str], path: str | os.PathLike[str], *, format: str = "oci-archive",
              progress: ProgressCallback | None = None) -> SaveResult:
@@ -1313,17 +1325,18 @@ class Lab:
     def _image_users(self, image: str) -> list[ContainerInfo]:
         """The containers (running or not) made from the image that IMAGE names."""
         digest = self._images.store.resolve(image).digest
-        users = []
-        for m in self._all_meta():
-            used = m.get("image_digest")
-            if used is None:  # made before the digest was recorded: go by the name it was run as
-                try:
-                    used = self._images.store.resolve(m["image"]).digest
-                except WasmlabError:
-                    continue
-            if used == digest:
-                users.append(self._info(m))
-        return users
+        return [self._info(m) for m in self._all_meta() if self._made_from(m) == digest]
+
+    def _made_from(self, meta: dict[str, Any]) -> str | None:
+        """The digest of the image a container was made from (by the name it was run as, for containers made
+        before the digest was recorded); None when that name no longer resolves."""
+        digest = meta.get("image_digest")
+        if digest is None:
+            try:
+                digest = self._images.store.resolve(meta["image"]).digest
+            except WasmlabError:
+                return None
+        return str(digest)
 
     def rm(self, name: str, *, force: bool = False) -> str:
         cid = self.resolve(name)
