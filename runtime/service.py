@@ -352,10 +352,10 @@ class Lab:
             used = self._used_image_digests()
             for image in self._images.list(all=True):
                 if image.digest not in used:
-                    res = self.rmi(image.id)  # by ID: the image and all its names, with its snapshots
-                    unused.append(res.deleted or image.digest)
-        res = self._images.prune(dangling=True)
-        return replace(res, images=unused + [d for d in res.images if d not in unused])
+                    removed = self.rmi(image.id)  # by ID: the image and all its names, with its snapshots
+                    unused.append(removed.deleted or image.digest)
+        pruned = self._images.prune(dangling=True)
+        return replace(pruned, images=unused + [d for d in pruned.images if d not in unused])
 
     def _used_image_digests(self) -> set[str]:
         return {d for m in self._all_meta() if (d := self._made_from(m)) is not None}
