@@ -348,14 +348,17 @@ class Lab:
         """`podman image prune`: unnamed images and the blobs no image uses; with ALL, as podman's `-a`, every
         image that no container (running or not, pods' included) was made from, named or not."""
         unused: list[str] = []
+        freed = 0
         if all:
             used = self._used_image_digests()
             for image in self._images.list(all=True):
                 if image.digest not in used:
                     removed = self.rmi(image.id)  # by ID: the image and all its names, with its snapshots
                     unused.append(removed.deleted or image.digest)
+                    freed += removed.reclaimed
         pruned = self._images.prune(dangling=True)
-        return replace(pruned, images=unused + [d for d in pruned.images if d not in unused])
+        return replace(pruned, images=unused + [d for d in pruned.images if d not in unused],
+                       reclaimed=pruned.reclaimed + freed)
 
     def _used_image_digests(self) -> set[str]:
         return {d for m in self._all_meta() if (d := self._made_from(m)) is not None}
