@@ -7,6 +7,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from wasmlab.runtime.errors import WasmlabError
 from wasmlab.runtime.spec import runtime as rtspec
 
 PAGE = 65536
@@ -187,12 +188,12 @@ def _read(fd: int) -> bytes | None:
 def _roots(bundle: str) -> list[str]:
     try:
         overlay = rtspec.load_overlay(bundle)
-    except Exception:  # noqa: BLE001 - a broken bundle: nothing to read
+    except (WasmlabError, OSError):  # a broken bundle: nothing to read
         return []
     if overlay is None:
         try:
             spec = rtspec.load(bundle)
-        except Exception:  # noqa: BLE001
+        except (WasmlabError, OSError):
             return []
         return [spec.rootfs]
     lowers_dir, options = overlay
