@@ -615,8 +615,6 @@ class Lab:
 
     def _memory_at_exit(self, cid: str) -> int | None:
         """The guest's linear memory when it exited, from its run record (wasmtime reports it)."""
-        import threading
-
         recorded = threading.Event()
         stop = self._runtime.subscribe(lambda e: recorded.set() if e.get("event") == "recorded"
                                        and e.get("id") == cid else None)

@@ -263,37 +263,55 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         sandbox.loopback_up(infra_pid)
         record["infra_pid"] = infra_pid
         join = sandbox.joined(infra_pid, pod.share_process_namespace)
-        for c in pod.all_containers:
+
+        def request_of(c: Container) -> ContainerRequest:
             traced = planned.annotations.container(c.name)
             image_keys = frozenset(t.key for t in traced.traces if t.origin == "image")
             notes = dict(traced.annotations)
-            slot = sandbox.PodSlot(pod.identity, cgroup, join=join,
-                                   drop_annotations=image_keys - notes.keys())
-            lab_name = sandbox.container_name(pod.namespace, pod.name, c.name)
-            request = ContainerRequest(lab_name, c.image, list(c.args) or None, list(c.command) or None,
-                                       [f"{e.name}={e.value}" for e in c.env], notes, engine,
-                                       _options(c, volumes), slot)
+            slot = sandbox.PodSlot(pod.identity, cgroup, join=join, drop_annotations=image_keys - notes.keys())
+            return ContainerRequest(sandbox.container_name(pod.namespace, pod.name, c.name), c.image,
+                                    list(c.args) or None, list(c.command) or None,
+                                    [f"{e.name}={e.value}" for e in c.env], notes, engine, _options(c, volumes), slot)
+
+        def failed(c: Container, exc: WasmlabError) -> PodStartFailed:
+            traced = planned.annotations.container(c.name)
+            held = [t.key for t in traced.traces if t.origin == "pod" and not t.passed]
+            hint = exc.hint
+            if held and planned.annotations.warnings:
+                # containerd's allowlist held a pod annotation back: that is the cause to show.
+                hint = f"{', '.join(held)} never reached it: {planned.annotations.warnings[0]}"
+            return PodStartFailed(f"pod {pod.identity}: container {c.name} ({c.image}): {exc.message}", hint)
+
+        for c in pod.init_containers:
+            request = request_of(c)
             try:
                 cid = host.pod_start(request)
             except WasmlabError as exc:
-                held = [t.key for t in traced.traces if t.origin == "pod" and not t.passed]
-                hint = exc.hint
-                if held and planned.annotations.warnings:
-                    # containerd's allowlist held a pod annotation back: that is the cause to show.
-                    hint = f"{', '.join(held)} never reached it: {planned.annotations.warnings[0]}"
-                raise PodStartFailed(f"pod {pod.identity}: container {c.name} ({c.image}): {exc.message}",
-                                     hint) from None
+                raise failed(c, exc) from None
             made.append(cid)
-            record["containers"].append(_entry(c.name, cid, lab_name, c.image, "init" if c.init else "container"))
-            if c.init:
-                code = host.pod_wait(cid)
-                if code != 0:
-                    last = host.pod_last_line(cid)
-                    said = f": {last}" if last else ""
-                    raise PodInitFailed(
-                        f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
-                        "as in Kubernetes, the app containers start only after every init container exits 0: "
-                        "fix it and play the pod again")
+            record["containers"].append(_entry(c.name, cid, request.name, c.image, "init"))
+            code = host.pod_wait(cid)
+            if code != 0:
+                last = host.pod_last_line(cid)
+                said = f": {last}" if last else ""
+                raise PodInitFailed(
+                    f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
+                    "as in Kubernetes, the app containers start only after every init container exits 0: "
+                    "fix it and play the pod again")
+        # The app containers start side by side, as the kubelet starts them: each one's bundle is made while
+        # the zygote sets up another, so the pod is up in about the time of its slowest container.
+        apps = list(pod.containers)
+        requests = [request_of(c) for c in apps]
+        outcomes = _start_all(host, requests)
+        for c, request, outcome in zip(apps, requests, outcomes, strict=True):
+            if isinstance(outcome, str):
+                made.append(outcome)
+                record["containers"].append(_entry(c.name, outcome, request.name, c.image, "container"))
+        for c, outcome in zip(apps, outcomes, strict=True):
+            if isinstance(outcome, WasmlabError):
+                raise failed(c, outcome) from None
+            if isinstance(outcome, BaseException):
+                raise outcome
         _write_record(folder, record)
     except BaseException:
         for cid in reversed(made):
@@ -306,6 +324,28 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         _prune_namespace(folder.parent)
         raise
     return info_of(host, record)
+
+
+def _start_all(host: PodHost, requests: list[ContainerRequest]) -> list[str | BaseException]:
+    """Start every request, side by side (threads of this process: the zygote forks); each one's id or error."""
+    if len(requests) < 2:
+        out: list[str | BaseException] = []
+        for r in requests:
+            try:
+                out.append(host.pod_start(r))
+            except BaseException as exc:  # handed back to the caller, which rolls back
+                out.append(exc)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(r: ContainerRequest) -> str | BaseException:
+        try:
+            return host.pod_start(r)
+        except BaseException as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(len(requests), 4), thread_name_prefix="wasmlab-pod") as pool:
+        return list(pool.map(one, requests))
 
 
 def _entry(name: str, cid: str, lab_name: str, image: str, role: str) -> dict[str, Any]:
