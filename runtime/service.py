@@ -491,24 +491,30 @@ class Lab:
     # -- pods: kube play and down, pod ps, inspect, rm and logs --------------------------------------------------
     def kube_play(self, file: str | os.PathLike[str], *, propagation: str = "crio",
                   pod_annotations: Sequence[str] | None = None, engine: str | None = None,
-                  allow_host_path: bool = False) -> PlayResult:
+                  allow_host_path: bool = False, sandbox_rule: str = "on") -> PlayResult:
         """`podman kube play`: each pod of FILE gets a sandbox (an infra container running pause that holds the
         network, IPC and UTS namespaces, and PID with shareProcessNamespace) and a cgroup parent; its init
         containers run to completion in order, then its containers start, each joining the sandbox's namespaces.
         Annotations reach the containers as CRI-O or containerd would pass them (see pod_plan). Either every pod
-        of the file starts, or nothing stays (processes, mounts, cgroups, namespaces, folders)."""
-        from wasmlab.runtime.pods.play import PlayResult, check_engine, play
+        of the file starts, or nothing stays (processes, mounts, cgroups, namespaces, folders).
+        sandbox_rule="off" is the sandbox-rule-off scenario's setting (refused for pods not annotated
+        wasmlab.io/scenario: sandbox-rule-off): the infra container loses crun's rule that runs it natively."""
+        from wasmlab.runtime.pods.play import PlayResult, check_engine, check_sandbox_rule, play
 
         check_engine(engine)
         plan = self.pod_plan(file, propagation=propagation, pod_annotations=pod_annotations,
                              allow_host_path=allow_host_path)
+        check_sandbox_rule(plan, sandbox_rule)
         warnings = list(plan.warnings)
+        if sandbox_rule == "off":
+            warnings.append("--sandbox-rule off (a lab scenario): each pod's infra container gets the pod's "
+                            "annotations without the rule that runs it natively")
         restarting = [p.pod.identity for p in plan.pods if p.pod.restart_policy != "Never"]
         if restarting:
             warnings.append(f"restartPolicy Always/OnFailure is not applied yet: the containers of "
                             f"{', '.join(restarting)} are not restarted when they exit (write restartPolicy: Never "
                             "to say so)")
-        return PlayResult(play(self, self.home, plan, engine=engine), warnings)
+        return PlayResult(play(self, self.home, plan, engine=engine, sandbox_rule=sandbox_rule), warnings)
 
     def kube_down(self, file: str | os.PathLike[str]) -> list[PodInfo]:
         """`podman kube down`: stop and remove the pods FILE describes (those that are played)."""

@@ -17,7 +17,8 @@ def kube_play(args: argparse.Namespace) -> int:
         return kube_down(args)
     with open_lab(args) as lab:
         res = lab.kube_play(args.file, propagation=args.propagation, pod_annotations=args.pod_annotations,
-                            engine=args.engine, allow_host_path=args.allow_host_path)
+                            engine=args.engine, allow_host_path=args.allow_host_path,
+                            sandbox_rule=args.sandbox_rule)
     for warning in res.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     if args.json:
@@ -151,6 +152,9 @@ def register_kube(verbs: Any, play: argparse.ArgumentParser) -> None:
     play.add_argument("--down", action="store_true", help="stop and remove the pods of FILE (as `kube down`)")
     play.add_argument("--engine", choices=("wasmtime", "wasmer"),
                       help="the Wasm engine of every pod (else each pod's wasmlab.io/engine annotation)")
+    play.add_argument("--sandbox-rule", choices=("on", "off"), default="on",
+                      help="off: the sandbox-rule-off scenario only (assets/pods/sandbox-rule-off.yaml): the infra "
+                           "container is not run natively, as without crun's rule")
     down = verbs.add_parser("down", help="stop and remove the pods of a Kubernetes YAML file")
     down.add_argument("file", metavar="FILE.yaml")
     down.set_defaults(func=kube_down)

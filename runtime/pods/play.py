@@ -23,7 +23,7 @@ from wasmlab.runtime.errors import (
     UsageError,
     WasmlabError,
 )
-from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
+from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, SANDBOX_RULE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.options import RunOptions
 from wasmlab.runtime.pods import sandbox
 from wasmlab.runtime.pods.plan import PlannedPod, PodPlan
@@ -200,11 +200,31 @@ def check_engine(engine: str | None) -> None:
         raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
 
 
+SCENARIO_ANNOTATION = "wasmlab.io/scenario"
+RULE_OFF_SCENARIO = "sandbox-rule-off"
+
+
+def check_sandbox_rule(plan: PodPlan, sandbox_rule: str) -> None:
+    """`--sandbox-rule off` is for its scenario only: every pod of the file must say so."""
+    if sandbox_rule == "on":
+        return
+    if sandbox_rule != "off":
+        raise UsageError(f"unknown --sandbox-rule {sandbox_rule!r}", "use on (the default) or off")
+    outside = [p.pod.identity for p in plan.pods if p.pod.annotations.get(SCENARIO_ANNOTATION) != RULE_OFF_SCENARIO]
+    if outside:
+        raise UsageError(f"--sandbox-rule off is a lab scenario, and pod {outside[0]} is not annotated for it",
+                         f"play assets/pods/sandbox-rule-off.yaml, or annotate the pod "
+                         f"{SCENARIO_ANNOTATION}: {RULE_OFF_SCENARIO}")
+
+
 def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
-         on_pod: Callable[[PodInfo], None] | None = None) -> list[PodInfo]:
+         on_pod: Callable[[PodInfo], None] | None = None, sandbox_rule: str = "on") -> list[PodInfo]:
     """Start every pod of the plan, one after the other. A pod that fails is rolled back, and so are the pods of
-    this file started before it: either the whole file plays, or nothing stays."""
+    this file started before it: either the whole file plays, or nothing stays. sandbox_rule "off" (its scenario
+    only) hands the infra container to the handler the pod's annotations choose, as a runtime without crun's
+    sandbox rule would."""
     check_engine(engine)
+    check_sandbox_rule(plan, sandbox_rule)
     for planned in plan.pods:
         folder = pod_dir(home, planned.pod.namespace, planned.pod.name)
         if (folder / POD_FILE).exists() or folder.exists():
@@ -216,7 +236,7 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
     started: list[PodInfo] = []
     try:
         for planned in plan.pods:
-            info = play_pod(host, home, planned, plan, engine=engine)
+            info = play_pod(host, home, planned, plan, engine=engine, sandbox_rule=sandbox_rule)
             started.append(info)
             if on_pod is not None:
                 on_pod(info)
@@ -228,7 +248,7 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
 
 
 def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
-             engine: str | None = None) -> PodInfo:
+             engine: str | None = None, sandbox_rule: str = "on") -> PodInfo:
     pod = planned.pod
     folder = pod_dir(home, pod.namespace, pod.name)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +272,22 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         infra_name = sandbox.container_name(pod.namespace, pod.name, sandbox.INFRA_NAME)
         infra_notes = {**planned.annotations.sandbox.annotations, **sandbox.SANDBOX_TYPE}
         infra_slot = sandbox.PodSlot(pod.identity, cgroup, hostname=pod.name.split(".")[0][:63])
-        infra = host.pod_start(ContainerRequest(
-            infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes, None, RunOptions(), infra_slot))
+        if sandbox_rule == "off":
+            infra_notes[SANDBOX_RULE_ANNOTATION] = "off"
+        try:
+            infra = host.pod_start(ContainerRequest(
+                infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes,
+                engine if sandbox_rule == "off" else None, RunOptions(), infra_slot))
+        except WasmlabError as exc:
+            if sandbox_rule != "off":
+                raise
+            raise PodStartFailed(
+                f"pod {pod.identity}: its infra container (pause) did not start: {exc.message}; with the sandbox "
+                "rule off, the pod's annotations sent the native pause binary to the Wasm handler, so the pod has "
+                "no sandbox and no network namespace, and none of its containers can join one",
+                "this is why crun runs a container annotated io.kubernetes.cri.container-type=sandbox natively "
+                "whatever its other annotations (reported from real clusters); play it without --sandbox-rule off"
+            ) from None
         made.append(infra)
         record["containers"].append(_entry(sandbox.INFRA_NAME, infra, infra_name, sandbox.PAUSE_IMAGE, "sandbox"))
         infra_pid = host.pod_view(infra).pid

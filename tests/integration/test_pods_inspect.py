@@ -5,10 +5,12 @@ wasmtime reads it, and the size at exit where the engine reports it)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from wasmlab.runtime import Lab
+from wasmlab.runtime.errors import PodStartFailed, UsageError
 from wasmlab.runtime.pods import wasi
 
 from tests.conftest import ROOT, LeakCheck
@@ -171,3 +173,52 @@ def test_declared_memory_of_imported_shared_and_bounded_memories() -> None:
         wasi.declared_memories(b"\x7fELF....")
     with pytest.raises(wasi.ModuleFormatError):
         wasi.declared_memories(wasmtime.wat2wasm(cases[0])[:-2])
+
+
+@pytest.mark.parametrize("engine", ["wasmtime", "wasmer"])
+def test_sandbox_rule_off_loses_the_infra_container_and_the_network(lab: Lab, home: Path,  # noqa: F811
+                                                                    leaks: LeakCheck, engine: str) -> None:
+    scenario = ROOT / "assets" / "pods" / "sandbox-rule-off.yaml"
+    # With the rule (the default), the compat pod's pause runs natively and the Wasm app prints its line.
+    [pod] = lab.kube_play(scenario, engine=engine).pods
+    assert pod.container("POD").handler == "native" and pod.container("app").handler == engine
+    assert lab.pod_wait(pod.container("app").id) == 0
+    lab.kube_down(scenario)
+    # Without it, pause goes to the Wasm handler, which refuses an ELF binary: no sandbox, so no network.
+    with pytest.raises(PodStartFailed) as err:
+        lab.kube_play(scenario, engine=engine, sandbox_rule="off")
+    message = err.value.message
+    assert "its infra container (pause) did not start" in message
+    assert "is a Linux (ELF) binary" in message and "no network namespace" in message
+    assert "io.kubernetes.cri.container-type=sandbox natively" in err.value.hint
+    assert lab.pods() == []
+    leaks.assert_clean()
+    # The CLI: one line, non-zero, and the flag is refused outside its scenario.
+    out = cli(home, "kube", "play", "--sandbox-rule", "off", "--engine", engine, str(scenario))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "infra container (pause) did not start" in out.stderr
+    other = ROOT / "assets" / "pods" / "seed-pod.yaml"
+    with pytest.raises(UsageError, match="--sandbox-rule off is a lab scenario"):
+        lab.kube_play(other, sandbox_rule="off")
+    refused = cli(home, "kube", "play", "--sandbox-rule", "off", str(other))
+    assert refused.returncode != 0 and "is a lab scenario" in refused.stderr
+    assert lab.pods() == []
+    leaks.assert_clean()
+
+
+def test_after_kube_down_no_process_mount_cgroup_or_net_namespace_is_left(lab: Lab, home: Path,  # noqa: F811
+                                                                         tmp_path: Path) -> None:
+    from wasmlab.runtime.bench_pods import MIXED_POD, leftovers
+    from wasmlab.runtime.linux import cgroups
+
+    path = tmp_path / "three.yaml"
+    path.write_text("---\n".join(MIXED_POD.format(name=f"left-{i}") for i in range(3)))
+    pods = lab.kube_play(path).pods
+    seen = leftovers(home, cgroups.default_parent())
+    # While they run, the probe sees them: 3 containers a pod, 3 pod cgroups per hierarchy, 3 network namespaces.
+    assert len(seen["processes"]) == 9 and len(seen["net_namespaces"]) == 3
+    assert {os.readlink(f"/proc/{p.infra_pid}/ns/net") for p in pods} == set(seen["net_namespaces"])
+    assert sum(1 for c in seen["cgroups"] if "/memory/" in c) == 3
+    lab.kube_down(path)
+    assert leftovers(home, cgroups.default_parent()) == {"processes": [], "mounts": [], "cgroups": [],
+                                                          "net_namespaces": []}
