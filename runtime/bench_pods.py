@@ -11,6 +11,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def pod_figures(n: int, progress: Callable[[str], None] = lambda s: None) -> dic
             pod_ms, single_ms = [], []
             progress("pods: mixed pod against one Linux container")
             for i, f in enumerate(files):
-                t_pod = _ms(lambda f=f: lab.kube_play(f))
+                t_pod = _ms(partial(lab.kube_play, f))
                 t0 = time.perf_counter_ns()
                 one = lab.run("wasmlab/busybox:latest", SLEEPER, detach=True)
                 t_one = (time.perf_counter_ns() - t0) / 1e6
@@ -150,13 +151,13 @@ def join_figures(lab: Any, work: Path, n: int) -> dict[str, Any]:
         for i in range(n + 3):
             for kind, bundle in bundles.items():
                 cid = f"bench-{kind}-{i}"
-                t = _ms(lambda cid=cid, bundle=bundle: rt.run(cid, str(bundle), stdio=(null, null, null)))
+                t = _ms(partial(rt.run, cid, str(bundle), stdio=(null, null, null)))
                 if i >= 3:
                     samples[kind].append(t)
     finally:
         os.close(null)
         lab.kube_down(pod_file)
-    out = {f"wasm_{k}": _summary(v) for k, v in samples.items()}
+    out: dict[str, Any] = {f"wasm_{k}": _summary(v) for k, v in samples.items()}
     out["join_ratio"] = out["wasm_joined"]["median_ms"] / out["wasm_standalone"]["median_ms"]
     return out
 
@@ -170,7 +171,7 @@ def fifty_pods(lab: Any, work: Path, count: int) -> dict[str, Any]:
         f = work / f"many-{i}.yaml"
         f.write_text(MIXED_POD.format(name=f"many-{i}"))
         files.append(f)
-        times.append(_ms(lambda f=f: lab.kube_play(f)))
+        times.append(_ms(partial(lab.kube_play, f)))
     base = statistics.median(times[1:6])
     t = time.perf_counter_ns()
     for f in files:
