@@ -26,7 +26,13 @@ def run_record(msg: p.ContainerReaped) -> RunRecord:
         name=msg.annotations.get("wasmlab.io/name", ""), image=msg.annotations.get("wasmlab.io/image", ""),
         oom_killed=rec.oom_killed, create_ms=timings.get("create_ms", 0.0), total_ms=lifetime,
         max_rss_kb=rec.max_rss_kb, cache=str(msg.reports.get("cache", "")), timings=timings,
-        memory=msg.memory | {"max_rss_kb": rec.max_rss_kb})
+        memory=msg.memory | {"max_rss_kb": rec.max_rss_kb} | _guest_memory(msg.reports))
+
+
+def _guest_memory(reports: dict[str, Any]) -> dict[str, int]:
+    """The guest's linear memory when it exited, where its engine reports it (wasmtime)."""
+    size = reports.get("memory_bytes_at_exit")
+    return {"wasm_memory_bytes": size} if isinstance(size, int) else {}
 
 
 class Recorder:

@@ -506,24 +506,30 @@ class Lab:
     # -- pods: kube play and down, pod ps, inspect, rm and logs --------------------------------------------------
     def kube_play(self, file: str | os.PathLike[str], *, propagation: str = "crio",
                   pod_annotations: Sequence[str] | None = None, engine: str | None = None,
-                  allow_host_path: bool = False) -> PlayResult:
+                  allow_host_path: bool = False, sandbox_rule: str = "on") -> PlayResult:
         """`podman kube play`: each pod of FILE gets a sandbox (an infra container running pause that holds the
         network, IPC and UTS namespaces, and PID with shareProcessNamespace) and a cgroup parent; its init
         containers run to completion in order, then its containers start, each joining the sandbox's namespaces.
         Annotations reach the containers as CRI-O or containerd would pass them (see pod_plan). Either every pod
-        of the file starts, or nothing stays (processes, mounts, cgroups, namespaces, folders)."""
-        from wasmlab.runtime.pods.play import PlayResult, check_engine, play
+        of the file starts, or nothing stays (processes, mounts, cgroups, namespaces, folders).
+        sandbox_rule="off" is the sandbox-rule-off scenario's setting (refused for pods not annotated
+        wasmlab.io/scenario: sandbox-rule-off): the infra container loses crun's rule that runs it natively."""
+        from wasmlab.runtime.pods.play import PlayResult, check_engine, check_sandbox_rule, play
 
         check_engine(engine)
         plan = self.pod_plan(file, propagation=propagation, pod_annotations=pod_annotations,
                              allow_host_path=allow_host_path)
+        check_sandbox_rule(plan, sandbox_rule)
         warnings = list(plan.warnings)
+        if sandbox_rule == "off":
+            warnings.append("--sandbox-rule off (a lab scenario): each pod's infra container gets the pod's "
+                            "annotations without the rule that runs it natively")
         restarting = [p.pod.identity for p in plan.pods if p.pod.restart_policy != "Never"]
         if restarting:
             warnings.append(f"restartPolicy Always/OnFailure is not applied yet: the containers of "
                             f"{', '.join(restarting)} are not restarted when they exit (write restartPolicy: Never "
                             "to say so)")
-        return PlayResult(play(self, self.home, plan, engine=engine), warnings)
+        return PlayResult(play(self, self.home, plan, engine=engine, sandbox_rule=sandbox_rule), warnings)
 
     def kube_down(self, file: str | os.PathLike[str]) -> list[PodInfo]:
         """`podman kube down`: stop and remove the pods FILE describes (those that are played)."""
@@ -577,7 +583,8 @@ class Lab:
 
     def inspect_ns(self, target: str | None = None, *, namespace: str | None = None) -> list[ContainerNamespaces]:
         """`wasmlab inspect-ns [POD|CONTAINER]`: for every container of every pod (or of one pod, or one container),
-        each namespace's inode and whether it is the host's (the lab's own), the sandbox's or its own; its cgroup."""
+        each namespace's inode and whether it is the host's (the lab's own), the sandbox's or its own; its pid tree
+        (host and pod pids), its mounts and its cgroups (from /proc); for a Wasm container, the WASI view."""
         from wasmlab.runtime.errors import PodNotFound
         from wasmlab.runtime.pods import inspect as nsinspect
 
@@ -590,29 +597,60 @@ class Lab:
                 cid = self.resolve(target)
                 info = self._info(self._meta(cid))
                 if not info.pod:
-                    return [self._ns_row("", info.name, "container", info.pid, str(info.status), {})]
+                    return [self._ns_row("", info.name, "container", info.pid, str(info.status), {}, cid,
+                                         info.handler)]
                 pod = self.pod_inspect(info.pod)
                 sandbox = nsinspect.inodes(pod.infra_pid)
                 entry = pod.container(cid)
-                return [self._ns_row(pod.identity, entry.name, entry.role, entry.pid, entry.status, sandbox)]
+                return [self._ns_row(pod.identity, entry.name, entry.role, entry.pid, entry.status, sandbox,
+                                     entry.id, entry.handler)]
         rows = []
         for pod in pods:
             sandbox = nsinspect.inodes(pod.infra_pid)
             for c in pod.containers:
                 rows.append(self._ns_row(pod.identity, c.name, c.role, c.pid, c.status,
-                                         {} if c.role == "sandbox" else sandbox))
+                                         {} if c.role == "sandbox" else sandbox, c.id, c.handler))
         return rows
 
-    @staticmethod
-    def _ns_row(pod: str, name: str, role: str, pid: int, status: str,
-                sandbox: dict[str, int]) -> ContainerNamespaces:
+    def _ns_row(self, pod: str, name: str, role: str, pid: int, status: str, sandbox: dict[str, int],
+                cid: str = "", handler: str | None = None) -> ContainerNamespaces:
+        from wasmlab.runtime.handlers.detect import WASM_ENGINES
         from wasmlab.runtime.pods import inspect as nsinspect
 
         row = nsinspect.ContainerNamespaces(pod, name, role, pid, status)
         if pid:
             row.namespaces = nsinspect.classify(pid, sandbox, nsinspect.host_namespaces())
             row.cgroup = nsinspect.cgroup_path(pid)
+            row.processes = nsinspect.pid_tree(pid)
+            row.mounts = nsinspect.mounts(pid)
+            row.cgroups = nsinspect.cgroups(pid)
+        if cid and handler is not None and handler in WASM_ENGINES:
+            from wasmlab.runtime.pods import wasi
+
+            try:
+                row.wasi = wasi.view(handler, str(self._dir(cid) / "bundle"), cid, pid,
+                                     None if pid else self._memory_at_exit(cid))
+            except WasmlabError:
+                row.wasi = None  # its bundle is gone (removed meanwhile)
         return row
+
+    def _memory_at_exit(self, cid: str) -> int | None:
+        """The guest's linear memory when it exited, from its run record (wasmtime reports it)."""
+        recorded = threading.Event()
+        stop = self._runtime.subscribe(lambda e: recorded.set() if e.get("event") == "recorded"
+                                       and e.get("id") == cid else None)
+        try:
+            for attempt in range(2):
+                for rec in self.history(500):
+                    if rec.id == cid:
+                        size = rec.memory.get("wasm_memory_bytes")
+                        return size if isinstance(size, int) else None
+                # Its final figures come from its reaper just after the exit: wait for them once, bounded.
+                if attempt or not recorded.wait(1.0):
+                    break
+        finally:
+            stop()
+        return None
 
     def _pod_container(self, text: str) -> str:
         """POD/CONTAINER or NAMESPACE/POD/CONTAINER: the lab container's id."""
