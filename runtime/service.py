@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.unpack import RootLayers
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
+    from wasmlab.runtime.metrics.stream import MetricsStream, MetricsTick
     from wasmlab.runtime.pods.generate import Generated
     from wasmlab.runtime.pods.inspect import ContainerNamespaces
     from wasmlab.runtime.pods.plan import PodPlan
@@ -163,6 +165,7 @@ class Lab:
         self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
         self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
+        self._streams: weakref.WeakSet[MetricsStream] = weakref.WeakSet()  # live metrics: closed with the Lab
 
     def _part(self, key: str, make: Callable[[], _T]) -> _T:
         with self._parts_lock:
@@ -191,6 +194,8 @@ class Lab:
         return self._part("history", lambda: History(self.home / "history.db"))
 
     def close(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
         if self._cleaner is not None:
             self._cleanup_queue.put(None)  # after every `run --rm` removal left for after the answer
             self._cleaner.join()
@@ -397,6 +402,40 @@ class Lab:
         """The newest runs first (with since_seq: every run after that one, oldest first)."""
         self._runtime.collect_runs()  # runs that ended while no lab listened (`run -d`, then the command exited)
         return self._history.recent(last, handler=handler, since_seq=since_seq)
+
+    def metrics(self, *, interval: float = 0.25, callback: Callable[[MetricsTick], None] | None = None,
+                clock: Callable[[], float] | None = None) -> MetricsStream:
+        """The live stream: CPU and memory (now and peak) of each running container and pod, every INTERVAL s.
+
+        With CALLBACK, a daemon thread calls it once per tick until close(); without, iterate the stream. It
+        reads state and cgroup files only (never the zygote), so it cannot hold up a container. close() the
+        stream when done (this Lab's close() closes those it made)."""
+        from wasmlab.runtime.metrics.stream import MetricsStream, RuntimeTargets, Watched
+        from wasmlab.runtime.pods.play import all_records
+
+        def describe(cid: str) -> tuple[str, str | None]:
+            try:
+                meta = self._meta(cid)
+            except ContainerNotFound:
+                return "", None
+            return str(meta.get("name") or ""), (str(meta.get("pod") or "") or None)
+
+        containers = RuntimeTargets(str(runtime_root(self.home)), describe)
+        pods: dict[str, Watched] = {}
+
+        def discover() -> list[Watched]:
+            found = containers()
+            wanted = {w.pod for w in found if w.pod}
+            if wanted - set(pods):  # a pod not seen before: its record gives its id and cgroup parent
+                for rec in all_records(self.home):
+                    identity = f"{rec.get('namespace')}/{rec.get('name')}"
+                    pods[identity] = Watched("pod", str(rec.get("id") or identity), identity, identity,
+                                             cgroup=str(rec.get("cgroup") or "") or None)
+            return found + [pods[p] for p in sorted(wanted) if p in pods]
+
+        stream = MetricsStream(discover, interval=interval, callback=callback, clock=clock)
+        self._streams.add(stream)
+        return stream
 
     def root_mode(self) -> str:
         """How this lab makes container roots: "overlay" (shared snapshots) or "copy" (see `wasmlab doctor`)."""
