@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
 NAME_ANNOTATION = "wasmlab.io/name"
 IMAGE_ANNOTATION = "wasmlab.io/image"
+POD_ANNOTATION = "wasmlab.io/pod"  # the pod a container runs in: its history row says so
 # What `ps` lists without -a.
 LISTED = (ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED)
 ALIVE = LISTED  # the name older code used
@@ -166,6 +167,8 @@ class Lab:
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
         self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
         self._streams: weakref.WeakSet[MetricsStream] = weakref.WeakSet()  # live metrics: closed with the Lab
+        self._first_bytes: dict[str, _FirstByte] = {}  # foreground runs: when their relay saw stdout's first byte
+        self._sizes: dict[str, tuple[str, tuple[int | None, int]]] = {}  # image -> (digest, sizes): for the rows
 
     def _part(self, key: str, make: Callable[[], _T]) -> _T:
         with self._parts_lock:
@@ -184,8 +187,42 @@ class Lab:
     def _runtime(self) -> Runtime:
         from wasmlab.runtime.lifecycle import Runtime
 
-        return self._part("runtime", lambda: Runtime(root=str(runtime_root(self.home)),
-                                                     default_engine=self._default_engine, home=str(self.home)))
+        def make() -> Runtime:
+            runtime = Runtime(root=str(runtime_root(self.home)), default_engine=self._default_engine,
+                              home=str(self.home))
+            runtime.enrich_records(self._enrich_record)
+            return runtime
+
+        return self._part("runtime", make)
+
+    def _enrich_record(self, row: RunRecord) -> None:
+        """On the recorder's thread, before a run's row is written: what only the Lab knows (the first byte its
+        relay saw, the image's sizes) and the guest's share (the cgroup peak minus the engine's hello baseline)."""
+        first = self._first_bytes.pop(row.id, None)
+        if first is not None:
+            first.done.wait(5)  # the relay has finished (it ends with the run, which ended before this row)
+            request = row.timings.get("request_s")
+            if first.at is not None and request is not None:  # both on the monotonic clock processes share
+                row.first_byte_ms = max(0.0, (first.at - request) * 1e3)
+        if row.image:
+            try:
+                row.image_size_bytes, row.image_compressed_bytes = self._image_sizes(row.image)
+            except WasmlabError:
+                pass
+        if row.cgroup_peak_bytes and row.handler:
+            from wasmlab.runtime.metrics.baseline import Baselines
+
+            base = self._part("baselines", lambda: Baselines(self.home)).get(row.handler, self._runtime)
+            if base is not None:
+                row.guest_bytes = max(0, row.cgroup_peak_bytes - base)
+
+    def _image_sizes(self, image: str) -> tuple[int | None, int]:
+        digest = self._images.store.resolve(image).digest
+        cached = self._sizes.get(image)
+        if cached is None or cached[0] != digest or cached[1][0] is None:
+            cached = (digest, self._images.sizes(image))
+            self._sizes[image] = cached
+        return cached[1]
 
     @property
     def _history(self) -> History:
@@ -783,6 +820,8 @@ class Lab:
             anns[ENGINE_ANNOTATION] = engine
         anns[NAME_ANNOTATION] = name
         anns[IMAGE_ANNOTATION] = image
+        if _pod_slot is not None:
+            anns[POD_ANNOTATION] = _pod_slot.pod
         cdir = self._dir(cid)
         self._containers_dir.mkdir(parents=True, exist_ok=True)
         if not chosen:
@@ -936,8 +975,10 @@ class Lab:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
         log = ctrlog.LogWriter(cdir, self._log_max)
+        first = self._first_bytes[cid] = _FirstByte()
         relay = threading.Thread(target=_relay_output, args=([(out_r, sinks[1], b"stdout"),
-                                                               (err_r, sinks[2], b"stderr")], log), daemon=True)
+                                                               (err_r, sinks[2], b"stderr")], log, first),
+                                 daemon=True)
         relay.start()
         ours = [out_w, err_w]
         try:
@@ -973,6 +1014,7 @@ class Lab:
             for fd in ours:
                 os.close(fd)
             relay.join(5)
+            first.done.set()
             log.close()
             self._release_ports(cid)
         if rm:
@@ -1403,9 +1445,18 @@ def _refuse_detached_tty(options: RunOptions, detach: bool) -> None:
                               "then `wasmlab exec -it NAME sh`")
 
 
-def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter) -> None:
+@dataclass
+class _FirstByte:
+    """When a foreground run's relay read the first byte of its stdout (time.perf_counter: CLOCK_MONOTONIC)."""
+
+    at: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # set once the relay has ended
+
+
+def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter, first: _FirstByte | None = None) -> None:
     """Copy a container's output (each pipe to its sink: the terminal) as it comes, and into its log as
-    k8s-file records: one thread for both streams, so they reach the log in the order they were read."""
+    k8s-file records: one thread for both streams, so they reach the log in the order they were read. FIRST
+    notes when stdout's first byte came."""
     import selectors
 
     sinks = {fd: (sink, stream) for fd, sink, stream in pipes}
@@ -1420,6 +1471,8 @@ def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter) ->
                     os.close(key.fd)
                     continue
                 sink, stream = sinks[key.fd]
+                if first is not None and first.at is None and stream == b"stdout":
+                    first.at = time.perf_counter()
                 try:
                     os.write(sink, chunk)
                 except OSError:

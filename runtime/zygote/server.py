@@ -205,6 +205,9 @@ class Zygote:
                      run_rid=msg.rid if run else None, remove=run and msg.remove,  # type: ignore[union-attr]
                      events=msg.events, record=msg.record)
         live.logs = log_fds[0::2]
+        # The request's time on the monotonic clock every process shares: a caller's own figures (the first
+        # byte its relay read) are measured from it too.
+        live.timings["request_s"] = live.created_ns / 1e9 - live.timings.get("create_ms", 0.0) / 1e3
         self.live[launched.pid] = live
         self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
         if not run:
@@ -276,6 +279,8 @@ class Zygote:
         """Tell the caller the workload is over: a Wasm init says so itself, before the kernel's teardown
         of its namespaces and memory (a millisecond or more); others when they are reaped."""
         live.exited = True
+        # From the create request (create_ms of it passed before created_ns) to the exit being known.
+        live.timings["exit_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + live.timings.get("create_ms", 0.0)
         self._drain_logs(live)  # whoever hears of the exit finds every line in the log
         # The state says stopped from now on, so whoever hears of the exit and looks sees it stopped, never
         # running. A container about to be deleted needs that only when someone listens to events (a look
@@ -316,20 +321,25 @@ class Zygote:
                 pass  # deleted meanwhile
         if not live.exited:
             self._exited(live, rec, memory, reaped=True)
+        reaped: p.ContainerReaped | None = None
         if live.events or live.record:
             timings = dict(live.timings)
             timings["lifetime_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + timings.get("create_ms", 0.0)
             reaped = p.ContainerReaped(live.id, rec, memory, timings, live.reports, live.handler, live.annotations)
             if live.record and self.client_gone and not live.remove:
                 _leave(live.sd, reaped)  # its client exited (`run -d`): the next one records it
-            else:
-                self.send(reaped)
+                reaped = None
         if live.remove:
             # After the answer, off the caller's path; before this zygote reads its next request, so a new
             # container with the same id never meets the old one's folder or cgroup.
+            t_delete = time.perf_counter_ns()
             if live.cgroup is not None:
                 live.cgroup.remove()
             live.sd.remove()
+            if reaped is not None:
+                reaped.timings["delete_ms"] = (time.perf_counter_ns() - t_delete) / 1e6
+        if reaped is not None:
+            self.send(reaped)
         for token in live.settles:
             token["left"] -= 1
             if token["left"] == 0:
