@@ -366,6 +366,12 @@ class Runtime(Containers):
         self._recorder.flush()
         return found
 
+    def flush_records(self) -> None:
+        """Wait until every run that has ended is in the history (its final figures arrived and were written)."""
+        if self._recorder is not None:
+            self._settle(None)
+            self._recorder.flush()
+
     def zygote(self, pool: str = "main") -> ZygoteClient:
         """The helper process for a pool of containers.
 

@@ -274,7 +274,7 @@ class MetricsStream:
             if (wait > 0 and self._wait(wait)) or self._stop.is_set():
                 raise StopIteration
         tick = self._sampler.tick()
-        self._next = max(tick.at, (self._next or tick.at)) + self.interval
+        self._next = _next_due(self._next, tick.at, self.interval)
         return tick
 
     @property
@@ -298,6 +298,14 @@ class MetricsStream:
         self.close()
 
 
+def _next_due(due: float | None, at: float, interval: float) -> float:
+    """When the next tick is due: one interval after the last one was due (a wake-up a little late does not
+    slow the rate), or after the tick itself when it came a whole interval late (no burst to catch up)."""
+    if due is None or at - due >= interval:
+        return at + interval
+    return due + interval
+
+
 def _pump(sampler: _Sampler, interval: float, stop: threading.Event, wait: Callable[[float], bool],
           callback: Callable[[MetricsTick], None]) -> None:
     """A callback stream's thread: a tick, the callback, then wait for the next one; ends on stop."""
@@ -313,5 +321,5 @@ def _pump(sampler: _Sampler, interval: float, stop: threading.Event, wait: Calla
         except Exception:
             stop.set()  # the listener is gone (or broken): nobody to sample for
             return
-        due = max(tick.at, due or tick.at) + interval
+        due = _next_due(due, tick.at, interval)
 

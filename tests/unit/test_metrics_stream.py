@@ -130,3 +130,16 @@ def test_an_interval_that_is_not_positive_is_refused_in_one_line() -> None:
     with pytest.raises(UsageError) as err:
         MetricsStream(_self_target, interval=0)
     assert "interval" in err.value.message and err.value.hint
+
+
+def test_wake_ups_that_come_a_little_late_do_not_slow_the_rate() -> None:
+    t = FakeTime()
+
+    def late_wait(seconds: float) -> bool:
+        t.now += seconds + 0.002  # every wake-up 2 ms late, as a loaded machine gives them
+        return False
+
+    with MetricsStream(_self_target, interval=0.25, clock=t.clock, wait=late_wait) as stream:
+        ats = [tick.at - 100.0 for _, tick in zip(range(41), stream, strict=False)]
+    assert max(abs(at - i * 0.25) for i, at in enumerate(ats)) <= 0.0021  # each on its due time, no drift
+    assert (len(ats) - 1) / (ats[-1] - ats[0]) >= 3.999
