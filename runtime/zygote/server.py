@@ -39,6 +39,7 @@ class _Live:
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
     settles: list[dict[str, int]] = field(default_factory=list)  # `settle` requests waiting on it (and others)
     logs: list[int] = field(default_factory=list)  # read ends of its stdout and stderr, relayed into its log
+    exit_memory: dict[str, int] = field(default_factory=dict)  # the cgroup's figures when the exit was reported
 
 
 class Zygote:
@@ -293,6 +294,9 @@ class Zygote:
         # One message for a `run`: the reply doubles as the exit event (the client publishes it).
         self.send(p.ContainerExited(live.id, rec, live.reports, live.timings, memory, rid=live.run_rid,
                                     state=live.state if live.run_rid is not None else None))
+        if not reaped and live.cgroup is not None and (live.record or live.events):
+            # After the answer: the cgroup's figures now, in case a delete removes it before the reap.
+            live.exit_memory = live.cgroup.memory()
 
     def _finish(self, pid: int, status: int, usage: Any) -> None:
         live = self.live.pop(pid, None)
@@ -314,6 +318,8 @@ class Zygote:
         rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
                          max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
         memory = live.cgroup.memory() if live.cgroup else {}
+        if "peak" not in memory and live.exit_memory:
+            memory = live.exit_memory  # its cgroup went with a delete that came before the reap
         if not live.remove and os.path.isdir(live.sd.path):
             try:
                 live.sd.write_exit(rec)  # before the answer: whoever it wakes reads a stopped state
