@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.unpack import RootLayers
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
+    from wasmlab.runtime.metrics.stream import MetricsStream, MetricsTick
     from wasmlab.runtime.pods.generate import Generated
     from wasmlab.runtime.pods.inspect import ContainerNamespaces
     from wasmlab.runtime.pods.plan import PodPlan
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
 
 NAME_ANNOTATION = "wasmlab.io/name"
 IMAGE_ANNOTATION = "wasmlab.io/image"
+POD_ANNOTATION = "wasmlab.io/pod"  # the pod a container runs in: its history row says so
 # What `ps` lists without -a.
 LISTED = (ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED)
 ALIVE = LISTED  # the name older code used
@@ -163,6 +166,9 @@ class Lab:
         self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
         self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
+        self._streams: weakref.WeakSet[MetricsStream] = weakref.WeakSet()  # live metrics: closed with the Lab
+        self._first_bytes: dict[str, _FirstByte] = {}  # foreground runs: when their relay saw stdout's first byte
+        self._sizes: dict[str, tuple[str, tuple[int | None, int]]] = {}  # image -> (digest, sizes): for the rows
 
     def _part(self, key: str, make: Callable[[], _T]) -> _T:
         with self._parts_lock:
@@ -181,8 +187,42 @@ class Lab:
     def _runtime(self) -> Runtime:
         from wasmlab.runtime.lifecycle import Runtime
 
-        return self._part("runtime", lambda: Runtime(root=str(runtime_root(self.home)),
-                                                     default_engine=self._default_engine, home=str(self.home)))
+        def make() -> Runtime:
+            runtime = Runtime(root=str(runtime_root(self.home)), default_engine=self._default_engine,
+                              home=str(self.home))
+            runtime.enrich_records(self._enrich_record)
+            return runtime
+
+        return self._part("runtime", make)
+
+    def _enrich_record(self, row: RunRecord) -> None:
+        """On the recorder's thread, before a run's row is written: what only the Lab knows (the first byte its
+        relay saw, the image's sizes) and the guest's share (the cgroup peak minus the engine's hello baseline)."""
+        first = self._first_bytes.pop(row.id, None)
+        if first is not None:
+            first.done.wait(5)  # the relay has finished (it ends with the run, which ended before this row)
+            request = row.timings.get("request_s")
+            if first.at is not None and request is not None:  # both on the monotonic clock processes share
+                row.first_byte_ms = max(0.0, (first.at - request) * 1e3)
+        if row.image:
+            try:
+                row.image_size_bytes, row.image_compressed_bytes = self._image_sizes(row.image)
+            except WasmlabError:
+                pass
+        if row.cgroup_peak_bytes and row.handler:
+            from wasmlab.runtime.metrics.baseline import Baselines
+
+            base = self._part("baselines", lambda: Baselines(self.home)).get(row.handler, self._runtime)
+            if base is not None:
+                row.guest_bytes = max(0, row.cgroup_peak_bytes - base)
+
+    def _image_sizes(self, image: str) -> tuple[int | None, int]:
+        digest = self._images.store.resolve(image).digest
+        cached = self._sizes.get(image)
+        if cached is None or cached[0] != digest or cached[1][0] is None:
+            cached = (digest, self._images.sizes(image))
+            self._sizes[image] = cached
+        return cached[1]
 
     @property
     def _history(self) -> History:
@@ -191,6 +231,8 @@ class Lab:
         return self._part("history", lambda: History(self.home / "history.db"))
 
     def close(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
         if self._cleaner is not None:
             self._cleanup_queue.put(None)  # after every `run --rm` removal left for after the answer
             self._cleaner.join()
@@ -412,6 +454,40 @@ class Lab:
         """The newest runs first (with since_seq: every run after that one, oldest first)."""
         self._runtime.collect_runs()  # runs that ended while no lab listened (`run -d`, then the command exited)
         return self._history.recent(last, handler=handler, since_seq=since_seq)
+
+    def metrics(self, *, interval: float = 0.25, callback: Callable[[MetricsTick], None] | None = None,
+                clock: Callable[[], float] | None = None) -> MetricsStream:
+        """The live stream: CPU and memory (now and peak) of each running container and pod, every INTERVAL s.
+
+        With CALLBACK, a daemon thread calls it once per tick until close(); without, iterate the stream. It
+        reads state and cgroup files only (never the zygote), so it cannot hold up a container. close() the
+        stream when done (this Lab's close() closes those it made)."""
+        from wasmlab.runtime.metrics.stream import MetricsStream, RuntimeTargets, Watched
+        from wasmlab.runtime.pods.play import all_records
+
+        def describe(cid: str) -> tuple[str, str | None]:
+            try:
+                meta = self._meta(cid)
+            except ContainerNotFound:
+                return "", None
+            return str(meta.get("name") or ""), (str(meta.get("pod") or "") or None)
+
+        containers = RuntimeTargets(str(runtime_root(self.home)), describe)
+        pods: dict[str, Watched] = {}
+
+        def discover() -> list[Watched]:
+            found = containers()
+            wanted = {w.pod for w in found if w.pod}
+            if wanted - set(pods):  # a pod not seen before: its record gives its id and cgroup parent
+                for rec in all_records(self.home):
+                    identity = f"{rec.get('namespace')}/{rec.get('name')}"
+                    pods[identity] = Watched("pod", str(rec.get("id") or identity), identity, identity,
+                                             cgroup=str(rec.get("cgroup") or "") or None)
+            return found + [pods[p] for p in sorted(wanted) if p in pods]
+
+        stream = MetricsStream(discover, interval=interval, callback=callback, clock=clock)
+        self._streams.add(stream)
+        return stream
 
     def root_mode(self) -> str:
         """How this lab makes container roots: "overlay" (shared snapshots) or "copy" (see `wasmlab doctor`)."""
@@ -797,6 +873,8 @@ class Lab:
             anns[ENGINE_ANNOTATION] = engine
         anns[NAME_ANNOTATION] = name
         anns[IMAGE_ANNOTATION] = image
+        if _pod_slot is not None:
+            anns[POD_ANNOTATION] = _pod_slot.pod
         cdir = self._dir(cid)
         self._containers_dir.mkdir(parents=True, exist_ok=True)
         if not chosen:
@@ -950,8 +1028,10 @@ class Lab:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
         log = ctrlog.LogWriter(cdir, self._log_max)
+        first = self._first_bytes[cid] = _FirstByte()
         relay = threading.Thread(target=_relay_output, args=([(out_r, sinks[1], b"stdout"),
-                                                               (err_r, sinks[2], b"stderr")], log), daemon=True)
+                                                               (err_r, sinks[2], b"stderr")], log, first),
+                                 daemon=True)
         relay.start()
         ours = [out_w, err_w]
         try:
@@ -987,6 +1067,7 @@ class Lab:
             for fd in ours:
                 os.close(fd)
             relay.join(5)
+            first.done.set()
             log.close()
             self._release_ports(cid)
         if rm:
@@ -1418,9 +1499,18 @@ def _refuse_detached_tty(options: RunOptions, detach: bool) -> None:
                               "then `wasmlab exec -it NAME sh`")
 
 
-def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter) -> None:
+@dataclass
+class _FirstByte:
+    """When a foreground run's relay read the first byte of its stdout (time.perf_counter: CLOCK_MONOTONIC)."""
+
+    at: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # set once the relay has ended
+
+
+def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter, first: _FirstByte | None = None) -> None:
     """Copy a container's output (each pipe to its sink: the terminal) as it comes, and into its log as
-    k8s-file records: one thread for both streams, so they reach the log in the order they were read."""
+    k8s-file records: one thread for both streams, so they reach the log in the order they were read. FIRST
+    notes when stdout's first byte came."""
     import selectors
 
     sinks = {fd: (sink, stream) for fd, sink, stream in pipes}
@@ -1435,6 +1525,8 @@ def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter) ->
                     os.close(key.fd)
                     continue
                 sink, stream = sinks[key.fd]
+                if first is not None and first.at is None and stream == b"stdout":
+                    first.at = time.perf_counter()
                 try:
                     os.write(sink, chunk)
                 except OSError:
