@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import shutil
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
