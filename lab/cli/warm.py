@@ -162,25 +162,34 @@ def prestart_zygote(home: Path, run_root: Path, argv: list[str]) -> None:
 
 def through_helper(sock: socket.socket, argv: list[str]) -> int | None:
     request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "code": code_key()}
-    try:
-        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
-    except OSError:
-        return None
-    lines = Lines(sock)
-    reply = lines.next()
-    if reply is None or "started" not in reply:
-        return None  # a stale or stopping helper: the command runs here
-    previous = {}
+    pending: list[int] = []   # signals that came before the command started: sent once it has
+    started = False
 
     def forward(signum: int, _frame: Any) -> None:
+        if not started:
+            pending.append(signum)
+            return
         try:
             send(sock, {"signal": signum})
         except OSError:
             pass
 
-    for signum in FORWARDED:
-        previous[signum] = signal.signal(signum, forward)
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
     try:
+        try:
+            socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        except OSError:
+            return None
+        lines = Lines(sock)
+        reply = lines.next()
+        if reply is None or "started" not in reply:
+            if pending:  # it will run here, where these signals would have stopped it
+                signal.signal(pending[0], previous[pending[0]])
+                os.kill(os.getpid(), pending[0])
+            return None  # a stale or stopping helper: the command runs here
+        started = True
+        for signum in pending:
+            forward(signum, None)
         while True:
             msg = lines.next()
             if msg is None:

@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     import wasmlab.runtime.lifecycle  # noqa: F401
     import wasmlab.runtime.service  # noqa: F401
 
+    from wasmlab.runtime.store.migrate import open_home
+
+    home = open_home(home)  # as the Lab opens it: the home it watches exists from now on
     run_root = runtime_root(home)
     run_root.mkdir(parents=True, exist_ok=True, mode=0o711)
     path = warm.socket_path(run_root)
@@ -308,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     helper.sock_id = _identity(path)
     (run_root / warm.STATUS_NAME).write_text(json.dumps(helper.status()))
     signal.signal(signal.SIGTERM, lambda *_: setattr(helper, "stopping", True))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Not SIG_IGN: an ignored signal stays ignored through exec, in every zygote and container started here.
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGHUP, lambda *_: None)
     helper.fresh_spare()
     if opts["--ready-fd"]:
         fd = int(opts["--ready-fd"])
