@@ -75,7 +75,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     """podman's system reset: after a confirmation (or --force), stop every container and empty the lab home."""
     import sys
 
-    from wasmlab.runtime.store.home import runtime_root
+    from wasmlab.runtime import runtime_root
 
     with open_lab(args) as lab:
         home = lab.home
@@ -144,7 +144,7 @@ def cmd_stop_service(args: argparse.Namespace) -> int:
 
 def _warm_paths() -> tuple[Any, Any]:
     from wasmlab.lab.cli import warm
-    from wasmlab.runtime.store.home import lab_home, runtime_root
+    from wasmlab.runtime import lab_home, runtime_root
 
     home = lab_home()  # a bad home: its one-line error, as every verb gives
     paths = warm.lab_paths()
@@ -177,7 +177,8 @@ def register(sub: Any) -> None:
     sm.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sm.set_defaults(func=cmd_samples)
 
-    sy = sub.add_parser("system", help="the lab as a whole: disk usage (df), reset, and the warm helper (service, status, stop)")
+    sy = sub.add_parser("system", help="the lab as a whole: disk usage (df), reset, and the warm helper "
+                                       "(service, status, stop)")
     ssub = sy.add_subparsers(dest="system_verb", metavar="COMMAND")
     df = ssub.add_parser("df", help="show what images, containers, logs and caches take on disk")
     df.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -35,7 +35,8 @@ def code_key() -> str:
     import wasmlab.lab
     import wasmlab.runtime
 
-    h = hashlib.sha256(f"{wasmlab.runtime.__version__}\0{sys.executable}\0{sys.version}".encode())
+    interpreter = f"{os.path.realpath(sys.executable)}\0{sys.prefix}\0{sys.version}"  # python = python3
+    h = hashlib.sha256(f"{wasmlab.runtime.__version__}\0{interpreter}".encode())
     for package in (wasmlab.runtime, wasmlab.lab):
         top = os.path.dirname(os.path.abspath(package.__file__ or ""))
         stack = [top]
@@ -58,10 +59,11 @@ def code_key() -> str:
 def lab_paths() -> tuple[Path, Path] | None:
     """(lab home, runtime folder) of this environment, or None when the home is unusable (the cold path says
     why, in its own words)."""
+    from wasmlab.runtime import lab_home, runtime_root
     from wasmlab.runtime.errors import WasmlabError
-    from wasmlab.runtime.store.home import absolute_home_env, lab_home, runtime_root
 
-    absolute_home_env()  # as the cold path does first: the zygote and the helper see an absolute home
+    # A relative WASMLAB_HOME is left as it is: the command (here or in the helper, which takes our cwd) makes
+    # it absolute and says so, once.
     try:
         home = lab_home()
     except WasmlabError:
@@ -151,11 +153,11 @@ def prestart_zygote(home: Path, run_root: Path, argv: list[str]) -> None:
     --engine (or anything this cannot read without argparse), the Lab starts its own, as before."""
     if any(a == "--engine" or a.startswith("--engine=") for a in argv) or not home.is_dir():
         return
-    from wasmlab.runtime.zygote.client import prestart
+    from wasmlab.runtime import prestart_zygote
 
     engine = os.environ.get("WASMLAB_ENGINE") or "wasmtime"
     try:
-        prestart(str(run_root), engine, home=str(home))
+        prestart_zygote(str(run_root), engine, home=str(home))
     except OSError:
         return
 
@@ -174,7 +176,7 @@ def through_helper(sock: socket.socket, argv: list[str]) -> int | None:
         except OSError:
             pass
 
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+    previous: dict[int, Any] = {signum: signal.signal(signum, forward) for signum in FORWARDED}
     try:
         try:
             socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [0, 1, 2])

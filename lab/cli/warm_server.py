@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import wasmlab.runtime as runtime
 from wasmlab.lab.cli import parser, run_command, warm
-from wasmlab.runtime.zygote import client as zygote_client
 
 TICK = 0.2  # seconds between looks at the lab home and the socket (both may be removed under us)
 
@@ -57,7 +57,7 @@ class Helper:
     def fresh_spare(self) -> None:
         """A zygote for the next command (started now; it loads while nobody waits)."""
         try:
-            zygote_client.prestart(str(self.run_root), os.environ.get("WASMLAB_ENGINE") or "wasmtime",
+            runtime.prestart_zygote(str(self.run_root), os.environ.get("WASMLAB_ENGINE") or "wasmtime",
                                    home=str(self.home))
         except OSError:
             pass
@@ -148,7 +148,7 @@ class Helper:
         for fd in fds:
             os.close(fd)
         # The spare (if any) now belongs to the command: its copy of the socket is the one in use.
-        self.zygotes.extend(zygote_client.drop_spares())
+        self.zygotes.extend(runtime.drop_spare_zygotes())
         pidfd = os.pidfd_open(pid)
         self.commands[pidfd] = Command(conn, pid, pidfd, lines)
         warm.send(conn, {"started": pid})
@@ -176,7 +176,7 @@ class Helper:
             os.environ.clear()
             os.environ.update(env)
             _fresh_stdio()
-        except Exception as exc:  # noqa: BLE001 - the caller gets one line and runs nothing
+        except Exception as exc:
             print(f"Error: the warm helper could not take the command: {exc} (hint: `wasmlab system stop`, "
                   "then run it again)", file=sys.stderr)
             return 125
@@ -235,10 +235,10 @@ class Helper:
             except (OSError, AttributeError):
                 pass
         self.listener.close()
-        for proc in zygote_client.drop_spares() + self.zygotes:
+        for proc in runtime.drop_spare_zygotes() + self.zygotes:
             try:
                 proc.wait(timeout=2.0)
-            except Exception:  # noqa: BLE001 - it ends by itself once its socket is closed
+            except Exception:
                 pass
 
     sock_id: tuple[int, int] | None = None
@@ -280,18 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         if word in opts and args:
             opts[word] = args.pop(0)
     home = Path(opts["--home"])
-    from wasmlab.runtime.store.home import runtime_root
-
     # Everything `run` imports, once: a command then only forks.
     import wasmlab.lab.cli.containers  # noqa: F401
-    import wasmlab.runtime.images.service  # noqa: F401
-    import wasmlab.runtime.lifecycle  # noqa: F401
-    import wasmlab.runtime.service  # noqa: F401
 
-    from wasmlab.runtime.store.migrate import open_home
-
-    home = open_home(home)  # as the Lab opens it: the home it watches exists from now on
-    run_root = runtime_root(home)
+    _ = runtime.Lab, runtime.Runtime, runtime.ImageSummary  # the service, the lifecycle, the image service
+    home = runtime.open_home(home)  # as the Lab opens it: the home it watches exists from now on
+    run_root = runtime.runtime_root(home)
     run_root.mkdir(parents=True, exist_ok=True, mode=0o711)
     path = warm.socket_path(run_root)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)

@@ -498,14 +498,14 @@ def _spawn(root: str, default_engine: str, home: str | None, prepare: tuple[str,
     return proc, mine
 
 
-def prestart(root: str, default_engine: str, home: str | None = None, prepare: tuple[str, ...] = ()) -> None:
+def prestart_zygote(root: str, default_engine: str, home: str | None = None, prepare: tuple[str, ...] = ()) -> None:
     """Start a zygote now, for the first ZygoteClient made later with these arguments and this environment.
     One that nobody takes ends by itself when its socket closes (at the latest, when this process exits)."""
     proc, sock = _spawn(root, default_engine, home, prepare)
     _spares.append(_Spare(_key(root, default_engine, home, prepare), proc, sock, os.getpid()))
 
 
-def drop_spares(*, keep_children: bool = False) -> list[Any]:
+def drop_spare_zygotes(*, keep_children: bool = False) -> list[Any]:
     """Close every spare not taken (its zygote then exits); returns their processes (for their parent to reap).
     keep_children: only forget them (a forked command leaves its parent's spare to its parent)."""
     procs = []

@@ -3,13 +3,14 @@ idle exit, exit with its lab home, the system service/status/stop verbs, and the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,10 +57,10 @@ def stop(home: Path) -> None:
     assert status(home) is None
 
 
-def wait_until(what: str, check: object, timeout: float = 15) -> None:
-    """Poll CHECK (a callable) until it is true, with a deadline: the helper's exits are its own decisions."""
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 15) -> None:
+    """Poll CHECK until it is true, with a deadline: the helper's exits are its own decisions."""
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         time.sleep(0.05)
 
@@ -74,6 +75,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if status(h) is not None:
         print("stopping the warm helper of the test home before the leak checks")
         stop(h)
+
+
+def is_running(home: Path, name: str) -> bool:
+    return any(c["name"] == name and c["status"] == "running" for c in json.loads(wl(home, "ps", "--json").stdout))
 
 
 def served(home: Path) -> int:
@@ -126,18 +131,26 @@ def test_ctrl_c_and_sigterm_are_forwarded(home: Path, signum: int, code: int) ->
     for warm in (False, True):
         if warm:
             start(home)
+        name = f"sig{signum}{'warm' if warm else 'cold'}"
         try:
-            proc = subprocess.Popen([WASMLAB, "run", "--rm", BUSYBOX, "sh", "-c", script], env=env_of(home),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                    text=True)
+            proc = subprocess.Popen([WASMLAB, "run", "--rm", "--name", name, BUSYBOX, "sh", "-c", script],
+                                    env=env_of(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, text=True)
             assert proc.stdout is not None
             assert proc.stdout.readline() == "ready\n"
+            # The handshake: the lab shows it running. (Its "ready" alone is not enough: a signal forwarded
+            # before the container's state says "running" is dropped, cold or warm; see docs/design.md.)
+            wait_until("the container runs", functools.partial(is_running, home, name))
             proc.send_signal(signum)
             out, err = proc.communicate(timeout=20)
             results.append((proc.returncode, out, err))
             if warm:
                 assert served(home) >= 1
         finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+                wl(home, "rm", "-f", name)
             if warm:
                 stop(home)
     assert results[0] == results[1] == (code, "got-it\n", "")
