@@ -49,6 +49,7 @@ class Helper:
     zygotes: list[Any] = field(default_factory=list)           # spares handed to commands: ours to reap
     stopping: bool = False
     served: int = 0
+    spare: bool = False   # a zygote is ready (or loading) for the next command
 
     @property
     def socket_file(self) -> Path:
@@ -56,6 +57,7 @@ class Helper:
 
     def fresh_spare(self) -> None:
         """A zygote for the next command (started now; it loads while nobody waits)."""
+        self.spare = True
         try:
             runtime.prestart_zygote(str(self.run_root), os.environ.get("WASMLAB_ENGINE") or "wasmtime",
                                    home=str(self.home))
@@ -154,7 +156,7 @@ class Helper:
         warm.send(conn, {"started": pid})
         os.environ.clear()
         os.environ.update(env)  # the next spare is made for the environment of the last caller
-        self.fresh_spare()
+        self.spare = False      # made once the command has ended: it would compete with it for the CPU
 
     def child(self, conn: socket.socket, request: dict[str, Any], fds: list[int], env: dict[str, str]) -> int:
         """In the forked copy: become the caller's command, run it, return its exit code."""
@@ -225,6 +227,8 @@ class Helper:
             pass
         command.conn.close()
         self.last = time.monotonic()
+        if not self.spare and not self.stopping:
+            self.fresh_spare()
 
     def close(self) -> None:
         for path in (self.socket_file, self.run_root / warm.STATUS_NAME):
