@@ -106,11 +106,10 @@ def cmd_service(args: argparse.Namespace) -> int:
         raise UsageError(f"--idle {args.idle:g} is not a number of seconds above 0", "for example --idle 300")
     info = warm.status(run_root)
     if info is None:
-        warm.start_helper(home, run_root, idle=args.idle, wait=True)
-        info = warm.status(run_root)
-    if info is None:
-        raise UsageError("the warm helper did not start", "run `wasmlab --debug system service` with "
-                         "WASMLAB_DEBUG=1 to see why")
+        pid = warm.start_helper(home, run_root, idle=args.idle, wait=True)
+        if pid is None:
+            raise UsageError("the warm helper did not start", "run it again with WASMLAB_DEBUG=1 to see why")
+        info = {"pid": pid, "socket": str(warm.socket_path(run_root)), "idle": args.idle}
     print(f"warm helper {info['pid']} listens on {info['socket']} (stops after {info['idle']:g} s idle)")
     return 0
 

@@ -44,11 +44,15 @@ def status(home: Path) -> dict[str, object] | None:
 
 
 def start(home: Path, idle: float = 120) -> int:
+    return start_at(home, idle)[0]
+
+
+def start_at(home: Path, idle: float = 120) -> tuple[int, Path]:
+    """The helper's pid and socket, as `system service` says them (a short-idle one may be gone already)."""
     r = wl(home, "system", "service", "--idle", str(idle))
-    assert r.returncode == 0 and "listens on" in r.stdout, r.stderr
-    info = status(home)
-    assert info is not None
-    return int(str(info["pid"]))
+    words = r.stdout.split()
+    assert r.returncode == 0 and words[:2] == ["warm", "helper"] and words[3:5] == ["listens", "on"], r.stderr
+    return int(words[2]), Path(words[5])
 
 
 def stop(home: Path) -> None:
@@ -194,8 +198,7 @@ def test_a_helper_with_other_code_refuses_and_exits(home: Path) -> None:
 
 
 def test_idle_helper_stops_by_itself(home: Path) -> None:
-    pid = start(home, idle=0.5)
-    sock = Path(str((status(home) or {})["socket"]))
+    pid, sock = start_at(home, idle=0.5)
     wait_until("the idle helper removes its socket", lambda: not sock.exists())
     wait_gone(pid)
 
@@ -204,8 +207,7 @@ def test_helper_never_outlives_its_lab_home(tmp_path: Path) -> None:
     import shutil
 
     other = tmp_path / "home"
-    pid = start(other)
-    sock = Path(str((status(other) or {})["socket"]))
+    pid, sock = start_at(other)
     shutil.rmtree(other)
     wait_gone(pid)
     assert not sock.exists()
