@@ -273,3 +273,16 @@ def test_the_cold_path_starts_the_zygote_before_its_own_imports(home: Path) -> N
                        stdin=subprocess.DEVNULL)
     assert r.stdout == "hello world from wasmlab !!!!\n", r.stderr
     assert r.stderr.splitlines()[-1] == "False True 1 0"  # one zygote, started first, and it was the one used
+
+
+def test_leak_checks_stop_the_helper_first_and_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import LeakCheck
+
+    other = tmp_path / "home"
+    monkeypatch.setenv("WASMLAB_HOME", str(other))
+    check = LeakCheck()
+    pid = start(other)
+    check.assert_clean()
+    wait_gone(pid)
+    assert f"leak check: stopped the warm helper {pid} of {other} first" in capsys.readouterr().out
