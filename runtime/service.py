@@ -450,10 +450,15 @@ class Lab:
         from wasmlab.runtime.store.usage import allocated, empty_folder, mounts_under
 
         before = allocated([self.home])
+        from wasmlab.runtime.pods import keeper
         from wasmlab.runtime.pods.play import all_records
         from wasmlab.runtime.pods.sandbox import remove_cgroup
 
-        pod_cgroups = [str(r.get("cgroup") or "") for r in all_records(self.home)]
+        records = all_records(self.home)
+        for record in records:
+            keeper.end(record.get("keeper"))  # before the containers: no restart races their removal
+        keeper.end_all(self.home)  # any other (a pod whose record is gone)
+        pod_cgroups = [str(r.get("cgroup") or "") for r in records]
         for m in self._all_meta():
             self._discard(m["id"])
         for rel in filter(None, pod_cgroups):
@@ -497,18 +502,14 @@ class Lab:
         containers run to completion in order, then its containers start, each joining the sandbox's namespaces.
         Annotations reach the containers as CRI-O or containerd would pass them (see pod_plan). Either every pod
         of the file starts, or nothing stays (processes, mounts, cgroups, namespaces, folders)."""
-        from wasmlab.runtime.pods.play import PlayResult, check_engine, play
+        from wasmlab.runtime.pods.keeper import backoff_base
+        from wasmlab.runtime.pods.play import KeeperSettings, PlayResult, check_engine, play
 
         check_engine(engine)
+        keeping = KeeperSettings(backoff_base(), self._default_engine, self._log_max)  # a bad setting: one line
         plan = self.pod_plan(file, propagation=propagation, pod_annotations=pod_annotations,
                              allow_host_path=allow_host_path)
-        warnings = list(plan.warnings)
-        restarting = [p.pod.identity for p in plan.pods if p.pod.restart_policy != "Never"]
-        if restarting:
-            warnings.append(f"restartPolicy Always/OnFailure is not applied yet: the containers of "
-                            f"{', '.join(restarting)} are not restarted when they exit (write restartPolicy: Never "
-                            "to say so)")
-        return PlayResult(play(self, self.home, plan, engine=engine), warnings)
+        return PlayResult(play(self, self.home, plan, engine=engine, keeping=keeping), list(plan.warnings))
 
     def kube_down(self, file: str | os.PathLike[str]) -> list[PodInfo]:
         """`podman kube down`: stop and remove the pods FILE describes (those that are played)."""
@@ -528,14 +529,14 @@ class Lab:
         """`podman pod ps`: every played pod, with its state and containers."""
         from wasmlab.runtime.pods.play import all_records, info_of
 
-        return [info_of(self, r) for r in all_records(self.home)]
+        return [info_of(self, self.home, r) for r in all_records(self.home)]
 
     def pod_inspect(self, name: str, *, namespace: str | None = None) -> PodInfo:
         """One pod, by NAME (in NAMESPACE, default "default") or NAMESPACE/NAME."""
         from wasmlab.runtime.pods.play import info_of, load_record, split_identity
 
         ns, pod = split_identity(name, namespace)
-        return info_of(self, load_record(self.home, ns, pod))
+        return info_of(self, self.home, load_record(self.home, ns, pod))
 
     def pod_rm(self, name: str, *, namespace: str | None = None, force: bool = False) -> PodInfo:
         """`podman pod rm [-f]`: remove a pod, its containers, its cgroup parent and its emptyDir volumes."""
