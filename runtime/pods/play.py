@@ -310,8 +310,9 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
                     said = f": {last}" if last else ""
                     raise PodInitFailed(
                         f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
-                        "as in Kubernetes, the app containers start only after every init container exits 0: "
-                        "fix it and play the pod again")
+                        "as in Kubernetes, the app containers start only after every init container exits 0 (under "
+                        "restartPolicy Always/OnFailure the kubelet would run it again with back-off, "
+                        "Init:CrashLoopBackOff; wasmlab stops and rolls back): fix it and play the pod again")
         _write_record(folder, record)
         if pod.restart_policy != "Never" and pod.containers:
             keeping = keeping or KeeperSettings()

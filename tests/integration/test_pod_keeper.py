@@ -234,3 +234,19 @@ def test_system_reset_ends_every_keeper(tmp_path: Path, monkeypatch: pytest.Monk
     assert all(gone(pid, 0) for pid in keepers)
     leaks.assert_clean()
     assert_no_lab_process(home)
+
+
+def test_a_bad_back_off_setting_is_one_line_and_nothing_starts(home: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "WASMLAB_HOME": str(home), "WASMLAB_POD_BACKOFF_BASE": "soon"}
+    path = pod_file(tmp_path, "badenv", "exit 1", None)
+    done = subprocess.run([WASMLAB, "kube", "play", str(path)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.splitlines() == ["Error: WASMLAB_POD_BACKOFF_BASE='soon' is not a back-off in seconds (hint: "
+                                        "give a number from 0.01 to 3600 (the kubelet's is 10), or unset it)"]
+    assert not (home / "pods" / "default" / "badenv").exists()
+
+
+def test_doctor_says_how_pods_and_their_restarts_fare_rootless() -> None:
+    rootless = Lab.doctor()["rootless"]
+    assert any(line.startswith("kube play (pods, and so their restarts by the pod keeper): refused in one line")
+               for line in rootless)
