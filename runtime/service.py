@@ -1059,35 +1059,14 @@ class Lab:
         mappings = self._publishing.pop(cid, None)
         if not mappings:
             return
-        import sys
-
-        from wasmlab.runtime.linux.portforward import listen
+        from wasmlab.runtime.linux import portforward
         from wasmlab.runtime.store.state import proc_start_time
 
         pid = int(self._runtime.state(cid).get("pid") or 0)
-        socks = []
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            for m in mappings:
-                socks.append(listen(m))
-            argv = [sys.executable, "-m", "wasmlab.runtime.linux.portforward", "--pid", str(pid),
-                    "--start", str(proc_start_time(pid) or 0), "--ready", str(ready_w)]
-            for sock, m in zip(socks, mappings, strict=True):
-                argv += ["--listen", f"{sock.fileno()}:{m.container_port}"]
-            proc = subprocess.Popen(argv, pass_fds=[ready_w, *(s.fileno() for s in socks)], start_new_session=True,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    close_fds=True)
-        except BaseException:
-            os.close(ready_r)
-            raise
-        finally:
-            os.close(ready_w)
-            for sock in socks:
-                sock.close()
+        proc, ready_r = portforward.spawn(pid, mappings)
         self._forwarders[cid] = proc
         try:
-            with os.fdopen(ready_r, "rb") as fh:
-                answer = fh.read().decode(errors="replace").strip()  # one line, then EOF (or EOF if it died)
+            answer = portforward.answer(ready_r)
         finally:
             meta = self._meta(cid)
             meta["ports"] = [str(m) for m in mappings]

@@ -203,6 +203,7 @@ class Keeper:
         self.root = str(runtime_root(home))
         self.runtime: Any = None  # made at the first restart: its zygote then forks the restarted containers
         self.stopping = False
+        self.forwarders: dict[str, Any] = {}  # container id -> the -p forwarder this keeper started (reaped here)
         self.containers = [Watched(c["name"], c["id"]) for c in self.record.get("containers") or []
                            if c.get("role") == "container"]
 
@@ -288,7 +289,37 @@ class Keeper:
                                 log=str(folder), log_max=self.log_max)
         finally:
             os.close(null)
+        self._publish(cid, folder)
         self.runtime.start(cid)
+
+    def _publish(self, cid: str, folder: Path) -> None:
+        """A container with hostPorts gets its forwarder again (the last one ended with its process), as the Lab
+        starts it: after create, before start; meta.json names the new one, so `pod rm` ends it."""
+        from wasmlab.runtime.linux import pidfd, portforward
+        from wasmlab.runtime.store.state import proc_start_time
+
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            return
+        if not meta.get("ports"):
+            return
+        old = meta.get("forwarder") or {}
+        if old.get("pid"):  # its ports must be free first (it ends with its process: waited for, not signalled)
+            pidfd.end(int(old["pid"]), int(old.get("start") or 0) or None, first=None, then=signal.SIGTERM)
+        previous = self.forwarders.pop(cid, None)
+        if previous is not None:
+            previous.wait()
+        proc, ready_r = portforward.spawn(int(self.runtime.state(cid).get("pid") or 0),
+                                          [portforward.shown(p) for p in meta["ports"]])
+        self.forwarders[cid] = proc
+        said = portforward.answer(ready_r)
+        meta["forwarder"] = {"pid": proc.pid, "start": proc_start_time(proc.pid) or 0}
+        tmp = folder / ".meta.json.keeper"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, folder / "meta.json")
+        if said != "ok":
+            self.log(f"{cid}: cannot publish its ports again: {said or 'the forwarder ended'}")
 
     def run(self) -> int:
         from wasmlab.runtime.linux import pidfd

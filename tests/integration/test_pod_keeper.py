@@ -250,3 +250,44 @@ def test_doctor_says_how_pods_and_their_restarts_fare_rootless() -> None:
     rootless = Lab.doctor()["rootless"]
     assert any(line.startswith("kube play (pods, and so their restarts by the pod keeper): refused in one line")
                for line in rootless)
+
+
+def fetch(port: int) -> bytes:
+    """GET / through the host port, retried until the restarted httpd listens (a bounded loop, no sleep)."""
+    import urllib.request
+
+    for _ in range(3000):
+        try:
+            return bytes(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read())
+        except OSError:
+            continue
+    raise AssertionError(f"nothing answered on port {port}")
+
+
+def test_a_restarted_container_gets_its_host_port_again(lab: Lab, tmp_path: Path, leaks: LeakCheck) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "web.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: web}}
+        spec:
+          containers:
+          - name: httpd
+            image: wasmlab/busybox:latest
+            command: ["/bin/sh", "-c", "mkdir -p /www && echo up >> /www/index.html && exec httpd -f -p 8080 -h /www"]
+            ports: [{{containerPort: 8080, hostPort: {port}}}]
+        """))
+    [pod] = lab.kube_play(path).pods
+    assert fetch(port) == b"up\n"
+    lab.kill(pod.container("httpd").id, "KILL")
+    state = keeper_state(lab.home, "web", lambda s: s["containers"]["httpd"]["restarts"] >= 1)
+    assert state["containers"]["httpd"]["exit_code"] == 137
+    assert fetch(port) == b"up\nup\n"  # the same port, the restarted httpd (the bundle's upper folder kept)
+    lab.kube_down(path)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
