@@ -228,7 +228,9 @@ class Keeper:
         return rec.exit_code, float(rec.finished_at or time.time())
 
     def log(self, text: str) -> None:
-        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.identity}: {text}", flush=True)
+        now = time.time()
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now))}.{int(now % 1 * 1000):03d}Z {self.identity}: "
+              f"{text}", flush=True)
 
     def write(self) -> None:
         _write_state(self.folder, {
