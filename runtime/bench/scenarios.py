@@ -1,0 +1,241 @@
+"""The bench's registered scenarios: sample programs in interleaved rounds, scaling to N, pods, the bloated image."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from wasmlab.runtime.bench.engines import (
+    ANCHORS,
+    AnchorRefused,
+    Engine,
+    MemoryParent,
+    entrypoint,
+    measure,
+    program_rootfs,
+    write_bundle,
+)
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class BenchContext:
+    """What a scenario gets: the options, a work folder, the engines that run here, a lab, and progress."""
+
+    n: int
+    quick: bool
+    work: Path
+    cgroup_base: str
+    engines: dict[str, Engine]
+    anchors: dict[str, dict[str, Any]]
+    scaling: tuple[int, ...]
+    tick: Callable[[str], None]
+    lab_factory: Callable[[], Any]
+    build_bloated: bool = False
+    _lab: Any = None
+
+    @property
+    def lab(self) -> Any:
+        if self._lab is None:
+            self._lab = self.lab_factory()
+        return self._lab
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """A sample program run on every engine, its samples taken in the shared interleaved rounds."""
+
+    name: str
+    title: str
+    program: str
+    args: tuple[str, ...]
+    quick_args: tuple[str, ...]
+    in_quick: bool = True
+
+    def steps(self, ctx: BenchContext) -> int:
+        return 0  # counted by the rounds
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A scenario measured on its own, after the rounds (concurrency, pods, images: they cannot interleave)."""
+
+    name: str
+    title: str
+    run: Callable[[BenchContext], dict[str, Any]]
+    count: Callable[[BenchContext], int] = lambda ctx: 1
+    in_quick: bool = True
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def steps(self, ctx: BenchContext) -> int:
+        return self.count(ctx)
+
+
+Scenario = Rounds | Phase
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    """Add a scenario to `wasmlab bench` (in registration order)."""
+    SCENARIOS[scenario.name] = scenario
+    return scenario
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Median, min and max (and the samples, for the charts)."""
+    if not values:
+        return {"n": 0}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
+            "samples": [round(v, 4) for v in values]}
+
+
+def run_rounds(ctx: BenchContext, rounds: list[Rounds]) -> dict[str, dict[str, Any]]:
+    """One sample of every (program, engine) per round, in a shuffled (seeded) order, after one warm-up round:
+    a noisy spell on this shared machine hits them all alike, and the ratios of one run stay fair."""
+    jobs: list[tuple[Rounds, str, Callable[[], Any]]] = []
+    for sc in rounds:
+        args = list(sc.quick_args if ctx.quick else sc.args)
+        for name, engine in ctx.engines.items():
+            memory = MemoryParent(f"{ctx.cgroup_base}/{sc.name}-{name}")
+            bundle = write_bundle(ctx.work / "bundles" / f"{sc.name}-{name}",
+                                  program_rootfs(ctx.work, sc.program, name),
+                                  [entrypoint(sc.program, name), *args], name, f"{memory.rel}/c")
+            jobs.append((sc, name, partial(measure, engine, bundle, memory)))
+    ms: dict[tuple[str, str], list[float]] = {(sc.name, name): [] for sc, name, _ in jobs}
+    peaks: dict[tuple[str, str], list[float]] = {(sc.name, name): [] for sc, name, _ in jobs}
+    order = random.Random(2026)
+    for r in range(ctx.n + 1):
+        ctx.tick(f"round {r} of {ctx.n} (0: warm-up), {len(jobs)} runs each" if r else "warm-up round")
+        order.shuffle(jobs)
+        for sc, name, job in jobs:
+            sample = job()
+            if r:
+                ms[(sc.name, name)].append(sample.ms)
+                peaks[(sc.name, name)].append(sample.peak_bytes / MIB)
+    out: dict[str, dict[str, Any]] = {}
+    for sc in rounds:
+        results = {name: {"ms": summary(ms[(sc.name, name)]), "peak_mib": summary(peaks[(sc.name, name)])}
+                   for name in ctx.engines}
+        out[sc.name] = {"title": sc.title, "program": sc.program,
+                        "args": list(sc.quick_args if ctx.quick else sc.args), "results": results,
+                        "ratios_vs_runc": ratios_vs(results, "runc")}
+    return out
+
+
+def ratios_vs(results: dict[str, dict[str, Any]], anchor: str) -> dict[str, dict[str, float]]:
+    """Each engine's median over the anchor's median, of the same run; empty when the anchor did not run."""
+    base = results.get(anchor)
+    if not base or not base["ms"].get("n"):
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for name, r in results.items():
+        row = {"ms": r["ms"]["median"] / base["ms"]["median"]}
+        if base["peak_mib"].get("median"):
+            row["peak"] = r["peak_mib"]["median"] / base["peak_mib"]["median"]
+        out[name] = row
+    return out
+
+
+# -- scaling: N containers alive at once -------------------------------------------------------------------------
+def scaling(ctx: BenchContext) -> dict[str, Any]:
+    """For each N, each engine starts N long-running containers (the `loop` sample, asleep between ticks) one
+    after the other; the time until all N run, and the memory of all N together, per container."""
+    out: dict[str, Any] = {"ns": list(ctx.scaling), "program": "loop", "results": {}}
+    for name, engine in ctx.engines.items():
+        out["results"][name] = []
+        # Warm-up: the first detached container of an engine compiles the module and wakes its zygote.
+        memory = MemoryParent(f"{ctx.cgroup_base}/scaling-{name}-warm")
+        bundle = write_bundle(ctx.work / "scaling" / f"{name}-warm", program_rootfs(ctx.work, "loop", name),
+                              [entrypoint("loop", name), "0", "60000"], name, f"{memory.rel}/c")
+        try:
+            engine.remove(engine.start_detached(bundle))
+        finally:
+            memory.remove()
+    for n in ctx.scaling:
+        for name, engine in ctx.engines.items():
+            ctx.tick(f"scaling: {n} {name} containers at once")
+            memory = MemoryParent(f"{ctx.cgroup_base}/scaling-{name}-{n}")
+            root = program_rootfs(ctx.work, "loop", name)
+            bundles = [write_bundle(ctx.work / "scaling" / f"{name}-{n}-{i}", root,
+                                    [entrypoint("loop", name), "0", "60000"], name, f"{memory.rel}/c{i}")
+                       for i in range(n)]
+            started: list[str] = []
+            try:
+                t = time.perf_counter_ns()
+                for b in bundles:
+                    started.append(engine.start_detached(b))
+                total_ms = (time.perf_counter_ns() - t) / 1e6
+                current = memory.current()
+                peak = memory.peak()
+            finally:
+                for cid in started:
+                    engine.remove(cid)
+                memory.remove()
+            out["results"][name].append({"n": n, "start_all_ms": total_ms, "per_container_ms": total_ms / n,
+                                         "memory_mib": current / MIB, "per_container_mib": current / MIB / n,
+                                         "peak_mib": peak / MIB})
+    return out
+
+
+# -- pods -------------------------------------------------------------------------------------------------------
+POD_YAML = """apiVersion: v1
+kind: Pod
+metadata:
+  name: bench-pod
+  annotations:
+    module.wasm.image/variant: compat
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: wasmlab/loop:compat
+    command: ["/loop.wasm", "0", "60000"]
+"""
+
+
+def pods(ctx: BenchContext) -> dict[str, Any]:
+    """Pod start-up: `kube play` of a one-container Wasm pod (its pause sandbox included) to running, then
+    `kube down`. The pods helper's figures replace this where runtime/bench_pods.py provides pod_figures."""
+    try:
+        from wasmlab.runtime.bench_pods import pod_figures  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        pod_figures = None
+    if pod_figures is not None:
+        ctx.tick("pods: pod_figures")
+        return dict(pod_figures(ctx.n))
+    lab = ctx.lab
+    assets = Path(__file__).resolve().parents[2] / "assets"
+    lab.build(assets / "built", assets / "containerfiles" / "loop" / "Containerfile.compat",
+              tag="wasmlab/loop:compat", annotations={"module.wasm.image/variant": "compat"})
+    yaml = ctx.work / "bench-pod.yaml"
+    yaml.write_text(POD_YAML)
+    play, down = [], []
+    for i in range(ctx.n + 1):
+        ctx.tick(f"pods: play and down {i} of {ctx.n} (0: warm-up)")
+        t = time.perf_counter_ns()
+        res = lab.kube_play(yaml)
+        played = (time.perf_counter_ns() - t) / 1e6
+        t = time.perf_counter_ns()
+        lab.kube_down(yaml)
+        gone = (time.perf_counter_ns() - t) / 1e6
+        if res.pods[0].status != "Running":
+            raise RuntimeError(f"the bench pod is {res.pods[0].status}, not Running")
+        if i:
+            play.append(played)
+            down.append(gone)
+    return {"title": "pod start-up: kube play of a one-container Wasm pod (pause sandbox + wasmtime)",
+            "play_ms": summary(play), "down_ms": summary(down)}
+
+
+def anchor_rows(ctx: BenchContext) -> dict[str, dict[str, Any]]:
+    return {name: ctx.anchors[name] for name in ANCHORS if name in ctx.anchors}
+
+
+__all__ = ["SCENARIOS", "AnchorRefused", "BenchContext", "Phase", "Rounds", "register", "run_rounds", "summary"]
