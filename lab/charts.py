@@ -51,7 +51,7 @@ def _pyplot() -> Any:
 def _distribution(ax: Any, series: list[Any], unit: str, what: str, *, key: bool = True) -> None:
     """One box (median, quartiles, min-max whiskers) per series, the samples as dots over it."""
     labels = [s.label for s in series]
-    ax.boxplot([list(s.ys) for s in series], vert=False, whis=(0, 100), widths=0.5,
+    ax.boxplot([list(s.ys) for s in series], orientation="horizontal", whis=(0, 100), widths=0.5,
                medianprops={"color": "black"})
     ax.set_yticks(range(1, len(labels) + 1), labels)
     for i, s in enumerate(series, start=1):

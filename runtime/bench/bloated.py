@@ -230,7 +230,10 @@ def measure(ctx: Any) -> dict[str, Any]:
                 res = lab.run(kinds[kind], rm=True, stdio=(null, null, null))
                 took = (time.perf_counter_ns() - t) / 1e6
                 if res.exit_code != 0:
-                    raise RuntimeError(f"the {kind} hello exited {res.exit_code}")
+                    from wasmlab.runtime.errors import BenchFailed
+
+                    raise BenchFailed(f"bench: the {kind} image's hello exited {res.exit_code}",
+                                      f"run it alone: wasmlab run {kinds[kind]}; or delete {cache_dir()}/bloated")
                 if r:
                     ms[kind].append(took)
                     peaks[kind].append(parents[kind].peak() / MIB)

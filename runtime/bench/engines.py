@@ -212,12 +212,22 @@ class AnchorRefused(Exception):
 
 
 def measure(engine: Engine, bundle: Path, memory: MemoryParent) -> Sample:
+    """One run of BUNDLE in a fresh cgroup under MEMORY (a leaf reused at once could still be in the previous
+    container's teardown, which runs after the answer and kills what is left in it)."""
+    config = bundle / "config.json"
+    cfg = json.loads(config.read_text())
+    engine.counter[0] += 1
+    cfg["linux"]["cgroupsPath"] = f"/{memory.rel}/s{engine.counter[0]}"
+    config.write_text(json.dumps(cfg))
     memory.reset()
     t = time.perf_counter_ns()
     code = engine.run(bundle)
     ms = (time.perf_counter_ns() - t) / 1e6
     if code != 0:
-        raise RuntimeError(f"the {engine.name} container of {bundle.name} exited {code}")
+        from wasmlab.runtime.errors import BenchFailed
+
+        raise BenchFailed(f"bench: the {engine.name} container of {bundle.name} exited {code}",
+                          "run it alone to see its output: wasmlab run IMAGE on that engine")
     return Sample(ms, memory.peak())
 
 

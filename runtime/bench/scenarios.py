@@ -226,7 +226,10 @@ def pods(ctx: BenchContext) -> dict[str, Any]:
         lab.kube_down(yaml)
         gone = (time.perf_counter_ns() - t) / 1e6
         if res.pods[0].status != "Running":
-            raise RuntimeError(f"the bench pod is {res.pods[0].status}, not Running")
+            from wasmlab.runtime.errors import BenchFailed
+
+            raise BenchFailed(f"bench: the bench pod is {res.pods[0].status}, not Running",
+                              "try `wasmlab kube play` of a one-container pod by hand")
         if i:
             play.append(played)
             down.append(gone)
