@@ -42,8 +42,8 @@ def bench_footprint(bench: dict[str, Any]) -> list[Series]:
 
 
 def bench_scaling(bench: dict[str, Any]) -> list[Series]:
-    """The cost of N containers alive at once, per container: for each engine one series in ms (the time to
-    start all N, over N) and one in MiB (their memory together, over N); xs: N."""
+    """The cost of N containers alive at once, per container: for each engine one series in ms (the median of
+    the N starts) and one in MiB (their memory together, over N); xs: N."""
     results = ((bench.get("scenarios") or {}).get("scaling") or {}).get("results") or {}
     out = []
     for engine, rows in results.items():

@@ -182,12 +182,12 @@ def table(res: dict[str, Any]) -> str:
                              f"{_fmt(r['peak_mib'], 'MiB'):>32}"
                              f"{(format(rat['peak'], '.2f') if 'peak' in rat else '-'):>8}")
         elif key == "scaling":
-            lines.append(f"  {'ENGINE':<10}{'N':>5}{'START ALL':>14}{'PER CONTAINER':>16}{'MEMORY':>14}"
+            lines.append(f"  {'ENGINE':<10}{'N':>5}{'START ALL':>14}{'EACH START':>30}{'MEMORY':>14}"
                          f"{'PER CONTAINER':>16}")
             for engine, rows in sc["results"].items():
                 for row in rows:
                     lines.append(f"  {engine:<10}{row['n']:>5}{row['start_all_ms']:>11.1f} ms"
-                                 f"{row['per_container_ms']:>13.2f} ms{row['memory_mib']:>10.1f} MiB"
+                                 f"{_fmt(row['start_ms'], 'ms'):>30}{row['memory_mib']:>10.1f} MiB"
                                  f"{row['per_container_mib']:>12.2f} MiB")
         elif key == "bloated" and "images" in sc:
             lines.append(f"  {'IMAGE':<10}{'DISK':>12}{'COMPRESSED':>13}{'START':>28}{'PEAK MEMORY':>32}")
@@ -310,16 +310,17 @@ def markdown(res: dict[str, Any], charts: str = "bench") -> str:
         elif key == "scaling":
             lines += [f"## scaling: {sc['title']}", "",
                       "N containers of the `loop` sample (asleep between ticks) started one after the other, all "
-                      "alive together; memory: their cgroups' use with all N running.", "",
-                      "| engine | N | start all | per container | memory | per container |",
+                      "alive together: the time to start them all, each start (median, min-max of the N), and "
+                      "their cgroups' memory with all N running, in all and over N.", "",
+                      "| engine | N | start all | each start | memory | per container |",
                       "|---|---|---|---|---|---|"]
             for engine, rows in sc["results"].items():
                 for row in rows:
                     lines.append(f"| {engine} | {row['n']} | {row['start_all_ms']:.1f} ms | "
-                                 f"{row['per_container_ms']:.2f} ms | {row['memory_mib']:.1f} MiB | "
+                                 f"{_fmt(row['start_ms'], 'ms')} | {row['memory_mib']:.1f} MiB | "
                                  f"{row['per_container_mib']:.2f} MiB |")
-            lines += ["", "One sample per N (a round of N containers is itself N samples): the per-container "
-                      "figures are means over the N.", "", f"![scaling]({charts}/scaling.svg)", ""]
+            lines += ["", "One round per N (a round is itself N starts); the chart shows each start's median and "
+                      "the memory over N.", "", f"![scaling]({charts}/scaling.svg)", ""]
         elif key == "bloated":
             lines += [f"## bloated: {sc['title']}", ""]
             if "images" not in sc:
