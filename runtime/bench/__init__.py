@@ -92,7 +92,8 @@ def run_bench(options: BenchOptions, progress: ProgressCallback | None = None) -
     results: dict[str, Any] = {
         "schema": SCHEMA, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": options.command,
         "machine": {"kernel": os.uname().release, "cpus": os.cpu_count(), "machine": platform.machine(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_at_start": [round(x, 2) for x in os.getloadavg()]},
         "n": n, "quick": options.quick, "engines": {}, "scenarios": {}}
     done = [0]
     total = [1]
@@ -282,7 +283,8 @@ def markdown(res: dict[str, Any], charts: str = "bench") -> str:
     m = res["machine"]
     lines = ["# Benchmark results", "",
              f"Measured {res['date']} on {m['cpus']} CPUs ({m['machine']}), kernel {m['kernel']}, with "
-             f"`{res['command']}`, everything in one run. Each figure is the median of {res['n']} rounds with its "
+             f"`{res['command']}`, everything in one run (load average at the start "
+             f"{', '.join(str(x) for x in m.get('load_at_start') or ['?'])}: the machine is shared). Each figure is the median of {res['n']} rounds with its "
              "min and max in brackets; the samples of one round are taken one per engine in a shuffled order, so "
              "that a noisy spell on this shared machine hits them all alike: compare the ratios (of medians, same "
              "run), not the absolute times, across machines.", ""]

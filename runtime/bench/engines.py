@@ -167,13 +167,14 @@ class Engine:
             raise AnchorRefused(lines[-1] if lines else f"exit {proc.returncode}")
         return 0
 
-    def start_detached(self, bundle: Path) -> str:
-        """Create and start a long-running container; its id."""
+    def start_detached(self, bundle: Path, stdout: int | None = None) -> str:
+        """Create and start a long-running container (its output into STDOUT, or nowhere); its id."""
         cid = self._id()
         if self.runtime is not None:
             null = os.open(os.devnull, os.O_RDWR)
             try:
-                self.runtime.create(cid, str(bundle), stdin=null, stdout=null, stderr=null)
+                self.runtime.create(cid, str(bundle), stdin=null, stdout=null if stdout is None else stdout,
+                                    stderr=null)
             finally:
                 os.close(null)
             self.runtime.start(cid)
@@ -184,7 +185,8 @@ class Engine:
         # Its stdio passes through to the container, which outlives runc: a pipe would never see its end.
         with tempfile.TemporaryFile() as err:
             proc = subprocess.run([self.binary, "--root", str(self.state_root), "run", "-d", "--bundle",
-                                   str(bundle), cid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+                                   str(bundle), cid], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL if stdout is None else stdout, stderr=err)
             err.seek(0)
             text = err.read()
         if proc.returncode != 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import time
@@ -168,16 +169,25 @@ def scaling(ctx: BenchContext) -> dict[str, Any]:
                        for i in range(n)]
             started: list[str] = []
             each: list[float] = []
+            ticks_r, ticks_w = os.pipe2(os.O_CLOEXEC)
             try:
                 t = time.perf_counter_ns()
                 for b in bundles:
                     t_one = time.perf_counter_ns()
-                    started.append(engine.start_detached(b))
+                    started.append(engine.start_detached(b, stdout=ticks_w))
                     each.append((time.perf_counter_ns() - t_one) / 1e6)
                 total_ms = (time.perf_counter_ns() - t) / 1e6
+                os.close(ticks_w)
+                ticks_w = -1
+                # The handshake: every one of the N has printed its first tick, so each runs its program (a
+                # Wasm one instantiated) when its memory is read.
+                _await_ticks(ticks_r, n, name)
                 current = memory.current()
                 peak = memory.peak()
             finally:
+                for fd in (ticks_r, ticks_w):
+                    if fd >= 0:
+                        os.close(fd)
                 for cid in started:
                     engine.remove(cid)
                 memory.remove()
@@ -188,6 +198,24 @@ def scaling(ctx: BenchContext) -> dict[str, Any]:
                                          "memory_mib": current / MIB, "per_container_mib": current / MIB / n,
                                          "peak_mib": peak / MIB})
     return out
+
+
+def _await_ticks(fd: int, n: int, engine: str, timeout: float = 60.0) -> None:
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while seen.count(b"tick 1\n") < n:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            from wasmlab.runtime.errors import BenchFailed
+
+            raise BenchFailed(f"bench: {seen.count(b'tick 1') } of {n} {engine} loop containers printed their "
+                              f"first tick within {timeout:.0f} s", "run the loop sample alone on that engine")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        seen += chunk
 
 
 # -- pods -------------------------------------------------------------------------------------------------------
