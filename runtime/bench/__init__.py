@@ -284,7 +284,8 @@ def markdown(res: dict[str, Any], charts: str = "bench") -> str:
     lines = ["# Benchmark results", "",
              f"Measured {res['date']} on {m['cpus']} CPUs ({m['machine']}), kernel {m['kernel']}, with "
              f"`{res['command']}`, everything in one run (load average at the start "
-             f"{', '.join(str(x) for x in m.get('load_at_start') or ['?'])}: the machine is shared). Each figure is the median of {res['n']} rounds with its "
+             f"{', '.join(str(x) for x in m.get('load_at_start') or ['?'])}: the machine is shared). Each "
+             f"figure is the median of {res['n']} rounds with its "
              "min and max in brackets; the samples of one round are taken one per engine in a shuffled order, so "
              "that a noisy spell on this shared machine hits them all alike: compare the ratios (of medians, same "
              "run), not the absolute times, across machines.", ""]
