@@ -205,7 +205,8 @@ def _await_ticks(fd: int, n: int, engine: str, timeout: float = 60.0) -> None:
 
     seen = b""
     deadline = time.monotonic() + timeout
-    while seen.count(b"tick 1\n") < n:
+    # Counted without the newline: a guest may write "tick 1" and "\n" apart, and N writers interleave.
+    while seen.count(b"tick 1") < n:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             from wasmlab.runtime.errors import BenchFailed
