@@ -1,12 +1,18 @@
-"""Matplotlib figures from the series of lab/series.py: the bench's charts (PNG and SVG), and the runtime's figures."""
+"""Matplotlib figures from lab/series.py's series: the bench's charts (PNG, SVG), the history and live series."""
 
 from __future__ import annotations
 
 import json
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from wasmlab.lab import series as ser
+
+if TYPE_CHECKING:
+    from wasmlab.runtime import MetricsTick, RunRecord
 
 BARS = (("floor", "floor (fork+unshare)"), ("wasm_wasmtime", "Wasm on wasmtime"), ("wasm_wasmer", "Wasm on wasmer"),
         ("linux_embedded", "Linux (embedded)"), ("runc", "runc run"))
@@ -151,6 +157,41 @@ def write_bench_charts(bench: dict[str, Any], out: Path) -> list[Path]:
             written.append(path)
         plt.close(fig)
     return written
+
+
+def draw(ax: Any, lines: Sequence[ser.Series], title: str, xlabel: str, *, minimum: int = 3) -> None:
+    """One axis from series: a line per series with its label, or the too_few sentence instead of an axis."""
+    ax.set_title(title)
+    empty = ser.too_few(lines, minimum)
+    if empty is not None:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, empty, ha="center", va="center", wrap=True, transform=ax.transAxes)
+        return
+    for line in lines:
+        ax.plot(line.xs, line.ys, marker="o", markersize=3, label=line.label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(lines[0].unit)
+    ax.legend(loc="best", fontsize="small")
+
+
+def history_figure(records: Sequence[RunRecord]) -> Any:
+    """The run history: start-up (ms) and cgroup memory peak (MiB) per engine, oldest to newest run."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    draw(left, ser.startup_by_engine(records), "start-up per engine (create + start)", "run")
+    draw(right, ser.footprint_by_engine(records), "cgroup memory peak per engine", "run")
+    fig.tight_layout()
+    return fig
+
+
+def live_figure(ticks: Sequence[MetricsTick]) -> Any:
+    """The live stream: CPU % and memory (MiB) per container over the seconds since the first tick."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    draw(left, ser.live_cpu(ticks), "CPU per container", "s")
+    draw(right, ser.live_memory(ticks), "memory per container (cgroup)", "s")
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

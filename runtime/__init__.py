@@ -11,7 +11,7 @@ __all__ = [
     "run_bench",
     "ContainerCreated", "ContainerDetails", "ContainerExited", "ContainerInfo", "ContainerStarted",
     "ContainerStatus", "ImageBuilt", "ImageDetails", "ImageRemoved", "ImageSummary", "Lab", "LabEvent", "LabRun",
-    "PlayResult", "PodContainer", "PodInfo",
+    "MetricSample", "MetricsStream", "MetricsTick", "PlayResult", "PodContainer", "PodInfo",
     "Progress", "RemoveResult", "RunOptions", "RunRecord", "RunRecorded", "RunResult", "Runtime", "WasmlabError",
     "__version__",
     "absolute_home_env",
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     )
     from wasmlab.runtime.images.service import ImageDetails, ImageSummary, RemoveResult
     from wasmlab.runtime.lifecycle import RunResult, Runtime
+    from wasmlab.runtime.metrics.stream import MetricSample, MetricsStream, MetricsTick
     from wasmlab.runtime.options import RunOptions
     from wasmlab.runtime.pods.play import PlayResult, PodContainer, PodInfo
     from wasmlab.runtime.progress import Progress
@@ -57,6 +58,7 @@ _HOMES = {
     "RunRecord": "store.history", "absolute_home_env": "store.home",
     **{name: "bench" for name in ("BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench",
                                   "compare_bench_table", "load_bench", "run_bench")},
+    "MetricSample": "metrics.stream", "MetricsTick": "metrics.stream", "MetricsStream": "metrics.stream",
     "PlayResult": "pods.play", "PodInfo": "pods.play", "PodContainer": "pods.play",
     **{name: "events" for name in ("LabEvent", "ContainerCreated", "ContainerStarted", "ContainerExited",
                                    "RunRecorded", "ImageBuilt", "ImageRemoved")},

@@ -11,8 +11,9 @@ from wasmlab.lab.cli.common import ProgressLine, print_json
 from wasmlab.runtime.errors import UsageError
 
 SCENARIO_HELP = ("startup (hello), cpu (the cpu sample), footprint (memgrow), scaling (N containers at once), "
-                 "pods (pod start-up), bloated (a Debian image carrying wasmtime), runtime (the runtime's own "
-                 "figures; not in --quick)")
+                 "pods (pod start-up), bloated (a Debian image carrying wasmtime); not in --quick: pod-figures "
+                 "(pods in depth), recording (the cost of recording, the stream's rate), runtime (the runtime's own "
+                 "figures)")
 
 
 def _counts(text: str) -> list[int]:

@@ -43,6 +43,25 @@ register(Phase("scaling", "N containers alive at once (the loop sample)", _scali
 register(Phase("pods", "pod start-up (kube play, kube down)", _pods, count=lambda ctx: ctx.n + 1))
 register(Phase("bloated", "the bloated image against the compat image", bloated.measure,
                count=lambda ctx: ctx.n + 3))
+def _pod_figures(ctx: BenchContext) -> dict[str, Any]:
+    from wasmlab.runtime.bench_pods import pod_figures
+
+    return pod_figures(ctx.n, progress=ctx.tick)
+
+
+def _recording(ctx: BenchContext) -> dict[str, Any]:
+    from wasmlab.runtime.metrics.overhead import recording_overhead, stream_rate
+
+    ctx.tick("recording on and off: 200 interleaved runs of hello")
+    out = recording_overhead(max(200, ctx.n))
+    ctx.tick("the live stream's real rate")
+    return {"overhead": out, "stream": stream_rate()}
+
+
+register(Phase("pod-figures", "pods in depth: a mixed pod against one container, joining, 50 pods (helper pods)",
+               _pod_figures, count=lambda ctx: 5, in_quick=False))
+register(Phase("recording", "what recording every run costs (>= 200 runs, on and off interleaved), the stream's rate",
+               _recording, count=lambda ctx: 2, in_quick=False))
 register(Phase("runtime", "the runtime's own figures: floor, runc, kill, idle footprint, Lab.run (issue 11)",
                _runtime_figures, count=lambda ctx: 12, in_quick=False))
 
@@ -201,6 +220,12 @@ def table(res: dict[str, Any]) -> str:
             lines.append(f"  kube play: {_fmt(sc['play_ms'], 'ms', 1)}; kube down: {_fmt(sc['down_ms'], 'ms', 1)}")
         elif sc.get("skipped"):
             lines.append(f"  skipped: {sc['skipped']}")
+        elif key == "recording" and "overhead" in sc:
+            lines.append(f"  recording on/off, {sc['overhead']['runs']} runs each: "
+                         f"{sc['overhead']['overhead'] * 100:+.1f}%; stream {sc['stream']['rate_per_s']:.2f} ticks/s")
+        elif key == "pod-figures" and "mixed_ratio" in sc:
+            lines.append(f"  mixed pod / one container: {sc['mixed_ratio']:.2f}x; joining / standalone: "
+                         f"{sc.get('join_ratio', float('nan')):.2f}x")
         elif key == "runtime":
             rat = sc.get("ratios") or {}
             lines.append("  " + ", ".join(f"{k} {v:.2f}" for k, v in rat.items()))
@@ -346,6 +371,20 @@ def markdown(res: dict[str, Any], charts: str = "bench") -> str:
             lines += [f"## pods: {sc['title']}", "",
                       f"- `kube play` to running: {_fmt(sc['play_ms'], 'ms', 1)}",
                       f"- `kube down`: {_fmt(sc['down_ms'], 'ms', 1)}", ""]
+        elif key == "pod-figures" and "mixed_pod" in sc:
+            from wasmlab.runtime.bench_pods import pod_markdown
+
+            lines += [pod_markdown(sc).replace("## Pods", f"## pod-figures: {sc['title']}", 1), ""]
+        elif key == "recording" and "overhead" in sc:
+            o, st = sc["overhead"], sc["stream"]
+            lines += [f"## recording: {sc['title']}", "",
+                      f"- `Runtime.run` of hello, {o['runs']} runs each, interleaved: recording on "
+                      f"{o['on_median_ms']:.2f} ms ({o['on_min_ms']:.2f}-{o['on_max_ms']:.2f}), off "
+                      f"{o['off_median_ms']:.2f} ms ({o['off_min_ms']:.2f}-{o['off_max_ms']:.2f}); totals on/off - 1 "
+                      f"(the recorder's drain counted): **{o['overhead'] * 100:+.1f}%** (target < 5%).",
+                      f"- The live stream at {st['interval_s']} s with {st['containers']} containers: "
+                      f"{st['rate_per_s']:.2f} ticks/s (gap median {st['gap_median_ms']:.0f} ms, max "
+                      f"{st['gap_max_ms']:.0f} ms).", ""]
         elif key == "runtime":
             from wasmlab.runtime.bench import micro
 

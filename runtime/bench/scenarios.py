@@ -237,14 +237,7 @@ spec:
 
 def pods(ctx: BenchContext) -> dict[str, Any]:
     """Pod start-up: `kube play` of a one-container Wasm pod (its pause sandbox included) to running, then
-    `kube down`. The pods helper's figures replace this where runtime/bench_pods.py provides pod_figures."""
-    try:
-        from wasmlab.runtime.bench_pods import pod_figures  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pod_figures = None
-    if pod_figures is not None:
-        ctx.tick("pods: pod_figures")
-        return dict(pod_figures(ctx.n))
+    `kube down` (quick; the pods helper's fuller figures are the `pod-figures` scenario)."""
     lab = ctx.lab
     assets = Path(__file__).resolve().parents[2] / "assets"
     lab.build(assets / "built", assets / "containerfiles" / "loop" / "Containerfile.compat",

@@ -599,3 +599,19 @@ def test_inspect_ns_matches_proc_for_every_container(lab: Lab, home: Path, tmp_p
     assert table[0].split()[:4] == ["POD", "CONTAINER", "PID", "NET"]
     assert f"{rows['linux'].entry('net').inode} sandbox" in table[2]
     lab.kube_down(path)
+
+
+def test_the_handler_faceoff_preset_runs_one_program_on_each_engine_with_the_same_answer(
+        lab: Lab, leaks: LeakCheck) -> None:
+    played = lab.kube_play(PODS / "handler-faceoff.yaml")
+    answers = {}
+    for pod in played.pods:
+        app = pod.container("cpu")
+        assert lab.pod_wait(app.id) == 0, (pod.identity, lab.pod_last_line(app.id))
+        answers[lab.pod_inspect(pod.name, namespace="faceoff").container("cpu").handler] = \
+            b"".join(e.data for _, e in lab.pod_logs(pod.identity))
+    assert set(answers) == {"wasmtime", "wasmer", "native"}
+    assert len(set(answers.values())) == 1 and b"200000" in answers["native"], answers
+    lab.kube_down(PODS / "handler-faceoff.yaml")
+    assert lab.pods() == []
+    leaks.assert_clean()
