@@ -27,8 +27,7 @@ test: setup lint
 	.venv/bin/python -m pytest -q -ra tests
 
 bench: setup
-	.venv/bin/python -m wasmlab.runtime.bench --out docs/bench
-	.venv/bin/python -m wasmlab.lab.charts docs/bench/latest.json docs/bench/latest.png
+	.venv/bin/wasmlab bench --out docs/bench --markdown docs/bench.md
 
 assets: setup
 	./scripts/build-assets.sh

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from wasmlab.runtime.errors import WasmlabError
 
 __all__ = [
+    "BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench", "compare_bench_table", "load_bench",
+    "run_bench",
     "ContainerCreated", "ContainerDetails", "ContainerExited", "ContainerInfo", "ContainerStarted",
     "ContainerStatus", "ImageBuilt", "ImageDetails", "ImageRemoved", "ImageSummary", "Lab", "LabEvent", "LabRun",
     "MetricSample", "MetricsStream", "MetricsTick", "PlayResult", "PodContainer", "PodInfo",
@@ -17,6 +19,16 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from wasmlab.runtime.bench import (
+        BenchOptions,
+        Change,
+        bench_markdown,
+        bench_table,
+        compare_bench,
+        compare_bench_table,
+        load_bench,
+        run_bench,
+    )
     from wasmlab.runtime.events import (
         ContainerCreated,
         ContainerExited,
@@ -46,6 +58,8 @@ _HOMES = {
     "ContainerStatus": "status", "Progress": "progress", "RunOptions": "options",
     "ImageSummary": "images.service", "ImageDetails": "images.service", "RemoveResult": "images.service",
     "RunRecord": "store.history", "absolute_home_env": "store.home",
+    **{name: "bench" for name in ("BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench",
+                                  "compare_bench_table", "load_bench", "run_bench")},
     "MetricSample": "metrics.stream", "MetricsTick": "metrics.stream", "MetricsStream": "metrics.stream",
     # The command line's quick start (issue 16): where a home's runtime folder is, and a zygote started early.
     "lab_home": "store.home", "runtime_root": "store.home", "open_home": "store.migrate",
