@@ -62,6 +62,15 @@ register(Phase("pod-figures", "pods in depth: a mixed pod against one container,
                _pod_figures, count=lambda ctx: 5, in_quick=False))
 register(Phase("recording", "what recording every run costs (>= 200 runs, on and off interleaved), the stream's rate",
                _recording, count=lambda ctx: 2, in_quick=False))
+def _cli(ctx: BenchContext) -> dict[str, Any]:
+    from wasmlab.runtime.bench import cli
+
+    ctx.tick("wasmlab run --rm, cold and warm, against podman run --rm")
+    return cli.cli_figures(max(ctx.n, 8))
+
+
+register(Phase("cli", "the command line: `wasmlab run --rm` against `podman run --rm` (issue 16)", _cli,
+               count=lambda ctx: 1, in_quick=False))
 register(Phase("runtime", "the runtime's own figures: floor, runc, kill, idle footprint, Lab.run (issue 11)",
                _runtime_figures, count=lambda ctx: 12, in_quick=False))
 
@@ -385,6 +394,10 @@ def markdown(res: dict[str, Any], charts: str = "bench") -> str:
                       f"- The live stream at {st['interval_s']} s with {st['containers']} containers: "
                       f"{st['rate_per_s']:.2f} ticks/s (gap median {st['gap_median_ms']:.0f} ms, max "
                       f"{st['gap_max_ms']:.0f} ms).", ""]
+        elif key == "cli" and "ratio" in sc:
+            from wasmlab.runtime.bench import cli
+
+            lines += [f"## cli: {sc['title']}", "", cli.markdown(sc), ""]
         elif key == "runtime":
             from wasmlab.runtime.bench import micro
 

@@ -2,7 +2,7 @@
 helper, beside `podman --runtime runc run --rm` (Linux image) and `podman --runtime wasmlab-oci` (Wasm image),
 interleaved, medians. `cli_figures(n)` gives the numbers; `markdown(figures)` a table for docs/.
 
-    python -m wasmlab.lab.cli.bench_cli [N]
+    python -m wasmlab.runtime.bench.cli [N]
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
                        stderr=subprocess.PIPE, timeout=120)
     took = (time.perf_counter() - t0) * 1000
     if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.decode(errors='replace')[-300:]}")
+        from wasmlab.runtime.errors import BenchFailed
+
+        last = (r.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise BenchFailed(f"`{' '.join(cmd[:3])} ...` failed ({r.returncode}): {last}",
+                          "run the same command by hand to see why")
     return took
 
 
