@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.pods.sandbox import PodSlot
     from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
+    from wasmlab.runtime.store.spares import SpareFolders
     from wasmlab.runtime.store.usage import DiskUsage
 
 NAME_ANNOTATION = "wasmlab.io/name"
@@ -159,8 +161,9 @@ class Lab:
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
-        self._cleanup_queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self._cleanup_queue: queue.SimpleQueue[str | threading.Event | _Refill | None] = queue.SimpleQueue()
         self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
+        self._refill_queued = False                    # a refill of the spare container folders is queued
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
         self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
 
@@ -183,6 +186,22 @@ class Lab:
 
         return self._part("runtime", lambda: Runtime(root=str(runtime_root(self.home)),
                                                      default_engine=self._default_engine, home=str(self.home)))
+
+    @property
+    def _spares(self) -> SpareFolders:
+        """Container folders made ahead, when idle (see `_make_spare`): a run takes one by a rename."""
+        from wasmlab.runtime.store.spares import SpareFolders
+
+        return self._part("spares", lambda: SpareFolders(self.home / SPARES, self._make_spare, keep=2))
+
+    @staticmethod
+    def _make_spare(folder: Path) -> None:
+        """A container folder as `run` fills it (meta.json, the log, the bundle's folders and files), empty."""
+        from wasmlab.runtime.images.unpack import make_bundle_skeleton
+
+        make_bundle_skeleton(folder / "bundle")
+        for name in ("meta.json", ctrlog.LOG_NAME):
+            os.close(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
 
     @property
     def _history(self) -> History:
@@ -746,8 +765,13 @@ class Lab:
         anns[IMAGE_ANNOTATION] = image
         cdir = self._dir(cid)
         self._containers_dir.mkdir(parents=True, exist_ok=True)
+        # A container folder made ahead (its bundle's folders and empty files) is taken by one rename; a name
+        # made from a fresh random id: nobody else can claim it.
+        ahead = False
         if not chosen:
-            cdir.mkdir()  # a name made from a fresh random id: nobody else can claim it
+            ahead = self._spares.claim(cdir)
+            if not ahead:
+                cdir.mkdir()
         else:
             with Lock(self._containers_dir.parent / ".container-names.lock"):
                 # Checked and claimed under one lock (the claim is a first meta.json): two runs with one --name
@@ -755,7 +779,9 @@ class Lab:
                 if any(m["name"] == name for m in self._all_meta()):
                     raise ContainerExists(f"the name {name!r} is in use",
                                           f"`wasmlab rm {name}` or pick another --name")
-                cdir.mkdir(parents=True)
+                ahead = self._spares.claim(cdir)
+                if not ahead:
+                    cdir.mkdir(parents=True)
                 (cdir / "meta.json").write_text(json.dumps({"id": cid, "name": name, "image": image,
                                                             "command": [], "created": time.time(), "rm": rm,
                                                             "detach": detach, "creating": True}))
@@ -778,7 +804,7 @@ class Lab:
             unpacked = self._images.prepare(image, cdir / "bundle", args=list(command) if command else None,
                                            env=_host_env(env or []), annotations=anns,
                                            entrypoint=list(entrypoint) if entrypoint is not None else None,
-                                           edit=edit)
+                                           edit=edit, ahead=ahead)
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
                     "rootfs": unpacked.root}
@@ -793,6 +819,7 @@ class Lab:
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
+        failed = False
         try:
             with self._starting_container(cid) as started:
                 if detach:
@@ -834,11 +861,17 @@ class Lab:
                     if sig_proxy and threading.current_thread() is threading.main_thread():
                         proxy.close()
         except WasmlabError:
+            failed = True
             self._discard(cid)
+            raise
+        except BaseException:
+            failed = True
             raise
         finally:
             if log_fd >= 0:
                 os.close(log_fd)
+            if not failed:  # after the run, off its path; a refused run leaves the home as it was
+                self._refill_later()
 
     # -- podman run's flags (RunOptions) -------------------------------------------------------------------------
     @staticmethod
@@ -893,16 +926,19 @@ class Lab:
         One `run` request to the runtime (create and start in one step; a Wasm init hands its result straight
         back), unless ports are published: their forwarder needs the created container's network namespace
         before the workload starts, so those go create, forward, start, wait."""
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
         log = ctrlog.LogWriter(cdir, self._log_max)
-        relay = threading.Thread(target=_relay_output, args=([(out_r, sinks[1], b"stdout"),
-                                                               (err_r, sinks[2], b"stderr")], log), daemon=True)
-        relay.start()
-        ours = [out_w, err_w]
+        relay: threading.Thread | None = None
+        ours: list[int] = []
         try:
             if self._publishing.get(cid):
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                relay = threading.Thread(target=_relay_output, args=([(out_r, sinks[1], b"stdout"),
+                                                                       (err_r, sinks[2], b"stderr")], log),
+                                         daemon=True)
+                relay.start()
+                ours = [out_w, err_w]
                 try:
                     state = self._runtime.create(cid, str(cdir / "bundle"), stdin=sinks[0], stdout=out_w,
                                                  stderr=err_w)
@@ -924,7 +960,17 @@ class Lab:
                     on_created(cid)  # a signal before the container exists finds nothing, and is dropped
                 self._emit(ContainerCreated(cid, name, image))
                 started(name)
-                res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], out_w, err_w), keep=not rm)
+                streams = {1: (sinks[1], b"stdout"), 2: (sinks[2], b"stderr")}
+
+                def relay_piece(which: int, chunk: bytes) -> None:
+                    sink, stream = streams[which]
+                    with contextlib.suppress(OSError):
+                        os.write(sink, chunk)
+                    log.write(stream, chunk)
+
+                # The output is relayed by this thread while it waits for the exit: no thread to start and join.
+                res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], None, None), keep=not rm,
+                                        on_output=relay_piece)
                 result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
                                 memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
         except BaseException:
@@ -933,7 +979,8 @@ class Lab:
         finally:
             for fd in ours:
                 os.close(fd)
-            relay.join(5)
+            if relay is not None:
+                relay.join(5)
             log.close()
             self._release_ports(cid)
         if rm:
@@ -944,15 +991,29 @@ class Lab:
         """Remove a `--rm` container after the answer, off the caller's path (removing folders takes longer
         than running hello.wasm). This lab no longer shows it; close() waits until it is gone."""
         self._removing.add(cid)
+        self._later(cid)
+
+    def _refill_later(self) -> None:
+        """Make the spare container folders a run takes (after the removals queued before: off the path)."""
+        if not self._refill_queued:
+            self._refill_queued = True
+            self._later(_REFILL)
+
+    def _later(self, item: str | _Refill) -> None:
         if self._cleaner is None:
             self._cleaner = threading.Thread(target=self._clean, name="wasmlab-rm", daemon=True)
             self._cleaner.start()
-        self._cleanup_queue.put(cid)
+        self._cleanup_queue.put(item)
 
     def _clean(self) -> None:
         while (item := self._cleanup_queue.get()) is not None:
             if isinstance(item, threading.Event):
                 item.set()  # settle(): everything queued before it is done
+                continue
+            if isinstance(item, _Refill):
+                self._refill_queued = False
+                with contextlib.suppress(OSError, WasmlabError):
+                    self._spares.refill()  # spares only save time: a full disk shows on the next run's own path
                 continue
             try:
                 self._discard(item)
@@ -1362,6 +1423,15 @@ def _refuse_detached_tty(options: RunOptions, detach: bool) -> None:
         raise TerminalRefused("a detached container gets no terminal in wasmlab (-d with -t)",
                               "keep it running with `wasmlab run -d --name NAME IMAGE sleep infinity`, "
                               "then `wasmlab exec -it NAME sh`")
+
+
+class _Refill:
+    """The cleaner's cue to make spare container folders."""
+
+
+_REFILL = _Refill()
+# Container folders made ahead (store/spares.py): beside containers/, which holds containers only (ps, df).
+SPARES = ".spare-containers"
 
 
 def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter) -> None:
