@@ -782,9 +782,9 @@ class Lab:
                 ahead = self._spares.claim(cdir)
                 if not ahead:
                     cdir.mkdir(parents=True)
-                (cdir / "meta.json").write_text(json.dumps({"id": cid, "name": name, "image": image,
-                                                            "command": [], "created": time.time(), "rm": rm,
-                                                            "detach": detach, "creating": True}))
+                _write_meta(cdir / "meta.json", {"id": cid, "name": name, "image": image, "command": [],
+                                                 "created": time.time(), "rm": rm, "detach": detach,
+                                                 "creating": True})
         try:
             def edit(config: dict[str, Any], root: RootLayers) -> None:
                 """The container's own changes to config.json, made before it is written (once)."""
@@ -812,7 +812,7 @@ class Lab:
                 meta["pod"] = _pod_slot.pod
             if not options.tty:  # a terminal's output is one stream of raw bytes, logged as it comes
                 meta["log"] = ctrlog.LOG_FORMAT
-            (cdir / "meta.json").write_text(json.dumps(meta))
+            _write_meta(cdir / "meta.json", meta)
             # A terminal's output goes to the log as it comes; other output is written as records (LogWriter).
             log_fd = (os.open(cdir / ctrlog.LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
                       if options.tty else -1)
@@ -1423,6 +1423,21 @@ def _refuse_detached_tty(options: RunOptions, detach: bool) -> None:
         raise TerminalRefused("a detached container gets no terminal in wasmlab (-d with -t)",
                               "keep it running with `wasmlab run -d --name NAME IMAGE sleep infinity`, "
                               "then `wasmlab exec -it NAME sh`")
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """meta.json, into the file a spare folder holds already when it does (or a new one). Truncated only when
+    it held more: ext4 flushes a file truncated to nothing when it is closed (auto_da_alloc)."""
+    data = json.dumps(meta).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 class _Refill:

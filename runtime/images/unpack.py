@@ -749,9 +749,12 @@ def _skeleton_ok(bundle: Path) -> bool:
 
 def _fill(path: Path, data: bytes) -> None:
     """Write DATA into a skeleton's empty file, in place (no new directory entry: the bundle is not in use yet,
-    and a failure removes it whole)."""
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    and a failure removes it whole). Not O_TRUNC: ext4 flushes a file truncated to nothing when it is closed
+    (auto_da_alloc), 25 us more per file here; the file must be empty instead."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
+        if os.fstat(fd).st_size:
+            raise ImageError(f"{path} is not empty", "make the container again")
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
