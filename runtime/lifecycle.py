@@ -497,16 +497,18 @@ class Runtime(Containers):
 
     def run(self, container_id: str, bundle: str, *, stdin: bytes | None = None,
             annotations: dict[str, str] | None = None, timeout: float | None = None,
-            keep: bool = False, stdio: tuple[int | None, int | None, int | None] | None = None) -> RunResult:
+            keep: bool = False, stdio: tuple[int | None, int | None, int | None] | None = None,
+            on_output: Callable[[int, bytes], None] | None = None) -> RunResult:
         """Create, start, wait for and delete a container; returns its output, exit code and timings.
 
         With stdio (stdin, stdout, stderr descriptors, which stay the caller's), the container writes there
-        instead, and the result carries no output."""
+        instead, and the result carries no output. With on_output, its output is handed to on_output(1 for
+        stdout or 2, bytes) as it comes, from the calling thread (no relay thread to start), and not kept."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
         zyg = self.zygote(self._pool_for(bundle, annotations))
         result: RunResult = zyg.run(container_id, bundle, stdin=stdin, annotations=annotations, timeout=timeout,
-                                    keep=keep, stdio=stdio)
+                                    keep=keep, stdio=stdio, on_output=on_output)
         if zyg.dead():
             self._settle(container_id)  # nobody else will delete it (or know when it is done)
         return result

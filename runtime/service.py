@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.pods.sandbox import PodSlot
     from wasmlab.runtime.store.ctrlog import LogEntry
     from wasmlab.runtime.store.history import History, RunRecord
+    from wasmlab.runtime.store.spares import SpareFolders
     from wasmlab.runtime.store.usage import DiskUsage
 
 NAME_ANNOTATION = "wasmlab.io/name"
@@ -164,8 +166,9 @@ class Lab:
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
         # `--rm` containers whose final events (exit, recorded) may come after their folder is gone: id -> name.
         self._finishing: dict[str, str] = {}
-        self._cleanup_queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self._cleanup_queue: queue.SimpleQueue[str | threading.Event | _Refill | None] = queue.SimpleQueue()
         self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
+        self._refill_queued = False                    # a refill of the spare container folders is queued
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
         self._forwarders: dict[str, subprocess.Popen[bytes]] = {}  # started here: reaped here
         self._streams: weakref.WeakSet[MetricsStream] = weakref.WeakSet()  # live metrics: closed with the Lab
@@ -225,6 +228,22 @@ class Lab:
             cached = (digest, self._images.sizes(image))
             self._sizes[image] = cached
         return cached[1]
+
+    @property
+    def _spares(self) -> SpareFolders:
+        """Container folders made ahead, when idle (see `_make_spare`): a run takes one by a rename."""
+        from wasmlab.runtime.store.spares import SpareFolders
+
+        return self._part("spares", lambda: SpareFolders(self.home / SPARES, self._make_spare, keep=2))
+
+    @staticmethod
+    def _make_spare(folder: Path) -> None:
+        """A container folder as `run` fills it (meta.json, the log, the bundle's folders and files), empty."""
+        from wasmlab.runtime.images.unpack import make_bundle_skeleton
+
+        make_bundle_skeleton(folder / "bundle")
+        for name in ("meta.json", ctrlog.LOG_NAME):
+            os.close(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
 
     @property
     def _history(self) -> History:
@@ -886,8 +905,13 @@ class Lab:
             anns[POD_ANNOTATION] = _pod_slot.pod
         cdir = self._dir(cid)
         self._containers_dir.mkdir(parents=True, exist_ok=True)
+        # A container folder made ahead (its bundle's folders and empty files) is taken by one rename; a name
+        # made from a fresh random id: nobody else can claim it.
+        ahead = False
         if not chosen:
-            cdir.mkdir()  # a name made from a fresh random id: nobody else can claim it
+            ahead = self._spares.claim(cdir)
+            if not ahead:
+                cdir.mkdir()
         else:
             with Lock(self._containers_dir.parent / ".container-names.lock"):
                 # Checked and claimed under one lock (the claim is a first meta.json): two runs with one --name
@@ -895,10 +919,12 @@ class Lab:
                 if any(m["name"] == name for m in self._all_meta()):
                     raise ContainerExists(f"the name {name!r} is in use",
                                           f"`wasmlab rm {name}` or pick another --name")
-                cdir.mkdir(parents=True)
-                (cdir / "meta.json").write_text(json.dumps({"id": cid, "name": name, "image": image,
-                                                            "command": [], "created": time.time(), "rm": rm,
-                                                            "detach": detach, "creating": True}))
+                ahead = self._spares.claim(cdir)
+                if not ahead:
+                    cdir.mkdir(parents=True)
+                _write_meta(cdir / "meta.json", {"id": cid, "name": name, "image": image, "command": [],
+                                                 "created": time.time(), "rm": rm, "detach": detach,
+                                                 "creating": True})
         try:
             def edit(config: dict[str, Any], root: RootLayers) -> None:
                 """The container's own changes to config.json, made before it is written (once)."""
@@ -918,7 +944,7 @@ class Lab:
             unpacked = self._images.prepare(image, cdir / "bundle", args=list(command) if command else None,
                                            env=_host_env(env or []), annotations=anns,
                                            entrypoint=list(entrypoint) if entrypoint is not None else None,
-                                           edit=edit)
+                                           edit=edit, ahead=ahead)
             meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
                     "rootfs": unpacked.root}
@@ -926,13 +952,14 @@ class Lab:
                 meta["pod"] = _pod_slot.pod
             if not options.tty:  # a terminal's output is one stream of raw bytes, logged as it comes
                 meta["log"] = ctrlog.LOG_FORMAT
-            (cdir / "meta.json").write_text(json.dumps(meta))
+            _write_meta(cdir / "meta.json", meta)
             # A terminal's output goes to the log as it comes; other output is written as records (LogWriter).
             log_fd = (os.open(cdir / ctrlog.LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
                       if options.tty else -1)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
+        failed = False
         try:
             with self._starting_container(cid) as started:
                 if detach:
@@ -974,11 +1001,17 @@ class Lab:
                     if sig_proxy and threading.current_thread() is threading.main_thread():
                         proxy.close()
         except WasmlabError:
+            failed = True
             self._discard(cid)
+            raise
+        except BaseException:
+            failed = True
             raise
         finally:
             if log_fd >= 0:
                 os.close(log_fd)
+            if not failed:  # after the run, off its path; a refused run leaves the home as it was
+                self._refill_later()
 
     # -- podman run's flags (RunOptions) -------------------------------------------------------------------------
     @staticmethod
@@ -1033,18 +1066,20 @@ class Lab:
         One `run` request to the runtime (create and start in one step; a Wasm init hands its result straight
         back), unless ports are published: their forwarder needs the created container's network namespace
         before the workload starts, so those go create, forward, start, wait."""
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sinks = stdio or (0, 1, 2)
         log = ctrlog.LogWriter(cdir, self._log_max)
         first = self._first_bytes[cid] = _FirstByte()
-        relay = threading.Thread(target=_relay_output, args=([(out_r, sinks[1], b"stdout"),
-                                                               (err_r, sinks[2], b"stderr")], log, first),
-                                 daemon=True)
-        relay.start()
-        ours = [out_w, err_w]
+        relay: threading.Thread | None = None
+        ours: list[int] = []
         try:
             if self._publishing.get(cid):
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                relay = threading.Thread(target=_relay_output, args=([(out_r, sinks[1], b"stdout"),
+                                                                       (err_r, sinks[2], b"stderr")], log, first),
+                                         daemon=True)
+                relay.start()
+                ours = [out_w, err_w]
                 try:
                     state = self._runtime.create(cid, str(cdir / "bundle"), stdin=sinks[0], stdout=out_w,
                                                  stderr=err_w)
@@ -1066,7 +1101,19 @@ class Lab:
                     on_created(cid)  # a signal before the container exists finds nothing, and is dropped
                 self._emit(ContainerCreated(cid, name, image))
                 started(name)
-                res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], out_w, err_w), keep=not rm)
+                streams = {1: (sinks[1], b"stdout"), 2: (sinks[2], b"stderr")}
+
+                def relay_piece(which: int, chunk: bytes) -> None:
+                    sink, stream = streams[which]
+                    if first.at is None and which == 1:
+                        first.at = time.perf_counter()
+                    with contextlib.suppress(OSError):
+                        os.write(sink, chunk)
+                    log.write(stream, chunk)
+
+                # The output is relayed by this thread while it waits for the exit: no thread to start and join.
+                res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], None, None), keep=not rm,
+                                        on_output=relay_piece)
                 result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
                                 memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
         except BaseException:
@@ -1075,7 +1122,8 @@ class Lab:
         finally:
             for fd in ours:
                 os.close(fd)
-            relay.join(5)
+            if relay is not None:
+                relay.join(5)
             first.done.set()
             log.close()
             self._release_ports(cid)
@@ -1092,15 +1140,29 @@ class Lab:
             while len(self._finishing) > 256:  # rows never recorded (no history) must not pile up
                 del self._finishing[next(iter(self._finishing))]
         self._removing.add(cid)
+        self._later(cid)
+
+    def _refill_later(self) -> None:
+        """Make the spare container folders a run takes (after the removals queued before: off the path)."""
+        if not self._refill_queued:
+            self._refill_queued = True
+            self._later(_REFILL)
+
+    def _later(self, item: str | _Refill) -> None:
         if self._cleaner is None:
             self._cleaner = threading.Thread(target=self._clean, name="wasmlab-rm", daemon=True)
             self._cleaner.start()
-        self._cleanup_queue.put(cid)
+        self._cleanup_queue.put(item)
 
     def _clean(self) -> None:
         while (item := self._cleanup_queue.get()) is not None:
             if isinstance(item, threading.Event):
                 item.set()  # settle(): everything queued before it is done
+                continue
+            if isinstance(item, _Refill):
+                self._refill_queued = False
+                with contextlib.suppress(OSError, WasmlabError):
+                    self._spares.refill()  # spares only save time: a full disk shows on the next run's own path
                 continue
             try:
                 self._discard(item)
@@ -1498,6 +1560,30 @@ class _FirstByte:
 
     at: float | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set once the relay has ended
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """meta.json, into the file a spare folder holds already when it does (or a new one). Truncated only when
+    it held more: ext4 flushes a file truncated to nothing when it is closed (auto_da_alloc)."""
+    data = json.dumps(meta).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+class _Refill:
+    """The cleaner's cue to make spare container folders."""
+
+
+_REFILL = _Refill()
+# Container folders made ahead (store/spares.py): beside containers/, which holds containers only (ps, df).
+SPARES = ".spare-containers"
 
 
 def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter, first: _FirstByte | None = None) -> None:

@@ -269,13 +269,14 @@ class Images:
     def prepare(self, name: str, bundle_dir: str | os.PathLike[str], args: Sequence[str] | None = None,
                 env: Sequence[str] | Mapping[str, str] | None = None,
                 annotations: Mapping[str, str] | None = None, *, entrypoint: Sequence[str] | None = None,
-                readonly: bool = False, edit: ConfigEdit | None = None) -> UnpackResult:
+                readonly: bool = False, edit: ConfigEdit | None = None, ahead: bool = False) -> UnpackResult:
         """A bundle for a container: its root an overlay of the image's snapshots (each layer unpacked once)
         and a private upper folder; a copy where overlayfs is not allowed (see `root_mode`). EDIT makes the
-        caller's changes to config.json before it is written, once."""
+        caller's changes to config.json before it is written, once. AHEAD: bundle_dir is an empty bundle
+        made ahead by `make_bundle_skeleton` (filled in place)."""
         with writing_into(bundle_dir):
             return prepare_bundle(self.store, name, bundle_dir, self.snapshots, args=args, entrypoint=entrypoint,
-                                  env=env, annotations=annotations, readonly=readonly, edit=edit)
+                                  env=env, annotations=annotations, readonly=readonly, edit=edit, ahead=ahead)
 
     def root_mode(self) -> str:
         """How container roots are made here: "overlay" (snapshots), or "copy" where overlayfs is not allowed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,24 +241,27 @@ class ZygoteClient:
 
     def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
             timeout: float | None, keep: bool = False,
-            stdio: tuple[int | None, int | None, int | None] | None = None) -> RunResult:
+            stdio: tuple[int | None, int | None, int | None] | None = None,
+            on_output: Callable[[int, bytes], None] | None = None) -> RunResult:
         """One request; output and, from a Wasm init, the result come through pipes drained meanwhile.
 
         A Wasm init writes its result to the caller directly: the zygote's reply (a hop through it and
         through this client's reader thread) is then only needed when setup failed or the init was native.
         With stdio, the container gets those descriptors (the caller's: it keeps and closes them) and its
-        output is not collected here.
+        output is not collected here. With on_output, its stdout and stderr are pipes drained here all the
+        same, each piece handed to on_output(1 or 2, bytes) as it comes, in the order read (stdin: stdio's,
+        if given); nothing is collected.
         """
         t0 = time.perf_counter_ns()
         res_r, res_w = os.pipe2(os.O_CLOEXEC)
         mine: list[int] = [res_w]      # closed once sent
         drained: list[int] = [res_r]   # read to their end here
-        if stdio is None:
+        in_w = -1
+        if stdio is None or on_output is not None:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            in_fd: int | None = None
-            in_w = -1
-            if stdin is not None:
+            in_fd: int | None = stdio[0] if stdio is not None else None
+            if stdin is not None and stdio is None:
                 in_fd, in_w = os.pipe2(os.O_CLOEXEC)
                 mine.append(in_fd)
             mine += [out_w, err_w]
@@ -272,15 +276,19 @@ class ZygoteClient:
         except BaseException:
             for fd in drained:
                 os.close(fd)
-            if stdio is None and in_w >= 0:
+            if in_w >= 0:
                 os.close(in_w)
             raise
         finally:
             for fd in mine:
                 os.close(fd)
-        if stdio is None and stdin is not None:
+        if in_w >= 0:
             threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
-        *outputs, result = _drain(*drained, died=self._pidfd)
+        try:
+            *outputs, result = _drain(*drained, died=self._pidfd, on_output=on_output)
+        except BaseException:
+            self._abandon(rid)  # its answer, when it comes, is nobody's
+            raise
         stdout, stderr = outputs if outputs else (b"", b"")
         with self._cond:
             self._exits.pop(cid, None)
@@ -384,16 +392,18 @@ def _feed(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-def _drain(*fds: int, died: int = -1) -> list[bytes]:
+def _drain(*fds: int, died: int = -1, on_output: Callable[[int, bytes], None] | None = None) -> list[bytes]:
     """Read each pipe to its end (all at once, so none fills up and stalls the writer); closes them.
 
     The last pipe carries a Wasm init's result. With died (the zygote's pidfd): once the zygote is gone and
     that pipe has closed empty (a native init, whose exit only the zygote could have seen), stop at once;
-    the container may run on, so its output is read and dropped by a thread instead of cut off."""
+    the container may run on, so its output is read and dropped by a thread instead of cut off. With
+    on_output, what the other pipes bring goes to on_output(1 + their index, bytes) instead of being kept."""
     bufs: dict[int, list[bytes]] = {fd: [] for fd in fds}
+    relayed = {fd: i + 1 for i, fd in enumerate(fds[:-1])} if on_output is not None else {}
     open_fds = set(fds)
     result_fd = fds[-1]
-    with selectors.DefaultSelector() as sel:
+    with selectors.DefaultSelector() as sel, _closing_on_error(open_fds):
         for fd in open_fds:
             sel.register(fd, selectors.EVENT_READ)
         if died >= 0:
@@ -409,13 +419,27 @@ def _drain(*fds: int, died: int = -1) -> list[bytes]:
                     gone = True
                     continue
                 chunk = os.read(key.fd, 65536)
-                if chunk:
+                if chunk and key.fd in relayed:
+                    on_output(relayed[key.fd], chunk)  # type: ignore[misc]  # relayed only with on_output
+                elif chunk:
                     bufs[key.fd].append(chunk)
                 else:
                     sel.unregister(key.fd)
                     open_fds.discard(key.fd)
                     os.close(key.fd)
     return [b"".join(bufs[fd]) for fd in fds]
+
+
+@contextlib.contextmanager
+def _closing_on_error(fds: set[int]) -> Iterator[None]:
+    """Close the pipes still open when the drain is cut short (on_output raised, or an interrupt)."""
+    try:
+        yield
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        fds.clear()
+        raise
 
 
 def _discard(fds: set[int]) -> None:
