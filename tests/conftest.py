@@ -29,6 +29,8 @@ _prefix = f"wasmlab/test-{os.getpid()}-"
 CGROUP_MARKER = (_inherited if _inherited.startswith(_prefix) else _prefix + secrets.token_hex(3)).split("/", 1)[1]
 CGROUP_PARENT = f"wasmlab/{CGROUP_MARKER}"
 os.environ["WASMLAB_CGROUP_PARENT"] = CGROUP_PARENT
+# `wasmlab run` leaves a warm helper behind by default (issue 16); the tests start one only where they say so.
+os.environ["WASMLAB_WARM"] = "0"
 
 
 def _cgroup_mounts() -> tuple[str, ...]:

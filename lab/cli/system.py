@@ -129,8 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json({"warm_helper": info})
         return 0
     if info is None:
-        print("warm helper: not running (`wasmlab system service` starts one; WASMLAB_WARM=SECONDS makes "
-              "`run` start it)")
+        print("warm helper: not running (the next `wasmlab run` starts one, unless WASMLAB_WARM=0; "
+              "`wasmlab system service` starts one now)")
         return 0
     print(f"warm helper: running, pid {info['pid']}, socket {info['socket']}, {info['served']} commands served, "
           f"{info['running']} running, idle {info['idle_for']:g} s of {info['idle']:g} s")

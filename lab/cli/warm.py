@@ -22,6 +22,7 @@ from typing import Any
 SOCKET_NAME = "warm.sock"
 STATUS_NAME = "warm.json"
 DEFAULT_IDLE = 300.0  # seconds a helper stays after its last command (`wasmlab system service --idle`)
+OFF = ("0", "off", "no", "false")  # WASMLAB_WARM values that keep `run` from starting a helper by itself
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH, signal.SIGUSR1,
              signal.SIGUSR2)
 MAX_LINE = 1 << 20
@@ -133,9 +134,9 @@ def run_quickly(argv: list[str]) -> int | None:
             sock.close()
         if code is not None:
             return code
-    idle = os.environ.get("WASMLAB_WARM")
-    if idle:
-        start_helper(home, run_root, idle=_seconds(idle), wait=False)
+    idle = os.environ.get("WASMLAB_WARM", "")
+    if idle.lower() not in OFF:  # the next `run` finds it warm; it leaves after DEFAULT_IDLE without a command
+        start_helper(home, run_root, idle=_seconds(idle) if idle else DEFAULT_IDLE, wait=False)
     prestart_zygote(home, run_root, argv)
     return None
 

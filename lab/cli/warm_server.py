@@ -315,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     helper.fresh_spare()
     if opts["--ready-fd"]:
         fd = int(opts["--ready-fd"])
-        os.write(fd, b"ready\n")
+        try:
+            os.write(fd, b"ready\n")
+        except BrokenPipeError:
+            pass  # the starter did not wait (`run` leaving a helper behind): nobody reads, and that is fine
         os.close(fd)
     try:
         helper.serve()

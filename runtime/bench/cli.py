@@ -50,6 +50,7 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
     home = base / "home"
     env = {k: v for k, v in os.environ.items() if k != "WASMLAB_WARM"}
     env["WASMLAB_HOME"] = str(home)
+    env["WASMLAB_WARM"] = "0"  # the cold runs must not start a helper of their own
     # The warm runs use a home of their own, whose helper stays up (the cold home has none): both interleave.
     warm_env = {**env, "WASMLAB_HOME": str(base / "warm-home")}
     podman = ["podman", "--root", str(base / "root"), "--runroot", str(base / "rr"), "--tmpdir", str(base / "tmp"),

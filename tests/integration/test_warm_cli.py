@@ -26,7 +26,7 @@ BUSYBOX = "wasmlab/busybox"
 
 def env_of(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "WASMLAB_WARM"}
-    return {**env, "WASMLAB_HOME": str(home), **extra}
+    return {**env, "WASMLAB_HOME": str(home), "WASMLAB_WARM": "0", **extra}  # helpers only where a test says
 
 
 def wl(home: Path, *args: str, cwd: Path | None = None, input: str | None = None,
@@ -286,3 +286,24 @@ def test_leak_checks_stop_the_helper_first_and_say_so(tmp_path: Path, monkeypatc
     check.assert_clean()
     wait_gone(pid)
     assert f"leak check: stopped the warm helper {pid} of {other} first" in capsys.readouterr().out
+
+
+def test_run_leaves_a_helper_by_itself_unless_told_not_to(home: Path) -> None:
+    """With WASMLAB_WARM unset (a user's default), the first `run` starts a helper and the next goes through it;
+    WASMLAB_WARM=0 keeps the cold path only."""
+    assert status(home) is None
+    r = wl(home, "run", "--rm", BUSYBOX, "true", extra={"WASMLAB_WARM": "0"})
+    assert r.returncode == 0 and status(home) is None, r.stderr
+    env = {k: v for k, v in env_of(home).items() if k != "WASMLAB_WARM"}
+    first = subprocess.run([WASMLAB, "run", "--rm", BUSYBOX, "echo", "cold"], env=env, capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert first.returncode == 0 and first.stdout == "cold\n", first.stderr
+    wait_until("the helper the first run started answers", lambda: status(home) is not None)
+    info = status(home)
+    assert info is not None
+    second = subprocess.run([WASMLAB, "run", "--rm", BUSYBOX, "echo", "warm"], env=env, capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert second.returncode == 0 and second.stdout == "warm\n", second.stderr
+    after = status(home)
+    assert after is not None and after["pid"] == info["pid"] and after["served"] == 1, after
+    stop(home)
