@@ -121,9 +121,11 @@ class NamespacesView(ResourceView):
 
     def open_cell(self, row: int, column: int) -> None:
         cell = self.cell_at(row, column)
-        if cell is None:
-            return
-        key, kind = cell
+        if cell is not None:
+            self.open_details(*cell)
+
+    def open_details(self, key: str, kind: str) -> None:
+        """The details of one cell: the namespace KIND of container KEY (or the container, for other columns)."""
         info = self.details.get(key)
         if info is None:
             return
