@@ -55,15 +55,18 @@ class WasmlabApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "wasmlab"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command", "Cmd", key_display=":"),
-        Binding("slash", "filter", "Filter", key_display="/", show=False),
+        Binding("q", "quit", "Quit", tooltip="quit (the containers keep running)"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
+        Binding("colon", "command", "Cmd", key_display=":",
+                tooltip="command mode, tab completes: :pods :images :ns :metrics :run IMAGE :build :play"),
+        Binding("slash", "filter", "Filter", key_display="/", show=False,
+                tooltip="filter the rows (enter keeps the filter, esc clears it)"),
         *(Binding(str(n), f"show_tab('{tab}')", label, show=False) for n, (tab, label, _) in enumerate(TABS, 1)),
-        Binding("r", "run_dialog", "Run", show=False),
-        Binding("b", "build", "Build"),
-        Binding("p", "play", "Play"),
-        Binding("escape", "back", "Back", show=False),
+        Binding("r", "run_dialog", "Run", show=False,
+                tooltip="run dialog: image, engine, annotations, command, env, memory, detach"),
+        Binding("b", "build", "Build", tooltip="build dialog: a Containerfile of assets/ or a path, tag, variant"),
+        Binding("p", "play", "Play", tooltip="play a pod: a preset of assets/pods or a YAML file"),
+        Binding("escape", "back", "Back", show=False, tooltip="go back: close a screen or a dialog"),
     ]
 
     def __init__(self, lab: Lab | None = None, *, refresh_interval: float = 2.0, offer_samples: bool = True) -> None:
@@ -275,7 +278,9 @@ class WasmlabApp(App[int]):
 
         sources: list[tuple[str, Any]] = [("anywhere", self.BINDINGS), ("tables", ResourceView.BINDINGS)]
         for tab, label, _ in TABS:
-            sources.append((label, getattr(type(self.views[tab]), "BINDINGS", [])))
+            own = getattr(type(self.views[tab]), "BINDINGS", [])
+            if own is not ResourceView.BINDINGS:
+                sources.append((label, own))
         sources += [("Pod", PodContainersView.BINDINGS), ("Logs", LogScreen.BINDINGS),
                     ("Confirm", ConfirmScreen.BINDINGS)]
         rows = binding_rows(sources)

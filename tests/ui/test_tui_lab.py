@@ -202,9 +202,9 @@ def test_mixed_pod_both_variants_and_the_namespace_matrix(samples_home: Path) ->
         # The namespace matrix: the sidecar shares the pod's net namespace (highlighted), and a cell opens details.
         await pilot.press("4")
         ns = app.namespaces_view
-        await wait_for(pilot, lambda: any(r[0] == "default/mixed-compat-smart/sidecar" for r in ns.rows()),
+        await wait_for(pilot, lambda: any(r[0] == "mixed-compat-smart/sidecar" for r in ns.rows()),
                        "the sidecar in the namespace matrix")
-        row = next(r for r in ns.rows() if r[0] == "default/mixed-compat-smart/sidecar")
+        row = next(r for r in ns.rows() if r[0] == "mixed-compat-smart/sidecar")
         assert row[3] == "pod"  # NET
         ns.open_details("default/mixed-compat-smart/sidecar", "net")
         from wasmlab.lab.tui.screens.describe import DescribeScreen

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 ABOUT = ("wasmlab runs WebAssembly modules as OCI containers beside Linux ones. Everything here is also a `wasmlab` "
          "command: build, images, run -d, ps -a, logs -f, inspect, stop, kill, rm -f, kube play, inspect-ns, history. "
@@ -32,7 +33,7 @@ def binding_rows(sources: Iterable[tuple[str, Iterable[BindingType]]]) -> list[t
                 continue
             for key in b.key.split(","):
                 single = Binding(key.strip(), b.action, b.description, key_display=b.key_display)
-                rows.setdefault((key_name(single), b.description or b.action), []).append(where)
+                rows.setdefault((key_name(single), b.tooltip or b.description or b.action), []).append(where)
     return [(key, ", ".join(dict.fromkeys(places)), what) for (key, what), places in rows.items()]
 
 
@@ -51,13 +52,19 @@ class HelpScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("[b]wasmlab[/b] keys", classes="screen-title")
         with VerticalScroll(classes="help"):
-            yield DataTable(cursor_type="none", zebra_stripes=True, classes="keys")
+            yield Static(self.table(), classes="keys")
             yield Static(ABOUT, classes="about")
         yield Footer()
 
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("KEY", "WHERE", "WHAT")
+    def table(self) -> Table:
+        """The keys as a table whose last column wraps (it fits 80 columns)."""
+        table = Table(box=None, expand=True, row_styles=["", "on #1c1c1c"], header_style="bold")
+        table.add_column("KEY", no_wrap=True, width=7)
+        table.add_column("WHERE", ratio=1)
+        table.add_column("WHAT", ratio=2)
         for key, where, what in self.rows:
             table.add_row(key, where, what)
-        table.focus()
+        return table
+
+    def on_mount(self) -> None:
+        self.query_one(".help", VerticalScroll).focus()

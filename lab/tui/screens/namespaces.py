@@ -43,7 +43,7 @@ class NamespacesView(ResourceView):
     """`wasmlab inspect-ns` for every pod, and each running container outside pods, as a matrix."""
 
     COLUMNS = (Column("CONTAINER", 22, 0), Column("ROLE", 9, 3), Column("HANDLER", 8, 2),
-               *(Column(t.upper(), 6, 1) for t in TYPES))
+               *(Column(t.upper(), 6, 1 if t in ("net", "ipc", "uts", "pid", "mnt") else 2) for t in TYPES))
     NOUN = "container"
     EMPTY = "nothing running: play a pod (screen 3, p) or run an image (screen 1, r)"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("d", "details", "Details")]
@@ -80,7 +80,7 @@ class NamespacesView(ResourceView):
             if not row["namespaces"]:
                 continue  # stopped: no process, no namespaces
             entries = {e["type"]: e for e in row["namespaces"]}
-            cells = [row["key"], row["role"], row["handler"]]
+            cells = [row["key"].removeprefix("default/"), row["role"], row["handler"]]
             for kind in TYPES:
                 e = entries.get(kind)
                 cells.append(SHOWN.get(e["shared"], e["shared"]) if e else "-")
