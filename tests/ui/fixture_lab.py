@@ -16,8 +16,8 @@ ISO = "2026-09-20T10:00:00Z"
 
 def image(n: int, names: list[str], variant: str, size: int) -> ImageSummary:
     os_, arch = ("wasi", "wasm") if variant else ("linux", "amd64")
-    return ImageSummary(names[0] if names else None, names, f"sha256:{n:02d}" + "ab" * 31, f"sha256:{n:02d}" + "cd" * 31,
-                        ISO, size, os_, arch, bool(variant), {}, {}, variant)
+    return ImageSummary(names[0] if names else None, names, f"sha256:{n:02d}" + "ab" * 31,
+                        f"sha256:{n:02d}" + "cd" * 31, ISO, size, os_, arch, bool(variant), {}, {}, variant)
 
 
 IMAGES = [
@@ -71,7 +71,8 @@ WEB_NS = [ns_row("", "web", "container", 4242, {"cgroup": "host", "user": "host"
 
 def history() -> list[RunRecord]:
     rows = []
-    figures = {"wasmtime": [11.8, 10.9, 11.2, 10.7, 11.0], "wasmer": [31.0, 29.5, 30.2, 29.9], "native": [35.1, 34.0, 34.6]}
+    figures = {"wasmtime": [11.8, 10.9, 11.2, 10.7, 11.0], "wasmer": [31.0, 29.5, 30.2, 29.9],
+               "native": [35.1, 34.0, 34.6]}
     seq = 0
     for handler, values in figures.items():
         for i, ms in enumerate(values):
