@@ -4,6 +4,7 @@ history), k9s keys, a `:` command mode, and every service call in a thread worke
 from __future__ import annotations
 
 import shlex
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,6 +47,7 @@ COMMANDS = [alias for _, _, aliases in TABS for alias in aliases] + ["run ", "bu
 # The Lab's events that change what each screen shows.
 RELOAD_CONTAINERS = (ContainerCreated, ContainerStarted, ContainerExited)
 RELOAD_IMAGES = (ImageBuilt, ImageRemoved)
+STARTS_AT_ONCE = 2  # run workers in Lab.run at once; the others wait (blocked, not competing for the GIL)
 DEBOUNCE = 0.2  # at most five reloads a second per screen, however many containers start
 
 
@@ -95,6 +97,7 @@ class WasmlabApp(App[int]):
                                       "metrics": self.metrics_view, "history": self.history_view}
         self._unsubscribe: Callable[[], Any] | None = None
         self._pending: set[str] = set()
+        self._starting = threading.BoundedSemaphore(STARTS_AT_ONCE)
         self.image_names: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -247,8 +250,8 @@ class WasmlabApp(App[int]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = self.views.get(event.pane.id or "")
         if view is not None:
-            view.reload()
             view.focus_table()
+            self.reload_soon(event.pane.id or "")  # after the switch is on screen: a key press shows at once
 
     # -- keys --------------------------------------------------------------------------------------------------
     @property
@@ -368,9 +371,10 @@ class WasmlabApp(App[int]):
         from wasmlab.runtime import RunOptions
 
         try:
-            run = self.lab.run(request.image, request.command or None, name=request.name, detach=True,
-                               annotations=request.annotations, env=request.env, engine=request.engine,
-                               options=RunOptions(memory=request.memory))
+            with self._starting:  # a few at a time: each start is Python work that holds the GIL
+                run = self.lab.run(request.image, request.command or None, name=request.name, detach=True,
+                                   annotations=request.annotations, env=request.env, engine=request.engine,
+                                   options=RunOptions(memory=request.memory))
         except Exception as exc:
             self.post_message(ActionFailed("run", request.image, *error_parts(exc)))
             return
