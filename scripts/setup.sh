@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # What the tests drive: the container tools of the interop tests, busybox for Linux bundles, libseccomp for
 # seccomp filters, and Debian's python3 (the rootless tests run wasmlab as `nobody`, who cannot enter /root).
-DEB_PACKAGES="podman buildah runc skopeo umoci containerd busybox-static docker-registry libseccomp2 python3 catatonit"
+# tmux and chromium: the TUI's real-terminal test and its browser test (`wasmlab serve`, Playwright).
+DEB_PACKAGES="podman buildah runc skopeo umoci containerd busybox-static docker-registry libseccomp2 python3 catatonit tmux chromium"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=""
   for p in $DEB_PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
