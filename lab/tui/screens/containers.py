@@ -45,13 +45,15 @@ class ContainersView(ResourceView):
     NOUN = "container"
     EMPTY = "select an image on screen 1 and press r to run it"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("l", "logs", "Logs"),
-        Binding("d", "describe", "Describe"),
-        Binding("y", "raw", "JSON", show=False),
-        Binding("s", "shell", "Shell", show=False),
-        Binding("x", "stop", "Stop"),
-        Binding("ctrl+k", "kill", "Kill", show=False),
-        Binding("ctrl+d", "delete", "Delete", show=False),
+        Binding("l", "logs", "Logs", tooltip="logs, followed while it runs (enter too)"),
+        Binding("d", "describe", "Describe",
+                tooltip="describe: status, exit, handler and why (explain steps), stderr tail"),
+        Binding("y", "raw", "JSON", show=False, tooltip="the container's raw JSON (inspect)"),
+        Binding("s", "shell", "Shell", show=False, tooltip="shell: exec -it sh, in a Linux container"),
+        Binding("x", "stop", "Stop", tooltip="stop: SIGTERM, then SIGKILL after 10 s"),
+        Binding("ctrl+k", "kill", "Kill", show=False, tooltip="kill: SIGKILL"),
+        Binding("ctrl+d", "delete", "Delete", show=False,
+                tooltip="delete, after a confirmation (a running one is killed)"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:

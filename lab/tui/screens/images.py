@@ -25,10 +25,10 @@ class ImagesView(ResourceView):
     NOUN = "image"
     EMPTY = "press b to build one, or : then samples to build the sample images"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "app.run_dialog", "Run"),
-        Binding("d", "describe", "Describe"),
-        Binding("y", "raw", "JSON", show=False),
-        Binding("ctrl+d", "delete", "Delete", show=False),
+        Binding("r", "app.run_dialog", "Run", tooltip="run dialog on the selected image"),
+        Binding("d", "describe", "Describe", tooltip="describe the image (enter too): names, annotations, layers"),
+        Binding("y", "raw", "JSON", show=False, tooltip="the image's raw JSON (inspect)"),
+        Binding("ctrl+d", "delete", "Delete", show=False, tooltip="delete the selected name, after a confirmation"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:

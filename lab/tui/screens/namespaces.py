@@ -46,7 +46,9 @@ class NamespacesView(ResourceView):
                *(Column(t.upper(), 6, 1 if t in ("net", "ipc", "uts", "pid", "mnt") else 2) for t in TYPES))
     NOUN = "container"
     EMPTY = "nothing running: play a pod (screen 3, p) or run an image (screen 1, r)"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("d", "details", "Details")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "details", "Details",
+                tooltip="the cell's namespace: inode, who shares it, the WASI view of a Wasm guest (enter too)")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)

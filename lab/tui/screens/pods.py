@@ -23,11 +23,11 @@ class PodsView(ResourceView):
     NOUN = "pod"
     EMPTY = "press p to play a preset (the mixed pod, the face-off, ...) or a YAML file"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("l", "logs", "Logs"),
-        Binding("d", "describe", "Describe"),
-        Binding("y", "raw", "JSON", show=False),
-        Binding("x", "stop", "Stop"),
-        Binding("ctrl+d", "stop", "Delete", show=False),
+        Binding("l", "logs", "Logs", tooltip="the pod's logs, every container's lines by time"),
+        Binding("d", "describe", "Describe", tooltip="describe the pod (enter drills into its containers)"),
+        Binding("y", "raw", "JSON", show=False, tooltip="the pod's raw JSON"),
+        Binding("x", "stop", "Stop", tooltip="stop and remove the pod, after a confirmation"),
+        Binding("ctrl+d", "stop", "Delete", show=False, tooltip="stop and remove the pod, after a confirmation"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:

@@ -61,8 +61,9 @@ class ResourceView(Vertical):
     NOUN: ClassVar[str] = "row"  # singular: the status line says "1 row", "2 rows" (present.plural)
     EMPTY: ClassVar[str] = ""    # what the status line says when there are no rows: the next step
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/", show=False),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("slash", "filter", "Filter", key_display="/", show=False,
+                tooltip="filter the rows (enter keeps the filter, esc clears it)"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="clear the filter"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
