@@ -215,3 +215,19 @@ def test_mixed_pod_both_variants_and_the_namespace_matrix(samples_home: Path) ->
 
     drive(app, scenario)
     assert_no_zygote_left()
+
+
+def test_the_issue_presets_are_offered() -> None:
+    """The play dialog's presets: hello-wasm, the mixed pod both ways, the containerd allowlist pitfall (played
+    with its own allowlist, as the file's comment says) and the handler face-off."""
+    from wasmlab.lab.tui import catalog
+
+    presets = {p.name: p for p in catalog.presets()}
+    assert {"hello-wasm", "mixed-compat", "mixed-compat-smart", "containerd-allowlist",
+            "handler-faceoff"} <= set(presets)
+    pitfall = presets["containerd-allowlist"]
+    assert (pitfall.propagation, pitfall.pod_annotations) == ("containerd", "module.wasm.image/variant.*")
+    assert presets["mixed-compat"].propagation == "crio"
+    recipes = catalog.recipes()
+    assert recipes[0].tag == "mywasm-image" and recipes[0].variant == "compat"
+    assert {r.variant for r in recipes} == {"compat", "compat-smart", "none"}
