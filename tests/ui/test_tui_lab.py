@@ -231,3 +231,37 @@ def test_the_issue_presets_are_offered() -> None:
     recipes = catalog.recipes()
     assert recipes[0].tag == "mywasm-image" and recipes[0].variant == "compat"
     assert {r.variant for r in recipes} == {"compat", "compat-smart", "none"}
+
+
+def test_handler_faceoff_preset(samples_home: Path) -> None:
+    """The face-off preset runs the same program on wasmtime, wasmer and natively, one pod each (its args used to
+    replace the image's CMD, leaving "200000" as the entrypoint)."""
+    need_root()
+    app = WasmlabApp(refresh_interval=3600, offer_samples=False)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        try:
+            await wait_for(pilot, lambda: app.images_view.loaded, "the images")
+            await pilot.press("p")
+            play(app, "handler-faceoff")
+            await pilot.pause()
+            await pilot.click("#play")
+            await wait_for(pilot, lambda: len(app.pods_view.rows()) == 3, "the three pods", 90)
+            assert {r[0]: r[3] for r in app.pods_view.rows()} == {
+                "faceoff/faceoff-wasmtime": "wasmtime", "faceoff/faceoff-wasmer": "wasmer",
+                "faceoff/faceoff-native": "native"}
+
+            def exits() -> set[int | None]:
+                return {c.exit_code for p in app.lab.pods() for c in p.containers if c.role == "container"}
+
+            for pod in ("faceoff-wasmtime", "faceoff-wasmer", "faceoff-native"):
+                info = await asyncio.to_thread(app.lab.pod_inspect, f"faceoff/{pod}")
+                cpu = info.container("cpu")
+                await asyncio.to_thread(app.lab.wait, cpu.id, 60)
+            assert await asyncio.to_thread(exits) == {0}
+        finally:
+            for pod in await asyncio.to_thread(app.lab.pods):
+                await asyncio.to_thread(app.lab.pod_rm, pod.identity, force=True)
+
+    drive(app, scenario)
+    assert_no_zygote_left()
