@@ -113,12 +113,21 @@ def test_run_on_both_engines_and_read_the_logs(samples_home: Path) -> None:
             assert isinstance(app.screen, RunScreen)
             app.screen.query_one("#engine", Select).value = engine
             app.screen.query_one("#name", Input).value = f"hello-{engine}"
+            app.screen.query_one("#memory", Input).value = "64m"
+            app.screen.query_one("#env", Input).value = "GREETING=hi"
             await pilot.click("#run")
         await pilot.press("2")
         rows = app.containers_view.rows
         for engine in ("wasmtime", "wasmer"):
             await wait_for(pilot, lambda e=engine: any(r[0] == f"hello-{e}" and r[4] == "0" and r[5] == e  # type: ignore[misc]
                                                         for r in rows()), f"the run on {engine}", 60)
+        # The dialog's memory limit and environment reached the container's config.
+        import json
+
+        details = await asyncio.to_thread(app.lab.inspect, "hello-wasmtime")
+        config = json.loads((Path(details.bundle) / "config.json").read_text())
+        assert config["linux"]["resources"]["memory"]["limit"] == 64 * 1024 * 1024
+        assert "GREETING=hi" in config["process"]["env"]
         # A failing run: a notification with the tail of its stderr.
         app.run_command("run localhost/wasmlab/trap:compat")
         await pilot.pause()
