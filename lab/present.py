@@ -62,3 +62,19 @@ def progress_line(p: Progress, *, width: int = 30) -> str:
     filled = int(width * fraction)
     amount = f"{size(p.done)}/{size(p.total)}" if p.unit == "bytes" else f"{p.done}/{p.total}"
     return f"[{'#' * filled}{'.' * (width - filled)}] {amount} {p.what}"
+
+
+# A run's three memory figures, named alike in every face (see RunRecord): never call the first "peak memory".
+INIT_RSS = "init RSS"        # max_rss_kb: the container's init process's own peak RSS (for Wasm, a Python process)
+CGROUP_PEAK = "cgroup peak"  # cgroup_peak_bytes: what the whole container cost the machine
+GUEST = "guest"              # guest_bytes: the cgroup peak minus the same engine's hello baseline
+
+
+def ms(value: float | None) -> str:
+    """A duration in ms as listings show it ("12.3"), or "-" when it is not known (a detached run's first byte)."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def maybe_size(n: int | None) -> str:
+    """size(n), or "-" when the figure is unknown (no cgroup, no baseline)."""
+    return "-" if n is None else size(n)

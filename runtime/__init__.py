@@ -9,7 +9,7 @@ from wasmlab.runtime.errors import WasmlabError
 __all__ = [
     "ContainerCreated", "ContainerDetails", "ContainerExited", "ContainerInfo", "ContainerStarted",
     "ContainerStatus", "ImageBuilt", "ImageDetails", "ImageRemoved", "ImageSummary", "Lab", "LabEvent", "LabRun",
-    "PlayResult", "PodContainer", "PodInfo",
+    "MetricSample", "MetricsStream", "MetricsTick", "PlayResult", "PodContainer", "PodInfo",
     "Progress", "RemoveResult", "RunOptions", "RunRecord", "RunRecorded", "RunResult", "Runtime", "WasmlabError",
     "__version__",
     "absolute_home_env",
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
     from wasmlab.runtime.images.service import ImageDetails, ImageSummary, RemoveResult
     from wasmlab.runtime.lifecycle import RunResult, Runtime
+    from wasmlab.runtime.metrics.stream import MetricSample, MetricsStream, MetricsTick
     from wasmlab.runtime.options import RunOptions
     from wasmlab.runtime.pods.play import PlayResult, PodContainer, PodInfo
     from wasmlab.runtime.progress import Progress
@@ -43,6 +44,7 @@ _HOMES = {
     "ContainerStatus": "status", "Progress": "progress", "RunOptions": "options",
     "ImageSummary": "images.service", "ImageDetails": "images.service", "RemoveResult": "images.service",
     "RunRecord": "store.history", "absolute_home_env": "store.home",
+    "MetricSample": "metrics.stream", "MetricsTick": "metrics.stream", "MetricsStream": "metrics.stream",
     "PlayResult": "pods.play", "PodInfo": "pods.play", "PodContainer": "pods.play",
     **{name: "events" for name in ("LabEvent", "ContainerCreated", "ContainerStarted", "ContainerExited",
                                    "RunRecorded", "ImageBuilt", "ImageRemoved")},

@@ -339,6 +339,12 @@ class Runtime(Containers):
         if self._subscribers:
             self._deliver(p.as_event(msg))
 
+    def enrich_records(self, enrich: Callable[[RunRecord], None] | None) -> None:
+        """Let ENRICH(row) add what only the caller knows to each run's row, on the recorder's thread (off every
+        caller's path), before it is written."""
+        if self._recorder is not None:
+            self._recorder.enrich = enrich
+
     def _recorded(self, row: RunRecord) -> None:
         if self._subscribers:
             self._deliver({"event": "recorded", "id": row.id, "seq": row.seq, "exit_code": row.exit_code,
@@ -359,6 +365,12 @@ class Runtime(Containers):
         found = self._recorder.collect(self.root)
         self._recorder.flush()
         return found
+
+    def flush_records(self) -> None:
+        """Wait until every run that has ended is in the history (its final figures arrived and were written)."""
+        if self._recorder is not None:
+            self._settle(None)
+            self._recorder.flush()
 
     def zygote(self, pool: str = "main") -> ZygoteClient:
         """The helper process for a pool of containers.
@@ -442,6 +454,7 @@ class Runtime(Containers):
     def close(self) -> None:
         if self._recorder is not None:
             self._settle(None)  # the final figures of every run that ended arrive before the answer
+            self._recorder.flush()  # while the zygotes still serve: enriching a row may run a baseline's hello
         with self._lock:
             for zyg in self._zygotes.values():
                 zyg.close()

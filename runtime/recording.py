@@ -6,6 +6,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wasmlab.runtime.store.history import History, RunRecord
@@ -20,13 +21,34 @@ def run_record(msg: p.ContainerReaped) -> RunRecord:
             timings[key] = float(msg.reports[key])
     rec = msg.exit
     lifetime = timings.get("lifetime_ms", 0.0)
+    cache = str(msg.reports.get("cache", ""))
+    start = None
+    if "run_start_ms" in timings and "ready" in timings:  # the init's own clock: ready, then the workload ran
+        start = max(0.0, timings["run_start_ms"] - timings["ready"])
     return RunRecord(
         id=msg.id, handler=msg.handler, exit_code=rec.exit_code, signal=rec.signal,
         started_at=(rec.finished_at or time.time()) - lifetime / 1e3,
         name=msg.annotations.get("wasmlab.io/name", ""), image=msg.annotations.get("wasmlab.io/image", ""),
         oom_killed=rec.oom_killed, create_ms=timings.get("create_ms", 0.0), total_ms=lifetime,
-        max_rss_kb=rec.max_rss_kb, cache=str(msg.reports.get("cache", "")), timings=timings,
-        memory=msg.memory | {"max_rss_kb": rec.max_rss_kb})
+        max_rss_kb=rec.max_rss_kb, cache=cache, timings=timings,
+        memory=msg.memory | {"max_rss_kb": rec.max_rss_kb} | _guest_memory(msg.reports),
+        start_ms=start, exit_ms=timings.get("exit_ms"), delete_ms=timings.get("delete_ms"),
+        cache_hit=CACHE_HITS.get(cache), cgroup_peak_bytes=msg.memory.get("peak") or None,
+        pod=msg.annotations.get(POD_ANNOTATION, ""), kernel=_UNAME.release,
+        machine=f"{_UNAME.machine} {_UNAME.nodename}")
+
+
+# Where a compiled module came from (the handlers' "cache" report): from a cache, or compiled for this run.
+CACHE_HITS = {"memory": True, "disk": True, "instance": True, "compiled": False}
+POD_ANNOTATION = "wasmlab.io/pod"
+BASELINE_ANNOTATION = "wasmlab.io/baseline"  # a run that measures an engine's hello baseline: not history
+_UNAME = os.uname()
+
+
+def _guest_memory(reports: dict[str, Any]) -> dict[str, int]:
+    """The guest's linear memory when it exited, where its engine reports it (wasmtime)."""
+    size = reports.get("memory_bytes_at_exit")
+    return {"wasm_memory_bytes": size} if isinstance(size, int) else {}
 
 
 class Recorder:
@@ -35,6 +57,8 @@ class Recorder:
     def __init__(self, history: History, on_recorded: Any = None) -> None:
         self.history = history
         self.on_recorded = on_recorded
+        # enrich(row) adds what only the caller knows (first byte, image sizes, the guest's share), on this thread.
+        self.enrich: Callable[[RunRecord], None] | None = None
         self._queue: queue.SimpleQueue[p.ContainerReaped | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -55,7 +79,14 @@ class Recorder:
             if msg is None:
                 return
             try:
+                if msg.annotations.get(BASELINE_ANNOTATION):
+                    continue
                 row = run_record(msg)
+                if self.enrich is not None:
+                    try:
+                        self.enrich(row)
+                    except Exception:
+                        pass  # a figure it could not add stays unknown; the row is still written
                 self.history.record(row)
                 if self.on_recorded is not None:
                     self.on_recorded(row)

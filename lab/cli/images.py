@@ -160,7 +160,8 @@ def register(sub: Any) -> None:
     ii.add_argument("names", nargs="+")
     ii.set_defaults(func=cmd_image_inspect)
     ipr = isub.add_parser("prune", help="remove dangling images and unused blobs")
-    ipr.add_argument("-a", "--all", action="store_true", help="keep unnamed images; remove unused blobs only")
+    ipr.add_argument("-a", "--all", action="store_true",
+                     help="as podman: remove every image no container was made from, named or not")
     ipr.set_defaults(func=cmd_prune)
     # podman spells these two ways: `images` / `image ls`, `rmi` / `image rm`, `tag` / `image tag`.
     for ls in (sub.add_parser("images", help="list images"), isub.add_parser("ls", help="list images")):

@@ -17,7 +17,8 @@ def kube_play(args: argparse.Namespace) -> int:
         return kube_down(args)
     with open_lab(args) as lab:
         res = lab.kube_play(args.file, propagation=args.propagation, pod_annotations=args.pod_annotations,
-                            engine=args.engine, allow_host_path=args.allow_host_path)
+                            engine=args.engine, allow_host_path=args.allow_host_path,
+                            sandbox_rule=args.sandbox_rule)
     for warning in res.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     if args.json:
@@ -114,6 +115,35 @@ def cmd_inspect_ns(args: argparse.Namespace) -> int:
                 cells.append("-")
         print(f"{r.pod or '-':<28}{r.container:<18}{r.pid or '-':<8}" + "".join(f"{c:<20}" for c in cells)
               + (r.cgroup or r.status))
+    for r in rows:
+        print(f"\n{r.pod + ' ' if r.pod else ''}{r.container} ({r.role}, {r.status})")
+        if r.processes:
+            print(f"  {'HOST PID':<10}{'POD PID':<9}COMMAND")
+            for p in r.processes:
+                print(f"  {p.host_pid:<10}{p.pod_pid:<9}{'  ' * p.depth}{p.command}")
+        for g in r.cgroups:
+            print(f"  cgroup {g.controllers or '(unified)'}: {g.path}")
+        if r.mounts:
+            print(f"  {len(r.mounts)} mounts (relative to its root):")
+            for m in r.mounts:
+                print(f"    {m.target:<28} {m.fstype:<10} {m.source}{'' if m.root == '/' else f' [{m.root}]'}"
+                      f" {m.options}")
+        w = r.wasi
+        if w is not None:
+            print(f"  WASI: engine {w.engine}, module {w.module}")
+            print(f"    argv: {' '.join(w.argv)}")
+            print(f"    env: {' '.join(w.env)}")
+            for pre in w.preopens:
+                print(f"    preopen {pre.guest:<12} {pre.mode} {pre.path} (host {pre.host})")
+            for mem in w.memories:
+                top = "no maximum" if mem.maximum_pages is None else f"maximum {mem.maximum_pages} pages"
+                print(f"    memory{' (imported)' if mem.imported else ''}: initial {mem.initial_pages} pages "
+                      f"({present.size(mem.initial_bytes)}), {top}")
+            if w.memory_at_exit_bytes is not None:
+                print(f"    memory at exit: {w.memory_at_exit_bytes // 65536} pages "
+                      f"({present.size(w.memory_at_exit_bytes)})")
+            if w.memory_note:
+                print(f"    ({w.memory_note})")
     return 0
 
 
@@ -122,6 +152,9 @@ def register_kube(verbs: Any, play: argparse.ArgumentParser) -> None:
     play.add_argument("--down", action="store_true", help="stop and remove the pods of FILE (as `kube down`)")
     play.add_argument("--engine", choices=("wasmtime", "wasmer"),
                       help="the Wasm engine of every pod (else each pod's wasmlab.io/engine annotation)")
+    play.add_argument("--sandbox-rule", choices=("on", "off"), default="on",
+                      help="off: the sandbox-rule-off scenario only (assets/pods/sandbox-rule-off.yaml): the infra "
+                           "container is not run natively, as without crun's rule")
     down = verbs.add_parser("down", help="stop and remove the pods of a Kubernetes YAML file")
     down.add_argument("file", metavar="FILE.yaml")
     down.set_defaults(func=kube_down)

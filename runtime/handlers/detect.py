@@ -14,6 +14,8 @@ VARIANT_ANNOTATION = "module.wasm.image/variant"
 ENGINE_ANNOTATION = "wasmlab.io/engine"
 CPU_TIME_ANNOTATION = "wasmlab.io/cpu-time-ms"
 SANDBOX_ANNOTATIONS = ("io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType")
+# Set by `kube play --sandbox-rule off` on a pod's infra container only: the sandbox rule is not applied.
+SANDBOX_RULE_ANNOTATION = "wasmlab.io/sandbox-rule"
 WASM_ENGINES = ("wasmtime", "wasmer")
 HANDLER_VALUES = ("wasm", "wasm-smart", *WASM_ENGINES)
 VARIANT_VALUES = ("compat", "compat-smart")
@@ -102,8 +104,11 @@ def decide(annotations: dict[str, str], entrypoint: str, head: bytes | None, *, 
         steps.append(f"=> {handler}")
         return Decision(handler, handler != "native", rule, ann, source, entrypoint, kind, steps)
 
+    rule_off = annotations.get(SANDBOX_RULE_ANNOTATION) == "off"
+    if rule_off:
+        steps.append(f"{SANDBOX_RULE_ANNOTATION}=off: the pod sandbox rule is switched off (a lab scenario)")
     for key in SANDBOX_ANNOTATIONS:
-        if annotations.get(key) == "sandbox":
+        if annotations.get(key) == "sandbox" and not rule_off:
             steps.append(f"{key}=sandbox: the pod sandbox (pause) container always runs natively")
             return done("native", "pod sandbox container", (key, "sandbox"))
 

@@ -252,6 +252,12 @@ class WasmtimeHandler:
                                   exit_code=EXIT_NO_START)
         workload.report("instantiate_ms", (time.perf_counter() - t0) * 1e3)
         status, _ = self._guest(interrupt, lambda: _call_start(store, start))
+        try:
+            memory = instance.exports(store).get("memory")
+            if isinstance(memory, wt.Memory):
+                workload.report("memory_bytes_at_exit", memory.data_len(store))  # inspect-ns shows it
+        except wt.WasmtimeError:
+            pass
         return 0 if status is None else status
 
     def _guest(self, interrupt: Interrupt, call: Any) -> tuple[int | None, Any]:

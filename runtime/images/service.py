@@ -172,6 +172,22 @@ class Images:
                             list(section.get("Env") or []), str(section.get("WorkingDir") or "/"),
                             str(section.get("User") or ""))
 
+    def sizes(self, name: str) -> tuple[int | None, int]:
+        """The image's size unpacked on disk (its layer snapshots, as `du`; None until a run has unpacked them)
+        and compressed (manifest, config and layers as stored and transferred)."""
+        from wasmlab.runtime.images.snapshots import chain_ids
+        from wasmlab.runtime.store.usage import allocated
+
+        image = self.store.resolve(name)
+        manifest = self.store.manifest(image)
+        config = self.store.config(manifest)
+        compressed = self._summary(image).size
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        folders = [self.snapshots.root / c.split(":", 1)[-1][:12] for c in chain_ids(diff_ids)]
+        if not folders or not all(f.is_dir() for f in folders):
+            return None, compressed
+        return allocated(folders), compressed
+
     def tag(self, source: str, target: str) -> ImageSummary:
         """Add the name TARGET to image SOURCE."""
         self.store.tag(source, target)

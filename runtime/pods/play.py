@@ -23,7 +23,7 @@ from wasmlab.runtime.errors import (
     UsageError,
     WasmlabError,
 )
-from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES
+from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, SANDBOX_RULE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.options import RunOptions
 from wasmlab.runtime.pods import sandbox
 from wasmlab.runtime.pods.plan import PlannedPod, PodPlan
@@ -200,11 +200,31 @@ def check_engine(engine: str | None) -> None:
         raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
 
 
+SCENARIO_ANNOTATION = "wasmlab.io/scenario"
+RULE_OFF_SCENARIO = "sandbox-rule-off"
+
+
+def check_sandbox_rule(plan: PodPlan, sandbox_rule: str) -> None:
+    """`--sandbox-rule off` is for its scenario only: every pod of the file must say so."""
+    if sandbox_rule == "on":
+        return
+    if sandbox_rule != "off":
+        raise UsageError(f"unknown --sandbox-rule {sandbox_rule!r}", "use on (the default) or off")
+    outside = [p.pod.identity for p in plan.pods if p.pod.annotations.get(SCENARIO_ANNOTATION) != RULE_OFF_SCENARIO]
+    if outside:
+        raise UsageError(f"--sandbox-rule off is a lab scenario, and pod {outside[0]} is not annotated for it",
+                         f"play assets/pods/sandbox-rule-off.yaml, or annotate the pod "
+                         f"{SCENARIO_ANNOTATION}: {RULE_OFF_SCENARIO}")
+
+
 def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
-         on_pod: Callable[[PodInfo], None] | None = None) -> list[PodInfo]:
+         on_pod: Callable[[PodInfo], None] | None = None, sandbox_rule: str = "on") -> list[PodInfo]:
     """Start every pod of the plan, one after the other. A pod that fails is rolled back, and so are the pods of
-    this file started before it: either the whole file plays, or nothing stays."""
+    this file started before it: either the whole file plays, or nothing stays. sandbox_rule "off" (its scenario
+    only) hands the infra container to the handler the pod's annotations choose, as a runtime without crun's
+    sandbox rule would."""
     check_engine(engine)
+    check_sandbox_rule(plan, sandbox_rule)
     for planned in plan.pods:
         folder = pod_dir(home, planned.pod.namespace, planned.pod.name)
         if (folder / POD_FILE).exists() or folder.exists():
@@ -216,7 +236,7 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
     started: list[PodInfo] = []
     try:
         for planned in plan.pods:
-            info = play_pod(host, home, planned, plan, engine=engine)
+            info = play_pod(host, home, planned, plan, engine=engine, sandbox_rule=sandbox_rule)
             started.append(info)
             if on_pod is not None:
                 on_pod(info)
@@ -228,7 +248,7 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
 
 
 def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
-             engine: str | None = None) -> PodInfo:
+             engine: str | None = None, sandbox_rule: str = "on") -> PodInfo:
     pod = planned.pod
     folder = pod_dir(home, pod.namespace, pod.name)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +272,22 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         infra_name = sandbox.container_name(pod.namespace, pod.name, sandbox.INFRA_NAME)
         infra_notes = {**planned.annotations.sandbox.annotations, **sandbox.SANDBOX_TYPE}
         infra_slot = sandbox.PodSlot(pod.identity, cgroup, hostname=pod.name.split(".")[0][:63])
-        infra = host.pod_start(ContainerRequest(
-            infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes, None, RunOptions(), infra_slot))
+        if sandbox_rule == "off":
+            infra_notes[SANDBOX_RULE_ANNOTATION] = "off"
+        try:
+            infra = host.pod_start(ContainerRequest(
+                infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes,
+                engine if sandbox_rule == "off" else None, RunOptions(), infra_slot))
+        except WasmlabError as exc:
+            if sandbox_rule != "off":
+                raise
+            raise PodStartFailed(
+                f"pod {pod.identity}: its infra container (pause) did not start: {exc.message}; with the sandbox "
+                "rule off, the pod's annotations sent the native pause binary to the Wasm handler, so the pod has "
+                "no sandbox and no network namespace, and none of its containers can join one",
+                "this is why crun runs a container annotated io.kubernetes.cri.container-type=sandbox natively "
+                "whatever its other annotations (reported from real clusters); play it without --sandbox-rule off"
+            ) from None
         made.append(infra)
         record["containers"].append(_entry(sandbox.INFRA_NAME, infra, infra_name, sandbox.PAUSE_IMAGE, "sandbox"))
         infra_pid = host.pod_view(infra).pid
@@ -263,37 +297,55 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         sandbox.loopback_up(infra_pid)
         record["infra_pid"] = infra_pid
         join = sandbox.joined(infra_pid, pod.share_process_namespace)
-        for c in pod.all_containers:
+
+        def request_of(c: Container) -> ContainerRequest:
             traced = planned.annotations.container(c.name)
             image_keys = frozenset(t.key for t in traced.traces if t.origin == "image")
             notes = dict(traced.annotations)
-            slot = sandbox.PodSlot(pod.identity, cgroup, join=join,
-                                   drop_annotations=image_keys - notes.keys())
-            lab_name = sandbox.container_name(pod.namespace, pod.name, c.name)
-            request = ContainerRequest(lab_name, c.image, list(c.args) or None, list(c.command) or None,
-                                       [f"{e.name}={e.value}" for e in c.env], notes, engine,
-                                       _options(c, volumes), slot)
+            slot = sandbox.PodSlot(pod.identity, cgroup, join=join, drop_annotations=image_keys - notes.keys())
+            return ContainerRequest(sandbox.container_name(pod.namespace, pod.name, c.name), c.image,
+                                    list(c.args) or None, list(c.command) or None,
+                                    [f"{e.name}={e.value}" for e in c.env], notes, engine, _options(c, volumes), slot)
+
+        def failed(c: Container, exc: WasmlabError) -> PodStartFailed:
+            traced = planned.annotations.container(c.name)
+            held = [t.key for t in traced.traces if t.origin == "pod" and not t.passed]
+            hint = exc.hint
+            if held and planned.annotations.warnings:
+                # containerd's allowlist held a pod annotation back: that is the cause to show.
+                hint = f"{', '.join(held)} never reached it: {planned.annotations.warnings[0]}"
+            return PodStartFailed(f"pod {pod.identity}: container {c.name} ({c.image}): {exc.message}", hint)
+
+        for c in pod.init_containers:
+            request = request_of(c)
             try:
                 cid = host.pod_start(request)
             except WasmlabError as exc:
-                held = [t.key for t in traced.traces if t.origin == "pod" and not t.passed]
-                hint = exc.hint
-                if held and planned.annotations.warnings:
-                    # containerd's allowlist held a pod annotation back: that is the cause to show.
-                    hint = f"{', '.join(held)} never reached it: {planned.annotations.warnings[0]}"
-                raise PodStartFailed(f"pod {pod.identity}: container {c.name} ({c.image}): {exc.message}",
-                                     hint) from None
+                raise failed(c, exc) from None
             made.append(cid)
-            record["containers"].append(_entry(c.name, cid, lab_name, c.image, "init" if c.init else "container"))
-            if c.init:
-                code = host.pod_wait(cid)
-                if code != 0:
-                    last = host.pod_last_line(cid)
-                    said = f": {last}" if last else ""
-                    raise PodInitFailed(
-                        f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
-                        "as in Kubernetes, the app containers start only after every init container exits 0: "
-                        "fix it and play the pod again")
+            record["containers"].append(_entry(c.name, cid, request.name, c.image, "init"))
+            code = host.pod_wait(cid)
+            if code != 0:
+                last = host.pod_last_line(cid)
+                said = f": {last}" if last else ""
+                raise PodInitFailed(
+                    f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
+                    "as in Kubernetes, the app containers start only after every init container exits 0: "
+                    "fix it and play the pod again")
+        # The app containers start side by side, as the kubelet starts them: each one's bundle is made while
+        # the zygote sets up another, so the pod is up in about the time of its slowest container.
+        apps = list(pod.containers)
+        requests = [request_of(c) for c in apps]
+        outcomes = _start_all(host, requests)
+        for c, request, outcome in zip(apps, requests, outcomes, strict=True):
+            if isinstance(outcome, str):
+                made.append(outcome)
+                record["containers"].append(_entry(c.name, outcome, request.name, c.image, "container"))
+        for c, outcome in zip(apps, outcomes, strict=True):
+            if isinstance(outcome, WasmlabError):
+                raise failed(c, outcome) from None
+            if isinstance(outcome, BaseException):
+                raise outcome
         _write_record(folder, record)
     except BaseException:
         for cid in reversed(made):
@@ -306,6 +358,28 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         _prune_namespace(folder.parent)
         raise
     return info_of(host, record)
+
+
+def _start_all(host: PodHost, requests: list[ContainerRequest]) -> list[str | BaseException]:
+    """Start every request, side by side (threads of this process: the zygote forks); each one's id or error."""
+    if len(requests) < 2:
+        out: list[str | BaseException] = []
+        for r in requests:
+            try:
+                out.append(host.pod_start(r))
+            except BaseException as exc:  # handed back to the caller, which rolls back
+                out.append(exc)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(r: ContainerRequest) -> str | BaseException:
+        try:
+            return host.pod_start(r)
+        except BaseException as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(len(requests), 4), thread_name_prefix="wasmlab-pod") as pool:
+        return list(pool.map(one, requests))
 
 
 def _entry(name: str, cid: str, lab_name: str, image: str, role: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,20 +30,51 @@ CREATE TABLE IF NOT EXISTS runs (
     max_rss_kb INTEGER,
     cache TEXT,
     timings TEXT,
-    memory TEXT
+    memory TEXT,
+    start_ms REAL,
+    first_byte_ms REAL,
+    exit_ms REAL,
+    delete_ms REAL,
+    cache_hit INTEGER,
+    cgroup_peak_bytes INTEGER,
+    guest_bytes INTEGER,
+    image_size_bytes INTEGER,
+    image_compressed_bytes INTEGER,
+    pod TEXT,
+    kernel TEXT,
+    machine TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
-# PRAGMA user_version: 0 is the first format (no signal column); each step brings a database one version on.
-VERSION = 1
-_MIGRATIONS = {0: "ALTER TABLE runs ADD COLUMN signal INTEGER"}
+# PRAGMA user_version: 0 is the first format (no signal column); 1 added the signal; 2 every run measured (the
+# timings of each step, the cgroup's peak apart from the init's RSS, the guest's share, the image's sizes, and
+# the pod, kernel and machine). Each step brings a database one version on.
+VERSION = 2
+_V2 = (("start_ms", "REAL"), ("first_byte_ms", "REAL"), ("exit_ms", "REAL"), ("delete_ms", "REAL"),
+       ("cache_hit", "INTEGER"), ("cgroup_peak_bytes", "INTEGER"), ("guest_bytes", "INTEGER"),
+       ("image_size_bytes", "INTEGER"), ("image_compressed_bytes", "INTEGER"), ("pod", "TEXT"), ("kernel", "TEXT"),
+       ("machine", "TEXT"))
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    0: ("ALTER TABLE runs ADD COLUMN signal INTEGER",),
+    1: tuple(f"ALTER TABLE runs ADD COLUMN {name} {kind}" for name, kind in _V2),
+}
 _COLUMNS = ("id, name, image, handler, started_at, exit_code, signal, oom_killed, create_ms, total_ms, max_rss_kb,"
-            " cache, timings, memory")
+            " cache, timings, memory, " + ", ".join(name for name, _ in _V2))
 
 
 @dataclass
 class RunRecord:
-    """One finished container run."""
+    """One finished container run. Three memory figures, never to be confused:
+
+    - ``max_rss_kb`` (also ``init_max_rss_kb``): the container's init process's own peak RSS (getrusage). For a
+      Wasm container that init is a Python process holding the engine: tens of MB even for hello.
+    - ``cgroup_peak_bytes``: the peak of the container's cgroup (v1 memory.max_usage_in_bytes, v2 memory.peak):
+      what the container cost the machine, shared pages charged to whoever touched them first.
+    - ``guest_bytes``: the cgroup peak minus the same engine's hello baseline: what the workload itself added.
+
+    Timings are milliseconds from the create request: ``create_ms`` (to ready), ``start_ms`` (ready to the
+    workload running), ``first_byte_ms`` (to the first byte on stdout; None when detached), ``exit_ms`` (to the
+    exit), ``delete_ms`` (how long the deletion took; None unless the runtime deleted it itself)."""
 
     id: str
     handler: str
@@ -59,6 +91,27 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
     seq: int = 0
+    start_ms: float | None = None
+    first_byte_ms: float | None = None
+    exit_ms: float | None = None
+    delete_ms: float | None = None
+    cache_hit: bool | None = None            # the compiled module came from a cache; None: no module (native)
+    cgroup_peak_bytes: int | None = None
+    guest_bytes: int | None = None
+    image_size_bytes: int | None = None      # the image unpacked on disk
+    image_compressed_bytes: int | None = None  # as stored and transferred (manifest, config, compressed layers)
+    pod: str = ""                            # namespace/name of its pod
+    kernel: str = ""                         # uname -r
+    machine: str = ""                        # uname -m and the host name
+
+    @property
+    def engine(self) -> str:
+        return self.handler
+
+    @property
+    def init_max_rss_kb(self) -> int:
+        """The init process's peak RSS in KiB (not the cgroup's peak: see cgroup_peak_bytes)."""
+        return self.max_rss_kb
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,11 +144,13 @@ class History:
         with self._lock:
             db = self._db()
             cur = db.execute(
-                f"INSERT INTO runs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO runs ({_COLUMNS}) VALUES ({','.join('?' * (14 + len(_V2)))})",
                 (rec.id, rec.name, rec.image, rec.handler, rec.started_at, rec.exit_code, rec.signal,
                  int(rec.oom_killed),
                  rec.create_ms, rec.total_ms, rec.max_rss_kb, rec.cache, json.dumps(rec.timings),
-                 json.dumps(rec.memory)))
+                 json.dumps(rec.memory), rec.start_ms, rec.first_byte_ms, rec.exit_ms, rec.delete_ms,
+                 None if rec.cache_hit is None else int(rec.cache_hit), rec.cgroup_peak_bytes, rec.guest_bytes,
+                 rec.image_size_bytes, rec.image_compressed_bytes, rec.pod, rec.kernel, rec.machine))
             db.commit()
             rec.seq = int(cur.lastrowid or 0)
             return rec.seq
@@ -113,16 +168,24 @@ class History:
             rows = db.execute(
                 f"SELECT seq, {_COLUMNS} FROM runs WHERE {' AND '.join(where)}"
                 f" ORDER BY seq {order} LIMIT ?", (*args, limit)).fetchall()
-        return [RunRecord(seq=r[0], id=r[1], name=r[2] or "", image=r[3] or "", handler=r[4] or "",
-                          started_at=r[5], exit_code=r[6], signal=r[7], oom_killed=bool(r[8]), create_ms=r[9] or 0.0,
-                          total_ms=r[10] or 0.0, max_rss_kb=r[11] or 0, cache=r[12] or "",
-                          timings=json.loads(r[13] or "{}"), memory=json.loads(r[14] or "{}")) for r in rows]
+        return [_row(r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _row(r: Sequence[Any]) -> RunRecord:
+    return RunRecord(seq=r[0], id=r[1], name=r[2] or "", image=r[3] or "", handler=r[4] or "",
+                     started_at=r[5], exit_code=r[6], signal=r[7], oom_killed=bool(r[8]), create_ms=r[9] or 0.0,
+                     total_ms=r[10] or 0.0, max_rss_kb=r[11] or 0, cache=r[12] or "",
+                     timings=json.loads(r[13] or "{}"), memory=json.loads(r[14] or "{}"),
+                     start_ms=r[15], first_byte_ms=r[16], exit_ms=r[17], delete_ms=r[18],
+                     cache_hit=None if r[19] is None else bool(r[19]), cgroup_peak_bytes=r[20], guest_bytes=r[21],
+                     image_size_bytes=r[22], image_compressed_bytes=r[23], pod=r[24] or "", kernel=r[25] or "",
+                     machine=r[26] or "")
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -135,8 +198,21 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                          f"up to {VERSION})", "upgrade wasmlab, or move that file away to start a new history")
     if not exists:
         conn.executescript(_SCHEMA)
-    else:
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+        conn.commit()
+        return
+    if version == VERSION:
+        return
+    # One transaction, taken before looking again: another process migrating at the same time waits, then finds
+    # the database current; a migration cut short leaves the old format whole.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         for step in range(version, VERSION):
-            conn.execute(_MIGRATIONS[step])
-    conn.execute(f"PRAGMA user_version = {VERSION}")
-    conn.commit()
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise

@@ -39,6 +39,7 @@ class _Live:
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
     settles: list[dict[str, int]] = field(default_factory=list)  # `settle` requests waiting on it (and others)
     logs: list[int] = field(default_factory=list)  # read ends of its stdout and stderr, relayed into its log
+    exit_memory: dict[str, int] = field(default_factory=dict)  # the cgroup's figures when the exit was reported
 
 
 class Zygote:
@@ -205,6 +206,9 @@ class Zygote:
                      run_rid=msg.rid if run else None, remove=run and msg.remove,  # type: ignore[union-attr]
                      events=msg.events, record=msg.record)
         live.logs = log_fds[0::2]
+        # The request's time on the monotonic clock every process shares: a caller's own figures (the first
+        # byte its relay read) are measured from it too.
+        live.timings["request_s"] = live.created_ns / 1e9 - live.timings.get("create_ms", 0.0) / 1e3
         self.live[launched.pid] = live
         self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
         if not run:
@@ -276,6 +280,8 @@ class Zygote:
         """Tell the caller the workload is over: a Wasm init says so itself, before the kernel's teardown
         of its namespaces and memory (a millisecond or more); others when they are reaped."""
         live.exited = True
+        # From the create request (create_ms of it passed before created_ns) to the exit being known.
+        live.timings["exit_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + live.timings.get("create_ms", 0.0)
         self._drain_logs(live)  # whoever hears of the exit finds every line in the log
         # The state says stopped from now on, so whoever hears of the exit and looks sees it stopped, never
         # running. A container about to be deleted needs that only when someone listens to events (a look
@@ -288,6 +294,9 @@ class Zygote:
         # One message for a `run`: the reply doubles as the exit event (the client publishes it).
         self.send(p.ContainerExited(live.id, rec, live.reports, live.timings, memory, rid=live.run_rid,
                                     state=live.state if live.run_rid is not None else None))
+        if not reaped and live.cgroup is not None and (live.record or live.events):
+            # After the answer: the cgroup's figures now, in case a delete removes it before the reap.
+            live.exit_memory = live.cgroup.memory()
 
     def _finish(self, pid: int, status: int, usage: Any) -> None:
         live = self.live.pop(pid, None)
@@ -309,6 +318,8 @@ class Zygote:
         rec = ExitRecord(exit_code=code, signal=sig, oom_killed=oom, finished_at=time.time(),
                          max_rss_kb=usage.ru_maxrss, user_ms=usage.ru_utime * 1e3, system_ms=usage.ru_stime * 1e3)
         memory = live.cgroup.memory() if live.cgroup else {}
+        if "peak" not in memory and live.exit_memory:
+            memory = live.exit_memory  # its cgroup went with a delete that came before the reap
         if not live.remove and os.path.isdir(live.sd.path):
             try:
                 live.sd.write_exit(rec)  # before the answer: whoever it wakes reads a stopped state
@@ -316,20 +327,25 @@ class Zygote:
                 pass  # deleted meanwhile
         if not live.exited:
             self._exited(live, rec, memory, reaped=True)
+        reaped: p.ContainerReaped | None = None
         if live.events or live.record:
             timings = dict(live.timings)
             timings["lifetime_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + timings.get("create_ms", 0.0)
             reaped = p.ContainerReaped(live.id, rec, memory, timings, live.reports, live.handler, live.annotations)
             if live.record and self.client_gone and not live.remove:
                 _leave(live.sd, reaped)  # its client exited (`run -d`): the next one records it
-            else:
-                self.send(reaped)
+                reaped = None
         if live.remove:
             # After the answer, off the caller's path; before this zygote reads its next request, so a new
             # container with the same id never meets the old one's folder or cgroup.
+            t_delete = time.perf_counter_ns()
             if live.cgroup is not None:
                 live.cgroup.remove()
             live.sd.remove()
+            if reaped is not None:
+                reaped.timings["delete_ms"] = (time.perf_counter_ns() - t_delete) / 1e6
+        if reaped is not None:
+            self.send(reaped)
         for token in live.settles:
             token["left"] -= 1
             if token["left"] == 0:

@@ -451,3 +451,24 @@ def test_kill_sends_podmans_default_and_a_named_signal_and_wait_says_the_exit(tm
     for argv in (["kill", "-s", "NOPE", "nosuch"], ["kill", "nosuch"], ["wait", "nosuch"]):
         r = wl(home, *argv)
         assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_image_prune_all_removes_named_images_no_container_uses_as_podman_does(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "seed", ".",
+              cwd=SEED).returncode == 0
+    assert wl(home, "tag", "seed", "other").returncode == 0
+    assert wl(home, "build", "--platform", "wasi/wasm", "-t", "spare", ".", cwd=SEED).returncode == 0
+    assert wl(home, "run", "--name", "user", "seed").returncode == 0  # stopped, not removed: still a user
+    r = wl(home, "image", "prune")
+    assert r.returncode == 0, r.stderr
+    names = sorted(n for i in json.loads(wl(home, "images", "--json").stdout) for n in i["names"])
+    assert names == ["localhost/other:latest", "localhost/seed:latest", "localhost/spare:latest"], \
+        "a plain prune keeps named images"
+    r = wl(home, "image", "prune", "-a")
+    assert r.returncode == 0 and r.stdout.startswith("Removed 1 image"), (r.stdout, r.stderr)
+    names = sorted(n for i in json.loads(wl(home, "images", "--json").stdout) for n in i["names"])
+    assert names == ["localhost/other:latest", "localhost/seed:latest"], "the image in use stays, with its names"
+    assert wl(home, "rm", "user").returncode == 0
+    assert wl(home, "image", "prune", "-a").returncode == 0
+    assert json.loads(wl(home, "images", "--json").stdout) == [], "with its last user gone, it goes too"

@@ -109,3 +109,66 @@ def test_an_unknown_exit_round_trips_as_none(tmp_path: Path) -> None:
     assert runs["u1"].exit_code is None and runs["u1"].signal is None
     assert (runs["k1"].exit_code, runs["k1"].signal, runs["k1"].oom_killed) == (137, 9, True)
     assert (runs["e1"].exit_code, runs["e1"].signal) == (137, None)  # proc_exit(137) is not a SIGKILL
+
+
+def test_a_version_1_database_keeps_its_rows_and_gains_every_measured_figure(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    _v0_database(db)
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE runs ADD COLUMN signal INTEGER")  # what version 1 was
+    conn.execute("UPDATE runs SET signal = 9 WHERE id = 'a2'")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    assert "cgroup_peak_bytes" not in _columns(db)
+    history = History(db)
+    try:
+        old = {r.id: r for r in history.recent()}
+        assert (old["a2"].exit_code, old["a2"].signal, old["a2"].max_rss_kb) == (137, 9, 4096)
+        assert old["a1"].memory == {"peak": 5} and old["a1"].timings == {"fork": 1.0}
+        # The figures version 1 did not have are unknown, not zero.
+        assert (old["a1"].cgroup_peak_bytes, old["a1"].guest_bytes, old["a1"].first_byte_ms, old["a1"].cache_hit,
+                old["a1"].image_size_bytes, old["a1"].pod, old["a1"].kernel) == (None, None, None, None, None, "", "")
+        new = RunRecord(id="n1", handler="wasmtime", exit_code=0, create_ms=6.0, start_ms=0.2, first_byte_ms=7.5,
+                        exit_ms=9.0, delete_ms=0.8, cache_hit=True, max_rss_kb=35000, cgroup_peak_bytes=3_900_000,
+                        guest_bytes=120_000, image_size_bytes=28_672, image_compressed_bytes=12_345,
+                        pod="default/web", kernel="6.18.44", machine="x86_64 lab1")
+        history.record(new)
+        [back] = history.recent(1)
+    finally:
+        history.close()
+    assert back == new
+    assert back.init_max_rss_kb == 35000 and back.engine == "wasmtime"
+    assert set(_columns(db)) >= {"signal", "start_ms", "first_byte_ms", "exit_ms", "delete_ms", "cache_hit",
+                                 "cgroup_peak_bytes", "guest_bytes", "image_size_bytes", "image_compressed_bytes",
+                                 "pod", "kernel", "machine"}
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION == 2
+    conn.close()
+
+
+def test_two_histories_opening_one_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:
+    import threading
+
+    db = tmp_path / "history.db"
+    _v0_database(db)
+    errors: list[BaseException] = []
+    go = threading.Barrier(4)
+
+    def open_it() -> None:
+        h = History(db)
+        try:
+            go.wait()
+            h.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            h.close()
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [r.id for r in History(db).recent()] == ["a2", "a1"]

@@ -1,0 +1,115 @@
+"""Chart data for every face: history rows and live stream ticks as plot-ready series (pure; no plotting library)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wasmlab.runtime import MetricsTick, RunRecord
+
+MIB = 1 << 20
+# Engines in the order every face lists them; others follow by name.
+ENGINE_ORDER = ("wasmtime", "wasmer", "native")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line (or set of bars) of a chart: its label, its points, and the unit of its ys."""
+
+    label: str                     # e.g. "wasmtime"
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    unit: str                      # "ms", "MiB", "%"
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+
+def _engine_key(engine: str) -> tuple[int, str]:
+    return (ENGINE_ORDER.index(engine) if engine in ENGINE_ORDER else len(ENGINE_ORDER), engine)
+
+
+def _oldest_first(records: Sequence[RunRecord]) -> list[RunRecord]:
+    return sorted(records, key=lambda r: (r.seq or 0, r.started_at))
+
+
+def startup_ms(record: RunRecord) -> float:
+    """A run's start-up: create (request to ready) plus start (to the workload running, where it is known)."""
+    start = getattr(record, "start_ms", None)
+    return float(record.create_ms or 0.0) + float(start or 0.0)
+
+
+def _by_engine(records: Sequence[RunRecord], value: Any, unit: str) -> list[Series]:
+    points: dict[str, tuple[list[float], list[float]]] = {}
+    for order, rec in enumerate(_oldest_first(records), start=1):
+        y = value(rec)
+        if y is None:
+            continue
+        xs, ys = points.setdefault(rec.handler or "unknown", ([], []))
+        xs.append(float(order))
+        ys.append(float(y))
+    return [Series(engine, tuple(xs), tuple(ys), unit)
+            for engine, (xs, ys) in sorted(points.items(), key=lambda kv: _engine_key(kv[0]))]
+
+
+def startup_by_engine(records: Sequence[RunRecord]) -> list[Series]:
+    """One series per engine: x is the run's place in the history (1 = the oldest given), y its start-up in ms."""
+    return _by_engine(records, startup_ms, "ms")
+
+
+def cgroup_peak_bytes(record: RunRecord) -> int | None:
+    """The run's cgroup memory peak (not the init's RSS), or None when it had no cgroup."""
+    peak = getattr(record, "cgroup_peak_bytes", None)
+    if peak is None:
+        peak = (record.memory or {}).get("peak")
+    return int(peak) if peak else None
+
+
+def footprint_by_engine(records: Sequence[RunRecord]) -> list[Series]:
+    """One series per engine: x is the run's place in the history, y its cgroup peak in MiB (runs without a
+    cgroup are left out: their init's RSS is another figure)."""
+    def peak_mib(rec: RunRecord) -> float | None:
+        peak = cgroup_peak_bytes(rec)
+        return None if peak is None else peak / MIB
+
+    return _by_engine(records, peak_mib, "MiB")
+
+
+def _live(ticks: Sequence[MetricsTick], value: Any, unit: str) -> list[Series]:
+    if not ticks:
+        return []
+    t0 = ticks[0].at
+    points: dict[str, tuple[str, list[float], list[float]]] = {}
+    for tick in ticks:
+        for s in tick.samples:
+            if s.kind != "container":
+                continue
+            _, xs, ys = points.setdefault(s.id, (s.name or s.id, [], []))
+            xs.append(round(tick.at - t0, 6))
+            ys.append(float(value(s)))
+    return [Series(label, tuple(xs), tuple(ys), unit) for label, xs, ys in points.values()]
+
+
+def live_cpu(ticks: Sequence[MetricsTick]) -> list[Series]:
+    """One series per container seen: x is seconds since the first tick, y its CPU % (100 = one core)."""
+    return _live(ticks, lambda s: s.cpu_percent, "%")
+
+
+def live_memory(ticks: Sequence[MetricsTick]) -> list[Series]:
+    """One series per container seen: x is seconds since the first tick, y its memory now in MiB."""
+    return _live(ticks, lambda s: s.memory_bytes / MIB, "MiB")
+
+
+def too_few(series: Sequence[Series], minimum: int = 3) -> str | None:
+    """A sentence to show instead of an axis when no series has MINIMUM points yet; None when there is enough."""
+    most = max((len(s.xs) for s in series), default=0)
+    if most >= minimum:
+        return None
+    have = "no points yet" if most == 0 else f"only {most} point{'s' if most != 1 else ''} so far"
+    return (f"Not enough data to chart: {have}, {minimum} needed. Run a few containers "
+            f"(e.g. `wasmlab run --rm wasmlab/hello:compat`) and look again.")
+
+
+# -- bench series (helper `bench`): bench_startup, bench_footprint, bench_scaling below ----------------------------
