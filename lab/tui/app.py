@@ -249,6 +249,7 @@ class WasmlabApp(App[int]):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = self.views.get(event.pane.id or "")
+        self.metrics_view.live(event.pane.id == "metrics")
         if view is not None:
             view.focus_table()
             self.reload_soon(event.pane.id or "")  # after the switch is on screen: a key press shows at once

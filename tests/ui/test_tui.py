@@ -110,7 +110,7 @@ def test_images_tabs_filter_help(home: Path) -> None:
         await pilot.press("5")
         await wait_for(pilot, lambda: app.metrics_view.loaded, "the charts to load")
         startup = app.metrics_view.query_one("#startup-chart", SeriesChart)
-        assert startup.has_class("-empty") and startup.reason == "no points yet"
+        assert startup.has_class("-empty") and "no points yet" in (startup.reason or "")  # no axis
         await pilot.click("#--content-tab-containers")  # the mouse works: a click on a tab opens it
         assert app.active_tab == "containers"
         await pilot.press("1")

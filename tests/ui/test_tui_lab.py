@@ -17,6 +17,7 @@ from wasmlab.lab.tui.screens.play import PlayScreen
 from wasmlab.lab.tui.screens.pods import PodContainersView, PodScreen
 from wasmlab.lab.tui.screens.run import RunScreen
 from wasmlab.lab.tui.screens.samples import SamplesScreen
+from wasmlab.lab.tui.widgets.chart import SeriesChart
 
 from tests.conftest import need_root
 from tests.ui.test_tui import assert_no_zygote_left, wait_for
@@ -142,6 +143,16 @@ def test_run_on_both_engines_and_read_the_logs(samples_home: Path) -> None:
         log = app.screen
         await wait_for(pilot, lambda: log.ended is not None and "hello" in log.text, "the logs")
         await pilot.press("escape")
+        # The Metrics screen: startup per engine from the history, and a running container in the live charts.
+        await asyncio.to_thread(app.lab.run, "localhost/wasmlab/loop:compat", name="ticker", detach=True)
+        await pilot.press("5")
+        metrics = app.metrics_view
+        startup = metrics.query_one("#startup-chart", SeriesChart)
+        await wait_for(pilot, lambda: {"wasmtime", "wasmer"} <= {s.label for s in startup.series}, "the startup chart")
+        cpu = metrics.query_one("#cpu-chart", SeriesChart)
+        await wait_for(pilot, lambda: "ticker" in {s.label for s in cpu.series}, "the live CPU chart", 30)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: metrics._stream is None, "the stream to stop off the Metrics screen")
         for info in await asyncio.to_thread(app.lab.ps, all=True):
             await asyncio.to_thread(app.lab.rm, info.id, force=True)
 

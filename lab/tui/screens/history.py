@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from wasmlab.lab import present
 from wasmlab.lab.tui.widgets.table import Column, ResourceView, ago, human_size
 
 if TYPE_CHECKING:
@@ -15,9 +16,11 @@ RECENT = 100
 class HistoryView(ResourceView):
     """`wasmlab history`, newest first."""
 
-    COLUMNS = (Column("WHEN", 8, 3), Column("NAME", 16, 0), Column("IMAGE", 22, 4), Column("HANDLER", 8, 1),
-               Column("EXIT", 4, 1), Column("CREATE ms", 9, 1), Column("TOTAL ms", 9, 2),
-               Column("MAX RSS", 8, 2), Column("CACHE", 6, 5))
+    # The same figures as `wasmlab history`, each memory figure under its own name (see present.INIT_RSS).
+    COLUMNS = (Column("WHEN", 7, 3), Column("NAME", 14, 0), Column("IMAGE", 22, 7), Column("ENGINE", 8, 1),
+               Column("EXIT", 4, 1), Column("CREATE", 7, 1), Column("1ST BYTE", 8, 4), Column("EXIT ms", 7, 5),
+               Column(present.CGROUP_PEAK.upper(), 11, 2), Column(present.GUEST.upper(), 8, 4),
+               Column(present.INIT_RSS.upper(), 8, 6), Column("CACHE", 6, 6))
     NOUN = "run"
     EMPTY = "no runs yet: select an image on screen 1 and press r"
 
@@ -26,7 +29,9 @@ class HistoryView(ResourceView):
 
     def show(self, data: Any) -> None:
         runs: list[RunRecord] = data
-        self.show_rows((str(r.seq), (ago(r.started_at), r.name or r.id, r.image, r.handler, str(r.exit_code),
-                                     f"{r.create_ms:.2f}", f"{r.total_ms:.2f}", human_size(r.max_rss_kb * 1024),
-                                     r.cache))
+        self.show_rows((str(r.seq), (ago(r.started_at), r.name or r.id, r.image, r.handler,
+                                     "-" if r.exit_code is None else str(r.exit_code), present.ms(r.create_ms),
+                                     present.ms(r.first_byte_ms), present.ms(r.exit_ms),
+                                     present.maybe_size(r.cgroup_peak_bytes), present.maybe_size(r.guest_bytes),
+                                     human_size(r.max_rss_kb * 1024), r.cache or "-"))
                        for r in runs)

@@ -12,18 +12,13 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Static
 from textual.worker import get_current_worker
 from wasmlab.lab.tui.messages import Loaded, LoadFailed, Ticked, error_parts
-from wasmlab.lab.tui.widgets.chart import SeriesChart, footprint_by_engine, startup_by_engine
+from wasmlab.lab.tui.widgets.chart import SeriesChart, footprint_by_engine, live_cpu, live_memory, startup_by_engine
 
 if TYPE_CHECKING:
     from wasmlab.runtime import Lab
 
 RECENT = 200
 LIVE_TICKS = 120  # 30 s at the stream's 0.25 s
-
-try:
-    from wasmlab.lab.series import live_cpu, live_memory  # type: ignore[import-not-found,unused-ignore]
-except ImportError:
-    live_cpu = live_memory = None
 
 
 class MetricsView(Vertical):
@@ -41,31 +36,48 @@ class MetricsView(Vertical):
         return lab
 
     def compose(self) -> ComposeResult:
-        hint = "Run images on both engines (screen 1, r) to compare them."
         with Grid(classes="charts"):
-            yield SeriesChart("startup (create) ms per engine, by run", empty_hint=hint, id="startup-chart")
-            yield SeriesChart("footprint MiB per engine, by run", empty_hint=hint, id="footprint-chart")
-            yield SeriesChart("live CPU % per container", empty_hint="Start a container to see it live.",
-                              id="cpu-chart")
-            yield SeriesChart("live memory MiB per container", empty_hint="Start a container to see it live.",
-                              id="memory-chart")
+            yield SeriesChart("startup ms per engine, by run", id="startup-chart")
+            yield SeriesChart("footprint (cgroup peak) MiB per engine, by run", id="footprint-chart")
+            yield SeriesChart("live CPU % per container", id="cpu-chart")
+            yield SeriesChart("live memory MiB per container", id="memory-chart")
         yield Static("loading...", classes="status-line")
 
     def on_mount(self) -> None:
         self.reload()
-        if hasattr(self.lab, "metrics") and live_cpu is not None:
-            try:
-                self._stream = self.lab.metrics(interval=0.5, callback=lambda tick: self.post_message(Ticked(tick)))
-            except Exception as exc:  # the live charts say why; the history ones still work
-                self.query_one("#cpu-chart", SeriesChart).empty_hint = error_parts(exc)[0]
-        else:
+        if not hasattr(self.lab, "metrics"):  # the snapshots' fixture lab has no stream
             for chart in ("#cpu-chart", "#memory-chart"):
-                self.query_one(chart, SeriesChart).empty_hint = "This lab has no live stream yet."
+                self.query_one(chart, SeriesChart).empty_hint = "This lab has no live stream."
 
     def on_unmount(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        self.live(False)
+
+    def live(self, on: bool) -> None:
+        """Follow the live stream while this screen is shown (it reads cgroup files every tick, so not always)."""
+        if on and self._stream is None and hasattr(self.lab, "metrics"):
+            self._stream = "starting"
+            self.start_stream()
+        elif not on and self._stream is not None:
+            stream, self._stream = self._stream, None
+            if stream != "starting":
+                stream.close()
+
+    @work(thread=True, exclusive=True, group="live")
+    def start_stream(self) -> None:
+        try:
+            stream = self.lab.metrics(interval=0.5, callback=self._ticked)
+        except Exception as exc:  # the live charts say why; the history ones still work
+            self.post_message(LoadFailed(*error_parts(exc)))
             self._stream = None
+            return
+        if self._stream == "starting":
+            self._stream = stream
+        else:
+            stream.close()  # the screen was left meanwhile
+
+    def _ticked(self, tick: Any) -> None:
+        """On the stream's thread: hand the tick to the loop."""
+        self.post_message(Ticked(tick))
 
     def focus_table(self) -> None:
         self.focus()
@@ -95,7 +107,7 @@ class MetricsView(Vertical):
     def on_ticked(self, message: Ticked) -> None:
         message.stop()
         self.ticks.append(message.tick)
-        if live_cpu is not None and live_memory is not None and self.is_attached:
+        if self.is_attached:
             self.query_one("#cpu-chart", SeriesChart).show(live_cpu(list(self.ticks)))
             self.query_one("#memory-chart", SeriesChart).show(live_memory(list(self.ticks)))
 

@@ -4,15 +4,11 @@ of the axis when there are too few points to mean anything."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
-
-if TYPE_CHECKING:
-    from wasmlab.runtime import RunRecord
 
 try:
     from textual_plotext import PlotextPlot
@@ -21,40 +17,10 @@ try:
 except ImportError:  # pragma: no cover - textual-plotext is in the lab extra
     HAVE_PLOTEXT = False
 
-try:  # the face-neutral series (issue 13); until they land, the same shapes from the history, here
-    from wasmlab.lab.series import (  # type: ignore[import-not-found,unused-ignore]
-        footprint_by_engine,
-        startup_by_engine,
-        too_few,
-    )
-except ImportError:
-    @dataclass(frozen=True)
-    class Series:
-        label: str
-        xs: tuple[float, ...]
-        ys: tuple[float, ...]
-        unit: str
+from wasmlab.lab.series import footprint_by_engine, live_cpu, live_memory, startup_by_engine, too_few
 
-    def _by_engine(records: Sequence[RunRecord], value: Any, unit: str) -> list[Series]:
-        grouped: dict[str, list[float]] = {}
-        for run in sorted(records, key=lambda r: r.seq):
-            grouped.setdefault(run.handler or "unknown", []).append(float(value(run)))
-        return [Series(k, tuple(float(i) for i in range(1, len(v) + 1)), tuple(v), unit) for k, v in grouped.items()]
-
-    def startup_by_engine(records: Sequence[RunRecord]) -> list[Series]:  # type: ignore[misc,unused-ignore]
-        return _by_engine(records, lambda r: r.create_ms or 0.0, "ms")
-
-    def footprint_by_engine(records: Sequence[RunRecord]) -> list[Series]:  # type: ignore[misc,unused-ignore]
-        return _by_engine(records, lambda r: (r.max_rss_kb or 0) / 1024, "MiB")
-
-    def too_few(series: Sequence[Any], minimum: int = 3) -> str | None:  # type: ignore[misc,unused-ignore]
-        most = max((len(s.xs) for s in series), default=0)
-        if most >= minimum:
-            return None
-        return (f"too few points to draw: {most} so far, {minimum} needed" if most else "no points yet")
-
-
-__all__ = ["HAVE_PLOTEXT", "SeriesChart", "footprint_by_engine", "startup_by_engine", "too_few"]
+__all__ = ["HAVE_PLOTEXT", "SeriesChart", "footprint_by_engine", "live_cpu", "live_memory", "startup_by_engine",
+           "too_few"]
 
 
 class SeriesChart(Vertical):
@@ -65,7 +31,8 @@ class SeriesChart(Vertical):
         self.title = title
         self.empty_hint = empty_hint
         self.series: list[Any] = []
-        self.reason: str | None = "no points yet"
+        self.reason: str | None = None
+        self.drawn = False
 
     def compose(self) -> ComposeResult:
         yield Static(self.title, classes="chart-title")
@@ -74,13 +41,14 @@ class SeriesChart(Vertical):
         yield Static(self._sentence(), classes="chart-empty")
 
     def _sentence(self) -> str:
-        return f"{self.reason}. {self.empty_hint}".strip() if self.reason else ""
+        return f"{self.empty_hint or self.reason}" if self.reason else ""
 
     def show(self, series: Sequence[Any]) -> None:
         series = list(series)
-        if series == self.series and self.is_mounted and self.reason != "no points yet":
+        if series == self.series and self.drawn:
             return
         self.series = series
+        self.drawn = True
         self.reason = too_few(series) if HAVE_PLOTEXT else "textual-plotext is not installed"
         self.set_class(self.reason is not None, "-empty")
         self.query_one(".chart-empty", Static).update(self._sentence())
