@@ -7,16 +7,28 @@ from typing import TYPE_CHECKING, Any
 from wasmlab.runtime.errors import WasmlabError
 
 __all__ = [
+    "BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench", "compare_bench_table", "load_bench",
+    "run_bench",
     "ContainerCreated", "ContainerDetails", "ContainerExited", "ContainerInfo", "ContainerStarted",
     "ContainerStatus", "ImageBuilt", "ImageDetails", "ImageRemoved", "ImageSummary", "Lab", "LabEvent", "LabRun",
     "MetricSample", "MetricsStream", "MetricsTick", "PlayResult", "PodContainer", "PodInfo",
     "Progress", "RemoveResult", "RunOptions", "RunRecord", "RunRecorded", "RunResult", "Runtime", "WasmlabError",
     "__version__",
-    "absolute_home_env",
+    "absolute_home_env", "drop_spare_zygotes", "lab_home", "open_home", "prestart_zygote", "runtime_root",
 ]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from wasmlab.runtime.bench import (
+        BenchOptions,
+        Change,
+        bench_markdown,
+        bench_table,
+        compare_bench,
+        compare_bench_table,
+        load_bench,
+        run_bench,
+    )
     from wasmlab.runtime.events import (
         ContainerCreated,
         ContainerExited,
@@ -35,7 +47,9 @@ if TYPE_CHECKING:
     from wasmlab.runtime.service import ContainerDetails, ContainerInfo, Lab, LabRun
     from wasmlab.runtime.status import ContainerStatus
     from wasmlab.runtime.store.history import RunRecord
-    from wasmlab.runtime.store.home import absolute_home_env
+    from wasmlab.runtime.store.home import absolute_home_env, lab_home, runtime_root
+    from wasmlab.runtime.store.migrate import open_home
+    from wasmlab.runtime.zygote.client import drop_spare_zygotes, prestart_zygote
 
 # Where each public name lives; imported on first use, so `wasmlab-oci --version` and light imports stay fast.
 _HOMES = {
@@ -44,7 +58,12 @@ _HOMES = {
     "ContainerStatus": "status", "Progress": "progress", "RunOptions": "options",
     "ImageSummary": "images.service", "ImageDetails": "images.service", "RemoveResult": "images.service",
     "RunRecord": "store.history", "absolute_home_env": "store.home",
+    **{name: "bench" for name in ("BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench",
+                                  "compare_bench_table", "load_bench", "run_bench")},
     "MetricSample": "metrics.stream", "MetricsTick": "metrics.stream", "MetricsStream": "metrics.stream",
+    # The command line's quick start (issue 16): where a home's runtime folder is, and a zygote started early.
+    "lab_home": "store.home", "runtime_root": "store.home", "open_home": "store.migrate",
+    "prestart_zygote": "zygote.client", "drop_spare_zygotes": "zygote.client",
     "PlayResult": "pods.play", "PodInfo": "pods.play", "PodContainer": "pods.play",
     **{name: "events" for name in ("LabEvent", "ContainerCreated", "ContainerStarted", "ContainerExited",
                                    "RunRecorded", "ImageBuilt", "ImageRemoved")},

@@ -122,4 +122,7 @@ def rootless_support() -> list[str]:
         "logs --tail/--since/-t/-f and the log size cap: work (files in the lab home)",
         "ps --format, -q on ps/images/run/rm/rmi/pull/build: work",
         "system df: works; system reset: works on the user's own lab home",
+        "kube play (pods, and so their restarts by the pod keeper): refused in one line (bringing the pod's "
+        "loopback up joins its network namespace, which needs root here); as root each pod with restartPolicy "
+        "Always/OnFailure gets a pod keeper",
     ]

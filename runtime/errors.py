@@ -242,3 +242,9 @@ class PodInitFailed(PodStartFailed):
     """An init container exited non-zero: the pod stops there, as in Kubernetes (and is rolled back)."""
 
     kind = "pod-init"
+
+
+class BenchFailed(WasmlabError):
+    """A bench scenario's container did not run as it must (a wrong exit): its figures would mean nothing."""
+
+    kind = "bench"

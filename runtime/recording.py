@@ -98,7 +98,11 @@ class Recorder:
                     self._idle.notify_all()
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every row taken so far is written."""
+        """Wait until every row taken so far is written. On the recorder's own thread (a RunRecorded subscriber
+        reading the history) there is nothing to wait for: the rows before are written, and waiting for the
+        current one would hold this thread for the whole timeout."""
+        if threading.current_thread() is self._thread:
+            return
         with self._lock:
             self._idle.wait_for(lambda: self._pending == 0, timeout)
 

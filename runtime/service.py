@@ -162,6 +162,8 @@ class Lab:
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
+        # `--rm` containers whose final events (exit, recorded) may come after their folder is gone: id -> name.
+        self._finishing: dict[str, str] = {}
         self._cleanup_queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
         self._cleaner: threading.Thread | None = None  # one worker for every removal after the answer
         self._publishing: dict[str, list[PortMapping]] = {}  # -p of runs being created
@@ -293,9 +295,12 @@ class Lab:
             return  # "created" is sent by the Lab itself, in order with "started"
         with self._events_lock:
             held = self._starting.get(cid)
-            if held is None and not self._dir(cid).is_dir():
+            finishing = self._finishing.get(cid)
+            if held is None and finishing is None and not self._dir(cid).is_dir():
                 return
-            name = self._name_of(cid)
+            name = finishing if finishing is not None else self._name_of(cid)
+            if kind == "recorded":
+                self._finishing.pop(cid, None)  # its last event
             event: LabEvent
             if kind == "exit":
                 rec = raw.get("exit") or {}
@@ -541,10 +546,15 @@ class Lab:
         from wasmlab.runtime.store.usage import allocated, empty_folder, mounts_under
 
         before = allocated([self.home])
+        from wasmlab.runtime.pods import keeper
         from wasmlab.runtime.pods.play import all_records
         from wasmlab.runtime.pods.sandbox import remove_cgroup
 
-        pod_cgroups = [str(r.get("cgroup") or "") for r in all_records(self.home)]
+        records = all_records(self.home)
+        for record in records:
+            keeper.end(record.get("keeper"))  # before the containers: no restart races their removal
+        keeper.end_all(self.home)  # any other (a pod whose record is gone)
+        pod_cgroups = [str(r.get("cgroup") or "") for r in records]
         for m in self._all_meta():
             self._discard(m["id"])
         for rel in filter(None, pod_cgroups):
@@ -589,10 +599,13 @@ class Lab:
         Annotations reach the containers as CRI-O or containerd would pass them (see pod_plan). Either every pod
         of the file starts, or nothing stays (processes, mounts, cgroups, namespaces, folders).
         sandbox_rule="off" is the sandbox-rule-off scenario's setting (refused for pods not annotated
-        wasmlab.io/scenario: sandbox-rule-off): the infra container loses crun's rule that runs it natively."""
-        from wasmlab.runtime.pods.play import PlayResult, check_engine, check_sandbox_rule, play
+        wasmlab.io/scenario: sandbox-rule-off): the infra container loses crun's rule that runs it natively.
+        Each pod with restartPolicy Always or OnFailure gets a pod keeper, which restarts its containers."""
+        from wasmlab.runtime.pods.keeper import backoff_base
+        from wasmlab.runtime.pods.play import KeeperSettings, PlayResult, check_engine, check_sandbox_rule, play
 
         check_engine(engine)
+        keeping = KeeperSettings(backoff_base(), self._default_engine, self._log_max)  # a bad setting: one line
         plan = self.pod_plan(file, propagation=propagation, pod_annotations=pod_annotations,
                              allow_host_path=allow_host_path)
         check_sandbox_rule(plan, sandbox_rule)
@@ -600,12 +613,8 @@ class Lab:
         if sandbox_rule == "off":
             warnings.append("--sandbox-rule off (a lab scenario): each pod's infra container gets the pod's "
                             "annotations without the rule that runs it natively")
-        restarting = [p.pod.identity for p in plan.pods if p.pod.restart_policy != "Never"]
-        if restarting:
-            warnings.append(f"restartPolicy Always/OnFailure is not applied yet: the containers of "
-                            f"{', '.join(restarting)} are not restarted when they exit (write restartPolicy: Never "
-                            "to say so)")
-        return PlayResult(play(self, self.home, plan, engine=engine, sandbox_rule=sandbox_rule), warnings)
+        return PlayResult(play(self, self.home, plan, engine=engine, sandbox_rule=sandbox_rule, keeping=keeping),
+                          warnings)
 
     def kube_down(self, file: str | os.PathLike[str]) -> list[PodInfo]:
         """`podman kube down`: stop and remove the pods FILE describes (those that are played)."""
@@ -625,14 +634,14 @@ class Lab:
         """`podman pod ps`: every played pod, with its state and containers."""
         from wasmlab.runtime.pods.play import all_records, info_of
 
-        return [info_of(self, r) for r in all_records(self.home)]
+        return [info_of(self, self.home, r) for r in all_records(self.home)]
 
     def pod_inspect(self, name: str, *, namespace: str | None = None) -> PodInfo:
         """One pod, by NAME (in NAMESPACE, default "default") or NAMESPACE/NAME."""
         from wasmlab.runtime.pods.play import info_of, load_record, split_identity
 
         ns, pod = split_identity(name, namespace)
-        return info_of(self, load_record(self.home, ns, pod))
+        return info_of(self, self.home, load_record(self.home, ns, pod))
 
     def pod_rm(self, name: str, *, namespace: str | None = None, force: bool = False) -> PodInfo:
         """`podman pod rm [-f]`: remove a pod, its containers, its cgroup parent and its emptyDir volumes."""
@@ -1071,12 +1080,17 @@ class Lab:
             log.close()
             self._release_ports(cid)
         if rm:
-            self._discard_later(cid)
+            self._discard_later(cid, name)
         return result
 
-    def _discard_later(self, cid: str) -> None:
+    def _discard_later(self, cid: str, name: str) -> None:
         """Remove a `--rm` container after the answer, off the caller's path (removing folders takes longer
-        than running hello.wasm). This lab no longer shows it; close() waits until it is gone."""
+        than running hello.wasm). This lab no longer shows it; close() waits until it is gone. Its RunRecorded
+        still goes out when its row is written, folder or not."""
+        with self._events_lock:
+            self._finishing[cid] = name
+            while len(self._finishing) > 256:  # rows never recorded (no history) must not pile up
+                del self._finishing[next(iter(self._finishing))]
         self._removing.add(cid)
         if self._cleaner is None:
             self._cleaner = threading.Thread(target=self._clean, name="wasmlab-rm", daemon=True)
@@ -1192,35 +1206,14 @@ class Lab:
         mappings = self._publishing.pop(cid, None)
         if not mappings:
             return
-        import sys
-
-        from wasmlab.runtime.linux.portforward import listen
+        from wasmlab.runtime.linux import portforward
         from wasmlab.runtime.store.state import proc_start_time
 
         pid = int(self._runtime.state(cid).get("pid") or 0)
-        socks = []
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            for m in mappings:
-                socks.append(listen(m))
-            argv = [sys.executable, "-m", "wasmlab.runtime.linux.portforward", "--pid", str(pid),
-                    "--start", str(proc_start_time(pid) or 0), "--ready", str(ready_w)]
-            for sock, m in zip(socks, mappings, strict=True):
-                argv += ["--listen", f"{sock.fileno()}:{m.container_port}"]
-            proc = subprocess.Popen(argv, pass_fds=[ready_w, *(s.fileno() for s in socks)], start_new_session=True,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    close_fds=True)
-        except BaseException:
-            os.close(ready_r)
-            raise
-        finally:
-            os.close(ready_w)
-            for sock in socks:
-                sock.close()
+        proc, ready_r = portforward.spawn(pid, mappings)
         self._forwarders[cid] = proc
         try:
-            with os.fdopen(ready_r, "rb") as fh:
-                answer = fh.read().decode(errors="replace").strip()  # one line, then EOF (or EOF if it died)
+            answer = portforward.answer(ready_r)
         finally:
             meta = self._meta(cid)
             meta["ports"] = [str(m) for m in mappings]

@@ -288,6 +288,18 @@ def _is_zygote(pid: int) -> bool:
         return False
 
 
+def stop_warm_helper() -> None:
+    """A warm helper (`wasmlab system service`, or WASMLAB_WARM) of the test's lab home stays up by design:
+    stopped before a check that nothing was left behind, and said."""
+    if not os.environ.get("WASMLAB_HOME"):
+        return
+    from wasmlab.lab.cli import warm
+
+    paths = warm.lab_paths()
+    if paths is not None and (pid := warm.stop(paths[1])) is not None:
+        print(f"leak check: stopped the warm helper {pid} of {paths[0]} first")
+
+
 class LeakCheck:
     def __init__(self) -> None:
         self.mounts = _mounts()
@@ -297,6 +309,7 @@ class LeakCheck:
     def assert_clean(self) -> None:
         import time
 
+        stop_warm_helper()
         # The zygote answers `run` before it reaps and cleans up (off the caller's path): give that a
         # moment, then everything must be back as it was.
         deadline = time.monotonic() + 3

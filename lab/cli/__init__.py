@@ -2,33 +2,62 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from wasmlab.lab.cli import containers, images, pod, pods, system
-from wasmlab.lab.cli.common import VerbParser
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
-# The order of `wasmlab --help`: the verbs of the seed first.
-VERB_GROUPS = (images, containers, pods, pod, system)
+if TYPE_CHECKING:
+    import argparse
+
+# This module is imported by every `wasmlab` before anything else: it imports only what `run` needs first
+# (issue 16). The verb groups, argparse and the Lab come after the zygote was started (cold) or not at all
+# (through the warm helper).
 
 
 def parser() -> argparse.ArgumentParser:
+    from wasmlab.lab.cli import bench, containers, images, pod, pods, system
+    from wasmlab.lab.cli.common import VerbParser
+
+    # The order of `wasmlab --help`: the verbs of the seed first.
+    verb_groups = (images, containers, pods, pod, system, bench)
     p = VerbParser(prog="wasmlab", description="Run WebAssembly and Linux containers side by side. "
                    "With no command, opens the terminal UI.")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     p.add_argument("--version", action="store_true", help="print wasmlab's version")
     # Every verb's parser is a VerbParser too, so a mistake after a verb prints that verb's usage.
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=VerbParser)
-    for group in VERB_GROUPS:
+    for group in verb_groups:
         group.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = parser()
+    if _verb(argv) == "run":
+        from wasmlab.lab.cli import warm
+
+        code = warm.run_quickly(argv)  # through the warm helper when one answers; else a zygote starts now
+        if code is not None:
+            return code
+    return run_command(argv)
+
+
+def _verb(argv: list[str]) -> str | None:
+    """The verb, when the words before it are only --debug (what the quick path understands)."""
+    for word in argv:
+        if word != "--debug":
+            return word
+    return None
+
+
+def run_command(argv: list[str], p: argparse.ArgumentParser | None = None) -> int:
+    """The command line in this process (the cold path, and the warm helper's forked command, which passes the
+    parser the helper built once)."""
+    from wasmlab.lab.cli import system
+
+    p = p or parser()
     verb = next((a for a in argv if not a.startswith("-")), None)
     verbs = _verbs(p)
     if verb is not None and verb not in verbs:
@@ -68,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verbs(p: argparse.ArgumentParser) -> list[str]:
+    import argparse
+
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
             return list(action.choices)

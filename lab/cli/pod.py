@@ -51,15 +51,27 @@ def cmd_pod_ps(args: argparse.Namespace) -> int:
             print(p.id)
         return 0
     width = max([len(p.identity) for p in pods] + [4]) + 2
-    print(f"{'POD ID':<14}{'NAME':<{width}}{'STATUS':<10}{'CREATED':<18}{'RESTARTS':<10}CONTAINERS")
+    status = max([len(p.status) for p in pods] + [6]) + 2
+    print(f"{'POD ID':<14}{'NAME':<{width}}{'STATUS':<{status}}{'CREATED':<18}{'RESTARTS':<10}CONTAINERS")
     for p in pods:
         apps = [c for c in p.containers if c.role == "container"]
         up = sum(1 for c in apps if c.status == "running")
-        restarts = sum(c.restarts for c in p.containers)
-        print(f"{p.id:<14}{p.identity:<{width}}{p.status:<10}{present.ago(p.created):<18}{restarts:<10}"
-              f"{up}/{len(apps)} " + ", ".join(f"{c.name}({c.status}{'' if c.exit_code is None else f' {c.exit_code}'})"
-                                               for c in apps))
+        print(f"{p.id:<14}{p.identity:<{width}}{p.status:<{status}}{present.ago(p.created):<18}{p.restarts:<10}"
+              f"{up}/{len(apps)} " + ", ".join(_container_state(c) for c in apps))
     return 0
+
+
+def _container_state(c: Any) -> str:
+    """app(running), app(stopped 0), app(CrashLoopBackOff 1, restarts 3, next in 8s)."""
+    import time
+
+    said = [f"{c.state if c.state and c.state != 'Running' else c.status}"
+            f"{'' if c.exit_code is None or c.status == 'running' else f' {c.exit_code}'}"]
+    if c.restarts:
+        said.append(f"restarts {c.restarts}")
+    if c.next_restart:
+        said.append(f"next in {max(0.0, c.next_restart - time.time()):.0f}s")
+    return f"{c.name}({', '.join(said)})"
 
 
 def cmd_pod_inspect(args: argparse.Namespace) -> int:

@@ -80,6 +80,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
     """podman's system reset: after a confirmation (or --force), stop every container and empty the lab home."""
     import sys
 
+    from wasmlab.runtime import runtime_root
+
     with open_lab(args) as lab:
         home = lab.home
         if not args.force:
@@ -90,9 +92,67 @@ def cmd_reset(args: argparse.Namespace) -> int:
             if answer not in ("y", "yes"):
                 print("reset cancelled: nothing was removed", file=sys.stderr)
                 return 1
+        from wasmlab.lab.cli import warm
+
+        # Its spare zygote lives in the runtime folder that reset waits for and removes.
+        if warm.stop(runtime_root(home)) is not None:
+            print("wasmlab: stopped the warm helper of this lab home first", file=sys.stderr)
         freed = lab.reset()
     print(f"Removed everything under {home} ({present.size(freed)} freed)")
     return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    """podman's system service: a helper that keeps wasmlab warm for this lab home, until idle for --idle s."""
+    from wasmlab.lab.cli import warm
+
+    home, run_root = _warm_paths()
+    if args.idle <= 0:
+        raise UsageError(f"--idle {args.idle:g} is not a number of seconds above 0", "for example --idle 300")
+    info = warm.status(run_root)
+    if info is None:
+        pid = warm.start_helper(home, run_root, idle=args.idle, wait=True)
+        if pid is None:
+            raise UsageError("the warm helper did not start", "run it again with WASMLAB_DEBUG=1 to see why")
+        info = {"pid": pid, "socket": str(warm.socket_path(run_root)), "idle": args.idle}
+    print(f"warm helper {info['pid']} listens on {info['socket']} (stops after {info['idle']:g} s idle)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Whether a warm helper serves this lab home, and since when it is idle."""
+    from wasmlab.lab.cli import warm
+
+    _home, run_root = _warm_paths()
+    info = warm.status(run_root)
+    if args.json:
+        print_json({"warm_helper": info})
+        return 0
+    if info is None:
+        print("warm helper: not running (`wasmlab system service` starts one; WASMLAB_WARM=SECONDS makes "
+              "`run` start it)")
+        return 0
+    print(f"warm helper: running, pid {info['pid']}, socket {info['socket']}, {info['served']} commands served, "
+          f"{info['running']} running, idle {info['idle_for']:g} s of {info['idle']:g} s")
+    return 0
+
+
+def cmd_stop_service(args: argparse.Namespace) -> int:
+    from wasmlab.lab.cli import warm
+
+    _home, run_root = _warm_paths()
+    pid = warm.stop(run_root)
+    print("warm helper: not running" if pid is None else f"warm helper {pid} stopped")
+    return 0
+
+
+def _warm_paths() -> tuple[Any, Any]:
+    from wasmlab.lab.cli import warm
+    from wasmlab.runtime import lab_home, runtime_root
+
+    home = lab_home()  # a bad home: its one-line error, as every verb gives
+    paths = warm.lab_paths()
+    return paths if paths is not None else (home, runtime_root(home))
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -129,7 +189,8 @@ def register(sub: Any) -> None:
     sm.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sm.set_defaults(func=cmd_samples)
 
-    sy = sub.add_parser("system", help="the lab as a whole: disk usage (df) and reset")
+    sy = sub.add_parser("system", help="the lab as a whole: disk usage (df), reset, and the warm helper "
+                                       "(service, status, stop)")
     ssub = sy.add_subparsers(dest="system_verb", metavar="COMMAND")
     df = ssub.add_parser("df", help="show what images, containers, logs and caches take on disk")
     df.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -137,6 +198,17 @@ def register(sub: Any) -> None:
     rs = ssub.add_parser("reset", help="stop every container and empty the lab home (asks first)")
     rs.add_argument("-f", "--force", action="store_true", help="do not ask for a confirmation")
     rs.set_defaults(func=cmd_reset)
+
+    sv = ssub.add_parser("service", help="keep wasmlab warm for this lab home: `run` then starts in "
+                                         "milliseconds (a helper that stops after --idle seconds unused)")
+    sv.add_argument("--idle", type=float, default=300.0, metavar="SECONDS",
+                    help="stop after this many seconds without a command (default 300)")
+    sv.set_defaults(func=cmd_service)
+    st = ssub.add_parser("status", help="show whether a warm helper serves this lab home")
+    st.add_argument("--json", action="store_true", help="print it as JSON")
+    st.set_defaults(func=cmd_status)
+    sp = ssub.add_parser("stop", help="stop this lab home's warm helper")
+    sp.set_defaults(func=cmd_stop_service)
 
     tui = sub.add_parser("tui", help="open the terminal UI")
     tui.set_defaults(func=cmd_tui)

@@ -229,8 +229,10 @@ class WasmtimeHandler:
         else:
             store = wt.Store(self._engine)
         store.set_epoch_deadline(1)
-        if limit is not None:
-            store.set_limits(memory_size=limit)
+        if limit is not None or ready is not None:
+            # A store instantiated ahead carries PREINSTANTIATE_MEMORY as its limit: the container's own
+            # limit replaces it (none: -1, unlimited), or its guest could not grow past 64 MiB.
+            store.set_limits(memory_size=limit if limit is not None else -1)
         store.set_wasi(self._wasi(workload))
         interrupt.arm(workload.cpu_time_ms)
         if ready is None:

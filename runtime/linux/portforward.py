@@ -10,6 +10,7 @@ import re
 import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -75,6 +76,51 @@ def listen(mapping: PortMapping) -> socket.socket:
         raise PortError(f"cannot listen on {mapping.host_ip}:{mapping.host_port}: {exc.strerror}",
                         "pick another host port") from None
     return sock
+
+
+_SHOWN = re.compile(r"^\[?(?P<ip>[0-9A-Fa-f.:]+?)\]?:(?P<host>\d+)->(?P<ctr>\d+)/tcp$")
+
+
+def shown(text: str) -> PortMapping:
+    """A mapping back from its str() (`127.0.0.1:8080->80/tcp`, as meta.json keeps it)."""
+    m = _SHOWN.match(text)
+    if not m:
+        raise UsageError(f"cannot read the port mapping {text!r}", "it comes from a container's meta.json")
+    return PortMapping(m["ip"], int(m["host"]), int(m["ctr"]))
+
+
+def spawn(pid: int, mappings: list[PortMapping]) -> tuple[subprocess.Popen[bytes], int]:
+    """Listen on each host port (a port in use fails here, in one line) and start the forwarder for the network
+    namespace of process PID, which ends when that process does; returns it and the read end of its ready pipe
+    (see answer)."""
+    from wasmlab.runtime.store.state import proc_start_time
+
+    socks = []
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        for m in mappings:
+            socks.append(listen(m))
+        argv = [sys.executable, "-m", "wasmlab.runtime.linux.portforward", "--pid", str(pid),
+                "--start", str(proc_start_time(pid) or 0), "--ready", str(ready_w)]
+        for sock, m in zip(socks, mappings, strict=True):
+            argv += ["--listen", f"{sock.fileno()}:{m.container_port}"]
+        proc = subprocess.Popen(argv, pass_fds=[ready_w, *(s.fileno() for s in socks)], start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                close_fds=True)
+    except BaseException:
+        os.close(ready_r)
+        raise
+    finally:
+        os.close(ready_w)
+        for sock in socks:
+            sock.close()
+    return proc, ready_r
+
+
+def answer(ready_r: int) -> str:
+    """The forwarder's one line ("ok", or why not), then EOF (or EOF alone if it died); closes READY_R."""
+    with os.fdopen(ready_r, "rb") as fh:
+        return fh.read().decode(errors="replace").strip()
 
 
 # -- the forwarder process ------------------------------------------------------------------------------------

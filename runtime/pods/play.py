@@ -25,7 +25,7 @@ from wasmlab.runtime.errors import (
 )
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, SANDBOX_RULE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.options import RunOptions
-from wasmlab.runtime.pods import sandbox
+from wasmlab.runtime.pods import keeper, sandbox
 from wasmlab.runtime.pods.plan import PlannedPod, PodPlan
 from wasmlab.runtime.spec.pod import Container, Pod
 
@@ -83,6 +83,8 @@ class PodContainer:
     pid: int = 0
     handler: str | None = None
     restarts: int = 0
+    state: str = ""                  # the keeper's word: Running, CrashLoopBackOff, Completed, Error ("" if none)
+    next_restart: float | None = None  # while in CrashLoopBackOff: when the keeper restarts it (epoch seconds)
 
 
 @dataclass
@@ -101,10 +103,15 @@ class PodInfo:
     containers: list[PodContainer] = field(default_factory=list)
     restart_policy: str = "Always"
     share_process_namespace: bool = False
+    keeper_pid: int = 0          # the pod keeper (restartPolicy Always or OnFailure), 0 when it has none or ended
 
     @property
     def identity(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def restarts(self) -> int:
+        return sum(c.restarts for c in self.containers)
 
     def container(self, name: str) -> PodContainer:
         for c in self.containers:
@@ -114,7 +121,7 @@ class PodInfo:
                                 f"its containers: {', '.join(c.name for c in self.containers if c.role != 'sandbox')}")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"restarts": self.restarts}
 
 
 @dataclass
@@ -200,6 +207,16 @@ def check_engine(engine: str | None) -> None:
         raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
 
 
+@dataclass(frozen=True)
+class KeeperSettings:
+    """What a pod keeper is started with: the back-off's first delay, the engine a container without one gets, and
+    the log cap (the Lab's)."""
+
+    backoff_base: float = keeper.DEFAULT_BASE
+    default_engine: str | None = None
+    log_max: int = 0
+
+
 SCENARIO_ANNOTATION = "wasmlab.io/scenario"
 RULE_OFF_SCENARIO = "sandbox-rule-off"
 
@@ -218,11 +235,13 @@ def check_sandbox_rule(plan: PodPlan, sandbox_rule: str) -> None:
 
 
 def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
-         on_pod: Callable[[PodInfo], None] | None = None, sandbox_rule: str = "on") -> list[PodInfo]:
+         on_pod: Callable[[PodInfo], None] | None = None, sandbox_rule: str = "on",
+         keeping: KeeperSettings | None = None) -> list[PodInfo]:
     """Start every pod of the plan, one after the other. A pod that fails is rolled back, and so are the pods of
     this file started before it: either the whole file plays, or nothing stays. sandbox_rule "off" (its scenario
     only) hands the infra container to the handler the pod's annotations choose, as a runtime without crun's
-    sandbox rule would."""
+    sandbox rule would. Each pod whose restartPolicy is Always or OnFailure gets a pod keeper
+    (runtime/pods/keeper.py), which outlives this process."""
     check_engine(engine)
     check_sandbox_rule(plan, sandbox_rule)
     for planned in plan.pods:
@@ -236,7 +255,8 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
     started: list[PodInfo] = []
     try:
         for planned in plan.pods:
-            info = play_pod(host, home, planned, plan, engine=engine, sandbox_rule=sandbox_rule)
+            info = play_pod(host, home, planned, plan, engine=engine, sandbox_rule=sandbox_rule,
+                            keeping=keeping or KeeperSettings())
             started.append(info)
             if on_pod is not None:
                 on_pod(info)
@@ -248,7 +268,7 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
 
 
 def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
-             engine: str | None = None, sandbox_rule: str = "on") -> PodInfo:
+             engine: str | None = None, sandbox_rule: str = "on", keeping: KeeperSettings | None = None) -> PodInfo:
     pod = planned.pod
     folder = pod_dir(home, pod.namespace, pod.name)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -330,8 +350,9 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
                 said = f": {last}" if last else ""
                 raise PodInitFailed(
                     f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
-                    "as in Kubernetes, the app containers start only after every init container exits 0: "
-                    "fix it and play the pod again")
+                    "as in Kubernetes, the app containers start only after every init container exits 0 (under "
+                    "restartPolicy Always/OnFailure the kubelet would run it again with back-off, "
+                    "Init:CrashLoopBackOff; wasmlab stops and rolls back): fix it and play the pod again")
         # The app containers start side by side, as the kubelet starts them: each one's bundle is made while
         # the zygote sets up another, so the pod is up in about the time of its slowest container.
         apps = list(pod.containers)
@@ -347,7 +368,13 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
             if isinstance(outcome, BaseException):
                 raise outcome
         _write_record(folder, record)
+        if pod.restart_policy != "Never" and pod.containers:
+            keeping = keeping or KeeperSettings()
+            record["keeper"] = keeper.spawn(home, folder, pod.identity, base=keeping.backoff_base,
+                                            engine=keeping.default_engine, log_max=keeping.log_max)
+            _write_record(folder, record)
     except BaseException:
+        keeper.end(record.get("keeper"))
         for cid in reversed(made):
             try:
                 host.pod_remove(cid)
@@ -357,7 +384,7 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         shutil.rmtree(folder, ignore_errors=True)
         _prune_namespace(folder.parent)
         raise
-    return info_of(host, record)
+    return info_of(host, home, record)
 
 
 def _start_all(host: PodHost, requests: list[ContainerRequest]) -> list[str | BaseException]:
@@ -432,7 +459,9 @@ def _prune_namespace(folder: Path) -> None:
 
 # -- reading and removing ---------------------------------------------------------------------------------------
 
-def info_of(host: PodHost, record: dict[str, Any]) -> PodInfo:
+def info_of(host: PodHost, home: Path, record: dict[str, Any]) -> PodInfo:
+    kept = keeper.read_state(pod_dir(home, record["namespace"], record["name"]))
+    kept_containers = kept.get("containers") or {}
     containers = []
     for entry in record.get("containers") or []:
         c = PodContainer(entry["name"], entry["id"], entry["lab_name"], entry["image"], entry["role"])
@@ -441,36 +470,59 @@ def info_of(host: PodHost, record: dict[str, Any]) -> PodInfo:
             c.status, c.exit_code, c.pid, c.handler = view.status, view.exit_code, view.pid, view.handler
         except ContainerNotFound:
             c.status = "missing"
+        mine = kept_containers.get(c.name) if c.role == "container" else None
+        if mine:
+            c.restarts = int(mine.get("restarts") or 0)
+            c.state = str(mine.get("state") or "")
+            c.next_restart = mine.get("next_restart") if c.state == keeper.BACKOFF else None
         containers.append(c)
+    keeper_pid = int((record.get("keeper") or {}).get("pid") or 0)
+    if keeper_pid and not _alive(keeper_pid, int((record.get("keeper") or {}).get("start") or 0)):
+        keeper_pid = 0
     return PodInfo(record["name"], record["namespace"], record["id"], _pod_status(containers), record["created"],
                    record.get("source") or "", record.get("propagation") or "crio", record.get("cgroup") or "",
                    int(record.get("infra_pid") or 0), containers, record.get("restart_policy") or "Always",
-                   bool(record.get("share_process_namespace")))
+                   bool(record.get("share_process_namespace")), keeper_pid)
+
+
+def _alive(pid: int, start: int) -> bool:
+    from wasmlab.runtime.store.state import proc_start_time
+
+    now = proc_start_time(pid)
+    return now is not None and (not start or now == start)
 
 
 def _pod_status(containers: Sequence[PodContainer]) -> str:
-    """podman's pod states: Running (all up), Degraded (some), Exited (none), Created."""
+    """The pod's state, in `kubectl get pods` words where Kubernetes has one: CrashLoopBackOff (a container waits
+    out its back-off), Running (all up), Completed (all ended with 0 and none restarts), Error (all ended, one
+    failed); podman's Degraded (some up) and Created (no app container), and Exited once the sandbox is gone."""
     infra = [c for c in containers if c.role == "sandbox"]
     apps = [c for c in containers if c.role == "container"]
     alive = [c for c in apps if c.status in ("running", "created", "paused")]
     if infra and infra[0].status != "running":
         return "Exited" if not alive else "Degraded"
+    if any(c.state == keeper.BACKOFF for c in apps):
+        return keeper.BACKOFF
     if apps and len(alive) == len(apps):
         return "Running"
     if alive:
         return "Degraded"
-    return "Exited" if apps else "Created"
+    if not apps:
+        return "Created"
+    return "Completed" if all(c.exit_code == 0 for c in apps) else "Error"
 
 
 def remove_pod(host: PodHost, home: Path, namespace: str, name: str, *, force: bool = False) -> PodInfo:
     """Stop and remove the pod's containers (apps, then init, then the infra container), its cgroup parent and
     its folder (emptyDir volumes with it). A running pod needs FORCE."""
     record = load_record(home, namespace, name)
-    info = info_of(host, record)
+    info = info_of(host, home, record)
     running = [c for c in info.containers if c.role != "sandbox" and c.status in ("running", "paused")]
-    if running and not force:
-        raise InvalidState(f"pod {info.identity} is running ({', '.join(c.name for c in running)})",
+    waiting = [c for c in info.containers if c.state == keeper.BACKOFF]
+    if (running or waiting) and not force:
+        raise InvalidState(f"pod {info.identity} is running ({', '.join(c.name for c in running + waiting)})",
                            f"`wasmlab pod rm -f {info.identity}` stops and removes it, as `kube down` does")
+    keeper.end(record.get("keeper"))  # first: no restart can race the removal
     for c in reversed(info.containers):
         try:
             host.pod_remove(c.id)

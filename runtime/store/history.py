@@ -189,30 +189,38 @@ def _row(r: Sequence[Any]) -> RunRecord:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Bring the database to VERSION, or refuse one written by a newer wasmlab."""
+    """Bring the database to VERSION, or refuse one written by a newer wasmlab.
+
+    A current database is only read. Otherwise one write transaction, taken before the version is read again: the
+    table, its index and the version land together or not at all (a process killed in between left a table without
+    its version, which every later open then failed to migrate), another process migrating at the same time waits
+    and then finds the database current, and a migration cut short leaves the old format whole."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
     if version > VERSION:
         conn.close()
         raise StoreError(f"{path} was written by a newer wasmlab (history format {version}, this one reads "
                          f"up to {VERSION})", "upgrade wasmlab, or move that file away to start a new history")
-    if not exists:
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version = {VERSION}")
-        conn.commit()
+    if exists and version == VERSION:
         return
-    if version == VERSION:
-        return
-    # One transaction, taken before looking again: another process migrating at the same time waits, then finds
-    # the database current; a migration cut short leaves the old format whole.
+    level = conn.isolation_level
+    conn.isolation_level = None  # the transaction below is explicit
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        for step in range(version, VERSION):
-            for statement in _MIGRATIONS[step]:
-                conn.execute(statement)
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+        if not exists:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        else:
+            for step in range(version, VERSION):
+                for statement in _MIGRATIONS[step]:
+                    conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {VERSION}")
-        conn.commit()
+        conn.execute("COMMIT")
     except BaseException:
-        conn.rollback()
+        conn.execute("ROLLBACK")
+        conn.isolation_level = level
         raise
+    conn.isolation_level = level

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import socket
 import subprocess
@@ -58,21 +59,8 @@ class ZygoteClient:
         self.publish = publish
         self.has_subscribers = has_subscribers
         self.record = record
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(os.environ)
-        if home:
-            env["WASMLAB_HOME"] = home
-        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-        env.update(ENGINE_ENV)
-        os.makedirs(root, mode=0o711, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wasmlab.runtime.zygote", "--fd", str(theirs.fileno()), "--root", root,
-             "--engine", default_engine, *(f"--prepare={engine}" for engine in prepare)],
-            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            # It may outlive us as the reaper of detached containers: it must not hold our stdio open.
-            stderr=None if os.environ.get("WASMLAB_DEBUG") else subprocess.DEVNULL)
-        theirs.close()
-        self.sock = mine
+        self.proc, self.sock = _claim_spare(root, default_engine, home, prepare) or _spawn(root, default_engine,
+                                                                                          home, prepare)
         # The zygote's death is seen through its pidfd, not only through the socket: a container it forked
         # could still hold a copy of the socket (one made before close_in_child) and hide the EOF.
         self._pidfd = os.pidfd_open(self.proc.pid)
@@ -440,3 +428,103 @@ def _discard(fds: set[int]) -> None:
                 if not os.read(key.fd, 65536):
                     sel.unregister(key.fd)
                     os.close(key.fd)
+
+
+# -- a zygote started ahead of its client (issue 16) ---------------------------------------------------------
+# The zygote's own start (a Python with wasmtime) is the longest step of a cold `wasmlab run`. The command line
+# starts one before its own imports (they then overlap), and the warm helper keeps one ready for its next
+# command; the first ZygoteClient made with the same arguments and the same environment takes it over.
+
+
+@dataclass
+class _Spare:
+    key: tuple[Any, ...]
+    proc: Any
+    sock: socket.socket
+    parent: int   # the process that started it (its parent, which alone can wait for it)
+
+
+_spares: list[_Spare] = []
+
+
+class ForeignZygote:
+    """A zygote that another process started (the warm helper, before it forked the command that uses it):
+    watched through a pidfd, as Popen watches a child. Its parent reaps it; its exit status is not ours."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._fd = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and _readable(self._fd, 0):
+            self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None and not _readable(self._fd, timeout):
+            raise subprocess.TimeoutExpired("wasmlab zygote", timeout or 0)
+        self.returncode = 0
+        return 0
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def _zygote_env(home: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if home:
+        env["WASMLAB_HOME"] = home
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    env.update(ENGINE_ENV)
+    return env
+
+
+def _key(root: str, default_engine: str, home: str | None, prepare: tuple[str, ...]) -> tuple[Any, ...]:
+    return (root, default_engine, tuple(prepare), sorted(_zygote_env(home).items()))
+
+
+def _spawn(root: str, default_engine: str, home: str | None, prepare: tuple[str, ...]) -> tuple[Any, socket.socket]:
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wasmlab.runtime.zygote", "--fd", str(theirs.fileno()), "--root", root,
+         "--engine", default_engine, *(f"--prepare={engine}" for engine in prepare)],
+        pass_fds=[theirs.fileno()], env=_zygote_env(home), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        # It may outlive us as the reaper of detached containers: it must not hold our stdio open.
+        stderr=None if os.environ.get("WASMLAB_DEBUG") else subprocess.DEVNULL)
+    theirs.close()
+    return proc, mine
+
+
+def prestart_zygote(root: str, default_engine: str, home: str | None = None, prepare: tuple[str, ...] = ()) -> None:
+    """Start a zygote now, for the first ZygoteClient made later with these arguments and this environment.
+    One that nobody takes ends by itself when its socket closes (at the latest, when this process exits)."""
+    proc, sock = _spawn(root, default_engine, home, prepare)
+    _spares.append(_Spare(_key(root, default_engine, home, prepare), proc, sock, os.getpid()))
+
+
+def drop_spare_zygotes(*, keep_children: bool = False) -> list[Any]:
+    """Close every spare not taken (its zygote then exits); returns their processes (for their parent to reap).
+    keep_children: only forget them (a forked command leaves its parent's spare to its parent)."""
+    procs = []
+    while _spares:
+        spare = _spares.pop()
+        if not keep_children:
+            spare.sock.close()
+        procs.append(spare.proc)
+    return procs
+
+
+def _claim_spare(root: str, default_engine: str, home: str | None,
+                 prepare: tuple[str, ...]) -> tuple[Any, socket.socket] | None:
+    if not _spares:
+        return None
+    key = _key(root, default_engine, home, prepare)
+    for spare in list(_spares):
+        if spare.key == key:
+            _spares.remove(spare)
+            proc = spare.proc if spare.parent == os.getpid() else ForeignZygote(spare.proc.pid)
+            return proc, spare.sock
+    return None

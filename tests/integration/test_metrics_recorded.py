@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,24 +83,30 @@ def test_a_changed_engine_version_measures_the_baseline_again(home: Path) -> Non
 
 def test_a_foreground_run_records_each_step_the_cache_the_memory_figures_and_its_tags(home: Path) -> None:
     with Lab(home) as lab:
-        warm = lab.run("wasmlab/hello:compat", rm=True, stdio=_quiet())
-        native = lab.run("wasmlab/hello:linux", rm=True, stdio=_quiet())
+        lab.run("wasmlab/hello:compat", rm=True, stdio=_quiet())  # compiles the module, if no test did before
+        walls = {}
+        for key, image in (("warm", "wasmlab/hello:compat"), ("native", "wasmlab/hello:linux")):
+            t0 = time.perf_counter()
+            walls[key] = lab.run(image, rm=True, stdio=_quiet()), (time.perf_counter() - t0) * 1e3
+        (warm, warm_wall), (native, native_wall) = walls["warm"], walls["native"]
         detached = lab.run("wasmlab/hello:compat", detach=True)
         assert lab.wait(detached.id, 30) == 0
         lab.rm(detached.id)
     rows = _rows(home, [warm.id, native.id, detached.id])
     w, n, d = rows[warm.id], rows[native.id], rows[detached.id]
-    for row in (w, n):
+    for row, wall in ((w, warm_wall), (n, native_wall)):
         assert row.first_byte_ms is not None and row.exit_ms is not None and row.delete_ms is not None
-        # A native init execs as soon as it is ready: its first byte may come before create's own answer.
-        assert 0 < row.create_ms <= row.exit_ms and 0 < row.first_byte_ms <= row.exit_ms + 1.0, row
+        # The first byte is when the lab's relay read it: a native init execs as soon as it is ready, so it may
+        # come before create's own answer, and on a loaded machine the relay may read it after the zygote saw
+        # the exit. It always falls inside the run() call.
+        assert 0 < row.create_ms <= row.exit_ms and 0 < row.first_byte_ms <= wall, (row, wall)
         assert row.delete_ms > 0 and row.total_ms >= row.exit_ms
         assert row.kernel == os.uname().release and os.uname().machine in row.machine
         assert row.image_compressed_bytes and row.image_size_bytes and row.image_size_bytes > 0
         # Three memory figures, each its own: the init's peak RSS is the Python process (tens of MB), the
         # cgroup's peak is what the container cost, and the guest's share is that minus hello's baseline.
         assert row.init_max_rss_kb * 1024 > row.cgroup_peak_bytes > (row.guest_bytes or 0)  # type: ignore[operator]
-    assert w.cache_hit is True and w.start_ms is not None and w.start_ms >= 0  # compiled before, by the samples
+    assert w.cache_hit is True and w.start_ms is not None and w.start_ms >= 0  # compiled by the run before
     assert n.cache_hit is None and n.handler == "native"
     assert d.first_byte_ms is None  # detached: its output went straight to its log
     assert d.exit_ms is not None and d.image == "wasmlab/hello:compat"

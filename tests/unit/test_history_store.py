@@ -111,6 +111,50 @@ def test_an_unknown_exit_round_trips_as_none(tmp_path: Path) -> None:
     assert (runs["e1"].exit_code, runs["e1"].signal) == (137, None)  # proc_exit(137) is not a SIGKILL
 
 
+def test_a_process_killed_while_making_a_fresh_history_leaves_one_that_opens(tmp_path: Path) -> None:
+    """A kernel or command killed while its first run was being recorded used to leave the table without its
+    version: every later open then re-ran the v0 -> v1 step and failed ("duplicate column name: signal")."""
+    import os
+
+    from wasmlab.runtime.store import history as history_module
+
+    path = tmp_path / "history.db"
+
+    class DiesAtTheVersion:
+        """A connection whose process dies as it is about to write the version (after the table is made)."""
+
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._conn, name)
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "_conn":
+                object.__setattr__(self, name, value)
+            else:
+                setattr(self._conn, name, value)
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql.startswith("PRAGMA user_version ="):
+                os._exit(9)
+            return self._conn.execute(sql, *args)
+
+    pid = os.fork()
+    if pid == 0:  # the child: no threads of its own, killed by itself mid-way (os._exit runs no cleanup)
+        try:
+            history_module._migrate(DiesAtTheVersion(sqlite3.connect(path)), path)  # type: ignore[arg-type]
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 9, "the child did not reach the version step"
+    h = History(path)
+    h.record(RunRecord(id="b1", handler="wasmtime", exit_code=0))
+    assert [r.id for r in h.recent()] == ["b1"]
+    h.close()
+    assert "signal" in _columns(path)
+
+
 def test_a_version_1_database_keeps_its_rows_and_gains_every_measured_figure(tmp_path: Path) -> None:
     db = tmp_path / "history.db"
     _v0_database(db)

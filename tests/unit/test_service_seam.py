@@ -164,6 +164,72 @@ def test_events_created_started_exited_in_order(lab: Lab) -> None:
     assert all(e.name for e in exited)
 
 
+def test_a_removed_run_still_announces_its_history_row(lab: Lab) -> None:
+    """`run --rm`: the container's folder goes right after the answer, and its history row is written later on the
+    recorder's thread. Its RunRecorded went out only if the row won that race (the charts missed the others); the
+    test holds the history's write lock until the removal is done, so the row always comes last."""
+    import sqlite3
+
+    recorded: dict[str, RunRecorded] = {}
+    arrived = threading.Event()
+
+    def on_event(event: LabEvent) -> None:
+        if isinstance(event, RunRecorded):
+            recorded[event.id] = event
+            arrived.set()
+
+    unsubscribe = lab.subscribe(on_event)
+    lab.history(1)  # the database exists before the lock is taken
+    blocker = sqlite3.connect(lab.home / "history.db", timeout=30)
+    blocker.isolation_level = None
+    blocker.execute("BEGIN IMMEDIATE")  # the recorder waits for this write lock
+    try:
+        r, w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            run = lab.run(WASM, name="removed-early", rm=True, stdio=(null, w, w))
+        finally:
+            os.close(w)
+            os.close(null)
+            os.close(r)
+        lab.settle()  # the folder is gone now
+        assert not (lab.home / "containers" / run.id).exists()
+        blocker.execute("ROLLBACK")
+        assert arrived.wait(20), "no RunRecorded for a --rm container whose folder went first"
+    finally:
+        blocker.close()
+        unsubscribe()
+    event = recorded[run.id]
+    assert event.name == "removed-early" and event.seq > 0 and event.exit_code == 0
+
+
+def test_a_subscriber_reads_the_history_when_a_run_is_recorded_without_waiting(lab: Lab) -> None:
+    """A chart that reads the history when RunRecorded arrives runs on the recorder's thread: the history's
+    flush waited there for the row being announced, i.e. for its own thread, until its 10 s timeout."""
+    import time
+
+    found: list[tuple[float, list[str]]] = []
+    done = threading.Event()
+
+    def on_event(event: LabEvent) -> None:
+        if isinstance(event, RunRecorded) and not done.is_set():
+            started = time.monotonic()
+            ids = [r.id for r in lab.history(5)]
+            found.append((time.monotonic() - started, ids))
+            done.set()
+
+    unsubscribe = lab.subscribe(on_event)
+    try:
+        code, _ = run_quietly(lab, WASM, name="charted", rm=True)
+        assert code == 0
+        assert done.wait(30), "no RunRecorded"
+    finally:
+        unsubscribe()
+    took, ids = found[0]
+    assert took < 5, f"history() in a RunRecorded subscriber took {took:.1f} s"
+    assert ids and ids[0] == next(iter(lab.history(1))).id
+
+
 def test_logs_cursor_reads_each_byte_once(lab: Lab) -> None:
     run = lab.run(TICKER, detach=True, name="ticker")
     first, cursor = until(lambda: (lambda r: r if r[0] else None)(lab.logs("ticker")), "a first tick")

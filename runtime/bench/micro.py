@@ -1,4 +1,4 @@
-"""The benchmark behind `make bench`: start-up time and footprint of containers, against runc and the floor."""
+"""The runtime's own figures (scenario `runtime`): start-up against runc and the floor, kill, footprint, Lab.run."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from wasmlab.runtime.metrics.probes import footprint
 
-ROOT = Path(__file__).resolve().parents[1]  # runtime/bench.py: the repository is one up
+ROOT = Path(__file__).resolve().parents[2]  # runtime/bench/micro.py: the repository is two up
 HELLO_WAT = """(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
@@ -41,7 +41,8 @@ ISOLATION = ("pid", "mount", "uts", "ipc")
 def _summary(samples: list[float]) -> dict[str, float]:
     samples = sorted(samples)
     return {"median_ms": statistics.median(samples), "p10_ms": samples[len(samples) // 10],
-            "p90_ms": samples[(len(samples) * 9) // 10], "n": len(samples)}
+            "p90_ms": samples[(len(samples) * 9) // 10], "min_ms": samples[0], "max_ms": samples[-1],
+            "n": len(samples)}
 
 
 def _median_ms(fn: Callable[[], object], n: int, warmup: int = 3) -> dict[str, float]:
@@ -335,7 +336,7 @@ def markdown(res: dict[str, Any]) -> str:
     """docs/bench.md: the figures of one run, with the date and the command that produced them."""
     def ms(key: str) -> str:
         r = res.get(key)
-        return f"{r['median_ms']:.2f} (p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f})" if r else "n/a"
+        return f"{r['median_ms']:.2f} ({r['min_ms']:.2f}-{r['max_ms']:.2f})" if r else "n/a"
 
     rat = res["ratios"]
     seq = res["sequence"]
@@ -352,7 +353,7 @@ def markdown(res: dict[str, Any]) -> str:
         "rounds; wasmer every 4th), so that a noisy spell on this shared machine hits them all alike: compare "
         "the ratios.",
         "",
-        "| measurement | median ms |",
+        "| measurement | median ms (min-max) |",
         "|---|---|",
         f"| floor: fork, unshare(pid, mount, uts, ipc), exit | {ms('floor')} |",
         f"| hello.wasm on wasmtime, `Runtime.run`, cache warm, pid+mount+uts+ipc+pivot_root | {ms('wasm_wasmtime')} |",
@@ -390,7 +391,7 @@ def markdown(res: dict[str, Any]) -> str:
 
         def lab_ms(key: str) -> str:
             r = lab.get(key)
-            return f"{r['median_ms']:.1f} (p10 {r['p10_ms']:.1f}, p90 {r['p90_ms']:.1f})" if r else "n/a"
+            return f"{r['median_ms']:.1f} ({r['min_ms']:.1f}-{r['max_ms']:.1f})" if r else "n/a"
 
         lines += [
             "## From an image: `Lab.run` (snapshots, issue 11)",
@@ -400,7 +401,7 @@ def markdown(res: dict[str, Any]) -> str:
             "`wasmlab run --rm` does in the service: the bundle from the image (snapshots), a cgroup, the log, "
             "the run history, and the removal (after the answer).",
             "",
-            "| measurement | median ms |",
+            "| measurement | median ms (min-max) |",
             "|---|---|",
             f"| `Lab.run` of hello.wasm (compat image) | {lab_ms('lab_hello')} |",
             f"| `Runtime.run` of a bundle of the same image, prepared once, no cgroup | "
@@ -439,7 +440,7 @@ def kill_latency(rt: Any, bundle: Path, n: int) -> dict[str, float]:
             raise RuntimeError(f"a spinning module exited {rec.exit_code} after SIGTERM, not 143")
     samples.sort()
     return {"median_ms": statistics.median(samples), "p10_ms": samples[len(samples) // 10],
-            "p90_ms": samples[(len(samples) * 9) // 10], "max_ms": samples[-1], "n": n}
+            "p90_ms": samples[(len(samples) * 9) // 10], "min_ms": samples[0], "max_ms": samples[-1], "n": n}
 
 
 def idle_footprint(rt: Any, bundle: Path, samples: int = 3) -> dict[str, Any]:

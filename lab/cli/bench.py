@@ -1,0 +1,115 @@
+"""wasmlab bench: start-up, CPU, footprint, scaling, pods and the bloated image, measured here, to JSON and charts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from wasmlab.lab.cli.common import ProgressLine, print_json
+from wasmlab.runtime.errors import UsageError
+
+SCENARIO_HELP = ("startup (hello), cpu (the cpu sample), footprint (memgrow), scaling (N containers at once), "
+                 "pods (pod start-up), bloated (a Debian image carrying wasmtime); not in --quick: pod-figures "
+                 "(pods in depth), recording (the cost of recording, the stream's rate), runtime (the runtime's own "
+                 "figures)")
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of counts such as 1,10,50") from None
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive counts such as 1,10,50")
+    return counts
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from wasmlab.runtime import (
+        BenchOptions,
+        bench_markdown,
+        bench_table,
+        compare_bench,
+        compare_bench_table,
+        load_bench,
+        run_bench,
+    )
+
+    before = load_bench(args.compare) if args.compare else None  # a wrong file is said before an hour of work
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file", "give a folder for latest.json and the charts")
+    command = " ".join(["wasmlab bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "wasmlab bench"
+    options = BenchOptions(n=args.n, quick=args.quick, scenarios=tuple(args.scenario or ()),
+                           engines=tuple(args.engine) if args.engine else BenchOptions().engines,
+                           scaling=tuple(args.scaling) if args.scaling else None, out=out,
+                           command=command)
+    line = ProgressLine("bench", show_progress=not args.json)
+    try:
+        res = run_bench(options, progress=line)
+    finally:
+        line.close()
+    written: list[Path] = []
+    if not args.no_charts:
+        from wasmlab.lab.charts import write_bench_charts
+
+        written = write_bench_charts(res, out)
+    if args.markdown:
+        md = Path(args.markdown)
+        md.write_text(bench_markdown(res, charts=_relative(out, md.parent)))
+        written.append(md)
+    changes = compare_bench(res, before) if before is not None else None
+    if args.json:
+        data: dict[str, Any] = {"results": res, "json": str(out / "latest.json"), "charts": [str(p) for p in written]}
+        if changes is not None:
+            data["compare"] = [{"figure": c.figure, "before": c.before, "now": c.now, "ratio": c.ratio}
+                               for c in changes]
+        print_json(data)
+        return 0
+    print(bench_table(res))
+    if changes is not None and before is not None:
+        print()
+        print(compare_bench_table(changes, before))
+    print()
+    print(f"wrote {out / 'latest.json'}" + (f" and {len(written)} charts/files: "
+                                            f"{', '.join(p.name for p in written)}" if written else ""))
+    return 0
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target.resolve(), start.resolve())
+
+
+def register(sub: Any) -> None:
+    be = sub.add_parser("bench", help="measure start-up, footprint and scaling of every engine against runc",
+                        description="Run every scenario on wasmtime, wasmer, native Linux builds of the same "
+                                    "programs, and the outside anchors runc and crun (an anchor that is absent or "
+                                    "refuses this machine is reported as such), interleaved in one run. Prints "
+                                    "medians with min and max and ratios against runc; writes latest.json and "
+                                    "PNG and SVG charts.")
+    be.add_argument("-n", type=int, default=None, metavar="ROUNDS",
+                    help="rounds per measurement, one sample of each engine per round (default 20; --quick: 2)")
+    be.add_argument("--quick", action="store_true",
+                    help="a run of seconds: 2 rounds, small inputs, N of 1 and 3, no runtime figures; the bloated "
+                         "image only if it is cached already")
+    be.add_argument("--scenario", action="append", metavar="NAME",
+                    help=f"only this scenario (repeat for more): {SCENARIO_HELP}")
+    be.add_argument("--engine", action="append", metavar="NAME",
+                    help="only this engine (repeat for more): wasmtime, wasmer, native, runc, crun")
+    be.add_argument("--scaling", type=_counts, metavar="N,N,...",
+                    help="the counts of containers alive at once (default 1,10,50,100,200; --quick 1,3)")
+    be.add_argument("--out", default="wasmlab-bench", metavar="DIR",
+                    help="folder for latest.json and the charts (default ./wasmlab-bench)")
+    be.add_argument("--compare", metavar="EARLIER.json",
+                    help="show each figure's change against an earlier run's latest.json")
+    be.add_argument("--markdown", metavar="FILE", help="also write the figures as markdown (make bench: docs/bench.md)")
+    be.add_argument("--no-charts", action="store_true", help="write the JSON only, no PNG and SVG charts")
+    be.add_argument("--json", action="store_true", help="print the results as JSON (no table, no progress bar)")
+    be.set_defaults(func=cmd_bench)
+
+
+__all__ = ["cmd_bench", "register"]

@@ -1,0 +1,119 @@
+"""The command line's wall time against podman's (issue 16): `wasmlab run --rm`, cold and through the warm
+helper, beside `podman --runtime runc run --rm` (Linux image) and `podman --runtime wasmlab-oci` (Wasm image),
+interleaved, medians. `cli_figures(n)` gives the numbers; `markdown(figures)` a table for docs/.
+
+    python -m wasmlab.lab.cli.bench_cli [N]
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LINUX_IMAGE = "localhost/wasmlab/busybox:latest"
+WASM_IMAGE = "localhost/wasmlab/hello:compat"
+PODMAN_FLAGS = ["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+def _bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def _wall(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=120)
+    took = (time.perf_counter() - t0) * 1000
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.decode(errors='replace')[-300:]}")
+    return took
+
+
+def cli_figures(n: int = 8) -> dict[str, Any]:
+    """Medians (ms) of n interleaved rounds of each command, and the ratios the issue asks for."""
+    wasmlab = _bin("wasmlab")
+    base = Path(tempfile.mkdtemp(prefix="clib-", dir="/tmp"))  # podman wants short runroot paths
+    home = base / "home"
+    env = {k: v for k, v in os.environ.items() if k != "WASMLAB_WARM"}
+    env["WASMLAB_HOME"] = str(home)
+    # The warm runs use a home of their own, whose helper stays up (the cold home has none): both interleave.
+    warm_env = {**env, "WASMLAB_HOME": str(base / "warm-home")}
+    podman = ["podman", "--root", str(base / "root"), "--runroot", str(base / "rr"), "--tmpdir", str(base / "tmp"),
+              *PODMAN_FLAGS]
+    try:
+        for e in (env, warm_env):
+            subprocess.run([wasmlab, "samples", "-q"], env=e, check=True, timeout=600, stdin=subprocess.DEVNULL)
+        subprocess.run([wasmlab, "system", "service", "--idle", "120"], env=warm_env, check=True, timeout=60,
+                       stdout=subprocess.DEVNULL)
+        for image, tar in ((LINUX_IMAGE, "bb.tar"), (WASM_IMAGE, "hello.tar")):
+            subprocess.run([wasmlab, "save", "-o", str(base / tar), image], env=env, check=True, timeout=120)
+            subprocess.run([*podman, "load", "-q", "-i", str(base / tar)], check=True, timeout=300,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        commands = {
+            "podman_runc_linux": [*podman, "--runtime", "runc", "run", "--rm", *ULIMITS, LINUX_IMAGE, "true"],
+            "podman_wasmlab_oci_wasm": [*podman, "--runtime", _bin("wasmlab-oci"), "run", "--rm", *ULIMITS,
+                                        WASM_IMAGE],
+            "cold_linux": [wasmlab, "run", "--rm", LINUX_IMAGE, "true"],
+            "cold_wasm": [wasmlab, "run", "--rm", WASM_IMAGE],
+            "warm_linux": [wasmlab, "run", "--rm", LINUX_IMAGE, "true"],
+            "warm_wasm": [wasmlab, "run", "--rm", WASM_IMAGE],
+        }
+        times: dict[str, list[float]] = {k: [] for k in commands}
+        for round_ in range(n + 1):  # round 0 is not measured: page cache, first unpack of each image
+            for key, cmd in commands.items():
+                took = _wall(cmd, warm_env if key.startswith("warm") else env)
+                if round_:
+                    times[key].append(took)
+        med = {k: round(statistics.median(v), 1) for k, v in times.items()}
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M"), "kernel": platform.release(), "rounds": n,
+            "median_ms": med,
+            "ratio": {
+                "cold_linux_vs_podman_runc": round(med["cold_linux"] / med["podman_runc_linux"], 2),
+                "warm_linux_vs_podman_runc": round(med["warm_linux"] / med["podman_runc_linux"], 2),
+                "cold_wasm_vs_podman_wasmlab_oci": round(med["cold_wasm"] / med["podman_wasmlab_oci_wasm"], 2),
+                "warm_wasm_vs_podman_wasmlab_oci": round(med["warm_wasm"] / med["podman_wasmlab_oci_wasm"], 2),
+            },
+            "target": 0.35,
+            "commands": {k: " ".join(v) for k, v in commands.items()},
+        }
+    finally:
+        subprocess.run([wasmlab, "system", "stop"], env=warm_env, timeout=60, stdout=subprocess.DEVNULL)
+        subprocess.run([*podman, "rmi", "-a", "-f"], timeout=300, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def markdown(fig: dict[str, Any]) -> str:
+    m, r = fig["median_ms"], fig["ratio"]
+    return "\n".join([
+        f"`wasmlab run --rm` against podman ({fig['date']}, kernel {fig['kernel']}, medians of {fig['rounds']} "
+        "interleaved rounds, ms):",
+        "",
+        "| image | podman | wasmlab cold | wasmlab warm | cold / podman | warm / podman |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| Linux (busybox `true`), podman --runtime runc | {m['podman_runc_linux']} | {m['cold_linux']} | "
+        f"{m['warm_linux']} | {r['cold_linux_vs_podman_runc']}x | {r['warm_linux_vs_podman_runc']}x |",
+        f"| Wasm (hello, compat), podman --runtime wasmlab-oci | {m['podman_wasmlab_oci_wasm']} | {m['cold_wasm']} | "
+        f"{m['warm_wasm']} | {r['cold_wasm_vs_podman_wasmlab_oci']}x | {r['warm_wasm_vs_podman_wasmlab_oci']}x |",
+        "",
+        f"Target: at most {fig['target']}x.",
+    ])
+
+
+if __name__ == "__main__":
+    figures = cli_figures(int(sys.argv[1]) if len(sys.argv) > 1 else 8)
+    import json
+
+    print(json.dumps(figures, indent=2))
+    print(markdown(figures))

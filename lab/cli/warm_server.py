@@ -1,0 +1,328 @@
+"""The warm helper: one lab home's `wasmlab` kept imported, with a zygote ready, serving commands over a socket.
+
+Single-threaded (a select loop), so it may fork: each command runs in a forked copy that takes on the caller's
+cwd, environment and stdio fds and runs the same code as the cold path (wasmlab.lab.cli.run_command). The helper
+relays the caller's signals to that copy and its exit back. It exits when idle for --idle seconds, when its code
+key no longer matches a caller's (it never runs stale code), when the lab home or its socket is removed, and
+on `wasmlab system stop`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import wasmlab.runtime as runtime
+from wasmlab.lab.cli import parser, run_command, warm
+
+TICK = 0.2  # seconds between looks at the lab home and the socket (both may be removed under us)
+
+
+@dataclass
+class Command:
+    conn: socket.socket
+    pid: int
+    pidfd: int
+    lines: warm.Lines
+
+
+@dataclass
+class Helper:
+    home: Path
+    run_root: Path
+    idle: float
+    code: str
+    listener: socket.socket
+    parser: Any = None                                        # built once: argparse's setup is not free
+    started: float = field(default_factory=time.time)
+    last: float = field(default_factory=time.monotonic)
+    commands: dict[int, Command] = field(default_factory=dict)   # pidfd -> the command it watches
+    zygotes: list[Any] = field(default_factory=list)           # spares handed to commands: ours to reap
+    stopping: bool = False
+    served: int = 0
+    spare: bool = False   # a zygote is ready (or loading) for the next command
+
+    @property
+    def socket_file(self) -> Path:
+        return warm.socket_path(self.run_root)
+
+    def fresh_spare(self) -> None:
+        """A zygote for the next command (started now; it loads while nobody waits)."""
+        self.spare = True
+        try:
+            runtime.prestart_zygote(str(self.run_root), os.environ.get("WASMLAB_ENGINE") or "wasmtime",
+                                   home=str(self.home))
+        except OSError:
+            pass
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "home": str(self.home), "socket": str(self.socket_file), "idle": self.idle,
+                "idle_for": round(time.monotonic() - self.last, 1) if not self.commands else 0.0,
+                "running": len(self.commands), "served": self.served, "started": self.started,
+                "code": self.code}
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        home_id = _identity(self.home)
+        sock_id = _identity(self.socket_file)
+        while True:
+            for proc in list(self.zygotes):
+                if proc.poll() is not None:
+                    self.zygotes.remove(proc)
+            if self.stopping and not self.commands:
+                return
+            if not self.commands and time.monotonic() - self.last >= self.idle:
+                return
+            if _identity(self.home) != home_id or _identity(self.socket_file) != sock_id:
+                return  # the lab home (or our socket) was removed: never outlive it
+            wait = TICK if self.commands else min(TICK, max(0.0, self.idle - (time.monotonic() - self.last)))
+            readers: list[Any] = [self.listener, *(c.conn for c in self.commands.values()),
+                                  *self.commands.keys()]
+            ready, _, _ = select.select(readers, [], [], wait)
+            for r in ready:
+                if r is self.listener:
+                    self.accept()
+                elif isinstance(r, int):
+                    if r in self.commands:
+                        self.finish(r)
+                else:
+                    self.relay(r)
+
+    def accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        conn.settimeout(5.0)  # a caller sends its request at once
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(conn, warm.MAX_LINE, 3)
+            lines = warm.Lines(conn)
+            lines.buf = data
+            while b"\n" not in lines.buf:
+                more = conn.recv(65536)
+                if not more:
+                    raise OSError("short request")
+                lines.buf += more
+            request = lines.next() or {}
+        except (OSError, ValueError):
+            conn.close()
+            return
+        conn.settimeout(None)
+        if request.get("status"):
+            self.answer(conn, self.status())
+        elif request.get("stop"):
+            self.stopping = True
+            self.answer(conn, {"stopping": os.getpid()})
+        elif request.get("code") != self.code or self.stopping or len(fds) != 3:
+            # Another version of wasmlab (or a changed source file) is asking: it runs the command itself.
+            self.answer(conn, {"stale": self.code})
+            if request.get("code") != self.code:
+                self.stopping = True
+        else:
+            self.start(conn, lines, request, fds)
+            return
+        for fd in fds:
+            os.close(fd)
+
+    def answer(self, conn: socket.socket, msg: dict[str, Any]) -> None:
+        try:
+            warm.send(conn, msg)
+        except OSError:
+            pass
+        conn.close()
+
+    def start(self, conn: socket.socket, lines: warm.Lines, request: dict[str, Any], fds: list[int]) -> None:
+        self.last = time.monotonic()
+        self.served += 1
+        env = {str(k): str(v) for k, v in dict(request.get("env") or {}).items()}
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self.child(conn, request, fds, env))
+        for fd in fds:
+            os.close(fd)
+        # The spare (if any) now belongs to the command: its copy of the socket is the one in use.
+        self.zygotes.extend(runtime.drop_spare_zygotes())
+        pidfd = os.pidfd_open(pid)
+        self.commands[pidfd] = Command(conn, pid, pidfd, lines)
+        warm.send(conn, {"started": pid})
+        os.environ.clear()
+        os.environ.update(env)  # the next spare is made for the environment of the last caller
+        self.spare = False      # made once the command has ended: it would compete with it for the CPU
+
+    def child(self, conn: socket.socket, request: dict[str, Any], fds: list[int], env: dict[str, str]) -> int:
+        """In the forked copy: become the caller's command, run it, return its exit code."""
+        try:
+            self.listener.close()
+            conn.close()
+            for c in self.commands.values():
+                c.conn.close()
+                os.close(c.pidfd)
+            for spare in list(self.zygotes):
+                self.zygotes.remove(spare)
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+            for signum in warm.FORWARDED:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.chdir(str(request.get("cwd") or "/"))
+            os.environ.clear()
+            os.environ.update(env)
+            _fresh_stdio()
+        except Exception as exc:
+            print(f"Error: the warm helper could not take the command: {exc} (hint: `wasmlab system stop`, "
+                  "then run it again)", file=sys.stderr)
+            return 125
+        argv = [str(a) for a in request.get("argv") or []]
+        try:
+            code = run_command(argv, self.parser)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            code = 130
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        return int(code)
+
+    def relay(self, conn: socket.socket) -> None:
+        """A caller's message while its command runs: a signal to forward; EOF when the caller is gone."""
+        command = next(c for c in self.commands.values() if c.conn is conn)
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            # The caller is gone (killed): as a terminal hang-up, the command is told to stop.
+            _kill(command.pid, signal.SIGHUP)
+            return
+        command.lines.buf += data
+        while b"\n" in command.lines.buf:
+            msg = command.lines.next() or {}
+            signum = msg.get("signal")
+            if isinstance(signum, int) and signum in warm.FORWARDED:
+                _kill(command.pid, signum)
+
+    def finish(self, pidfd: int) -> None:
+        command = self.commands.pop(pidfd)
+        _, status = os.waitpid(command.pid, 0)
+        os.close(pidfd)
+        msg = {"killed": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
+        try:
+            warm.send(command.conn, msg)
+        except OSError:
+            pass
+        command.conn.close()
+        self.last = time.monotonic()
+        if not self.spare and not self.stopping:
+            self.fresh_spare()
+
+    def close(self) -> None:
+        for path in (self.socket_file, self.run_root / warm.STATUS_NAME):
+            try:
+                if path == self.socket_file and _identity(path) != self.sock_id:
+                    continue  # another helper's by now
+                path.unlink()
+            except (OSError, AttributeError):
+                pass
+        self.listener.close()
+        for proc in runtime.drop_spare_zygotes() + self.zygotes:
+            try:
+                proc.wait(timeout=2.0)
+            except Exception:
+                pass
+
+    sock_id: tuple[int, int] | None = None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _fresh_stdio() -> None:
+    """sys.stdin/stdout/stderr over fds 0-2 as Python makes them at start (line-buffered on a terminal)."""
+    for fd, name, mode in ((0, "stdin", "rb"), (1, "stdout", "wb"), (2, "stderr", "wb")):
+        tty = os.isatty(fd)
+        raw = io.FileIO(fd, mode, closefd=False)
+        buffered: Any = io.BufferedReader(raw) if mode == "rb" else io.BufferedWriter(raw)
+        stream = io.TextIOWrapper(buffered, encoding=getattr(sys, name).encoding,
+                                  errors="backslashreplace" if fd == 2 else getattr(sys, name).errors,
+                                  line_buffering=tty or fd == 2, write_through=fd == 2)
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    opts = {"--home": "", "--idle": str(warm.DEFAULT_IDLE), "--ready-fd": ""}
+    while args:
+        word = args.pop(0)
+        if word in opts and args:
+            opts[word] = args.pop(0)
+    home = Path(opts["--home"])
+    # Everything `run` imports, once: a command then only forks.
+    import wasmlab.lab.cli.containers  # noqa: F401
+
+    _ = runtime.Lab, runtime.Runtime, runtime.ImageSummary  # the service, the lifecycle, the image service
+    home = runtime.open_home(home)  # as the Lab opens it: the home it watches exists from now on
+    run_root = runtime.runtime_root(home)
+    run_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    path = warm.socket_path(run_root)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    if warm.status(run_root) is not None:
+        return 0  # one helper per lab home: another answers already
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    old = os.umask(0o077)  # the caller's stdio and environment go through it: the owner alone may connect
+    try:
+        listener.bind(os.fspath(path))
+    finally:
+        os.umask(old)
+    listener.listen(64)
+    helper = Helper(home, run_root, float(opts["--idle"]), warm.code_key(), listener, parser())
+    helper.sock_id = _identity(path)
+    (run_root / warm.STATUS_NAME).write_text(json.dumps(helper.status()))
+    signal.signal(signal.SIGTERM, lambda *_: setattr(helper, "stopping", True))
+    # Not SIG_IGN: an ignored signal stays ignored through exec, in every zygote and container started here.
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGHUP, lambda *_: None)
+    helper.fresh_spare()
+    if opts["--ready-fd"]:
+        fd = int(opts["--ready-fd"])
+        os.write(fd, b"ready\n")
+        os.close(fd)
+    try:
+        helper.serve()
+    finally:
+        helper.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
