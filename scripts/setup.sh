@@ -6,8 +6,9 @@ PY=${PYTHON:-python3}
 # What the tests drive: the container tools of the interop tests, busybox for Linux bundles, libseccomp for
 # seccomp filters, Debian's python3 (the rootless tests run wasmlab as `nobody`, who cannot enter /root),
 # chromium for the notebooks' browser test (Playwright drives Debian's build; `playwright install` cannot here), crun
-# (the bench's second anchor; it refuses hybrid cgroups here, and the bench says so) and debootstrap (its bloated image).
-DEB_PACKAGES="podman buildah runc skopeo umoci containerd busybox-static docker-registry libseccomp2 python3 catatonit chromium crun debootstrap"
+# (the bench's second anchor; it refuses hybrid cgroups here, and the bench says so) and debootstrap (its bloated image);
+# tmux for the TUI's real-terminal test (chromium also drives its `wasmlab serve` browser test).
+DEB_PACKAGES="podman buildah runc skopeo umoci containerd busybox-static docker-registry libseccomp2 python3 catatonit chromium crun debootstrap tmux"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=""
   for p in $DEB_PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done

@@ -163,6 +163,14 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return int(tui_main() or 0)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from wasmlab.lab.tui.serve import serve
+    except ImportError as exc:
+        raise UsageError(f"wasmlab serve is not available: {exc}", "run `make lab` to install textual-serve") from None
+    return serve(args.host, args.port, token=not args.no_token, public_url=args.public_url)
+
+
 def register(sub: Any) -> None:
     dr = sub.add_parser("doctor", help="check what this machine can do")
     dr.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -204,3 +212,10 @@ def register(sub: Any) -> None:
 
     tui = sub.add_parser("tui", help="open the terminal UI")
     tui.set_defaults(func=cmd_tui)
+
+    sv = sub.add_parser("serve", help="publish the terminal UI in a browser (textual-serve), behind a token")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    sv.add_argument("--public-url", help="the address browsers use, when it is not http://HOST:PORT")
+    sv.add_argument("--no-token", action="store_true", help="no token: anyone who reaches the port gets the lab")
+    sv.set_defaults(func=cmd_serve)

@@ -1,32 +1,54 @@
-"""The wasmlab Textual app: Images, Containers and History tabs over the Lab service, with k9s keys."""
+"""The wasmlab Textual app: six screens over the Lab service (images, containers, pods, namespaces, metrics,
+history), k9s keys, a `:` command mode, and every service call in a thread worker."""
 
 from __future__ import annotations
 
+import shlex
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
-from wasmlab.lab.tui.messages import ActionDone, ActionFailed, Described, RuntimeEvent
-from wasmlab.lab.tui.screens.containers import ContainersView
+from textual.suggester import SuggestFromList
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from wasmlab.lab.tui.messages import ActionDone, ActionFailed, Described, ImagesCounted, RuntimeEvent, error_parts
+from wasmlab.lab.tui.screens.containers import ContainersView, stderr_tail
 from wasmlab.lab.tui.screens.describe import DescribeScreen
-from wasmlab.lab.tui.screens.help import HelpScreen
+from wasmlab.lab.tui.screens.help import HelpScreen, binding_rows
 from wasmlab.lab.tui.screens.history import HistoryView
 from wasmlab.lab.tui.screens.images import ImagesView
+from wasmlab.lab.tui.screens.metrics import MetricsView
+from wasmlab.lab.tui.screens.namespaces import NamespacesView
+from wasmlab.lab.tui.screens.pods import PodContainersView, PodsView
 from wasmlab.lab.tui.widgets.table import ResourceView
 from wasmlab.runtime import ContainerCreated, ContainerExited, ContainerStarted, ImageBuilt, ImageRemoved, RunRecorded
 from wasmlab.runtime.errors import WasmlabError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
+    from wasmlab.lab.tui.screens.play import PlayRequest
+    from wasmlab.lab.tui.screens.run import RunRequest
     from wasmlab.runtime import Lab, LabEvent
 
-TABS = ("images", "containers", "history")
-# The Lab's events that change what `ps` shows, and what `images` shows.
+# The screens, in the order of their number keys: (id, tab label, what `:` also accepts).
+TABS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("images", "Images", ("images", "image", "img")),
+    ("containers", "Containers", ("containers", "ps", "co")),
+    ("pods", "Pods", ("pods", "pod", "po")),
+    ("namespaces", "Namespaces", ("ns", "namespaces")),
+    ("metrics", "Metrics", ("metrics", "charts")),
+    ("history", "History", ("history", "runs")),
+)
+COMMANDS = [alias for _, _, aliases in TABS for alias in aliases] + ["run ", "build", "play", "samples", "help",
+                                                                        "quit"]
+# The Lab's events that change what each screen shows.
 RELOAD_CONTAINERS = (ContainerCreated, ContainerStarted, ContainerExited)
 RELOAD_IMAGES = (ImageBuilt, ImageRemoved)
+STARTS_AT_ONCE = 2  # run workers in Lab.run at once; the others wait (blocked, not competing for the GIL)
+DEBOUNCE = 0.2  # at most five reloads a second per screen, however many containers start
 
 
 class WasmlabApp(App[int]):
@@ -35,16 +57,21 @@ class WasmlabApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "wasmlab"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("1", "show_tab('images')", "Images"),
-        Binding("2", "show_tab('containers')", "Containers"),
-        Binding("3", "show_tab('history')", "History"),
-        Binding("escape", "back", "Back", show=False),  # Textual's own: pop the screen, if there is one
+        Binding("q", "quit", "Quit", tooltip="quit (the containers keep running)"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
+        Binding("colon", "command", "Cmd", key_display=":",
+                tooltip="command mode, tab completes: :pods :images :ns :metrics :run IMAGE :build :play"),
+        Binding("slash", "filter", "Filter", key_display="/", show=False,
+                tooltip="filter the rows (enter keeps the filter, esc clears it)"),
+        *(Binding(str(n), f"show_tab('{tab}')", label, show=False) for n, (tab, label, _) in enumerate(TABS, 1)),
+        Binding("r", "run_dialog", "Run", show=False,
+                tooltip="run dialog: image, engine, annotations, command, env, memory, detach"),
+        Binding("b", "build", "Build", tooltip="build dialog: a Containerfile of assets/ or a path, tag, variant"),
+        Binding("p", "play", "Play", tooltip="play a pod: a preset of assets/pods or a YAML file"),
+        Binding("escape", "back", "Back", show=False, tooltip="go back: close a screen or a dialog"),
     ]
 
-    def __init__(self, lab: Lab | None = None, *, refresh_interval: float = 2.0,
-                 use_plotext: bool | None = None) -> None:
+    def __init__(self, lab: Lab | None = None, *, refresh_interval: float = 2.0, offer_samples: bool = True) -> None:
         super().__init__()
         self._owns_lab = lab is None
         # A lab that cannot open (a bad WASMLAB_HOME) is shown as its one-line error, in place of the tabs.
@@ -58,12 +85,20 @@ class WasmlabApp(App[int]):
                 self.lab_error = exc
         self.lab: Lab = lab  # type: ignore[assignment]  # None only with lab_error, when no view is shown
         self.refresh_interval = refresh_interval
+        self.offer_samples = offer_samples
         self.images_view = ImagesView(id="images-view")
         self.containers_view = ContainersView(id="containers-view")
-        self.history_view = HistoryView(id="history-view", use_plotext=use_plotext)
-        self.views: dict[str, ResourceView] = {"images": self.images_view, "containers": self.containers_view,
-                                               "history": self.history_view}
+        self.pods_view = PodsView(id="pods-view")
+        self.namespaces_view = NamespacesView(id="namespaces-view")
+        self.metrics_view = MetricsView(id="metrics-view")
+        self.history_view = HistoryView(id="history-view")
+        self.views: dict[str, Any] = {"images": self.images_view, "containers": self.containers_view,
+                                      "pods": self.pods_view, "namespaces": self.namespaces_view,
+                                      "metrics": self.metrics_view, "history": self.history_view}
         self._unsubscribe: Callable[[], Any] | None = None
+        self._pending: set[str] = set()
+        self._starting = threading.BoundedSemaphore(STARTS_AT_ONCE)
+        self.image_names: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -72,13 +107,12 @@ class WasmlabApp(App[int]):
             yield Footer()
             return
         with TabbedContent(initial="images", id="tabs"):
-            with TabPane("1 Images", id="images"):
-                yield self.images_view
-            with TabPane("2 Containers", id="containers"):
-                yield self.containers_view
-            with TabPane("3 History", id="history"):
-                yield self.history_view
-        yield Footer()
+            for n, (tab, label, _) in enumerate(TABS, 1):
+                with TabPane(f"{n} {label}", id=tab):
+                    yield self.views[tab]
+        yield Input(placeholder=":pods :images :ns :metrics :run IMAGE :build :play  (tab completes, esc leaves)",
+                    id="command", suggester=SuggestFromList(COMMANDS, case_sensitive=False))
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self.lab_error is not None:
@@ -107,27 +141,95 @@ class WasmlabApp(App[int]):
     def on_runtime_event(self, message: RuntimeEvent) -> None:
         event = message.event
         if isinstance(event, RELOAD_CONTAINERS):
-            self.containers_view.reload()
+            self.reload_soon("containers", "pods", "namespaces")
         if isinstance(event, RELOAD_IMAGES):
-            self.images_view.reload()
+            self.reload_soon("images")
         if isinstance(event, RunRecorded):
-            self.history_view.reload()
+            self.reload_soon("history", "metrics")
         elif isinstance(event, ContainerExited):
-            # Until every run is announced as recorded: the row lands in the history just after the exit.
-            self.set_timer(0.3, self.history_view.reload)
+            self.set_timer(0.3, lambda: self.reload_soon("history", "metrics"))
+        if isinstance(event, ContainerExited) and event.exit_code not in (0, None):
+            self.tell_failure(event.id, event.name, event.exit_code)
+
+    def reload_soon(self, *tabs: str) -> None:
+        """Reload these screens once, DEBOUNCE from now: a burst of events costs one service call per screen."""
+        fresh = [t for t in tabs if t not in self._pending]
+        if not fresh:
+            return
+        self._pending.update(fresh)
+
+        def go() -> None:
+            for tab in fresh:
+                self._pending.discard(tab)
+                self.views[tab].reload()
+            for screen in self.screen_stack[1:]:
+                for view in screen.query(PodContainersView):
+                    view.reload()
+
+        self.set_timer(DEBOUNCE, go)
+
+    @work(thread=True, group="failure")
+    def tell_failure(self, cid: str, name: str, code: int) -> None:
+        """A container that failed: a notification with the tail of its stderr."""
+        try:
+            tail = stderr_tail(self.lab, cid, 3)
+        except Exception:
+            tail = []
+        text = "\n".join(tail) or "(nothing on stderr)"
+        self.call_from_thread(self.notify, text, title=f"{name or cid} exited with code {code}", severity="error",
+                              timeout=10)
 
     def _tick(self) -> None:
-        if len(self.screen_stack) == 1:
+        if len(self.screen_stack) == 1 and self.active_tab not in ("metrics",):
             self.views[self.active_tab].reload()
 
-    # -- results of the views' workers -------------------------------------------------------------------------
+    # -- the workers every screen uses ---------------------------------------------------------------------------
+    @work(thread=True, group="verbs")
+    def act(self, verb: str, target: str, call: Callable[[], str]) -> None:
+        """Run a verb of the service in a thread; its answer (or its error, in one line) as a notification."""
+        try:
+            detail = call()
+        except Exception as exc:
+            self.post_message(ActionFailed(verb, target, *error_parts(exc)))
+            return
+        self.post_message(ActionDone(verb, target, detail))
+
+    @work(thread=True, group="describe")
+    def describe(self, title: str, fetch: Callable[[], dict[str, Any]], *, raw: bool = False) -> None:
+        try:
+            document = fetch()
+        except Exception as exc:
+            self.post_message(ActionFailed("describe", title, *error_parts(exc)))
+            return
+        self.post_message(Described(title, document, raw=raw))
+
+    def confirm(self, question: str, verb: str, target: str, call: Callable[[], str]) -> None:
+        from wasmlab.lab.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.act(verb, target, call)
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def show_logs(self, container: str, name: str) -> None:
+        from wasmlab.lab.tui.screens.logs import LogScreen
+
+        self.push_screen(LogScreen(container, name))
+
+    def shell(self, container: str, name: str) -> None:
+        """`exec -it sh` in a Linux container: the screen steps aside while the shell has the terminal."""
+        try:
+            with self.suspend():
+                code = self.lab.exec(container, ["sh"], tty=True)
+        except Exception as exc:
+            self.post_message(ActionFailed("shell", name, *error_parts(exc)))
+            return
+        self.notify(f"the shell in {name} exited with code {code}", title="shell")
+
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.detail or f"{message.verb} {message.target}: done", title=message.verb)
-        if message.verb == "rmi":
-            self.images_view.reload()
-        else:
-            self.containers_view.reload()
-            self.history_view.reload()
+        self.reload_soon("images" if message.verb == "rmi" else "containers", "pods", "namespaces", "history")
 
     def on_action_failed(self, message: ActionFailed) -> None:
         hint = f"\nhint: {message.hint}" if message.hint else ""
@@ -135,13 +237,22 @@ class WasmlabApp(App[int]):
                     timeout=10)
 
     def on_described(self, message: Described) -> None:
-        self.push_screen(DescribeScreen(message.title, message.document))
+        self.push_screen(DescribeScreen(message.title, message.document, raw=message.raw))
+
+    def on_images_counted(self, message: ImagesCounted) -> None:
+        if message.count == 0 and self.offer_samples:
+            self.offer_samples = False  # once per start
+            from wasmlab.lab.tui.screens.samples import SamplesScreen
+
+            self.push_screen(SamplesScreen())
+        self.image_names = [name for row in self.images_view.rows() for name in row[:1]]
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = self.views.get(event.pane.id or "")
+        self.metrics_view.live(event.pane.id == "metrics")
         if view is not None:
-            view.reload()
             view.focus_table()
+            self.reload_soon(event.pane.id or "")  # after the switch is on screen: a key press shows at once
 
     # -- keys --------------------------------------------------------------------------------------------------
     @property
@@ -149,9 +260,10 @@ class WasmlabApp(App[int]):
         return self.screen_stack[0].query_one("#tabs", TabbedContent).active or "images"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.lab_error is not None and action == "show_tab":
+        if self.lab_error is not None and action not in ("quit", "help", "back"):
             return False  # no tabs: the error stays on screen
-        return not (action in ("show_tab", "help") and isinstance(self.screen, ModalScreen))
+        # A dialog has the keys: typing a tag with a `q` in it must not quit.
+        return not isinstance(self.screen, ModalScreen)
 
     def action_show_tab(self, tab: str) -> None:
         while len(self.screen_stack) > 1:
@@ -159,11 +271,141 @@ class WasmlabApp(App[int]):
         self.screen_stack[0].query_one("#tabs", TabbedContent).active = tab
         self.views[tab].focus_table()
 
+    def action_filter(self) -> None:
+        view = self.views[self.active_tab]
+        if isinstance(view, ResourceView) and len(self.screen_stack) == 1:
+            view.action_filter()
+
+    def help_rows(self) -> list[tuple[str, str, str]]:
+        from wasmlab.lab.tui.screens.confirm import ConfirmScreen
+        from wasmlab.lab.tui.screens.logs import LogScreen
+
+        sources: list[tuple[str, Any]] = [("anywhere", self.BINDINGS), ("tables", ResourceView.BINDINGS)]
+        for tab, label, _ in TABS:
+            own = getattr(type(self.views[tab]), "BINDINGS", [])
+            if own is not ResourceView.BINDINGS:
+                sources.append((label, own))
+        sources += [("Pod", PodContainersView.BINDINGS), ("Logs", LogScreen.BINDINGS),
+                    ("Confirm", ConfirmScreen.BINDINGS)]
+        rows = binding_rows(sources)
+        rows.insert(3, ("1-6", "anywhere", "screens: " + ", ".join(label for _, label, _ in TABS)))
+        rows.insert(4, ("enter", "tables", "go in: describe, logs, drill into a pod, a namespace's details"))
+        return [r for r in rows if not r[0].isdigit()]
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
         else:
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.help_rows()))
+
+    # -- command mode ------------------------------------------------------------------------------------------
+    def action_command(self) -> None:
+        field = self.query_one("#command", Input)
+        names = [f"run {n}" for n in self.image_names]
+        field.suggester = SuggestFromList(COMMANDS + names, case_sensitive=False)
+        field.value = ""
+        field.add_class("-open")
+        field.focus()
+
+    @on(Input.Submitted, "#command")
+    def _command(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.close_command()
+        self.run_command(event.value)
+
+    def close_command(self) -> None:
+        field = self.query_one("#command", Input)
+        field.remove_class("-open")
+        field.value = ""
+        view = self.views.get(self.active_tab)
+        if view is not None:
+            view.focus_table()
+
+    def on_key(self, event: Any) -> None:
+        focused: Widget | None = self.focused
+        if event.key == "escape" and focused is not None and focused.id == "command":
+            event.stop()
+            self.close_command()
+
+    def run_command(self, text: str) -> None:
+        """`:pods`, `:images`, `:ns`, `:metrics`, `:run IMAGE`, `:build`, `:play`, `:samples`, `:help`, `:q`."""
+        words = shlex.split(text.strip().lstrip(":")) if text.strip() else []
+        if not words:
+            return
+        verb, rest = words[0].lower(), words[1:]
+        for tab, _, aliases in TABS:
+            if verb in aliases:
+                self.action_show_tab(tab)
+                return
+        if verb == "run":
+            self.action_run_dialog(rest[0] if rest else None)
+        elif verb == "build":
+            self.action_build()
+        elif verb == "play":
+            self.action_play()
+        elif verb == "samples":
+            from wasmlab.lab.tui.screens.samples import SamplesScreen
+
+            self.push_screen(SamplesScreen())
+        elif verb == "help":
+            self.action_help()
+        elif verb in ("q", "quit"):
+            self.exit(0)
+        else:
+            self.notify(f"no command {verb!r}", title=":", severity="warning")
+
+    # -- dialogs -----------------------------------------------------------------------------------------------
+    def action_run_dialog(self, image: str | None = None) -> None:
+        from wasmlab.lab.tui.screens.run import RunScreen
+
+        if image is None and self.active_tab == "images" and len(self.screen_stack) == 1:
+            image = self.images_view.selected_ref
+        self.push_screen(RunScreen(image or "", self.image_names), self._run_requested)
+
+    def _run_requested(self, request: RunRequest | None) -> None:
+        if request is not None:
+            self.notify(f"running {request.image} ...", title="run")
+            self.start_run(request)
+
+    @work(thread=True, group="run")
+    def start_run(self, request: RunRequest) -> None:
+        from wasmlab.runtime import RunOptions
+
+        try:
+            with self._starting:  # a few at a time: each start is Python work that holds the GIL
+                run = self.lab.run(request.image, request.command or None, name=request.name, detach=True,
+                                   annotations=request.annotations, env=request.env, engine=request.engine,
+                                   options=RunOptions(memory=request.memory))
+        except Exception as exc:
+            self.post_message(ActionFailed("run", request.image, *error_parts(exc)))
+            return
+        self.post_message(ActionDone("run", request.image, f"started container {run.name} (2: Containers)"))
+        if not request.detach:
+            self.call_from_thread(self.show_logs, run.id, run.name)
+
+    def action_build(self) -> None:
+        from wasmlab.lab.tui.screens.build import BuildScreen
+
+        self.push_screen(BuildScreen())
+
+    def action_play(self) -> None:
+        from wasmlab.lab.tui.screens.play import PlayScreen
+
+        self.push_screen(PlayScreen(), self._play_requested)
+
+    def _play_requested(self, request: PlayRequest | None) -> None:
+        if request is not None:
+            self.notify(f"playing {request.file} ...", title="play")
+            lab = self.lab
+
+            def play() -> str:
+                result = lab.kube_play(request.file, propagation=request.propagation,
+                                       pod_annotations=request.pod_annotations)
+                said = [f"pod {p.identity}: {p.status}" for p in result.pods] + result.warnings
+                return "\n".join(said)
+
+            self.act("play", request.file, play)
+            self.action_show_tab("pods")
 
 
 def main() -> int:

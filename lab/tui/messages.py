@@ -8,28 +8,43 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from wasmlab.runtime import ContainerInfo, ImageSummary, LabEvent, RunRecord
+    from wasmlab.runtime import LabEvent
 
 
 @dataclass
-class ImagesLoaded(Message):
-    """`lab.images()` answered."""
+class Loaded(Message):
+    """A view's fetch() answered (in its worker thread): the data its show() turns into rows."""
 
-    images: list[ImageSummary]
-
-
-@dataclass
-class ContainersLoaded(Message):
-    """`lab.ps(all=True)` answered."""
-
-    containers: list[ContainerInfo]
+    data: Any
 
 
 @dataclass
-class HistoryLoaded(Message):
-    """`lab.history()` answered (newest first)."""
+class Progressed(Message):
+    """A line of progress from a long service call (build, samples, play)."""
 
-    runs: list[RunRecord]
+    line: str
+    fraction: float | None = None
+
+
+@dataclass
+class Built(Message):
+    """A build finished: the image's name."""
+
+    name: str
+
+
+@dataclass
+class Ticked(Message):
+    """A tick of the Lab's live metrics stream (posted from the stream's thread)."""
+
+    tick: Any
+
+
+@dataclass
+class ImagesCounted(Message):
+    """How many images the lab holds (the app offers to build the samples when there are none)."""
+
+    count: int
 
 
 @dataclass
@@ -72,6 +87,7 @@ class Described(Message):
 
     title: str
     document: dict[str, Any] = field(default_factory=dict)
+    raw: bool = False
 
 
 @dataclass

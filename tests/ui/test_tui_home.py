@@ -19,7 +19,7 @@ from wasmlab.runtime.errors import HomeError
 def test_tui_shows_a_bad_home_in_one_line_on_every_tab(home: str, says: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WASMLAB_HOME", home)
-    app = WasmlabApp(refresh_interval=0.05)
+    app = WasmlabApp(refresh_interval=0.05, offer_samples=False)
     assert isinstance(app.lab_error, HomeError)
 
     async def scenario() -> None:

@@ -1,46 +1,37 @@
-"""The History view: the last runs from the lab's run history, and a chart of create_ms per handler."""
+"""The History screen: the last runs from the lab's run history (the charts of them are on the Metrics screen)."""
 
 from __future__ import annotations
 
-from textual import work
-from textual.app import ComposeResult
-from textual.worker import get_current_worker
-from wasmlab.lab.tui.messages import HistoryLoaded, LoadFailed, error_parts
-from wasmlab.lab.tui.widgets.chart import CreateTimesChart
-from wasmlab.lab.tui.widgets.table import ResourceView, ago, human_size
+from typing import TYPE_CHECKING, Any
+
+from wasmlab.lab import present
+from wasmlab.lab.tui.widgets.table import Column, ResourceView, ago, human_size
+
+if TYPE_CHECKING:
+    from wasmlab.runtime import RunRecord
 
 RECENT = 100
 
 
 class HistoryView(ResourceView):
-    """`wasmlab history`, with the create times drawn per handler."""
+    """`wasmlab history`, newest first."""
 
-    COLUMNS = ("WHEN", "NAME", "IMAGE", "HANDLER", "EXIT", "CREATE ms", "TOTAL ms", "MAX RSS", "CACHE")
+    # The same figures as `wasmlab history`, each memory figure under its own name (see present.INIT_RSS).
+    COLUMNS = (Column("WHEN", 7, 3), Column("NAME", 14, 0), Column("IMAGE", 22, 7), Column("ENGINE", 8, 1),
+               Column("EXIT", 4, 1), Column("CREATE", 7, 1), Column("1ST BYTE", 8, 4), Column("EXIT ms", 7, 5),
+               Column(present.CGROUP_PEAK.upper(), 11, 2), Column(present.GUEST.upper(), 8, 4),
+               Column(present.INIT_RSS.upper(), 8, 6), Column("CACHE", 6, 6))
     NOUN = "run"
+    EMPTY = "no runs yet: select an image on screen 1 and press r"
 
-    def __init__(self, *, use_plotext: bool | None = None, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.use_plotext = use_plotext
+    def fetch(self) -> Any:
+        return self.lab.history(RECENT)
 
-    def compose(self) -> ComposeResult:
-        yield from super().compose()
-        yield CreateTimesChart(use_plotext=self.use_plotext)
-
-    @work(thread=True, exclusive=True, group="load")
-    def reload(self) -> None:
-        worker = get_current_worker()
-        try:
-            runs = self.lab.history(RECENT)
-        except Exception as exc:
-            self.post_message(LoadFailed(*error_parts(exc)))
-            return
-        if not worker.is_cancelled:
-            self.post_message(HistoryLoaded(runs))
-
-    def on_history_loaded(self, message: HistoryLoaded) -> None:
-        message.stop()
-        self.show_rows((str(r.seq), (ago(r.started_at), r.name or r.id, r.image, r.handler, str(r.exit_code),
-                                     f"{r.create_ms:.2f}", f"{r.total_ms:.2f}", human_size(r.max_rss_kb * 1024),
-                                     r.cache))
-                       for r in message.runs)
-        self.query_one(CreateTimesChart).show(message.runs)
+    def show(self, data: Any) -> None:
+        runs: list[RunRecord] = data
+        self.show_rows((str(r.seq), (ago(r.started_at), r.name or r.id, r.image, r.handler,
+                                     "-" if r.exit_code is None else str(r.exit_code), present.ms(r.create_ms),
+                                     present.ms(r.first_byte_ms), present.ms(r.exit_ms),
+                                     present.maybe_size(r.cgroup_peak_bytes), present.maybe_size(r.guest_bytes),
+                                     human_size(r.max_rss_kb * 1024), r.cache or "-"))
+                       for r in runs)

@@ -1,113 +1,97 @@
-"""The Images view: the lab's image store as a table; `r` runs the selected image detached, `d` describes it."""
+"""The Images screen: one row per image name (an image with two names has two rows); enter or `d` describes it,
+`y` shows its raw JSON, `r` opens the run dialog on it, `b` the build dialog, ctrl+d deletes a name."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
 from textual.binding import Binding, BindingType
-from textual.worker import get_current_worker
-from wasmlab.lab.tui.messages import ActionDone, ActionFailed, Described, ImagesLoaded, LoadFailed, error_parts
-from wasmlab.lab.tui.widgets.table import ResourceView, ago, human_size
+from textual.widgets import DataTable
+from wasmlab.lab.tui.messages import ImagesCounted
+from wasmlab.lab.tui.widgets.table import Column, ResourceView, ago, human_size
 
 if TYPE_CHECKING:
     from wasmlab.runtime import ImageSummary
+
+KINDS = {"compat": "wasm", "compat-smart": "wasm-smart"}
 
 
 class ImagesView(ResourceView):
     """`wasmlab images`, live."""
 
-    COLUMNS = ("NAME", "IMAGE ID", "KIND", "PLATFORM", "SIZE", "CREATED")
+    COLUMNS = (Column("NAME", 34, 0), Column("IMAGE ID", 12, 2), Column("KIND", 10, 1),
+               Column("PLATFORM", 11, 4), Column("SIZE", 8, 3), Column("CREATED", 8, 5))
     NOUN = "image"
+    EMPTY = "press b to build one, or : then samples to build the sample images"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "run", "Run"),
-        Binding("d", "describe", "Describe"),
-        Binding("ctrl+d", "delete", "Delete"),
+        Binding("r", "app.run_dialog", "Run", tooltip="run dialog on the selected image"),
+        Binding("d", "describe", "Describe", tooltip="describe the image (enter too): names, annotations, layers"),
+        Binding("y", "raw", "JSON", show=False, tooltip="the image's raw JSON (inspect)"),
+        Binding("ctrl+d", "delete", "Delete", show=False, tooltip="delete the selected name, after a confirmation"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.images: dict[str, ImageSummary] = {}
 
-    @work(thread=True, exclusive=True, group="load")
-    def reload(self) -> None:
-        worker = get_current_worker()
-        try:
-            images = self.lab.images()
-        except Exception as exc:
-            self.post_message(LoadFailed(*error_parts(exc)))
-            return
-        if not worker.is_cancelled:
-            self.post_message(ImagesLoaded(images))
+    def fetch(self) -> Any:
+        return self.lab.images()
 
-    def on_images_loaded(self, message: ImagesLoaded) -> None:
-        message.stop()
-        self.images = {img.id: img for img in message.images}
-        kinds = {"compat": "wasm", "compat-smart": "wasm-smart"}
-        self.show_rows((img.id, (img.name or "<none>", img.short_id, kinds.get(img.variant, "linux"),
-                                 f"{img.os}/{img.architecture}", human_size(img.size), ago(img.created)))
-                       for img in message.images)
+    def show(self, data: Any) -> None:
+        images: list[ImageSummary] = data
+        self.images = {}
+        rows = []
+        for img in images:
+            for name in img.names or [img.name or "<none>"]:
+                key = f"{img.id}|{name}"
+                self.images[key] = img
+                rows.append((key, (name, img.short_id, KINDS.get(img.variant, "linux"),
+                                   f"{img.os}/{img.architecture}", human_size(img.size), ago(img.created))))
+        self.show_rows(rows)
+        self.app.post_message(ImagesCounted(len(images)))
 
     @property
     def selected(self) -> ImageSummary | None:
         key = self.selected_key
         return self.images.get(key) if key else None
 
-    def _ref(self, image: ImageSummary) -> str:
-        return image.name or image.id
+    @property
+    def selected_ref(self) -> str | None:
+        key = self.selected_key
+        if not key or key not in self.images:
+            return None
+        name = key.partition("|")[2]
+        return self.images[key].id if name == "<none>" else name
 
     # -- verbs -------------------------------------------------------------------------------------------------
-    def action_run(self) -> None:
-        image = self.selected
-        if image is None:
-            self.app.notify("no image selected: build one with `wasmlab build`", severity="warning")
-            return
-        self.app.notify(f"running {self._ref(image)} ...")
-        self.run_image(self._ref(image))
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_describe()
 
-    @work(thread=True, exclusive=True, group="run")
-    def run_image(self, ref: str) -> None:
-        try:
-            run = self.lab.run(ref, detach=True)
-        except Exception as exc:
-            self.post_message(ActionFailed("run", ref, *error_parts(exc)))
+    def action_describe(self, raw: bool = False) -> None:
+        ref = self.selected_ref
+        if ref is None:
             return
-        self.post_message(ActionDone("run", ref, f"started container {run.name} (press 2 to see it)"))
+        lab = self.lab
 
-    def action_describe(self) -> None:
-        image = self.selected
-        if image is not None:
-            self.describe_image(self._ref(image))
+        def details() -> dict[str, Any]:
+            return dataclasses.asdict(lab.image_inspect(ref))
 
-    @work(thread=True, exclusive=True, group="describe")
-    def describe_image(self, ref: str) -> None:
-        try:
-            details = self.lab.image_inspect(ref)
-        except Exception as exc:
-            self.post_message(ActionFailed("inspect", ref, *error_parts(exc)))
-            return
-        self.post_message(Described(f"image {ref}", dataclasses.asdict(details)))
+        self.app.describe(f"image {ref}", details, raw=raw)  # type: ignore[attr-defined]
+
+    def action_raw(self) -> None:
+        self.action_describe(raw=True)
 
     def action_delete(self) -> None:
-        image = self.selected
-        if image is None:
+        ref = self.selected_ref
+        if ref is None:
             return
-        from wasmlab.lab.tui.screens.confirm import ConfirmScreen
+        lab = self.lab
 
-        ref = self._ref(image)
+        def remove() -> str:
+            result = lab.rmi(ref)
+            return f"untagged {', '.join(result.untagged) or '-'}"
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.remove_image(ref)
+        self.app.confirm(f"Delete image [b]{ref}[/b]?", "rmi", ref, remove)  # type: ignore[attr-defined]
 
-        self.app.push_screen(ConfirmScreen(f"Delete image [b]{ref}[/b]?"), confirmed)
-
-    @work(thread=True, exclusive=True, group="delete")
-    def remove_image(self, ref: str) -> None:
-        try:
-            result = self.lab.rmi(ref)
-        except Exception as exc:
-            self.post_message(ActionFailed("rmi", ref, *error_parts(exc)))
-            return
-        self.post_message(ActionDone("rmi", ref, f"untagged {', '.join(result.untagged) or '-'}"))

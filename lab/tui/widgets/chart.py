@@ -1,85 +1,67 @@
-"""The create-time chart: create_ms per handler over the last runs, with textual-plotext or Textual sparklines."""
+"""The series chart: lines of chart series (label, xs, ys, unit) drawn with textual-plotext, or a sentence in place
+of the axis when there are too few points to mean anything."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, Sparkline, Static
-
-if TYPE_CHECKING:
-    from wasmlab.runtime import RunRecord
+from textual.containers import Vertical
+from textual.widgets import Static
 
 try:
     from textual_plotext import PlotextPlot
 
     HAVE_PLOTEXT = True
-except ImportError:  # optional: sparklines need nothing more than Textual
+except ImportError:  # pragma: no cover - textual-plotext is in the lab extra
     HAVE_PLOTEXT = False
 
-TITLE = "create_ms per handler, oldest to newest run"
+from wasmlab.lab.series import footprint_by_engine, live_cpu, live_memory, startup_by_engine, too_few
+
+__all__ = ["HAVE_PLOTEXT", "SeriesChart", "footprint_by_engine", "live_cpu", "live_memory", "startup_by_engine",
+           "too_few"]
 
 
-def create_ms_by_handler(runs: Sequence[RunRecord]) -> dict[str, list[float]]:
-    """History rows (newest first) as one oldest-first series per handler."""
-    series: dict[str, list[float]] = {}
-    for run in reversed(runs):
-        series.setdefault(run.handler or "unknown", []).append(float(run.create_ms or 0.0))
-    return series
+class SeriesChart(Vertical):
+    """One chart: a title, then either the plot or a sentence saying why there is none."""
 
-
-class CreateTimesChart(Vertical):
-    """One line per handler with plotext when installed; otherwise one sparkline row per handler."""
-
-    def __init__(self, *, use_plotext: bool | None = None, id: str | None = None) -> None:
+    def __init__(self, title: str, *, empty_hint: str = "", id: str | None = None) -> None:
         super().__init__(id=id, classes="chart")
-        self.use_plotext = HAVE_PLOTEXT if use_plotext is None else use_plotext and HAVE_PLOTEXT
-        self.series: dict[str, list[float]] = {}
-        self._drawn = False
+        self.title = title
+        self.empty_hint = empty_hint
+        self.series: list[Any] = []
+        self.reason: str | None = None
+        self.drawn = False
 
     def compose(self) -> ComposeResult:
-        if self.use_plotext:
+        yield Static(self.title, classes="chart-title")
+        if HAVE_PLOTEXT:
             yield PlotextPlot(classes="plot")
-        else:
-            yield Static(TITLE, classes="chart-title")
-            yield Vertical(classes="sparklines")
-        yield Static("no runs yet: select an image on the Images tab and press r", classes="chart-empty")
+        yield Static(self._sentence(), classes="chart-empty")
 
-    def show(self, runs: Sequence[RunRecord]) -> None:
-        series = create_ms_by_handler(runs)
-        if self._drawn and series == self.series:
+    def _sentence(self) -> str:
+        return f"{self.empty_hint or self.reason}" if self.reason else ""
+
+    def show(self, series: Sequence[Any]) -> None:
+        series = list(series)
+        if series == self.series and self.drawn:
             return
         self.series = series
-        self._drawn = True
-        self.set_class(not series, "-empty")
-        if self.use_plotext:
+        self.drawn = True
+        self.reason = too_few(series) if HAVE_PLOTEXT else "textual-plotext is not installed"
+        self.set_class(self.reason is not None, "-empty")
+        self.query_one(".chart-empty", Static).update(self._sentence())
+        if self.reason is None:
             self._plot(series)
-        else:
-            self._sparklines(series)
 
-    def _plot(self, series: dict[str, list[float]]) -> None:
+    def _plot(self, series: Sequence[Any]) -> None:
         widget = self.query_one(PlotextPlot)
         plt: Any = widget.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(TITLE)
-        plt.xlabel("run")
-        plt.ylabel("ms")
-        for handler, values in series.items():
-            plt.plot(list(range(1, len(values) + 1)), values, label=handler, marker="braille")
+        unit = series[0].unit if series else ""
+        plt.ylabel(unit)
+        for s in series:
+            plt.plot(list(s.xs), list(s.ys), label=s.label, marker="braille")
         widget.refresh()
-
-    def _sparklines(self, series: dict[str, list[float]]) -> None:
-        box = self.query_one(".sparklines", Vertical)
-        box.remove_children()
-        rows = []
-        for handler, values in series.items():
-            last = values[-1]
-            summary = (f"{handler:<10} last {last:7.2f} ms  min {min(values):7.2f}  max {max(values):7.2f}"
-                       f"  n={len(values)}")
-            rows.append(Horizontal(Label(summary, classes="spark-label"),
-                                   Sparkline(values, summary_function=max, classes="spark"), classes="spark-row"))
-        if rows:
-            box.mount_all(rows)

@@ -1,23 +1,35 @@
-"""The resource view: a DataTable of one kind of lab object with a k9s-style `/` filter bar and a status line."""
+"""The resource view: a DataTable of one kind of lab object, with a `/` filter, a status line and columns that
+narrow by priority (the ones that do not fit a narrow terminal are left out, least important first)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import events, on
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
 from wasmlab.lab import present
-from wasmlab.lab.tui.messages import LoadFailed
+from wasmlab.lab.tui.messages import Loaded, LoadFailed, error_parts
 
 if TYPE_CHECKING:
     from wasmlab.runtime import Lab
 
 Row = tuple[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its label, the width it takes, and its priority (1 is kept longest; 0 grows to fill)."""
+
+    label: str
+    width: int
+    priority: int = 5
 
 
 def human_size(n: float) -> str:
@@ -28,14 +40,30 @@ def ago(when: float | str) -> str:
     return present.ago(when, short=True)
 
 
-class ResourceView(Vertical):
-    """Rows of (key, cells); `/` filters them by substring, `esc` clears the filter; subclasses load the rows."""
+def fitting(columns: Sequence[Column], width: int) -> list[int]:
+    """The indexes of the columns that fit WIDTH cells, in their order, most important first to be kept."""
+    order = sorted(range(len(columns)), key=lambda i: (columns[i].priority, i))
+    chosen: list[int] = []
+    used = 0
+    for i in order:
+        need = columns[i].width + 2  # DataTable pads each cell by one on both sides
+        if used + need <= width or not chosen:
+            chosen.append(i)
+            used += need
+    return sorted(chosen)
 
-    COLUMNS: ClassVar[tuple[str, ...]] = ()
+
+class ResourceView(Vertical):
+    """Rows of (key, cells); `/` filters them by substring, `esc` clears the filter; subclasses fetch the rows
+    (in a thread worker) and turn them into cells."""
+
+    COLUMNS: ClassVar[tuple[Column, ...]] = ()
     NOUN: ClassVar[str] = "row"  # singular: the status line says "1 row", "2 rows" (present.plural)
+    EMPTY: ClassVar[str] = ""    # what the status line says when there are no rows: the next step
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("slash", "filter", "Filter", key_display="/", show=False,
+                tooltip="filter the rows (enter keeps the filter, esc clears it)"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="clear the filter"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -44,6 +72,7 @@ class ResourceView(Vertical):
         self.filter_text = ""
         self.loaded = False
         self.typing_filter = False
+        self._shown_columns: list[int] = []
 
     @property
     def lab(self) -> Lab:
@@ -56,19 +85,55 @@ class ResourceView(Vertical):
         yield Static("loading...", classes="status-line")
 
     def on_mount(self) -> None:
-        self.table.add_columns(*self.COLUMNS)
+        self._set_columns(self.app.size.width)
         self.reload()
 
-    def reload(self) -> object:
-        """Ask the service for fresh rows (in a thread worker); subclasses implement it."""
+    def on_resize(self, event: events.Resize) -> None:
+        self._set_columns(event.size.width)
+
+    def _set_columns(self, width: int) -> None:
+        shown = fitting(self.COLUMNS, max(20, width - 2))
+        if shown == self._shown_columns:
+            return
+        self._shown_columns = shown
+        table = self.table
+        table.clear(columns=True)
+        spare = max(20, width - 2) - sum(self.COLUMNS[i].width + 2 for i in shown)
+        for i in shown:
+            col = self.COLUMNS[i]
+            table.add_column(col.label, width=col.width + (spare if col.priority == 0 else 0))
+        if self.loaded:
+            self._render_rows()
+
+    # -- loading: fetch() runs in a thread, show() on the app's loop ---------------------------------------------
+    def fetch(self) -> Any:
+        """Ask the service (called in a worker thread): what show() takes."""
         return None
+
+    def show(self, data: Any) -> None:
+        """Turn fetched data into rows (subclasses call show_rows)."""
+
+    @work(thread=True, exclusive=True, group="load")
+    def reload(self) -> None:
+        worker = get_current_worker()
+        try:
+            data = self.fetch()
+        except Exception as exc:
+            self.post_message(LoadFailed(*error_parts(exc)))
+            return
+        if not worker.is_cancelled:
+            self.post_message(Loaded(data))
+
+    def on_loaded(self, message: Loaded) -> None:
+        message.stop()
+        self.show(message.data)
 
     def focus_table(self) -> None:
         self.table.focus()
 
     @property
     def table(self) -> DataTable[Any]:
-        return self.query_one(DataTable)
+        return self.query_one(".resource-table", DataTable)
 
     @property
     def selected_key(self) -> str | None:
@@ -79,9 +144,14 @@ class ResourceView(Vertical):
         return table.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value
 
     def rows(self) -> list[list[str]]:
-        """The cells of the rows shown (after the filter), top to bottom."""
+        """The full cells of the rows shown (after the filter; every column, shown or not), top to bottom."""
         table = self.table
-        return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        cells = dict(self._rows)
+        out = []
+        for i in range(table.row_count):
+            key = table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value
+            out.append([str(c) for c in cells.get(key or "", ())])
+        return out
 
     def show_rows(self, rows: Iterable[Row]) -> None:
         self._rows = list(rows)
@@ -97,11 +167,13 @@ class ResourceView(Vertical):
         for key, cells in self._rows:
             if needle and not any(needle in c.lower() for c in cells):
                 continue
-            table.add_row(*cells, key=key)
+            table.add_row(*(cells[i] for i in self._shown_columns), key=key)
             shown += 1
         if keep is not None and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
         status = present.plural(len(self._rows), self.NOUN)
+        if not self._rows and self.EMPTY:
+            status = f"{status}: {self.EMPTY}"
         if needle:
             status = f"{shown} of {status} match /{self.filter_text}"
         self.query_one(".status-line", Static).update(status)

@@ -1,0 +1,91 @@
+"""The play dialog: a pod preset from assets/pods or a YAML path, and how annotations reach the containers
+(CRI-O, or containerd with its pod_annotations allowlist); the app plays it in a worker (kube play)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+from wasmlab.lab.tui import catalog
+
+
+@dataclass
+class PlayRequest:
+    """What Lab.kube_play is asked."""
+
+    file: str
+    propagation: str = "crio"
+    pod_annotations: list[str] | None = None
+
+
+class PlayScreen(ModalScreen[PlayRequest | None]):
+    """`wasmlab kube play [--propagation P] [--pod-annotations A] FILE`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self) -> None:
+        super().__init__(classes="dialog-screen")
+        self.presets = catalog.presets()
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog"):
+            yield Static("[b]Play a pod[/b] (kube play)", classes="dialog-title")
+            yield Label("Presets (enter plays one)")
+            yield OptionList(*(Option(f"[b]{p.name}[/b]  {p.about}", id=p.name) for p in self.presets),
+                             id="presets")
+            yield Label("or a YAML file")
+            yield Input(id="file", placeholder="path/to/pod.yaml", compact=True)
+            with Horizontal(classes="row"):
+                yield Select([("CRI-O (every pod annotation)", "crio"), ("containerd (allowlist)", "containerd")],
+                             value="crio", allow_blank=False, id="propagation", compact=True)
+                yield Input(id="allowlist", placeholder="containerd allowlist (default module.wasm.image/*)",
+                            compact=True)
+            yield Static("", classes="dialog-status")
+            with Horizontal(classes="buttons"):
+                yield Button("Play", variant="primary", id="play", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#presets", OptionList).focus()
+
+    def preset(self, name: str) -> catalog.Preset:
+        return next(p for p in self.presets if p.name == name)
+
+    @on(OptionList.OptionHighlighted, "#presets")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        preset = self.preset(event.option.id or "")
+        self.query_one("#file", Input).value = str(preset.path)
+        self.query_one("#propagation", Select).value = preset.propagation
+        self.query_one("#allowlist", Input).value = preset.pod_annotations
+
+    @on(OptionList.OptionSelected, "#presets")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self._highlighted(event)  # type: ignore[arg-type]
+        self._play()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#play")
+    @on(Input.Submitted)
+    def _play(self) -> None:
+        file = self.query_one("#file", Input).value.strip()
+        if not file or not Path(file).is_file():
+            self.query_one(".dialog-status", Static).update(
+                f"[b red]Error:[/] {'no file ' + repr(file) if file else 'pick a preset or write a YAML path'}")
+            return
+        allow = self.query_one("#allowlist", Input).value.strip()
+        self.dismiss(PlayRequest(file, str(self.query_one("#propagation", Select).value),
+                                 [a for a in allow.replace(",", " ").split() if a] or None))

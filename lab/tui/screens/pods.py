@@ -1,0 +1,152 @@
+"""The Pods screen: every played pod (`wasmlab pod ps`); `p` plays a preset or a YAML file, enter drills into a pod
+(its containers, their handlers and exits), `l` its logs, `x` stops and removes it (kube down), `d`/`y` describe."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from wasmlab.lab.tui.widgets.table import Column, ResourceView, ago
+
+if TYPE_CHECKING:
+    from wasmlab.runtime import PodInfo
+
+
+class PodsView(ResourceView):
+    """`wasmlab pod ps`, live."""
+
+    COLUMNS = (Column("POD", 26, 0), Column("STATUS", 9, 1), Column("CONTAINERS", 10, 1),
+               Column("HANDLERS", 18, 2), Column("PROPAGATION", 11, 4), Column("CREATED", 8, 3))
+    NOUN = "pod"
+    EMPTY = "press p to play a preset (the mixed pod, the face-off, ...) or a YAML file"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "logs", "Logs", tooltip="the pod's logs, every container's lines by time"),
+        Binding("d", "describe", "Describe", tooltip="describe the pod (enter drills into its containers)"),
+        Binding("y", "raw", "JSON", show=False, tooltip="the pod's raw JSON"),
+        Binding("x", "stop", "Stop", tooltip="stop and remove the pod, after a confirmation"),
+        Binding("ctrl+d", "stop", "Delete", show=False, tooltip="stop and remove the pod, after a confirmation"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.pods: dict[str, PodInfo] = {}
+
+    def fetch(self) -> Any:
+        return self.lab.pods()
+
+    def show(self, data: Any) -> None:
+        pods: list[PodInfo] = data
+        self.pods = {p.identity: p for p in pods}
+        rows = []
+        for p in pods:
+            workers = [c for c in p.containers if c.role != "sandbox"]
+            handlers = ",".join(sorted({c.handler or "-" for c in workers}))
+            rows.append((p.identity, (p.identity, p.status, str(len(workers)), handlers, p.propagation,
+                                      ago(p.created))))
+        self.show_rows(rows)
+
+    @property
+    def selected(self) -> PodInfo | None:
+        key = self.selected_key
+        return self.pods.get(key) if key else None
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        pod = self.selected
+        if pod is not None:
+            self.app.push_screen(PodScreen(pod.identity))
+
+    def action_logs(self) -> None:
+        pod = self.selected
+        if pod is None:
+            return
+        lab, name = self.lab, pod.identity
+
+        def lines() -> dict[str, Any]:
+            return {"logs": [f"{who}: {e.data.decode('utf-8', 'replace').rstrip()}" for who, e in lab.pod_logs(name)]}
+
+        self.app.describe(f"logs of pod {name}", lines)  # type: ignore[attr-defined]
+
+    def action_describe(self, raw: bool = False) -> None:
+        pod = self.selected
+        if pod is not None:
+            lab, name = self.lab, pod.identity
+            self.app.describe(f"pod {name}", lambda: lab.pod_inspect(name).as_dict(), raw=raw)  # type: ignore[attr-defined]
+
+    def action_raw(self) -> None:
+        self.action_describe(raw=True)
+
+    def action_stop(self) -> None:
+        pod = self.selected
+        if pod is None:
+            return
+        lab, name = self.lab, pod.identity
+
+        def remove() -> str:
+            lab.pod_rm(name, force=True)
+            return f"stopped and removed pod {name}"
+
+        self.app.confirm(f"Stop and remove pod [b]{name}[/b] and its containers?", "pod rm", name,  # type: ignore[attr-defined]
+                         remove)
+
+
+class PodContainersView(ResourceView):
+    """The containers of one pod: the sandbox, init containers and containers, with their handlers."""
+
+    COLUMNS = (Column("NAME", 14, 0), Column("ROLE", 9, 2), Column("STATUS", 9, 1), Column("EXIT", 4, 1),
+               Column("HANDLER", 8, 1), Column("IMAGE", 24, 3), Column("LAB NAME", 20, 4))
+    NOUN = "container"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "logs", "Logs"),
+        Binding("d", "describe", "Describe"),
+    ]
+
+    def __init__(self, pod: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.pod = pod
+
+    def fetch(self) -> Any:
+        return self.lab.pod_inspect(self.pod)
+
+    def show(self, data: Any) -> None:
+        pod: PodInfo = data
+        self.show_rows((c.id, (c.name, c.role, c.status, "" if c.exit_code is None else str(c.exit_code),
+                               c.handler or "", c.image, c.lab_name)) for c in pod.containers)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_logs()
+
+    def action_logs(self) -> None:
+        key = self.selected_key
+        if key:
+            self.app.show_logs(key, key)  # type: ignore[attr-defined]
+
+    def action_describe(self) -> None:
+        key = self.selected_key
+        if key:
+            from wasmlab.lab.tui.screens.containers import container_document
+
+            lab = self.lab
+            self.app.describe(f"container {key}", lambda: container_document(lab, key))  # type: ignore[attr-defined]
+
+
+class PodScreen(Screen[None]):
+    """Drilled into one pod: its containers; enter or `l` for a container's logs, esc back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back")]
+
+    def __init__(self, pod: str) -> None:
+        super().__init__(classes="pod-screen")
+        self.pod = pod
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"pod [b]{self.pod}[/b]", classes="screen-title")
+        yield PodContainersView(self.pod, id="pod-containers")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(PodContainersView).focus_table()

@@ -1,0 +1,70 @@
+"""`wasmlab` in a real terminal: tmux runs it at 80x24, keys go in with send-keys, and the screen is read back
+with capture-pane (each wait polls the pane until the text shows, with a deadline)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+
+WASMLAB = Path(sys.executable).with_name("wasmlab")
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
+
+
+def screen_shows(session: str, text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    pane = ""
+    while time.monotonic() < deadline:
+        pane = tmux("capture-pane", "-p", "-t", session)
+        if text in pane:
+            return pane
+        time.sleep(0.1)
+    raise AssertionError(f"the screen never showed {text!r}; it shows:\n{pane}")
+
+
+def test_wasmlab_in_tmux(tmp_path: Path) -> None:
+    need(shutil.which("tmux") is not None, "tmux is not installed (scripts/setup.sh installs it)")
+    home = tmp_path / "home"
+    session = f"wasmlab-{uuid.uuid4().hex[:8]}"
+    env = f"WASMLAB_HOME={home} TERM=xterm-256color"
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"env {env} {WASMLAB}; sleep 60")
+    try:
+        # First start on an empty lab: the offer to build the samples.
+        screen_shows(session, "Build samples (y)")
+        tmux("send-keys", "-t", session, "y")
+        pane = screen_shows(session, "localhost/wasmlab/hello:compat")
+        assert "1 Images" in pane and "6 History" in pane
+        assert "? Help" in pane and "q Quit" in pane  # the footer fits 80 columns
+        tmux("send-keys", "-t", session, "3")
+        screen_shows(session, "press p to play a preset")
+        tmux("send-keys", "-t", session, "?")
+        screen_shows(session, "this help")
+        tmux("send-keys", "-t", session, "Escape")
+        screen_shows(session, "1 Images")
+        tmux("send-keys", "-t", session, ":")
+        screen_shows(session, ":pods :images")
+        tmux("send-keys", "-t", session, "history", "Enter")
+        screen_shows(session, "no runs yet")
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 30
+        while "wasmlab —" in tmux("capture-pane", "-p", "-t", session) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "wasmlab —" not in tmux("capture-pane", "-p", "-t", session), "q did not quit"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=10)
+    assert os.path.isdir(home / "images") or any(home.iterdir())
+
+
+if __name__ == "__main__":
+    pytest.main([__file__])
