@@ -49,6 +49,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     line = ProgressLine("bench", show_progress=not args.json)
     try:
         res = run_bench(options, progress=line)
+        if not args.quick and not args.scenario:
+            res = _with_tui_figures(res, out, line)
     finally:
         line.close()
     written: list[Path] = []
@@ -58,7 +60,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         written = write_bench_charts(res, out)
     if args.markdown:
         md = Path(args.markdown)
-        md.write_text(bench_markdown(res, charts=_relative(out, md.parent)))
+        md.write_text(bench_markdown(res, charts=_relative(out, md.parent)) + _tui_markdown(res))
         written.append(md)
     changes = compare_bench(res, before) if before is not None else None
     if args.json:
@@ -76,6 +78,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'latest.json'}" + (f" and {len(written)} charts/files: "
                                             f"{', '.join(p.name for p in written)}" if written else ""))
     return 0
+
+
+def _with_tui_figures(res: dict[str, Any], out: Path, line: ProgressLine) -> dict[str, Any]:
+    """The terminal UI's answer to a key press while 20 containers start (issue 14): measured by the face that
+    owns it, after the runtime's scenarios, into the same results."""
+    import json
+    import os
+
+    from wasmlab.lab.tui.responsiveness import CONTAINERS, measure
+    from wasmlab.runtime import Progress
+
+    line(Progress("bench", f"the terminal UI: key presses while {CONTAINERS} containers start"))
+    res = {**res, "scenarios": {**res.get("scenarios", {}), "tui": {
+        "title": f"the terminal UI: a key press to the screen showing it, while {CONTAINERS} containers start",
+        **measure()}}}
+    tmp = out / ".latest.json.tmp"
+    tmp.write_text(json.dumps(res, indent=2))
+    os.replace(tmp, out / "latest.json")
+    return res
+
+
+def _tui_markdown(res: dict[str, Any]) -> str:
+    tui = res.get("scenarios", {}).get("tui")
+    if not tui:
+        return ""
+    return (f"\n## tui: {tui['title']}\n\n"
+            f"{tui['presses']} presses of `1`/`2` (screen switches) at a typist's pace while {tui['containers']} "
+            f"hello containers start from the Run dialog's path: median {tui['median_ms']:.0f} ms, p95 "
+            f"{tui['p95_ms']:.0f} ms, max {tui['max_ms']:.0f} ms (target: within {tui['target_ms']} ms).\n")
 
 
 def _relative(target: Path, start: Path) -> str:
