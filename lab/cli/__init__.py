@@ -6,12 +6,12 @@ import argparse
 import os
 import sys
 
-from wasmlab.lab.cli import containers, images, pod, pods, system
+from wasmlab.lab.cli import containers, images, lifecycle, pod, pods, system
 from wasmlab.lab.cli.common import VerbParser
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 # The order of `wasmlab --help`: the verbs of the seed first.
-VERB_GROUPS = (images, containers, pods, pod, system)
+VERB_GROUPS = (images, containers, lifecycle, pods, pod, system)
 
 
 def parser() -> argparse.ArgumentParser:

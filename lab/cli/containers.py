@@ -1,4 +1,4 @@
-"""wasmlab's container verbs: run, exec, ps, logs, stop, pause/unpause, rm and inspect."""
+"""wasmlab's container verbs: run, exec, ps, logs, stop, pause/unpause, kill, wait, rm and inspect."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def say_on_stderr(p: Progress) -> None:
 def cmd_pause(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         for name in args.containers:
-            (lab.pause if args.verb == "pause" else lab.unpause)(name)
+            (lab.pause if args.pausing else lab.unpause)(name)
             print(name)
     return 0
 
@@ -258,7 +258,7 @@ def register(sub: Any) -> None:
     for verb, text in (("pause", "freeze every process of containers"), ("unpause", "thaw paused containers")):
         pz = sub.add_parser(verb, help=text)
         pz.add_argument("containers", nargs="+")
-        pz.set_defaults(func=cmd_pause)
+        pz.set_defaults(func=cmd_pause, pausing=verb == "pause")
 
     kl = sub.add_parser("kill", help="send a signal to running containers (SIGKILL unless -s says otherwise)")
     kl.add_argument("-s", "--signal", default="KILL", metavar="SIGNAL",
