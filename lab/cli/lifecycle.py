@@ -236,8 +236,7 @@ def container_group(sub: Any) -> None:
     """podman's `container` group: container ls (ps), rm, inspect, logs, create, start, prune, ..."""
     grp = sub.add_parser("container", help="manage containers (podman's container group: ls, rm, inspect, "
                                            "logs, prune, ...)",
-                         description="podman's container group: every container verb (ls and list are ps), "
-                                     "and prune.")
+                         description="podman's container group: every container verb, ls (ps) and prune.")
     gsub = grp.add_subparsers(dest="container_verb", metavar="COMMAND", parser_class=type(grp))
     containers.register(gsub)
     verbs(gsub)
@@ -245,7 +244,5 @@ def container_group(sub: Any) -> None:
     pr.add_argument("-f", "--force", action="store_true", help="do not ask for a confirmation (asked on a "
                                                                  "terminal only)")
     pr.set_defaults(func=cmd_prune)
-    # podman's names for ps in this group: `container ls` and `container list`.
-    choices = gsub.choices
-    for alias in ("ls", "list"):
-        choices[alias] = choices["ps"]
+    for alias in ("ls", "list"):  # podman's names for ps in this group
+        containers.ps_parser(gsub, alias, "list containers (as ps)")
