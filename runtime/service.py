@@ -1508,11 +1508,13 @@ class Lab:
                         _create_only=True)
 
     def start(self, name: str, *, attach: bool = False, interactive: bool = False,
-              stdio: tuple[int, int, int] | None = None) -> LabRun:
+              stdio: tuple[int, int, int] | None = None, sig_proxy: bool = False,
+              progress: ProgressCallback | None = None) -> LabRun:
         """`podman start`: run a created container, or a stopped one again. It is the same container: its id,
         name, root (the upper layer keeps what it wrote) and log (new output is appended); its command runs
         anew. ATTACH (-a): in the foreground, the output goes to stdio (and the log) and this waits for the
-        exit code; INTERACTIVE (-i) also gives it stdin. A running container is left as it is."""
+        exit code; INTERACTIVE (-i) also gives it stdin; SIG_PROXY (from the main thread) sends the stop
+        signals this process gets to the container, as run's. A running container is left as it is."""
         cid = self.resolve(name)
         meta = self._meta(cid)
         info = self._info(meta)
@@ -1548,11 +1550,23 @@ class Lab:
                 if attach:
                     sinks = stdio or (0, 1, 2)
                     null = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                    proxy = None
+                    if sig_proxy and threading.current_thread() is threading.main_thread():
+                        from wasmlab.runtime.signals import Forwarder
+
+                        proxy = Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True,
+                                          on_first_stop=lambda sig: self._escalate_later(cid, info.name, sig,
+                                                                                         progress))
+                    forward = proxy
                     try:
-                        return self._foreground(cid, info.name, info.image, cdir,
-                                                (sinks[0] if interactive else null, sinks[1], sinks[2]),
-                                                bool(meta.get("rm")), started)
+                        return self._foreground(
+                            cid, info.name, info.image, cdir, (sinks[0] if interactive else null, sinks[1], sinks[2]),
+                            bool(meta.get("rm")), started,
+                            None if forward is None else
+                            lambda created: forward.target(lambda sig: self._kill_quietly(created, sig)))
                     finally:
+                        if proxy is not None:
+                            proxy.close()
                         if null >= 0:
                             os.close(null)
                 null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

@@ -33,7 +33,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         failed: WasmlabError | None = None
         for name in args.containers:
             try:
-                res = lab.start(name, attach=attach, interactive=args.interactive)
+                res = lab.start(name, attach=attach, interactive=args.interactive, sig_proxy=attach,
+                                progress=containers.say_on_stderr)
             except WasmlabError as exc:
                 if attach or len(args.containers) == 1:
                     raise
@@ -49,7 +50,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_restart(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         for name in args.containers:
-            print(lab.restart(name, timeout=args.time, progress=containers.say_on_stderr).id)
+            lab.restart(name, timeout=args.time, progress=containers.say_on_stderr)
+            print(name)  # as podman 4.3: the name as given
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -120,13 +121,30 @@ def test_start_i_gives_the_container_stdin_and_plain_start_a_does_not(home: Path
     assert (r.returncode, r.stdout) == (0, ""), r.stderr
 
 
+def test_start_a_sends_a_stop_signal_to_the_container_as_run_does(home: Path) -> None:
+    script = 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.05; done'
+    assert wl(home, "create", "--name", "trapper", BB, "sh", "-c", script).returncode == 0
+    proc = subprocess.Popen([WASMLAB, "start", "-a", "trapper"], env=dict(os.environ, WASMLAB_HOME=str(home)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        read_until(proc.stdout.fileno(), b"ready\n", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        assert proc.wait(30) == 7 and rest == b"got TERM\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ps_all(home)["trapper"]["status"] == "stopped"
+
+
 def test_restart_stops_and_starts_the_same_container(home: Path) -> None:
     r = wl(home, "run", "-d", "--name", "s", BB, "sh", "-c", "echo run >> /runs; echo ready; exec sleep 1000")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
     follow_until(home, "s", b"ready\n")
-    r = wl(home, "restart", "-t", "0", "s")
-    assert (r.returncode, r.stdout) == (0, cid + "\n"), r.stderr
+    r = wl(home, "restart", "-t", "0", cid)
+    assert (r.returncode, r.stdout) == (0, cid + "\n"), r.stderr  # as podman: the name or id as given
     follow_until(home, "s", b"ready\nready\n")
     assert ps_all(home)["s"]["status"] == "running"
     assert wl(home, "exec", "s", "cat", "/runs").stdout == "run\nrun\n"
