@@ -1541,50 +1541,70 @@ class Lab:
             except ContainerNotFound:
                 pass
             published = self._check_publish(_publish_specs(meta))
+            before = json.dumps(meta)
             meta.pop("never_started", None)
             meta["detach"] = not attach
             (cdir / "meta.json").write_text(json.dumps(meta))
             if published:
                 self._publishing[cid] = published
-            with self._starting_container(cid) as started:
-                if attach:
-                    sinks = stdio or (0, 1, 2)
-                    null = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                    proxy = None
-                    if sig_proxy and threading.current_thread() is threading.main_thread():
-                        from wasmlab.runtime.signals import Forwarder
-
-                        proxy = Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True,
-                                          on_first_stop=lambda sig: self._escalate_later(cid, info.name, sig,
-                                                                                         progress))
-                    forward = proxy
-                    try:
-                        return self._foreground(
-                            cid, info.name, info.image, cdir, (sinks[0] if interactive else null, sinks[1], sinks[2]),
-                            bool(meta.get("rm")), started,
-                            None if forward is None else
-                            lambda created: forward.target(lambda sig: self._kill_quietly(created, sig)))
-                    finally:
-                        if proxy is not None:
-                            proxy.close()
-                        if null >= 0:
-                            os.close(null)
-                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            if not attach:
                 try:
-                    self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
-                                         log=str(cdir), log_max=self._log_max)
-                finally:
-                    os.close(null)
-                try:
-                    self._forward_ports(cid)
-                    self._runtime.start(cid)
+                    return self._start_detached(cid, info.name, cdir)
                 except BaseException:
-                    self._publishing.pop(cid, None)
-                    self._release_ports(cid)
-                    self._kill_quietly(cid, signal.SIGKILL)
+                    if cdir.is_dir() and not self._runtime_knows(cid):
+                        (cdir / "meta.json").write_text(before)  # never made: as it was (created, or stopped)
                     raise
-                started(info.name)
-                return LabRun(cid, info.name, None)
+            sinks = stdio or (0, 1, 2)
+            null = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            proxy = None
+            if sig_proxy and threading.current_thread() is threading.main_thread():
+                from wasmlab.runtime.signals import Forwarder
+
+                proxy = Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True,
+                                  on_first_stop=lambda sig: self._escalate_later(cid, info.name, sig, progress))
+            forward = proxy
+            try:
+                with self._starting_container(cid) as started:
+                    return self._foreground(
+                        cid, info.name, info.image, cdir, (sinks[0] if interactive else null, sinks[1], sinks[2]),
+                        bool(meta.get("rm")), started,
+                        None if forward is None else
+                        lambda created: forward.target(lambda sig: self._kill_quietly(created, sig)))
+            finally:
+                if proxy is not None:
+                    proxy.close()
+                if null >= 0:
+                    os.close(null)
+
+    def _start_detached(self, cid: str, name: str, cdir: Path) -> LabRun:
+        """start without -a: as `run -d`, the zygote writes the output into the log, and this returns."""
+        with self._starting_container(cid) as started:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
+                                     log=str(cdir), log_max=self._log_max)
+            except BaseException:
+                self._publishing.pop(cid, None)
+                raise
+            finally:
+                os.close(null)
+            try:
+                self._forward_ports(cid)
+                self._runtime.start(cid)
+            except BaseException:
+                self._publishing.pop(cid, None)
+                self._release_ports(cid)
+                self._kill_quietly(cid, signal.SIGKILL)
+                raise
+            started(name)
+            return LabRun(cid, name, None)
+
+    def _runtime_knows(self, cid: str) -> bool:
+        try:
+            self._runtime.state(cid)
+        except ContainerNotFound:
+            return False
+        return True
 
     def restart(self, name: str, *, timeout: float = 10.0, progress: ProgressCallback | None = None) -> LabRun:
         """`podman restart`: stop (SIGTERM, then SIGKILL after TIMEOUT s) if it runs, then start it again."""
@@ -1596,6 +1616,9 @@ class Lab:
     def rename(self, name: str, new_name: str) -> str:
         """`podman rename`: give a container (running or not) another name; its id stays."""
         cid = self.resolve(name)
+        if pod := self._meta(cid).get("pod"):
+            raise InvalidState(f"container {name} belongs to pod {pod}: its name is the pod's YAML's",
+                               "rename it in the YAML, then `wasmlab kube play` it again")
         if not _NAME.match(new_name):
             raise UsageError(f"invalid container name {new_name!r}",
                              "names start with a letter or digit, then letters, digits, '_', '.' or '-'")

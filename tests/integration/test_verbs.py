@@ -289,6 +289,23 @@ def test_port_lists_published_ports_and_create_publishes_them_at_each_start(home
     assert r.returncode != 0 and "port takes a container, or -a" in r.stderr
 
 
+def test_a_start_that_cannot_publish_its_port_is_one_line_and_leaves_nothing_running(home: Path) -> None:
+    port = free_port()
+    assert wl(home, "create", "--name", "blocked", "-p", f"127.0.0.1:{port}:80", BB, "sleep", "1000").returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        for attach in ((), ("-a",)):
+            r = wl(home, "start", *attach, "blocked")
+            assert r.returncode != 0 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, r.stderr
+            assert str(port) in r.stderr and "Traceback" not in r.stderr
+            assert ps_all(home)["blocked"]["status"] in ("created", "stopped")
+            assert json.loads(wl(home, "ps", "--json").stdout) == []  # nothing runs
+    r = wl(home, "start", "blocked")  # the port is free again: it starts
+    assert r.returncode == 0, r.stderr
+    assert ps_all(home)["blocked"]["status"] == "running"
+
+
 def test_stats_no_stream_prints_one_sample_as_a_table_or_json(home: Path) -> None:
     assert wl(home, "run", "-d", "--name", "busy", BB, "sh", "-c", "echo ready; while :; do :; done").returncode == 0
     assert wl(home, "run", "-d", "--name", "idle", BB, "sleep", "1000").returncode == 0
