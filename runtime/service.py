@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.images.unpack import RootLayers
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
+    from wasmlab.runtime.linux.proctable import ProcessRow
     from wasmlab.runtime.metrics.stream import MetricsStream, MetricsTick
     from wasmlab.runtime.pods.generate import Generated
     from wasmlab.runtime.pods.inspect import ContainerNamespaces
@@ -869,7 +870,8 @@ class Lab:
             engine: str | None = None, entrypoint: Sequence[str] | None = None,
             stdio: tuple[int, int, int] | None = None, on_created: Callable[[str], None] | None = None,
             sig_proxy: bool = False, options: RunOptions | None = None,
-            progress: ProgressCallback | None = None, _pod_slot: PodSlot | None = None) -> LabRun:
+            progress: ProgressCallback | None = None, _pod_slot: PodSlot | None = None,
+            _create_only: bool = False) -> LabRun:
         """Run IMAGE like `podman run`. In the foreground, output goes to stdio (and the log) and this waits.
 
         on_created(id) is called once the container exists. With sig_proxy (podman's --sig-proxy; from the
@@ -950,6 +952,8 @@ class Lab:
                     "rootfs": unpacked.root}
             if _pod_slot is not None:
                 meta["pod"] = _pod_slot.pod
+            if _create_only:  # `create`: made, never started; its -p is taken up again by each start
+                meta.update(never_started=True, publish=list(options.publish))
             if not options.tty:  # a terminal's output is one stream of raw bytes, logged as it comes
                 meta["log"] = ctrlog.LOG_FORMAT
             _write_meta(cdir / "meta.json", meta)
@@ -959,6 +963,10 @@ class Lab:
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
+        if _create_only:
+            self._publishing.pop(cid, None)
+            self._emit(ContainerCreated(cid, name, image))
+            return LabRun(cid, name, None)
         failed = False
         try:
             with self._starting_container(cid) as started:
@@ -1307,7 +1315,7 @@ class Lab:
             if m.get("rm") and m.get("detach") and info.status not in LISTED and not m.get("creating"):
                 self._discard(m["id"])  # `run -d --rm`: gone once it has exited, as with podman
                 continue
-            if all or info.status in LISTED:
+            if all or (info.status in LISTED and not m.get("never_started")):  # podman: created ones with -a
                 rows.append(info)
         return sorted(rows, key=lambda r: r.created, reverse=True)
 
@@ -1325,7 +1333,8 @@ class Lab:
             return ContainerInfo(m["id"], m["name"], m["image"], m["command"], status, m["created"],
                                  extra.get("handler"), exit_code, int(st.get("pid") or 0), st.get("annotations") or {})
         except ContainerNotFound:
-            status = ContainerStatus.CREATING if m.get("creating") else ContainerStatus.STOPPED
+            status = (ContainerStatus.CREATING if m.get("creating") else
+                      ContainerStatus.CREATED if m.get("never_started") else ContainerStatus.STOPPED)
             return ContainerInfo(m["id"], m["name"], m["image"], m["command"], status, m["created"])
 
     def _status(self, cid: str) -> ContainerStatus:
@@ -1409,8 +1418,9 @@ class Lab:
         and when the container has not stopped within a second, says through PROGRESS that SIGKILL follows,
         and when (a Linux PID 1 ignores the signals it has no handler for: a shell does not stop on SIGTERM)."""
         cid = self.resolve(name)
-        info = self._info(self._meta(cid))
-        if info.status not in LISTED:
+        meta = self._meta(cid)
+        info = self._info(meta)
+        if info.status not in LISTED or meta.get("never_started"):
             return info
         if timeout < 0:
             raise UsageError(f"stop -t {timeout:g}: a time cannot be negative", "give seconds, e.g. stop -t 2 NAME")
@@ -1465,12 +1475,14 @@ class Lab:
         container, the user's terminal raw meanwhile (podman's -t; INTERACTIVE is -i). SIG_PROXY: Ctrl-C
         and stop signals sent to this process reach the exec'd process (from the main thread)."""
         cid = self.resolve(name)
+        self._refuse_never_started(cid)
         return self._runtime.exec(cid, list(command), env=_host_env(env), cwd=cwd, stdio=stdio, tty=tty,
                                   interactive=interactive, sig_proxy=sig_proxy)
 
     def wait(self, name: str, timeout: float | None = None) -> int | None:
         """`podman wait`: block until the container has stopped; its exit code (None when it cannot be known)."""
         cid = self.resolve(name)
+        self._refuse_never_started(cid)
         if not self._runtime.wait_stopped(cid, timeout):
             raise InvalidState(f"container {name} is still running after {timeout:g} s",
                                f"`wasmlab stop {name}` stops it")
@@ -1483,6 +1495,7 @@ class Lab:
 
         cid = self.resolve(name)
         signum = parse_signal(signal_name)
+        self._refuse_never_started(cid)
         if self._status(cid) not in LISTED:
             raise InvalidState(f"container {name} is not running",
                                f"`wasmlab ps -a` shows it; `wasmlab rm {name}` removes it")
@@ -1491,13 +1504,25 @@ class Lab:
 
     def pause(self, name: str) -> str:
         cid = self.resolve(name)
+        self._refuse_never_started(cid)
         self._runtime.pause(cid)
         return cid
 
     def unpause(self, name: str) -> str:
         cid = self.resolve(name)
+        self._refuse_never_started(cid)
         self._runtime.resume(cid)
         return cid
+
+    def _refuse_never_started(self, cid: str) -> None:
+        try:
+            meta = self._meta(cid)
+        except ContainerNotFound:
+            return  # a pod's container: its pod made and started it
+        if meta.get("never_started"):
+            name = meta.get("name") or cid
+            raise InvalidState(f"container {name} is created but was never started",
+                               f"`wasmlab start {name}` starts it")
 
     def _image_users(self, image: str) -> list[ContainerInfo]:
         """The containers (running or not) made from the image that IMAGE names."""
@@ -1522,6 +1547,238 @@ class Lab:
             raise InvalidState(f"container {info.name} is running", f"`wasmlab stop {info.name}` or use `rm -f`")
         self._discard(cid)
         return cid
+
+    # -- create, start, restart, rename, container prune, top, port, version, info (podman's other verbs) ---------
+    def create(self, image: str, command: Sequence[str] | None = None, *, name: str | None = None,
+               rm: bool = False, annotations: Mapping[str, str] | None = None, env: Sequence[str] | None = None,
+               engine: str | None = None, entrypoint: Sequence[str] | None = None,
+               options: RunOptions | None = None, progress: ProgressCallback | None = None) -> LabRun:
+        """`podman create`: the container made (its bundle, root and name) and not started: status "created",
+        no process until `start`. Its -p is published at each start."""
+        if options is not None and options.tty:
+            raise TerminalRefused("wasmlab cannot create a container with a terminal (-t) to start later",
+                                  "run it at once instead: wasmlab run -it IMAGE")
+        return self.run(image, command, name=name, rm=rm, detach=True, annotations=annotations, env=env,
+                        engine=engine, entrypoint=entrypoint, options=options, progress=progress,
+                        _create_only=True)
+
+    def start(self, name: str, *, attach: bool = False, interactive: bool = False,
+              stdio: tuple[int, int, int] | None = None, sig_proxy: bool = False,
+              progress: ProgressCallback | None = None) -> LabRun:
+        """`podman start`: run a created container, or a stopped one again. It is the same container: its id,
+        name, root (the upper layer keeps what it wrote) and log (new output is appended); its command runs
+        anew. ATTACH (-a): in the foreground, the output goes to stdio (and the log) and this waits for the
+        exit code; INTERACTIVE (-i) also gives it stdin; SIG_PROXY (from the main thread) sends the stop
+        signals this process gets to the container, as run's. A running container is left as it is."""
+        cid = self.resolve(name)
+        meta = self._meta(cid)
+        info = self._info(meta)
+        if meta.get("pod"):
+            raise InvalidState(f"container {info.name} belongs to pod {meta['pod']}",
+                               f"its pod starts it: `wasmlab kube play`, or `wasmlab pod rm {meta['pod']}`")
+        if info.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+            if attach:
+                raise InvalidState(f"container {info.name} is already {info.status}",
+                                   f"`wasmlab logs -f {info.name}` follows its output")
+            return LabRun(cid, info.name, None)
+        if info.status is ContainerStatus.CREATING:
+            raise InvalidState(f"container {info.name} is still being created", "try again once `run` returns")
+        if meta.get("log") != ctrlog.LOG_FORMAT:
+            raise InvalidState(f"container {info.name} was run with a terminal (-t): wasmlab cannot start it again",
+                               "run a new one: wasmlab run -it IMAGE")
+        cdir = self._dir(cid)
+        with Lock(cdir / ".start.lock"):
+            if info.status is ContainerStatus.CREATED and not meta.get("never_started"):
+                self._runtime.start(cid)  # made by the runtime, waiting for its start (a `run -d` midway)
+                return LabRun(cid, info.name, None)
+            try:
+                self._runtime.delete(cid)  # a stopped one: its process is gone; its bundle and log stay
+            except ContainerNotFound:
+                pass
+            published = self._check_publish(_publish_specs(meta))
+            before = json.dumps(meta)
+            meta.pop("never_started", None)
+            meta["detach"] = not attach
+            (cdir / "meta.json").write_text(json.dumps(meta))
+            if published:
+                self._publishing[cid] = published
+            if not attach:
+                try:
+                    return self._start_detached(cid, info.name, cdir)
+                except BaseException:
+                    if cdir.is_dir() and not self._runtime_knows(cid):
+                        (cdir / "meta.json").write_text(before)  # never made: as it was (created, or stopped)
+                    raise
+            sinks = stdio or (0, 1, 2)
+            null = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            proxy = None
+            if sig_proxy and threading.current_thread() is threading.main_thread():
+                from wasmlab.runtime.signals import Forwarder
+
+                proxy = Forwarder((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), escalate=True,
+                                  on_first_stop=lambda sig: self._escalate_later(cid, info.name, sig, progress))
+            forward = proxy
+            try:
+                with self._starting_container(cid) as started:
+                    return self._foreground(
+                        cid, info.name, info.image, cdir, (sinks[0] if interactive else null, sinks[1], sinks[2]),
+                        bool(meta.get("rm")), started,
+                        None if forward is None else
+                        lambda created: forward.target(lambda sig: self._kill_quietly(created, sig)))
+            finally:
+                if proxy is not None:
+                    proxy.close()
+                if null >= 0:
+                    os.close(null)
+
+    def _start_detached(self, cid: str, name: str, cdir: Path) -> LabRun:
+        """start without -a: as `run -d`, the zygote writes the output into the log, and this returns."""
+        with self._starting_container(cid) as started:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
+                                     log=str(cdir), log_max=self._log_max)
+            except BaseException:
+                self._publishing.pop(cid, None)
+                raise
+            finally:
+                os.close(null)
+            try:
+                self._forward_ports(cid)
+                self._runtime.start(cid)
+            except BaseException:
+                self._publishing.pop(cid, None)
+                self._release_ports(cid)
+                self._kill_quietly(cid, signal.SIGKILL)
+                raise
+            started(name)
+            return LabRun(cid, name, None)
+
+    def _runtime_knows(self, cid: str) -> bool:
+        try:
+            self._runtime.state(cid)
+        except ContainerNotFound:
+            return False
+        return True
+
+    def restart(self, name: str, *, timeout: float = 10.0, progress: ProgressCallback | None = None) -> LabRun:
+        """`podman restart`: stop (SIGTERM, then SIGKILL after TIMEOUT s) if it runs, then start it again."""
+        cid = self.resolve(name)
+        if not self._meta(cid).get("never_started"):
+            self.stop(cid, timeout=timeout, progress=progress)
+        return self.start(cid)
+
+    def rename(self, name: str, new_name: str) -> str:
+        """`podman rename`: give a container (running or not) another name; its id stays."""
+        cid = self.resolve(name)
+        if pod := self._meta(cid).get("pod"):
+            raise InvalidState(f"container {name} belongs to pod {pod}: its name is the pod's YAML's",
+                               "rename it in the YAML, then `wasmlab kube play` it again")
+        if not _NAME.match(new_name):
+            raise UsageError(f"invalid container name {new_name!r}",
+                             "names start with a letter or digit, then letters, digits, '_', '.' or '-'")
+        with Lock(self._containers_dir.parent / ".container-names.lock"):
+            if any(m["name"] == new_name and m["id"] != cid for m in self._all_meta()):
+                raise ContainerExists(f"the name {new_name!r} is in use",
+                                      f"`wasmlab rm {new_name}` or pick another name")
+            meta = self._meta(cid)
+            meta["name"] = new_name
+            (self._dir(cid) / "meta.json").write_text(json.dumps(meta))
+        return cid
+
+    def container_prune(self) -> list[str]:
+        """`podman container prune`: remove every container that is not running (stopped, or created and never
+        started); the ids removed. A pod's containers are left to their pod (`wasmlab pod rm`)."""
+        removed = []
+        for m in self._all_meta():
+            if m.get("pod"):
+                continue
+            status = self._info(m).status
+            if status is ContainerStatus.STOPPED or (status is ContainerStatus.CREATED and m.get("never_started")):
+                self._discard(m["id"])
+                removed.append(str(m["id"]))
+        return removed
+
+    def top(self, name: str) -> list[ProcessRow]:
+        """`podman top`: the container's processes, as ps shows them (pids as the container sees them)."""
+        from wasmlab.runtime.linux.proctable import processes
+
+        cid = self.resolve(name)
+        info = self._info(self._meta(cid))
+        if info.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+            raise InvalidState(f"container {info.name} is not running ({info.status}): top shows a running one's "
+                               "processes", f"`wasmlab start {info.name}` starts it")
+        rows = processes(self._runtime.ps(cid) or ([info.pid] if info.pid else []))
+        if info.handler not in (None, "native"):
+            # A Wasm init is a fork of the lab's zygote: /proc shows the zygote's command line, not the guest's.
+            rows = [replace(r, command=" ".join(info.command) or r.command) if r.host_pid == info.pid else r
+                    for r in rows]
+        return rows
+
+    def running(self, names: Sequence[str]) -> list[str]:
+        """The ids of the containers NAMES (for `stats NAME...`); one line for a name unknown or not running."""
+        ids = []
+        for name in names:
+            cid = self.resolve(name)
+            info = self._info(self._meta(cid))
+            if info.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                raise InvalidState(f"container {info.name} is not running ({info.status})",
+                                   f"`wasmlab start {info.name}` starts it; `wasmlab ps` lists the running ones")
+            ids.append(cid)
+        return ids
+
+    def ports(self, name: str) -> list[PortMapping]:
+        """`podman port`: the container's published ports (-p)."""
+        from wasmlab.runtime.linux.portforward import parse_publish
+
+        cid = self.resolve(name)
+        return [parse_publish(spec) for spec in _publish_specs(self._meta(cid))]
+
+    @staticmethod
+    def version() -> dict[str, str]:
+        """`podman version`: wasmlab's, Python's and the engines' versions, and the OS/architecture."""
+        import platform
+        from importlib import metadata
+
+        from wasmlab.runtime import __version__
+
+        def of(package: str) -> str:
+            try:
+                return metadata.version(package)
+            except metadata.PackageNotFoundError:
+                return "not installed"
+
+        return {"Version": __version__, "Python": platform.python_version(), "wasmtime": of("wasmtime"),
+                "wasmer-sdk": of("wasmer-sdk"), "OS/Arch": f"linux/{_ARCH.get(platform.machine(), platform.machine())}"}
+
+    def info(self) -> dict[str, Any]:
+        """`podman info`: the host (kernel, CPUs, memory, cgroups, root mode), the engines, and the store
+        (home, how container roots are made, containers by status, images)."""
+        import platform
+
+        report = self.doctor()
+        counts = {str(s): 0 for s in (ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.CREATED,
+                                      ContainerStatus.STOPPED)}
+        for m in self._all_meta():
+            status = str(self._info(m).status)
+            counts[status] = counts.get(status, 0) + 1
+        mem = 0
+        try:
+            mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            pass
+        return {
+            "host": {"hostname": platform.node(), "kernel": platform.release(), "os": "linux",
+                     "arch": _ARCH.get(platform.machine(), platform.machine()), "cpus": os.cpu_count() or 0,
+                     "memTotal": mem, "mode": report["mode"], "cgroups": report["cgroups"],
+                     "cgroupControllers": report["cgroup controllers"], "userNamespaces": report["user namespaces"],
+                     "seccomp": report["seccomp"]},
+            "engines": report["handlers"],
+            "store": {"home": str(self.home), "rootMode": self.root_mode(), "containers": counts,
+                      "images": len(self.images())},
+            "version": self.version(),
+        }
+
 
 
 def _lines(phase: str, progress: ProgressCallback | None) -> Callable[[str], None] | None:
@@ -1632,3 +1889,18 @@ def _host_env(env: Sequence[str]) -> list[str]:
 STOP_NOTICE_AFTER = 1.0
 STOP_TIMEOUT = 10.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def _publish_specs(meta: dict[str, Any]) -> list[str]:
+    """The -p specs of a container: as `create` kept them, or from the ports a run published
+    ("127.0.0.1:8080->80/tcp" is -p 127.0.0.1:8080:80)."""
+    if "publish" in meta:
+        return [str(p) for p in meta["publish"]]
+    specs = []
+    for port in meta.get("ports") or []:
+        host, _, ctr = str(port).partition("->")
+        specs.append(f"{host}:{ctr.split('/')[0]}")
+    return specs

@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 
 
 def parser() -> argparse.ArgumentParser:
-    from wasmlab.lab.cli import bench, containers, images, pod, pods, system
+    from wasmlab.lab.cli import bench, containers, images, lifecycle, pod, pods, system
     from wasmlab.lab.cli.common import VerbParser
 
     # The order of `wasmlab --help`: the verbs of the seed first.
-    verb_groups = (images, containers, pods, pod, system, bench)
+    verb_groups = (images, containers, lifecycle, pods, pod, system, bench)
     p = VerbParser(prog="wasmlab", description="Run WebAssembly and Linux containers side by side. "
                    "With no command, opens the terminal UI.")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")

@@ -1,4 +1,4 @@
-"""wasmlab's container verbs: run, exec, ps, logs, stop, pause/unpause, rm and inspect."""
+"""wasmlab's container verbs: run, exec, ps, logs, stop, pause/unpause, kill, wait, rm and inspect."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def say_on_stderr(p: Progress) -> None:
 def cmd_pause(args: argparse.Namespace) -> int:
     with open_lab(args) as lab:
         for name in args.containers:
-            (lab.pause if args.verb == "pause" else lab.unpause)(name)
+            (lab.pause if args.pausing else lab.unpause)(name)
             print(name)
     return 0
 
@@ -201,6 +201,19 @@ def run_flags(r: argparse.ArgumentParser) -> None:
                    help="run catatonit as PID 1 (Linux containers), so a shell stops on SIGTERM")
 
 
+def ps_parser(sub: Any, verb: str, text: str = "list containers") -> None:
+    """`ps`, and the names podman's container group also gives it (container ls, container list)."""
+    ps = sub.add_parser(verb, help=text)
+    ps.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
+    ps.add_argument("-q", "--quiet", action="store_true", help="print the ids only")
+    ps.add_argument("--json", action="store_true", help="print the containers as JSON")
+    ps.add_argument("--format", metavar="FORMAT",
+                    help="json, or {{.Field}} rows such as 'table {{.ID}}\t{{.Names}}\t{{.Status}}' "
+                         "(fields: .ID .Names .Image .Command .Status .State .CreatedAt .Ports ...)")
+    ps.add_argument("--pod", action="store_true", help="show each container's pod (NAMESPACE/NAME)")
+    ps.set_defaults(func=cmd_ps)
+
+
 def register(sub: Any) -> None:
     r = sub.add_parser("run", help="run a command in a new container")
     r.add_argument("--rm", action="store_true", help="remove the container when it exits")
@@ -231,15 +244,7 @@ def register(sub: Any) -> None:
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
 
-    ps = sub.add_parser("ps", help="list containers")
-    ps.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
-    ps.add_argument("-q", "--quiet", action="store_true", help="print the ids only")
-    ps.add_argument("--json", action="store_true", help="print the containers as JSON")
-    ps.add_argument("--format", metavar="FORMAT",
-                    help="json, or {{.Field}} rows such as 'table {{.ID}}\t{{.Names}}\t{{.Status}}' "
-                         "(fields: .ID .Names .Image .Command .Status .State .CreatedAt .Ports ...)")
-    ps.add_argument("--pod", action="store_true", help="show each container's pod (NAMESPACE/NAME)")
-    ps.set_defaults(func=cmd_ps)
+    ps_parser(sub, "ps")
 
     lg = sub.add_parser("logs", help="show a container's output (a pod's: POD/CONTAINER)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container stops")
@@ -258,7 +263,7 @@ def register(sub: Any) -> None:
     for verb, text in (("pause", "freeze every process of containers"), ("unpause", "thaw paused containers")):
         pz = sub.add_parser(verb, help=text)
         pz.add_argument("containers", nargs="+")
-        pz.set_defaults(func=cmd_pause)
+        pz.set_defaults(func=cmd_pause, pausing=verb == "pause")
 
     kl = sub.add_parser("kill", help="send a signal to running containers (SIGKILL unless -s says otherwise)")
     kl.add_argument("-s", "--signal", default="KILL", metavar="SIGNAL",

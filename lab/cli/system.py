@@ -1,4 +1,4 @@
-"""wasmlab's lab-wide verbs: doctor, history, samples, system (df, reset) and tui."""
+"""wasmlab's lab-wide verbs: doctor, history, samples, system (df, reset, info), version, info and tui."""
 
 from __future__ import annotations
 
@@ -155,6 +155,52 @@ def _warm_paths() -> tuple[Any, Any]:
     return paths if paths is not None else (home, runtime_root(home))
 
 
+def cmd_version(args: argparse.Namespace) -> int:
+    """podman's version: wasmlab's and the engines' versions (no lab home needed)."""
+    from wasmlab.runtime import Lab
+
+    _check_format(args.format)
+    report = Lab.version()
+    if args.format == "json":
+        print_json({"Client": report})
+        return 0
+    print("Client:       wasmlab")
+    for key, value in report.items():
+        print(f"{key + ':':<14}{value}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """podman's info: host, kernel, cgroups, engines, the lab home and how roots are made (YAML-like, or JSON)."""
+    _check_format(args.format)
+    with open_lab(args) as lab:
+        report = lab.info()
+    if args.format == "json":
+        print_json(report)
+        return 0
+    _yaml(report, 0)
+    return 0
+
+
+def _check_format(fmt: str | None) -> None:
+    if fmt not in (None, "json"):
+        raise UsageError(f"--format {fmt!r} is not known here", "use --format json, or leave it out")
+
+
+def _yaml(value: Any, indent: int) -> None:
+    pad = "  " * indent
+    for key, item in value.items():
+        if isinstance(item, dict):
+            print(f"{pad}{key}:")
+            _yaml(item, indent + 1)
+        elif isinstance(item, list):
+            print(f"{pad}{key}:")
+            for entry in item:
+                print(f"{pad}- {entry}")
+        else:
+            print(f"{pad}{key}: {item}")
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from wasmlab.lab.tui.app import main as tui_main
@@ -189,7 +235,7 @@ def register(sub: Any) -> None:
     sm.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sm.set_defaults(func=cmd_samples)
 
-    sy = sub.add_parser("system", help="the lab as a whole: disk usage (df), reset, and the warm helper "
+    sy = sub.add_parser("system", help="the lab as a whole: disk usage (df), info, reset, and the warm helper "
                                        "(service, status, stop)")
     ssub = sy.add_subparsers(dest="system_verb", metavar="COMMAND")
     df = ssub.add_parser("df", help="show what images, containers, logs and caches take on disk")
@@ -209,6 +255,12 @@ def register(sub: Any) -> None:
     st.set_defaults(func=cmd_status)
     sp = ssub.add_parser("stop", help="stop this lab home's warm helper")
     sp.set_defaults(func=cmd_stop_service)
+    for where, verb, text in ((sub, "version", "show wasmlab's version and its engines'"),
+                              (sub, "info", "show the host, cgroups, engines, lab home and root mode"),
+                              (ssub, "info", "show the host, cgroups, engines, lab home and root mode")):
+        vi = where.add_parser(verb, help=text)
+        vi.add_argument("-f", "--format", metavar="json", help="json: print it as JSON")
+        vi.set_defaults(func=cmd_version if verb == "version" else cmd_info)
 
     tui = sub.add_parser("tui", help="open the terminal UI")
     tui.set_defaults(func=cmd_tui)
