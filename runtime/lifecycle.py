@@ -317,6 +317,9 @@ class Runtime(Containers):
         self.home = home
         self._zygotes: dict[str, ZygoteClient] = {}  # "main", and "wasmer" once a container may need it
         self._owners: dict[str, ZygoteClient] = {}   # container id -> the zygote that forked it
+        # Runs whose request is sent and whose answer is not in: the zygote may not have written their state
+        # yet (their workload starts first). A look at one of them waits for that (see _settle).
+        self._running: dict[str, ZygoteClient] = {}
         # Runs are recorded only when there is a lab home to record them in (the Lab always gives one).
         self._recorder = Recorder(History(os.path.join(home, "history.db")), self._recorded) if home else None
         self._pools: dict[tuple[str, int], str] = {}
@@ -414,10 +417,27 @@ class Runtime(Containers):
     def _settle(self, container_id: str | None) -> None:
         """`run` returns as soon as the workload's exit is known; the zygote reaps and deletes right after.
         Looking at such a container through this Runtime waits for that, so it is seen deleted (or stopped,
-        when kept), never half-gone."""
+        when kept), never half-gone.
+
+        At the other end, a `run` starts its workload before the zygote writes its state: a look at a container
+        whose run is in flight (a signal passed on, at once, by a foreground run) waits until that state is
+        written. Only a look during that window pays (one round trip); the start path pays nothing."""
+        if self._running:
+            self._sync_running(container_id)
         for zyg in list(self._zygotes.values()):
             for orphan in zyg.settle(container_id):
                 self._delete_orphan(orphan)
+
+    def _sync_running(self, container_id: str | None) -> None:
+        waiting: dict[int, ZygoteClient] = {}
+        for cid, zyg in list(self._running.items()):
+            if container_id in (None, cid) and not os.path.exists(StateDir(self.root, cid).state_file):
+                waiting[id(zyg)] = zyg
+        for zyg in waiting.values():
+            try:
+                zyg.sync()
+            except WasmlabError:
+                pass  # gone or stuck: the look finds what there is
 
     def _delete_orphan(self, container_id: str) -> None:
         """A `run` container its zygote was to delete, but the zygote died first: delete it here, once its
@@ -498,17 +518,32 @@ class Runtime(Containers):
     def run(self, container_id: str, bundle: str, *, stdin: bytes | None = None,
             annotations: dict[str, str] | None = None, timeout: float | None = None,
             keep: bool = False, stdio: tuple[int | None, int | None, int | None] | None = None,
-            on_output: Callable[[int, bytes], None] | None = None) -> RunResult:
+            on_output: Callable[[int, bytes], None] | None = None,
+            on_sent: Callable[[], None] | None = None) -> RunResult:
         """Create, start, wait for and delete a container; returns its output, exit code and timings.
 
         With stdio (stdin, stdout, stderr descriptors, which stay the caller's), the container writes there
         instead, and the result carries no output. With on_output, its output is handed to on_output(1 for
-        stdout or 2, bytes) as it comes, from the calling thread (no relay thread to start), and not kept."""
+        stdout or 2, bytes) as it comes, from the calling thread (no relay thread to start), and not kept.
+
+        on_sent() is called (on the calling thread) once the request is on its way: from then on this Runtime
+        finds the container (kill, state, wait_stopped wait until the zygote has recorded it, if need be). If
+        the run is interrupted (KeyboardInterrupt), the container is recorded when this raises: the caller can
+        kill it."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
         zyg = self.zygote(self._pool_for(bundle, annotations))
-        result: RunResult = zyg.run(container_id, bundle, stdin=stdin, annotations=annotations, timeout=timeout,
-                                    keep=keep, stdio=stdio, on_output=on_output)
+        self._running[container_id] = zyg
+        try:
+            result: RunResult = zyg.run(container_id, bundle, stdin=stdin, annotations=annotations,
+                                        timeout=timeout, keep=keep, stdio=stdio, on_output=on_output,
+                                        on_sent=on_sent)
+        except BaseException as exc:
+            if not isinstance(exc, WasmlabError):
+                self._sync_running(container_id)
+            raise
+        finally:
+            self._running.pop(container_id, None)
         if zyg.dead():
             self._settle(container_id)  # nobody else will delete it (or know when it is done)
         return result

@@ -1105,10 +1105,15 @@ class Lab:
                 result = LabRun(cid, name, rec.exit_code, decision=state.get("decision") or {},
                                 timings=state.get("timings") or {}, memory={"max_rss_kb": rec.max_rss_kb})
             else:
-                if on_created is not None:
-                    on_created(cid)  # a signal before the container exists finds nothing, and is dropped
-                self._emit(ContainerCreated(cid, name, image))
-                started(name)
+                def sent() -> None:
+                    # The request is on its way: from now on the Runtime finds the container (a look waits,
+                    # if need be, until the zygote has recorded it), so a signal passed on from on_created
+                    # reaches it. One that came earlier was held by the proxy, and is passed on now.
+                    self._emit(ContainerCreated(cid, name, image))
+                    if on_created is not None:
+                        on_created(cid)
+                    started(name)
+
                 streams = {1: (sinks[1], b"stdout"), 2: (sinks[2], b"stderr")}
 
                 def relay_piece(which: int, chunk: bytes) -> None:
@@ -1121,7 +1126,7 @@ class Lab:
 
                 # The output is relayed by this thread while it waits for the exit: no thread to start and join.
                 res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], None, None), keep=not rm,
-                                        on_output=relay_piece)
+                                        on_output=relay_piece, on_sent=sent)
                 result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
                                 memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
         except BaseException:

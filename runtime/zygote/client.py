@@ -242,7 +242,8 @@ class ZygoteClient:
     def run(self, cid: str, bundle: str, *, stdin: bytes | None, annotations: dict[str, str] | None,
             timeout: float | None, keep: bool = False,
             stdio: tuple[int | None, int | None, int | None] | None = None,
-            on_output: Callable[[int, bytes], None] | None = None) -> RunResult:
+            on_output: Callable[[int, bytes], None] | None = None,
+            on_sent: Callable[[], None] | None = None) -> RunResult:
         """One request; output and, from a Wasm init, the result come through pipes drained meanwhile.
 
         A Wasm init writes its result to the caller directly: the zygote's reply (a hop through it and
@@ -250,7 +251,8 @@ class ZygoteClient:
         With stdio, the container gets those descriptors (the caller's: it keeps and closes them) and its
         output is not collected here. With on_output, its stdout and stderr are pipes drained here all the
         same, each piece handed to on_output(1 or 2, bytes) as it comes, in the order read (stdin: stdio's,
-        if given); nothing is collected.
+        if given); nothing is collected. on_sent() is called once the request is on its way: from then on,
+        sync() returns only after the zygote has handled it (the container is recorded, or was refused).
         """
         t0 = time.perf_counter_ns()
         res_r, res_w = os.pipe2(os.O_CLOEXEC)
@@ -284,6 +286,14 @@ class ZygoteClient:
                 os.close(fd)
         if in_w >= 0:
             threading.Thread(target=_feed, args=(in_w, stdin), daemon=True).start()
+        if on_sent is not None:
+            try:
+                on_sent()
+            except BaseException:
+                self._abandon(rid)
+                for fd in drained:
+                    os.close(fd)
+                raise
         try:
             *outputs, result = _drain(*drained, died=self._pidfd, on_output=on_output)
         except BaseException:
@@ -357,6 +367,18 @@ class ZygoteClient:
         except WasmlabError:
             pass
         return []
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Return once the zygote has handled every request sent before this one (it takes them in order).
+
+        A `run` creates and starts at once, and its workload may run (and print) before the zygote has written
+        the container's state: after sync() the state is there, or the run was refused. Not from the reader
+        thread (a subscriber's callback), which alone could deliver the answer: there it returns at once."""
+        if threading.current_thread() is self._reader:
+            return
+        rid = self._rid()
+        self._send(p.Ping(rid))
+        self._reply(rid, timeout)
 
     def _abandon(self, rid: int) -> None:
         """Nobody waits for this reply any more: drop it now, or when it comes."""
