@@ -19,14 +19,16 @@ from wasmlab.runtime.errors import (
     PodExists,
     PodInitFailed,
     PodNotFound,
+    PodSpecError,
     PodStartFailed,
+    SetupError,
     UsageError,
     WasmlabError,
 )
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, SANDBOX_RULE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.options import RunOptions
 from wasmlab.runtime.pods import keeper, sandbox
-from wasmlab.runtime.pods.plan import PlannedPod, PodPlan
+from wasmlab.runtime.pods.plan import PlannedPod, PodPlan, runtime_class_effect
 from wasmlab.runtime.spec.pod import Container, Pod
 
 POD_FILE = "pod.json"
@@ -104,6 +106,8 @@ class PodInfo:
     restart_policy: str = "Always"
     share_process_namespace: bool = False
     keeper_pid: int = 0          # the pod keeper (restartPolicy Always or OnFailure), 0 when it has none or ended
+    runtime_class: str | None = None  # spec.runtimeClassName, recorded (wasmlab's own runtime plays the pod)
+    runtime_class_effect: str = ""    # what a cluster does with it (plan.runtime_class_effect)
 
     @property
     def identity(self) -> str:
@@ -202,6 +206,24 @@ def check_images(host: PodHost, plan: PodPlan) -> None:
                                  "without running it")
 
 
+def check_volumes(plan: PodPlan) -> None:
+    """A sizeLimit on a disk emptyDir is refused before anything starts: wasmlab cannot hold a folder to a size
+    (the kubelet does not either: it evicts the pod once its files pass the limit, and wasmlab evicts nothing).
+    medium: Memory takes it, as the tmpfs's size."""
+    for planned in plan.pods:
+        pod = planned.pod
+        spec = "spec.template.spec" if pod.kind == "Deployment" else "spec"
+        for i, vol in enumerate(pod.volumes):
+            empty = vol.empty_dir
+            if empty is not None and empty.medium != "Memory" and empty.size_limit_bytes is not None:
+                raise PodSpecError(
+                    f"{spec}.volumes[{i}].emptyDir.sizeLimit",
+                    f"pod {pod.identity}: volume {vol.name}: a sizeLimit on a disk emptyDir is not enforced by "
+                    "wasmlab (a kubelet evicts the pod once the folder grows past it; wasmlab evicts nothing)",
+                    "add medium: Memory for a tmpfs of that size (a hard limit, counted in the pod's memory), or "
+                    "drop sizeLimit", source=plan.source)
+
+
 def check_engine(engine: str | None) -> None:
     if engine is not None and engine not in WASM_ENGINES:
         raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
@@ -250,6 +272,7 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
             raise PodExists(f"pod {planned.pod.identity} already exists",
                             f"`wasmlab kube down {plan.source or 'FILE'}` or `wasmlab pod rm {planned.pod.identity}` "
                             "first, or rename it (metadata.name) or put it in another namespace")
+    check_volumes(plan)
     check_images(host, plan)
     sandbox.ensure_pause_image(host.pod_images())
     started: list[PodInfo] = []
@@ -283,7 +306,8 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         "name": pod.name, "namespace": pod.namespace, "id": pod_id, "created": time.time(),
         "source": plan.source, "propagation": plan.propagation, "pod_annotations": list(plan.pod_annotations),
         "cgroup": cgroup, "restart_policy": pod.restart_policy,
-        "share_process_namespace": pod.share_process_namespace, "containers": []}
+        "share_process_namespace": pod.share_process_namespace, "runtime_class": pod.runtime_class_name,
+        "containers": []}
     made: list[str] = []
     try:
         volumes = _volumes(folder, pod)
@@ -381,6 +405,7 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
             except WasmlabError:
                 pass
         sandbox.remove_cgroup(cgroup)
+        _unmount_volumes(folder)
         shutil.rmtree(folder, ignore_errors=True)
         _prune_namespace(folder.parent)
         raise
@@ -429,8 +454,35 @@ def _volumes(folder: Path, pod: Pod) -> dict[str, tuple[str, bool]]:
             empty = folder / "volumes" / vol.name
             empty.mkdir(parents=True, mode=0o777)
             os.chmod(empty, 0o777)  # as the kubelet makes an emptyDir: any user of the pod writes there
+            if vol.empty_dir is not None and vol.empty_dir.medium == "Memory":
+                _mount_tmpfs(pod, vol.name, empty, vol.empty_dir.size_limit_bytes)
             out[vol.name] = (str(empty), False)
     return out
+
+
+def _mount_tmpfs(pod: Pod, name: str, folder: Path, size: int | None) -> None:
+    """medium: Memory, as the kubelet mounts it: a tmpfs on the emptyDir's folder, sized by sizeLimit (else the
+    kernel's default, half the RAM), shared by the pod's containers through their bind mounts of the folder."""
+    from wasmlab.runtime.linux import syscalls as sc
+
+    data = "mode=0777" + (f",size={size}" if size is not None else "")
+    try:
+        sc.mount("tmpfs", str(folder), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, data)
+    except OSError as exc:
+        raise SetupError(f"pod {pod.identity}: cannot mount the tmpfs of volume {name} (medium: Memory): "
+                         f"{exc.strerror}", "run as root; a sizeLimit must be at least one page (4Ki)") from None
+
+
+def _unmount_volumes(folder: Path) -> None:
+    """Unmount the pod's memory-backed emptyDirs (deepest first) before its folder is removed."""
+    from wasmlab.runtime.linux import syscalls as sc
+    from wasmlab.runtime.store.usage import mounts_under
+
+    for point in mounts_under(str(folder / "volumes")):
+        try:
+            sc.umount2(point, 2)  # MNT_DETACH: a container still holding it cannot keep the folder
+        except OSError:
+            pass
 
 
 def _options(c: Container, volumes: dict[str, tuple[str, bool]]) -> RunOptions:
@@ -482,7 +534,8 @@ def info_of(host: PodHost, home: Path, record: dict[str, Any]) -> PodInfo:
     return PodInfo(record["name"], record["namespace"], record["id"], _pod_status(containers), record["created"],
                    record.get("source") or "", record.get("propagation") or "crio", record.get("cgroup") or "",
                    int(record.get("infra_pid") or 0), containers, record.get("restart_policy") or "Always",
-                   bool(record.get("share_process_namespace")), keeper_pid)
+                   bool(record.get("share_process_namespace")), keeper_pid, record.get("runtime_class"),
+                   runtime_class_effect(record.get("runtime_class")))
 
 
 def _alive(pid: int, start: int) -> bool:
@@ -530,6 +583,7 @@ def remove_pod(host: PodHost, home: Path, namespace: str, name: str, *, force: b
             pass
     sandbox.remove_cgroup(record.get("cgroup") or sandbox.pod_cgroup(record["id"]))
     folder = pod_dir(home, namespace, name)
+    _unmount_volumes(folder)
     shutil.rmtree(folder, ignore_errors=True)
     _prune_namespace(folder.parent)
     return info
