@@ -767,6 +767,9 @@ class Lab:
                         annotations=request.annotations, env=request.env, engine=request.engine,
                         entrypoint=request.entrypoint, options=request.options, _pod_slot=request.slot).id
 
+    def pod_pin(self, folder: str, hostname: str) -> dict[str, str]:
+        return self._runtime.pin_namespaces(folder, hostname)
+
     def pod_view(self, cid: str) -> ContainerView:
         from wasmlab.runtime.pods.play import ContainerView
 

@@ -126,3 +126,24 @@ def test_size_limit_on_a_disk_emptydir_is_refused_in_one_line_before_anything_st
     out = cli(home, "kube", "play", str(path))
     assert out.returncode != 0 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     leaks.assert_clean()
+
+
+def test_a_pods_namespaces_are_pinned_first_and_every_container_joins_them(
+        lab: Lab, home: Path, tmp_path: Path, leaks: LeakCheck) -> None:  # noqa: F811
+    import os
+
+    path = write(tmp_path, MEMORY.format(size=""))
+    pod = lab.kube_play(path).pods[0]
+    pins = home / "pods" / "default" / "cached" / "ns"
+    mounted = Path("/proc/self/mountinfo").read_text()
+    for kind in ("net", "ipc", "uts"):
+        assert f" {pins / kind} " in mounted  # held by a bind mount, as CRI-O's pinns holds them
+        pinned = os.stat(pins / kind).st_ino
+        for c in pod.containers:  # the infra container (POD) joins them too
+            assert os.stat(f"/proc/{c.pid}/ns/{kind}").st_ino == pinned, (c.name, kind)
+    assert run_in(lab, pod.container("reader").lab_name, ["/bin/hostname"]) == "cached\n"
+    lo = run_in(lab, pod.container("reader").lab_name, ["cat", "/sys/class/net/lo/operstate"])
+    assert lo.strip() in ("unknown", "up")  # the pod's loopback is up (lo reports "unknown" when up)
+    lab.kube_down(path)
+    assert str(pins) not in Path("/proc/self/mountinfo").read_text()
+    leaks.assert_clean()
