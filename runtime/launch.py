@@ -46,10 +46,48 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
            extra_state: dict[str, Any] | None = None, record_exit: bool = False,
            result_fd: int | None = None, close_in_child: tuple[int, ...] = ()) -> Launched:
     """Create the container. Must be called from a single-threaded process. On failure nothing is left behind."""
+    return finish(fork_init(p, sd, handlers=handlers, default_engine=default_engine, stdio=stdio,
+                            console_socket=console_socket, pid_file=pid_file, autostart=autostart, owner=owner,
+                            extra_state=extra_state, record_exit=record_exit, result_fd=result_fd,
+                            close_in_child=close_in_child))
+
+
+@dataclass
+class Forked:
+    """A container init forked and setting itself up; `finish` drives it to 'created'. Between the two, the forker
+    may fork other inits (the zygote does, for creates that arrive together), which then set up side by side."""
+
+    p: Plan
+    sd: StateDir
+    t0: int
+    t_fork: int
+    child: int
+    pid_start: int | None
+    inner_fork: bool
+    chan: Channel
+    cg: cgroups.Cgroup | None
+    state: dict[str, Any]
+    owner: str
+    extra_state: dict[str, Any] | None
+    pid_file: str | None
+    written_pid_file: str | None
+
+    @property
+    def channel_fd(self) -> int:
+        """The forker's end of the init's channel: an init forked after this one must not inherit it."""
+        return self.chan.sock.fileno()
+
+
+def fork_init(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engine: str = "wasmtime",
+              stdio: tuple[int, int, int] | None = None, console_socket: str | None = None,
+              pid_file: str | None = None, autostart: bool = False, owner: str = "cli",
+              extra_state: dict[str, Any] | None = None, record_exit: bool = False,
+              result_fd: int | None = None, close_in_child: tuple[int, ...] = ()) -> Forked:
+    """The first half of launch: fork the init, which sets itself up meanwhile. On failure nothing is left."""
     t0 = time.perf_counter_ns()
     sd.make(fifo=not autostart)
     cg: cgroups.Cgroup | None = None
-    pid = child = 0
+    child = 0
     parent_sock: socket.socket | None = None
     start_fd = -1
     written_pid_file: str | None = None
@@ -104,54 +142,70 @@ def launch(p: Plan, sd: StateDir, *, handlers: dict[str, Handler], default_engin
         start_fd = -1
         if console_fd is not None:
             os.close(console_fd)
-        chan = Channel(parent_sock)
-        pid = child
         # Read the start time while the init is still setting up: once it is ready it may be inside
         # execve, and /proc/PID/stat waits for that to finish (half a millisecond for busybox here).
-        pid_start = proc_start_time(pid)
+        pid_start = proc_start_time(child)
         # The pid file is written as soon as the init's pid is known, before it can reach its workload (a
         # `run` does not wait for start): whoever reads it (podman's conmon) finds it in time.
         if pid_file and not inner_fork:
-            written_pid_file = _write_pid_file(pid_file, pid)
-        msg = _drive(p, chan, child, state)
-        if msg.get("t") == "pid":
-            _reap(child)
-            pid = int(msg["pid"])
-            pid_start = proc_start_time(pid)
-            if pid_file:
-                written_pid_file = _write_pid_file(pid_file, pid)
-            msg = _drive(p, chan, child, state, pid)
-        if msg.get("t") != "ready":
-            raise _child_error(msg, pid)
-        state.update(status="created", pid=pid, pid_start=pid_start, created=time.time(),
-                     rootfs=p.rootfs, owner=owner, cgroup=cg.path if cg else None,
-                     decision=msg.get("decision"), rootless=p.rootless, has_process=p.has_process,
-                     **(extra_state or {}))
-        sd.write(state)
-        timings = dict(msg.get("timings") or {})
-        timings["prefork"] = (t_fork - t0) / 1e6
-        timings["create_ms"] = (time.perf_counter_ns() - t0) / 1e6
-        return Launched(p.id, pid, state, msg.get("decision") or {}, timings, chan, cg)
+            written_pid_file = _write_pid_file(pid_file, child)
+        return Forked(p, sd, t0, t_fork, child, pid_start, bool(inner_fork), Channel(parent_sock), cg, state, owner,
+                      extra_state, pid_file, written_pid_file)
     except BaseException:
         if start_fd >= 0:
             os.close(start_fd)
-        for victim in {pid, child} - {0}:
-            try:
-                os.kill(victim, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _reap(victim)
-        if cg is not None:
-            cg.remove()
-        if parent_sock is not None:
-            parent_sock.close()
-        if written_pid_file is not None:
-            try:
-                os.unlink(written_pid_file)
-            except OSError:
-                pass
-        sd.remove()
+        _undo(sd, {child} - {0}, cg, parent_sock, written_pid_file)
         raise
+
+
+def finish(f: Forked) -> Launched:
+    """The second half of launch: answer the init until it reports ready. On failure nothing is left."""
+    p, state = f.p, f.state
+    pid, pid_start, written_pid_file = f.child, f.pid_start, f.written_pid_file
+    try:
+        msg = _drive(p, f.chan, f.child, state)
+        if msg.get("t") == "pid":
+            _reap(f.child)
+            pid = int(msg["pid"])
+            pid_start = proc_start_time(pid)
+            if f.pid_file:
+                written_pid_file = _write_pid_file(f.pid_file, pid)
+            msg = _drive(p, f.chan, f.child, state, pid)
+        if msg.get("t") != "ready":
+            raise _child_error(msg, pid)
+        state.update(status="created", pid=pid, pid_start=pid_start, created=time.time(),
+                     rootfs=p.rootfs, owner=f.owner, cgroup=f.cg.path if f.cg else None,
+                     decision=msg.get("decision"), rootless=p.rootless, has_process=p.has_process,
+                     **(f.extra_state or {}))
+        f.sd.write(state)
+        timings = dict(msg.get("timings") or {})
+        timings["prefork"] = (f.t_fork - f.t0) / 1e6
+        timings["create_ms"] = (time.perf_counter_ns() - f.t0) / 1e6
+        return Launched(p.id, pid, state, msg.get("decision") or {}, timings, f.chan, f.cg)
+    except BaseException:
+        _undo(f.sd, {pid, f.child}, f.cg, f.chan.sock, written_pid_file)
+        raise
+
+
+def _undo(sd: StateDir, victims: set[int], cg: cgroups.Cgroup | None, parent_sock: socket.socket | None,
+          written_pid_file: str | None) -> None:
+    """What a failed create leaves: its processes, cgroup, channel, pid file and state folder."""
+    for victim in victims - {0}:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(victim)
+    if cg is not None:
+        cg.remove()
+    if parent_sock is not None:
+        parent_sock.close()
+    if written_pid_file is not None:
+        try:
+            os.unlink(written_pid_file)
+        except OSError:
+            pass
+    sd.remove()
 
 
 def _hook_state(state: dict[str, Any], status: str) -> dict[str, Any]:

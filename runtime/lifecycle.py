@@ -497,7 +497,8 @@ class Runtime(Containers):
         """Create a container from a bundle; returns its state (status 'created').
 
         With LOG (a folder), stdout and stderr go to LOG/ctr.log as k8s-file records, written by the zygote
-        (which outlives this process), under a cap of LOG_MAX bytes (0: none); stdout and stderr are ignored."""
+        (which outlives this process), under a cap of LOG_MAX bytes (0: none); stdout and stderr are ignored.
+        Creates sent from several threads at once are forked side by side by the zygote."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
         zyg = self.zygote(self._pool_for(bundle, annotations))
@@ -505,6 +506,11 @@ class Runtime(Containers):
         return dict(zyg.create(container_id, bundle, stdio=(stdin, stdout, stderr),
                                          annotations=annotations, pid_file=pid_file, console_socket=console_socket,
                                log=log, log_max=log_max))
+
+    def pin_namespaces(self, folder: str, hostname: str | None = None) -> dict[str, str]:
+        """A pod's network, IPC and UTS namespaces, made by the zygote and pinned under FOLDER (as CRI-O's pinns):
+        {OCI namespace type: path}; its loopback is up and its hostname set. Undo with nspin.unpin(FOLDER)."""
+        return self.zygote().pin(os.path.abspath(folder), hostname)
 
     def wait(self, container_id: str, timeout: float | None = None) -> ExitRecord:
         """Block until the container exits; returns its exit record."""

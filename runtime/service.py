@@ -707,14 +707,18 @@ class Lab:
                 pod = self.pod_inspect(info.pod)
                 sandbox = nsinspect.inodes(pod.infra_pid)
                 entry = pod.container(cid)
-                return [self._ns_row(pod.identity, entry.name, entry.role, entry.pid, entry.status, sandbox,
-                                     entry.id, entry.handler)]
+                row = self._ns_row(pod.identity, entry.name, entry.role, entry.pid, entry.status, sandbox,
+                                   entry.id, entry.handler)
+                row.runtime_class = pod.runtime_class
+                return [row]
         rows = []
         for pod in pods:
             sandbox = nsinspect.inodes(pod.infra_pid)
             for c in pod.containers:
-                rows.append(self._ns_row(pod.identity, c.name, c.role, c.pid, c.status,
-                                         {} if c.role == "sandbox" else sandbox, c.id, c.handler))
+                row = self._ns_row(pod.identity, c.name, c.role, c.pid, c.status,
+                                   {} if c.role == "sandbox" else sandbox, c.id, c.handler)
+                row.runtime_class = pod.runtime_class
+                rows.append(row)
         return rows
 
     def _ns_row(self, pod: str, name: str, role: str, pid: int, status: str, sandbox: dict[str, int],
@@ -782,6 +786,9 @@ class Lab:
         return self.run(request.image, request.command, name=request.name, detach=True,
                         annotations=request.annotations, env=request.env, engine=request.engine,
                         entrypoint=request.entrypoint, options=request.options, _pod_slot=request.slot).id
+
+    def pod_pin(self, folder: str, hostname: str) -> dict[str, str]:
+        return self._runtime.pin_namespaces(folder, hostname)
 
     def pod_view(self, cid: str) -> ContainerView:
         from wasmlab.runtime.pods.play import ContainerView

@@ -25,7 +25,8 @@ def kube_play(args: argparse.Namespace) -> int:
         print_json(res.as_dict())
         return 0
     for pod in res.pods:
-        print(f"Pod {pod.identity}: {pod.id}")
+        print(f"Pod {pod.identity}: {pod.id}" + (f" (runtimeClassName {pod.runtime_class})" if pod.runtime_class
+                                                 else ""))
         for c in pod.containers:
             if c.role != "sandbox":
                 print(f"  {c.role:<9} {c.name:<20} {c.handler or '-':<9} {c.id[:12]}")
@@ -129,6 +130,9 @@ def cmd_inspect_ns(args: argparse.Namespace) -> int:
               + (r.cgroup or r.status))
     for r in rows:
         print(f"\n{r.pod + ' ' if r.pod else ''}{r.container} ({r.role}, {r.status})")
+        if r.runtime_class:
+            print(f"  runtimeClassName: {r.runtime_class} (on a cluster: the node handler {r.runtime_class}; "
+                  "here: wasmlab's runtime)")
         if r.processes:
             print(f"  {'HOST PID':<10}{'POD PID':<9}COMMAND")
             for p in r.processes:

@@ -42,6 +42,8 @@ def cmd_kube_play(args: argparse.Namespace) -> int:
         pod = planned.pod
         print(f"\npod {pod.identity} ({pod.kind}{f' {pod.owner}' if pod.owner else ''}, restartPolicy "
               f"{pod.restart_policy})")
+        if pod.runtime_class_name:
+            print(f"  runtimeClassName {pod.runtime_class_name}: {planned.runtime_class_effect}")
         for c in (planned.annotations.sandbox, *planned.annotations.containers):
             print(f"  {c.role:<9} {c.name}{f'  {c.image}' if c.image else ''}")
             for t in c.traces:

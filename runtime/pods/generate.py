@@ -13,10 +13,11 @@ from typing import Any
 
 import yaml
 from wasmlab.runtime.errors import UsageError
+from wasmlab.runtime.pods.plan import GENERATED_RUNTIME_CLASS
 from wasmlab.runtime.pods.propagation import DEFAULT_POD_ANNOTATIONS
 from wasmlab.runtime.spec.pod import DNS_LABEL, PodFile, load_pods
 
-DEFAULT_RUNTIME = "crun"
+DEFAULT_RUNTIME = GENERATED_RUNTIME_CLASS  # the plan warns when a pod names another
 DEFAULT_RUNTIME_PATH = "/usr/bin/crun"
 FILES = ("pod.yaml", "runtimeclass.yaml", "crio.conf", "containerd.toml")
 SEED_GLOB = "module.wasm.image/variant.*"

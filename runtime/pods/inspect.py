@@ -67,6 +67,7 @@ class ContainerNamespaces:
     mounts: list[MountEntry] = field(default_factory=list)
     cgroups: list[CgroupEntry] = field(default_factory=list)
     wasi: WasiView | None = None
+    runtime_class: str | None = None  # the pod's runtimeClassName (recorded; a cluster picks the node handler)
 
     def entry(self, kind: str) -> NamespaceEntry:
         for e in self.namespaces:

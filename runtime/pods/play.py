@@ -19,14 +19,16 @@ from wasmlab.runtime.errors import (
     PodExists,
     PodInitFailed,
     PodNotFound,
+    PodSpecError,
     PodStartFailed,
+    SetupError,
     UsageError,
     WasmlabError,
 )
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, SANDBOX_RULE_ANNOTATION, WASM_ENGINES
 from wasmlab.runtime.options import RunOptions
 from wasmlab.runtime.pods import keeper, sandbox
-from wasmlab.runtime.pods.plan import PlannedPod, PodPlan
+from wasmlab.runtime.pods.plan import PlannedPod, PodPlan, runtime_class_effect
 from wasmlab.runtime.spec.pod import Container, Pod
 
 POD_FILE = "pod.json"
@@ -63,6 +65,7 @@ class PodHost(Protocol):
     def pod_image_exists(self, image: str) -> bool: ...
     def pod_images(self) -> Any: ...  # the Images store (to build the pause image)
     def pod_start(self, request: ContainerRequest) -> str: ...
+    def pod_pin(self, folder: str, hostname: str) -> dict[str, str]: ...
     def pod_view(self, cid: str) -> ContainerView: ...
     def pod_wait(self, cid: str) -> int | None: ...
     def pod_last_line(self, cid: str) -> str: ...
@@ -104,6 +107,8 @@ class PodInfo:
     restart_policy: str = "Always"
     share_process_namespace: bool = False
     keeper_pid: int = 0          # the pod keeper (restartPolicy Always or OnFailure), 0 when it has none or ended
+    runtime_class: str | None = None  # spec.runtimeClassName, recorded (wasmlab's own runtime plays the pod)
+    runtime_class_effect: str = ""    # what a cluster does with it (plan.runtime_class_effect)
 
     @property
     def identity(self) -> str:
@@ -202,6 +207,24 @@ def check_images(host: PodHost, plan: PodPlan) -> None:
                                  "without running it")
 
 
+def check_volumes(plan: PodPlan) -> None:
+    """A sizeLimit on a disk emptyDir is refused before anything starts: wasmlab cannot hold a folder to a size
+    (the kubelet does not either: it evicts the pod once its files pass the limit, and wasmlab evicts nothing).
+    medium: Memory takes it, as the tmpfs's size."""
+    for planned in plan.pods:
+        pod = planned.pod
+        spec = "spec.template.spec" if pod.kind == "Deployment" else "spec"
+        for i, vol in enumerate(pod.volumes):
+            empty = vol.empty_dir
+            if empty is not None and empty.medium != "Memory" and empty.size_limit_bytes is not None:
+                raise PodSpecError(
+                    f"{spec}.volumes[{i}].emptyDir.sizeLimit",
+                    f"pod {pod.identity}: volume {vol.name}: a sizeLimit on a disk emptyDir is not enforced by "
+                    "wasmlab (a kubelet evicts the pod once the folder grows past it; wasmlab evicts nothing)",
+                    "add medium: Memory for a tmpfs of that size (a hard limit, counted in the pod's memory), or "
+                    "drop sizeLimit", source=plan.source)
+
+
 def check_engine(engine: str | None) -> None:
     if engine is not None and engine not in WASM_ENGINES:
         raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
@@ -250,6 +273,7 @@ def play(host: PodHost, home: Path, plan: PodPlan, *, engine: str | None = None,
             raise PodExists(f"pod {planned.pod.identity} already exists",
                             f"`wasmlab kube down {plan.source or 'FILE'}` or `wasmlab pod rm {planned.pod.identity}` "
                             "first, or rename it (metadata.name) or put it in another namespace")
+    check_volumes(plan)
     check_images(host, plan)
     sandbox.ensure_pause_image(host.pod_images())
     started: list[PodInfo] = []
@@ -283,7 +307,8 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         "name": pod.name, "namespace": pod.namespace, "id": pod_id, "created": time.time(),
         "source": plan.source, "propagation": plan.propagation, "pod_annotations": list(plan.pod_annotations),
         "cgroup": cgroup, "restart_policy": pod.restart_policy,
-        "share_process_namespace": pod.share_process_namespace, "containers": []}
+        "share_process_namespace": pod.share_process_namespace, "runtime_class": pod.runtime_class_name,
+        "containers": []}
     made: list[str] = []
     try:
         volumes = _volumes(folder, pod)
@@ -291,32 +316,18 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         check_engine(engine)
         infra_name = sandbox.container_name(pod.namespace, pod.name, sandbox.INFRA_NAME)
         infra_notes = {**planned.annotations.sandbox.annotations, **sandbox.SANDBOX_TYPE}
-        infra_slot = sandbox.PodSlot(pod.identity, cgroup, hostname=pod.name.split(".")[0][:63])
+        hostname = pod.name.split(".")[0][:63]
         if sandbox_rule == "off":
             infra_notes[SANDBOX_RULE_ANNOTATION] = "off"
-        try:
-            infra = host.pod_start(ContainerRequest(
-                infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes,
-                engine if sandbox_rule == "off" else None, RunOptions(), infra_slot))
-        except WasmlabError as exc:
-            if sandbox_rule != "off":
-                raise
-            raise PodStartFailed(
-                f"pod {pod.identity}: its infra container (pause) did not start: {exc.message}; with the sandbox "
-                "rule off, the pod's annotations sent the native pause binary to the Wasm handler, so the pod has "
-                "no sandbox and no network namespace, and none of its containers can join one",
-                "this is why crun runs a container annotated io.kubernetes.cri.container-type=sandbox natively "
-                "whatever its other annotations (reported from real clusters); play it without --sandbox-rule off"
-            ) from None
-        made.append(infra)
-        record["containers"].append(_entry(sandbox.INFRA_NAME, infra, infra_name, sandbox.PAUSE_IMAGE, "sandbox"))
-        infra_pid = host.pod_view(infra).pid
-        if not infra_pid:
-            raise PodStartFailed(f"pod {pod.identity}: the infra container did not start",
-                                 f"see `wasmlab logs {infra_name}`")
-        sandbox.loopback_up(infra_pid)
-        record["infra_pid"] = infra_pid
-        join = sandbox.joined(infra_pid, pod.share_process_namespace)
+        # The pod's network, IPC and UTS namespaces are made first and pinned (as CRI-O's pinns does), unless
+        # the infra container must make them itself: its PID namespace (shareProcessNamespace: pause is its
+        # pid 1), or the sandbox-rule-off scenario (a pod that loses its infra container has no network).
+        pinned = sandbox_rule == "on" and not pod.share_process_namespace
+        join: dict[str, str] = host.pod_pin(str(folder / sandbox.PINS), hostname) if pinned else {}
+        infra_request = ContainerRequest(
+            infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes,
+            engine if sandbox_rule == "off" else None, RunOptions(),
+            sandbox.PodSlot(pod.identity, cgroup, join=dict(join), hostname=None if pinned else hostname))
 
         def request_of(c: Container) -> ContainerRequest:
             traced = planned.annotations.container(c.name)
@@ -336,32 +347,73 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
                 hint = f"{', '.join(held)} never reached it: {planned.annotations.warnings[0]}"
             return PodStartFailed(f"pod {pod.identity}: container {c.name} ({c.image}): {exc.message}", hint)
 
-        for c in pod.init_containers:
-            request = request_of(c)
-            try:
-                cid = host.pod_start(request)
-            except WasmlabError as exc:
-                raise failed(c, exc) from None
-            made.append(cid)
-            record["containers"].append(_entry(c.name, cid, request.name, c.image, "init"))
-            code = host.pod_wait(cid)
-            if code != 0:
-                last = host.pod_last_line(cid)
-                said = f": {last}" if last else ""
-                raise PodInitFailed(
-                    f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
-                    "as in Kubernetes, the app containers start only after every init container exits 0 (under "
-                    "restartPolicy Always/OnFailure the kubelet would run it again with back-off, "
-                    "Init:CrashLoopBackOff; wasmlab stops and rolls back): fix it and play the pod again")
-        # The app containers start side by side, as the kubelet starts them: each one's bundle is made while
-        # the zygote sets up another, so the pod is up in about the time of its slowest container.
+        def infra_started(outcome: str | BaseException) -> int:
+            if isinstance(outcome, BaseException):
+                if sandbox_rule != "off" or not isinstance(outcome, WasmlabError):
+                    raise outcome
+                raise PodStartFailed(
+                    f"pod {pod.identity}: its infra container (pause) did not start: {outcome.message}; with the "
+                    "sandbox rule off, the pod's annotations sent the native pause binary to the Wasm handler, so "
+                    "the pod has no sandbox and no network namespace, and none of its containers can join one",
+                    "this is why crun runs a container annotated io.kubernetes.cri.container-type=sandbox "
+                    "natively whatever its other annotations (reported from real clusters); play it without "
+                    "--sandbox-rule off") from None
+            made.append(outcome)
+            record["containers"].append(_entry(sandbox.INFRA_NAME, outcome, infra_name, sandbox.PAUSE_IMAGE,
+                                               "sandbox"))
+            pid = host.pod_view(outcome).pid
+            if not pid:
+                raise PodStartFailed(f"pod {pod.identity}: the infra container did not start",
+                                     f"see `wasmlab logs {infra_name}`")
+            record["infra_pid"] = pid
+            return pid
+
         apps = list(pod.containers)
-        requests = [request_of(c) for c in apps]
-        outcomes = _start_all(host, requests)
-        for c, request, outcome in zip(apps, requests, outcomes, strict=True):
-            if isinstance(outcome, str):
-                made.append(outcome)
-                record["containers"].append(_entry(c.name, outcome, request.name, c.image, "container"))
+        if pinned and not pod.init_containers:
+            # Every container's bundle is made, then all are created at once: the infra container with the
+            # app containers, in one batch to the zygote (the namespaces they join exist already).
+            requests = [request_of(c) for c in apps]
+            outcomes = _start_all(host, [infra_request, *requests])
+            infra_outcome, outcomes = outcomes[0], outcomes[1:]
+            # Recorded first: a failed infra container rolls them back too.
+            made.extend(outcome for outcome in outcomes if isinstance(outcome, str))
+            infra_started(infra_outcome)
+            for c, request, outcome in zip(apps, requests, outcomes, strict=True):
+                if isinstance(outcome, str):
+                    record["containers"].append(_entry(c.name, outcome, request.name, c.image, "container"))
+        else:
+            try:
+                alone: str | BaseException = host.pod_start(infra_request)
+            except WasmlabError as exc:
+                alone = exc
+            infra_pid = infra_started(alone)
+            if not pinned:
+                sandbox.loopback_up(infra_pid)
+                join = sandbox.joined(infra_pid, pod.share_process_namespace)
+            for c in pod.init_containers:
+                request = request_of(c)
+                try:
+                    cid = host.pod_start(request)
+                except WasmlabError as exc:
+                    raise failed(c, exc) from None
+                made.append(cid)
+                record["containers"].append(_entry(c.name, cid, request.name, c.image, "init"))
+                code = host.pod_wait(cid)
+                if code != 0:
+                    last = host.pod_last_line(cid)
+                    said = f": {last}" if last else ""
+                    raise PodInitFailed(
+                        f"pod {pod.identity}: init container {c.name} exited with {code}{said}; the pod stops there",
+                        "as in Kubernetes, the app containers start only after every init container exits 0 (under "
+                        "restartPolicy Always/OnFailure the kubelet would run it again with back-off, "
+                        "Init:CrashLoopBackOff; wasmlab stops and rolls back): fix it and play the pod again")
+            # The app containers start side by side, as the kubelet starts them, created in one batch.
+            requests = [request_of(c) for c in apps]
+            outcomes = _start_all(host, requests)
+            for c, request, outcome in zip(apps, requests, outcomes, strict=True):
+                if isinstance(outcome, str):
+                    made.append(outcome)
+                    record["containers"].append(_entry(c.name, outcome, request.name, c.image, "container"))
         for c, outcome in zip(apps, outcomes, strict=True):
             if isinstance(outcome, WasmlabError):
                 raise failed(c, outcome) from None
@@ -381,6 +433,7 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
             except WasmlabError:
                 pass
         sandbox.remove_cgroup(cgroup)
+        _unmount_all(folder)
         shutil.rmtree(folder, ignore_errors=True)
         _prune_namespace(folder.parent)
         raise
@@ -388,7 +441,9 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
 
 
 def _start_all(host: PodHost, requests: list[ContainerRequest]) -> list[str | BaseException]:
-    """Start every request, side by side (threads of this process: the zygote forks); each one's id or error."""
+    """Start every request, side by side (threads of this process; the zygote forks); each one's id or error. The
+    creates reach the zygote while the first init sets up, and it forks each as it comes, before it waits for
+    any (zygote/server.py, _create_together): the inits set up at once."""
     if len(requests) < 2:
         out: list[str | BaseException] = []
         for r in requests:
@@ -429,8 +484,36 @@ def _volumes(folder: Path, pod: Pod) -> dict[str, tuple[str, bool]]:
             empty = folder / "volumes" / vol.name
             empty.mkdir(parents=True, mode=0o777)
             os.chmod(empty, 0o777)  # as the kubelet makes an emptyDir: any user of the pod writes there
+            if vol.empty_dir is not None and vol.empty_dir.medium == "Memory":
+                _mount_tmpfs(pod, vol.name, empty, vol.empty_dir.size_limit_bytes)
             out[vol.name] = (str(empty), False)
     return out
+
+
+def _mount_tmpfs(pod: Pod, name: str, folder: Path, size: int | None) -> None:
+    """medium: Memory, as the kubelet mounts it: a tmpfs on the emptyDir's folder, sized by sizeLimit (else the
+    kernel's default, half the RAM), shared by the pod's containers through their bind mounts of the folder."""
+    from wasmlab.runtime.linux import syscalls as sc
+
+    data = "mode=0777" + (f",size={size}" if size is not None else "")
+    try:
+        sc.mount("tmpfs", str(folder), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, data)
+    except OSError as exc:
+        raise SetupError(f"pod {pod.identity}: cannot mount the tmpfs of volume {name} (medium: Memory): "
+                         f"{exc.strerror}", "run as root; a sizeLimit must be at least one page (4Ki)") from None
+
+
+def _unmount_all(folder: Path) -> None:
+    """Unmount what the pod's folder holds (its pinned namespaces, its memory-backed emptyDirs), deepest first,
+    before the folder is removed: the namespaces end with the last process in them."""
+    from wasmlab.runtime.linux import syscalls as sc
+    from wasmlab.runtime.store.usage import mounts_under
+
+    for point in mounts_under(str(folder)):
+        try:
+            sc.umount2(point, 2)  # MNT_DETACH: a container still holding it cannot keep the folder
+        except OSError:
+            pass
 
 
 def _options(c: Container, volumes: dict[str, tuple[str, bool]]) -> RunOptions:
@@ -482,7 +565,8 @@ def info_of(host: PodHost, home: Path, record: dict[str, Any]) -> PodInfo:
     return PodInfo(record["name"], record["namespace"], record["id"], _pod_status(containers), record["created"],
                    record.get("source") or "", record.get("propagation") or "crio", record.get("cgroup") or "",
                    int(record.get("infra_pid") or 0), containers, record.get("restart_policy") or "Always",
-                   bool(record.get("share_process_namespace")), keeper_pid)
+                   bool(record.get("share_process_namespace")), keeper_pid, record.get("runtime_class"),
+                   runtime_class_effect(record.get("runtime_class")))
 
 
 def _alive(pid: int, start: int) -> bool:
@@ -530,6 +614,7 @@ def remove_pod(host: PodHost, home: Path, namespace: str, name: str, *, force: b
             pass
     sandbox.remove_cgroup(record.get("cgroup") or sandbox.pod_cgroup(record["id"]))
     folder = pod_dir(home, namespace, name)
+    _unmount_all(folder)
     shutil.rmtree(folder, ignore_errors=True)
     _prune_namespace(folder.parent)
     return info

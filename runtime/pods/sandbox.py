@@ -17,6 +17,7 @@ PAUSE_CONTAINERFILE = ASSETS / "pause" / "Containerfile"
 # What the infra container holds for the whole pod (pid too with shareProcessNamespace), as under the CRI.
 SHARED = ("network", "ipc", "uts")
 SANDBOX_TYPE = {"io.kubernetes.cri.container-type": "sandbox"}
+PINS = "ns"  # the pod folder's subfolder holding its pinned namespaces (runtime/linux/nspin.py)
 INFRA_NAME = "POD"  # the kubelet's name for it (k8s_POD_...): no Kubernetes container name is upper case
 
 

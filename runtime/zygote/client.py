@@ -219,6 +219,14 @@ class ZygoteClient:
         state["timings"] = reply.timings
         return state
 
+    def pin(self, folder: str, hostname: str | None = None) -> dict[str, str]:
+        """A pod's network, IPC and UTS namespaces pinned under FOLDER: {OCI type: path}."""
+        rid = self._rid()
+        self._send(p.Pin(rid, folder, hostname))
+        reply = self._reply(rid, 30)
+        assert isinstance(reply, p.Reply)
+        return dict(reply.state or {})
+
     def modules(self) -> list[str]:
         """The modules the zygote process has imported: what every container it forks starts with."""
         rid = self._rid()

@@ -60,6 +60,17 @@ class Run(Message):
 
 
 @dataclass
+class Pin(Message):
+    """Make a pod's network, IPC and UTS namespaces, pinned under folder (runtime/linux/nspin.py); the reply's
+    state maps each OCI namespace type to its pinned path."""
+
+    TYPE: ClassVar[str] = "pin"
+    rid: int
+    folder: str
+    hostname: str | None = None
+
+
+@dataclass
 class Settle(Message):
     """Answer once none of these containers has a process left, and each is recorded or deleted."""
 
@@ -158,7 +169,7 @@ class ContainerError(Message):
 
 
 _TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in (
-    Create, Run, Settle, Ping, Hello, Fatal, Reply, ContainerCreated, ContainerExited, ContainerReaped,
+    Create, Run, Pin, Settle, Ping, Hello, Fatal, Reply, ContainerCreated, ContainerExited, ContainerReaped,
     ContainerError)}
 
 

@@ -17,6 +17,8 @@ from wasmlab.runtime.errors import SetupError, WasmlabError
 from wasmlab.runtime.store.state import ExitRecord, StateDir, decode_wait_status
 from wasmlab.runtime.zygote import protocol as p
 
+BATCH = 4  # creates forked together at most (a pod's app containers, sent side by side)
+
 
 @dataclass
 class _Live:
@@ -113,15 +115,94 @@ class Zygote:
             return
         try:
             msg = p.decode(data)
+            if isinstance(msg, p.Create):
+                owned, fds = fds, []  # closed by _create_together, once the inits are forked
+                self._create_together(msg, owned)
+                return
             if isinstance(msg, (p.Create, p.Run)):
                 self._create(msg, fds)
             elif isinstance(msg, p.Settle):
                 self._settle(msg.rid, set(msg.ids))
+            elif isinstance(msg, p.Pin):
+                self._pin(msg)
             elif isinstance(msg, p.Ping):
                 self.send(p.Reply(msg.rid, pid=os.getpid(), modules=sorted(sys.modules) if msg.modules else []))
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _create_together(self, first: p.Create, first_fds: list[int]) -> None:
+        """A create, and the creates that arrive while its init sets up (a pod's containers, sent side by side
+        from threads): each init is forked as soon as its create is read, and each is answered once it is ready,
+        oldest first, so the inits set up at once instead of one after the other. Reading stops at the first
+        other message (handled once the batch is answered, in order) or at BATCH creates."""
+        pending: list[tuple[p.Create, Any]] = []
+        after: tuple[bytes, list[int]] | None = None
+        taken = 0
+
+        def fork(msg: p.Create, fds: list[int]) -> None:
+            nonlocal taken
+            taken += 1
+            try:
+                forked = self._create_fork(msg, fds, [f for _, f in pending])
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            if forked is not None:
+                pending.append((msg, forked))
+
+        fork(first, first_fds)
+        while pending:
+            waits: list[Any] = [self.sock] if after is None and taken < BATCH else []
+            waits.append(pending[0][1][0].channel_fd)
+            ready = select.select(waits, [], [])[0]
+            if self.sock in ready:
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(self.sock, p.MAX_MSG, 8)
+                except OSError:
+                    data, fds = b"", []
+                msg = p.decode(data) if data else None
+                if isinstance(msg, p.Create):
+                    fork(msg, fds)
+                else:
+                    after = (data, fds)
+                continue
+            msg, forked = pending.pop(0)
+            self._create_finish(msg, forked)
+        if after is not None:
+            self._on_message(*after)
+
+    def _on_message(self, data: bytes, fds: list[int]) -> None:
+        """A message read while a batch of creates was gathered (its descriptors closed here)."""
+        if not data:
+            self.client_gone = True
+            self.sel.unregister(self.sock)
+            return
+        try:
+            msg = p.decode(data)
+            if isinstance(msg, (p.Create, p.Run)):
+                self._create(msg, fds)
+            elif isinstance(msg, p.Settle):
+                self._settle(msg.rid, set(msg.ids))
+            elif isinstance(msg, p.Pin):
+                self._pin(msg)
+            elif isinstance(msg, p.Ping):
+                self.send(p.Reply(msg.rid, pid=os.getpid(), modules=sorted(sys.modules) if msg.modules else []))
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _pin(self, msg: p.Pin) -> None:
+        """A pod's namespaces, made here because unshare needs a single-threaded process (this one)."""
+        from wasmlab.runtime.linux import nspin
+
+        try:
+            paths = nspin.pin(msg.folder, msg.hostname)
+        except OSError as exc:
+            err = SetupError(f"cannot make the pod's namespaces: {exc.strerror or exc}", "run as root")
+            self.send(p.Reply(msg.rid, ok=False, error=err.as_dict()))
+            return
+        self.send(p.Reply(msg.rid, state=dict(paths)))
 
     def _settle(self, rid: int, ids: set[str]) -> None:
         waiting = [live for live in self.live.values() if live.id in ids]
@@ -164,8 +245,15 @@ class Zygote:
         return tuple(fd for fd in own if fd >= 0)
 
     def _create(self, msg: p.Create | p.Run, fds: list[int]) -> None:
+        pending = self._create_fork(msg, fds, [])
+        if pending is not None:
+            self._create_finish(msg, pending)
+
+    def _create_fork(self, msg: p.Create | p.Run, fds: list[int], others: list[Any]) -> Any:
+        """Fork the container's init (launch's first half); None once an error was answered. OTHERS are inits
+        forked before it and not yet answered: this one must not inherit their channels."""
         from wasmlab.runtime.handlers.detect import engines_wanted
-        from wasmlab.runtime.launch import launch
+        from wasmlab.runtime.launch import fork_init
 
         run = isinstance(msg, p.Run)
         self._reap_now(msg.id)
@@ -183,23 +271,44 @@ class Zygote:
             if not run and msg.log and stdio is not None:  # type: ignore[union-attr]
                 log_fds = self._open_log(msg.log, msg.log_max)  # type: ignore[union-attr]
                 stdio = (stdio[0], log_fds[1], log_fds[3])
-            launched = launch(plan, StateDir(self.root, msg.id), handlers=self.handlers,
-                              default_engine=self.default_engine, stdio=stdio,
-                              console_socket=None if run else msg.console_socket,  # type: ignore[union-attr]
-                              pid_file=None if run else msg.pid_file,  # type: ignore[union-attr]
-                              autostart=run, owner="zygote", record_exit=True,
-                              result_fd=fds[3] if run and len(fds) >= 4 else None,
-                              close_in_child=self._own_fds())
+            forked = fork_init(plan, StateDir(self.root, msg.id), handlers=self.handlers,
+                               default_engine=self.default_engine, stdio=stdio,
+                               console_socket=None if run else msg.console_socket,  # type: ignore[union-attr]
+                               pid_file=None if run else msg.pid_file,  # type: ignore[union-attr]
+                               autostart=run, owner="zygote", record_exit=True,
+                               result_fd=fds[3] if run and len(fds) >= 4 else None,
+                               close_in_child=self._own_fds() + tuple(f.channel_fd for f, _, _ in others))
         except WasmlabError as exc:
             self._close_log(log_fds, failed=True)
             self.send(p.Reply(msg.rid, ok=False, error=exc.as_dict()))
-            return
+            return None
         except OSError as exc:
             self._close_log(log_fds, failed=True)
             err = SetupError(f"cannot create the container: {exc.strerror or exc}", "see `wasmlab doctor`")
             self.send(p.Reply(msg.rid, ok=False, error=err.as_dict()))
+            return None
+        self._close_log(log_fds)  # the write ends are the init's alone: an init forked next must not hold them
+        return forked, plan, log_fds
+
+    def _create_finish(self, msg: p.Create | p.Run, pending: Any) -> None:
+        """Launch's second half: the init reports ready; the container is live, and the caller answered."""
+        from wasmlab.runtime.launch import finish
+
+        forked, plan, log_fds = pending
+        run = isinstance(msg, p.Run)
+        try:
+            launched = finish(forked)
+        except (WasmlabError, OSError) as exc:
+            for r in log_fds[0::2]:
+                try:
+                    self.sel.unregister(r)
+                except (KeyError, ValueError):
+                    pass
+                self._end_log(r)
+            err = exc if isinstance(exc, WasmlabError) else SetupError(
+                f"cannot create the container: {exc.strerror or exc}", "see `wasmlab doctor`")
+            self.send(p.Reply(msg.rid, ok=False, error=err.as_dict()))
             return
-        self._close_log(log_fds)
         live = _Live(msg.id, launched.pid, StateDir(self.root, msg.id), launched.channel, launched.cgroup,
                      time.perf_counter_ns(), launched.timings, plan.annotations,
                      str((launched.decision or {}).get("handler") or ""), state=launched.state,

@@ -165,7 +165,9 @@ HTTPD = json.dumps("mkdir -p /www && echo served-by-the-sidecar > /www/index.htm
                    "-h /www")
 # Retried until the sidecar listens (it may start after the client): no sleep, a bounded loop.
 WGET = json.dumps("for i in $(seq 1 5000); do wget -q -O- http://127.0.0.1:8080/ 2>/dev/null && exit 0; done; exit 1")
-READER = json.dumps("until [ -e /shared/guest.txt ]; do sleep 0.01; done; cat /shared/guest.txt; "
+# -s, not -e: the guest creates guest.txt, then writes it (two calls); a sidecar that starts beside it sees the
+# file before its line.
+READER = json.dumps("until [ -s /shared/guest.txt ]; do sleep 0.01; done; cat /shared/guest.txt; "
                     "echo from the sidecar > /shared/host.txt")
 SIDECAR = """\
     apiVersion: v1

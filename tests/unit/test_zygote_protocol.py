@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from wasmlab.runtime.store.state import ExitRecord
 from wasmlab.runtime.zygote import protocol as p
 
-MESSAGES = [p.Create, p.Run, p.Settle, p.Ping, p.Hello, p.Fatal, p.Reply, p.ContainerCreated, p.ContainerExited,
+MESSAGES = [p.Create, p.Run, p.Pin, p.Settle, p.Ping, p.Hello, p.Fatal, p.Reply, p.ContainerCreated, p.ContainerExited,
             p.ContainerReaped, p.ContainerError]
 
 # JSON-shaped values, as fields carry them (floats finite: JSON has no NaN).
