@@ -23,7 +23,7 @@ from typing import Any
 from wasmlab.runtime.errors import ContainerNotFound
 from wasmlab.runtime.store.atomic import write_atomic
 from wasmlab.runtime.store.layout import ImageStore
-from wasmlab.runtime.store.work import SweepReport, WorkFolder, claim, sweep
+from wasmlab.runtime.store.work import SweepReport, WorkFolder, claim, stop_signals_held, sweep
 
 CONTAINERS = "containers.json"
 """In a build's work folder: ``[{"root": STATE_ROOT, "id": ID}, ...]``, the RUN containers it may have running."""
@@ -45,9 +45,8 @@ class Work:
         if self._folder is None:
             if self.where is None:
                 self.store.init()
-                self._folder = claim(self.store.work_dir, self.kind)
-            else:
-                self._folder = claim(self.where, self.kind)
+            with stop_signals_held():  # claimed and recorded as one step: close() finds what was claimed
+                self._folder = claim(self.store.work_dir if self.where is None else self.where, self.kind)
         return self._folder.path
 
     @property

@@ -30,14 +30,23 @@ def stamp(ns: int | None = None) -> bytes:
 
 def records(stream: bytes, data: bytes, ns: int | None = None) -> bytes:
     """DATA as k8s-file records: one per line, F for a full line, P for a last piece without its newline."""
+    return b"".join(record_list(stream, data, ns))
+
+
+def record_list(stream: bytes, data: bytes, ns: int | None = None, limit: int = 0) -> list[bytes]:
+    """records(), one by one. LIMIT (0: none): no record is longer; a longer line goes as P pieces, then its
+    end (as CRI-O splits long lines)."""
     when = stamp(ns)
     out = []
+    room = max(1, limit - len(when) - len(stream) - 5) if limit else 0  # "T S F " and the newline
     for piece in data.splitlines(keepends=True):
-        if piece.endswith(b"\n"):
-            out.append(b"%s %s F %s\n" % (when, stream, piece[:-1]))
-        else:
-            out.append(b"%s %s P %s\n" % (when, stream, piece))
-    return b"".join(out)
+        full = piece.endswith(b"\n")
+        body = piece[:-1] if full else piece
+        while room and len(body) > room:
+            out.append(b"%s %s P %s\n" % (when, stream, body[:room]))
+            body = body[room:]
+        out.append(b"%s %s %s %s\n" % (when, stream, b"F" if full else b"P", body))
+    return out
 
 
 class LogWriter:
@@ -54,9 +63,27 @@ class LogWriter:
     def write(self, stream: bytes, data: bytes) -> None:
         if not data or self.fd < 0:
             return
+        half = self.max_size // 2
         rec = records(stream, data)
-        if self.max_size and self.size and self.size + len(rec) > self.max_size // 2:
-            self._rotate()
+        if not self.max_size or self.size + len(rec) <= half:
+            self._append(rec)
+            return
+        # It would pass half the cap. One read from a fast writer's pipe can hold more than that (64 KiB of
+        # short lines is far more as records): it goes record by record, each generation filled up to half
+        # and rotated, so a reader never sees the two over the cap, not even between two writes.
+        batch: list[bytes] = []
+        size = self.size
+        for line in record_list(stream, data, limit=half):
+            if size and size + len(line) > half:
+                self._append(b"".join(batch))
+                batch = []
+                self._rotate()
+                size = self.size
+            batch.append(line)
+            size += len(line)
+        self._append(b"".join(batch))
+
+    def _append(self, rec: bytes) -> None:
         view = memoryview(rec)
         while view:
             try:

@@ -38,7 +38,7 @@ from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import TMP_PREFIX, Lock, canonical_json, fsync_dir, write_atomic, writing_into
 from wasmlab.runtime.store.home import images_root
 from wasmlab.runtime.store.reference import has_registry, is_digest, normalize, parse
-from wasmlab.runtime.store.work import WorkFolder, claim, sweep
+from wasmlab.runtime.store.work import WorkFolder, claim, stop_signals_held, sweep
 
 SMALL_BLOB = 64 << 10  # manifests and configs: read and hashed once per process, then kept
 CHUNK = 1 << 20
@@ -525,12 +525,12 @@ class Transaction:
             with writing_into(self.store.root):
                 # A killed writer's staging (its owner lock died with it) goes now, not at the next prune.
                 sweep(self.store.staging_dir)
-                self._work = claim(self.store.staging_dir, "txn")
+                with stop_signals_held():  # a SIGINT lands after the assignment, and the except releases it
+                    self._work = claim(self.store.staging_dir, "txn")
+                    self._dir = self._work.path
         except BaseException:
-            self._writers.release()
-            self._writers = None
+            self._finish()  # the staging folder (if claimed) and the writers lock
             raise
-        self._dir = self._work.path
 
     @property
     def staging(self) -> Path:

@@ -7,18 +7,24 @@ dies (SIGKILL included). :func:`sweep` removes each visible folder whose lock it
 gone. A claim killed in the few microseconds before its rename leaves an empty ``.claim-*`` folder, which a
 sweep removes once it is older than :data:`CLAIM_GRACE` seconds.
 
+A claim and the assignment that keeps its :class:`WorkFolder` happen with stop signals held (:func:`stop_signals_held`):
+a SIGINT between the two would otherwise leave a visible folder nobody releases until the next sweep.
+
 The lock descriptor is close-on-exec: a helper the owner starts (the zygote) never inherits it, so it cannot
 keep a dead owner's work alive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import secrets
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from wasmlab.runtime.store.usage import allocated
 OWNER = ".owner"
 CLAIM_PREFIX = ".claim-"
 CLAIM_GRACE = 600.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 @dataclass
@@ -84,6 +91,21 @@ def claim(root: str | os.PathLike[str], kind: str) -> WorkFolder:
         remove_tree(str(hidden))
         raise
     return WorkFolder(visible, fd)
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP wait in the kernel until the block ends, then take effect (their Python
+    handler runs just after it). For a claim and the assignment that records it: a handler raising between the
+    two leaves a folder its owner no longer knows of. Blocking is per thread: only the main thread needs it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def owner_alive(path: str | os.PathLike[str]) -> bool:

@@ -11,8 +11,10 @@ agree on: success or failure (wasmlab-oci keeps its typed exit codes), the statu
 (or that the container is gone), `state`'s status string, and whether `ps` lists any process.
 
 Synchronisation is by handshakes, never sleeps: `create` and `start` return once their state is reached;
-the container's stdout is a pipe whose read end the test holds, so end of file says every process of the
-container has exited (stopped, and after a SIGKILL).
+the test opens a pidfd on the container's process right after `create` (so a reused pid cannot fool it), and
+the pidfd turns readable when that process is a zombie or gone: what both runtimes call stopped. Not end of
+file on its stdout: a process closes its files before it becomes a zombie, and in between (the teardown of
+its mount namespace: milliseconds) `state` rightly still says running.
 
 RUNC_ANSWERS pins runc's answers, so a different runc says so here; docs/conformance.md shows the same
 table (test_conformance_doc_shows_the_table keeps the two equal). Where runc departs from the runtime spec,
@@ -91,7 +93,7 @@ RUNC_ANSWERS: dict[tuple[str, str], tuple[str, str]] = {
     ("start", "paused"): ("fails", "paused"), ("start", "stopped"): ("fails", "stopped"),
     ("start", "missing"): ("fails", GONE),
 }
-EXIT_TIMEOUT = 20.0  # seconds to wait for end of file on a container's stdout (a bound, not a sleep)
+EXIT_TIMEOUT = 20.0  # seconds to wait for a container's process to exit (a bound, not a sleep)
 _numbers = itertools.count()
 
 
@@ -123,6 +125,7 @@ class Side:
     work: Path
     made: list[str] = field(default_factory=list)
     pipes: dict[str, int] = field(default_factory=dict)   # container id -> read end of its stdout
+    pidfds: dict[str, int] = field(default_factory=dict)  # container id -> pidfd of its process
 
     def call(self, *args: str, stdout: int | None = None) -> subprocess.CompletedProcess[str]:
         """Run the runtime; output goes through files (a created container keeps its stdio open)."""
@@ -154,15 +157,14 @@ class Side:
         finally:
             os.close(write_end)
         assert r.returncode == 0, f"{self.name} create failed: {r.stderr}"
+        # Opened while the process waits for `start`, so it is this container's, whatever pid reuse follows.
+        self.pidfds[cid] = os.pidfd_open(int(json.loads(self.call("state", cid).stdout)["pid"]))
 
     def wait_exited(self, cid: str) -> None:
-        """Block until every holder of the container's stdout has exited (end of file on the pipe)."""
-        fd = self.pipes[cid]
-        while True:
-            ready, _, _ = select.select([fd], [], [], EXIT_TIMEOUT)
-            assert ready, f"{self.name}: container {cid} did not exit within {EXIT_TIMEOUT} s"
-            if os.read(fd, 4096) == b"":
-                return
+        """Block until the container's process is a zombie or gone (its pidfd is readable): stopped for runc
+        (it reads Z from /proc/PID/stat) and for wasmlab-oci alike."""
+        ready, _, _ = select.select([self.pidfds[cid]], [], [], EXIT_TIMEOUT)
+        assert ready, f"{self.name}: container {cid} did not exit within {EXIT_TIMEOUT} s"
 
     def make(self, state: str) -> str:
         """A fresh container in that state (for "missing": an id that was never created)."""
@@ -193,9 +195,10 @@ class Side:
             r = self.call("delete", "--force", cid)
             assert r.returncode == 0, f"{self.name} delete --force {cid}: {r.stderr}"
         self.made.clear()
-        for fd in self.pipes.values():
+        for fd in [*self.pipes.values(), *self.pidfds.values()]:
             os.close(fd)
         self.pipes.clear()
+        self.pidfds.clear()
 
 
 def _cgroups_named(prefix: str) -> list[str]:

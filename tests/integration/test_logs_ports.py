@@ -64,13 +64,15 @@ def wl(home: Path, *args: str, stdin: str | None = None, timeout: float = 60) ->
 
 
 def wait_stopped(lab: Lab, name: str, timeout: float = 30) -> None:
-    """The container's exit, heard as an event (no polling of the status)."""
+    """The container's exit, heard as an event (no polling of the status). Not "until the status is no longer
+    alive": that flips as soon as the process is a zombie, before its reaper has drained the last output into
+    the log and recorded the exit (then sent the event). The exit record is what says the event was sent."""
     done = threading.Event()
     cid = lab.resolve(name)
     unsubscribe = lab.subscribe(lambda e: done.set() if getattr(e, "id", None) == cid
                                 and type(e).__name__ == "ContainerExited" else None)
     try:
-        if lab.inspect(name).status.alive:
+        if "exit" not in ((lab.inspect(name).state or {}).get("wasmlab") or {}):
             assert done.wait(timeout), f"{name} did not exit"
     finally:
         unsubscribe()

@@ -165,10 +165,10 @@ HTTPD = json.dumps("mkdir -p /www && echo served-by-the-sidecar > /www/index.htm
                    "-h /www")
 # Retried until the sidecar listens (it may start after the client): no sleep, a bounded loop.
 WGET = json.dumps("for i in $(seq 1 5000); do wget -q -O- http://127.0.0.1:8080/ 2>/dev/null && exit 0; done; exit 1")
-# -s, not -e: the guest creates guest.txt, then writes it (two calls); a sidecar that starts beside it sees the
-# file before its line.
-READER = json.dumps("until [ -s /shared/guest.txt ]; do sleep 0.01; done; cat /shared/guest.txt; "
-                    "echo from the sidecar > /shared/host.txt")
+# Until the guest's line is in the file, not until the file exists: the guest creates it (path_open) and then
+# writes it (fd_write), and a `cat` between the two prints nothing (the pod test's one flake).
+READER = json.dumps("until grep -q 'from guest' /shared/guest.txt 2>/dev/null; do sleep 0.01; done; "
+                    "cat /shared/guest.txt; echo from the sidecar > /shared/host.txt")
 SIDECAR = """\
     apiVersion: v1
     kind: Pod

@@ -70,9 +70,19 @@ def test_pid_tree_mounts_cgroups_and_wasi_view_match_proc(lab: Lab, home: Path, 
         """)
     [pod] = lab.kube_play(path).pods
     linux_pid = pod.container("linux").pid
-    # The shell's two sleeps are up once the cgroup holds three processes (no sleep here: poll /proc).
+    # The shell's two sleeps are up once the cgroup holds them as sleeps (no sleep here: poll /proc). Three
+    # processes are not enough: a forked child is the shell until it has exec'd sleep.
+    def sleeps_up() -> bool:
+        commands = []
+        for pid in cgroup_procs(linux_pid) - {linux_pid}:
+            try:
+                commands.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                return False
+        return commands == [b"sleep\x003600\x00"] * 2
+
     for _ in range(100000):
-        if len(cgroup_procs(linux_pid)) == 3:
+        if sleeps_up():
             break
     rows = {r.container: r for r in lab.inspect_ns("lookhere/deep")}
     for name in ("POD", "linux", "wasm"):

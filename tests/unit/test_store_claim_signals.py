@@ -1,0 +1,64 @@
+"""A stop signal that lands just as a work or staging folder is claimed leaves no folder behind (store/work.py).
+
+The signal is sent at the exact moment `claim` returns (a profile hook: deterministic, no timing), which is
+where `wasmlab load` interrupted by SIGINT left its staging folder behind once in a loaded CI run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+from wasmlab.runtime.images.work import Work
+from wasmlab.runtime.store.layout import ImageStore
+
+
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def interrupted_as_claim_returns(action: Callable[[], object]) -> None:
+    """Run ACTION; SIGINT is sent to this process the moment store.work.claim returns."""
+
+    def hook(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "return" and frame.f_code.co_name == "claim" and frame.f_globals["__name__"].endswith(
+                "store.work"):
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sys.setprofile(hook)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            action()
+    finally:
+        sys.setprofile(None)
+
+
+def test_a_transaction_interrupted_as_it_claims_its_staging_leaves_none(tmp_path: Path, sigint_raises: None) -> None:
+    store = ImageStore(tmp_path / "images")
+    interrupted_as_claim_returns(lambda: store.transaction().__enter__())
+    assert os.listdir(store.staging_dir) == []
+    with store.transaction():  # and the writers lock was let go: the next one goes on
+        pass
+
+
+def test_a_work_folder_interrupted_as_it_is_claimed_is_removed_on_close(tmp_path: Path, sigint_raises: None) -> None:
+    store = ImageStore(tmp_path / "images")
+
+    def use() -> None:
+        with Work(store, "load") as work:
+            work.path  # noqa: B018 - claims it
+
+    interrupted_as_claim_returns(use)
+    assert os.listdir(store.work_dir) == []
