@@ -555,6 +555,8 @@ class Runtime(Containers):
         return result
 
     def delete(self, container_id: str, *, force: bool = False) -> None:
+        if self._recorder is not None:  # a detached run whose caller exited: its record goes with the folder
+            self._recorder.collect_one(str(self._dir(container_id).path))
         super().delete(container_id, force=force)
         self._owners.pop(container_id, None)
 

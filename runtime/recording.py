@@ -108,20 +108,23 @@ class Recorder:
 
     def collect(self, root: str) -> int:
         """Record the runs that ended while nobody listened (detached containers whose caller exited)."""
-        found = 0
         try:
             names = os.listdir(root)
         except OSError:
             return 0
-        for name in names:
-            path = os.path.join(root, name, p.REAPED_FILE)
-            try:
-                with open(path, "rb") as fh:
-                    msg = p.decode(fh.read())
-                os.unlink(path)  # first: two collectors never record one run twice
-            except (OSError, ValueError):
-                continue
-            if isinstance(msg, p.ContainerReaped):
-                self.take(msg)
-                found += 1
-        return found
+        return sum(self.collect_one(os.path.join(root, name)) for name in names)
+
+    def collect_one(self, state_dir: str) -> bool:
+        """Record the run a container's state folder holds, if it ended while nobody listened: before a delete
+        removes the folder, or the run would be missing from the history."""
+        path = os.path.join(state_dir, p.REAPED_FILE)
+        try:
+            with open(path, "rb") as fh:
+                msg = p.decode(fh.read())
+            os.unlink(path)  # first: two collectors never record one run twice
+        except (OSError, ValueError):
+            return False
+        if not isinstance(msg, p.ContainerReaped):
+            return False
+        self.take(msg)
+        return True

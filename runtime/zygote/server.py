@@ -392,6 +392,12 @@ class Zygote:
         # From the create request (create_ms of it passed before created_ns) to the exit being known.
         live.timings["exit_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + live.timings.get("create_ms", 0.0)
         self._drain_logs(live)  # whoever hears of the exit finds every line in the log
+        # The cgroup's figures now, in case a delete removes it before the reap. A detached container's exit
+        # wakes callers that may delete it at once through another zygote: read before telling them. A `run`
+        # request's caller deletes through this zygote, after this returns: read after its answer.
+        keep = not reaped and live.cgroup is not None and (live.record or live.events)
+        if keep and live.run_rid is None and live.cgroup is not None:
+            live.exit_memory = live.cgroup.memory()
         # The state says stopped from now on, so whoever hears of the exit and looks sees it stopped, never
         # running. A container about to be deleted needs that only when someone listens to events (a look
         # through the Runtime that ran it waits for the deletion anyway); the reaper refines the record.
@@ -403,8 +409,7 @@ class Zygote:
         # One message for a `run`: the reply doubles as the exit event (the client publishes it).
         self.send(p.ContainerExited(live.id, rec, live.reports, live.timings, memory, rid=live.run_rid,
                                     state=live.state if live.run_rid is not None else None))
-        if not reaped and live.cgroup is not None and (live.record or live.events):
-            # After the answer: the cgroup's figures now, in case a delete removes it before the reap.
+        if keep and live.run_rid is not None and live.cgroup is not None:
             live.exit_memory = live.cgroup.memory()
 
     def _finish(self, pid: int, status: int, usage: Any) -> None:

@@ -164,4 +164,24 @@ def test_wasmlab_history_names_each_memory_figure(home: Path) -> None:
     header, *lines = out.splitlines()
     assert all(label in header for label in ("CGROUP PEAK", "GUEST", "INIT RSS", "1ST BYTE", "ENGINE"))
     assert "PEAK RSS" not in header  # the old label mixed the init's RSS up with the container's peak
-    assert len(lines) == 2 and lines[0].split()[6] == "-"  # the detached run (newest) has no first byte
+    # Which of the two is newer depends on when each row was written (the --rm run's on the recorder's thread).
+    [detached] = [line for line in lines if line.split()[2] == "bg"]
+    assert len(lines) == 2 and detached.split()[6] == "-"  # the detached run has no first byte
+
+
+def test_a_detached_run_removed_by_another_command_stays_in_the_history(home: Path) -> None:
+    """`wasmlab run -d` exits before its container; `wait` and `rm` come from other commands. The run's record,
+    left in its state folder for the next lab to collect, must not go with `rm`."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    def wl(*args: str) -> str:
+        return subprocess.run([str(ROOT / ".venv" / "bin" / "wasmlab"), *args], capture_output=True, text=True,
+                              env=dict(os.environ, WASMLAB_HOME=str(home)), timeout=60, check=True).stdout
+
+    cid = wl("run", "-d", "--name", "left", "wasmlab/hello:compat").strip()
+    assert wl("wait", "left").strip() == "0"
+    wl("rm", "left")
+    rows = _rows(home, [cid])
+    assert cid in rows and rows[cid].exit_code == 0 and rows[cid].name == "left", rows
