@@ -130,7 +130,7 @@ class History:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
             _migrate(conn, self.path)  # first: a database from a newer wasmlab is refused before anything writes
-            conn.execute("PRAGMA journal_mode=WAL")
+            _write_ahead(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per run: history is a record, not a ledger
             self._conn = conn
         return self._conn
@@ -186,6 +186,24 @@ def _row(r: Sequence[Any]) -> RunRecord:
                      cache_hit=None if r[19] is None else bool(r[19]), cgroup_peak_bytes=r[20], guest_bytes=r[21],
                      image_size_bytes=r[22], image_compressed_bytes=r[23], pod=r[24] or "", kernel=r[25] or "",
                      machine=r[26] or "")
+
+
+def _write_ahead(conn: sqlite3.Connection, timeout: float = 10.0) -> None:
+    """Put the database in WAL mode (it stays so). Switching needs every other connection out of it, and SQLite
+    answers "database is locked" at once, without its busy wait, while another opens it: wait as the busy
+    handler would, and stop as soon as another connection has made the switch."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # contention on a lock, as SQLite's own busy handler sleeps between tries
+        pause = min(pause * 2, 0.05)
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -216,3 +216,32 @@ def test_two_histories_opening_one_old_database_at_once_migrate_it_once(tmp_path
         t.join()
     assert errors == []
     assert [r.id for r in History(db).recent()] == ["a2", "a1"]
+
+
+def test_many_histories_opening_a_fresh_database_at_once_all_open_it(tmp_path: Path) -> None:
+    """Switching to WAL needs every other connection out, and SQLite says "database is locked" at once (no busy
+    wait) while another opens it: about 1 round in 60 failed before the switch waited as the busy handler does."""
+    import threading
+
+    for round_ in range(40):
+        db = tmp_path / f"history-{round_}.db"
+        _v0_database(db)
+        errors: list[BaseException] = []
+        go = threading.Barrier(6)
+
+        def open_it(db: Path = db, errors: list[BaseException] = errors, go: threading.Barrier = go) -> None:
+            h = History(db)
+            try:
+                go.wait()
+                h.migrate()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                h.close()
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], (round_, errors)
