@@ -234,7 +234,16 @@ def _mounts() -> list[str]:
     """
     with open("/proc/self/mountinfo") as fh:
         rows = (" ".join(line.split()[3:5]) for line in fh)
-        return sorted(r for r in rows if "pytest-of" in r or "wasmlab" in r)
+        return sorted(r for r in rows if _ours(r))
+
+
+_SESSION_TMP: list[str] = []  # this session's pytest base folder, once known: other sessions' mounts are theirs
+
+
+def _ours(row: str) -> bool:
+    if "pytest-of" in row:
+        return not _SESSION_TMP or _SESSION_TMP[0] in row
+    return "wasmlab" in row
 
 
 def _cgroup_tree() -> set[str]:
@@ -345,8 +354,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _suite_leaves_no_cgroups() -> Iterator[None]:
+def _suite_leaves_no_cgroups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Whatever each test checks, the whole suite must leave none of its cgroups behind."""
+    _SESSION_TMP[:] = [str(tmp_path_factory.getbasetemp()) + "/"]
     before = _cgroup_tree()
     yield
     left = _cgroup_tree() - before

@@ -47,14 +47,16 @@ def recipe_for(containerfile: Path) -> Recipe:
     return Recipe(program, containerfile, containerfile.parent, tag, variant)
 
 
-def recipes(assets: Path = ASSETS) -> list[Recipe]:
-    """Every Containerfile under assets/containerfiles, the seed's first."""
+def recipes(assets: Path | None = None) -> list[Recipe]:
+    """Every Containerfile under assets/containerfiles (ASSETS unless given), the seed's first."""
+    assets = assets or ASSETS
     found = [recipe_for(p) for p in sorted((assets / "containerfiles").glob("*/Containerfile*"))]
     return sorted(found, key=lambda r: (r.containerfile.parent.name != "seed", r.label))
 
 
-def presets(assets: Path = ASSETS) -> list[Preset]:
-    """Every pod YAML under assets/pods."""
+def presets(assets: Path | None = None) -> list[Preset]:
+    """Every pod YAML under assets/pods (ASSETS unless given)."""
+    assets = assets or ASSETS
     out = []
     for path in sorted((assets / "pods").glob("*.yaml")):
         about, propagation, allow = "", "crio", ""

@@ -5,6 +5,7 @@ tests drive the real runtime. Update them with `pytest tests/ui/test_tui_snapsho
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +23,22 @@ SIZES = [(80, 24), (160, 48)]
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(present, "time", SimpleNamespace(time=lambda: FROZEN))
+
+
+FIXED_ASSETS = Path("/tmp/wasmlab-snapshot-assets")  # the dialogs show absolute paths: one that is the same in
+                                                     # every checkout (CI clones elsewhere), linked to this one's
+
+
+@pytest.fixture(autouse=True)
+def fixed_assets_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wasmlab.lab.tui import catalog
+
+    real = catalog.ASSETS
+    if FIXED_ASSETS.is_symlink() and FIXED_ASSETS.resolve() != real:
+        FIXED_ASSETS.unlink()
+    if not FIXED_ASSETS.is_symlink():
+        FIXED_ASSETS.symlink_to(real)
+    monkeypatch.setattr(catalog, "ASSETS", FIXED_ASSETS)
 
 
 def ready(*keys: str, loaded: str | None = None) -> Callable[[Pilot[Any]], Awaitable[None]]:
