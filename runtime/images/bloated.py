@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wasmlab.runtime.errors import SetupError
+from wasmlab.runtime.errors import SetupError, WasmlabError
 
 SUITE = "bookworm"
 RECIPE = 1  # bump when the recipe below changes: the cache key changes with it
@@ -208,7 +208,7 @@ def keep_archive(root: Path, mark: str, save: Any) -> None:
         for old in root.parent.glob("lab-image-*.oci.tar"):
             if old != final:
                 old.unlink(missing_ok=True)
-    except OSError:
+    except (OSError, WasmlabError):
         pass
     finally:
         tmp.unlink(missing_ok=True)
