@@ -248,3 +248,9 @@ class BenchFailed(WasmlabError):
     """A bench scenario's container did not run as it must (a wrong exit): its figures would mean nothing."""
 
     kind = "bench"
+
+
+class BloatedImageNotBuilt(WasmlabError):
+    """The bloated image's root is not in the cache yet: building it takes about a minute, once, and only on ask."""
+
+    kind = "bloated-not-built"

@@ -474,6 +474,45 @@ class Lab:
             self._emit(ImageBuilt(sample.name, sample.digest))
         return built
 
+    def bloated_image(self, *, build: bool = False, progress: ProgressCallback | None = None) -> ImageSummary:
+        """The bloated image (Debian, python3 and wasmtime starting the module itself; every sample module in
+        /wasm) in this lab as localhost/wasmlab/bloated:latest, imported from the machine's cache: about 1 s,
+        nothing when this lab's copy is current. Its root is built (debootstrap, about 40 s, once per machine)
+        only with BUILD; otherwise a missing root raises BloatedImageNotBuilt, saying how to build it."""
+        from wasmlab.runtime.errors import BloatedImageNotBuilt, ImageError
+        from wasmlab.runtime.images import bloated
+
+        root = bloated.cached_root()
+        if root is None:
+            if not build:
+                raise BloatedImageNotBuilt(
+                    f"the bloated image is not built on this machine yet (cache: {bloated.cache_dir()}/bloated)",
+                    "`wasmlab bench --scenario bloated` builds it once (about a minute)")
+            root, _ = bloated.ensure_root(lambda what: progress(Progress("bloated", what)) if progress else None)
+        mark = bloated.stamp()
+        for image in self._images.list():
+            if bloated.LAB_IMAGE in image.names and image.labels.get(bloated.LABEL) == mark:
+                return image
+        archive = bloated.archive_path(root, mark)
+        loaded = archive.is_file()
+        if loaded:
+            if progress is not None:
+                progress(Progress("bloated", f"importing the cached bloated image ({archive.name})"))
+            self.load(archive)
+        else:
+            context, containerfile = bloated.lab_context(root)
+            self.build(context, containerfile, tag=bloated.LAB_IMAGE, labels={bloated.LABEL: mark},
+                       progress=progress)
+            bloated.keep_archive(root, mark, lambda path: self._images.save([bloated.LAB_IMAGE], path,
+                                                                            format="oci-archive"))
+        for image in self._images.list():
+            if bloated.LAB_IMAGE in image.names and image.labels.get(bloated.LABEL) == mark:
+                if loaded:
+                    self._emit(ImageBuilt(bloated.LAB_IMAGE, image.digest, image.id))  # a build fired its own
+                return image
+        raise ImageError(f"the bloated image did not arrive in this lab (from {archive})",
+                         f"delete {archive} and try again")
+
     # -- history and the machine --------------------------------------------------------------------------------
     def history(self, last: int = 20, *, handler: str | None = None, since_seq: int = 0) -> list[RunRecord]:
         """The newest runs first (with since_seq: every run after that one, oldest first)."""

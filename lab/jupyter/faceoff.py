@@ -1,8 +1,10 @@
-"""HandlerFaceOff: the same program on wasmtime, wasmer and natively (and in the bloated image, when the bench
-has built it), run in turns, then charted side by side: start-up and memory."""
+"""HandlerFaceOff: the same program on wasmtime, wasmer and natively (and in the bloated image, imported from the
+machine's cache when it is there), run in turns, then charted side by side: start-up and memory."""
 
 from __future__ import annotations
 
+import html
+import shlex
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ import ipywidgets as w
 from wasmlab.lab.jupyter import figures
 from wasmlab.lab.jupyter.panel import Panel, guarded, table
 from wasmlab.lab.jupyter.run import run_image
+from wasmlab.runtime.errors import WasmlabError
 
 if TYPE_CHECKING:
     from wasmlab.lab.series import Series
@@ -26,6 +29,7 @@ class Contender:
     image: str
     engine: str           # for run_image: "wasmtime", "wasmer" or "auto"
     takes_args: bool = True
+    lead: tuple[str, ...] = ()  # arguments before the program's own (the bloated image's: the module to run)
 
 
 @dataclass(frozen=True)
@@ -54,23 +58,24 @@ def programs(lab: Lab) -> list[str]:
     return sorted(found)
 
 
-def bloated_image(lab: Lab, program: str = "hello") -> str | None:
-    """The bench's bloated image (a Linux image carrying a Wasm runtime), if it is in this lab: a name with
-    "bloated" in it, preferring one that names PROGRAM."""
-    names = sorted(n.removeprefix("localhost/") for img in lab.images() for n in img.names if "bloated" in n)
-    for n in names:
-        if program in n:
-            return n
-    return names[0] if names else None
+def bloated_image(lab: Lab, *, build: bool = False) -> tuple[str | None, str]:
+    """The bloated image (a Linux image carrying python3 and wasmtime, every sample module in /wasm), brought into
+    this lab from the machine's cache by the service: (its name, a note), or (None, one line saying why not)."""
+    try:
+        image = lab.bloated_image(build=build)
+    except WasmlabError as exc:
+        return None, exc.one_line()
+    name = (image.name or image.id).removeprefix("localhost/")
+    return name, f"{name}, {image.size / MiB:.0f} MiB, from the machine's cache"
 
 
 def contenders(lab: Lab, program: str, *, bloated: bool = True) -> list[Contender]:
     out = [Contender("wasmtime", f"wasmlab/{program}:compat", "wasmtime"),
            Contender("wasmer", f"wasmlab/{program}:compat", "wasmer"),
            Contender("native", f"wasmlab/{program}:linux", "auto")]
-    fat = bloated_image(lab, program) if bloated else None
+    fat = bloated_image(lab)[0] if bloated else None
     if fat is not None:
-        out.append(Contender("bloated", fat, "auto", takes_args=False))
+        out.append(Contender("bloated", fat, "auto", lead=(f"/wasm/{program}.wasm",)))
     return out
 
 
@@ -114,7 +119,8 @@ def face_off(lab: Lab, program: str = "cpu", args: Sequence[str] | str = (), *, 
         ran = []
         for _ in range(rounds):
             for c in chosen:
-                ran.append((c, run_image(lab, c.image, args if c.takes_args else (), engine=c.engine)))
+                own = (shlex.split(args) if isinstance(args, str) else list(args)) if c.takes_args else []
+                ran.append((c, run_image(lab, c.image, [*c.lead, *own], engine=c.engine)))
         rows = recorded.rows([r.id for _, r in ran])
     finally:
         recorded.close()
@@ -161,16 +167,17 @@ class HandlerFaceOff(Panel):
                                   else found[0], description="program")
         self.args = w.Text(value=args, description="arguments")
         self.rounds = w.IntSlider(value=rounds, min=1, max=20, description="rounds")
-        fat = bloated_image(self.lab, program)
-        self.bloated = w.Checkbox(value=fat is not None, disabled=fat is None,
-                                  description=f"bloated image ({fat})" if fat else
-                                  "bloated image (not built yet: the bench builds it)")
+        fat, note = bloated_image(self.lab)
+        self.bloated = w.Checkbox(value=fat is not None, disabled=fat is None, description="bloated image",
+                                  indent=False)
+        self.bloated_note = w.HTML(value=html.escape(note))
         self.button = w.Button(description="Run the face-off", button_style="warning", icon="flag-checkered")
         self.table = w.HTML(value="")
         self.chart = w.Output()
         self.results: list[Round] = []
         self.button.on_click(self.on_run)
-        self.children = [w.HBox([self.program, self.args]), w.HBox([self.rounds, self.bloated]), self.button,
+        self.children = [w.HBox([self.program, self.args]), w.HBox([self.rounds, self.bloated, self.bloated_note]),
+                         self.button,
                          self.status, self.table, self.chart]
 
     @guarded
