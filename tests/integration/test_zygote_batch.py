@@ -40,17 +40,23 @@ def send_creates(zyg: Any, creates: list[tuple[str, str]]) -> list[p.Reply]:
 def test_creates_sent_together_are_forked_before_the_first_is_answered(runtime: Any, busybox_bundle: Path) -> None:
     need_root()
     zyg = runtime.zygote()
-    replies = send_creates(zyg, [(f"together-{i}", str(busybox_bundle)) for i in range(3)])
-    assert all(r.ok for r in replies), [r.error for r in replies]
-    # request_s: when the zygote began the create (its fork), on the clock every process shares; create_ms: how
-    # long until the zygote had the init ready and answered. A zygote handling creates one after the other
-    # would begin the second only once the first was answered.
-    first_done = replies[0].timings["request_s"] + replies[0].timings["create_ms"] / 1e3
-    assert replies[1].timings["request_s"] < first_done
-    assert replies[2].timings["request_s"] < first_done
-    for i in range(3):
-        assert runtime.state(f"together-{i}")["status"] == "created"
-        runtime.delete(f"together-{i}", force=True)
+    try:
+        replies = send_creates(zyg, [(f"together-{i}", str(busybox_bundle)) for i in range(3)])
+        assert all(r.ok for r in replies), [r.error for r in replies]
+        # request_s: when the zygote began the create (its fork), on the clock every process shares; create_ms:
+        # how long until the zygote had the init ready and answered. A zygote handling creates one after the
+        # other would begin the second only once the first was answered.
+        first_done = replies[0].timings["request_s"] + replies[0].timings["create_ms"] / 1e3
+        assert replies[1].timings["request_s"] < first_done
+        assert replies[2].timings["request_s"] < first_done
+        for i in range(3):
+            assert runtime.state(f"together-{i}")["status"] == "created"
+    finally:  # a failed check must not leave three created inits behind (they have no cgroup to end them)
+        for i in range(3):
+            try:
+                runtime.delete(f"together-{i}", force=True)
+            except WasmlabError:
+                pass
 
 
 def test_a_failing_create_in_a_batch_fails_alone(runtime: Any, busybox_bundle: Path, tmp_path: Path) -> None:
@@ -59,12 +65,18 @@ def test_a_failing_create_in_a_batch_fails_alone(runtime: Any, busybox_bundle: P
     missing.mkdir()
     replies = send_creates(runtime.zygote(), [("good-1", str(busybox_bundle)), ("bad", str(missing)),
                                               ("good-2", str(busybox_bundle))])
-    assert [r.ok for r in replies] == [True, False, True]
-    err = error_from_dict(replies[1].error or {})
-    assert isinstance(err, WasmlabError) and err.message
-    for cid in ("good-1", "good-2"):
-        assert runtime.state(cid)["status"] == "created"
-        runtime.delete(cid, force=True)
+    try:
+        assert [r.ok for r in replies] == [True, False, True]
+        err = error_from_dict(replies[1].error or {})
+        assert isinstance(err, WasmlabError) and err.message
+        for cid in ("good-1", "good-2"):
+            assert runtime.state(cid)["status"] == "created"
+    finally:
+        for cid in ("good-1", "good-2"):
+            try:
+                runtime.delete(cid, force=True)
+            except WasmlabError:
+                pass
 
 
 def test_pinned_namespaces_are_new_and_the_zygote_keeps_its_own(runtime: Any, tmp_path: Path) -> None:
