@@ -82,7 +82,8 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
         med = {k: round(statistics.median(v), 1) for k, v in times.items()}
         return {
             "date": time.strftime("%Y-%m-%d %H:%M"), "kernel": platform.release(), "rounds": n,
-            "median_ms": med,
+            "median_ms": med, "min_ms": {k: round(min(v), 1) for k, v in times.items()},
+            "max_ms": {k: round(max(v), 1) for k, v in times.items()},
             "ratio": {
                 "cold_linux_vs_podman_runc": round(med["cold_linux"] / med["podman_runc_linux"], 2),
                 "warm_linux_vs_podman_runc": round(med["warm_linux"] / med["podman_runc_linux"], 2),
@@ -100,10 +101,12 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
 
 
 def markdown(fig: dict[str, Any]) -> str:
-    m, r = fig["median_ms"], fig["ratio"]
+    r = fig["ratio"]
+    lo, hi = fig.get("min_ms", {}), fig.get("max_ms", {})
+    m = {k: f"{v} ({lo[k]}-{hi[k]})" if k in lo and k in hi else str(v) for k, v in fig["median_ms"].items()}
     return "\n".join([
         f"`wasmlab run --rm` against podman ({fig['date']}, kernel {fig['kernel']}, medians of {fig['rounds']} "
-        "interleaved rounds, ms):",
+        "interleaved rounds, ms, min-max in brackets):",
         "",
         "| image | podman | wasmlab cold | wasmlab warm | cold / podman | warm / podman |",
         "|---|---:|---:|---:|---:|---:|",
