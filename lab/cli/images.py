@@ -81,6 +81,14 @@ def cmd_rmi(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    """podman's image prune: the confirmation is asked on a terminal only, and -f skips it."""
+    if not args.force and sys.stdin.isatty():
+        what = "all images without at least one container associated with them" if args.all else "all dangling images"
+        sys.stderr.write(f"WARNING! This command removes {what}.\nAre you sure you want to continue? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("prune cancelled: nothing was removed", file=sys.stderr)
+            return 1
     with open_lab(args) as lab:
         res = lab.prune(all=args.all)
     print(f"Removed {present.plural(len(res.images), 'image')} and {present.plural(res.blobs, 'blob')}, "
@@ -162,6 +170,8 @@ def register(sub: Any) -> None:
     ipr = isub.add_parser("prune", help="remove dangling images and unused blobs")
     ipr.add_argument("-a", "--all", action="store_true",
                      help="as podman: remove every image no container was made from, named or not")
+    ipr.add_argument("-f", "--force", action="store_true",
+                     help="do not ask for a confirmation (asked on a terminal only, as podman does)")
     ipr.set_defaults(func=cmd_prune)
     # podman spells these two ways: `images` / `image ls`, `rmi` / `image rm`, `tag` / `image tag`.
     for ls in (sub.add_parser("images", help="list images"), isub.add_parser("ls", help="list images")):

@@ -224,7 +224,8 @@ def register(sub: Any) -> None:
 
     hi = sub.add_parser("history", help="the run history: timings and memory of past runs")
     hi.add_argument("-n", "--last", type=int, default=20, help="how many runs to show (default 20)")
-    hi.add_argument("--handler", help="only runs of this handler: native, wasmtime or wasmer")
+    hi.add_argument("--handler", choices=("native", "wasmtime", "wasmer"),
+                    help="only runs of this handler: native, wasmtime or wasmer")
     hi.add_argument("--json", action="store_true", help="print the runs as JSON")
     hi.set_defaults(func=cmd_history)
 

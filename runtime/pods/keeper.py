@@ -271,6 +271,8 @@ class Keeper:
         c.state = RUNNING
         self._open(c)
         self.log(f"{c.name} restarted ({c.restarts})")
+        if c.fd is None:  # it ended before the keeper could open it (a quick exit): that exit counts as any other
+            self.exited(c)
 
     def _recreate(self, cid: str) -> None:
         """The container again from its bundle, with the same id, its log continuing (as the kubelet makes a new

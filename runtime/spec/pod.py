@@ -516,7 +516,7 @@ def _object(doc: _Document, data: object, allow_host_path: bool) -> list[Pod]:
                  f"wasmlab plays {supported}; write kind: Pod")
     api = top.get("apiVersion")
     if api != KINDS[kind]:
-        doc.fail("apiVersion", f"{kind} is served as apiVersion {KINDS[kind]}, got {_describe(api)}",
+        doc.fail("apiVersion", f"kind {kind} is served as apiVersion {KINDS[kind]}, got {_describe(api)}",
                  f"write apiVersion: {KINDS[kind]}")
     if top.get("metadata") is None:
         doc.fail("metadata", "is missing", "give the object metadata: {name: ...}")

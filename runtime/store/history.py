@@ -156,7 +156,8 @@ class History:
             return rec.seq
 
     def recent(self, limit: int = 100, *, handler: str | None = None, since_seq: int = 0) -> list[RunRecord]:
-        """The newest runs first (or, with since_seq, every run after that one, oldest first)."""
+        """The newest runs first, by when they started (or, with since_seq, every run written after that one, in
+        the order they were written)."""
         with self._lock:
             db = self._db()
             where: list[str] = ["seq > ?"]
@@ -164,10 +165,12 @@ class History:
             if handler:
                 where.append("handler = ?")
                 args.append(handler)
-            order = "ASC" if since_seq else "DESC"
+            # Newest by when it ran: a detached run's row is written when a lab collects it, maybe long after
+            # later runs' rows (seq is the order of writing, which a follower of new rows wants).
+            order = "seq ASC" if since_seq else "started_at DESC, seq DESC"
             rows = db.execute(
                 f"SELECT seq, {_COLUMNS} FROM runs WHERE {' AND '.join(where)}"
-                f" ORDER BY seq {order} LIMIT ?", (*args, limit)).fetchall()
+                f" ORDER BY {order} LIMIT ?", (*args, limit)).fetchall()
         return [_row(r) for r in rows]
 
     def close(self) -> None:

@@ -472,3 +472,12 @@ def test_image_prune_all_removes_named_images_no_container_uses_as_podman_does(t
     assert wl(home, "rm", "user").returncode == 0
     assert wl(home, "image", "prune", "-a").returncode == 0
     assert json.loads(wl(home, "images", "--json").stdout) == [], "with its last user gone, it goes too"
+
+
+def test_image_prune_takes_podmans_force_flag_and_history_refuses_an_unknown_handler(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = wl(home, "image", "prune", "-a", "-f")
+    assert r.returncode == 0 and r.stdout.startswith("Removed "), r.stderr
+    r = wl(home, "history", "--handler", "foo")
+    assert r.returncode != 0 and "invalid choice: 'foo'" in r.stderr.strip().splitlines()[-1], r.stderr
+    assert "Traceback" not in r.stderr

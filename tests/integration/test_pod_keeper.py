@@ -291,3 +291,28 @@ def test_a_restarted_container_gets_its_host_port_again(lab: Lab, tmp_path: Path
     lab.kube_down(path)
     leaks.assert_clean()
     assert_no_lab_process(lab.home)
+
+
+def test_a_container_that_exits_at_once_keeps_being_restarted(lab: Lab, tmp_path: Path, leaks: LeakCheck,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted container that is gone before the keeper opens its pidfd is an exit like any other: the keeper
+    saw no process, took it for no container at all and ended ("Completed" under Always, restarts stuck)."""
+    monkeypatch.setenv("WASMLAB_POD_BACKOFF_BASE", "0.02")
+    path = tmp_path / "quick.yaml"  # hello.wasm on wasmtime: done within a millisecond or two of its start
+    path.write_text(textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: quick
+          annotations: {module.wasm.image/variant: compat}
+        spec:
+          restartPolicy: Always
+          containers:
+          - {name: app, image: "wasmlab/hello:compat"}
+        """))
+    lab.kube_play(path)
+    state = keeper_state(lab.home, "quick", lambda s: s["containers"]["app"]["restarts"] >= 6)
+    assert state["containers"]["app"]["state"] in ("Running", "CrashLoopBackOff"), state
+    assert gone(keeper_of(lab.home, "quick")["pid"], 0) is False, "the keeper still keeps the pod"
+    lab.kube_down(path)
+    leaks.assert_clean()

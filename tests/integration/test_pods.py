@@ -619,3 +619,16 @@ def test_the_handler_faceoff_preset_runs_one_program_on_each_engine_with_the_sam
     lab.kube_down(PODS / "handler-faceoff.yaml")
     assert lab.pods() == []
     leaks.assert_clean()
+
+
+# The ready scenarios that fail on purpose (their tests say why); every other file in assets/pods must play.
+FAILS_ON_PURPOSE = {"mixed-compat.yaml", "sandbox-rule-off.yaml", "containerd-allowlist.yaml"}
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in PODS.glob("*.yaml") if p.name not in FAILS_ON_PURPOSE))
+def test_every_ready_pod_file_plays(lab: Lab, leaks: LeakCheck, preset: str) -> None:
+    played = lab.kube_play(PODS / preset)  # emptydir-share.yaml's args once replaced its module: not executable
+    assert played.pods
+    lab.kube_down(PODS / preset)
+    assert lab.pods() == []
+    leaks.assert_clean()

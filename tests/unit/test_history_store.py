@@ -245,3 +245,18 @@ def test_many_histories_opening_a_fresh_database_at_once_all_open_it(tmp_path: P
         for t in threads:
             t.join()
         assert errors == [], (round_, errors)
+
+
+def test_recent_is_newest_first_by_when_runs_started_not_by_when_their_rows_were_written(tmp_path: Path) -> None:
+    h = History(tmp_path / "history.db")
+    try:
+        h.record(RunRecord(id="early", handler="wasmtime", exit_code=0, started_at=1000.0))  # a detached run,
+        h.record(RunRecord(id="late", handler="wasmtime", exit_code=0, started_at=3000.0))
+        h.record(RunRecord(id="collected", handler="native", exit_code=0, started_at=2000.0))  # collected later
+        assert [r.id for r in h.recent(10)] == ["late", "collected", "early"]
+        assert [r.id for r in h.recent(2)] == ["late", "collected"]
+        assert [r.id for r in h.recent(10, since_seq=0)] == ["late", "collected", "early"]
+        first = h.recent(10)[-1].seq
+        assert [r.id for r in h.recent(10, since_seq=first)] == ["late", "collected"]  # written after "early"
+    finally:
+        h.close()
