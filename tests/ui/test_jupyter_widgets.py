@@ -145,7 +145,13 @@ def test_pod_launcher_compat_smart_plays_runs_each_container_on_its_handler_and_
         assert launcher.error == "", launcher.status.value
         table = launcher.pods_table.value
         assert "wasmtime" in table and "native" in table and "sidecar" in table
-        assert "hello world from wasmlab" in launcher.logs.value
+        # The table comes right after play, the app's line once it ran: wait for its exit, then Refresh, as a
+        # learner would.
+        [pod] = launcher.played.pods
+        app = next(c for c in pod.containers if c.handler == "wasmtime")
+        assert lab.pod_wait(app.id) == 0
+        launcher.refresh_button.click()
+        assert "hello world from wasmlab" in launcher.logs.value, launcher.logs.value
 
         inspector = NamespaceInspector(lab)
         assert inspector.target.options == ("(every pod)", "default/mixed-compat-smart")
