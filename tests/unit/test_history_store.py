@@ -192,28 +192,9 @@ def test_a_version_1_database_keeps_its_rows_and_gains_every_measured_figure(tmp
 
 
 def test_two_histories_opening_one_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:
-    import threading
-
     db = tmp_path / "history.db"
     _v0_database(db)
-    errors: list[BaseException] = []
-    go = threading.Barrier(4)
-
-    def open_it() -> None:
-        h = History(db)
-        try:
-            go.wait()
-            h.migrate()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            h.close()
-
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = _migrate_at_once(db, 4)
     assert errors == []
     assert [r.id for r in History(db).recent()] == ["a2", "a1"]
 
@@ -221,29 +202,10 @@ def test_two_histories_opening_one_old_database_at_once_migrate_it_once(tmp_path
 def test_many_histories_opening_a_fresh_database_at_once_all_open_it(tmp_path: Path) -> None:
     """Switching to WAL needs every other connection out, and SQLite says "database is locked" at once (no busy
     wait) while another opens it: about 1 round in 60 failed before the switch waited as the busy handler does."""
-    import threading
-
     for round_ in range(40):
         db = tmp_path / f"history-{round_}.db"
         _v0_database(db)
-        errors: list[BaseException] = []
-        go = threading.Barrier(6)
-
-        def open_it(db: Path = db, errors: list[BaseException] = errors, go: threading.Barrier = go) -> None:
-            h = History(db)
-            try:
-                go.wait()
-                h.migrate()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                h.close()
-
-        threads = [threading.Thread(target=open_it) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = _migrate_at_once(db, 6)
         assert errors == [], (round_, errors)
 
 
@@ -260,3 +222,28 @@ def test_recent_is_newest_first_by_when_runs_started_not_by_when_their_rows_were
         assert [r.id for r in h.recent(10, since_seq=first)] == ["late", "collected"]  # written after "early"
     finally:
         h.close()
+
+
+def _migrate_at_once(db: Path, count: int) -> list[BaseException]:
+    """COUNT Histories of DB migrating it at the same moment (a barrier), each on its thread; what they raised."""
+    import threading
+
+    errors: list[BaseException] = []
+    go = threading.Barrier(count)
+
+    def open_it() -> None:
+        h = History(db)
+        try:
+            go.wait()
+            h.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            h.close()
+
+    threads = [threading.Thread(target=open_it) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
