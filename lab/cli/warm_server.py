@@ -74,6 +74,15 @@ class Helper:
     def serve(self) -> None:
         home_id = _identity(self.home)
         sock_id = _identity(self.socket_file)
+        # A removed folder keeps its open descriptor with no links left: that holds even when something makes a
+        # new folder at the same path that the file system gives the same inode number (ext4 reuses them).
+        home_fd = os.open(self.home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self._serve(home_id, sock_id, home_fd)
+        finally:
+            os.close(home_fd)
+
+    def _serve(self, home_id: tuple[int, int] | None, sock_id: tuple[int, int] | None, home_fd: int) -> None:
         while True:
             for proc in list(self.zygotes):
                 if proc.poll() is not None:
@@ -82,7 +91,8 @@ class Helper:
                 return
             if not self.commands and time.monotonic() - self.last >= self.idle:
                 return
-            if _identity(self.home) != home_id or _identity(self.socket_file) != sock_id:
+            if (os.fstat(home_fd).st_nlink == 0 or _identity(self.home) != home_id
+                    or _identity(self.socket_file) != sock_id):
                 return  # the lab home (or our socket) was removed: never outlive it
             wait = TICK if self.commands else min(TICK, max(0.0, self.idle - (time.monotonic() - self.last)))
             readers: list[Any] = [self.listener, *(c.conn for c in self.commands.values()),
