@@ -96,3 +96,14 @@ def tty_flags(parser: argparse.ArgumentParser) -> None:
                         help="attach stdin (always so without -t; with -t, what you type goes in)")
     parser.add_argument("-t", "--tty", action="store_true",
                         help="give the process a terminal (a pty): a shell prompt, line editing, Ctrl-C")
+
+
+def confirm(warning: str, what: str) -> bool:
+    """podman's question before removing things: WARNING, then "[y/N]" read from stdin; False (and a line saying
+    nothing was removed by WHAT) unless the answer is yes."""
+    sys.stderr.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() in ("y", "yes"):
+        return True
+    print(f"{what} cancelled: nothing was removed", file=sys.stderr)
+    return False

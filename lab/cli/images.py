@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import ProgressLine, kv, open_lab, print_json
+from wasmlab.lab.cli.common import ProgressLine, confirm, kv, open_lab, print_json
 from wasmlab.runtime.errors import UsageError
 
 
@@ -84,10 +84,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """podman's image prune: the confirmation is asked on a terminal only, and -f skips it."""
     if not args.force and sys.stdin.isatty():
         what = "all images without at least one container associated with them" if args.all else "all dangling images"
-        sys.stderr.write(f"WARNING! This command removes {what}.\nAre you sure you want to continue? [y/N] ")
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            print("prune cancelled: nothing was removed", file=sys.stderr)
+        if not confirm(f"WARNING! This command removes {what}.", "prune"):
             return 1
     with open_lab(args) as lab:
         res = lab.prune(all=args.all)

@@ -10,7 +10,7 @@ from typing import Any
 
 from wasmlab.lab import present
 from wasmlab.lab.cli import containers
-from wasmlab.lab.cli.common import kv, open_lab, print_json, tty_flags
+from wasmlab.lab.cli.common import confirm, kv, open_lab, print_json, tty_flags
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
@@ -63,13 +63,9 @@ def cmd_rename(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """podman's container prune: the confirmation is asked on a terminal only, and -f skips it."""
-    if not args.force and sys.stdin.isatty():
-        sys.stderr.write("WARNING! This will remove all non running containers.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            print("prune cancelled: nothing was removed", file=sys.stderr)
-            return 1
+    if not args.force and sys.stdin.isatty() and not confirm("WARNING! This will remove all non running containers.",
+                                                             "prune"):
+        return 1
     with open_lab(args) as lab:
         for cid in lab.container_prune():
             print(cid)

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import ProgressLine, open_lab, print_json
+from wasmlab.lab.cli.common import ProgressLine, confirm, open_lab, print_json
 from wasmlab.runtime.errors import UsageError
 
 
@@ -84,14 +84,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
     with open_lab(args) as lab:
         home = lab.home
-        if not args.force:
-            sys.stderr.write(f"This removes every container, image, log, cache and the history under {home}.\n"
-                             "Are you sure you want to continue? [y/N] ")
-            sys.stderr.flush()
-            answer = sys.stdin.readline().strip().lower()
-            if answer not in ("y", "yes"):
-                print("reset cancelled: nothing was removed", file=sys.stderr)
-                return 1
+        if not args.force and not confirm(
+                f"This removes every container, image, log, cache and the history under {home}.", "reset"):
+            return 1
         from wasmlab.lab.cli import warm
 
         # Its spare zygote lives in the runtime folder that reset waits for and removes.

@@ -109,27 +109,7 @@ class Zygote:
             data, fds, _flags, _addr = socket.recv_fds(self.sock, p.MAX_MSG, 8)
         except OSError:
             data, fds = b"", []
-        if not data:
-            self.client_gone = True
-            self.sel.unregister(self.sock)
-            return
-        try:
-            msg = p.decode(data)
-            if isinstance(msg, p.Create):
-                owned, fds = fds, []  # closed by _create_together, once the inits are forked
-                self._create_together(msg, owned)
-                return
-            if isinstance(msg, (p.Create, p.Run)):
-                self._create(msg, fds)
-            elif isinstance(msg, p.Settle):
-                self._settle(msg.rid, set(msg.ids))
-            elif isinstance(msg, p.Pin):
-                self._pin(msg)
-            elif isinstance(msg, p.Ping):
-                self.send(p.Reply(msg.rid, pid=os.getpid(), modules=sorted(sys.modules) if msg.modules else []))
-        finally:
-            for fd in fds:
-                os.close(fd)
+        self._on_message(data, fds, gather=True)
 
     def _create_together(self, first: p.Create, first_fds: list[int]) -> None:
         """A create, and the creates that arrive while its init sets up (a pod's containers, sent side by side
@@ -172,14 +152,19 @@ class Zygote:
         if after is not None:
             self._on_message(*after)
 
-    def _on_message(self, data: bytes, fds: list[int]) -> None:
-        """A message read while a batch of creates was gathered (its descriptors closed here)."""
+    def _on_message(self, data: bytes, fds: list[int], *, gather: bool = False) -> None:
+        """One message from the client (its descriptors closed here). With GATHER, a create starts a batch of the
+        creates that come while its init sets up; a message read while a batch was gathered is handled alone."""
         if not data:
             self.client_gone = True
             self.sel.unregister(self.sock)
             return
         try:
             msg = p.decode(data)
+            if gather and isinstance(msg, p.Create):
+                owned, fds = fds, []  # closed by _create_together, once the inits are forked
+                self._create_together(msg, owned)
+                return
             if isinstance(msg, (p.Create, p.Run)):
                 self._create(msg, fds)
             elif isinstance(msg, p.Settle):
