@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from wasmlab.runtime.store.atomic import remove_tree
 from wasmlab.runtime.store.usage import allocated
@@ -57,12 +59,14 @@ class WorkFolder:
         return self._fd is not None
 
     def release(self) -> None:
-        """Remove the folder (whatever its owner made read-only included), then drop the lock."""
+        """Remove the folder (whatever its owner made read-only included), then drop the lock. A stop signal that
+    arrives meanwhile takes effect afterwards: cleanup is what it would interrupt."""
         if self._fd is None:
             return
-        remove_writable(self.path)
-        fd, self._fd = self._fd, None
-        os.close(fd)
+        with stop_signals_held():  # a stop signal during the removal takes effect once it is done
+            remove_writable(self.path)
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def __enter__(self) -> WorkFolder:
         return self
@@ -95,17 +99,43 @@ def claim(root: str | os.PathLike[str], kind: str) -> WorkFolder:
 
 @contextlib.contextmanager
 def stop_signals_held() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP wait in the kernel until the block ends, then take effect (their Python
-    handler runs just after it). For a claim and the assignment that records it: a handler raising between the
-    two leaves a folder its owner no longer knows of. Blocking is per thread: only the main thread needs it."""
+    """SIGINT, SIGTERM and SIGHUP take effect when the block ends (their handler runs just after it). For a claim
+    and the assignment that records it: a handler raising between the two leaves a folder its owner no longer
+    knows of. Only the main thread runs Python's handlers, so only it needs this.
+
+    Blocking them in this thread is not enough: the kernel hands a signal sent to the process to any thread that
+    does not block it, and Python then runs the handler in the main thread at once. So the handlers are also
+    swapped for one that only notes the signal, and the noted signal is handed to the old handler afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    noted: list[int] = []
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    handlers: dict[int, _Handler] = {}
+    for stop in STOP_SIGNALS:
+        handler = signal.getsignal(stop)
+        if handler is not None:  # None: set outside Python, left alone
+            handlers[stop] = handler
+            signal.signal(stop, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # one blocked here is delivered now, to its handler
+        for signum in dict.fromkeys(noted):
+            _deliver(signum, handlers[signum])
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int
+
+
+def _deliver(signum: int, handler: _Handler) -> None:
+    """Hand a signal that arrived while held to the handler it would have met."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)  # its default action (SIGINT's default is Python's own handler, a callable)
 
 
 def owner_alive(path: str | os.PathLike[str]) -> bool:

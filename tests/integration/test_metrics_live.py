@@ -18,6 +18,7 @@ from tests.conftest import need_root
 
 pytestmark = pytest.mark.root
 BUSY = ["sh", "-c", "while :; do :; done"]
+LAG = 0.025  # seconds a cgroup's CPU time may lag behind the time its task ran (see below)
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +66,13 @@ def test_a_busy_containers_samples_are_its_cgroups_cpu_time_and_memory(lab: Lab)
     assert {s.engine for s in busy} == {"native"} and {s.kind for s in busy} == {"container"}
     assert {s.name: s.engine for s in last.samples} == {"busy": "native", "ticker": "wasmtime"}
     # The CPU % of each interval times its length adds up to the CPU time the cgroup counted between the first
-    # and the last tick: no more than what it counted around them, no less than that minus the gaps.
+    # and the last tick: no more than what it counted around them, no less than that minus the gaps. The kernel
+    # charges a running task's time to its cgroup at scheduler ticks (4 ms here), later still when the virtual CPU
+    # is preempted, so a reading may lag: LAG allows for that (CI once saw 8 ms), far below one lost interval.
     used = sum(s.cpu_percent / 100 * (b.at - a.at) for a, b, s in zip(seen[:-1], seen[1:], busy[1:], strict=True))
     counted = (after.cpu_ns or 0) - (u0 or 0)
     assert counted > 0 and used <= counted / 1e9 + 0.002
-    assert used >= counted / 1e9 - gap0 - gap1 - 0.002
+    assert used >= counted / 1e9 - gap0 - gap1 - LAG
     assert busy[0].cpu_percent == 0.0 and max(s.cpu_percent for s in busy[1:]) > 10  # it is busy
     # Memory: the cgroup's own files (v1 usage_in_bytes and max_usage_in_bytes here).
     assert after.memory is not None and after.peak is not None
