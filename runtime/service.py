@@ -49,6 +49,7 @@ from wasmlab.runtime.store import ctrlog
 from wasmlab.runtime.store.atomic import Lock
 from wasmlab.runtime.store.home import checked_home, lab_home, runtime_root
 from wasmlab.runtime.store.migrate import open_home
+from wasmlab.runtime.store.names import NameIndex, meta_holds
 
 if TYPE_CHECKING:
     from wasmlab.runtime.images.archive import LoadResult, SaveResult
@@ -165,6 +166,8 @@ class Lab:
         self._runtime_unsubscribe: Callable[[], None] | None = None
         self._starting: dict[str, list[LabEvent]] = {}  # exits heard before their ContainerStarted went out
         self._removing: set[str] = set()                # `--rm` containers being removed after the answer
+        # name -> id links, checked against each container's meta.json (store/names.py).
+        self._names = NameIndex(self.home / ".container-names", meta_holds(self._containers_dir, self._removing))
         # `--rm` containers whose final events (exit, recorded) may come after their folder is gone: id -> name.
         self._finishing: dict[str, str] = {}
         self._cleanup_queue: queue.SimpleQueue[str | threading.Event | _Refill | None] = queue.SimpleQueue()
@@ -900,6 +903,8 @@ class Lab:
         """The container id for a name, an id, or a unique id prefix."""
         if not name_or_id.strip():
             raise UsageError("no container name given", "list them with `wasmlab ps -a`")
+        if _NAME.match(name_or_id) and (owner := self._names.owner(name_or_id)) is not None:
+            return owner  # a name, from its link (store/names.py): no container's meta.json read but its own
         metas = self._all_meta()
         for m in metas:
             if name_or_id in (m["name"], m["id"]):
@@ -962,9 +967,10 @@ class Lab:
                 cdir.mkdir()
         else:
             with Lock(self._containers_dir.parent / ".container-names.lock"):
-                # Checked and claimed under one lock (the claim is a first meta.json): two runs with one --name
-                # cannot both win.
-                if any(m["name"] == name for m in self._all_meta()):
+                # Checked and claimed under one lock (the name's link, then a first meta.json): two runs with one
+                # --name cannot both win. One link read, however many containers there are (store/names.py).
+                self._names.ensure(self._all_meta)
+                if not self._names.claim(name, cid):
                     raise ContainerExists(f"the name {name!r} is in use",
                                           f"`wasmlab rm {name}` or pick another --name")
                 ahead = self._spares.claim(cdir)
@@ -1305,7 +1311,13 @@ class Lab:
             self._runtime.delete(cid, force=True)
         except WasmlabError:
             pass
+        try:
+            name = self._meta(cid).get("name")
+        except ContainerNotFound:
+            name = None
         shutil.rmtree(self._dir(cid), ignore_errors=True)
+        if isinstance(name, str):
+            self._names.release(name, cid)
 
     # -- published ports: a forwarder process per container (runtime/linux/portforward.py) ---------------------
     @staticmethod
@@ -1729,12 +1741,14 @@ class Lab:
             raise UsageError(f"invalid container name {new_name!r}",
                              "names start with a letter or digit, then letters, digits, '_', '.' or '-'")
         with Lock(self._containers_dir.parent / ".container-names.lock"):
-            if any(m["name"] == new_name and m["id"] != cid for m in self._all_meta()):
+            self._names.ensure(self._all_meta)
+            if not self._names.claim(new_name, cid):
                 raise ContainerExists(f"the name {new_name!r} is in use",
                                       f"`wasmlab rm {new_name}` or pick another name")
             meta = self._meta(cid)
-            meta["name"] = new_name
-            (self._dir(cid) / "meta.json").write_text(json.dumps(meta))
+            old_name, meta["name"] = meta["name"], new_name
+            _write_meta(self._dir(cid) / "meta.json", meta)
+            self._names.release(old_name, cid)
         return cid
 
     def container_prune(self) -> list[str]:
