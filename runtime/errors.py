@@ -254,3 +254,10 @@ class BloatedImageNotBuilt(WasmlabError):
     """The bloated image's root is not in the cache yet: building it takes about a minute, once, and only on ask."""
 
     kind = "bloated-not-built"
+
+
+class PodStartAborted(PodStartFailed):
+    """A container of a pod was not created because another part of the pod failed first (its namespaces, or
+    another container's bundle): the pod is rolled back, and that other failure is the one to show."""
+
+    kind = "pod-start-aborted"

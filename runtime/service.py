@@ -824,10 +824,11 @@ class Lab:
     def pod_images(self) -> Images:
         return self._images
 
-    def pod_start(self, request: ContainerRequest) -> str:
+    def pod_start(self, request: ContainerRequest, gate: Callable[[], None] | None = None) -> str:
         return self.run(request.image, request.command, name=request.name, detach=True,
                         annotations=request.annotations, env=request.env, engine=request.engine,
-                        entrypoint=request.entrypoint, options=request.options, _pod_slot=request.slot).id
+                        entrypoint=request.entrypoint, options=request.options, _pod_slot=request.slot,
+                        _gate=gate).id
 
     def pod_pin(self, folder: str, hostname: str) -> dict[str, str]:
         return self._runtime.pin_namespaces(folder, hostname)
@@ -922,12 +923,16 @@ class Lab:
             stdio: tuple[int, int, int] | None = None, on_created: Callable[[str], None] | None = None,
             sig_proxy: bool = False, options: RunOptions | None = None,
             progress: ProgressCallback | None = None, _pod_slot: PodSlot | None = None,
-            _create_only: bool = False) -> LabRun:
+            _create_only: bool = False, _gate: Callable[[], None] | None = None) -> LabRun:
         """Run IMAGE like `podman run`. In the foreground, output goes to stdio (and the log) and this waits.
 
         on_created(id) is called once the container exists. With sig_proxy (podman's --sig-proxy; from the
         main thread, in the foreground), SIGTERM, SIGINT and SIGHUP sent to this process go to the container,
-        and a second one kills it (a Linux pid 1 may ignore the first)."""
+        and a second one kills it (a Linux pid 1 may ignore the first).
+
+        _gate (a pod's containers, detached) is called once the bundle is made, just before the create: the pod
+        holds every container there until all of them, and the pod's namespaces, are ready, so that their creates
+        reach the zygote together. A gate that raises a WasmlabError removes this container."""
         if engine is not None and engine not in WASM_ENGINES:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
         options = options or RunOptions()
@@ -1023,6 +1028,8 @@ class Lab:
         try:
             with self._starting_container(cid) as started:
                 if detach:
+                    if _gate is not None:
+                        _gate()
                     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                     try:
                         # The zygote relays the output into the log as k8s-file records: it outlives this process.

@@ -56,6 +56,12 @@ def pin(folder: str, hostname: str | None = None) -> dict[str, str]:
     finally:
         for fd in own.values():
             os.close(fd)
+    return pin_paths(folder)
+
+
+def pin_paths(folder: str) -> dict[str, str]:
+    """Where :func:`pin` pins a pod's namespaces under FOLDER, {OCI namespace type: path}: known before they are
+    made, so that the containers' bundles can be written while the zygote makes them."""
     return {OCI_NAMES[kind]: os.path.join(folder, kind) for kind in KINDS}
 
 

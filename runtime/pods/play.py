@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,12 +21,14 @@ from wasmlab.runtime.errors import (
     PodInitFailed,
     PodNotFound,
     PodSpecError,
+    PodStartAborted,
     PodStartFailed,
     SetupError,
     UsageError,
     WasmlabError,
 )
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, SANDBOX_RULE_ANNOTATION, WASM_ENGINES
+from wasmlab.runtime.linux import nspin
 from wasmlab.runtime.options import RunOptions
 from wasmlab.runtime.pods import keeper, sandbox
 from wasmlab.runtime.pods.plan import PlannedPod, PodPlan, runtime_class_effect
@@ -64,7 +67,7 @@ class PodHost(Protocol):
 
     def pod_image_exists(self, image: str) -> bool: ...
     def pod_images(self) -> Any: ...  # the Images store (to build the pause image)
-    def pod_start(self, request: ContainerRequest) -> str: ...
+    def pod_start(self, request: ContainerRequest, gate: Callable[[], None] | None = None) -> str: ...
     def pod_pin(self, folder: str, hostname: str) -> dict[str, str]: ...
     def pod_view(self, cid: str) -> ContainerView: ...
     def pod_wait(self, cid: str) -> int | None: ...
@@ -323,7 +326,8 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
         # the infra container must make them itself: its PID namespace (shareProcessNamespace: pause is its
         # pid 1), or the sandbox-rule-off scenario (a pod that loses its infra container has no network).
         pinned = sandbox_rule == "on" and not pod.share_process_namespace
-        join: dict[str, str] = host.pod_pin(str(folder / sandbox.PINS), hostname) if pinned else {}
+        # Where the pins will be is known ahead: the bundles are written while the zygote makes them.
+        join: dict[str, str] = nspin.pin_paths(str(folder / sandbox.PINS)) if pinned else {}
         infra_request = ContainerRequest(
             infra_name, sandbox.PAUSE_IMAGE, None, None, [], infra_notes,
             engine if sandbox_rule == "off" else None, RunOptions(),
@@ -370,18 +374,25 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
 
         apps = list(pod.containers)
         if pinned and not pod.init_containers:
-            # Every container's bundle is made, then all are created at once: the infra container with the
-            # app containers, in one batch to the zygote (the namespaces they join exist already).
+            # The namespaces are pinned while every container's bundle is made; then all are created at once,
+            # the infra container with the app containers, in one batch to the zygote.
             requests = [request_of(c) for c in apps]
-            outcomes = _start_all(host, [infra_request, *requests])
+            outcomes = _start_all(host, [infra_request, *requests],
+                                  meanwhile=lambda: host.pod_pin(str(folder / sandbox.PINS), hostname))
             infra_outcome, outcomes = outcomes[0], outcomes[1:]
             # Recorded first: a failed infra container rolls them back too.
             made.extend(outcome for outcome in outcomes if isinstance(outcome, str))
+            if isinstance(infra_outcome, PodStartAborted):  # held back: an app's own failure is the one to show
+                for c, outcome in zip(apps, outcomes, strict=True):
+                    if isinstance(outcome, WasmlabError) and not isinstance(outcome, PodStartAborted):
+                        raise failed(c, outcome)
             infra_started(infra_outcome)
             for c, request, outcome in zip(apps, requests, outcomes, strict=True):
                 if isinstance(outcome, str):
                     record["containers"].append(_entry(c.name, outcome, request.name, c.image, "container"))
         else:
+            if pinned:
+                host.pod_pin(str(folder / sandbox.PINS), hostname)
             try:
                 alone: str | BaseException = host.pod_start(infra_request)
             except WasmlabError as exc:
@@ -414,7 +425,8 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
                 if isinstance(outcome, str):
                     made.append(outcome)
                     record["containers"].append(_entry(c.name, outcome, request.name, c.image, "container"))
-        for c, outcome in zip(apps, outcomes, strict=True):
+        # The first container's own failure is the cause to show, not the others held back because of it.
+        for c, outcome in sorted(zip(apps, outcomes, strict=True), key=lambda co: isinstance(co[1], PodStartAborted)):
             if isinstance(outcome, WasmlabError):
                 raise failed(c, outcome) from None
             if isinstance(outcome, BaseException):
@@ -440,28 +452,65 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
     return info_of(host, home, record)
 
 
-def _start_all(host: PodHost, requests: list[ContainerRequest]) -> list[str | BaseException]:
-    """Start every request, side by side (threads of this process; the zygote forks); each one's id or error. The
-    creates reach the zygote while the first init sets up, and it forks each as it comes, before it waits for
-    any (zygote/server.py, _create_together): the inits set up at once."""
-    if len(requests) < 2:
+GATE_TIMEOUT = 120.0  # seconds a pod's containers wait for each other's bundles before giving up
+
+
+def _start_all(host: PodHost, requests: list[ContainerRequest],
+               meanwhile: Callable[[], object] | None = None) -> list[str | BaseException]:
+    """Start every request side by side, each one's id or error (handed back: the caller rolls back).
+
+    Each request gets a thread of its own, which makes its bundle and then waits at a gate; MEANWHILE (pinning
+    the pod's namespaces) runs in this thread. Once every bundle is made and MEANWHILE is done, the creates go
+    out together, so the zygote forks every init before it waits for any (zygote/server.py, _create_together)
+    and the inits set up at once. A bundle that fails, or MEANWHILE failing, holds the others back
+    (PodStartAborted, nothing made); MEANWHILE's error is raised."""
+    if len(requests) < 2 and meanwhile is None:
         out: list[str | BaseException] = []
         for r in requests:
             try:
                 out.append(host.pod_start(r))
-            except BaseException as exc:  # handed back to the caller, which rolls back
+            except BaseException as exc:
                 out.append(exc)
         return out
-    from concurrent.futures import ThreadPoolExecutor
+    gate = threading.Barrier(len(requests) + 1)
+    results: list[str | BaseException] = [PodStartAborted("not started", "")] * len(requests)
 
-    def one(r: ContainerRequest) -> str | BaseException:
+    def wait_at_gate() -> None:
         try:
-            return host.pod_start(r)
-        except BaseException as exc:
-            return exc
+            gate.wait(GATE_TIMEOUT)
+        except threading.BrokenBarrierError:
+            raise PodStartAborted("held back: another part of the pod failed first",
+                                  "the other error says why") from None
 
-    with ThreadPoolExecutor(max_workers=min(len(requests), 4), thread_name_prefix="wasmlab-pod") as pool:
-        return list(pool.map(one, requests))
+    def one(i: int) -> None:
+        try:
+            results[i] = host.pod_start(requests[i], wait_at_gate)
+        except BaseException as exc:
+            gate.abort()  # the others stop waiting for this one (after the gate: nobody waits any more)
+            results[i] = exc
+
+    # A thread per request, never a shared pool: every one of them must be waiting at the gate at once.
+    threads = [threading.Thread(target=one, args=(i,), name=f"wasmlab-pod-{i}", daemon=True)
+               for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    failure: BaseException | None = None
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    except BaseException as exc:
+        failure = exc
+        gate.abort()
+    else:
+        try:
+            gate.wait(GATE_TIMEOUT)
+        except threading.BrokenBarrierError:
+            pass  # a bundle failed: its thread says why
+    for t in threads:
+        t.join()
+    if failure is not None:
+        raise failure
+    return results
 
 
 def _entry(name: str, cid: str, lab_name: str, image: str, role: str) -> dict[str, Any]:

@@ -632,3 +632,52 @@ def test_every_ready_pod_file_plays(lab: Lab, leaks: LeakCheck, preset: str) -> 
     lab.kube_down(PODS / preset)
     assert lab.pods() == []
     leaks.assert_clean()
+
+
+MIXED = """\
+    apiVersion: v1
+    kind: Pod
+    metadata: {name: mixed, annotations: {module.wasm.image/variant: compat-smart}}
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: app, image: wasmlab/loop:compat}
+      - {name: sidecar, image: wasmlab/busybox:latest, command: [/bin/sleep, "3600"]}
+    """
+
+
+def test_a_bundle_that_fails_holds_the_pods_other_containers_back_and_its_own_error_is_shown(
+        lab: Lab, tmp_path: Path, leaks: LeakCheck, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The containers' bundles are made side by side and created together (play.py, _start_all). One bundle
+    failing is injected here (a bundle rarely fails for real: a full disk): the other containers, the infra
+    container among them, must not be created, and the error shown is the sidecar's own."""
+    images = type(lab._images)
+    real = images.prepare
+
+    def prepare(self: object, image: str, *args: object, **kwargs: object) -> object:
+        if image == "wasmlab/busybox:latest":
+            raise ImageError("injected: no space left on device", "free some space")
+        return real(self, image, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(images, "prepare", prepare)
+    with pytest.raises(PodStartFailed) as err:
+        lab.kube_play(write(tmp_path, MIXED))
+    assert "container sidecar" in err.value.message and "injected: no space left" in err.value.message
+    assert lab.pods() == [] and lab.ps(all=True) == []
+    leaks.assert_clean()
+
+
+def test_namespaces_that_cannot_be_pinned_leave_no_container(lab: Lab, tmp_path: Path, leaks: LeakCheck,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pod's namespaces are pinned while its bundles are made; a pin that fails (injected: the kernel
+    refusing a new network namespace) is the error raised, and none of the bundles made meanwhile is created."""
+    from wasmlab.runtime.errors import SetupError
+
+    def refuse(folder: str, hostname: str) -> dict[str, str]:
+        raise SetupError("cannot make the pod's namespaces: injected", "run as root")
+
+    monkeypatch.setattr(lab, "pod_pin", refuse)
+    with pytest.raises(SetupError, match="injected"):
+        lab.kube_play(write(tmp_path, MIXED))
+    assert lab.pods() == [] and lab.ps(all=True) == []
+    leaks.assert_clean()
