@@ -31,7 +31,7 @@ from wasmlab.runtime.images.snapshots import Snapshots
 from wasmlab.runtime.linux.overlay import OVERLAY
 from wasmlab.runtime.spec.runtime import DEFAULT_PATH, OVERLAY_FILE, default_config, validate
 from wasmlab.runtime.store import media
-from wasmlab.runtime.store.atomic import write_atomic
+from wasmlab.runtime.store.atomic import remove_tree, write_atomic
 from wasmlab.runtime.store.layout import ImageStore, StoredImage
 
 WHITEOUT = ".wh."
@@ -733,6 +733,23 @@ def make_bundle_skeleton(bundle: Path) -> None:
         (bundle / sub).mkdir(mode=0o755)
     for name in SKELETON_FILES:
         os.close(os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+
+
+def fresh_writable_layer(bundle: Path) -> bool:
+    """Empty an overlay bundle's upper and work folders, so that its container starts again from the image alone,
+    as a container the kubelet makes anew after a crash does. False for a bundle whose root is a copy (no
+    overlay: where overlayfs is not allowed), which keeps what its container wrote. Symbolic links a guest left
+    in the upper folder are removed, never followed."""
+    try:
+        overlay = json.loads((bundle / OVERLAY_FILE).read_bytes())
+    except (OSError, ValueError):
+        return False
+    if overlay.get("upperdir") != str(bundle / "upper") or overlay.get("workdir") != str(bundle / "work"):
+        return False
+    for sub in ("upper", "work"):
+        remove_tree(str(bundle / sub))
+        (bundle / sub).mkdir(mode=0o755)
+    return True
 
 
 def _skeleton_ok(bundle: Path) -> bool:

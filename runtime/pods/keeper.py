@@ -275,9 +275,11 @@ class Keeper:
             self.exited(c)
 
     def _recreate(self, cid: str) -> None:
-        """The container again from its bundle, with the same id, its log continuing (as the kubelet makes a new
-        container from the same spec; here the bundle's upper folder is kept, as `podman restart` keeps it)."""
+        """The container again from its bundle, with the same id, its log continuing, and an empty writable layer:
+        as the kubelet makes a new container from the same spec, it starts from the image alone (what the last
+        one wrote outside its volumes is gone; `podman restart`, `wasmlab start` keep it)."""
         from wasmlab.runtime.errors import WasmlabError
+        from wasmlab.runtime.images.unpack import fresh_writable_layer
         from wasmlab.runtime.lifecycle import Runtime
 
         if self.runtime is None:
@@ -287,6 +289,8 @@ class Keeper:
             self.runtime.delete(cid, force=True)
         except WasmlabError:
             pass
+        if not fresh_writable_layer(folder / "bundle"):
+            self.log(f"{cid}: its root is a copy (overlayfs not allowed here): it keeps what it wrote")
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             self.runtime.create(cid, str(folder / "bundle"), stdin=null, stdout=null, stderr=null,
