@@ -1,6 +1,6 @@
 """The pod keeper: one process per played pod that outlives `kube play` (as conmon does for podman), waits on the
-pod's containers through pidfds, restarts them per restartPolicy with the kubelet's back-off, and records restarts,
-states and the back-off deadline in the pod's keeper.json."""
+pod's containers through pidfds, restarts them per restartPolicy with the kubelet's back-off, makes the sandbox again
+when its infra container dies, and records restarts, states and the back-off deadline in the pod's keeper.json."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ ERROR = "Error"
 
 
 # -- the policy and the back-off (pure: unit-tested with an injected clock) ----------------------------------------
+
+SANDBOX_KEY = "POD"  # the infra container's back-off key (app container names are lower case)
+
 
 def should_restart(policy: str, exit_code: int | None) -> bool:
     """The kubelet's rule for an app container that exited: Always restarts it whatever its code, OnFailure only
@@ -206,6 +209,11 @@ class Keeper:
         self.forwarders: dict[str, Any] = {}  # container id -> the -p forwarder this keeper started (reaped here)
         self.containers = [Watched(c["name"], c["id"]) for c in self.record.get("containers") or []
                            if c.get("role") == "container"]
+        self.infra_id = next((str(c["id"]) for c in self.record.get("containers") or [] if c.get("role") == "sandbox"),
+                             None)
+        # Namespaces pinned under the pod's folder outlive its infra container, which can then be made again.
+        self.pinned = (self.folder / "ns" / "net").exists()  # sandbox.PINS, without importing what playing needs
+        self.sandbox_restarts = 0
 
     # The pids come from each container's runtime state; the exit from the record its reaper writes.
     def _open(self, c: Watched) -> None:
@@ -235,7 +243,7 @@ class Keeper:
     def write(self) -> None:
         _write_state(self.folder, {
             "pid": os.getpid(), "policy": self.policy, "backoff_base": self.backoff.base,
-            "backoff_cap": self.backoff.cap, "updated": time.time(),
+            "backoff_cap": self.backoff.cap, "updated": time.time(), "sandbox_restarts": self.sandbox_restarts,
             "containers": {c.name: {"id": c.id, "restarts": c.restarts, "state": c.state, "exit_code": c.exit_code,
                                     "finished_at": c.finished, "next_restart": c.next_restart}
                            for c in self.containers}})
@@ -256,10 +264,13 @@ class Keeper:
         c.state, c.next_restart = BACKOFF, until
         self.log(f"{c.name} exited with {c.exit_code}: back-off {until - c.finished:g} s (CrashLoopBackOff)")
 
-    def restart(self, c: Watched) -> None:
+    def restart(self, c: Watched, *, new_sandbox: bool = False) -> None:
+        """Make C again and start it. NEW_SANDBOX: because its sandbox was made again, not because it failed (no
+        back-off is counted against it)."""
         from wasmlab.runtime.errors import WasmlabError
 
-        self.backoff.restarted(c.name, c.finished or time.time())
+        if not new_sandbox:
+            self.backoff.restarted(c.name, c.finished or time.time())
         c.next_restart = None
         try:
             self._recreate(c.id)
@@ -340,12 +351,13 @@ class Keeper:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, stop)
-        infra = pidfd.open_process(int(self.record.get("infra_pid") or 0))
-        if infra is None:
-            self.log("the infra container is gone: nothing to keep")
-            return 0
         for c in self.containers:
             self._open(c)
+        infra = pidfd.open_process(int(self.record.get("infra_pid") or 0))
+        if infra is None:  # it died before this keeper looked (started just after the play)
+            infra = self.sandbox_ended(wake_r)
+            if infra is None:
+                return 0
         self.log(f"keeping {', '.join(c.name for c in self.containers)} (restartPolicy {self.policy}, back-off "
                  f"{self.backoff.base:g} s doubling to {self.backoff.cap:g} s)")
         try:
@@ -374,8 +386,13 @@ class Keeper:
                 if self.stopping:
                     break
                 if infra in ready:
-                    self.log("the infra container ended: the pod is gone")
-                    break
+                    ended, infra = infra, None
+                    os.close(ended)
+                    infra = self.sandbox_ended(wake_r)
+                    if infra is None:
+                        break
+                    self.write()
+                    continue
                 changed = False
                 for c in self.containers:
                     if c.fd is not None and c.fd in ready:
@@ -394,11 +411,60 @@ class Keeper:
             for c in self.containers:
                 if c.fd is not None:
                     os.close(c.fd)
-            os.close(infra)
+            if infra is not None:
+                os.close(infra)
             if self.runtime is not None:
                 self.runtime.close()
         self.log("stopped")
         return 0
+
+    def sandbox_ended(self, wake: int) -> int | None:
+        """The infra container ended. As the kubelet does when a pod's sandbox dies: make it again, then start
+        every running container again in it (each restart counted). Possible only when the pod's namespaces are
+        pinned (they outlive it); with shareProcessNamespace its namespaces went with it. Returns a pidfd on the
+        new infra container, or None when the keeper must end. WAKE is readable once a stop signal came."""
+        from wasmlab.runtime.errors import WasmlabError
+        from wasmlab.runtime.linux import pidfd
+
+        if not self.pinned or self.infra_id is None:
+            self.log("the infra container ended, and the pod's namespaces with it (shareProcessNamespace: it was "
+                     "their pid 1): nothing can restart in them; `wasmlab kube play` the pod again")
+            return None
+        finished = time.time()
+        until = self.backoff.wait_until(SANDBOX_KEY, finished)
+        if until is not None:  # a sandbox that keeps dying waits its back-off, as a container does
+            self.log(f"the infra container ended again: back-off {until - finished:g} s")
+            while not self.stopping and time.time() < until:
+                select.select([wake], [], [], max(0.0, until - time.time()))
+            if self.stopping:
+                return None
+        self.backoff.restarted(SANDBOX_KEY, finished)
+        self.log("the infra container ended: making it again in the pod's pinned namespaces, then restarting its "
+                 "containers, as the kubelet does when a sandbox dies")
+        try:
+            self._recreate(self.infra_id)
+            pid = int(self.runtime.state(self.infra_id).get("pid") or 0)
+        except WasmlabError as exc:
+            self.log(f"cannot make the infra container again: {exc.message}")
+            return None
+        self.sandbox_restarts += 1
+        self._record_infra(pid)
+        for c in self.containers:
+            if c.fd is None:
+                continue  # waiting for its back-off, or done: it starts in the new sandbox when its turn comes
+            os.close(c.fd)  # the delete that makes it again kills it first
+            c.fd = None
+            self.restart(c, new_sandbox=True)
+        return pidfd.open_process(pid)
+
+    def _record_infra(self, pid: int) -> None:
+        """pod.json names the new infra container's pid (inspect and inspect-ns read the sandbox through it)."""
+        record = json.loads((self.folder / "pod.json").read_text())
+        record["infra_pid"] = pid
+        tmp = self.folder / ".pod.json.keeper"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.folder / "pod.json")
+        self.record = record
 
 
 def main(argv: list[str] | None = None) -> int:

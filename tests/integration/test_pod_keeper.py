@@ -78,7 +78,9 @@ def keeper_state(home: Path, pod: str, until: Callable[[dict[str, Any]], bool], 
             if state and until(state):
                 return state
             left = deadline - time.monotonic()
-            assert left > 0, f"keeper.json never got there: {state}"
+            if left <= 0:
+                log = (folder / "keeper.log").read_text() if (folder / "keeper.log").exists() else "(no log)"
+                raise AssertionError(f"keeper.json never got there: {state}; {sorted(os.listdir(folder))}; {log}")
             if select.select([fd], [], [], left)[0]:
                 os.read(fd, 65536)
     finally:
@@ -168,6 +170,37 @@ def test_a_restarted_container_starts_from_the_image_not_from_what_it_wrote(
     assert len(lines) >= 2 and set(lines) == {b"fresh\n"}, lines
     lab.kube_down(path)
     leaks.assert_clean()
+
+
+@pytest.mark.parametrize("when", ["at-once", "once-kept"])
+def test_a_sandbox_that_dies_is_made_again_and_its_containers_restart_in_it(
+        lab: Lab, tmp_path: Path, leaks: LeakCheck, when: str) -> None:
+    """As the kubelet does when a pod's sandbox dies: the keeper makes the infra container again (in the pod's
+    pinned namespaces, which outlived it) and starts the running containers again in it, each restart counted.
+    At once: killed as the play returns, usually before the keeper has looked (its start takes ~100 ms);
+    once kept: after the keeper wrote its first state, so it sees the death while it watches."""
+    path = pod_file(tmp_path, "sandboxed", "exec sleep 3600", None)
+    [pod] = lab.kube_play(path).pods
+    if when == "once-kept":
+        keeper_state(lab.home, "sandboxed", lambda s: s["containers"]["app"]["state"] == "Running")
+    old_infra, old_app = pod.infra_pid, pod.container("app").pid
+    assert old_infra and old_app
+    net = os.stat(f"/proc/{old_infra}/ns/net").st_ino
+    lab.kill("default_sandboxed_POD", "KILL")
+    state = keeper_state(lab.home, "sandboxed", lambda s: s.get("sandbox_restarts", 0) >= 1
+                         and s["containers"]["app"]["restarts"] >= 1)
+    assert state["containers"]["app"]["state"] == "Running"
+    seen = lab.pod_inspect("sandboxed")
+    assert seen.status == "Running" and seen.restarts >= 1
+    assert seen.infra_pid not in (0, old_infra) and seen.container("app").pid not in (None, 0, old_app)
+    # Both are in the pod's network namespace, the one its pins held.
+    assert os.stat(f"/proc/{seen.infra_pid}/ns/net").st_ino == net
+    assert os.stat(f"/proc/{seen.container('app').pid}/ns/net").st_ino == net
+    keeper = keeper_of(lab.home, "sandboxed")["pid"]
+    lab.kube_down(path)
+    assert gone(keeper, 0)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
 
 
 def test_pod_ps_shows_restarts_and_crashloopbackoff(lab: Lab, tmp_path: Path, home: Path) -> None:
