@@ -261,3 +261,15 @@ class PodStartAborted(PodStartFailed):
     another container's bundle): the pod is rolled back, and that other failure is the one to show."""
 
     kind = "pod-start-aborted"
+
+
+class ImageNotFound(ImageError):
+    """No image by that name or ID in the store."""
+
+
+class NothingNamed(WasmlabError):
+    """`inspect` found no container, image or pod by that name."""
+
+    exit_code = 3  # as ContainerNotFound
+    kind = "not-found"
+

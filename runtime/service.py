@@ -419,6 +419,7 @@ class Lab:
         image that no container (running or not, pods' included) was made from, named or not."""
         unused: list[str] = []
         freed = 0
+        blobs_before = self._blob_count() if all else 0
         if all:
             used = self._used_image_digests()
             for image in self._images.list(all=True):
@@ -427,8 +428,36 @@ class Lab:
                     unused.append(removed.deleted or image.digest)
                     freed += removed.reclaimed
         pruned = self._images.prune(dangling=True)
+        # Removing an image by ID takes its blobs with it: counted here, or -a would say "0 blobs".
+        blobs = max(pruned.blobs, blobs_before - self._blob_count()) if all else pruned.blobs
         return replace(pruned, images=unused + [d for d in pruned.images if d not in unused],
-                       reclaimed=pruned.reclaimed + freed)
+                       reclaimed=pruned.reclaimed + freed, blobs=blobs)
+
+    def _blob_count(self) -> int:
+        try:
+            return sum(1 for _ in os.scandir(self._images.store.blobs_dir))
+        except FileNotFoundError:
+            return 0
+
+    def inspect_any(self, name: str) -> dict[str, Any]:
+        """`podman inspect` without --type: a container by that name or ID, else an image, else a pod; each as a
+        JSON-ready dict. One line naming all three when there is none."""
+        from wasmlab.runtime.errors import ImageNotFound, NothingNamed, PodNotFound
+
+        try:
+            return self.inspect(name).as_dict()
+        except ContainerNotFound:
+            pass
+        try:
+            details = self.image_inspect(name)
+            return {"image": details.summary.__dict__, "manifest": details.manifest, "config": details.config}
+        except ImageNotFound:
+            pass
+        try:
+            return self.pod_inspect(name).as_dict()
+        except (PodNotFound, UsageError):
+            raise NothingNamed(f"no container, image or pod named {name!r}",
+                               "`wasmlab ps -a`, `wasmlab images` and `wasmlab pod ps` list them") from None
 
     def _used_image_digests(self) -> set[str]:
         return {d for m in self._all_meta() if (d := self._made_from(m)) is not None}

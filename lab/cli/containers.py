@@ -150,16 +150,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """A container by that name, else an image."""
-    out = []
+    """A container by that name, else an image, else a pod (as podman's inspect without --type)."""
     with open_lab(args) as lab:
-        for name in args.names:
-            try:
-                out.append(lab.inspect(name).as_dict())
-            except WasmlabError:
-                details = lab.image_inspect(name)
-                out.append({"image": details.summary.__dict__, "manifest": details.manifest,
-                            "config": details.config})
+        out = [lab.inspect_any(name) for name in args.names]
     print_json(out)
     return 0
 
@@ -282,6 +275,6 @@ def register(sub: Any) -> None:
     rm.add_argument("containers", nargs="*")
     rm.set_defaults(func=cmd_rm)
 
-    ins = sub.add_parser("inspect", help="show a container or image as JSON")
+    ins = sub.add_parser("inspect", help="show containers, images or pods as JSON")
     ins.add_argument("names", nargs="+")
     ins.set_defaults(func=cmd_inspect)

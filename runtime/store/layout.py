@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from wasmlab.runtime.errors import ImageError, StoreError
+from wasmlab.runtime.errors import ImageError, ImageNotFound, StoreError
 from wasmlab.runtime.store import media
 from wasmlab.runtime.store.atomic import TMP_PREFIX, Lock, canonical_json, fsync_dir, write_atomic, writing_into
 from wasmlab.runtime.store.home import images_root
@@ -377,7 +377,7 @@ class ImageStore:
                 return found[0], None
             if len(found) > 1:
                 raise ImageError(f"image ID {text!r} is ambiguous", "give more hex digits of the ID")
-        raise ImageError(f"image {text!r} not found in the store", hint)
+        raise ImageNotFound(f"image {text!r} not found in the store", hint)
 
     def _safe_config_digest(self, image: StoredImage) -> str:
         try:

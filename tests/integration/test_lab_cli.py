@@ -467,6 +467,8 @@ def test_image_prune_all_removes_named_images_no_container_uses_as_podman_does(t
         "a plain prune keeps named images"
     r = wl(home, "image", "prune", "-a")
     assert r.returncode == 0 and r.stdout.startswith("Removed 1 image"), (r.stdout, r.stderr)
+    # Its manifest and config went with it (its module layer is seed's too, and stays): counted, not "0 blobs".
+    assert r.stdout.startswith("Removed 1 image and 2 blobs, "), r.stdout
     names = sorted(n for i in json.loads(wl(home, "images", "--json").stdout) for n in i["names"])
     assert names == ["localhost/other:latest", "localhost/seed:latest"], "the image in use stays, with its names"
     assert wl(home, "rm", "user").returncode == 0
@@ -481,3 +483,29 @@ def test_image_prune_takes_podmans_force_flag_and_history_refuses_an_unknown_han
     r = wl(home, "history", "--handler", "foo")
     assert r.returncode != 0 and "invalid choice: 'foo'" in r.stderr.strip().splitlines()[-1], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_inspect_finds_containers_images_and_pods_and_names_all_three_when_there_is_none(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "seed", ".",
+              cwd=SEED).returncode == 0
+    assert wl(home, "run", "--name", "done", "seed").returncode == 0
+    pod = tmp_path / "pod.yaml"
+    pod.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: web, annotations: "
+                   "{module.wasm.image/variant: compat}}\nspec:\n  restartPolicy: Never\n"
+                   "  containers: [{name: app, image: localhost/seed:latest}]\n")
+    assert wl(home, "kube", "play", str(pod)).returncode == 0
+    try:
+        r = wl(home, "inspect", "done", "seed", "web")
+        assert r.returncode == 0, r.stderr
+        container, image, played = json.loads(r.stdout)
+        assert container["name"] == "done" and "localhost/seed:latest" in image["image"]["names"]
+        assert played["name"] == "web" and played["namespace"] == "default"
+        r = wl(home, "inspect", "nosuch")
+        assert r.returncode == 3 and r.stdout == ""
+        assert r.stderr.strip().splitlines()[-1] == (
+            "Error: no container, image or pod named 'nosuch' (hint: `wasmlab ps -a`, `wasmlab images` and "
+            "`wasmlab pod ps` list them)"), r.stderr
+    finally:
+        wl(home, "kube", "down", str(pod))
+        wl(home, "rm", "done")
