@@ -30,13 +30,15 @@ def sigint_raises() -> Iterator[None]:
 
 
 def interrupted_as_claim_returns(action: Callable[[], object]) -> None:
-    """Run ACTION; SIGINT is sent to this process the moment store.work.claim returns."""
+    """Run ACTION; SIGINT is sent to this (the main) thread the moment store.work.claim returns."""
 
     def hook(frame: FrameType, event: str, arg: Any) -> None:
         if event == "return" and frame.f_code.co_name == "claim" and frame.f_globals["__name__"].endswith(
                 "store.work"):
             sys.setprofile(None)
-            os.kill(os.getpid(), signal.SIGINT)
+            # To this thread: sent to the process, another thread (a leftover of an earlier test) might take
+            # it, and Python would then run the handler whenever that thread got to it (the tests below).
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     sys.setprofile(hook)
     try:
