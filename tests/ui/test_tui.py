@@ -189,9 +189,9 @@ def test_run_logs_describe_history_delete(home: Path) -> None:
                     return row
             return None
 
-        await wait_for(pilot, exited, "the container to exit with code 0")
-        await pilot.press("2")
+        await pilot.press("2")  # a screen not on show is only marked stale: it reloads when shown
         assert app.active_tab == "containers"
+        await wait_for(pilot, exited, "the container to exit with code 0")
         row = exited()
         assert row is not None and row[5] == "wasmtime"
         name, cid = row[0], row[1]
