@@ -17,8 +17,15 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Header, Input, Static, TabbedContent, TabPane
-from wasmlab.lab.tui.messages import (ActionDone, ActionFailed, Described, ImagesCounted, RunStarted, RuntimeEvent,
-                                      error_parts)
+from wasmlab.lab.tui.messages import (
+    ActionDone,
+    ActionFailed,
+    Described,
+    ImagesCounted,
+    RunStarted,
+    RuntimeEvent,
+    error_parts,
+)
 from wasmlab.lab.tui.screens.containers import ContainersView, stderr_tail
 from wasmlab.lab.tui.screens.describe import DescribeScreen
 from wasmlab.lab.tui.screens.help import HelpScreen, binding_rows

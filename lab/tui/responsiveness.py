@@ -107,18 +107,10 @@ async def drive(lab: Any, image: str, *, make_app: Callable[[Any], Any] | None =
             if len(idle) < presses:
                 idle += [await clock.press() for _ in range(IDLE_CHUNK)]
             if len(loaded) < presses and batch < ROUNDS_MAX:
-                t0 = time.perf_counter()
-                workers = [app.start_run(RunRequest(image, name=f"bench-{batch}-{i}")) for i in range(containers)]
-                ended: list[float] = []
-
-                def all_started() -> bool:
-                    if not ended and all(w.is_finished for w in workers):  # noqa: B023 (called in this pass)
-                        ended.append(time.perf_counter())
-                    return bool(ended)
-
-                loaded += await clock.presses_until(all_started)
-                batches.append(ended[0] - t0)
-                failed += sum(1 for w in workers if w.error is not None)
+                latencies, took, errors = await _batch(app, clock, image, f"bench-{batch}", containers)
+                loaded += latencies
+                batches.append(took)
+                failed += errors
                 batch += 1
                 await _remove_all(lab)
         await pilot.press("q")
@@ -130,6 +122,25 @@ async def drive(lab: Any, image: str, *, make_app: Callable[[Any], Any] | None =
             "idle_max_ms": floor["max_ms"],
             "p95_over_idle": round(under_load["p95_ms"] / floor["p95_ms"], 2),
             "median_over_idle": round(under_load["median_ms"] / floor["median_ms"], 2)}
+
+
+async def _batch(app: Any, clock: PressClock, image: str, prefix: str,
+                 containers: int) -> tuple[list[float], float, int]:
+    """CONTAINERS starts through the app's run workers, with presses until all have started: (the presses'
+    latencies, seconds until the last start, failed starts)."""
+    from wasmlab.lab.tui.screens.run import RunRequest
+
+    t0 = time.perf_counter()
+    workers = [app.start_run(RunRequest(image, name=f"{prefix}-{i}")) for i in range(containers)]
+    ended: list[float] = []
+
+    def all_started() -> bool:
+        if not ended and all(w.is_finished for w in workers):
+            ended.append(time.perf_counter())
+        return bool(ended)
+
+    latencies = await clock.presses_until(all_started)
+    return latencies, ended[0] - t0, sum(1 for w in workers if w.error is not None)
 
 
 async def _remove_all(lab: Any) -> None:
@@ -160,7 +171,9 @@ def bench_lab(run: Callable[[Any, str], Any]) -> Any:
 def measure(containers: int = CONTAINERS, size: tuple[int, int] = (120, 40)) -> dict[str, Any]:
     """Key press to screen update, in ms (median, p95, max), while CONTAINERS hello containers start, and the
     same with nothing starting (the idle floor) and their ratio (needs root)."""
-    return bench_lab(lambda lab, image: asyncio.run(drive(lab, image, containers=containers, size=size)))
+    result: dict[str, Any] = bench_lab(lambda lab, image: asyncio.run(drive(lab, image, containers=containers,
+                                                                             size=size)))
+    return result
 
 
 if __name__ == "__main__":

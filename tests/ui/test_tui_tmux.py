@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from wasmlab.runtime import Lab
 
 from tests.conftest import busybox, need, need_root
-from wasmlab.runtime import Lab
 
 WASMLAB = Path(sys.executable).with_name("wasmlab")
 

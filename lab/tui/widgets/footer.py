@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from rich.text import Text
 from textual import events
@@ -19,7 +19,7 @@ class ShownKey(NamedTuple):
     enabled: bool
 
 
-def shown_keys(screen: Screen) -> tuple[tuple[ShownKey, ...], ShownKey | None]:
+def shown_keys(screen: Screen[Any]) -> tuple[tuple[ShownKey, ...], ShownKey | None]:
     """What the footer draws for SCREEN: each binding it shows (one per action), and the command palette's."""
     app = screen.app
     active = screen.active_bindings
@@ -75,7 +75,7 @@ class KeysFooter(Widget, can_focus=False):
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
 
-    def _bindings_changed(self, screen: Screen) -> None:
+    def _bindings_changed(self, screen: Screen[Any]) -> None:
         if screen is not self.screen or not self.is_attached:
             return
         keys = shown_keys(screen)
