@@ -337,6 +337,7 @@ def test_the_app_freezes_the_heap_it_starts_with(home: Path) -> None:
 
     async def scenario(pilot: Pilot[object]) -> None:
         await wait_for(pilot, lambda: gc.get_freeze_count() > 0, "the heap to be frozen")
+        await wait_for(pilot, lambda: app.image_names, "the images (before quitting: their rows are on the way)")
 
     try:
         drive(app, scenario)
