@@ -106,7 +106,12 @@ def _tui_markdown(res: dict[str, Any]) -> str:
     return (f"\n## tui: {tui['title']}\n\n"
             f"{tui['presses']} presses of `1`/`2` (screen switches) at a typist's pace while {tui['containers']} "
             f"hello containers start from the Run dialog's path: median {tui['median_ms']:.0f} ms, p95 "
-            f"{tui['p95_ms']:.0f} ms, max {tui['max_ms']:.0f} ms (target: within {tui['target_ms']} ms).\n")
+            f"{tui['p95_ms']:.0f} ms, max {tui['max_ms']:.0f} ms (target: within {tui['target_ms']} ms)."
+            + (f" The same presses with nothing starting ({tui['idle_presses']}, interleaved with the "
+               f"{tui['batches']} batches of starts): median {tui['idle_median_ms']:.0f} ms, p95 "
+               f"{tui['idle_p95_ms']:.0f} ms; under load / idle: {tui['p95_over_idle']:.2f}x at p95. Each batch "
+               f"of {tui['containers']} starts took {tui['start_all_s']:.2f} s (median)."
+               if "idle_p95_ms" in tui else "") + "\n")
 
 
 def _relative(target: Path, start: Path) -> str:

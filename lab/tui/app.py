@@ -3,8 +3,10 @@ history), k9s keys, a `:` command mode, and every service call in a thread worke
 
 from __future__ import annotations
 
+import gc
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,8 +16,16 @@ from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
-from wasmlab.lab.tui.messages import ActionDone, ActionFailed, Described, ImagesCounted, RuntimeEvent, error_parts
+from textual.widgets import Header, Input, Static, TabbedContent, TabPane
+from wasmlab.lab.tui.messages import (
+    ActionDone,
+    ActionFailed,
+    Described,
+    ImagesCounted,
+    RunStarted,
+    RuntimeEvent,
+    error_parts,
+)
 from wasmlab.lab.tui.screens.containers import ContainersView, stderr_tail
 from wasmlab.lab.tui.screens.describe import DescribeScreen
 from wasmlab.lab.tui.screens.help import HelpScreen, binding_rows
@@ -24,6 +34,7 @@ from wasmlab.lab.tui.screens.images import ImagesView
 from wasmlab.lab.tui.screens.metrics import MetricsView
 from wasmlab.lab.tui.screens.namespaces import NamespacesView
 from wasmlab.lab.tui.screens.pods import PodContainersView, PodsView
+from wasmlab.lab.tui.widgets.footer import KeysFooter
 from wasmlab.lab.tui.widgets.table import ResourceView
 from wasmlab.runtime import ContainerCreated, ContainerExited, ContainerStarted, ImageBuilt, ImageRemoved, RunRecorded
 from wasmlab.runtime.errors import WasmlabError
@@ -49,6 +60,7 @@ RELOAD_CONTAINERS = (ContainerCreated, ContainerStarted, ContainerExited)
 RELOAD_IMAGES = (ImageBuilt, ImageRemoved)
 STARTS_AT_ONCE = 2  # run workers in Lab.run at once; the others wait (blocked, not competing for the GIL)
 DEBOUNCE = 0.2  # at most five reloads a second per screen, however many containers start
+TOLD_TOGETHER = 0.5  # runs that start within this many seconds of the first are told in one notification
 
 
 class WasmlabApp(App[int]):
@@ -97,6 +109,11 @@ class WasmlabApp(App[int]):
                                       "metrics": self.metrics_view, "history": self.history_view}
         self._unsubscribe: Callable[[], Any] | None = None
         self._pending: set[str] = set()
+        # Screens not on show whose rows may have changed: reloaded when shown, not while hidden (a hidden
+        # screen's reload is a service call and a table rebuilt for nobody, on the loop that draws the keys).
+        self._stale: set[str] = set()
+        self._reloaded_at: dict[str, float] = {}
+        self._started: list[str] = []  # containers started since the last "started" notification
         self._starting = threading.BoundedSemaphore(STARTS_AT_ONCE)
         self.image_names: list[str] = []
 
@@ -104,7 +121,7 @@ class WasmlabApp(App[int]):
         yield Header()
         if self.lab_error is not None:
             yield Static(f"Error: {self.lab_error.one_line()}", id="lab-error")
-            yield Footer()
+            yield KeysFooter()
             return
         with TabbedContent(initial="images", id="tabs"):
             for n, (tab, label, _) in enumerate(TABS, 1):
@@ -112,7 +129,7 @@ class WasmlabApp(App[int]):
                     yield self.views[tab]
         yield Input(placeholder=":pods :images :ns :metrics :run IMAGE :build :play  (tab completes, esc leaves)",
                     id="command", suggester=SuggestFromList(COMMANDS, case_sensitive=False))
-        yield Footer(compact=True)
+        yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
         if self.lab_error is not None:
@@ -121,6 +138,14 @@ class WasmlabApp(App[int]):
         self.sub_title = str(self.lab.home)
         self._unsubscribe = self.lab.subscribe(self._lab_event)
         self.set_interval(self.refresh_interval, self._tick)
+        self.call_after_refresh(self.settle_heap)
+
+    @staticmethod
+    def settle_heap() -> None:
+        """Once the screens are up: what exists now (modules, widgets, the Lab) lives as long as the app, so the
+        collector's full passes stop walking it (they took 80-130 ms here, a key press stuck behind each)."""
+        gc.collect()
+        gc.freeze()
 
     def on_unmount(self) -> None:
         self.close_lab()
@@ -152,21 +177,34 @@ class WasmlabApp(App[int]):
             self.tell_failure(event.id, event.name, event.exit_code)
 
     def reload_soon(self, *tabs: str) -> None:
-        """Reload these screens once, DEBOUNCE from now: a burst of events costs one service call per screen."""
-        fresh = [t for t in tabs if t not in self._pending]
-        if not fresh:
+        """Reload the screen on show once, DEBOUNCE from now, if it is one of TABS (a burst of events costs one
+        service call); the others are marked stale and reload when shown. A pod's screen on top reloads too."""
+        shown = self.active_tab if self.lab_error is None else ""
+        self._stale.update(t for t in tabs if t != shown)
+        fresh = [t for t in tabs if t == shown and t not in self._pending]
+        on_top = len(self.screen_stack) > 1 and "pods" in tabs and "pod-screen" not in self._pending
+        if not fresh and not on_top:
             return
         self._pending.update(fresh)
+        if on_top:
+            self._pending.add("pod-screen")
 
         def go() -> None:
             for tab in fresh:
                 self._pending.discard(tab)
-                self.views[tab].reload()
-            for screen in self.screen_stack[1:]:
-                for view in screen.query(PodContainersView):
-                    view.reload()
+                self.reload_view(tab)
+            if on_top:
+                self._pending.discard("pod-screen")
+                for screen in self.screen_stack[1:]:
+                    for view in screen.query(PodContainersView):
+                        view.reload()
 
         self.set_timer(DEBOUNCE, go)
+
+    def reload_view(self, tab: str) -> None:
+        self._stale.discard(tab)
+        self._reloaded_at[tab] = time.monotonic()
+        self.views[tab].reload()
 
     @work(thread=True, group="failure")
     def tell_failure(self, cid: str, name: str, code: int) -> None:
@@ -181,7 +219,7 @@ class WasmlabApp(App[int]):
 
     def _tick(self) -> None:
         if len(self.screen_stack) == 1 and self.active_tab not in ("metrics",):
-            self.views[self.active_tab].reload()
+            self.reload_view(self.active_tab)
 
     # -- the workers every screen uses ---------------------------------------------------------------------------
     @work(thread=True, group="verbs")
@@ -231,6 +269,22 @@ class WasmlabApp(App[int]):
         self.notify(message.detail or f"{message.verb} {message.target}: done", title=message.verb)
         self.reload_soon("images" if message.verb == "rmi" else "containers", "pods", "namespaces", "history")
 
+    def on_run_started(self, message: RunStarted) -> None:
+        """Runs started close together are told in one notification (20 toasts are 20 layouts, and unreadable)."""
+        if not self._started:
+            self.set_timer(TOLD_TOGETHER, self._tell_started)
+        self._started.append(message.name)
+        self.reload_soon("containers", "pods", "namespaces", "history")
+
+    def _tell_started(self) -> None:
+        names, self._started = self._started, []
+        if len(names) == 1:
+            text = f"started container {names[0]} (2: Containers)"
+        else:
+            listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            text = f"started {len(names)} containers: {listed} (2: Containers)"
+        self.notify(text, title="run")
+
     def on_action_failed(self, message: ActionFailed) -> None:
         hint = f"\nhint: {message.hint}" if message.hint else ""
         self.notify(f"{message.message}{hint}", title=f"{message.verb} {message.target} failed", severity="error",
@@ -248,11 +302,14 @@ class WasmlabApp(App[int]):
         self.image_names = [name for row in self.images_view.rows() for name in row[:1]]
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        view = self.views.get(event.pane.id or "")
-        self.metrics_view.live(event.pane.id == "metrics")
+        tab = event.pane.id or ""
+        view = self.views.get(tab)
+        self.metrics_view.live(tab == "metrics")
         if view is not None:
             view.focus_table()
-            self.reload_soon(event.pane.id or "")  # after the switch is on screen: a key press shows at once
+            # After the switch is on screen (a key press shows at once), and only if its rows may have changed.
+            if tab in self._stale or time.monotonic() - self._reloaded_at.get(tab, 0.0) > self.refresh_interval:
+                self.reload_soon(tab)
 
     # -- keys --------------------------------------------------------------------------------------------------
     @property
@@ -379,7 +436,7 @@ class WasmlabApp(App[int]):
         except Exception as exc:
             self.post_message(ActionFailed("run", request.image, *error_parts(exc)))
             return
-        self.post_message(ActionDone("run", request.image, f"started container {run.name} (2: Containers)"))
+        self.post_message(RunStarted(run.id, run.name))
         if not request.detach:
             self.call_from_thread(self.show_logs, run.id, run.name)
 

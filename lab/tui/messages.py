@@ -72,6 +72,14 @@ class ActionDone(Message):
 
 
 @dataclass
+class RunStarted(Message):
+    """A run from the TUI started its container (the app tells runs that start close together at once)."""
+
+    id: str
+    name: str
+
+
+@dataclass
 class ActionFailed(Message):
     """A verb failed with a typed error: its one-line message and the hint to fix it."""
 

@@ -189,9 +189,9 @@ def test_run_logs_describe_history_delete(home: Path) -> None:
                     return row
             return None
 
-        await wait_for(pilot, exited, "the container to exit with code 0")
-        await pilot.press("2")
+        await pilot.press("2")  # a screen not on show is only marked stale: it reloads when shown
         assert app.active_tab == "containers"
+        await wait_for(pilot, exited, "the container to exit with code 0")
         row = exited()
         assert row is not None and row[5] == "wasmtime"
         name, cid = row[0], row[1]
@@ -269,3 +269,91 @@ def test_delete_keeps_an_image_in_use(home: Path) -> None:
 
     drive(app, scenario)
     assert_no_zygote_left()
+
+
+def test_a_screen_switch_repaints_the_footer_line(home: Path) -> None:
+    """The footer is one widget (no widget per key to mount on each switch), shows the keys of the screen on
+    show, and a click on a key presses it."""
+    from textual.widgets._footer import FooterKey
+    from wasmlab.lab.tui.widgets.footer import KeysFooter
+
+    app = WasmlabApp(refresh_interval=3600, offer_samples=False)
+
+    def footer_line() -> str:
+        return str(app.screen.query_one(KeysFooter).render())
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await wait_for(pilot, lambda: app.images_view.loaded, "the images")
+        await wait_for(pilot, lambda: "r Run" in footer_line(), "the Images keys in the footer")
+        await pilot.press("2")
+        await wait_for(pilot, lambda: "l Logs" in footer_line(), "the Containers keys in the footer")
+        assert "r Run" not in footer_line() and "q Quit" in footer_line()
+        assert not app.screen.query(FooterKey)  # Footer's widgets per key: mounted again on every switch
+        assert app.screen.query_one(KeysFooter).size.height == 1
+        at = footer_line().index("? Help")
+        await pilot.click(KeysFooter, offset=(at, 0))
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help, from a click on `? Help`")
+
+    drive(app, scenario)
+
+
+def test_a_hidden_screen_is_reloaded_when_shown_not_before(home: Path) -> None:
+    """Events mark the screens not on show stale (no service call, no table rebuilt for nobody); showing one
+    reloads it; and runs started together are told in one notification."""
+    need_root()
+    app = WasmlabApp(refresh_interval=3600, offer_samples=False)
+    reloads: list[str] = []
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        from wasmlab.lab.tui.screens.run import RunRequest
+
+        await wait_for(pilot, lambda: app.images_view.loaded and app.containers_view.loaded, "the screens")
+        real = app.containers_view.reload
+        app.containers_view.reload = lambda: (reloads.append("containers"), real())[1]  # type: ignore[method-assign]
+        workers = [app.start_run(RunRequest(IMAGE, name=f"r{i}")) for i in range(3)]
+        await wait_for(pilot, lambda: all(w.is_finished for w in workers), "the three runs")
+        await wait_for(pilot, lambda: any("started 3 containers" in n.message for n in app._notifications),
+                       "one notification for the three runs")
+        assert not any("started container" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: "containers" in app._stale, "the Containers screen marked stale")
+        assert reloads == [] and app.containers_view.rows() == []  # hidden: not reloaded
+        await pilot.press("2")
+        await wait_for(pilot, lambda: {r[0] for r in app.containers_view.rows()} == {"r0", "r1", "r2"},
+                       "the three containers, once the screen is shown")
+        assert reloads == ["containers"]
+        for name in ("r0", "r1", "r2"):
+            await asyncio.to_thread(app.lab.rm, name, force=True)
+
+    drive(app, scenario)
+    assert_no_zygote_left()
+
+
+def test_the_app_freezes_the_heap_it_starts_with(home: Path) -> None:
+    """What the app made to start lives as long as it: the collector's full passes skip it (gc.freeze)."""
+    import gc
+
+    gc.unfreeze()
+    app = WasmlabApp(refresh_interval=3600, offer_samples=False)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await wait_for(pilot, lambda: gc.get_freeze_count() > 0, "the heap to be frozen")
+        await wait_for(pilot, lambda: app.image_names, "the images (before quitting: their rows are on the way)")
+
+    try:
+        drive(app, scenario)
+    finally:
+        gc.unfreeze()
+
+
+def test_responsiveness_benchmark_reports_the_idle_floor(home: Path) -> None:
+    """The benchmark (not a timed test: no figure is asserted) reports presses under load and idle, and the ratio."""
+    need_root()
+    from wasmlab.lab.tui import responsiveness
+    from wasmlab.runtime import Lab
+
+    with Lab(home) as lab:
+        res = asyncio.run(responsiveness.drive(lab, IMAGE, containers=2, presses=3))
+        assert not lab.ps(all=True)
+    assert res["presses"] >= 3 and res["idle_presses"] >= 3 and res["failed_runs"] == 0
+    assert res["p95_over_idle"] == round(res["p95_ms"] / res["idle_p95_ms"], 2)
+    assert {"median_ms", "max_ms", "idle_median_ms", "start_all_s", "within_target"} <= set(res)

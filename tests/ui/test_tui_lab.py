@@ -177,6 +177,8 @@ def test_mixed_pod_both_variants_and_the_namespace_matrix(samples_home: Path) ->
         finally:
             for pod in await asyncio.to_thread(app.lab.pods):
                 await asyncio.to_thread(app.lab.pod_rm, pod.identity, force=True)
+            for c in await asyncio.to_thread(app.lab.ps, all=True):
+                await asyncio.to_thread(app.lab.rm, c.id, force=True)
 
     async def pods(pilot: Pilot[object]) -> None:
         await wait_for(pilot, lambda: app.images_view.loaded, "the images")
@@ -231,6 +233,19 @@ def test_mixed_pod_both_variants_and_the_namespace_matrix(samples_home: Path) ->
 
         await wait_for(pilot, lambda: isinstance(app.screen, DescribeScreen), "the cell's details")
         assert "namespace: net" in app.screen.text and "shared: sandbox" in app.screen.text
+        assert "WASI view" not in app.screen.text  # a Linux sidecar
+        await pilot.press("escape")
+
+        # A running Wasm container's cell: the WASI view comes from the service (Lab.inspect_ns): its engine,
+        # module, preopens with their modes and host folders, and the module's declared memory.
+        await asyncio.to_thread(app.lab.run, "wasmlab/loop:compat", ["/loop.wasm", "0", "200"], name="ticker",
+                                detach=True)
+        await wait_for(pilot, lambda: any(r[0] == "ticker" for r in ns.rows()), "the Wasm container in the matrix")
+        ns.open_details("ticker", "pid")
+        await wait_for(pilot, lambda: isinstance(app.screen, DescribeScreen), "the Wasm container's details")
+        text = app.screen.text
+        assert "WASI view:" in text and "module: /loop.wasm" in text and "initial_pages:" in text, text
+        assert "mode: rw" in text and "guest: /" in text and "rootfs" in text, text  # the root, from the host
         await pilot.press("escape")
 
     drive(app, scenario)

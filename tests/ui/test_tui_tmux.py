@@ -12,8 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from wasmlab.runtime import Lab
 
-from tests.conftest import need
+from tests.conftest import busybox, need, need_root
 
 WASMLAB = Path(sys.executable).with_name("wasmlab")
 
@@ -64,6 +65,44 @@ def test_wasmlab_in_tmux(tmp_path: Path) -> None:
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=10)
     assert os.path.isdir(home / "images") or any(home.iterdir())
+
+
+def test_shell_key_opens_sh_in_the_linux_container(tmp_path: Path) -> None:
+    """`s` on a running Linux container: the TUI steps aside and `exec -it sh` in that container has the
+    terminal (it sees the container's processes and root); `exit` brings the screen back, told the exit code."""
+    need_root()
+    need(shutil.which("tmux") is not None, "tmux is not installed (scripts/setup.sh installs it)")
+    home = tmp_path / "home"
+    ctx = tmp_path / "bb"
+    (ctx / "bin").mkdir(parents=True)
+    shutil.copy2(busybox(), ctx / "bin" / "busybox")
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY bin/ /bin/\nRUN ["/bin/busybox", "--install", "-s", '
+                                       '"/bin"]\nRUN echo in-the-container > /marker\nCMD ["/bin/sh"]\n')
+    with Lab(home) as lab:
+        lab.build(ctx, tag="localhost/bb:latest")
+        lab.run("localhost/bb:latest", ["/bin/sleep", "300"], name="box", detach=True)
+    session = f"wasmlab-{uuid.uuid4().hex[:8]}"
+    env = f"WASMLAB_HOME={home} TERM=xterm-256color"
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"env {env} {WASMLAB}; sleep 60")
+    try:
+        screen_shows(session, "localhost/bb:latest")
+        tmux("send-keys", "-t", session, "2")
+        screen_shows(session, "running")
+        tmux("send-keys", "-t", session, "s")
+        screen_shows(session, "/ #")  # the TUI is suspended: the shell's prompt has the terminal
+        assert "1 Images" not in tmux("capture-pane", "-p", "-t", session)
+        tmux("send-keys", "-t", session, "echo seen-$(cat /marker) pid1=$(cat /proc/1/cmdline | tr '\\0' ' ')",
+             "Enter")
+        screen_shows(session, "seen-in-the-container pid1=/bin/sleep 300")
+        tmux("send-keys", "-t", session, "exit 3", "Enter")
+        pane = screen_shows(session, "exited with code 3")  # back in the TUI, with the shell's exit code
+        assert "2 Containers" in pane
+        tmux("send-keys", "-t", session, "q")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=10)
+        with Lab(home) as lab:
+            for c in lab.ps(all=True):
+                lab.rm(c.id, force=True)
 
 
 if __name__ == "__main__":

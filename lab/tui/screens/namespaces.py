@@ -4,8 +4,6 @@ of a Wasm container (what its guest sees in place of the namespaces)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -14,29 +12,12 @@ from textual.widgets import DataTable
 from wasmlab.lab.tui.widgets.table import Column, ResourceView
 
 if TYPE_CHECKING:
-    from wasmlab.runtime import Lab
+    pass
 
 TYPES = ("net", "ipc", "uts", "pid", "mnt", "cgroup", "user")
 SHOWN = {"sandbox": "pod", "host": "host", "private": "own"}
 STYLES = {"sandbox": "bold black on green", "host": "bold black on yellow", "private": ""}
-
-
-def wasi_view(lab: Lab, container: str) -> dict[str, Any]:
-    """What a Wasm guest sees instead of Linux namespaces: its arguments, environment and preopened folders."""
-    details = lab.inspect(container)
-    try:
-        config = json.loads((Path(details.bundle) / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    process = config.get("process") or {}
-    preopens = ["/ (the container's root)"] + [f"{m.get('destination')} ({m.get('type', 'bind')})"
-                                                for m in config.get("mounts") or []
-                                                if m.get("type") in ("bind", None, "tmpfs")
-                                                and not str(m.get("destination", "")).startswith(("/proc", "/sys",
-                                                                                                   "/dev"))]
-    return {"args": process.get("args") or [], "env": process.get("env") or [], "cwd": process.get("cwd", "/"),
-            "preopens": preopens,
-            "note": "a WASI guest has no syscalls: it sees only these, whatever namespaces its process is in"}
+WASI_NOTE = "a WASI guest has no syscalls: it sees only these, whatever namespaces its process is in"
 
 
 class NamespacesView(ResourceView):
@@ -131,7 +112,6 @@ class NamespacesView(ResourceView):
         info = self.details.get(key)
         if info is None:
             return
-        lab = self.lab
         entry = next((e for e in info["namespaces"] if e["type"] == kind), None)
         doc: dict[str, Any] = {"container": key, "role": info["role"], "pid": info["pid"], "handler": info["handler"],
                                "cgroup": info["cgroup"]}
@@ -143,11 +123,8 @@ class NamespacesView(ResourceView):
                 e["type"] == kind and e["inode"] == entry["inode"] for e in r["namespaces"])]
         else:
             doc["namespaces"] = {e["type"]: f"{e['inode']} ({e['shared']})" for e in info["namespaces"]}
-        wasm = info["handler"] in ("wasmtime", "wasmer")
+        if info.get("wasi"):
+            # The service's WASI view (Lab.inspect_ns), made from the plan the container's init follows.
+            doc["WASI view"] = {**info["wasi"], "note": WASI_NOTE}
 
-        def document() -> dict[str, Any]:
-            if wasm:
-                doc["WASI view"] = wasi_view(lab, key)
-            return doc
-
-        self.app.describe(f"{kind} of {key}" if entry else key, document)  # type: ignore[attr-defined]
+        self.app.describe(f"{kind} of {key}" if entry else key, lambda: doc)  # type: ignore[attr-defined]

@@ -73,6 +73,7 @@ class ResourceView(Vertical):
         self.loaded = False
         self.typing_filter = False
         self._shown_columns: list[int] = []
+        self._status = "loading..."
 
     @property
     def lab(self) -> Lab:
@@ -82,7 +83,7 @@ class ResourceView(Vertical):
     def compose(self) -> ComposeResult:
         yield DataTable(cursor_type="row", zebra_stripes=True, classes="resource-table")
         yield Input(placeholder="filter: type to narrow the rows, enter to keep, esc to clear", classes="filter")
-        yield Static("loading...", classes="status-line")
+        yield Static(self._status, classes="status-line")
 
     def on_mount(self) -> None:
         self._set_columns(self.app.size.width)
@@ -154,7 +155,10 @@ class ResourceView(Vertical):
         return out
 
     def show_rows(self, rows: Iterable[Row]) -> None:
-        self._rows = list(rows)
+        rows = [(key, tuple(cells)) for key, cells in rows]
+        if self.loaded and rows == self._rows:
+            return  # the same rows: no rebuild of the table, no layout of the screen
+        self._rows = rows
         self.loaded = True
         self._render_rows()
 
@@ -176,12 +180,18 @@ class ResourceView(Vertical):
             status = f"{status}: {self.EMPTY}"
         if needle:
             status = f"{shown} of {status} match /{self.filter_text}"
-        self.query_one(".status-line", Static).update(status)
+        self.say(status)
+
+    def say(self, status: str) -> None:
+        """The status line, updated only when it changes (an update lays out the whole screen again)."""
+        if status != self._status:
+            self._status = status
+            self.query_one(".status-line", Static).update(status)
 
     def on_load_failed(self, message: LoadFailed) -> None:
         message.stop()
         text = message.message + (f"  (hint: {message.hint})" if message.hint else "")
-        self.query_one(".status-line", Static).update(f"[b red]Error:[/] {text}")
+        self.say(f"[b red]Error:[/] {text}")
 
     # -- the filter bar ----------------------------------------------------------------------------------------
     def action_filter(self) -> None:
