@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
@@ -299,7 +300,11 @@ class WasmlabApp(App[int]):
             from wasmlab.lab.tui.screens.samples import SamplesScreen
 
             self.push_screen(SamplesScreen())
-        self.image_names = [name for row in self.images_view.rows() for name in row[:1]]
+        try:
+            rows = self.images_view.rows()
+        except NoMatches:  # the app is closing: its screens are being taken down
+            return
+        self.image_names = [name for row in rows for name in row[:1]]
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
