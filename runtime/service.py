@@ -403,6 +403,9 @@ class Lab:
         found, matched = self._images.store.match(image)
         if matched is None or len(found.names) <= 1:
             users = self._image_users(image)
+            if in_pods := sorted({u.pod for u in users if u.pod}):
+                raise InvalidState(f"image {image} is in use by pod{'s' if len(in_pods) > 1 else ''} "
+                                   f"{', '.join(in_pods)}", f"`wasmlab pod rm {in_pods[0]}` first")
             if users and not force:
                 names = ", ".join(u.name for u in users)
                 raise InvalidState(f"image {image} is in use by container{'s' if len(users) > 1 else ''} {names}",
@@ -1640,8 +1643,13 @@ class Lab:
         return str(digest)
 
     def rm(self, name: str, *, force: bool = False) -> str:
+        """`podman rm`. A pod's containers go with their pod (`pod rm`, `kube down`): removing one alone would
+        leave the pod naming a container it no longer has, and its infra container holds the others' namespaces."""
         cid = self.resolve(name)
         info = self._info(self._meta(cid))
+        if info.pod:
+            raise InvalidState(f"container {info.name} belongs to pod {info.pod}: it goes with its pod",
+                               f"`wasmlab pod rm {info.pod}` (or `wasmlab kube down FILE`)")
         if info.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) and not force:
             raise InvalidState(f"container {info.name} is running", f"`wasmlab stop {info.name}` or use `rm -f`")
         self._discard(cid)

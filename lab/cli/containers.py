@@ -133,7 +133,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
         raise UsageError("rm needs a container name or id, or --all", "list them with `wasmlab ps -a`")
     failed: WasmlabError | None = None
     with open_lab(args) as lab:
-        names = [r.id for r in lab.ps(all=True)] if args.all else args.containers
+        # --all: every container that is not a pod's (those go with their pod: `pod rm`, `kube down`)
+        names = [r.id for r in lab.ps(all=True) if not r.pod] if args.all else args.containers
         for name in names:
             try:
                 lab.rm(name, force=args.force)

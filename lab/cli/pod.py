@@ -63,11 +63,13 @@ def cmd_pod_ps(args: argparse.Namespace) -> int:
 
 
 def _container_state(c: Any) -> str:
-    """app(running), app(stopped 0), app(CrashLoopBackOff 1, restarts 3, next in 8s)."""
+    """app(running), app(exited 0), app(CrashLoopBackOff, exited 1, restarts 3, next in 8s)."""
     import time
 
-    said = [f"{c.state if c.state and c.state != 'Running' else c.status}"
-            f"{'' if c.exit_code is None or c.status == 'running' else f' {c.exit_code}'}"]
+    state = c.state if c.state and c.state != "Running" else c.status
+    said = [("exited" if state == "stopped" else state)
+            + ("" if c.exit_code is None or c.status == "running" else
+               f" {c.exit_code}" if state == "stopped" else f", exited {c.exit_code}")]
     if c.restarts:
         said.append(f"restarts {c.restarts}")
     if c.next_restart:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any
 
 from wasmlab.lab import present
@@ -197,6 +198,11 @@ def _yaml(value: Any, indent: int) -> None:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # Without a terminal the app would wait on input that never comes (and spin).
+        raise UsageError("the terminal UI needs a terminal, and stdin or stdout is not one",
+                         "run `wasmlab` in a terminal; `wasmlab --help` lists the commands, `wasmlab serve` "
+                         "opens the UI in a browser")
     try:
         from wasmlab.lab.tui.app import main as tui_main
     except ImportError as exc:

@@ -509,3 +509,12 @@ def test_inspect_finds_containers_images_and_pods_and_names_all_three_when_there
     finally:
         wl(home, "kube", "down", str(pod))
         wl(home, "rm", "done")
+
+
+def test_the_tui_without_a_terminal_says_so_and_exits(tmp_path: Path) -> None:
+    """`make lab` piped into `tail` ran the TUI with no terminal: it spun at 100% CPU for ever."""
+    r = wl(tmp_path / "home", timeout=30)  # stdin /dev/null, stdout a pipe
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "Error: the terminal UI needs a terminal, and stdin or stdout is not one (hint: run `wasmlab` in a terminal"), \
+        r.stderr

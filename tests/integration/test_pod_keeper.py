@@ -213,7 +213,7 @@ def test_pod_ps_shows_restarts_and_crashloopbackoff(lab: Lab, tmp_path: Path, ho
     assert out[0].split() == ["POD", "ID", "NAME", "STATUS", "CREATED", "RESTARTS", "CONTAINERS"]
     [row] = [line for line in out[1:] if "default/looping" in line]
     assert row.split()[2:3] == ["CrashLoopBackOff"] and row.split()[6] == "1"  # restarted once at once, then waits
-    assert "app(CrashLoopBackOff 2, restarts 1, next in " in row
+    assert "app(CrashLoopBackOff, exited 2, restarts 1, next in " in row
 
 
 @pytest.mark.parametrize(("policy", "script", "final", "pod_status"), [

@@ -681,3 +681,27 @@ def test_namespaces_that_cannot_be_pinned_leave_no_container(lab: Lab, tmp_path:
         lab.kube_play(write(tmp_path, MIXED))
     assert lab.pods() == [] and lab.ps(all=True) == []
     leaks.assert_clean()
+
+
+def test_a_pods_containers_go_with_their_pod_not_alone(lab: Lab, home: Path, tmp_path: Path,
+                                                       leaks: LeakCheck) -> None:
+    """`rm` of a pod's container (its infra container above all: it holds the others' namespaces) is refused
+    with the way out; `rm -a` leaves pods' containers to their pods; `rmi -f` refuses an image a pod uses."""
+    from wasmlab.runtime.errors import InvalidState
+
+    path = write(tmp_path, MIXED)
+    lab.kube_play(path)
+    for name in ("default_mixed_POD", "default_mixed_sidecar"):
+        with pytest.raises(InvalidState, match="belongs to pod default/mixed") as err:
+            lab.rm(name, force=True)
+        assert err.value.hint.startswith("`wasmlab pod rm default/mixed`")
+    loner = lab.run("wasmlab/busybox:latest", ["true"], name="loner")
+    r = cli(home, "rm", "-a")
+    assert r.returncode == 0 and r.stdout.split() == [loner.id], (r.stdout, r.stderr)
+    with pytest.raises(InvalidState, match="in use by pod default/mixed"):
+        lab.rmi("wasmlab/busybox:latest", force=True)
+    assert [p.status for p in lab.pods()] == ["Running"]
+    assert sorted(c.name for c in lab.ps(all=True)) == ["default_mixed_POD", "default_mixed_app",
+                                                          "default_mixed_sidecar"]
+    lab.kube_down(path)
+    leaks.assert_clean()
