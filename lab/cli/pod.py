@@ -119,7 +119,8 @@ def cmd_inspect_ns(args: argparse.Namespace) -> int:
         print_json([r.as_dict() for r in rows])
         return 0
     kinds = ("net", "ipc", "uts", "pid", "mnt", "cgroup", "user")
-    print(f"{'POD':<28}{'CONTAINER':<18}{'PID':<8}" + "".join(f"{k.upper():<20}" for k in kinds) + "CGROUP")
+    # Namespace columns are headed NET NS ... CGROUP NS (the last column is the cgroup path); widths fit the data.
+    table = [["POD", "CONTAINER", "PID", *(f"{k.upper()} NS" for k in kinds), "CGROUP PATH"]]
     for r in rows:
         cells = []
         for k in kinds:
@@ -128,8 +129,10 @@ def cmd_inspect_ns(args: argparse.Namespace) -> int:
                 cells.append(f"{e.inode} {e.shared}")
             except KeyError:
                 cells.append("-")
-        print(f"{r.pod or '-':<28}{r.container:<18}{r.pid or '-':<8}" + "".join(f"{c:<20}" for c in cells)
-              + (r.cgroup or r.status))
+        table.append([r.pod or "-", r.container, str(r.pid or "-"), *cells, r.cgroup or r.status])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
     for r in rows:
         print(f"\n{r.pod + ' ' if r.pod else ''}{r.container} ({r.role}, {r.status})")
         if r.runtime_class:

@@ -600,8 +600,11 @@ def test_inspect_ns_matches_proc_for_every_container(lab: Lab, home: Path, tmp_p
     out = cli(home, "inspect-ns", "seen", "-n", "lookhere", "--json")
     assert [r["container"] for r in json.loads(out.stdout)] == ["POD", "linux", "wasm"]
     table = cli(home, "inspect-ns", "lookhere/seen").stdout.splitlines()
-    assert table[0].split()[:4] == ["POD", "CONTAINER", "PID", "NET"]
+    assert table[0].split()[:5] == ["POD", "CONTAINER", "PID", "NET", "NS"]
+    assert table[0].count("CGROUP") == 2 and "CGROUP NS" in table[0] and table[0].endswith("CGROUP PATH")
     assert f"{rows['linux'].entry('net').inode} sandbox" in table[2]
+    # Columns fit the data: the pod's name never runs into the container's.
+    assert table[2].startswith("lookhere/seen  linux ")
     lab.kube_down(path)
 
 
