@@ -8,7 +8,7 @@ from typing import Any
 
 from wasmlab.lab import present
 from wasmlab.lab.cli.common import open_lab, print_json
-from wasmlab.runtime.errors import WasmlabError
+from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
 def kube_play(args: argparse.Namespace) -> int:
@@ -100,9 +100,16 @@ def cmd_pod_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_pod_logs(args: argparse.Namespace) -> int:
+    if args.follow:
+        raise UsageError("pod logs -f is not there yet: follow one container of the pod",
+                         f"wasmlab logs -f {args.pod}/CONTAINER (`wasmlab pod inspect {args.pod}` names them)")
+    if args.tail is not None and args.tail < 0:
+        raise UsageError(f"--tail {args.tail}: give a number of lines, 0 or more", "e.g. --tail 20")
     out = sys.stdout.buffer
     with open_lab(args) as lab:
         lines = lab.pod_logs(args.pod, container=args.container, namespace=args.namespace)
+    if args.tail is not None:
+        lines = lines[len(lines) - args.tail:] if args.tail else []
     several = args.container is None
     for name, entry in lines:
         if several:
@@ -186,7 +193,7 @@ def register(sub: Any) -> None:
     verbs = pod.add_subparsers(dest="pod_verb", metavar="VERB")
     pod.set_defaults(func=lambda args: pod.print_help() or 2)
 
-    ps = verbs.add_parser("ps", help="list the pods, their state and containers")
+    ps = verbs.add_parser("ps", aliases=["ls", "list"], help="list the pods, their state and containers")
     ps.add_argument("-q", "--quiet", action="store_true", help="print the pod ids only")
     ps.add_argument("--json", action="store_true", help="print the pods as JSON")
     ps.set_defaults(func=cmd_pod_ps)
@@ -206,6 +213,9 @@ def register(sub: Any) -> None:
     lg.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
     lg.add_argument("-c", "--container", help="only this container's output")
     lg.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
+    lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines (of all its containers, by time)")
+    lg.add_argument("-f", "--follow", action="store_true",
+                    help="not there yet for a whole pod: `wasmlab logs -f POD/CONTAINER` follows one container")
     lg.set_defaults(func=cmd_pod_logs)
 
     ns = sub.add_parser("inspect-ns", help="each pod container's namespaces: shared with the sandbox, the host, "
