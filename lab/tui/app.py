@@ -324,8 +324,11 @@ class WasmlabApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.lab_error is not None and action not in ("quit", "help", "back"):
             return False  # no tabs: the error stays on screen
-        # A dialog has the keys: typing a tag with a `q` in it must not quit.
-        return not isinstance(self.screen, ModalScreen)
+        # A dialog has the keys: typing a tag with a `q` in it must not quit. Only this app's own letters step
+        # aside; Textual's (tab and shift+tab through the fields) must keep working in a dialog.
+        if action.split("(", 1)[0] in OWN_ACTIONS:
+            return not isinstance(self.screen, ModalScreen)
+        return True
 
     def action_show_tab(self, tab: str) -> None:
         while len(self.screen_stack) > 1:
@@ -468,6 +471,10 @@ class WasmlabApp(App[int]):
 
             self.act("play", request.file, play)
             self.action_show_tab("pods")
+
+
+# The actions of the app's own keys: a dialog on top takes these keys for itself.
+OWN_ACTIONS = frozenset(b.action.split("(", 1)[0] for b in WasmlabApp.BINDINGS if isinstance(b, Binding))
 
 
 def main() -> int:

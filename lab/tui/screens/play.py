@@ -36,7 +36,7 @@ class PlayScreen(ModalScreen[PlayRequest | None]):
         self.presets = catalog.presets()
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog"):
+        with VerticalScroll(classes="dialog", can_focus=False):
             yield Static("[b]Play a pod[/b] (kube play)", classes="dialog-title")
             yield Label("Presets (enter plays one)")
             yield OptionList(*(Option(f"[b]{p.name}[/b]  {p.about}", id=p.name) for p in self.presets),
