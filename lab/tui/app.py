@@ -10,13 +10,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.suggester import SuggestFromList
-from textual.widget import Widget
 from textual.widgets import Header, Input, Static, TabbedContent, TabPane
 from wasmlab.lab.tui.messages import (
     ActionDone,
@@ -35,6 +33,7 @@ from wasmlab.lab.tui.screens.images import ImagesView
 from wasmlab.lab.tui.screens.metrics import MetricsView
 from wasmlab.lab.tui.screens.namespaces import NamespacesView
 from wasmlab.lab.tui.screens.pods import PodContainersView, PodsView
+from wasmlab.lab.tui.widgets.command import CommandBar
 from wasmlab.lab.tui.widgets.footer import KeysFooter
 from wasmlab.lab.tui.widgets.table import ResourceView
 from wasmlab.runtime import ContainerCreated, ContainerExited, ContainerStarted, ImageBuilt, ImageRemoved, RunRecorded
@@ -128,8 +127,8 @@ class WasmlabApp(App[int]):
             for n, (tab, label, _) in enumerate(TABS, 1):
                 with TabPane(f"{n} {label}", id=tab):
                     yield self.views[tab]
-        yield Input(placeholder=":pods :images :ns :metrics :run IMAGE :build :play  (tab completes, esc leaves)",
-                    id="command", suggester=SuggestFromList(COMMANDS, case_sensitive=False))
+        yield CommandBar(COMMANDS, id="command",
+                         placeholder=":pods :images :ns :metrics :run IMAGE :build :play  (tab completes, esc leaves)")
         yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
@@ -365,32 +364,33 @@ class WasmlabApp(App[int]):
 
     # -- command mode ------------------------------------------------------------------------------------------
     def action_command(self) -> None:
-        field = self.query_one("#command", Input)
-        names = [f"run {n}" for n in self.image_names]
-        field.suggester = SuggestFromList(COMMANDS + names, case_sensitive=False)
-        field.value = ""
-        field.add_class("-open")
-        field.focus()
+        self.query_one("#command", CommandBar).open([f"run {n}" for n in self.image_names])
 
     @on(Input.Submitted, "#command")
     def _command(self, event: Input.Submitted) -> None:
         event.stop()
-        self.close_command()
+        self.query_one("#command", CommandBar).close()
+        # The command first: a screen switch focuses its own table, and the focus then goes to that one only (a
+        # second focus on the old tab's table made TabbedContent switch back, and the two tables took turns).
         self.run_command(event.value)
+        self.close_command()
 
+    @on(CommandBar.Closed)
     def close_command(self) -> None:
-        field = self.query_one("#command", Input)
-        field.remove_class("-open")
-        field.value = ""
+        self.query_one("#command", CommandBar).close()
         view = self.views.get(self.active_tab)
         if view is not None:
             view.focus_table()
 
-    def on_key(self, event: Any) -> None:
-        focused: Widget | None = self.focused
-        if event.key == "escape" and focused is not None and focused.id == "command":
+    def on_key(self, event: events.Key) -> None:
+        """From `:` on, the keys are the bar's, also those that arrive before the focus does (typed fast after
+        the `:`, they would otherwise run the table's keys: `p` opened the play dialog)."""
+        if self.lab_error is not None or len(self.screen_stack) > 1:
+            return
+        bar = self.query_one("#command", CommandBar)
+        if bar.is_open and self.focused is not bar and bar.take_key(event.key, event.character):
             event.stop()
-            self.close_command()
+            event.prevent_default()
 
     def run_command(self, text: str) -> None:
         """`:pods`, `:images`, `:ns`, `:metrics`, `:run IMAGE`, `:build`, `:play`, `:samples`, `:help`, `:q`."""
