@@ -78,3 +78,23 @@ def ms(value: float | None) -> str:
 def maybe_size(n: int | None) -> str:
     """size(n), or "-" when the figure is unknown (no cgroup, no baseline)."""
     return "-" if n is None else size(n)
+
+
+def middle(text: str, width: int) -> str:
+    """TEXT in WIDTH cells, cut in the middle when longer (both ends of default_mixed-compat_sidecar tell)."""
+    if len(text) <= width or width < 5:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
+
+
+def when(ts: float | str) -> str:
+    """A moment as a local date and its age: "2026-12-01 14:03:07 (3 minutes ago)"."""
+    if isinstance(ts, str):
+        from datetime import datetime
+
+        try:
+            ts = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return ts or "-"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({ago(ts)})"

@@ -473,8 +473,9 @@ class WasmlabApp(App[int]):
             self.action_show_tab("pods")
 
 
-# The actions of the app's own keys: a dialog on top takes these keys for itself.
-OWN_ACTIONS = frozenset(b.action.split("(", 1)[0] for b in WasmlabApp.BINDINGS if isinstance(b, Binding))
+# The actions of the app's own keys (and the palette's): a dialog on top takes these keys for itself.
+OWN_ACTIONS = frozenset(b.action.split("(", 1)[0] for b in WasmlabApp.BINDINGS if isinstance(b, Binding)) | {
+    "command_palette"}
 
 
 def main() -> int:
