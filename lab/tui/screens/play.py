@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -39,8 +40,9 @@ class PlayScreen(ModalScreen[PlayRequest | None]):
         with VerticalScroll(classes="dialog", can_focus=False):
             yield Static("[b]Play a pod[/b] (kube play)", classes="dialog-title")
             yield Label("Presets (enter plays one)")
-            yield OptionList(*(Option(f"[b]{p.name}[/b]  {p.about}", id=p.name) for p in self.presets),
+            yield OptionList(*(Option(f"[b]{p.name}[/b]  {escape(p.summary)}", id=p.name) for p in self.presets),
                              id="presets")
+            yield Static("", id="preset-about")  # the highlighted preset's whole comment, wrapped
             yield Label("or a YAML file")
             yield Input(id="file", placeholder="path/to/pod.yaml", compact=True)
             with Horizontal(classes="row"):
@@ -62,6 +64,7 @@ class PlayScreen(ModalScreen[PlayRequest | None]):
     @on(OptionList.OptionHighlighted, "#presets")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
         preset = self.preset(event.option.id or "")
+        self.query_one("#preset-about", Static).update(escape(preset.about))
         self.query_one("#file", Input).value = str(preset.path)
         self.query_one("#propagation", Select).value = preset.propagation
         self.query_one("#allowlist", Input).value = preset.pod_annotations
