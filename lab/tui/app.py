@@ -21,6 +21,7 @@ from wasmlab.lab.tui.messages import (
     ActionFailed,
     Described,
     ImagesCounted,
+    PlayEnded,
     RunStarted,
     RuntimeEvent,
     error_parts,
@@ -40,7 +41,7 @@ from wasmlab.runtime import ContainerCreated, ContainerExited, ContainerStarted,
 from wasmlab.runtime.errors import WasmlabError
 
 if TYPE_CHECKING:
-    from wasmlab.lab.tui.screens.play import PlayRequest
+    from wasmlab.lab.tui.screens.play import Playing, PlayRequest
     from wasmlab.lab.tui.screens.run import RunRequest
     from wasmlab.runtime import Lab, LabEvent
 
@@ -60,6 +61,7 @@ RELOAD_CONTAINERS = (ContainerCreated, ContainerStarted, ContainerExited)
 RELOAD_IMAGES = (ImageBuilt, ImageRemoved)
 STARTS_AT_ONCE = 2  # run workers in Lab.run at once; the others wait (blocked, not competing for the GIL)
 DEBOUNCE = 0.2  # at most five reloads a second per screen, however many containers start
+ROLLBACK_SIGNAL = 9  # a failed play's rollback removes its pods' containers with SIGKILL (exit code 137)
 TOLD_TOGETHER = 0.5  # runs that start within this many seconds of the first are told in one notification
 
 
@@ -114,6 +116,7 @@ class WasmlabApp(App[int]):
         self._stale: set[str] = set()
         self._reloaded_at: dict[str, float] = {}
         self._started: list[str] = []  # containers started since the last "started" notification
+        self._playing: list[Playing] = []  # plays in flight (their containers' failures wait for their end)
         self._starting = threading.BoundedSemaphore(STARTS_AT_ONCE)
         self.image_names: list[str] = []
 
@@ -174,7 +177,22 @@ class WasmlabApp(App[int]):
         elif isinstance(event, ContainerExited):
             self.set_timer(0.3, lambda: self.reload_soon("history", "metrics"))
         if isinstance(event, ContainerExited) and event.exit_code not in (0, None):
-            self.tell_failure(event.id, event.name, event.exit_code)
+            playing = next((p for p in self._playing if p.owns(event.name)), None)
+            if playing is not None:  # told when its play is over, unless the play's rollback caused it
+                playing.held.append((event.id, event.name, event.exit_code, event.signal))
+            else:
+                self.tell_failure(event.id, event.name, event.exit_code)
+
+    def on_play_ended(self, message: PlayEnded) -> None:
+        """A failed play rolled its pods back: the kills of their containers are its doing, and its own error is
+        the one shown; any other failure of theirs is told now."""
+        playing = message.playing
+        if playing in self._playing:
+            self._playing.remove(playing)
+        for cid, name, code, signal in playing.held:
+            if message.failed and (signal == ROLLBACK_SIGNAL or code == 128 + ROLLBACK_SIGNAL):
+                continue
+            self.tell_failure(cid, name, code)
 
     def reload_soon(self, *tabs: str) -> None:
         """Reload the screen on show once, DEBOUNCE from now, if it is one of TABS (a burst of events costs one
@@ -460,17 +478,28 @@ class WasmlabApp(App[int]):
 
     def _play_requested(self, request: PlayRequest | None) -> None:
         if request is not None:
+            from wasmlab.lab.tui.screens.play import Playing, pod_prefixes
+
             self.notify(f"playing {request.file} ...", title="play")
-            lab = self.lab
-
-            def play() -> str:
-                result = lab.kube_play(request.file, propagation=request.propagation,
-                                       pod_annotations=request.pod_annotations)
-                said = [f"pod {p.identity}: {p.status}" for p in result.pods] + result.warnings
-                return "\n".join(said)
-
-            self.act("play", request.file, play)
+            playing = Playing(request.file, pod_prefixes(request.file))
+            self._playing.append(playing)
+            self.play(request, playing)
             self.action_show_tab("pods")
+
+    @work(thread=True, group="verbs")
+    def play(self, request: PlayRequest, playing: Playing) -> None:
+        """kube play in a thread: its pods' states (or its error) as a notification, then PlayEnded (the exits
+        of its containers were posted before it, on the same queue)."""
+        try:
+            result = self.lab.kube_play(request.file, propagation=request.propagation,
+                                        pod_annotations=request.pod_annotations)
+        except Exception as exc:
+            self.post_message(ActionFailed("play", request.file, *error_parts(exc)))
+            self.post_message(PlayEnded(playing, failed=True))
+            return
+        said = [f"pod {p.identity}: {p.status}" for p in result.pods] + result.warnings
+        self.post_message(ActionDone("play", request.file, "\n".join(said)))
+        self.post_message(PlayEnded(playing, failed=False))
 
 
 # The actions of the app's own keys (and the palette's): a dialog on top takes these keys for itself.

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +25,36 @@ class PlayRequest:
     file: str
     propagation: str = "crio"
     pod_annotations: list[str] | None = None
+
+
+def pod_prefixes(file: str) -> tuple[str, ...]:
+    """The name prefix (`namespace_pod_`) of the lab containers each Pod of FILE makes; () if it cannot be read
+    (then kube play says why)."""
+    import yaml
+
+    try:
+        docs = list(yaml.safe_load_all(Path(file).read_text()))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return ()
+    out = []
+    for doc in docs:
+        meta = doc.get("metadata") if isinstance(doc, dict) and doc.get("kind") == "Pod" else None
+        if isinstance(meta, dict) and meta.get("name"):
+            out.append(f"{meta.get('namespace') or 'default'}_{meta['name']}_")
+    return tuple(out)
+
+
+@dataclass
+class Playing:
+    """A play in flight: the containers it makes, and the failures of theirs held back until it ends (a failed
+    play rolls its pods back, killing their containers: those kills are not failures of their own)."""
+
+    file: str
+    prefixes: tuple[str, ...]
+    held: list[tuple[str, str, int, int | None]] = field(default_factory=list)  # (id, name, exit code, signal)
+
+    def owns(self, name: str) -> bool:
+        return name.startswith(self.prefixes) if self.prefixes else False
 
 
 class PlayScreen(ModalScreen[PlayRequest | None]):
