@@ -108,7 +108,9 @@ def when(ts: float | str) -> str:
         from datetime import datetime
 
         try:
-            ts = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+            moment = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
         except ValueError:
             return ts or "-"
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({ago(ts)})"
+    else:
+        moment = ts
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))} ({ago(moment)})"

@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 from wasmlab.lab.tui.app import WasmlabApp
-from wasmlab.lab.tui.screens.play import PlayScreen, Playing, pod_prefixes
+from wasmlab.lab.tui.screens.play import Playing, PlayScreen, pod_prefixes
 
 from tests.conftest import need_root
 from tests.ui.test_tui import assert_no_zygote_left, wait_for
