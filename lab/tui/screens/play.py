@@ -11,7 +11,7 @@ from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
@@ -67,23 +67,29 @@ class PlayScreen(ModalScreen[PlayRequest | None]):
         self.presets = catalog.presets()
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog", can_focus=False):
+        # The buttons and the status stay in sight; the body (presets, the highlighted one's comment) scrolls.
+        with Vertical(classes="dialog fixed-buttons"):
             yield Static("[b]Play a pod[/b] (kube play)", classes="dialog-title")
-            yield Label("Presets (enter plays one)")
-            yield OptionList(*(Option(f"[b]{p.name}[/b]  {escape(p.summary)}", id=p.name) for p in self.presets),
-                             id="presets")
-            yield Static("", id="preset-about")  # the highlighted preset's whole comment, wrapped
-            yield Label("or a YAML file")
-            yield Input(id="file", placeholder="path/to/pod.yaml", compact=True)
-            with Horizontal(classes="row"):
-                yield Select([("CRI-O (every pod annotation)", "crio"), ("containerd (allowlist)", "containerd")],
-                             value="crio", allow_blank=False, id="propagation", compact=True)
-                yield Input(id="allowlist", placeholder="containerd allowlist (default module.wasm.image/*)",
-                            compact=True)
+            with VerticalScroll(classes="dialog-body", can_focus=False):
+                yield from self._body()
             yield Static("", classes="dialog-status")
             with Horizontal(classes="buttons"):
                 yield Button("Play", variant="primary", id="play", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def _body(self) -> ComposeResult:
+        """The part that scrolls: the presets, the highlighted one's whole comment, a YAML path, how to pass."""
+        yield Label("Presets (enter plays one)")
+        yield OptionList(*(Option(f"[b]{p.name}[/b]  {escape(p.summary)}", id=p.name) for p in self.presets),
+                         id="presets")
+        yield Static("", id="preset-about")  # the highlighted preset's whole comment, wrapped
+        yield Label("or a YAML file")
+        yield Input(id="file", placeholder="path/to/pod.yaml", compact=True)
+        with Horizontal(classes="row"):
+            yield Select([("CRI-O (every pod annotation)", "crio"), ("containerd (allowlist)", "containerd")],
+                         value="crio", allow_blank=False, id="propagation", compact=True)
+            yield Input(id="allowlist", placeholder="containerd allowlist (default module.wasm.image/*)",
+                        compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#presets", OptionList).focus()
