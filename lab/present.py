@@ -78,3 +78,39 @@ def ms(value: float | None) -> str:
 def maybe_size(n: int | None) -> str:
     """size(n), or "-" when the figure is unknown (no cgroup, no baseline)."""
     return "-" if n is None else size(n)
+
+
+def middle(text: str, width: int) -> str:
+    """TEXT in WIDTH cells, cut in the middle when longer (both ends of default_mixed-compat_sidecar tell)."""
+    if len(text) <= width or width < 5:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
+
+
+# The keys of a document whose values are moments (epoch seconds or RFC 3339): dated() shows them as when() does.
+MOMENT_KEYS = frozenset({"created", "started", "started_at", "finished", "finished_at", "exited_at", "next_restart"})
+
+
+def dated(document: object) -> object:
+    """DOCUMENT (dicts and lists, as JSON) with every moment under MOMENT_KEYS as a date and an age, for reading."""
+    if isinstance(document, dict):
+        return {k: when(v) if k in MOMENT_KEYS and isinstance(v, (int, float, str)) and v and not isinstance(v, bool)
+                else dated(v) for k, v in document.items()}
+    if isinstance(document, list):
+        return [dated(v) for v in document]
+    return document
+
+
+def when(ts: float | str) -> str:
+    """A moment as a local date and its age: "2026-12-01 14:03:07 (3 minutes ago)"."""
+    if isinstance(ts, str):
+        from datetime import datetime
+
+        try:
+            moment = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return ts or "-"
+    else:
+        moment = ts
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))} ({ago(moment)})"

@@ -102,6 +102,23 @@ def live_memory(ticks: Sequence[MetricsTick]) -> list[Series]:
     return _live(ticks, lambda s: s.memory_bytes / MIB, "MiB")
 
 
+# The least top a live axis shows (it starts at 0): an idle container's CPU or its few hundred KiB of memory are
+# drawn near the floor, not stretched over the whole height (noise looked like a trend).
+LEAST_TOP = {"%": 10.0, "MiB": 1.0}
+
+
+def axis_top(series: Sequence[Series], least: float) -> float:
+    """The top of an axis from 0 that holds every y of SERIES: a round figure (1, 2 or 5 times a power of ten),
+    never below LEAST."""
+    import math
+
+    high = max((y for s in series for y in s.ys), default=0.0)
+    if high <= least:
+        return least
+    power = 10.0 ** math.floor(math.log10(high))
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= high)
+
+
 def too_few(series: Sequence[Series], minimum: int = 3) -> str | None:
     """A sentence to show instead of an axis when no series has MINIMUM points yet; None when there is enough."""
     most = max((len(s.xs) for s in series), default=0)

@@ -10,19 +10,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.suggester import SuggestFromList
-from textual.widget import Widget
 from textual.widgets import Header, Input, Static, TabbedContent, TabPane
 from wasmlab.lab.tui.messages import (
     ActionDone,
     ActionFailed,
     Described,
     ImagesCounted,
+    PlayEnded,
     RunStarted,
     RuntimeEvent,
     error_parts,
@@ -35,13 +34,14 @@ from wasmlab.lab.tui.screens.images import ImagesView
 from wasmlab.lab.tui.screens.metrics import MetricsView
 from wasmlab.lab.tui.screens.namespaces import NamespacesView
 from wasmlab.lab.tui.screens.pods import PodContainersView, PodsView
+from wasmlab.lab.tui.widgets.command import CommandBar
 from wasmlab.lab.tui.widgets.footer import KeysFooter
 from wasmlab.lab.tui.widgets.table import ResourceView
 from wasmlab.runtime import ContainerCreated, ContainerExited, ContainerStarted, ImageBuilt, ImageRemoved, RunRecorded
 from wasmlab.runtime.errors import WasmlabError
 
 if TYPE_CHECKING:
-    from wasmlab.lab.tui.screens.play import PlayRequest
+    from wasmlab.lab.tui.screens.play import Playing, PlayRequest
     from wasmlab.lab.tui.screens.run import RunRequest
     from wasmlab.runtime import Lab, LabEvent
 
@@ -61,6 +61,7 @@ RELOAD_CONTAINERS = (ContainerCreated, ContainerStarted, ContainerExited)
 RELOAD_IMAGES = (ImageBuilt, ImageRemoved)
 STARTS_AT_ONCE = 2  # run workers in Lab.run at once; the others wait (blocked, not competing for the GIL)
 DEBOUNCE = 0.2  # at most five reloads a second per screen, however many containers start
+ROLLBACK_SIGNAL = 9  # a failed play's rollback removes its pods' containers with SIGKILL (exit code 137)
 TOLD_TOGETHER = 0.5  # runs that start within this many seconds of the first are told in one notification
 
 
@@ -115,6 +116,7 @@ class WasmlabApp(App[int]):
         self._stale: set[str] = set()
         self._reloaded_at: dict[str, float] = {}
         self._started: list[str] = []  # containers started since the last "started" notification
+        self._playing: list[Playing] = []  # plays in flight (their containers' failures wait for their end)
         self._starting = threading.BoundedSemaphore(STARTS_AT_ONCE)
         self.image_names: list[str] = []
 
@@ -128,8 +130,8 @@ class WasmlabApp(App[int]):
             for n, (tab, label, _) in enumerate(TABS, 1):
                 with TabPane(f"{n} {label}", id=tab):
                     yield self.views[tab]
-        yield Input(placeholder=":pods :images :ns :metrics :run IMAGE :build :play  (tab completes, esc leaves)",
-                    id="command", suggester=SuggestFromList(COMMANDS, case_sensitive=False))
+        yield CommandBar(COMMANDS, id="command",
+                         placeholder=":pods :images :ns :metrics :run IMAGE :build :play  (tab completes, esc leaves)")
         yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
@@ -175,7 +177,22 @@ class WasmlabApp(App[int]):
         elif isinstance(event, ContainerExited):
             self.set_timer(0.3, lambda: self.reload_soon("history", "metrics"))
         if isinstance(event, ContainerExited) and event.exit_code not in (0, None):
-            self.tell_failure(event.id, event.name, event.exit_code)
+            playing = next((p for p in self._playing if p.owns(event.name)), None)
+            if playing is not None:  # told when its play is over, unless the play's rollback caused it
+                playing.held.append((event.id, event.name, event.exit_code, event.signal))
+            else:
+                self.tell_failure(event.id, event.name, event.exit_code)
+
+    def on_play_ended(self, message: PlayEnded) -> None:
+        """A failed play rolled its pods back: the kills of their containers are its doing, and its own error is
+        the one shown; any other failure of theirs is told now."""
+        playing = message.playing
+        if playing in self._playing:
+            self._playing.remove(playing)
+        for cid, name, code, signal in playing.held:
+            if message.failed and (signal == ROLLBACK_SIGNAL or code == 128 + ROLLBACK_SIGNAL):
+                continue
+            self.tell_failure(cid, name, code)
 
     def reload_soon(self, *tabs: str) -> None:
         """Reload the screen on show once, DEBOUNCE from now, if it is one of TABS (a burst of events costs one
@@ -324,8 +341,11 @@ class WasmlabApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.lab_error is not None and action not in ("quit", "help", "back"):
             return False  # no tabs: the error stays on screen
-        # A dialog has the keys: typing a tag with a `q` in it must not quit.
-        return not isinstance(self.screen, ModalScreen)
+        # A dialog has the keys: typing a tag with a `q` in it must not quit. Only this app's own letters step
+        # aside; Textual's (tab and shift+tab through the fields) must keep working in a dialog.
+        if action.split("(", 1)[0] in OWN_ACTIONS:
+            return not isinstance(self.screen, ModalScreen)
+        return True
 
     def action_show_tab(self, tab: str) -> None:
         while len(self.screen_stack) > 1:
@@ -362,32 +382,33 @@ class WasmlabApp(App[int]):
 
     # -- command mode ------------------------------------------------------------------------------------------
     def action_command(self) -> None:
-        field = self.query_one("#command", Input)
-        names = [f"run {n}" for n in self.image_names]
-        field.suggester = SuggestFromList(COMMANDS + names, case_sensitive=False)
-        field.value = ""
-        field.add_class("-open")
-        field.focus()
+        self.query_one("#command", CommandBar).open([f"run {n}" for n in self.image_names])
 
     @on(Input.Submitted, "#command")
     def _command(self, event: Input.Submitted) -> None:
         event.stop()
-        self.close_command()
+        self.query_one("#command", CommandBar).close()
+        # The command first: a screen switch focuses its own table, and the focus then goes to that one only (a
+        # second focus on the old tab's table made TabbedContent switch back, and the two tables took turns).
         self.run_command(event.value)
+        self.close_command()
 
+    @on(CommandBar.Closed)
     def close_command(self) -> None:
-        field = self.query_one("#command", Input)
-        field.remove_class("-open")
-        field.value = ""
+        self.query_one("#command", CommandBar).close()
         view = self.views.get(self.active_tab)
         if view is not None:
             view.focus_table()
 
-    def on_key(self, event: Any) -> None:
-        focused: Widget | None = self.focused
-        if event.key == "escape" and focused is not None and focused.id == "command":
+    def on_key(self, event: events.Key) -> None:
+        """From `:` on, the keys are the bar's, also those that arrive before the focus does (typed fast after
+        the `:`, they would otherwise run the table's keys: `p` opened the play dialog)."""
+        if self.lab_error is not None or len(self.screen_stack) > 1:
+            return
+        bar = self.query_one("#command", CommandBar)
+        if bar.is_open and self.focused is not bar and bar.take_key(event.key, event.character):
             event.stop()
-            self.close_command()
+            event.prevent_default()
 
     def run_command(self, text: str) -> None:
         """`:pods`, `:images`, `:ns`, `:metrics`, `:run IMAGE`, `:build`, `:play`, `:samples`, `:help`, `:q`."""
@@ -457,17 +478,33 @@ class WasmlabApp(App[int]):
 
     def _play_requested(self, request: PlayRequest | None) -> None:
         if request is not None:
+            from wasmlab.lab.tui.screens.play import Playing, pod_prefixes
+
             self.notify(f"playing {request.file} ...", title="play")
-            lab = self.lab
-
-            def play() -> str:
-                result = lab.kube_play(request.file, propagation=request.propagation,
-                                       pod_annotations=request.pod_annotations)
-                said = [f"pod {p.identity}: {p.status}" for p in result.pods] + result.warnings
-                return "\n".join(said)
-
-            self.act("play", request.file, play)
+            playing = Playing(request.file, pod_prefixes(request.file))
+            self._playing.append(playing)
+            self.play(request, playing)
             self.action_show_tab("pods")
+
+    @work(thread=True, group="verbs")
+    def play(self, request: PlayRequest, playing: Playing) -> None:
+        """kube play in a thread: its pods' states (or its error) as a notification, then PlayEnded (the exits
+        of its containers were posted before it, on the same queue)."""
+        try:
+            result = self.lab.kube_play(request.file, propagation=request.propagation,
+                                        pod_annotations=request.pod_annotations)
+        except Exception as exc:
+            self.post_message(ActionFailed("play", request.file, *error_parts(exc)))
+            self.post_message(PlayEnded(playing, failed=True))
+            return
+        said = [f"pod {p.identity}: {p.status}" for p in result.pods] + result.warnings
+        self.post_message(ActionDone("play", request.file, "\n".join(said)))
+        self.post_message(PlayEnded(playing, failed=False))
+
+
+# The actions of the app's own keys (and the palette's): a dialog on top takes these keys for itself.
+OWN_ACTIONS = frozenset(b.action.split("(", 1)[0] for b in WasmlabApp.BINDINGS if isinstance(b, Binding)) | {
+    "command_palette"}
 
 
 def main() -> int:

@@ -24,13 +24,20 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Preset:
-    """One pod YAML of assets/pods/: its file and the first comment line, which says what it shows."""
+    """One pod YAML of assets/pods/: its file and its opening comment, which says what it shows."""
 
     name: str
     path: Path
-    about: str
+    about: str  # the whole opening comment: its sentences joined, its indented command lines on their own
     propagation: str = "crio"
     pod_annotations: str = ""  # containerd's allowlist, as the file's own `wasmlab kube play` line gives it
+
+    @property
+    def summary(self) -> str:
+        """The first sentence of `about`, whole."""
+        first = self.about.split("\n", 1)[0]
+        head, dot, _ = first.partition(". ")
+        return head + dot.strip() if dot else first
 
 
 def recipe_for(containerfile: Path) -> Recipe:
@@ -55,16 +62,21 @@ def recipes(assets: Path | None = None) -> list[Recipe]:
 
 
 def presets(assets: Path | None = None) -> list[Preset]:
-    """Every pod YAML under assets/pods (ASSETS unless given)."""
+    """Every pod YAML under assets/pods (ASSETS unless given), by name (mixed-compat before mixed-compat-smart)."""
     assets = assets or ASSETS
     out = []
-    for path in sorted((assets / "pods").glob("*.yaml")):
-        about, propagation, allow = "", "crio", ""
+    for path in sorted((assets / "pods").glob("*.yaml"), key=lambda p: p.stem):
+        lines: list[str] = [""]
+        propagation, allow = "crio", ""
         for line in path.read_text().splitlines():
             if not line.startswith("#"):
                 break
-            text = line.lstrip("# ").strip()
-            about = about or text
+            raw = line[1:].removeprefix(" ")
+            text = raw.strip()
+            if not text or raw[:1].isspace():  # a blank comment line, or an indented command: a line of its own
+                lines += [text, ""] if text else ([""] if lines[-1] else [])
+            else:
+                lines[-1] = f"{lines[-1]} {text}".strip()
             if text.startswith("wasmlab kube play"):
                 words = shlex.split(text)
                 for flag, value in itertools.pairwise(words):
@@ -72,5 +84,6 @@ def presets(assets: Path | None = None) -> list[Preset]:
                         propagation = value
                     elif flag == "--pod-annotations":
                         allow = value
+        about = "\n".join(line for line in lines if line)
         out.append(Preset(path.stem, path, about, propagation, allow))
     return out

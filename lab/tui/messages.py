@@ -80,6 +80,14 @@ class RunStarted(Message):
 
 
 @dataclass
+class PlayEnded(Message):
+    """A kube play from the TUI is over (its ActionDone or ActionFailed was posted just before)."""
+
+    playing: Any  # the screens.play.Playing it was
+    failed: bool
+
+
+@dataclass
 class ActionFailed(Message):
     """A verb failed with a typed error: its one-line message and the hint to fix it."""
 

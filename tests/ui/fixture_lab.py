@@ -37,6 +37,9 @@ CONTAINERS = [
                   ContainerStatus.STOPPED, FROZEN - 60, "wasmtime", 134, 0),
     ContainerInfo("d4e5f6a1b2c3", "web", "localhost/wasmlab/busybox:latest", ["/bin/httpd", "-f"],
                   ContainerStatus.RUNNING, FROZEN - 30, "native", None, 4242),
+    ContainerInfo("f6a1b2c3d4e5", "default_mixed-compat-smart_app", "localhost/wasmlab/hello:compat",
+                  ["/hello.wasm"], ContainerStatus.RUNNING, FROZEN - 45, "wasmtime", None, 5001,
+                  pod="default/mixed-compat-smart"),
 ]
 
 POD = PodInfo("mixed-compat-smart", "default", "0f1e2d3c4b5a", "Running", FROZEN - 45,

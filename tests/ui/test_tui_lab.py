@@ -102,6 +102,77 @@ def test_build_the_seed_image_with_two_names(empty_home: Path) -> None:
     drive(app, scenario)
 
 
+# Each dialog's Tab order: every field, then its buttons (issue 14: Tab never left the first field of a dialog).
+TAB_ORDERS = {
+    "b": ["recipe", "containerfile", "context", "tag", "variant", "platform", "build", "cancel"],
+    "r": ["image", "engine", "args", "annotations", "env", "memory", "name", "detach", "run", "cancel"],
+    "p": ["presets", "file", "propagation", "allowlist", "play", "cancel"],
+}
+
+
+def test_dialogs_are_driven_by_the_keyboard(empty_home: Path) -> None:
+    """Tab and shift+Tab go through every field and button of the build, run and play dialogs, text typed lands
+    in the focused field, Enter in a text field submits and Esc cancels; at 160x48 as the new user had it."""
+    app = WasmlabApp(refresh_interval=3600, offer_samples=False)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        for key, order in TAB_ORDERS.items():
+            await pilot.press(key)
+            await pilot.pause()
+            dialog = app.screen
+            assert isinstance(dialog, (BuildScreen, RunScreen, PlayScreen))
+            assert app.focused is not None and app.focused.id == order[0]
+            seen = [order[0]]
+            for _ in order[1:]:
+                await pilot.press("tab")
+                seen.append(app.focused.id if app.focused is not None else "")
+            assert seen == order
+            await pilot.press("tab")  # round again
+            assert app.focused is not None and app.focused.id == order[0]
+            await pilot.press("shift+tab")
+            assert app.focused is not None and app.focused.id == order[-1]
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, (BuildScreen, RunScreen, PlayScreen)), f"esc left {key}'s dialog up"
+        # Text typed after three Tabs lands in the build dialog's Tag field.
+        await pilot.press("b", "tab", "tab", "tab", "ctrl+u", *"typed-tag")
+        assert app.screen.query_one("#tag", Input).value == "typed-tag"
+        await pilot.press("escape")
+        # Enter in a run dialog's text field runs: the dialog goes and the run is on its way.
+        await pilot.press("r", *"no-such-image", "enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, RunScreen)
+        await wait_for(pilot, lambda: any("no-such-image" in n.title for n in app._notifications
+                                          if n.severity == "error"), "the run's one-line error")
+
+    drive(app, scenario, size=(160, 48))
+
+
+def test_build_the_seed_image_with_keys_only(empty_home: Path) -> None:
+    """b, Tab to the Tag, a new tag, Enter: the seed image is built; then Tab to the Build button and Enter
+    builds it again. No click and no field set by code."""
+    app = WasmlabApp(refresh_interval=3600, offer_samples=False)
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await pilot.press("b")
+        dialog = app.screen
+        assert isinstance(dialog, BuildScreen)
+        await wait_for(pilot, lambda: dialog.query_one("#tag", Input).value == "mywasm-image", "the seed recipe")
+        await pilot.press("tab", "tab", "tab", "ctrl+u", *"keys-image", "enter")
+        await wait_for(pilot, lambda: dialog.built is not None or dialog.error is not None, "the build", 60)
+        assert dialog.error is None and "keys-image" in (dialog.built or "")
+        await pilot.press("tab", "tab", "tab")  # the variant, the platform, the Build button
+        assert app.focused is not None and app.focused.id == "build"
+        dialog.built = None
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: dialog.built is not None or dialog.error is not None, "the rebuild", 60)
+        assert dialog.error is None and "keys-image" in (dialog.built or "")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: any("keys-image" in r[0] for r in app.images_view.rows()), "the image row")
+
+    drive(app, scenario, size=(160, 48))
+
+
 def test_run_on_both_engines_and_read_the_logs(samples_home: Path) -> None:
     need_root()
     app = WasmlabApp(refresh_interval=3600, offer_samples=False)

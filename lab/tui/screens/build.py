@@ -32,7 +32,7 @@ class BuildScreen(ModalScreen[str | None]):
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog"):
+        with VerticalScroll(classes="dialog", can_focus=False):
             yield Static("[b]Build an image[/b]", classes="dialog-title")
             yield Label("Containerfile from assets/")
             yield Select([(r.label, str(r.containerfile)) for r in self.recipes], prompt="or write a path below",
@@ -51,7 +51,9 @@ class BuildScreen(ModalScreen[str | None]):
                                  id="variant", compact=True)
             yield Label("Platform (empty: the Containerfile's; wasi/wasm for a Wasm image)")
             yield Input(placeholder="", id="platform", compact=True)
-            yield Log(classes="build-log", auto_scroll=True)
+            log = Log(classes="build-log", auto_scroll=True)
+            log.can_focus = False  # the Tab order goes field to field to the buttons; the log follows by itself
+            yield log
             yield Static("", classes="dialog-status")
             with Horizontal(classes="buttons"):
                 yield Button("Build", variant="primary", id="build", compact=True)
@@ -80,6 +82,7 @@ class BuildScreen(ModalScreen[str | None]):
         self.action_cancel()
 
     @on(Button.Pressed, "#build")
+    @on(Input.Submitted)
     def _build_pressed(self) -> None:
         self.start()
 

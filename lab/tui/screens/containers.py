@@ -39,9 +39,9 @@ def container_document(lab: Lab, cid: str) -> dict[str, Any]:
 class ContainersView(ResourceView):
     """Every lab container, running or not, newest first."""
 
-    COLUMNS = (Column("NAME", 18, 0), Column("CONTAINER ID", 12, 6), Column("IMAGE", 22, 2),
+    COLUMNS = (Column("NAME", 18, 0, middle=True), Column("CONTAINER ID", 12, 6), Column("IMAGE", 22, 2, middle=True),
                Column("STATUS", 8, 1), Column("EXIT", 4, 1), Column("HANDLER", 8, 1), Column("COMMAND", 16, 7),
-               Column("CREATED", 8, 5))
+               Column("CREATED", 8, 5), Column("POD", 20, 8, middle=True))  # POD: as `ps --pod`, last to stay
     NOUN = "container"
     EMPTY = "select an image on screen 1 and press r to run it"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -67,7 +67,7 @@ class ContainersView(ResourceView):
         containers: list[ContainerInfo] = data
         self.containers = {c.id: c for c in containers}
         self.show_rows((c.id, (c.name, c.id, c.image, str(c.status), "" if c.exit_code is None else str(c.exit_code),
-                               c.handler or "", " ".join(c.command), ago(c.created)))
+                               c.handler or "", " ".join(c.command), ago(c.created), c.pod or "-"))
                        for c in containers)
 
     @property

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from wasmlab.lab import present
 
 
 class DescribeScreen(Screen[None]):
@@ -26,7 +27,8 @@ class DescribeScreen(Screen[None]):
         if raw:
             self.text = json.dumps(document, indent=2, default=str, sort_keys=False)
         else:
-            self.text = yaml.safe_dump(json.loads(json.dumps(document, default=str)), sort_keys=False,
+            # Moments as a date and an age (the raw JSON keeps the epoch seconds).
+            self.text = yaml.safe_dump(present.dated(json.loads(json.dumps(document, default=str))), sort_keys=False,
                                        allow_unicode=True, width=1000)
 
     def compose(self) -> ComposeResult:

@@ -33,7 +33,8 @@ class LogScreen(Screen[None]):
         self.ended: LogEnded | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"logs of [b]{self.container_name}[/b] ({self.container})", classes="screen-title")
+        ident = "" if self.container_name == self.container else f" ({self.container})"
+        yield Static(f"logs of [b]{self.container_name}[/b]{ident}", classes="screen-title")
         yield Log(highlight=False, auto_scroll=True, classes="log")
         yield Static("following...", classes="status-line")
         yield Footer()

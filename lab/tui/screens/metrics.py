@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import Static
 from textual.worker import get_current_worker
+from wasmlab.lab.series import LEAST_TOP
 from wasmlab.lab.tui.messages import Loaded, LoadFailed, Ticked, error_parts
 from wasmlab.lab.tui.widgets.chart import SeriesChart, footprint_by_engine, live_cpu, live_memory, startup_by_engine
 
@@ -39,8 +40,8 @@ class MetricsView(Vertical):
         with Grid(classes="charts"):
             yield SeriesChart("startup ms per engine, by run", id="startup-chart")
             yield SeriesChart("footprint (cgroup peak) MiB per engine, by run", id="footprint-chart")
-            yield SeriesChart("live CPU % per container", id="cpu-chart")
-            yield SeriesChart("live memory MiB per container", id="memory-chart")
+            yield SeriesChart("live CPU % per container", id="cpu-chart", least_top=LEAST_TOP["%"])
+            yield SeriesChart("live memory MiB per container", id="memory-chart", least_top=LEAST_TOP["MiB"])
         yield Static("loading...", classes="status-line")
 
     def on_mount(self) -> None:

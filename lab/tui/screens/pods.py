@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 from wasmlab.lab.tui.widgets.table import Column, ResourceView, ago
 
 if TYPE_CHECKING:
-    from wasmlab.runtime import PodInfo
+    from wasmlab.runtime import PodContainer, PodInfo
 
 
 class PodsView(ResourceView):
@@ -96,23 +96,27 @@ class PodsView(ResourceView):
 class PodContainersView(ResourceView):
     """The containers of one pod: the sandbox, init containers and containers, with their handlers."""
 
-    COLUMNS = (Column("NAME", 14, 0), Column("ROLE", 9, 2), Column("STATUS", 9, 1), Column("EXIT", 4, 1),
-               Column("HANDLER", 8, 1), Column("IMAGE", 24, 3), Column("LAB NAME", 20, 4))
+    # The Kubernetes NAME is short; the LAB NAME (what `wasmlab logs` takes) grows to fill and is cut in its middle.
+    COLUMNS = (Column("NAME", 14, 1), Column("ROLE", 9, 2), Column("STATUS", 9, 1), Column("EXIT", 4, 1),
+               Column("HANDLER", 8, 1), Column("IMAGE", 24, 3, middle=True), Column("LAB NAME", 20, 0, middle=True))
     NOUN = "container"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("l", "logs", "Logs"),
-        Binding("d", "describe", "Describe"),
+        Binding("l", "logs", "Logs", tooltip="the container's logs, followed (enter too)"),
+        Binding("d", "describe", "Describe", tooltip="describe: status, exit, handler and why, stderr tail"),
+        Binding("s", "shell", "Shell", tooltip="shell: exec -it sh, in a Linux container of the pod"),
     ]
 
     def __init__(self, pod: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.pod = pod
+        self.containers: dict[str, PodContainer] = {}
 
     def fetch(self) -> Any:
         return self.lab.pod_inspect(self.pod)
 
     def show(self, data: Any) -> None:
         pod: PodInfo = data
+        self.containers = {c.id: c for c in pod.containers}
         self.show_rows((c.id, (c.name, c.role, c.status, "" if c.exit_code is None else str(c.exit_code),
                                c.handler or "", c.image, c.lab_name)) for c in pod.containers)
 
@@ -120,18 +124,44 @@ class PodContainersView(ResourceView):
         event.stop()
         self.action_logs()
 
-    def action_logs(self) -> None:
+    @property
+    def selected(self) -> PodContainer | None:
         key = self.selected_key
-        if key:
-            self.app.show_logs(key, key)  # type: ignore[attr-defined]
+        return self.containers.get(key) if key else None
+
+    def action_logs(self) -> None:
+        ctr = self.selected
+        if ctr is not None:
+            self.app.show_logs(ctr.id, ctr.lab_name or ctr.id)  # type: ignore[attr-defined]
 
     def action_describe(self) -> None:
-        key = self.selected_key
-        if key:
+        ctr = self.selected
+        if ctr is not None:
             from wasmlab.lab.tui.screens.containers import container_document
 
-            lab = self.lab
-            self.app.describe(f"container {key}", lambda: container_document(lab, key))  # type: ignore[attr-defined]
+            lab, cid = self.lab, ctr.id
+            self.app.describe(f"container {ctr.lab_name or cid}",  # type: ignore[attr-defined]
+                              lambda: container_document(lab, cid))
+
+    def action_shell(self) -> None:
+        """`exec -it sh` in the selected container if it is a Linux one; else the pod's Linux containers are named."""
+        ctr = self.selected
+        if ctr is None:
+            return
+        if ctr.handler in (None, "native") and ctr.role != "sandbox" and ctr.status == "running":
+            self.app.shell(ctr.id, ctr.lab_name or ctr.id)  # type: ignore[attr-defined]
+            return
+        linux = [c.name for c in self.containers.values()
+                 if c.handler in (None, "native") and c.role != "sandbox" and c.status == "running"]
+        if ctr.role == "sandbox":
+            why = f"{ctr.name} is the pod's sandbox (pause): it has no shell"
+        elif ctr.handler not in (None, "native"):
+            why = f"{ctr.name} runs on {ctr.handler}: a Wasm module has no shell to open"
+        else:
+            why = f"{ctr.name} is {ctr.status}: a shell needs a running container"
+        hint = (f"; a Linux container of this pod: {', '.join(linux)}" if linux
+                else "; this pod has no running Linux container")
+        self.app.notify(why + hint, title="shell", severity="warning")
 
 
 class PodScreen(Screen[None]):

@@ -54,7 +54,7 @@ class RunScreen(ModalScreen[RunRequest | None]):
         self.images = images or []
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog"):
+        with VerticalScroll(classes="dialog", can_focus=False):
             yield Static("[b]Run a container[/b]", classes="dialog-title")
             with Horizontal(classes="row"):
                 with Vertical(classes="wide"):

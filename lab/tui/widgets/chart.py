@@ -17,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover - textual-plotext is in the lab extra
     HAVE_PLOTEXT = False
 
-from wasmlab.lab.series import footprint_by_engine, live_cpu, live_memory, startup_by_engine, too_few
+from wasmlab.lab.series import axis_top, footprint_by_engine, live_cpu, live_memory, startup_by_engine, too_few
 
 __all__ = ["HAVE_PLOTEXT", "SeriesChart", "footprint_by_engine", "live_cpu", "live_memory", "startup_by_engine",
            "too_few"]
@@ -26,8 +26,12 @@ __all__ = ["HAVE_PLOTEXT", "SeriesChart", "footprint_by_engine", "live_cpu", "li
 class SeriesChart(Vertical):
     """One chart: a title, then either the plot or a sentence saying why there is none."""
 
-    def __init__(self, title: str, *, empty_hint: str = "", id: str | None = None) -> None:
+    def __init__(self, title: str, *, empty_hint: str = "", least_top: float | None = None,
+                 id: str | None = None) -> None:
+        """LEAST_TOP: the y axis starts at 0 and reaches at least this (None: plotext fits it to the points)."""
         super().__init__(id=id, classes="chart")
+        self.least_top = least_top
+        self.y_range: tuple[float, float] | None = None  # what the axis was last drawn with
         self.title = title
         self.empty_hint = empty_hint
         self.series: list[Any] = []
@@ -64,4 +68,7 @@ class SeriesChart(Vertical):
         plt.ylabel(unit)
         for s in series:
             plt.plot(list(s.xs), list(s.ys), label=s.label, marker="braille")
+        if self.least_top is not None:
+            self.y_range = (0.0, axis_top(series, self.least_top))
+            plt.ylim(*self.y_range)
         widget.refresh()

@@ -25,11 +25,13 @@ Row = tuple[str, Sequence[str]]
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its label, the width it takes, and its priority (1 is kept longest; 0 grows to fill)."""
+    """One column: its label, the width it takes, and its priority (1 is kept longest; 0 grows to fill); a
+    `middle` column is cut in the middle when too narrow (names: their end tells pod containers apart)."""
 
     label: str
     width: int
     priority: int = 5
+    middle: bool = False
 
 
 def human_size(n: float) -> str:
@@ -73,6 +75,7 @@ class ResourceView(Vertical):
         self.loaded = False
         self.typing_filter = False
         self._shown_columns: list[int] = []
+        self._widths: dict[int, int] = {}  # the width each shown column got
         self._status = "loading..."
 
     @property
@@ -100,9 +103,11 @@ class ResourceView(Vertical):
         table = self.table
         table.clear(columns=True)
         spare = max(20, width - 2) - sum(self.COLUMNS[i].width + 2 for i in shown)
+        self._widths = {}
         for i in shown:
             col = self.COLUMNS[i]
-            table.add_column(col.label, width=col.width + (spare if col.priority == 0 else 0))
+            self._widths[i] = col.width + (spare if col.priority == 0 else 0)
+            table.add_column(col.label, width=self._widths[i])
         if self.loaded:
             self._render_rows()
 
@@ -171,7 +176,8 @@ class ResourceView(Vertical):
         for key, cells in self._rows:
             if needle and not any(needle in c.lower() for c in cells):
                 continue
-            table.add_row(*(cells[i] for i in self._shown_columns), key=key)
+            table.add_row(*(present.middle(cells[i], self._widths[i]) if self.COLUMNS[i].middle else cells[i]
+                            for i in self._shown_columns), key=key)
             shown += 1
         if keep is not None and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
