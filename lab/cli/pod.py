@@ -193,10 +193,12 @@ def register(sub: Any) -> None:
     verbs = pod.add_subparsers(dest="pod_verb", metavar="VERB")
     pod.set_defaults(func=lambda args: pod.print_help() or 2)
 
-    ps = verbs.add_parser("ps", aliases=["ls", "list"], help="list the pods, their state and containers")
-    ps.add_argument("-q", "--quiet", action="store_true", help="print the pod ids only")
-    ps.add_argument("--json", action="store_true", help="print the pods as JSON")
-    ps.set_defaults(func=cmd_pod_ps)
+    for verb in ("ps", "ls", "list"):  # podman's names for one verb, each with its own usage line
+        ps = verbs.add_parser(verb, help="list the pods, their state and containers"
+                              + ("" if verb == "ps" else " (as pod ps)"))
+        ps.add_argument("-q", "--quiet", action="store_true", help="print the pod ids only")
+        ps.add_argument("--json", action="store_true", help="print the pods as JSON")
+        ps.set_defaults(func=cmd_pod_ps)
 
     ins = verbs.add_parser("inspect", help="a pod as JSON: its sandbox, cgroup and containers")
     ins.add_argument("pods", nargs="+", metavar="POD", help="NAME or NAMESPACE/NAME")
