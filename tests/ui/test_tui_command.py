@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable
@@ -16,14 +15,6 @@ from wasmlab.lab.tui.screens.run import RunScreen
 from wasmlab.lab.tui.widgets.command import CommandBar, completion
 
 from tests.ui.test_tui import wait_for
-
-
-@pytest.fixture
-def empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("WASMLAB_HOME", str(home))
-    return home
 
 
 def drive(app: WasmlabApp, scenario, size: tuple[int, int] = (160, 48)) -> None:  # type: ignore[no-untyped-def]

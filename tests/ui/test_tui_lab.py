@@ -26,14 +26,6 @@ SIZE = (100, 30)
 
 
 @pytest.fixture
-def empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("WASMLAB_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def samples_home(empty_home: Path) -> Path:
     from wasmlab.runtime import Lab
 

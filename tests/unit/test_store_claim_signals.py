@@ -30,22 +30,11 @@ def sigint_raises() -> Iterator[None]:
 
 
 def interrupted_as_claim_returns(action: Callable[[], object]) -> None:
-    """Run ACTION; SIGINT is sent to this (the main) thread the moment store.work.claim returns."""
-
-    def hook(frame: FrameType, event: str, arg: Any) -> None:
-        if event == "return" and frame.f_code.co_name == "claim" and frame.f_globals["__name__"].endswith(
-                "store.work"):
-            sys.setprofile(None)
-            # To this thread: sent to the process, another thread (a leftover of an earlier test) might take
-            # it, and Python would then run the handler whenever that thread got to it (the tests below).
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    sys.setprofile(hook)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            action()
-    finally:
-        sys.setprofile(None)
+    """Run ACTION; SIGINT is sent to this (the main) thread the moment store.work.claim returns. To this thread:
+    sent to the process, another thread (a leftover of an earlier test) might take it, and Python would then run
+    the handler whenever that thread got to it (the bystander tests below)."""
+    interrupted_through(lambda: signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT),
+                        "claim", "return", action)
 
 
 def test_a_transaction_interrupted_as_it_claims_its_staging_leaves_none(tmp_path: Path, sigint_raises: None) -> None:
