@@ -452,7 +452,9 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
     return info_of(host, home, record)
 
 
-GATE_TIMEOUT = 120.0  # seconds a pod's containers wait for each other's bundles before giving up
+# No time limit at the gate: a first run of a large image unpacks its layers while making its bundle, which may
+# take minutes; a part that fails breaks the gate at once (gate.abort), so nobody waits for it.
+GATE_TIMEOUT: float | None = None
 
 
 def _start_all(host: PodHost, requests: list[ContainerRequest],
@@ -498,14 +500,12 @@ def _start_all(host: PodHost, requests: list[ContainerRequest],
     try:
         if meanwhile is not None:
             meanwhile()
-    except BaseException as exc:
+        gate.wait(GATE_TIMEOUT)
+    except threading.BrokenBarrierError:
+        pass  # a bundle failed: its thread says why
+    except BaseException as exc:  # the pin failed, or this thread was interrupted: nobody goes through
         failure = exc
         gate.abort()
-    else:
-        try:
-            gate.wait(GATE_TIMEOUT)
-        except threading.BrokenBarrierError:
-            pass  # a bundle failed: its thread says why
     for t in threads:
         t.join()
     if failure is not None:
