@@ -37,7 +37,7 @@ def test_completion_takes_the_first_command_the_text_starts() -> None:
     assert completion("", commands) == ""
 
 
-def test_the_command_bar_has_the_keys_from_colon_to_enter_or_esc(empty_home: Path) -> None:
+def test_the_command_bar_has_the_keys_from_colon_to_enter_or_esc(lab_home: Path) -> None:
     app = WasmlabApp(refresh_interval=3600, offer_samples=False)
 
     async def scenario(pilot: Pilot[object]) -> None:

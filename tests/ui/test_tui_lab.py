@@ -26,12 +26,12 @@ SIZE = (100, 30)
 
 
 @pytest.fixture
-def samples_home(empty_home: Path) -> Path:
+def samples_home(lab_home: Path) -> Path:
     from wasmlab.runtime import Lab
 
-    with Lab(empty_home) as lab:
+    with Lab(lab_home) as lab:
         lab.samples()
-    return empty_home
+    return lab_home
 
 
 def drive(app: WasmlabApp, scenario, size: tuple[int, int] = SIZE) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ def drive(app: WasmlabApp, scenario, size: tuple[int, int] = SIZE) -> None:  # t
     asyncio.run(main())
 
 
-def test_first_start_offers_the_samples(empty_home: Path) -> None:
+def test_first_start_offers_the_samples(lab_home: Path) -> None:
     app = WasmlabApp(refresh_interval=3600)
 
     async def scenario(pilot: Pilot[object]) -> None:
@@ -58,7 +58,7 @@ def test_first_start_offers_the_samples(empty_home: Path) -> None:
     drive(app, scenario)
 
 
-def test_build_the_seed_image_with_two_names(empty_home: Path) -> None:
+def test_build_the_seed_image_with_two_names(lab_home: Path) -> None:
     """The build dialog's first recipe is the seed's Containerfile, tagged mywasm-image; a second name for the
     same image gets its own row (the seed's mywasm-image used to go missing)."""
     app = WasmlabApp(refresh_interval=3600, offer_samples=False)
@@ -102,7 +102,7 @@ TAB_ORDERS = {
 }
 
 
-def test_dialogs_are_driven_by_the_keyboard(empty_home: Path) -> None:
+def test_dialogs_are_driven_by_the_keyboard(lab_home: Path) -> None:
     """Tab and shift+Tab go through every field and button of the build, run and play dialogs, text typed lands
     in the focused field, Enter in a text field submits and Esc cancels; at 160x48 as the new user had it."""
     app = WasmlabApp(refresh_interval=3600, offer_samples=False)
@@ -140,7 +140,7 @@ def test_dialogs_are_driven_by_the_keyboard(empty_home: Path) -> None:
     drive(app, scenario, size=(160, 48))
 
 
-def test_build_the_seed_image_with_keys_only(empty_home: Path) -> None:
+def test_build_the_seed_image_with_keys_only(lab_home: Path) -> None:
     """b, Tab to the Tag, a new tag, Enter: the seed image is built; then Tab to the Build button and Enter
     builds it again. No click and no field set by code."""
     app = WasmlabApp(refresh_interval=3600, offer_samples=False)

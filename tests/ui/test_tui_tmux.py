@@ -34,12 +34,18 @@ def screen_shows(session: str, text: str, timeout: float = 30) -> str:
     raise AssertionError(f"the screen never showed {text!r}; it shows:\n{pane}")
 
 
-def test_wasmlab_in_tmux(tmp_path: Path) -> None:
-    need(shutil.which("tmux") is not None, "tmux is not installed (scripts/setup.sh installs it)")
-    home = tmp_path / "home"
+def start_wasmlab(home: Path) -> str:
+    """`wasmlab` on HOME in a new detached 80x24 tmux session; the session's name."""
     session = f"wasmlab-{uuid.uuid4().hex[:8]}"
     env = f"WASMLAB_HOME={home} TERM=xterm-256color"
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"env {env} {WASMLAB}; sleep 60")
+    return session
+
+
+def test_wasmlab_in_tmux(tmp_path: Path) -> None:
+    need(shutil.which("tmux") is not None, "tmux is not installed (scripts/setup.sh installs it)")
+    home = tmp_path / "home"
+    session = start_wasmlab(home)
     try:
         # First start on an empty lab: the offer to build the samples.
         screen_shows(session, "Build samples (y)")
@@ -81,9 +87,7 @@ def test_shell_key_opens_sh_in_the_linux_container(tmp_path: Path) -> None:
     with Lab(home) as lab:
         lab.build(ctx, tag="localhost/bb:latest")
         lab.run("localhost/bb:latest", ["/bin/sleep", "300"], name="box", detach=True)
-    session = f"wasmlab-{uuid.uuid4().hex[:8]}"
-    env = f"WASMLAB_HOME={home} TERM=xterm-256color"
-    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"env {env} {WASMLAB}; sleep 60")
+    session = start_wasmlab(home)
     try:
         screen_shows(session, "localhost/bb:latest")
         tmux("send-keys", "-t", session, "2")
