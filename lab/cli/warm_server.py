@@ -311,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         pass
     old = os.umask(0o077)  # the caller's stdio and environment go through it: the owner alone may connect
     try:
-        listener.bind(os.fspath(path))
+        try:
+            listener.bind(os.fspath(path))
+        except FileNotFoundError:  # a zygote leaving the root empty took it along just now
+            run_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+            listener.bind(os.fspath(path))
     finally:
         os.umask(old)
     listener.listen(64)

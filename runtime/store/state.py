@@ -147,9 +147,13 @@ class StateDir:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Serialize commands on this container (flock on a file beside its folder)."""
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
         lock_path = os.path.join(self.root, f".{self.id}.lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        while True:  # the root goes when its last zygote leaves it empty (remove_root_if_empty): make it again
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                break
+            except FileNotFoundError:
+                os.makedirs(self.root, mode=0o711, exist_ok=True)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -226,3 +230,14 @@ def list_ids(root: str) -> list[str]:
             return []
         raise
     return sorted(n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(root, n, "state.json")))
+
+
+def remove_root_if_empty(root: str) -> None:
+    """Remove a state root that holds nothing: its lab home may be gone for good (a test's, or one removed with
+    `rm -rf`), and /run must not fill with empty folders. Whoever makes state in it later makes it again: a
+    container's folder and its lock retry on ENOENT."""
+    try:
+        os.rmdir(root)
+    except OSError:
+        pass  # not empty (containers, a helper's socket), or gone already
+

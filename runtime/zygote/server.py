@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import SetupError, WasmlabError
-from wasmlab.runtime.store.state import ExitRecord, StateDir, decode_wait_status
+from wasmlab.runtime.store.state import ExitRecord, StateDir, decode_wait_status, remove_root_if_empty
 from wasmlab.runtime.zygote import protocol as p
 
 BATCH = 4  # creates forked together at most (a pod's app containers, sent side by side)
@@ -580,6 +580,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         return 1
     sock.send(p.Hello(os.getpid()).encode())
     zygote.serve()
+    remove_root_if_empty(args["root"])  # the last one out of a lab's state root takes it along
     return 0
 
 
