@@ -81,14 +81,20 @@ def leftovers(home: Path, cgroup_parent: str) -> dict[str, list[str]]:
     return {"processes": procs, "mounts": mounts, "cgroups": cgroups, "net_namespaces": sorted(netns)}
 
 
-def pod_figures(n: int, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """The pod figures, from one run: medians of N interleaved rounds, and the 50-pod sequence."""
+def pod_figures(n: int, progress: Callable[[str], None] = lambda s: None,
+                cgroup_parent: str | None = None) -> dict[str, Any]:
+    """The pod figures, from one run: medians of N interleaved rounds, and the 50-pod sequence. Given a
+    CGROUP_PARENT, the pods' cgroups go under it, so what is left after kube down is counted among this run's
+    cgroups alone, never another lab's pods under the shared parent."""
     from wasmlab.runtime import Lab
     from wasmlab.runtime.linux import cgroups
 
     work = Path(tempfile.mkdtemp(prefix="wasmlab-bench-pods-"))
     home = work / "home"
     out: dict[str, Any] = {"n": n}
+    parent_before = os.environ.get(cgroups.PARENT_ENV)
+    if cgroup_parent is not None:
+        os.environ[cgroups.PARENT_ENV] = cgroup_parent  # read by this Lab's zygotes, which start below
     try:
         with Lab(home) as lab:
             progress("pods: samples")
@@ -123,6 +129,11 @@ def pod_figures(n: int, progress: Callable[[str], None] = lambda s: None) -> dic
         with Lab(home) as lab:
             lab.reset()
         shutil.rmtree(work, ignore_errors=True)
+        if cgroup_parent is not None:
+            if parent_before is None:
+                os.environ.pop(cgroups.PARENT_ENV, None)
+            else:
+                os.environ[cgroups.PARENT_ENV] = parent_before
     return out
 
 

@@ -46,7 +46,7 @@ register(Phase("bloated", "the bloated image against the compat image", bloated.
 def _pod_figures(ctx: BenchContext) -> dict[str, Any]:
     from wasmlab.runtime.bench_pods import pod_figures
 
-    return pod_figures(ctx.n, progress=ctx.tick)
+    return pod_figures(ctx.n, progress=ctx.tick, cgroup_parent=f"{ctx.cgroup_base}/pods")
 
 
 def _recording(ctx: BenchContext) -> dict[str, Any]:
