@@ -18,7 +18,7 @@ from wasmlab.runtime.errors import HandlerError, PrivilegeError, SetupError, Spe
 from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, STOP_STATUS, Handler, Preopen, Workload
 from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, WASM_ENGINES, Decision, classify, decide
 from wasmlab.runtime.hooks import run_hooks
-from wasmlab.runtime.linux import console, exitstubs, seccomp
+from wasmlab.runtime.linux import console, exitstubs, loopback, seccomp
 from wasmlab.runtime.linux import mounts as mnt
 from wasmlab.runtime.linux import process as proc
 from wasmlab.runtime.linux import syscalls as sc
@@ -455,6 +455,17 @@ def _enter_namespaces(p: Plan, chan: Channel) -> None:
             _setns(kind, path)
     if p.unshare_flags:
         sc.unshare(p.unshare_flags)
+        if p.unshare_flags & sc.CLONE_NEWNET:
+            _loopback_up()
+
+
+def _loopback_up() -> None:
+    """A new network namespace gets its loopback up, as runc does (a server in the container reaches itself)."""
+    try:
+        loopback.up()
+    except OSError as exc:
+        raise SetupError(f"cannot bring up the container's loopback interface: {exc.strerror}",
+                         "the container needs CAP_NET_ADMIN in its network namespace's user namespace") from None
 
 
 def _setns(kind: str, path: str) -> None:

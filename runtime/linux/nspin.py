@@ -4,19 +4,16 @@ joins them by path, and all of them can be created at once."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import socket
-import struct
 import sys
 
+from wasmlab.runtime.linux import loopback
 from wasmlab.runtime.linux import syscalls as sc
 
 # /proc/PID/ns name -> the clone flag that makes one.
 KINDS = {"net": sc.CLONE_NEWNET, "ipc": sc.CLONE_NEWIPC, "uts": sc.CLONE_NEWUTS}
 # What an OCI config.json calls each.
 OCI_NAMES = {"net": "network", "ipc": "ipc", "uts": "uts"}
-_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
 def pin(folder: str, hostname: str | None = None) -> dict[str, str]:
@@ -36,7 +33,7 @@ def pin(folder: str, hostname: str | None = None) -> dict[str, str]:
         try:
             if hostname:
                 sc.sethostname(hostname)
-            _loopback_up()
+            loopback.up()
             for kind in KINDS:
                 target = os.path.join(folder, kind)
                 os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400))
@@ -81,12 +78,3 @@ def unpin(folder: str) -> None:
         os.rmdir(folder)
     except OSError:
         pass
-
-
-def _loopback_up() -> None:
-    """`ip link set lo up` in the network namespace this thread is in."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sH", b"lo", 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
-        if not flags & _IFF_UP:
-            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
