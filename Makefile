@@ -7,7 +7,8 @@ setup:
 lab: setup
 	.venv/bin/wasmlab samples --quiet
 	@echo "The tutorial notebooks: make notebooks (JupyterLab on http://127.0.0.1:8888, its token printed when it starts)"
-	.venv/bin/wasmlab
+	@if [ -t 0 ] && [ -t 1 ]; then .venv/bin/wasmlab; \
+	else echo "No terminal here for the lab's TUI: run .venv/bin/wasmlab in a terminal (or .venv/bin/wasmlab serve for a browser)"; fi
 
 # JupyterLab on loopback only, as root too, with the index open; it prints its URL with the token.
 NOTEBOOK_PORT ?= 8888

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -15,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import HandlerError, PrivilegeError, SetupError, SpecError, WasmlabError
-from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT, STOP_STATUS, Handler, Preopen, Workload
+from wasmlab.runtime.handlers.base import (
+    EXIT_NO_ENTRYPOINT,
+    EXIT_NOT_EXECUTABLE,
+    STOP_STATUS,
+    Handler,
+    Preopen,
+    Workload,
+)
 from wasmlab.runtime.handlers.detect import CPU_TIME_ANNOTATION, WASM_ENGINES, Decision, classify, decide
 from wasmlab.runtime.hooks import run_hooks
 from wasmlab.runtime.linux import console, exitstubs, loopback, seccomp
@@ -339,12 +347,12 @@ def _check_entrypoint(workload: Workload, *, native: bool) -> None:
         return
     if os.path.isdir(workload.path):
         raise HandlerError(f"the entrypoint {workload.path} is a directory, not a program",
-                           "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NO_ENTRYPOINT)
+                           "check process.args[0] (the image's CMD or ENTRYPOINT)", exit_code=EXIT_NOT_EXECUTABLE)
     if not os.access(workload.path, os.X_OK):
         kind = classify(workload.head)
         hint = "is it a Wasm module? add the annotation module.wasm.image/variant=compat" \
             if kind in ("module", "component", "wat") else f"make it executable (chmod +x {workload.path})"
-        raise HandlerError(f"the entrypoint {workload.path} is not executable", hint, exit_code=EXIT_NO_ENTRYPOINT)
+        raise HandlerError(f"the entrypoint {workload.path} is not executable", hint, exit_code=EXIT_NOT_EXECUTABLE)
 
 
 def _execve(handler: Handler, workload: Workload) -> None:
@@ -360,7 +368,7 @@ def _execve(handler: Handler, workload: Workload) -> None:
         hint = "is it a Wasm module? add the annotation module.wasm.image/variant=compat" \
             if kind in ("module", "component", "wat") else "check process.args[0]"
         raise HandlerError(f"cannot execute {workload.path}: {exc.strerror}", hint,
-                           exit_code=EXIT_NO_ENTRYPOINT) from None
+                           exit_code=EXIT_NO_ENTRYPOINT if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE) from None
     raise HandlerError(f"the {handler.name} handler returned instead of executing {workload.path}",
                        "this is a bug in that handler")
 

@@ -67,7 +67,7 @@ def run_command(argv: list[str], p: argparse.ArgumentParser | None = None) -> in
         p.print_usage(sys.stderr)
         hint = f"did you mean {close}?" if close else "`wasmlab --help` lists the commands"
         print(f"Error: {UsageError(f'unknown command {verb!r}', hint).one_line()}", file=sys.stderr)
-        return 2
+        return PODMAN_ERROR
     args = p.parse_args(argv)
     if args.version:
         from wasmlab.runtime import __version__
@@ -79,7 +79,7 @@ def run_command(argv: list[str], p: argparse.ArgumentParser | None = None) -> in
         func = system.cmd_tui
     elif func is None:
         p.parse_args([args.verb, "--help"])
-        return 2
+        return PODMAN_ERROR
     try:
         from wasmlab.runtime import absolute_home_env
 
@@ -87,7 +87,7 @@ def run_command(argv: list[str], p: argparse.ArgumentParser | None = None) -> in
             print(f"wasmlab: {note}", file=sys.stderr)
         return int(func(args))
     except WasmlabError as exc:
-        return report(exc, debug=args.debug)
+        return report(exc, debug=args.debug, remover=getattr(func, "__name__", "") in REMOVERS)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -105,11 +105,32 @@ def _verbs(p: argparse.ArgumentParser) -> list[str]:
     return []
 
 
-def report(exc: WasmlabError, *, debug: bool = False) -> int:
-    """One line on stderr (the traceback too with --debug); the exit code to return."""
+# podman's exit statuses (podman-run(1), podman-rm(1), podman-rmi(1)), so that a script can tell the lab's own
+# failure from its container's: 125 for an error of the lab itself (a bad flag, an unknown image or name), 126
+# for a command that cannot be invoked, 127 for one that cannot be found; `run` and `start -a` otherwise exit
+# with the container's status. rm, rmi and pod rm answer 1 for a name that does not exist and 2 for one in use.
+PODMAN_ERROR = 125
+REMOVERS = frozenset({"cmd_rm", "cmd_rmi", "cmd_pod_rm"})
+
+
+def exit_status(exc: WasmlabError, *, remover: bool = False) -> int:
+    """The exit status podman gives for this error (the typed error keeps its own code for the API)."""
+    from wasmlab.runtime.errors import ContainerNotFound, ImageNotFound, InvalidState, PodNotFound
+
+    if exc.exit_code in (126, 127):
+        return exc.exit_code
+    if remover and isinstance(exc, (ContainerNotFound, ImageNotFound, PodNotFound)):
+        return 1
+    if remover and isinstance(exc, InvalidState):
+        return 2
+    return PODMAN_ERROR
+
+
+def report(exc: WasmlabError, *, debug: bool = False, remover: bool = False) -> int:
+    """One line on stderr (the traceback too with --debug); the exit status to return."""
     if debug:
         import traceback
 
         traceback.print_exc()
     print(f"Error: {exc.one_line()}", file=sys.stderr)
-    return exc.exit_code if exc.exit_code != 0 else 1
+    return exit_status(exc, remover=remover)

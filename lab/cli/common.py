@@ -34,7 +34,7 @@ class VerbParser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         hint = f"`{self.prog} --help` lists what it takes"
         print(f"Error: {UsageError(message, hint).one_line()}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(125)  # podman's status for a mistake on its own command line
 
 
 def kv(items: list[str] | None, what: str) -> dict[str, str]:

@@ -146,7 +146,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(name)
     if failed is not None:
-        return failed.exit_code or 1
+        from wasmlab.lab.cli import exit_status
+
+        return exit_status(failed, remover=True)
     return 0
 
 

@@ -44,7 +44,11 @@ def cmd_start(args: argparse.Namespace) -> int:
             if attach:
                 return 125 if res.exit_code is None else int(res.exit_code)
             print(name)
-    return (failed.exit_code or 1) if failed is not None else 0
+    if failed is not None:
+        from wasmlab.lab.cli import exit_status
+
+        return exit_status(failed)
+    return 0
 
 
 def cmd_restart(args: argparse.Namespace) -> int:

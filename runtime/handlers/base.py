@@ -12,6 +12,7 @@ EXIT_INVALID_MODULE = 121  # not a valid module: truncated, corrupt, or an unsup
 EXIT_BAD_WAT = 122         # .wat text that does not parse
 EXIT_BAD_MODULE = 123      # the module imports functions the host does not provide
 EXIT_NO_START = 124        # no _start export: a library, not a WASI command
+EXIT_NOT_EXECUTABLE = 126  # the entrypoint cannot be invoked: a directory, or no execute permission (podman's 126)
 EXIT_NO_ENTRYPOINT = 127   # the entrypoint does not exist
 EXIT_TRAP = 134            # the guest trapped (like SIGABRT): the message is on stderr
 EXIT_MEMORY_LIMIT = 135    # the module needs more linear memory than linux.resources.memory.limit

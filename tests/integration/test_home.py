@@ -68,7 +68,7 @@ def test_cli_refuses_a_bad_home_in_one_line(name: str, verb: list[str], tmp_path
     home, says = bad_homes(tmp_path)[name]
     before = digest("/etc/passwd")
     r = wl(home, *verb, cwd=tmp_path)
-    assert r.returncode == 2, r.stderr
+    assert r.returncode == 125, r.stderr
     assert "Traceback" not in r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and says in lines[0], r.stderr

@@ -174,7 +174,7 @@ def test_wrong_names_and_states_are_one_line_with_a_hint(home: Path) -> None:
     one_error(wl(home, "rename", "made", "other"), "in use")
     one_error(wl(home, "rename", "made", "bad name!"), "invalid container name")
     r = wl(home, "start", "-a", "made", "other")
-    assert r.returncode == 2 and "one container" in r.stderr
+    assert r.returncode == 125 and "one container" in r.stderr
     one_error(wl(home, "start", "made", "nosuch"), "nosuch")  # each is tried; the first error is the answer
     assert ps_all(home)["made"]["status"] == "stopped"
     assert set(ps_all(home)) == {"made", "other"}  # nothing half-made was left by the refusals
@@ -201,7 +201,7 @@ def test_the_container_group_takes_podmans_verbs(home: Path) -> None:
     assert wl(home, "container", "rm", "g").returncode == 0
     assert ps_all(home) == {}
     r = wl(home, "container", "nosuch")
-    assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 125 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_container_prune_removes_what_does_not_run_and_asks_first_on_a_terminal(home: Path) -> None:

@@ -225,7 +225,7 @@ def test_status_and_stop_verbs(home: Path) -> None:
     wait_gone(pid)
     assert wl(home, "system", "stop").stdout == "warm helper: not running\n"
     r = wl(home, "system", "service", "--idle", "0")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--idle 0" in r.stderr
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "--idle 0" in r.stderr
 
 
 FORBIDDEN_COLD = ("rich", "yaml", "wasmtime", "matplotlib", "textual", "ipywidgets", "wasmer_sdk")

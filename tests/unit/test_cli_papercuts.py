@@ -91,7 +91,7 @@ def test_a_variant_typo_is_refused_at_build_and_at_run_with_the_near_value(tmp_p
     assert json.loads(wl(home, "images", "--json").stdout) == []  # nothing was stored
     assert build_seed(home, tmp_path, "--annotation", f"{VARIANT}=compat").returncode == 0
     r = wl(home, "run", "--rm", "--annotation", f"{VARIANT}=compat-smrt", "mywasm-image")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "it takes compat or compat-smart" in r.stderr and f"did you mean {VARIANT}=compat-smart?" in r.stderr
     assert not (home / "containers").exists() or not any((home / "containers").iterdir())
     with Lab(home) as lab, pytest.raises(UsageError) as err:

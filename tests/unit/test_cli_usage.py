@@ -40,7 +40,7 @@ def test_an_unknown_flag_prints_that_verbs_usage_and_a_hint(path: tuple[str, ...
     sub = dict(verbs(parser()))[path]
     with pytest.raises(SystemExit) as exit_:
         main([*path, "--frobnicate", *placeholders(sub)])
-    assert exit_.value.code == 2
+    assert exit_.value.code == 125  # podman's status for a mistake on its command line
     err = capsys.readouterr().err
     name = " ".join(path)
     assert err.startswith(f"usage: wasmlab {name} "), err
@@ -57,12 +57,12 @@ def test_the_issue_examples_and_a_missing_argument(capsys: pytest.CaptureFixture
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         err = capsys.readouterr().err
-        assert exit_.value.code == 2 and err.startswith(f"usage: wasmlab {verb} ") and f"Error: {says}" in err, err
+        assert exit_.value.code == 125 and err.startswith(f"usage: wasmlab {verb} ") and f"Error: {says}" in err, err
         assert "command" not in err.splitlines()[-1]  # run's COMMAND may be empty: not "required"
 
 
 def test_an_unknown_command_suggests_the_near_ones(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["rum", "img"]) == 2
+    assert main(["rum", "img"]) == 125
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "Error: unknown command 'rum' (hint: did you mean `wasmlab rm` or `wasmlab run`?)"
     with pytest.raises(SystemExit):

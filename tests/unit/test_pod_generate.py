@@ -165,7 +165,7 @@ def test_cli_kube_generate_and_its_errors(tmp_path: Path, capsys: pytest.Capture
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: b, "
                    "resources: {limits: {memory: 1GG}}}\n")
-    assert main(["kube", "generate", str(bad), "-o", str(tmp_path / "bad-out")]) == 2
+    assert main(["kube", "generate", str(bad), "-o", str(tmp_path / "bad-out")]) == 125
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "spec.containers[0].resources.limits.memory" in err and "1GG" in err
     assert "Traceback" not in err and not (tmp_path / "bad-out").exists()
