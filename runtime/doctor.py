@@ -94,7 +94,10 @@ def _roots() -> str:
         probe = lab_home() / "snapshots"
     except WasmlabError:
         probe = Path(tempfile.gettempdir()) / "wasmlab-overlay-probe"
-    mode, why = root_mode(probe)
+    try:
+        mode, why = root_mode(probe)
+    except WasmlabError as exc:
+        return f"refused: {exc.one_line()}"
     return f"{mode} ({why})"
 
 
@@ -122,6 +125,9 @@ def rootless_support() -> list[str]:
         "logs --tail/--since/-t/-f and the log size cap: work (files in the lab home)",
         "ps --format, -q on ps/images/run/rm/rmi/pull/build: work",
         "system df: works; system reset: works on the user's own lab home",
+        "build with RUN steps: works (each RUN in a user namespace mapping your user to root); a RUN after a "
+        "USER line other than root is refused (only your own user is mapped)",
+        "another user's lab home (root's at a workshop): refused in one line; each user keeps their own",
         "kube play (pods, and so their restarts by the pod keeper): refused in one line (bringing the pod's "
         "loopback up joins its network namespace, which needs root here); as root each pod with restartPolicy "
         "Always/OnFailure gets a pod keeper",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from wasmlab.runtime.errors import WasmlabError
+from wasmlab.runtime.errors import BuildError, WasmlabError
 from wasmlab.runtime.images.work import Work, delete_container, signals_deferred
 
 
@@ -28,13 +28,18 @@ class ContainerRuntime(Protocol):
 
 
 def run_config(rootfs: str, argv: list[str], env: list[str], cwd: str, user: tuple[int, int]) -> dict[str, Any]:
-    """The config.json of a RUN container: the build's rootfs, writable; pid, mount, uts and ipc namespaces."""
+    """The config.json of a RUN container: the build's rootfs, writable; pid, mount, uts and ipc namespaces (and,
+    rootless, a user namespace mapping the builder's own user to root, as `wasmlab run` has)."""
     from wasmlab.runtime.spec.runtime import default_config
 
-    cfg = default_config(argv)
+    rootless = os.geteuid() != 0
+    if rootless and user != (0, 0):
+        raise BuildError(f"a RUN step as user {user[0]}:{user[1]} cannot run rootless: only your own user is "
+                         "mapped, as root", "drop the USER line before the RUN steps, or build as root")
+    cfg = default_config(argv, rootless=rootless)
     cfg["root"] = {"path": rootfs, "readonly": False}
     cfg["process"].update(env=env, cwd=cwd or "/", terminal=False, user={"uid": user[0], "gid": user[1]})
-    cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
+    cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "mount", "uts", "ipc", *(("user",) if rootless else ()))]
     cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] in ("/proc", "/dev", "/dev/pts", "/dev/shm")]
     cfg["linux"]["maskedPaths"] = []
     cfg["linux"]["readonlyPaths"] = []

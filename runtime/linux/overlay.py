@@ -18,8 +18,14 @@ MODE_ENV = "WASMLAB_ROOTFS"  # "copy" forces copies (to compare the two, or wher
 
 def root_mode(probe_dir: Path) -> tuple[str, str]:
     """(OVERLAY or COPY, why) for roots made under probe_dir."""
-    if os.environ.get(MODE_ENV) == COPY:
+    asked = os.environ.get(MODE_ENV, "")
+    if asked == COPY:
         return COPY, f"{MODE_ENV}=copy"
+    if asked not in ("", OVERLAY):
+        from wasmlab.runtime.errors import UsageError
+
+        raise UsageError(f"{MODE_ENV}={asked!r} is not a way to make container roots",
+                         f"set {MODE_ENV}=copy (copies) or {MODE_ENV}=overlay (the default where allowed), or unset it")
     if os.geteuid() != 0:
         return COPY, "rootless: overlay whiteouts are 0:0 devices and trusted.* attributes, which need root"
     if not overlay_supported(probe_dir):

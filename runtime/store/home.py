@@ -60,7 +60,22 @@ def checked_home(path: str | os.PathLike[str], source: str = "the lab home") -> 
         if probe == home:
             raise HomeError(f"{source} {home} exists and is not a folder", HINT)
         raise HomeError(f"{source} {home} is inside {probe}, which is not a folder", HINT)
+    _writable(home, source)
     return home
+
+
+def _writable(home: Path, source: str) -> None:
+    """The home, or the folder it would be made in, must be writable by this user: every command writes there
+    (locks, records, the history). Another user's lab home (root's, at a workshop) is refused in one line."""
+    existing = next((p for p in (home, *home.parents) if os.path.isdir(p)), None)
+    if existing is None or os.access(existing, os.W_OK | os.X_OK):
+        return
+    who = f"uid {os.getuid()}"
+    if existing == home:
+        raise HomeError(f"{source} {home} is not writable by you ({who}): it belongs to another user or a "
+                        "read-only disk", "each user keeps a lab home of their own: " + HINT)
+    raise HomeError(f"{source} {home} cannot be made: {existing} is not writable by you ({who})",
+                    "each user keeps a lab home of their own: " + HINT)
 
 
 def absolute_home_env() -> str | None:

@@ -112,3 +112,50 @@ def test_forbidden_user_namespaces_say_why_and_how(nobody_dir: Path) -> None:
     assert "does not allow user namespaces" in r.stderr
     assert "sysctl -w user.max_user_namespaces" in r.stderr
     assert os.listdir(nobody_dir / "state") == []
+
+
+def wasmlab_as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The `wasmlab` command line as nobody, from this checkout (its zygote too: PYTHONPATH, not sys.path)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home.parent), "WASMLAB_HOME": str(home), "WASMLAB_WARM": "0",
+           "PYTHONPATH": f"{package_links()}:{SITE}"}
+    cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--reset-env",
+           "env", *(f"{k}={v}" for k, v in env.items()),  # after setpriv's reset
+           "/usr/bin/python3", "-c", "import sys; from wasmlab.lab.cli import main; sys.exit(main())", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/", stdin=subprocess.DEVNULL)
+
+
+def test_another_users_lab_home_is_refused_in_one_line_and_left_as_it_was() -> None:
+    need_root()
+    need(Path("/usr/bin/python3").exists(), "Debian's python3 is needed to run wasmlab as another user")
+    home = Path(tempfile.mkdtemp(prefix="wasmlab-roots-home-"))  # root's, as at a workshop
+    try:
+        home.chmod(0o755)
+        (home / "marker").write_text("root's lab\n")
+        for argv in (("run", "--rm", "wasmlab/busybox:latest", "true"), ("build", "-t", "x", str(home)),
+                     ("images",), ("samples",)):
+            r = wasmlab_as_nobody(home, *argv)
+            assert r.returncode == 125 and "Traceback" not in r.stderr, r.stderr
+            last = r.stderr.strip().splitlines()[-1]
+            assert last.startswith(f"Error: WASMLAB_HOME {home} is not writable by you"), r.stderr
+        assert sorted(p.name for p in home.iterdir()) == ["marker"]
+        r = wasmlab_as_nobody(home / "sub", "ps")
+        assert r.returncode == 125 and f"{home} is not writable by you" in r.stderr and not (home / "sub").exists()
+    finally:
+        shutil.rmtree(home)
+
+
+def test_a_rootless_build_runs_its_run_steps_in_a_user_namespace(nobody_dir: Path) -> None:
+    home = nobody_dir / "home"
+    ctx = nobody_dir / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text('FROM wasmlab/busybox:latest\nRUN ["/bin/busybox", "sh", "-c", '
+                                       '"id -u > /made-by; cat /proc/self/uid_map >> /made-by"]\n')
+    os.chown(ctx, pwd.getpwnam("nobody").pw_uid, -1)
+    os.chown(ctx / "Containerfile", pwd.getpwnam("nobody").pw_uid, -1)
+    assert wasmlab_as_nobody(home, "samples", "--quiet").returncode == 0
+    r = wasmlab_as_nobody(home, "build", "-q", "-t", "rootless-built", str(ctx))
+    assert r.returncode == 0, r.stderr
+    r = wasmlab_as_nobody(home, "run", "--rm", "rootless-built", "cat", "/made-by")
+    assert r.returncode == 0, r.stderr
+    uid, mapping = r.stdout.split("\n", 1)
+    assert uid == "0" and mapping.split() == ["0", str(pwd.getpwnam("nobody").pw_uid), "1"]
