@@ -1036,7 +1036,8 @@ class Lab:
                                            env=_host_env(env or []), annotations=anns,
                                            entrypoint=list(entrypoint) if entrypoint is not None else None,
                                            edit=edit, ahead=ahead)
-            meta = {"id": cid, "name": name, "image": image, "image_digest": unpacked.digest,
+            # The image's full name, as podman's ps shows it ("bb" is listed as localhost/bb:latest), as pods do.
+            meta = {"id": cid, "name": name, "image": unpacked.image, "image_digest": unpacked.digest,
                     "command": unpacked.args, "created": time.time(), "rm": rm, "detach": detach,
                     "rootfs": unpacked.root}
             if _pod_slot is not None:

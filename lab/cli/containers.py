@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -16,6 +17,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # With --json, stdout is the JSON alone (for jq and scripts): the workload's output goes to stderr, as
     # podman keeps stdout for what a script reads (`podman run -d` prints only the id there).
     stdio = (0, 2, 2) if args.json and not args.detach else None
+    if getattr(args, "tty", False) and not args.detach:
+        warn_if_no_terminal()
     with open_lab(args) as lab:
         # As podman's --sig-proxy: in the foreground, stop signals go to the container.
         res = lab.run(args.image, args.command or None, name=args.name, rm=args.rm, detach=args.detach,
@@ -36,9 +39,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 
+def warn_if_no_terminal() -> None:
+    """As podman: -t with a stdin that is no terminal (a pipe, /dev/null) works, but not as a terminal would."""
+    if not os.isatty(0):
+        print("Warning: the input device is not a terminal: -t gives the container one, but what is typed here "
+              "(Ctrl-C, line editing) does not reach it as from a terminal", file=sys.stderr)
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError("exec needs a command", f"for example: wasmlab exec {args.container} /bin/sh -c 'ls /'")
+    if args.tty:
+        warn_if_no_terminal()
     with open_lab(args) as lab:
         # As podman: -t gives a terminal and -i attaches stdin to it; Ctrl-C reaches the process.
         return int(lab.exec(args.container, args.command, env=args.env or [], tty=args.tty,

@@ -26,7 +26,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         if res.name and not args.quiet:
             print(f"Successfully tagged {res.name}", file=sys.stderr)
-        print(present.short_id(res.id) if not args.quiet else res.id)
+        print(present.short_id(res.id) if not args.quiet else res.id.removeprefix("sha256:"))  # podman's -q
     return 0
 
 
@@ -75,8 +75,8 @@ def cmd_rmi(args: argparse.Namespace) -> int:
                 continue
             for n in res.untagged:
                 print(f"Untagged: {n}")
-            if res.deleted:
-                print(f"Deleted: {res.deleted}")
+            if res.deleted_id:
+                print(f"Deleted: {res.deleted_id.removeprefix('sha256:')}")  # the image id, as podman prints it
     return 0
 
 

@@ -24,7 +24,7 @@ NETWORKS = ("none", "host")
 PULL_POLICIES = ("never", "missing", "always")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_VOLUME_HINT = 'write -v /host/folder:/in/container[:ro], e.g. -v "$PWD/data:/data:ro"'
+_VOLUME_HINT = 'write -v /host/folder:/in/container[:ro] (or ./folder, relative to here), e.g. -v ./data:/data:ro'
 _MOUNT_HINT = "write --mount type=bind,source=/host/folder,destination=/data[,ro] or type=tmpfs,destination=/tmp"
 
 
@@ -160,8 +160,11 @@ def _container_path(text: str, what: str, hint: str) -> str:
 
 
 def _host_path(text: str, hint: str) -> str:
+    if text.startswith("."):  # as podman: a source starting with / or . is a host path, . relative to the cwd
+        text = os.path.abspath(text)
     if not text.startswith("/"):
-        raise UsageError(f"the host path {text!r} is not absolute (named volumes are not supported)", hint)
+        raise UsageError(f"the host path {text!r} is neither absolute nor relative with ./ (named volumes are "
+                         "not supported)", hint)
     if not os.path.exists(text):
         raise UsageError(f"the host path {text} does not exist", "create it first (mkdir -p), then run again")
     return os.path.realpath(text)

@@ -75,8 +75,9 @@ class ImageDetails:
 @dataclass(frozen=True)
 class RemoveResult:
     untagged: list[str]
-    deleted: str | None
+    deleted: str | None          # the removed image's manifest digest (None: it keeps other names)
     reclaimed: int
+    deleted_id: str | None = None  # its image id (the config's digest), as `images` lists it
 
 
 @dataclass(frozen=True)
@@ -196,13 +197,15 @@ class Images:
     def remove(self, name: str) -> RemoveResult:
         """Remove a name (the image goes with its last name); by ID, remove the image and all its names."""
         before = self.store.resolve(name)
+        image_id = str(self.store.manifest(before)["config"]["digest"])
         report_before = self._blob_bytes()
         self.store.untag(name)
         remaining = [img for img in self.store.images() if img.digest == before.digest]
         removed_names = [n for n in before.names if not remaining or n not in remaining[0].names]
         snapshot_bytes = 0 if remaining else self._prune_snapshots()[1]  # they go with their last image
         return RemoveResult(removed_names, None if remaining else before.digest,
-                            max(0, report_before - self._blob_bytes()) + snapshot_bytes)
+                            max(0, report_before - self._blob_bytes()) + snapshot_bytes,
+                            None if remaining else image_id)
 
     def _prune_snapshots(self) -> tuple[int, int]:
         return self.snapshots.prune(self.snapshots.used_by(self.store, self.store.images()))

@@ -81,9 +81,9 @@ def image_for(engine: str, program: str) -> tuple[str, str | None]:
     return (f"wasmlab/{program}:linux", None) if engine == "native" else (f"wasmlab/{program}:compat", engine)
 
 
-def wl(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def wl(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([WASMLAB, *args], env=dict(os.environ, WASMLAB_HOME=str(home)), capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 def wait_for(predicate: object, what: str, timeout: float = 30.0) -> None:
@@ -326,10 +326,23 @@ def test_the_cli_passes_the_flags(home: Path, tmp_path: Path) -> None:
     assert (r.returncode, r.stdout) == (0, "cli\nh1\n/data\n"), r.stderr
 
 
+def test_a_volume_relative_to_the_callers_folder_is_a_bind_mount_as_in_podman(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.txt").write_text("relative\n")
+    for source in ("./data", "data/../data"):
+        r = wl(home, "run", "--rm", "-v", f"{source}:/d:ro", "wasmlab/busybox", "cat", "/d/in.txt", cwd=tmp_path)
+        if source.startswith("."):
+            assert (r.returncode, r.stdout) == (0, "relative\n"), r.stderr
+        else:  # not ./ nor /: podman reads a named volume there
+            assert r.returncode == 125 and "named volumes are not supported" in r.stderr, r.stderr
+    r = wl(home, "run", "--rm", "-v", ".:/d:ro", "wasmlab/busybox", "cat", "/d/data/in.txt", cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "relative\n"), r.stderr
+
+
 @pytest.mark.parametrize("args, says", [
     (["-m", "1x"], "invalid memory limit"),
     (["-m", "1m"], "below the 6 MiB minimum"),
-    (["-v", "relative:/data"], "is not absolute"),
+    (["-v", "relative:/data"], "named volumes are not supported"),
     (["-v", "/nonexistent-wasmlab:/data"], "does not exist"),
     (["-v", "/tmp:data"], "not an absolute path in the container"),
     (["--mount", "type=volume,dst=/x"], "is not supported"),
@@ -364,3 +377,9 @@ def test_rootless_refuses_what_it_cannot_do_in_one_line(options: RunOptions, say
     parse(RunOptions(user="0", network="host", read_only=True, hostname="h"), rootless=True)  # these work
     listed = rootless_flags()
     assert any(line.startswith("memory: refused") for line in listed) and "hostname: works" in listed
+
+
+def test_a_terminal_asked_for_without_one_here_is_warned_about_as_podman_does(home: Path) -> None:
+    r = wl(home, "run", "-it", "--rm", "wasmlab/busybox", "echo", "hi")  # stdin is /dev/null
+    assert r.returncode == 0 and r.stdout.replace("\r", "") == "hi\n", r.stderr
+    assert r.stderr.startswith("Warning: the input device is not a terminal"), r.stderr
