@@ -18,6 +18,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
 fi
+if [ -x .venv/bin/python ] && [ -n "${PYTHON:-}" ]; then
+  # PYTHON names the interpreter the venv must be made from (rootless: one other users can run). A venv made
+  # from another one is made again; it would otherwise be kept without a word.
+  want=$("$PY" -c 'import sys, os; print(os.path.realpath(sys.executable))')
+  have=$(.venv/bin/python -c 'import sys, os; print(os.path.realpath(sys._base_executable))')
+  if [ "$want" != "$have" ]; then
+    echo "setup: .venv was made from $have; making it again from $want (PYTHON)"
+    rm -rf .venv
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
