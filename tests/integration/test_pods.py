@@ -59,17 +59,25 @@ def ns_inode(pid: int, kind: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
 
-def holders_of(kind: str, inode: int) -> list[int]:
-    """The processes whose namespace of KIND is INODE (a namespace lives as long as one holds it)."""
+def holders_of(kind: str, inode: int) -> list[tuple[int, str]]:
+    """The processes whose namespace of KIND is INODE (a namespace lives as long as one holds it), each with its
+    start time: compare before and after a removal, since the kernel gives a freed namespace's number to the next
+    one made (another suite's pod, on a shared machine) at once, and pids are reused too."""
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 if os.stat(f"/proc/{name}/ns/{kind}").st_ino == inode:
-                    out.append(int(name))
+                    stat = Path(f"/proc/{name}/stat").read_text()
+                    out.append((int(name), stat[stat.rfind(")") + 2:].split()[19]))
             except OSError:
                 continue
     return out
+
+
+def still_holding(kind: str, inode: int, before: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Which of the processes that held the namespace BEFORE hold it still."""
+    return [h for h in holders_of(kind, inode) if h in before]
 
 
 def run_in(lab: Lab, name: str, argv: list[str]) -> str:
@@ -156,8 +164,10 @@ def test_containers_join_the_sandbox_namespaces_and_cgroup(lab: Lab, tmp_path: P
     for c in (infra, a, b):
         assert cgroup_of(c.pid) == f"/{pod.cgroup}/{c.id}"
     netns = ns_inode(infra.pid, "net")
+    holders = holders_of("net", netns)
+    assert {infra.pid, a.pid, b.pid} <= {pid for pid, _ in holders}
     lab.pod_rm(pod.identity, force=True)
-    assert holders_of("net", netns) == []
+    assert still_holding("net", netns, holders) == []
     leaks.assert_clean()
 
 
@@ -518,8 +528,10 @@ def test_system_reset_ends_the_pods_and_their_cgroup_parents(tmp_path: Path, lea
         lab.samples()
         [pod] = lab.kube_play(path).pods
         netns = ns_inode(pod.infra_pid, "net")
+        holders = holders_of("net", netns)
+        assert pod.infra_pid in {pid for pid, _ in holders}
         lab.reset()
-    assert holders_of("net", netns) == []
+    assert still_holding("net", netns, holders) == []
     assert not (home / "pods").exists() or not any((home / "pods").iterdir())
     leaks.assert_clean()
 
