@@ -350,8 +350,8 @@ class _Sampler:
                 r = replace(r, block_read=_total([m[0].block_read for m in members]),
                             block_write=_total([m[0].block_write for m in members]))
             # Its containers share its network namespace: any one's figures are the pod's.
-            net = next(((m[1].net_rx_bytes, m[1].net_tx_bytes) for m in members if m[1].net_rx_bytes is not None),
-                       None)
+            net = next(((m.net_rx_bytes, m.net_tx_bytes) for _, m in members
+                        if m.net_rx_bytes is not None and m.net_tx_bytes is not None), None)
             samples.append(self._sample(Watched("pod", pod.id, identity, identity, cgroup=pod.cgroup), r, at, net))
         live = {s.id for s in samples}
         for book in (self._cpu, self._peak, self._io, self._fixed):
