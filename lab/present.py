@@ -18,6 +18,15 @@ def size(n: float) -> str:
     return str(n)
 
 
+def stat_size(n: float) -> str:
+    """Bytes as podman stats shows them (go-units' HumanSize): 0B, 472B, 1.006kB, 507.9kB, 25.28GB."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.4g}{unit}"
+        n /= 1000
+    return str(n)
+
+
 def ago(when: float | str, *, short: bool = False) -> str:
     """How long ago a time (seconds since the epoch, or an RFC 3339 string) was: "3 minutes ago" ("3m ago")."""
     if isinstance(when, str):

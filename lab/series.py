@@ -102,6 +102,28 @@ def live_memory(ticks: Sequence[MetricsTick]) -> list[Series]:
     return _live(ticks, lambda s: s.memory_bytes / MIB, "MiB")
 
 
+def live_pids(ticks: Sequence[MetricsTick]) -> list[Series]:
+    """One series per container seen: x is seconds since the first tick, y its tasks (the cgroup's pids.current)."""
+    return _live(ticks, lambda s: s.pids or 0, "PIDs")
+
+
+def live_summary(tick: MetricsTick) -> str:
+    """One line of a tick for every face: its containers, their tasks, and their network and block I/O so far
+    (podman stats' PIDS, NET IO and BLOCK IO, summed; a container on the host's network adds no network figure)."""
+    from wasmlab.lab.present import stat_size
+
+    rows = [s for s in tick.samples if s.kind == "container"]
+    if not rows:
+        return "nothing running"
+
+    def total(name: str) -> str:
+        return stat_size(sum(getattr(s, name) or 0 for s in rows))
+
+    pids = sum(s.pids or 0 for s in rows)
+    return (f"{len(rows)} running, {pids} PID{'s' if pids != 1 else ''}, net {total('net_rx_bytes')} / "
+            f"{total('net_tx_bytes')}, block {total('block_read_bytes')} / {total('block_write_bytes')}")
+
+
 # The least top a live axis shows (it starts at 0): an idle container's CPU or its few hundred KiB of memory are
 # drawn near the floor, not stretched over the whole height (noise looked like a trend).
 LEAST_TOP = {"%": 10.0, "MiB": 1.0}

@@ -43,8 +43,9 @@ CONTAINER_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
 
 
 def render(fmt: str, rows: Sequence[Any], fields: dict[str, tuple[str, Callable[[Any], str]]],
-           as_dict: Callable[[Any], Any]) -> str:
-    """The text `--format FMT` prints for ROWS (ends with a newline unless empty)."""
+           as_dict: Callable[[Any], Any], *, minwidth: int = 0) -> str:
+    """The text `--format FMT` prints for ROWS (ends with a newline unless empty). A table's columns are two
+    spaces wider than their widest cell, and at least MINWIDTH (podman stats' tabwriter takes 12)."""
     spec = fmt.strip()
     if spec == "json":
         return json.dumps([as_dict(r) for r in rows], indent=2, default=str) + "\n"
@@ -73,6 +74,7 @@ def render(fmt: str, rows: Sequence[Any], fields: dict[str, tuple[str, Callable[
     grid = [line.split("\t") for line in [header, *lines]]
     width = max(len(cells) for cells in grid)
     widths = [max((len(cells[i]) for cells in grid if i < len(cells)), default=0) for i in range(width)]
+    widths = [max(w, minwidth - 2) for w in widths]
     out = []
     for cells in grid:
         padded = [c.ljust(widths[i] + 2) if i < len(cells) - 1 else c for i, c in enumerate(cells)]

@@ -120,3 +120,5 @@ class LiveChart(Panel):
                 figures.show_png(self.chart, self.fig)
             self.draws += 1
             self._last_draw = time.monotonic()
+        if ticks and self._stream is not None:
+            self.say(f"watching: {series.live_summary(ticks[-1])}")

@@ -119,6 +119,10 @@ def test_a_pod_is_sampled_from_its_cgroup_parent_beside_its_containers(lab: Lab,
     assert direct.memory is not None and abs(agg.memory_bytes - direct.memory) <= 1 << 20
     assert agg.cpu_percent >= max(s.cpu_percent for s in members) * 0.8 and agg.cpu_percent > 10
     assert cgroups.layout().mode != "none"
+    # podman's other figures: the parent's pids.current counts every member's tasks; they share one network.
+    assert agg.pids is not None and agg.pids >= sum(s.pids or 0 for s in members) >= len(members)
+    assert {(s.net_rx_bytes, s.net_tx_bytes) for s in [*members, agg]} == {(0, 0)}  # only lo in a pod here
+    assert agg.block_write_bytes is not None and agg.block_write_bytes >= sum(s.block_write_bytes or 0 for s in members)
 
 
 def test_a_callback_stream_ends_with_close_and_with_the_lab(home: Path) -> None:

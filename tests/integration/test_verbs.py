@@ -322,7 +322,7 @@ def test_stats_no_stream_prints_one_sample_as_a_table_or_json(home: Path) -> Non
     assert r.returncode == 0 and len(lines) == 2, r.stderr
     assert lines[0].split()[:4] == ["ID", "NAME", "CPU", "%"] and lines[1].split()[1] == "idle"
     one_error(wl(home, "stats", "-i", "0", "idle"), "positive")
-    one_error(wl(home, "stats", "--format", "{{.Name}}", "idle"), "json")
+    one_error(wl(home, "stats", "--format", "{{.Name}} {{.Nope}}", "idle"), ".Nope", ".PIDS")
 
 
 def test_stats_streams_one_sample_per_interval(home: Path) -> None:

@@ -52,3 +52,25 @@ def test_idle_live_charts_start_at_zero() -> None:
 
     asyncio.run(main())
     assert ranges == {"cpu": (0.0, LEAST_TOP["%"]), "memory": (0.0, LEAST_TOP["MiB"])}
+
+
+def test_the_status_line_shows_the_live_pids_and_io_at_80x24() -> None:
+    """PIDS has no table to be a column of on this screen (four charts fill 80x24): the status line under them
+    carries the newest tick's PIDs and I/O, the figures `wasmlab stats` shows, from the same stream."""
+    app = WasmlabApp(FixtureLab(), refresh_interval=3600, offer_samples=False)  # type: ignore[arg-type]
+    seen: dict[str, str] = {}
+    sample = MetricSample(1.0, "container", "c1", "forker", None, "native", 0.0, 1 << 20, 1 << 20, None, 6,
+                          0, 1_048_576, 1000, 2000)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("5")
+            await wait_for(pilot, lambda: app.metrics_view.loaded, "the metrics screen")
+            app.metrics_view.post_message(Ticked(MetricsTick(1.0, (sample,))))
+            status = app.metrics_view.query_one(".status-line")
+            await wait_for(pilot, lambda: "PIDs" in str(status.render()), "the live status")
+            seen["line"] = str(status.render())
+            app.exit(0)
+
+    asyncio.run(main())
+    assert "1 running, 6 PIDs, net 1kB / 2kB, block 0B / 1.049MB" in seen["line"]

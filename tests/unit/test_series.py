@@ -93,3 +93,17 @@ def test_a_figure_with_too_few_points_shows_the_sentence_instead_of_an_axis() ->
     cpu, memory = live.axes
     assert [ln.get_label() for ln in cpu.get_lines()] == ["busy", "ticker"]
     assert cpu.get_ylabel() == "%" and memory.get_ylabel() == "MiB"
+
+
+def test_live_pids_and_the_live_summary_line_every_face_shows() -> None:
+    from wasmlab.runtime import MetricSample, MetricsTick
+
+    a = MetricSample(1.0, "container", "a1", "busy", None, "native", 0.0, 0, 0, None, 3, 10, 4000, None, None)
+    b = MetricSample(1.0, "container", "b2", "web", None, "wasmtime", 0.0, 0, 0, 64 << 20, 1, 0, 0, 1500, 500)
+    pod = MetricSample(1.0, "pod", "p", "default/p", "default/p", None, 0.0, 0, 0, None, 9, 0, 0, 0, 0)
+    ticks = [MetricsTick(1.0, (a, b, pod))]
+    assert [(s.label, s.ys, s.unit) for s in series.live_pids(ticks)] == [("busy", (3.0,), "PIDs"),
+                                                                          ("web", (1.0,), "PIDs")]
+    # The host-network container (None) adds no network bytes; the pod is not counted twice.
+    assert series.live_summary(ticks[0]) == "2 running, 4 PIDs, net 1.5kB / 500B, block 10B / 4kB"
+    assert series.live_summary(MetricsTick(2.0, ())) == "nothing running"

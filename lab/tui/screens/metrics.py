@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import Static
 from textual.worker import get_current_worker
-from wasmlab.lab.series import LEAST_TOP
+from wasmlab.lab.series import LEAST_TOP, live_summary
 from wasmlab.lab.tui.messages import Loaded, LoadFailed, Ticked, error_parts
 from wasmlab.lab.tui.widgets.chart import SeriesChart, footprint_by_engine, live_cpu, live_memory, startup_by_engine
 
@@ -30,6 +30,7 @@ class MetricsView(Vertical):
         self.loaded = False
         self.ticks: deque[Any] = deque(maxlen=LIVE_TICKS)
         self._stream: Any = None
+        self._runs_line = "loading..."
 
     @property
     def lab(self) -> Lab:
@@ -103,7 +104,13 @@ class MetricsView(Vertical):
             for chart in ("#cpu-chart", "#memory-chart"):
                 self.query_one(chart, SeriesChart).show([])
         self.loaded = True
-        self.query_one(".status-line", Static).update(f"{len(runs)} runs in the history")
+        self._runs_line = f"{len(runs)} runs in the history"
+        self._status()
+
+    def _status(self) -> None:
+        """The runs in the history, then (while the stream runs) the newest tick's PIDs and I/O in one line."""
+        live = f" · now {live_summary(self.ticks[-1])}" if self.ticks else ""
+        self.query_one(".status-line", Static).update(self._runs_line + live)
 
     def on_ticked(self, message: Ticked) -> None:
         message.stop()
@@ -111,6 +118,7 @@ class MetricsView(Vertical):
         if self.is_attached:
             self.query_one("#cpu-chart", SeriesChart).show(live_cpu(list(self.ticks)))
             self.query_one("#memory-chart", SeriesChart).show(live_memory(list(self.ticks)))
+            self._status()
 
     def on_load_failed(self, message: LoadFailed) -> None:
         message.stop()
