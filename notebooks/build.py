@@ -531,7 +531,8 @@ inspector
 # Each cell: whose namespace the container is in. host: the machine's; sandbox: the pod's (its pause
 # container's); private: its own; "-": no process (the sandbox's own row shows the pod's namespaces).
 rows = lab.inspect_ns("ns-tour")
-print("\n".join(share_lines(rows)))
+for line in share_lines(rows):
+    print(line)
 """),
     md("""
 **What a WASI guest can see.** Inside its container, the guest sees only what WASI hands it: its arguments, its
