@@ -678,8 +678,8 @@ check("the bloated image's start-up against Wasm's",
 live.on_stop()   # ends the live stream's thread
 """),
     note("""
-Figures vary between machines: compare ratios from one run, not absolute times (here the bloated image took about
-ten times as long as wasmtime: python3 and the wasmtime package start before the module does). The statically
+Figures vary between machines: compare ratios from one run, not absolute times (on the machines measured, the bloated
+image took 10 to 20 times as long as wasmtime: python3 and the wasmtime package start before the module does). The statically
 linked Linux `hello` is small and quick too (musl); the article's "bloated" alternative is the image that carries
 a runtime. Exercise 2 needs the cached bloated image (`wasmlab bench --scenario bloated` builds it once).
 """),
