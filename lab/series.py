@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -156,14 +156,16 @@ def _run_order(samples: Sequence[float]) -> tuple[float, ...]:
     return tuple(float(i) for i in range(1, len(samples) + 1))
 
 
+def run_samples(samples: Mapping[str, Sequence[float]], unit: str) -> list[Series]:
+    """One series per label (in the mapping's order, labels without samples left out): xs the run order (1 = the
+    first), ys the samples. The layout of every bench chart, and of the notebooks' face-off."""
+    return [Series(label, _run_order(ys), tuple(float(v) for v in ys), unit) for label, ys in samples.items() if ys]
+
+
 def _engine_samples(bench: dict[str, Any], scenario: str, measure: str, unit: str) -> list[Series]:
     results = ((bench.get("scenarios") or {}).get(scenario) or {}).get("results") or {}
-    out = []
-    for engine, row in results.items():
-        samples = [float(v) for v in (row.get(measure) or {}).get("samples") or ()]
-        if samples:
-            out.append(Series(engine, _run_order(samples), tuple(samples), unit))
-    return out
+    return run_samples({engine: [float(v) for v in (row.get(measure) or {}).get("samples") or ()]
+                        for engine, row in results.items()}, unit)
 
 
 def bench_startup(bench: dict[str, Any]) -> list[Series]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from wasmlab.runtime.errors import (
     ContainerExists,
     ContainerNotFound,
+    HandlerError,
     InvalidState,
     PrivilegeError,
     SetupError,
@@ -40,6 +41,7 @@ from wasmlab.runtime.events import (
     RunRecorded,
     Subscriber,
 )
+from wasmlab.runtime.handlers.base import EXIT_NO_ENTRYPOINT
 from wasmlab.runtime.handlers.detect import ENGINE_ANNOTATION, WASM_ENGINES, check_variant
 from wasmlab.runtime.linux import cgroups
 from wasmlab.runtime.options import RunOptions, refuse_unsupported
@@ -967,6 +969,7 @@ class Lab:
         reach the zygote together. A gate that raises a WasmlabError removes this container."""
         if engine is not None and engine not in WASM_ENGINES:
             raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(WASM_ENGINES)}")
+        asked = image
         options = options or RunOptions()
         refuse_unsupported(options)
         _refuse_detached_tty(options, detach)
@@ -1100,9 +1103,12 @@ class Lab:
                 finally:
                     if sig_proxy and threading.current_thread() is threading.main_thread():
                         proxy.close()
-        except WasmlabError:
+        except WasmlabError as exc:
             failed = True
             self._discard(cid)
+            better = self._argument_as_program(exc, asked, image, command, entrypoint)
+            if better is not exc:
+                raise better from exc
             raise
         except BaseException:
             failed = True
@@ -1112,6 +1118,28 @@ class Lab:
                 os.close(log_fd)
             if not failed:  # after the run, off its path; a refused run leaves the home as it was
                 self._refill_later()
+
+    def _argument_as_program(self, exc: WasmlabError, asked: str, image: str, command: Sequence[str] | None,
+                             entrypoint: Sequence[str] | None) -> WasmlabError:
+        """`run IMAGE 64` where 64 was meant for the image's program: arguments replace the image's CMD, as with
+        podman, so 64 became the program and is missing. The same error, its hint the command that keeps the
+        program. Only on that failure (nothing is looked at before a run)."""
+        if not command or entrypoint is not None or exc.exit_code != EXIT_NO_ENTRYPOINT:
+            return exc
+        word = command[0]
+        if "/" in word and not _is_number(word):
+            return exc
+        try:
+            section = self.image_inspect(image).config.get("config") or {}
+        except WasmlabError:
+            return exc
+        cmd = [str(a) for a in section.get("Cmd") or []]
+        if section.get("Entrypoint") or not cmd or cmd[0] == word:
+            return exc
+        import shlex
+
+        return HandlerError(exc.message, "arguments replace the image's CMD, as with podman: give its program "
+                            f"first: wasmlab run {asked} {shlex.join([cmd[0], *command])}", exit_code=exc.exit_code)
 
     # -- podman run's flags (RunOptions) -------------------------------------------------------------------------
     @staticmethod
@@ -1978,6 +2006,14 @@ def _relay_output(pipes: list[tuple[int, int, bytes]], log: ctrlog.LogWriter, fi
                 except OSError:
                     pass
                 log.write(stream, chunk)
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_env(env: Sequence[str]) -> list[str]:

@@ -37,6 +37,52 @@ class Built:
     layer_digests: list[tuple[str, int]]  # what is in the image: each layer's digest and size
 
 
+@dataclass(frozen=True)
+class ImageFile:
+    """One file of an image's layers, as `tar tv` of the layer would show it, and what kind of program it is."""
+
+    path: str
+    size: int
+    kind: str   # "Wasm module", "Linux ELF binary", "directory", "file"
+
+
+def _kind(head: bytes, is_dir: bool) -> str:
+    if is_dir:
+        return "directory"
+    if head.startswith(b"\0asm"):
+        return "Wasm module"
+    if head.startswith(b"\x7fELF"):
+        return "Linux ELF binary"
+    return "file"
+
+
+def image_files(lab: Lab, name: str) -> list[ImageFile]:
+    """What is inside image NAME: every file of its layers. The image is saved as an OCI archive (what `wasmlab
+    save` writes: a tar holding the manifest, the config and each layer, itself a tar) and its layers are read.
+    For small images: the archive is written to a temporary folder first."""
+    import json
+    import tarfile
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="wasmlab-image-files-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        lab.save(name, archive)
+        with tarfile.open(archive) as outer:
+            def blob(digest: str) -> Any:
+                return outer.extractfile("blobs/" + digest.replace(":", "/"))
+
+            index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
+            manifest = json.load(blob(index["manifests"][0]["digest"]))
+            for layer in manifest["layers"]:
+                with tarfile.open(fileobj=blob(layer["digest"])) as inner:
+                    for member in inner:
+                        data = inner.extractfile(member) if member.isfile() else None
+                        head = data.read(4) if data is not None else b""
+                        out.append(ImageFile("/" + member.name.lstrip("./"), member.size,
+                                             _kind(head, member.isdir())))
+    return out
+
+
 def seed_containerfile() -> str:
     """The seed article's Containerfile, as the assets carry it."""
     return (SEED_CONTEXT / "Containerfile").read_text()

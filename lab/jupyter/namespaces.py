@@ -17,6 +17,9 @@ TYPES = ("net", "ipc", "uts", "pid", "mnt", "cgroup", "user")
 # The heat map's scale: the host's namespace, the pod's (its sandbox's), the container's own.
 SHARING = {"host": 0, "sandbox": 1, "private": 2}
 ALL = "(every pod)"
+# Column headings as `wasmlab pod inspect-ns` prints them: a namespace column says "NS", the cgroup's folder
+# "CGROUP PATH" (the process is a PID; the pid namespace is PID NS).
+NS_HEADINGS = tuple(f"{t.upper()} NS" for t in TYPES)
 
 
 def share_matrix(rows: Sequence[ContainerNamespaces]) -> tuple[list[str], list[list[str]]]:
@@ -28,6 +31,17 @@ def share_matrix(rows: Sequence[ContainerNamespaces]) -> tuple[list[str], list[l
         labels.append(f"{r.pod}/{r.container}" if r.pod else r.container)
         grid.append([shared.get(t, "") for t in TYPES])
     return labels, grid
+
+
+def share_lines(rows: Sequence[ContainerNamespaces]) -> list[str]:
+    """The sharing table as text, its header first: one line per container, one column per namespace type
+    (host, sandbox: the pod's, private: its own, "-": no process)."""
+    labels, grid = share_matrix(rows)
+    width = max([len("POD/CONTAINER"), *(len(label) for label in labels)])
+    lines = [f"{'POD/CONTAINER':{width}}  " + " ".join(f"{h:9}" for h in NS_HEADINGS)]
+    for label, cells in zip(labels, grid, strict=True):
+        lines.append(f"{label:{width}}  " + " ".join(f"{c or '-':9}" for c in cells))
+    return [line.rstrip() for line in lines]
 
 
 def shares_with_pod(rows: Sequence[ContainerNamespaces], container: str) -> list[str]:
@@ -77,7 +91,7 @@ class NamespaceInspector(Panel):
         self.target.value = chosen
         self.rows = self.lab.inspect_ns(None if chosen == ALL else chosen)
         labels, grid = share_matrix(self.rows)
-        self.table.value = table(["container", "role", "pid", *TYPES, "cgroup"],
+        self.table.value = table(["POD/CONTAINER", "ROLE", "PID", *NS_HEADINGS, "CGROUP PATH"],
                                  [[label, r.role, r.pid or "-", *cells, r.cgroup]
                                   for label, r, cells in zip(labels, self.rows, grid, strict=True)])
         if self.rows:

@@ -3,6 +3,7 @@ allowlist), Plan, Play and Down, and each container's status and logs."""
 
 from __future__ import annotations
 
+import html
 import shutil
 import tempfile
 import weakref
@@ -20,6 +21,22 @@ PROPAGATIONS = ("crio", "containerd")
 DEFAULT_ALLOWLIST = "module.wasm.image/*"
 SEED_ALLOWLIST = "module.wasm.image/variant.*"   # the seed article's, which matches nothing
 VARIANT_KEY = "module.wasm.image/variant"
+# Presets that show a pitfall open on the allowlist that shows it (the seed's), not on the fix.
+PRESET_ALLOWLISTS = {"containerd-allowlist": SEED_ALLOWLIST}
+
+
+def allowlist_for(preset: str) -> str:
+    """The allowlist a preset opens on: the seed's for the containerd pitfall, else the one that works."""
+    return PRESET_ALLOWLISTS.get(preset, DEFAULT_ALLOWLIST)
+
+
+def allowlist_note(allowlist: str) -> str:
+    """One line under the allowlist: what this one does with the variant key."""
+    patterns = allowlist_of(allowlist)
+    if SEED_ALLOWLIST in patterns and not ({DEFAULT_ALLOWLIST, VARIANT_KEY} & set(patterns)):
+        return (f"{SEED_ALLOWLIST} is the seed article's allowlist: path.Match needs a '.' after 'variant', so "
+                f"it matches nothing and containerd drops {VARIANT_KEY} (try {DEFAULT_ALLOWLIST})")
+    return "containerd passes on only the pod annotations these patterns match (Go's path.Match)"
 
 
 def presets(folder: Path = ASSETS / "pods") -> dict[str, Path]:
@@ -74,7 +91,7 @@ class PodLauncher(Panel):
     (runs nothing), Play and Down; the table shows each container's handler and status, and the logs below."""
 
     def __init__(self, lab: Lab | None = None, *, preset: str = "mixed-compat-smart", propagation: str = "crio",
-                 allowlist: str = DEFAULT_ALLOWLIST) -> None:
+                 allowlist: str | None = None) -> None:
         super().__init__(lab)
         self._files = presets()
         self._folder = Path(tempfile.mkdtemp(prefix="wasmlab-pods-"))
@@ -84,8 +101,10 @@ class PodLauncher(Panel):
         self.editor = w.Textarea(value=self._files[preset].read_text() if preset in self._files else "",
                                  description="pod YAML", layout=w.Layout(width="95%", height="14em"))
         self.propagation = w.ToggleButtons(options=PROPAGATIONS, value=propagation, description="propagation")
-        self.allowlist = w.Text(value=allowlist, description="allowlist",
+        self.allowlist = w.Text(value=allowlist_for(preset) if allowlist is None else allowlist,
+                                description="allowlist",
                                 placeholder="containerd's pod_annotations, e.g. module.wasm.image/*")
+        self.allowlist_note = w.HTML(value="")
         self.plan_button = w.Button(description="Plan", icon="list")
         self.play_button = w.Button(description="Play", button_style="success", icon="play")
         self.down_button = w.Button(description="Down", button_style="danger", icon="stop")
@@ -96,12 +115,13 @@ class PodLauncher(Panel):
         self.played: PlayResult | None = None
         self.preset.observe(self.on_preset, names="value")
         self.propagation.observe(self._allowlist_state, names="value")
+        self.allowlist.observe(self._allowlist_state, names="value")
         self.plan_button.on_click(self.on_plan)
         self.play_button.on_click(self.on_play)
         self.down_button.on_click(self.on_down)
         self.refresh_button.on_click(self.on_refresh)
         self._allowlist_state()
-        self.children = [self.preset, self.editor, w.HBox([self.propagation, self.allowlist]),
+        self.children = [self.preset, self.editor, w.HBox([self.propagation, self.allowlist]), self.allowlist_note,
                          w.HBox([self.plan_button, self.play_button, self.down_button, self.refresh_button]),
                          self.status, self.plan, self.pods_table, self.logs]
 
@@ -112,11 +132,13 @@ class PodLauncher(Panel):
     def _allowlist_state(self, _change: Any = None) -> None:
         # CRI-O passes every pod annotation on: no allowlist to edit.
         self.allowlist.disabled = self.propagation.value != "containerd"
+        self.allowlist_note.value = "" if self.allowlist.disabled else html.escape(allowlist_note(self.allowlist.value))
 
     def on_preset(self, change: Any = None) -> None:
         name = self.preset.value
         if name in self._files:
             self.editor.value = self._files[name].read_text()
+            self.allowlist.value = allowlist_for(name)
 
     def file(self) -> Path:
         """The editor's YAML as a file (kube play and down read files)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 from wasmlab.lab.jupyter.panel import Panel, guarded, pre, table
+from wasmlab.runtime.errors import UsageError
 
 if TYPE_CHECKING:
     from wasmlab.runtime import Lab
@@ -41,24 +42,36 @@ class Ran:
 
 
 def program_of(lab: Lab, image: str) -> list[str]:
-    """The program an image runs, without its default arguments: its Entrypoint, else the first word of its Cmd."""
+    """The program an image runs, without its default arguments: its Entrypoint, else the first word of its Cmd
+    (what to write before your arguments, since they replace the Cmd)."""
     section = lab.image_inspect(image).config.get("config") or {}
     entrypoint = [str(a) for a in section.get("Entrypoint") or []]
     return entrypoint or [str(a) for a in (section.get("Cmd") or [])[:1]]
 
 
+def split_args(args: Sequence[str] | str) -> list[str]:
+    """ARGS as words: a list as it is, a line split as a shell would; a malformed line is one line with a hint."""
+    if not isinstance(args, str):
+        return list(args)
+    try:
+        return shlex.split(args)
+    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"the arguments {args!r} cannot be split into words: {exc}",
+                         "close every quote (\"two words\"), or leave quotes out") from None
+
+
 def run_image(lab: Lab, image: str, args: Sequence[str] | str = (), *, engine: str = "auto") -> Ran:
-    """Run IMAGE in the foreground (removed afterwards), its output captured: what `wasmlab run --rm` shows.
-    ARGS go to the image's program (they replace the Cmd's default arguments, not the program)."""
-    command = shlex.split(args) if isinstance(args, str) else list(args)
+    """Run IMAGE in the foreground (removed afterwards), its output captured: what `wasmlab run --rm IMAGE ARGS`
+    shows. As with podman, ARGS replace the image's Cmd (program included; an Entrypoint stays): give the program
+    first, e.g. ["/exitcode.wasm", "3"] (program_of says which it is)."""
+    command = split_args(args)
     image = image.strip()
     if not image:
         raise ValueError("no image given: pick one (wasmlab images lists them)")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    entrypoint = program_of(lab, image) if command else None
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as null:
-        res = lab.run(image, command or None, entrypoint=entrypoint, rm=True,
+        res = lab.run(image, command or None, rm=True,
                       engine=None if engine == "auto" else engine, stdio=(null.fileno(), out.fileno(), err.fileno()))
         out.seek(0)
         err.seek(0)
@@ -83,7 +96,7 @@ class Runner(Panel):
         self.image = w.Combobox(value=image or (names[0] if names else ""), options=names, description="image",
                                 ensure_option=False, layout=w.Layout(width="60%"))
         self.engine = w.ToggleButtons(options=ENGINES, value=engine, description="engine")
-        self.args = w.Text(value=args, description="arguments", placeholder="e.g. 100000")
+        self.args = w.Text(value=args, description="arguments")
         self.button = w.Button(description="Run", button_style="success", icon="play")
         self.output = w.HTML(value="")
         self.exit_code = w.HTML(value="")
@@ -91,8 +104,24 @@ class Runner(Panel):
         self.timings = w.HTML(value="")
         self.ran: Ran | None = None
         self.button.on_click(self.on_run)
+        self.image.observe(self._args_hint, names="value")
+        self._args_hint()
         self.children = [self.image, self.engine, w.HBox([self.args, self.button]), self.status, self.exit_code,
                          self.output, self.decision, self.timings]
+
+    def _args_hint(self, _change: Any = None) -> None:
+        """The arguments field says what they replace (the image's CMD, as with podman) and how to keep it."""
+        try:
+            section = self.lab.image_inspect(self.image.value.strip()).config.get("config") or {}
+        except Exception:  # an image still being typed, or none: the generic hint
+            section = {}
+        cmd = " ".join(str(a) for a in section.get("Cmd") or [])
+        if section.get("Entrypoint"):
+            self.args.placeholder = f"replace its CMD ({cmd or 'none'}); its ENTRYPOINT stays"
+        elif cmd:
+            self.args.placeholder = f"replace its CMD ({cmd}): e.g. {cmd.split()[0]} ARGS"
+        else:
+            self.args.placeholder = "replace the image's CMD: the program first, e.g. /cpu.wasm 100000"
 
     def refresh_images(self) -> None:
         self.image.options = image_names(self.lab)

@@ -65,6 +65,31 @@ def test_exit_code_args_env_and_engine_override(tmp_path: Path) -> None:
     assert r.returncode == 42 and r.stdout == "exiting with 42\n"
 
 
+def test_arguments_replace_the_cmd_and_a_number_taken_for_the_program_gets_the_command_that_keeps_it(
+        tmp_path: Path) -> None:
+    """As podman: `run IMAGE 64` replaces the CMD, so 64 is the program (exit 127); the one line names the
+    command that works (the image's CMD program, then the arguments). A path that is missing keeps its hint."""
+    home = tmp_path / "home"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy2(ASSETS / "wasm" / "exitcode.wasm", ctx / "exitcode.wasm")
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY exitcode.wasm /\nCMD ["/exitcode.wasm"]\n')
+    r = wl(home, "build", "--annotation", "module.wasm.image/variant=compat", "-t", "ex", str(ctx))
+    assert r.returncode == 0, r.stderr
+    for arg in ("64", "word"):
+        r = wl(home, "run", "--rm", "ex", arg)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 127 and len(lines) == 1, r.stderr
+        assert f"entrypoint {arg} is missing" in lines[0], lines
+        assert lines[0].endswith(f"(hint: arguments replace the image's CMD, as with podman: give its program first: "
+                                 f"wasmlab run ex /exitcode.wasm {arg})"), lines
+    r = wl(home, "run", "--rm", "ex", "/nothere.wasm", "64")
+    assert r.returncode == 127 and "wasmlab run ex" not in r.stderr and "hint:" in r.stderr, r.stderr
+    r = wl(home, "run", "--rm", "ex", "/exitcode.wasm", "64")
+    assert r.returncode == 64, r.stderr
+    assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
+
+
 def test_detached_ps_logs_stop_rm(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ctx = tmp_path / "ctx"

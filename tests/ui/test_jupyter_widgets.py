@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +87,7 @@ def test_runner_runs_on_the_engine_chosen_with_the_arguments_given(lab: Any) -> 
     runner = Runner(lab, image="wasmlab/cpu:compat")
     assert "wasmlab/cpu:compat" in runner.image.options
     runner.engine.value = "wasmer"
-    runner.args.value = "1000"
+    runner.args.value = "/cpu.wasm 1000"
     runner.button.click()
     assert runner.error == "", runner.status.value
     assert runner.ran is not None and runner.ran.handler == "wasmer"
@@ -98,7 +100,7 @@ def test_runner_runs_on_the_engine_chosen_with_the_arguments_given(lab: Any) -> 
 def test_runner_auto_lets_the_runtime_decide_and_shows_why(lab: Any) -> None:
     from wasmlab.lab.jupyter import Runner
 
-    runner = Runner(lab, image="wasmlab/exitcode:compat", args="3")
+    runner = Runner(lab, image="wasmlab/exitcode:compat", args="/exitcode.wasm 3")
     runner.on_run()
     assert runner.ran is not None and (runner.ran.exit_code, runner.ran.handler) == (3, "wasmtime")
     assert "exit code 3" in runner.exit_code.value
@@ -117,8 +119,26 @@ def test_runner_unknown_image_and_bad_arguments_are_one_line(lab: Any) -> None:
     runner.image.value = "wasmlab/hello:compat"
     runner.args.value = '"unclosed'
     runner.on_run()
-    assert "No closing quotation" in runner.error
+    assert "No closing quotation" in runner.error and "hint: close every quote" in runner.error, runner.error
+    assert "ValueError" not in runner.error and "\n" not in runner.error
     assert not runner.button.disabled
+
+
+def test_runner_arguments_replace_the_cmd_as_podman_does(lab: Any) -> None:
+    """One semantics for every face: arguments replace the image's CMD, program included (as `wasmlab run` and
+    podman); the field says what they replace, and a number taken for the program gets the command that works."""
+    from wasmlab.lab.jupyter import Runner
+    from wasmlab.lab.jupyter.run import run_image
+
+    runner = Runner(lab, image="wasmlab/exitcode:compat", args="3")
+    assert "/exitcode.wasm" in runner.args.placeholder, runner.args.placeholder
+    runner.on_run()
+    assert runner.ran is None and "entrypoint 3 is missing" in runner.error, runner.error
+    assert "wasmlab run wasmlab/exitcode:compat /exitcode.wasm 3" in runner.error, runner.error
+    runner.image.value = "wasmlab/cpu:linux"
+    assert "/cpu" in runner.args.placeholder
+    ran = run_image(lab, "wasmlab/argsenv:compat", ["/argsenv.wasm", "a"])
+    assert "argc=2" in ran.stdout and "argv[1]=a" in ran.stdout, ran.stdout
 
 
 # -- PodLauncher and NamespaceInspector --------------------------------------------------------------------------
@@ -157,6 +177,9 @@ def test_pod_launcher_compat_smart_plays_runs_each_container_on_its_handler_and_
         assert inspector.target.options == ("(every pod)", "default/mixed-compat-smart")
         assert set(shares_with_pod(inspector.rows, "sidecar")) == {"net", "ipc", "uts"}
         assert "sandbox" in inspector.table.value and "private" in inspector.table.value
+        headings = re.findall(r"<th[^>]*>([^<]*)</th>", inspector.table.value)
+        assert headings == ["POD/CONTAINER", "ROLE", "PID", "NET NS", "IPC NS", "UTS NS", "PID NS", "MNT NS",
+                            "CGROUP NS", "USER NS", "CGROUP PATH"], "named as inspect-ns names them, none twice"
         assert png_of(inspector.chart).startswith(b"\x89PNG"), "the heat map is drawn"
     finally:
         launcher.down_button.click()
@@ -173,12 +196,23 @@ def test_pod_launcher_plans_containerd_with_the_seed_allowlist_and_with_the_fix(
     assert launcher.allowlist.disabled, "CRI-O has no allowlist"
     launcher.propagation.value = "containerd"
     assert not launcher.allowlist.disabled
-    launcher.allowlist.value = "module.wasm.image/variant.*"
+    # The pitfall's preset opens on the article's allowlist, and the widget says why it matches nothing.
+    assert launcher.allowlist.value == "module.wasm.image/variant.*"
+    note = html.unescape(launcher.allowlist_note.value)
+    assert "the seed article's allowlist" in note and "matches nothing" in note, note
+    launcher.play_button.click()  # plays as containerd with the seed's allowlist: the pitfall shows
+    assert "/hello.wasm is not executable" in launcher.error and "never reached it" in launcher.error, launcher.error
+    assert lab.pods() == [], "the failed play left nothing"
     launcher.plan_button.click()
     rows = launcher.on_plan()
     assert rows[-1][-1].startswith("dropped") and "matches no annotation" in launcher.plan.value
     launcher.allowlist.value = "module.wasm.image/*"
     assert launcher.on_plan()[-1][-1].startswith("passed")
+    assert "seed article" not in launcher.allowlist_note.value
+    launcher.preset.value = "mixed-compat-smart"
+    assert launcher.allowlist.value == "module.wasm.image/*", "other presets open on the allowlist that works"
+    launcher.preset.value = "containerd-allowlist"
+    assert launcher.allowlist.value == "module.wasm.image/variant.*"
     launcher.editor.value = "kind: Pod\nmetadata: {}\n"
     launcher.on_play()
     assert "apiVersion" in launcher.error and "hint:" in launcher.error
@@ -219,6 +253,17 @@ def test_face_off_runs_every_contender_and_charts_their_cgroup_peaks(lab: Any, b
     assert png_of(faceoff.chart).startswith(b"\x89PNG")
     startup, footprint = face_off_series(faceoff.results)
     assert [s.label for s in startup] == [s.label for s in footprint] == ["wasmtime", "wasmer", "native", "bloated"]
+    # Start-up is what the bench measures (create to exit), laid out as the bench's series: the seed's claim
+    # shows (python3 and wasmtime start before the module in the bloated image). Create-to-ready had ranked the
+    # bloated image first.
+    from wasmlab.lab.series import run_samples
+
+    by_label = {label: [r.total_ms for r in faceoff.results if r.label == label] for label in
+                ("wasmtime", "wasmer", "native", "bloated")}
+    assert startup == run_samples(by_label, "ms")
+    median = {s.label: sorted(s.ys)[len(s.ys) // 2] for s in startup}
+    assert median["bloated"] > median["wasmtime"] and median["bloated"] > median["native"], median
+    assert "start-up (create to exit, median)" in faceoff.status.value and "create to exit" in faceoff.table.value
 
 
 def test_face_off_without_the_cached_image_says_why_and_how_to_build_it(lab: Any, tmp_path: Path,
@@ -310,9 +355,10 @@ def test_a_check_prints_pass_or_not_yet_and_never_raises(capsys: pytest.CaptureF
     from wasmlab.lab.jupyter.exercises import check
 
     answer = None
-    assert check("solved", lambda: 1 + 1 == 2) is True
-    assert check("unsolved", lambda: answer.exit_code == 3, "run it") is False  # type: ignore[attr-defined]
-    assert check("undefined", lambda: undefined_name) is False  # type: ignore[name-defined]  # noqa: F821
+    # None: the printed line is a check cell's only output (a bool showed as Out[n] under it).
+    assert check("solved", lambda: 1 + 1 == 2) is None  # type: ignore[func-returns-value]
+    assert check("unsolved", lambda: answer.exit_code == 3, "run it") is None  # type: ignore[attr-defined,func-returns-value]
+    assert check("undefined", lambda: undefined_name) is None  # type: ignore[name-defined,func-returns-value]  # noqa: F821
     assert capsys.readouterr().out.splitlines() == ["pass: solved", "not yet: unsolved (hint: run it)",
                                                     "not yet: undefined"]
 
