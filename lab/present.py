@@ -78,13 +78,13 @@ CODE, CREATE, START, FIRST_BYTE, EXITED = "CODE", "CREATE", "START", "1ST BYTE",
 
 
 def memory(n: float | None) -> str:
-    """Memory in the bench's unit family (powers of 1024: 512 B, 4.0 KiB, 76.4 MiB, 1.2 GiB), or "-" when the
-    figure is unknown (no cgroup, no baseline). Image sizes stay podman's (size(): kB, MB)."""
+    """Memory in the bench's unit family (powers of 1024: 512 B, 4.0 KiB, 76.4 MiB, 596 KiB, 1.2 GiB; at most 8
+    cells), or "-" when the figure is unknown (no cgroup, no baseline). Image sizes stay podman's (size(): kB)."""
     if n is None:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" or abs(n) >= 99.95 else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
 

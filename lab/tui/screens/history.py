@@ -22,7 +22,7 @@ class HistoryView(ResourceView):
     COLUMNS = (Column("WHEN", 7, 5), Column("NAME", 14, 0, middle=True), Column("IMAGE", 30, 7, middle=True),
                Column("ENGINE", 8, 1), Column(present.CODE, 4, 1), Column(present.CREATE, 6, 1),
                Column(present.START, 6, 4), Column("1ST B", 6, 4), Column(present.EXITED, 6, 1),
-               Column("CG PEAK", 9, 2), Column(present.GUEST.upper(), 9, 2), Column(present.INIT_RSS.upper(), 9, 2),
+               Column("CG PEAK", 8, 2), Column(present.GUEST.upper(), 8, 2), Column(present.INIT_RSS.upper(), 8, 2),
                Column("CACHE", 6, 6))
     NOUN = "run"
     EMPTY = "no runs yet: select an image on screen 1 and press r"
