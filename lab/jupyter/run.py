@@ -116,7 +116,7 @@ class Runner(Panel):
                                + pre("\n".join(f"  {s}" for s in ran.steps)))
         shown = {k: v for k, v in ran.timings.items() if k.endswith("_ms") or k in ("decided", "ready")}
         self.timings.value = table(["timing", "ms"], [[k, f"{v:.2f}"] for k, v in shown.items()]) + memory_table(
-            self.lab.run_record(ran.id), ran.max_rss_kb)
+            self.lab.run_record(ran.id, wait=10.0), ran.max_rss_kb)
         return ran
 
 
