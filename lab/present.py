@@ -74,19 +74,33 @@ def progress_line(p: Progress, *, width: int = 30) -> str:
 
 
 # A run's three memory figures, named alike in every face (see RunRecord): never call the first "peak memory".
-INIT_RSS = "init RSS"        # max_rss_kb: the container's init process's own peak RSS (for Wasm, a Python process)
+INIT_RSS = "init RSS"        # init_max_rss_kb: the container's init process's own peak RSS (for Wasm, Python's)
 CGROUP_PEAK = "cgroup peak"  # cgroup_peak_bytes: what the whole container cost the machine
 GUEST = "guest"              # guest_bytes: the cgroup peak minus the same engine's hello baseline
+# What each means, in one line a face can show beside them.
+MEMORY_LEGEND = (f"{CGROUP_PEAK}: what the container's cgroup used at most; {GUEST}: that peak minus the same "
+                 f"engine's hello; {INIT_RSS}: the container's init process alone (for Wasm, Python and the engine)")
+# And the times: every one a moment in ms from the same origin.
+TIMES_LEGEND = "times: ms from the create request (create: ready; start: the workload began; exited: its exit known)"
+# The history's columns, named alike in the CLI and the TUI: CODE is the exit code, EXITED the moment of the exit.
+CODE, CREATE, START, FIRST_BYTE, EXITED = "CODE", "CREATE", "START", "1ST BYTE", "EXITED"
+
+
+def memory(n: float | None) -> str:
+    """Memory in the bench's unit family (powers of 1024: 512 B, 4.0 KiB, 76.4 MiB, 596 KiB, 1.2 GiB; at most 8
+    cells), or "-" when the figure is unknown (no cgroup, no baseline). Image sizes stay podman's (size(): kB)."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" or abs(n) >= 99.95 else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def ms(value: float | None) -> str:
     """A duration in ms as listings show it ("12.3"), or "-" when it is not known (a detached run's first byte)."""
     return "-" if value is None else f"{value:.1f}"
-
-
-def maybe_size(n: int | None) -> str:
-    """size(n), or "-" when the figure is unknown (no cgroup, no baseline)."""
-    return "-" if n is None else size(n)
 
 
 def middle(text: str, width: int) -> str:

@@ -36,9 +36,10 @@ def _oldest_first(records: Sequence[RunRecord]) -> list[RunRecord]:
 
 
 def startup_ms(record: RunRecord) -> float:
-    """A run's start-up: create (request to ready) plus start (to the workload running, where it is known)."""
+    """A run's start-up: from the create request to its workload beginning (start_ms, a moment from the same
+    origin), or to the container being ready where that is not known."""
     start = getattr(record, "start_ms", None)
-    return float(record.create_ms or 0.0) + float(start or 0.0)
+    return float(start if start is not None else record.create_ms or 0.0)
 
 
 def _by_engine(records: Sequence[RunRecord], value: Any, unit: str) -> list[Series]:
@@ -61,9 +62,7 @@ def startup_by_engine(records: Sequence[RunRecord]) -> list[Series]:
 
 def cgroup_peak_bytes(record: RunRecord) -> int | None:
     """The run's cgroup memory peak (not the init's RSS), or None when it had no cgroup."""
-    peak = getattr(record, "cgroup_peak_bytes", None)
-    if peak is None:
-        peak = (record.memory or {}).get("peak")
+    peak = record.cgroup_peak_bytes
     return int(peak) if peak else None
 
 

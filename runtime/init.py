@@ -318,6 +318,10 @@ def container_main(p: Plan, chan: Channel, start_fd: int, stdio: tuple[int, int,
         if p.hooks.get("startContainer"):
             state = dict(state, status="running", pid=os.getpid())
             _run_hooks("startContainer", p.hooks, state)
+        # The moment the workload begins, for its run record (a native program cannot say so after execve; a
+        # Wasm guest killed before its final report would not): one small message, before the filter, which
+        # a learner's profile may make deny sendto.
+        chan.send({"t": "reports", "values": {"run_start_ms": (time.perf_counter_ns() - t_fork) / 1e6}})
         if p.seccomp is not None and p.creds.no_new_privs:
             seccomp.apply(p.seccomp)  # as late as possible: the fewest syscalls made under the filter
         handler = handlers[decision.handler]

@@ -181,6 +181,7 @@ def finish(f: Forked) -> Launched:
         timings = dict(msg.get("timings") or {})
         timings["prefork"] = (f.t_fork - f.t0) / 1e6
         timings["create_ms"] = (time.perf_counter_ns() - f.t0) / 1e6
+        timings["request_s"] = f.t0 / 1e9  # the origin of every moment above (and the init's), CLOCK_MONOTONIC
         return Launched(p.id, pid, state, msg.get("decision") or {}, timings, f.chan, f.cg)
     except BaseException:
         _undo(f.sd, {pid, f.child}, f.cg, f.chan.sock, written_pid_file)

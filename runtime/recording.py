@@ -14,26 +14,29 @@ from wasmlab.runtime.zygote import protocol as p
 
 
 def run_record(msg: p.ContainerReaped) -> RunRecord:
-    """The history row of one finished container."""
+    """The history row of one finished container: every timing a moment from the create request (see RunRecord)."""
     timings = dict(msg.timings)
     for key in ("run_start_ms", "module_load_ms", "instantiate_ms"):
         if isinstance(msg.reports.get(key), (int, float)):
             timings[key] = float(msg.reports[key])
     rec = msg.exit
     lifetime = timings.get("lifetime_ms", 0.0)
-    cache = str(msg.reports.get("cache", ""))
-    start = None
-    if "run_start_ms" in timings and "ready" in timings:  # the init's own clock: ready, then the workload ran
-        start = max(0.0, timings["run_start_ms"] - timings["ready"])
+    cache = msg.reports.get("cache")
+    # The init's own moments (its clock starts with the request too): ready, then its workload began. The
+    # runtime's create_ms comes later (its bookkeeping after ready), after the first byte of a native run.
+    ready = timings.get("ready", timings.get("create_ms", 0.0))
+    start = timings.get("run_start_ms")
+    deleted = timings.get("delete_ms")
     return RunRecord(
         id=msg.id, handler=msg.handler, exit_code=rec.exit_code, signal=rec.signal,
         started_at=(rec.finished_at or time.time()) - lifetime / 1e3,
         name=msg.annotations.get("wasmlab.io/name", ""), image=msg.annotations.get("wasmlab.io/image", ""),
-        oom_killed=rec.oom_killed, create_ms=timings.get("create_ms", 0.0), total_ms=lifetime,
-        max_rss_kb=rec.max_rss_kb, cache=cache, timings=timings,
-        memory=msg.memory | {"max_rss_kb": rec.max_rss_kb} | _guest_memory(msg.reports),
-        start_ms=start, exit_ms=timings.get("exit_ms"), delete_ms=timings.get("delete_ms"),
-        cache_hit=CACHE_HITS.get(cache), cgroup_peak_bytes=msg.memory.get("peak") or None,
+        oom_killed=rec.oom_killed, create_ms=ready, total_ms=lifetime,
+        init_max_rss_kb=rec.max_rss_kb, cache=str(cache) if cache else None, timings=timings,
+        memory=_guest_memory(msg.reports),
+        start_ms=start, exit_ms=timings.get("exit_ms"),
+        delete_ms=None if deleted is None else lifetime + deleted,
+        cache_hit=CACHE_HITS.get(str(cache)), cgroup_peak_bytes=msg.memory.get("peak") or None,
         pod=msg.annotations.get(POD_ANNOTATION, ""), kernel=_UNAME.release,
         machine=f"{_UNAME.machine} {_UNAME.nodename}")
 

@@ -553,6 +553,9 @@ class Lab:
     # -- history and the machine --------------------------------------------------------------------------------
     def history(self, last: int = 20, *, handler: str | None = None, since_seq: int = 0) -> list[RunRecord]:
         """The newest runs first (with since_seq: every run after that one, oldest first)."""
+        if last < 1:  # SQLite takes a negative LIMIT as none at all: -5 would have listed every run
+            raise UsageError(f"the number of runs to show must be 1 or more, not {last}",
+                             "ask for the last N runs, e.g. `wasmlab history -n 5`")
         self._runtime.collect_runs()  # runs that ended while no lab listened (`run -d`, then the command exited)
         return self._history.recent(last, handler=handler, since_seq=since_seq)
 
@@ -821,17 +824,23 @@ class Lab:
 
     def _memory_at_exit(self, cid: str) -> int | None:
         """The guest's linear memory when it exited, from its run record (wasmtime reports it)."""
+        rec = self.run_record(cid, wait=1.0)
+        size = None if rec is None else rec.memory.get("wasm_memory_bytes")
+        return size if isinstance(size, int) else None
+
+    def run_record(self, cid: str, *, wait: float = 2.0) -> RunRecord | None:
+        """The history row of run CID (its memory figures, each under its own name, and its timings), waiting
+        up to WAIT seconds for it: a run's final figures come from its reaper just after its exit."""
         recorded = threading.Event()
         stop = self._runtime.subscribe(lambda e: recorded.set() if e.get("event") == "recorded"
                                        and e.get("id") == cid else None)
         try:
             for attempt in range(2):
-                for rec in self.history(500):
-                    if rec.id == cid:
-                        size = rec.memory.get("wasm_memory_bytes")
-                        return size if isinstance(size, int) else None
-                # Its final figures come from its reaper just after the exit: wait for them once, bounded.
-                if attempt or not recorded.wait(1.0):
+                self._runtime.collect_runs()
+                rec = self._history.run(cid)
+                if rec is not None:
+                    return rec
+                if attempt or not recorded.wait(wait):
                     break
         finally:
             stop()

@@ -35,15 +35,18 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print_json([r.as_dict() for r in rows])
         return 0
-    # Milliseconds from the create request; three memory figures, each under its own name (see present.INIT_RSS).
-    print(f"{'WHEN':<16}{'NAME':<20}{'ENGINE':<10}{'EXIT':<6}{'CREATE':>8}{'1ST BYTE':>9}{'EXIT ms':>9}"
-          f"{present.CGROUP_PEAK.upper():>13}{present.GUEST.upper():>10}{present.INIT_RSS.upper():>10}  CACHE")
+    # Every time a moment in ms from the create request; three memory figures, each under its own name, in MiB
+    # as the bench shows them (present.TIMES_LEGEND and MEMORY_LEGEND, which --help prints).
+    print(f"{'WHEN':<16}{'NAME':<20}{'IMAGE':<28}{'ENGINE':<10}{present.CODE:<5}{present.CREATE:>8}"
+          f"{present.START:>8}{present.FIRST_BYTE:>9}{present.EXITED:>8}"
+          f"{present.CGROUP_PEAK.upper():>13}{present.GUEST.upper():>11}{present.INIT_RSS.upper():>11}  CACHE")
     for r in rows:
         code = "-" if r.exit_code is None else str(r.exit_code)
-        print(f"{present.ago(r.started_at, short=True):<16}{(r.name or r.id)[:18]:<20}{r.handler:<10}{code:<6}"
-              f"{present.ms(r.create_ms):>8}{present.ms(r.first_byte_ms):>9}{present.ms(r.exit_ms):>9}"
-              f"{present.maybe_size(r.cgroup_peak_bytes):>13}{present.maybe_size(r.guest_bytes):>10}"
-              f"{present.size(r.max_rss_kb * 1024):>10}  {r.cache or '-'}")
+        print(f"{present.ago(r.started_at, short=True):<16}{(r.name or r.id)[:18]:<20}"
+              f"{present.middle(r.image or '-', 26):<28}{r.handler:<10}{code:<5}"
+              f"{present.ms(r.create_ms):>8}{present.ms(r.start_ms):>8}{present.ms(r.first_byte_ms):>9}"
+              f"{present.ms(r.exit_ms):>8}{present.memory(r.cgroup_peak_bytes):>13}{present.memory(r.guest_bytes):>11}"
+              f"{present.memory(r.init_max_rss_kb * 1024):>11}  {r.cache or '-'}")
     return 0
 
 
@@ -223,8 +226,10 @@ def register(sub: Any) -> None:
     dr.add_argument("--json", action="store_true", help="print the report as JSON")
     dr.set_defaults(func=cmd_doctor)
 
-    hi = sub.add_parser("history", help="the run history: timings and memory of past runs")
-    hi.add_argument("-n", "--last", type=int, default=20, help="how many runs to show (default 20)")
+    hi = sub.add_parser("history", help="the run history: timings and memory of past runs",
+                        description="The run history, newest first. " + present.TIMES_LEGEND + ". "
+                                    + present.MEMORY_LEGEND + ".")
+    hi.add_argument("-n", "--last", type=int, default=20, help="how many runs to show, 1 or more (default 20)")
     hi.add_argument("--handler", choices=("native", "wasmtime", "wasmer"),
                     help="only runs of this handler: native, wasmtime or wasmer")
     hi.add_argument("--json", action="store_true", help="print the runs as JSON")

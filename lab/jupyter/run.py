@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+from wasmlab.lab import present
 from wasmlab.lab.jupyter.panel import Panel, guarded, pre, table
 from wasmlab.runtime.errors import UsageError
 
 if TYPE_CHECKING:
-    from wasmlab.runtime import Lab
+    from wasmlab.runtime import Lab, RunRecord
 
 # "auto": no engine named, so the runtime decides (the annotation, the entrypoint, the default engine).
 ENGINES = ("auto", "wasmtime", "wasmer")
@@ -143,6 +144,14 @@ class Runner(Panel):
         self.decision.value = (f"<b>handler: {ran.handler}</b> ({ran.decision.get('rule', '')})"
                                + pre("\n".join(f"  {s}" for s in ran.steps)))
         shown = {k: v for k, v in ran.timings.items() if k.endswith("_ms") or k in ("decided", "ready")}
-        self.timings.value = table(["timing", "ms"], [[k, f"{v:.2f}"] for k, v in shown.items()]
-                                   + [["max RSS of the init", f"{ran.max_rss_kb} kB"]])
+        self.timings.value = table(["timing", "ms"], [[k, f"{v:.2f}"] for k, v in shown.items()]) + memory_table(
+            self.lab.run_record(ran.id, wait=10.0), ran.max_rss_kb)
         return ran
+
+
+def memory_table(record: RunRecord | None, init_max_rss_kb: int) -> str:
+    """The run's three memory figures, named as every face names them (present.CGROUP_PEAK, GUEST, INIT_RSS)."""
+    peak = None if record is None else record.cgroup_peak_bytes
+    guest = None if record is None else record.guest_bytes
+    return table(["memory", ""], [[present.CGROUP_PEAK, present.memory(peak)], [present.GUEST, present.memory(guest)],
+                                     [present.INIT_RSS, present.memory(init_max_rss_kb * 1024)]])

@@ -4,45 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 # The root and its cache live with the images (the service imports the lab's copy from there too).
 from wasmlab.runtime.images.bloated import cache_dir, cached_root, ensure_root, key, mirror
 
-__all__ = ["CONTAINERFILE", "cache_dir", "cached_root", "compressed_size", "ensure_root", "key", "measure", "mirror"]
+__all__ = ["CONTAINERFILE", "cache_dir", "cached_root", "ensure_root", "key", "measure", "mirror"]
 
 CONTAINERFILE = """FROM scratch
 COPY rootfs/ /
 COPY hello.wasm /hello.wasm
 CMD ["/usr/bin/python3", "/usr/local/bin/run-wasm.py", "/hello.wasm"]
 """
-
-
-def compressed_size(blob: Path, cache: Path | None = None) -> int:
-    """The gzip size (level 6, as podman pushes) of one layer blob; kept beside the cached root by digest."""
-    import zlib
-
-    if cache is not None:
-        try:
-            return int((cache / f"{blob.name}.gz-size").read_text())
-        except (OSError, ValueError):
-            pass
-    with open(blob, "rb") as fh:
-        if fh.read(2) == b"\x1f\x8b":
-            return blob.stat().st_size  # stored compressed already
-    comp = zlib.compressobj(6, zlib.DEFLATED, 31)
-    total = 0
-    with open(blob, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            total += len(comp.compress(chunk))
-    total += len(comp.flush())
-    if cache is not None:
-        try:
-            (cache / f"{blob.name}.gz-size").write_text(str(total))
-        except OSError:
-            pass
-    return total
 
 
 def measure(ctx: Any) -> dict[str, Any]:
@@ -77,10 +50,9 @@ def measure(ctx: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"title": "hello.wasm as a compat image, and in a Debian image carrying python3 + "
                                     "wasmtime that runs it itself", "build": build, "images": {}}
     for kind, name in kinds.items():
-        details = lab.image_inspect(name)
-        gz = sum(compressed_size(images.store.blob_path(layer.digest), context if kind == "bloated" else None)
-                 for layer in details.layers)
-        out["images"][kind] = {"name": name, "disk_bytes": details.summary.size, "compressed_bytes": gz}
+        # The sizes `wasmlab images` and the history show (runtime/images/sizes.py): one definition of each.
+        disk, gz = images.sizes(name, gzip_cache=context if kind == "bloated" else None)
+        out["images"][kind] = {"name": name, "disk_bytes": disk, "compressed_bytes": gz}
     null = os.open(os.devnull, os.O_RDWR)
     before = os.environ.get(cgroups.PARENT_ENV)
     ms: dict[str, list[float]] = {k: [] for k in kinds}

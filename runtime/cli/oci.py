@@ -185,8 +185,9 @@ def _record(cid: str, launched: Any, rec: Any) -> None:
         history.record(RunRecord(
             id=cid, handler=str((launched.decision or {}).get("handler") or ""), exit_code=rec.exit_code,
             signal=rec.signal, started_at=time.time() - total / 1e3, oom_killed=rec.oom_killed,
-            create_ms=timings.get("create_ms", 0.0), total_ms=total, max_rss_kb=rec.max_rss_kb, timings=timings,
-            memory=(launched.cgroup.memory() if launched.cgroup else {}) | {"max_rss_kb": rec.max_rss_kb}))
+            create_ms=float(timings.get("ready") or timings.get("create_ms") or 0.0), total_ms=total,
+            init_max_rss_kb=rec.max_rss_kb, timings=timings,
+            cgroup_peak_bytes=(launched.cgroup.memory() if launched.cgroup else {}).get("peak") or None))
         history.close()
     except (WasmlabError, OSError, sqlite3.Error) as exc:
         sys.stderr.write(f"wasmlab-oci: warning: the run was not recorded in the lab's history: {exc} "

@@ -10,6 +10,7 @@ import builtins
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from wasmlab.runtime.errors import WasmlabError
@@ -19,6 +20,7 @@ from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
 from wasmlab.runtime.images.build import build as build_image
 from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
 from wasmlab.runtime.images.runstep import ContainerRuntime, RunOutput
+from wasmlab.runtime.images.sizes import on_disk
 from wasmlab.runtime.images.snapshots import Snapshots
 from wasmlab.runtime.images.unpack import ConfigEdit, ExtractLimits, UnpackResult, prepare_bundle, unpack_bundle
 from wasmlab.runtime.images.work import stopping_cleanly, sweep_work
@@ -136,8 +138,7 @@ class Images:
     def _summary(self, image: StoredImage) -> ImageSummary:
         manifest = self.store.manifest(image)
         config = self.store.config(manifest)
-        parts = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
-        size = image.size + sum(int(d.get("size", 0)) for d in parts)
+        size = on_disk(image.size, manifest)
         return ImageSummary(
             name=image.name, names=list(image.names), id=str(manifest["config"]["digest"]),
             digest=image.digest,
@@ -173,21 +174,15 @@ class Images:
                             list(section.get("Env") or []), str(section.get("WorkingDir") or "/"),
                             str(section.get("User") or ""))
 
-    def sizes(self, name: str) -> tuple[int | None, int]:
-        """The image's size unpacked on disk (its layer snapshots, as `du`; None until a run has unpacked them)
-        and compressed (manifest, config and layers as stored and transferred)."""
-        from wasmlab.runtime.images.snapshots import chain_ids
-        from wasmlab.runtime.store.usage import allocated
+    def sizes(self, name: str, *, gzip_cache: Path | None = None) -> tuple[int, int]:
+        """The image's size on disk (its blobs as the store holds them: what `images` shows) and compressed (its
+        layers gzip-compressed, as a push sends them): see runtime/images/sizes.py, the one definition of both.
+        GZIP_CACHE keeps the layers' gzip sizes elsewhere than the store (the bench's cached bloated root)."""
+        from wasmlab.runtime.images.sizes import image_sizes
 
         image = self.store.resolve(name)
-        manifest = self.store.manifest(image)
-        config = self.store.config(manifest)
-        compressed = self._summary(image).size
-        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
-        folders = [self.snapshots.root / c.split(":", 1)[-1][:12] for c in chain_ids(diff_ids)]
-        if not folders or not all(f.is_dir() for f in folders):
-            return None, compressed
-        return allocated(folders), compressed
+        return image_sizes(self.store.blob_path, self.store.manifest(image), image.size,
+                           gzip_cache or self.store.state_dir / "gzip-sizes")
 
     def tag(self, source: str, target: str) -> ImageSummary:
         """Add the name TARGET to image SOURCE."""
@@ -284,3 +279,4 @@ class Images:
     def root_mode(self) -> str:
         """How container roots are made here: "overlay" (snapshots), or "copy" where overlayfs is not allowed."""
         return self.snapshots.mode()
+

@@ -48,8 +48,12 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
 # PRAGMA user_version: 0 is the first format (no signal column); 1 added the signal; 2 every run measured (the
 # timings of each step, the cgroup's peak apart from the init's RSS, the guest's share, the image's sizes, and
-# the pod, kernel and machine). Each step brings a database one version on.
-VERSION = 2
+# the pod, kernel and machine); 3 one origin and one set of names: every timing a moment from the create
+# request (2 had the start and the delete as durations, and the create as the runtime's answer, which a native
+# workload's first byte could beat), the cgroup's peak only in its column (2 kept it in memory["peak"] too, and
+# the init's RSS in memory["max_rss_kb"]), and an unknown cache as NULL (2: ""). Each step brings a database one
+# version on.
+VERSION = 3
 _V2 = (("start_ms", "REAL"), ("first_byte_ms", "REAL"), ("exit_ms", "REAL"), ("delete_ms", "REAL"),
        ("cache_hit", "INTEGER"), ("cgroup_peak_bytes", "INTEGER"), ("guest_bytes", "INTEGER"),
        ("image_size_bytes", "INTEGER"), ("image_compressed_bytes", "INTEGER"), ("pod", "TEXT"), ("kernel", "TEXT"),
@@ -57,6 +61,14 @@ _V2 = (("start_ms", "REAL"), ("first_byte_ms", "REAL"), ("exit_ms", "REAL"), ("d
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: ("ALTER TABLE runs ADD COLUMN signal INTEGER",),
     1: tuple(f"ALTER TABLE runs ADD COLUMN {name} {kind}" for name, kind in _V2),
+    2: ("UPDATE runs SET"
+        " start_ms = CASE WHEN start_ms IS NULL THEN NULL"
+        "   ELSE COALESCE(json_extract(timings, '$.run_start_ms'), start_ms + create_ms) END,"
+        " delete_ms = CASE WHEN delete_ms IS NULL THEN NULL ELSE delete_ms + total_ms END,"
+        " create_ms = COALESCE(json_extract(timings, '$.ready'), create_ms),"
+        " cgroup_peak_bytes = COALESCE(cgroup_peak_bytes, NULLIF(json_extract(memory, '$.peak'), 0)),"
+        " memory = json_remove(COALESCE(memory, '{}'), '$.peak', '$.current', '$.max_rss_kb'),"
+        " cache = NULLIF(cache, '')",),
 }
 _COLUMNS = ("id, name, image, handler, started_at, exit_code, signal, oom_killed, create_ms, total_ms, max_rss_kb,"
             " cache, timings, memory, " + ", ".join(name for name, _ in _V2))
@@ -64,17 +76,23 @@ _COLUMNS = ("id, name, image, handler, started_at, exit_code, signal, oom_killed
 
 @dataclass
 class RunRecord:
-    """One finished container run. Three memory figures, never to be confused:
+    """One finished container run. Three memory figures, never to be confused, and only these three:
 
-    - ``max_rss_kb`` (also ``init_max_rss_kb``): the container's init process's own peak RSS (getrusage). For a
-      Wasm container that init is a Python process holding the engine: tens of MB even for hello.
+    - ``init_max_rss_kb``: the container's init process's own peak RSS (getrusage). For a Wasm container that init
+      is a Python process holding the engine: tens of MiB even for hello.
     - ``cgroup_peak_bytes``: the peak of the container's cgroup (v1 memory.max_usage_in_bytes, v2 memory.peak):
       what the container cost the machine, shared pages charged to whoever touched them first.
     - ``guest_bytes``: the cgroup peak minus the same engine's hello baseline: what the workload itself added.
 
-    Timings are milliseconds from the create request: ``create_ms`` (to ready), ``start_ms`` (ready to the
-    workload running), ``first_byte_ms`` (to the first byte on stdout; None when detached), ``exit_ms`` (to the
-    exit), ``delete_ms`` (how long the deletion took; None unless the runtime deleted it itself)."""
+    ``memory`` holds the other figures an engine reports, each under its own name (``wasm_memory_bytes``: the
+    guest's linear memory when it exited), never one of the three again.
+
+    Every timing is a moment in milliseconds from ONE origin: the moment the zygote began the create request
+    (CLOCK_MONOTONIC, which every process shares; ``timings["request_s"]`` is that origin in seconds). In order:
+    ``create_ms`` (the init reported the container ready), ``start_ms`` (the workload began: the native program's
+    execve, the Wasm handler's first step), ``first_byte_ms`` (the first byte of stdout reached the caller; None
+    when detached), ``exit_ms`` (the exit was known), ``delete_ms`` (the runtime had deleted it; None unless it
+    deleted it itself). ``total_ms`` is the reap. None is unknown, never 0."""
 
     id: str
     handler: str
@@ -86,8 +104,8 @@ class RunRecord:
     oom_killed: bool = False
     create_ms: float = 0.0
     total_ms: float = 0.0
-    max_rss_kb: int = 0
-    cache: str = ""
+    init_max_rss_kb: int = 0        # the init process's peak RSS in KiB (not the cgroup's peak)
+    cache: str | None = None        # where the compiled module came from; None: no module, or not known
     timings: dict[str, float] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
     seq: int = 0
@@ -107,11 +125,6 @@ class RunRecord:
     @property
     def engine(self) -> str:
         return self.handler
-
-    @property
-    def init_max_rss_kb(self) -> int:
-        """The init process's peak RSS in KiB (not the cgroup's peak: see cgroup_peak_bytes)."""
-        return self.max_rss_kb
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,7 +160,7 @@ class History:
                 f"INSERT INTO runs ({_COLUMNS}) VALUES ({','.join('?' * (14 + len(_V2)))})",
                 (rec.id, rec.name, rec.image, rec.handler, rec.started_at, rec.exit_code, rec.signal,
                  int(rec.oom_killed),
-                 rec.create_ms, rec.total_ms, rec.max_rss_kb, rec.cache, json.dumps(rec.timings),
+                 rec.create_ms, rec.total_ms, rec.init_max_rss_kb, rec.cache, json.dumps(rec.timings),
                  json.dumps(rec.memory), rec.start_ms, rec.first_byte_ms, rec.exit_ms, rec.delete_ms,
                  None if rec.cache_hit is None else int(rec.cache_hit), rec.cgroup_peak_bytes, rec.guest_bytes,
                  rec.image_size_bytes, rec.image_compressed_bytes, rec.pod, rec.kernel, rec.machine))
@@ -173,6 +186,13 @@ class History:
                 f" ORDER BY {order} LIMIT ?", (*args, limit)).fetchall()
         return [_row(r) for r in rows]
 
+    def run(self, cid: str) -> RunRecord | None:
+        """The row of container CID's run (its last, if the id was used again), or None."""
+        with self._lock:
+            row = self._db().execute(f"SELECT seq, {_COLUMNS} FROM runs WHERE id = ? ORDER BY seq DESC LIMIT 1",
+                                     (cid,)).fetchone()
+        return None if row is None else _row(row)
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -183,7 +203,7 @@ class History:
 def _row(r: Sequence[Any]) -> RunRecord:
     return RunRecord(seq=r[0], id=r[1], name=r[2] or "", image=r[3] or "", handler=r[4] or "",
                      started_at=r[5], exit_code=r[6], signal=r[7], oom_killed=bool(r[8]), create_ms=r[9] or 0.0,
-                     total_ms=r[10] or 0.0, max_rss_kb=r[11] or 0, cache=r[12] or "",
+                     total_ms=r[10] or 0.0, init_max_rss_kb=r[11] or 0, cache=r[12] or None,
                      timings=json.loads(r[13] or "{}"), memory=json.loads(r[14] or "{}"),
                      start_ms=r[15], first_byte_ms=r[16], exit_ms=r[17], delete_ms=r[18],
                      cache_hit=None if r[19] is None else bool(r[19]), cgroup_peak_bytes=r[20], guest_bytes=r[21],

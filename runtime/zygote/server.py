@@ -302,7 +302,7 @@ class Zygote:
         live.logs = log_fds[0::2]
         # The request's time on the monotonic clock every process shares: a caller's own figures (the first
         # byte its relay read) are measured from it too.
-        live.timings["request_s"] = live.created_ns / 1e9 - live.timings.get("create_ms", 0.0) / 1e3
+        live.timings.setdefault("request_s", live.created_ns / 1e9 - live.timings.get("create_ms", 0.0) / 1e3)
         self.live[launched.pid] = live
         self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
         if not run:

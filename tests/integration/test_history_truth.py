@@ -117,4 +117,4 @@ def test_wasmlab_oci_and_a_bare_runtime_record_only_when_given_a_lab_home(tmp_pa
     assert oci("run", "--bundle", str(wasm_bundle), "heard", root=tmp_path / "s3").returncode == 0
     rows = History(home / "history.db").recent(10)
     assert [(r.id, r.exit_code, r.signal, r.handler) for r in rows] == [("heard", 0, None, "wasmtime")]
-    assert rows[0].create_ms > 0 and rows[0].max_rss_kb > 0
+    assert rows[0].create_ms > 0 and rows[0].init_max_rss_kb > 0

@@ -45,7 +45,7 @@ def test_seed_steps_build_and_run(tmp_path: Path) -> None:
     assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
     hist = json.loads(wl(home, "history", "--json").stdout)
     assert {h["handler"] for h in hist} == {"wasmtime", "wasmer"}
-    assert all(h["create_ms"] > 0 and h["max_rss_kb"] > 0 for h in hist)
+    assert all(h["create_ms"] > 0 and h["init_max_rss_kb"] > 0 for h in hist)
 
 
 def test_exit_code_args_env_and_engine_override(tmp_path: Path) -> None:
@@ -508,6 +508,10 @@ def test_image_prune_takes_podmans_force_flag_and_history_refuses_an_unknown_han
     r = wl(home, "history", "--handler", "foo")
     assert r.returncode != 0 and "invalid choice: 'foo'" in r.stderr.strip().splitlines()[-1], r.stderr
     assert "Traceback" not in r.stderr
+    for last in ("-5", "0"):  # -5 had listed every run (SQLite's LIMIT -5 is no limit)
+        r = wl(home, "history", "-n", last)
+        assert r.returncode != 0 and r.stdout == "" and "Traceback" not in r.stderr, r
+        assert f"must be 1 or more, not {last}" in r.stderr and "history -n 5" in r.stderr, r.stderr
 
 
 def test_inspect_finds_containers_images_and_pods_and_names_all_three_when_there_is_none(tmp_path: Path) -> None:

@@ -96,17 +96,19 @@ def test_a_foreground_run_records_each_step_the_cache_the_memory_figures_and_its
     w, n, d = rows[warm.id], rows[native.id], rows[detached.id]
     for row, wall in ((w, warm_wall), (n, native_wall)):
         assert row.first_byte_ms is not None and row.exit_ms is not None and row.delete_ms is not None
-        # The first byte is when the lab's relay read it: a native init execs as soon as it is ready, so it may
-        # come before create's own answer, and on a loaded machine the relay may read it after the zygote saw
-        # the exit. It always falls inside the run() call.
-        assert 0 < row.create_ms <= row.exit_ms and 0 < row.first_byte_ms <= wall, (row, wall)
-        assert row.delete_ms > 0 and row.total_ms >= row.exit_ms
+        assert row.start_ms is not None, f"{row.handler}: no start recorded"  # native too (it was None)
+        # Every timing a moment from the create request, in the order things happened: ready, the workload
+        # began, its first byte reached the lab (the relay may read it after the zygote saw the exit, on a loaded
+        # machine), deleted after the exit. Native's first byte had come before its create (16.1 < 16.7).
+        assert 0 < row.create_ms <= row.start_ms <= row.first_byte_ms <= wall, (row, wall)
+        assert row.start_ms <= row.exit_ms <= row.delete_ms and row.total_ms >= row.exit_ms, row
         assert row.kernel == os.uname().release and os.uname().machine in row.machine
         assert row.image_compressed_bytes and row.image_size_bytes and row.image_size_bytes > 0
         # Three memory figures, each its own: the init's peak RSS is the Python process (tens of MB), the
         # cgroup's peak is what the container cost, and the guest's share is that minus hello's baseline.
         assert row.init_max_rss_kb * 1024 > row.cgroup_peak_bytes > (row.guest_bytes or 0)  # type: ignore[operator]
-    assert w.cache_hit is True and w.start_ms is not None and w.start_ms >= 0  # compiled by the run before
+    assert w.cache_hit is True and w.cache in ("memory", "disk", "instance")  # compiled by the run before
+    assert n.cache is None  # no module: no cache, and "" no more
     assert n.cache_hit is None and n.handler == "native"
     assert d.first_byte_ms is None  # detached: its output went straight to its log
     assert d.exit_ms is not None and d.image == "wasmlab/hello:compat"
@@ -164,9 +166,16 @@ def test_wasmlab_history_names_each_memory_figure(home: Path) -> None:
     header, *lines = out.splitlines()
     assert all(label in header for label in ("CGROUP PEAK", "GUEST", "INIT RSS", "1ST BYTE", "ENGINE"))
     assert "PEAK RSS" not in header  # the old label mixed the init's RSS up with the container's peak
+    # The image beside the engine; CODE (the exit code) apart from EXITED (the moment of the exit, in ms).
+    assert header.split()[:12] == ["WHEN", "NAME", "IMAGE", "ENGINE", "CODE", "CREATE", "START", "1ST", "BYTE",
+                                   "EXITED", "CGROUP", "PEAK"], header
     # Which of the two is newer depends on when each row was written (the --rm run's on the recorder's thread).
     [detached] = [line for line in lines if line.split()[2] == "bg"]
-    assert len(lines) == 2 and detached.split()[6] == "-"  # the detached run has no first byte
+    fields = detached.split()  # "3s ago" is two words
+    assert len(lines) == 2 and fields[3] == "wasmlab/hello:compat" and fields[5] == "0"
+    assert fields[7] != "-" and fields[8] == "-"  # its start is known; a detached run has no first byte
+    # Memory in MiB, as the bench shows it (it said 76.4 MB); the guest's share of hello is KiB at most.
+    assert fields[11] == "MiB" and fields[13] in ("B", "KiB", "MiB") and fields[15] == "MiB", detached
 
 
 def test_a_detached_run_removed_by_another_command_stays_in_the_history(home: Path) -> None:
@@ -185,3 +194,46 @@ def test_a_detached_run_removed_by_another_command_stays_in_the_history(home: Pa
     wl("rm", "left")
     rows = _rows(home, [cid])
     assert cid in rows and rows[cid].exit_code == 0 and rows[cid].name == "left", rows
+
+
+def test_a_sigtermed_wasm_run_records_its_start_and_no_made_up_cache(home: Path) -> None:
+    """A guest stopped by SIGTERM never sends its final report: its start still came (sent before the guest
+    ran), and its cache is unknown (None, shown "-"), not ""."""
+    import threading
+
+    out_r, out_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDWR)
+    done: list[int | None] = []
+    with Lab(home) as lab:
+        runner = threading.Thread(target=lambda: done.append(lab.run(
+            "wasmlab/loop:compat", ["/loop.wasm", "0", "50"], name="termed", stdio=(null, out_w, null)).exit_code))
+        runner.start()
+        try:
+            with os.fdopen(out_r, "rb") as out:
+                assert out.readline() == b"tick 1\n"  # handshake: the guest runs
+                lab.kill("termed", "TERM")
+                runner.join(30)
+        finally:
+            os.close(out_w)
+            os.close(null)
+        assert not runner.is_alive() and done
+        row = lab.run_record(lab.resolve("termed"))
+        lab.rm("termed")
+    assert row is not None and row.handler == "wasmtime" and (row.exit_code == 143 or row.signal == 15), row
+    assert row.start_ms is not None and row.create_ms <= row.start_ms <= (row.exit_ms or 0), row
+    assert row.cache is None and row.as_dict()["cache"] is None
+
+
+def test_a_runs_image_sizes_are_the_ones_images_and_the_bench_show(home: Path) -> None:
+    """One definition of each (runtime/images/sizes.py): on disk = the store's blobs (`images` SIZE), compressed =
+    the layers gzipped as a push sends them. History had said 16384 / 11344 for hello:compat, the bench 11.3 kB
+    / 1.4 kB, `images` 11.3 kB."""
+    from wasmlab.runtime.images.service import Images
+
+    with Lab(home) as lab:
+        res = lab.run("wasmlab/hello:compat", rm=True, stdio=_quiet())
+        row = lab.run_record(res.id)
+        [listed] = [i for i in lab.images() if "localhost/wasmlab/hello:compat" in i.names]
+    disk, compressed = Images(home).sizes("wasmlab/hello:compat")
+    assert row is not None and (row.image_size_bytes, row.image_compressed_bytes) == (disk, compressed)
+    assert disk == listed.size and compressed < disk  # hello's layer is a plain tar: gzip makes it smaller

@@ -95,6 +95,13 @@ def test_runner_runs_on_the_engine_chosen_with_the_arguments_given(lab: Any) -> 
     assert "exit code 0" in runner.exit_code.value
     assert "wasmlab.io/engine=wasmer picks the engine" in runner.decision.value
     assert "create_ms" in runner.timings.value
+    # The three memory figures, named as every face names them (it showed only "max RSS of the init", in kB).
+    import re
+
+    shown = dict(re.findall(r"<td[^>]*>([a-z ]+(?:RSS|peak)?)</td><td[^>]*>([^<]+)</td>", runner.timings.value))
+    assert shown.keys() >= {"cgroup peak", "guest", "init RSS"}, runner.timings.value
+    assert shown["cgroup peak"].endswith("MiB") and shown["init RSS"].endswith("MiB"), shown
+    assert shown["guest"] != "-" and "max RSS of the init" not in runner.timings.value, shown
 
 
 def test_runner_auto_lets_the_runtime_decide_and_shows_why(lab: Any) -> None:

@@ -62,7 +62,9 @@ def test_a_version_0_database_keeps_its_rows_and_gains_the_signal_column(tmp_pat
         assert [(r.id, r.name, r.image, r.handler, r.exit_code, r.signal, r.oom_killed) for r in old] == [
             ("a2", "second", "loop", "native", 137, None, True),
             ("a1", "first", "hello", "wasmtime", 0, None, False)]
-        assert old[1].timings == {"fork": 1.0} and old[1].memory == {"peak": 5} and old[1].max_rss_kb == 2048
+        # The cgroup's peak has one name now (version 2 kept it in memory["peak"]); an unknown cache is None.
+        assert old[1].timings == {"fork": 1.0} and old[1].memory == {} and old[1].cgroup_peak_bytes == 5
+        assert old[1].init_max_rss_kb == 2048 and (old[1].cache, old[0].cache) == ("hit", None)
         seq = history.record(RunRecord(id="b1", handler="native", exit_code=137, signal=9))
         assert seq == 3 and history.recent(1)[0].signal == 9
     finally:
@@ -168,13 +170,13 @@ def test_a_version_1_database_keeps_its_rows_and_gains_every_measured_figure(tmp
     history = History(db)
     try:
         old = {r.id: r for r in history.recent()}
-        assert (old["a2"].exit_code, old["a2"].signal, old["a2"].max_rss_kb) == (137, 9, 4096)
-        assert old["a1"].memory == {"peak": 5} and old["a1"].timings == {"fork": 1.0}
+        assert (old["a2"].exit_code, old["a2"].signal, old["a2"].init_max_rss_kb) == (137, 9, 4096)
+        assert old["a1"].memory == {} and old["a1"].timings == {"fork": 1.0} and old["a1"].cgroup_peak_bytes == 5
         # The figures version 1 did not have are unknown, not zero.
-        assert (old["a1"].cgroup_peak_bytes, old["a1"].guest_bytes, old["a1"].first_byte_ms, old["a1"].cache_hit,
+        assert (old["a2"].cgroup_peak_bytes, old["a1"].guest_bytes, old["a1"].first_byte_ms, old["a1"].cache_hit,
                 old["a1"].image_size_bytes, old["a1"].pod, old["a1"].kernel) == (None, None, None, None, None, "", "")
         new = RunRecord(id="n1", handler="wasmtime", exit_code=0, create_ms=6.0, start_ms=0.2, first_byte_ms=7.5,
-                        exit_ms=9.0, delete_ms=0.8, cache_hit=True, max_rss_kb=35000, cgroup_peak_bytes=3_900_000,
+                        exit_ms=9.0, delete_ms=0.8, cache_hit=True, init_max_rss_kb=35000, cgroup_peak_bytes=3_900_000,
                         guest_bytes=120_000, image_size_bytes=28_672, image_compressed_bytes=12_345,
                         pod="default/web", kernel="6.18.44", machine="x86_64 lab1")
         history.record(new)
@@ -187,8 +189,43 @@ def test_a_version_1_database_keeps_its_rows_and_gains_every_measured_figure(tmp
                                  "cgroup_peak_bytes", "guest_bytes", "image_size_bytes", "image_compressed_bytes",
                                  "pod", "kernel", "machine"}
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION == 3
     conn.close()
+
+
+def test_a_version_2_database_gets_one_origin_for_its_timings_and_one_name_for_each_memory_figure(
+        tmp_path: Path) -> None:
+    """Version 2 had the start and the delete as durations, the create as the runtime's answer (which a native
+    workload's first byte could beat), the cgroup's peak and the init's RSS again in memory, and "" for no cache."""
+    db = tmp_path / "history.db"
+    made = History(db)
+    made.migrate()  # today's table; the rows below are as version 2 wrote them
+    made.close()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 2")
+    conn.executemany(
+        "INSERT INTO runs (id, handler, started_at, exit_code, create_ms, total_ms, max_rss_kb, cache, timings,"
+        " memory, start_ms, first_byte_ms, exit_ms, delete_ms, cgroup_peak_bytes) VALUES"
+        " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [("w", "wasmtime", 1.0, 0, 8.0, 20.0, 33000, "memory",
+          '{"ready": 7.5, "run_start_ms": 8.25, "create_ms": 8.0}',
+          '{"peak": 3000000, "current": 0, "max_rss_kb": 33000, "wasm_memory_bytes": 65536}',
+          0.75, 9.0, 12.0, 0.5, 3000000),
+         ("n", "native", 2.0, 0, 16.7, 30.0, 20000, "", '{"ready": 16.0, "create_ms": 16.7}',
+          '{"peak": 1500000, "max_rss_kb": 20000}', None, 16.1, 18.0, None, None)])
+    conn.commit()
+    conn.close()
+    history = History(db)
+    try:
+        rows = {r.id: r for r in history.recent()}
+    finally:
+        history.close()
+    w, n = rows["w"], rows["n"]
+    assert (w.create_ms, w.start_ms, w.first_byte_ms, w.exit_ms, w.delete_ms) == (7.5, 8.25, 9.0, 12.0, 20.5)
+    assert w.memory == {"wasm_memory_bytes": 65536} and w.cgroup_peak_bytes == 3000000 and w.cache == "memory"
+    # The native run's first byte (16.1) came before the runtime's answer (16.7), never before its ready (16.0).
+    assert (n.create_ms, n.start_ms, n.first_byte_ms) == (16.0, None, 16.1) and n.create_ms <= n.first_byte_ms
+    assert n.memory == {} and n.cgroup_peak_bytes == 1500000 and n.cache is None and n.init_max_rss_kb == 20000
 
 
 def test_two_histories_opening_one_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:

@@ -56,3 +56,13 @@ def test_progress_line_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch)
     drawn = raw.decode().replace("\r\n", "\n")
     os.close(main)
     assert "push: [" in drawn and "blob sha256:ab" in drawn and drawn.endswith("\n")
+
+
+def test_memory_is_shown_in_the_bench_unit_family_and_fits_eight_cells() -> None:
+    """History said 76.4 MB for memgrow 64 where the bench and docs say MiB: memory is powers of 1024 everywhere."""
+    mib = 1 << 20
+    assert present.memory(int(76.4 * mib)) == "76.4 MiB"
+    assert present.memory(256 * mib) == "256 MiB" and present.memory(596 * 1024) == "596 KiB"
+    assert present.memory(12 * 1024) == "12.0 KiB" and present.memory(512) == "512 B"
+    assert present.memory(3 * 1024 * mib) == "3.0 GiB" and present.memory(None) == "-"
+    assert all(len(present.memory(n)) <= 8 for n in (1023, 1023 * 1024, 1023 * mib, 99.96 * mib))

@@ -13,9 +13,8 @@ def _runs() -> list[RunRecord]:
             ("native", 4.0, 1.4), ("wasmtime", 8.0, 3.6), ("native", 5.5, None)]
     out = []
     for seq, (engine, create, peak) in enumerate(rows, start=1):
-        memory = {"peak": int(peak * MIB)} if peak is not None else {}
-        out.append(RunRecord(id=f"r{seq}", handler=engine, exit_code=0, seq=seq, create_ms=create, memory=memory,
-                             max_rss_kb=30000))
+        out.append(RunRecord(id=f"r{seq}", handler=engine, exit_code=0, seq=seq, create_ms=create,
+                             cgroup_peak_bytes=int(peak * MIB) if peak is not None else None, init_max_rss_kb=30000))
     return list(reversed(out))  # as history() gives them: newest first
 
 
