@@ -7,7 +7,6 @@ import copy
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +19,7 @@ RUN = json.loads((ROOT / "docs" / "bench" / "latest.json").read_text())  # a ful
 def test_one_scenario_list_for_help_errors_and_the_run(capsys: pytest.CaptureFixture[str]) -> None:
     from wasmlab.lab.cli import parser
     from wasmlab.runtime.bench import SCENARIOS, BenchOptions
-    from wasmlab.runtime.bench_catalog import BENCH_SCENARIOS, BENCH_SCENARIO_NAMES
+    from wasmlab.runtime.bench_catalog import BENCH_SCENARIO_NAMES, BENCH_SCENARIOS
     from wasmlab.runtime.errors import UsageError
 
     assert {s.name for s in BENCH_SCENARIOS if s.face == "runtime"} == set(SCENARIOS)
