@@ -51,7 +51,7 @@ def test_every_section_of_the_table_prints_its_figures() -> None:
     cli = RUN["scenarios"]["cli"]
     assert f"{cli['median_ms']['cold_wasm']:.1f} ms ({cli['min_ms']['cold_wasm']:.1f}-" in "\n".join(sections["cli"])
     assert f"p95 {RUN['scenarios']['tui']['p95_ms']:.0f} ms" in "\n".join(sections["tui"])
-    assert any(row.strip().startswith("floor: lean fork") for row in sections["runtime"])
+    assert any(row.strip().startswith("floor: lean fork, unshare, exit") for row in sections["runtime"])
 
 
 def test_compare_covers_every_scenario_with_enough_digits() -> None:
