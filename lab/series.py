@@ -22,6 +22,9 @@ class Series:
     xs: tuple[float, ...]
     ys: tuple[float, ...]
     unit: str                      # "ms", "MiB", "%"
+    # Each point's spread where it is a median: its min and max (empty when the ys are single readings).
+    lows: tuple[float, ...] = ()
+    highs: tuple[float, ...] = ()
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -179,14 +182,21 @@ def bench_footprint(bench: dict[str, Any]) -> list[Series]:
 
 def bench_scaling(bench: dict[str, Any]) -> list[Series]:
     """The cost of N containers alive at once, per container: for each engine one series in ms (the median of
-    the N starts) and one in MiB (their memory together, over N); xs: N."""
+    the N starts, with their min and max as lows and highs) and one in MiB (their memory together, over N: one
+    reading, no spread); xs: N."""
     results = ((bench.get("scenarios") or {}).get("scaling") or {}).get("results") or {}
     out = []
     for engine, rows in results.items():
         if not rows:
             continue
         xs = tuple(float(r["n"]) for r in rows)
-        out.append(Series(engine, xs, tuple(float(r["per_container_ms"]) for r in rows), "ms"))
+        ms = tuple(float(r["per_container_ms"]) for r in rows)
+        spread = [r.get("start_ms") or {} for r in rows]
+        if all("min" in st and "max" in st for st in spread):
+            out.append(Series(engine, xs, ms, "ms", tuple(float(st["min"]) for st in spread),
+                              tuple(float(st["max"]) for st in spread)))
+        else:
+            out.append(Series(engine, xs, ms, "ms"))
         out.append(Series(engine, xs, tuple(float(r["per_container_mib"]) for r in rows), "MiB"))
     return out
 

@@ -8,7 +8,7 @@ from wasmlab.runtime.errors import WasmlabError
 
 __all__ = [
     "BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench", "compare_bench_table", "load_bench",
-    "run_bench",
+    "run_bench", "BENCH_SCENARIOS", "bench_scenario_help", "choose_bench_scenarios",
     "ContainerCreated", "ContainerDetails", "ContainerExited", "ContainerInfo", "ContainerStarted",
     "ContainerStatus", "ImageBuilt", "ImageDetails", "ImageRemoved", "ImageSummary", "Lab", "LabEvent", "LabRun",
     "MetricSample", "MetricsStream", "MetricsTick", "PlayResult", "PodContainer", "PodInfo",
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         load_bench,
         run_bench,
     )
+    from wasmlab.runtime.bench_catalog import BENCH_SCENARIOS, bench_scenario_help, choose_bench_scenarios
     from wasmlab.runtime.events import (
         ContainerCreated,
         ContainerExited,
@@ -60,6 +61,8 @@ _HOMES = {
     "RunRecord": "store.history", "absolute_home_env": "store.home",
     **{name: "bench" for name in ("BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench",
                                   "compare_bench_table", "load_bench", "run_bench")},
+    # The bench's one list of scenarios: light, for the parser's --help.
+    **{name: "bench_catalog" for name in ("BENCH_SCENARIOS", "bench_scenario_help", "choose_bench_scenarios")},
     "MetricSample": "metrics.stream", "MetricsTick": "metrics.stream", "MetricsStream": "metrics.stream",
     # The command line's quick start (issue 16): where a home's runtime folder is, and a zygote started early.
     "lab_home": "store.home", "runtime_root": "store.home", "open_home": "store.migrate",

@@ -5,15 +5,34 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wasmlab.lab.cli.common import ProgressLine, print_json
 from wasmlab.runtime.errors import UsageError
 
-SCENARIO_HELP = ("startup (hello), cpu (the cpu sample), footprint (memgrow), scaling (N containers at once), "
-                 "pods (pod start-up), bloated (a Debian image carrying wasmtime); not in --quick: pod-figures "
-                 "(pods in depth), recording (the cost of recording, the stream's rate), runtime (the runtime's own "
-                 "figures)")
+if TYPE_CHECKING:
+    from wasmlab.runtime import Progress
+
+
+class StepLines:
+    """The bench's progress when stderr is no terminal (a log, `make bench | tee`): one plain line per step, as
+    podman and pip print then, so a run of minutes is never silent; on a terminal, the bar redrawn in place."""
+
+    def __init__(self, label: str, *, quiet: bool = False) -> None:
+        self.bar = ProgressLine(label, show_progress=not quiet)
+        self.label = label
+        self.plain = not quiet and not self.bar.tty
+
+    def __call__(self, p: Progress) -> None:
+        if self.plain and not p.output:
+            count = f"[{p.done}/{p.total}] " if p.total > 0 else ""
+            sys.stderr.write(f"{self.label}: {count}{p.what}\n")
+            sys.stderr.flush()
+            return
+        self.bar(p)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _counts(text: str) -> list[int]:
@@ -39,17 +58,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     before = load_bench(args.compare) if args.compare else None  # a wrong file is said before an hour of work
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file", "give a folder for latest.json and the charts")
+    if args.markdown:
+        _check_markdown(Path(args.markdown))
     command = " ".join(["wasmlab bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "wasmlab bench"
     options = BenchOptions(n=args.n, quick=args.quick, scenarios=tuple(args.scenario or ()),
                            engines=tuple(args.engine) if args.engine else BenchOptions().engines,
                            scaling=tuple(args.scaling) if args.scaling else None, out=out,
                            command=command)
-    line = ProgressLine("bench", show_progress=not args.json)
+    line = StepLines("bench", quiet=args.json)
     try:
         res = run_bench(options, progress=line)
-        if not args.quick and not args.scenario:
+        if "tui" in options.chosen():
             res = _with_tui_figures(res, out, line)
     finally:
         line.close()
@@ -60,7 +79,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         written = write_bench_charts(res, out)
     if args.markdown:
         md = Path(args.markdown)
-        md.write_text(bench_markdown(res, charts=_relative(out, md.parent)) + _tui_markdown(res))
+        try:
+            md.write_text(bench_markdown(res, charts=_relative(out, md.parent)) + _tui_markdown(res))
+        except OSError as exc:
+            raise UsageError(f"cannot write --markdown {md} ({exc.strerror or exc})",
+                             f"the figures are in {out / 'latest.json'}; give a file you can write to") from None
         written.append(md)
     changes = compare_bench(res, before) if before is not None else None
     if args.json:
@@ -70,7 +93,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                for c in changes]
         print_json(data)
         return 0
-    print(bench_table(res))
+    print(bench_table(res, faces={"tui": _tui_lines}))
     if changes is not None and before is not None:
         print()
         print(compare_bench_table(changes, before))
@@ -80,7 +103,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_tui_figures(res: dict[str, Any], out: Path, line: ProgressLine) -> dict[str, Any]:
+def _check_markdown(md: Path) -> None:
+    """--markdown must name a file that can be written, said before the run (it is written after it)."""
+    import os
+
+    folder = md.parent if str(md.parent) else Path(".")
+    if md.is_dir():
+        raise UsageError(f"--markdown {md} is a folder", "give a file name, for example --markdown bench.md")
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or (md.exists() and not os.access(md, os.W_OK)):
+        raise UsageError(f"cannot write --markdown {md} (no folder {folder} to write in)" if not folder.is_dir()
+                         else f"cannot write --markdown {md} (not writable)",
+                         "give a file in a folder you can write to, for example --markdown bench.md")
+
+
+def _tui_lines(tui: dict[str, Any]) -> list[str]:
+    """The tui scenario's figures as the terminal table shows them."""
+    lines = [f"  key press to screen, {tui['presses']} presses while {tui['containers']} containers start: "
+             f"median {tui['median_ms']:.0f} ms, p95 {tui['p95_ms']:.0f} ms, max {tui['max_ms']:.0f} ms "
+             f"(target: within {tui['target_ms']} ms)"]
+    if "idle_p95_ms" in tui:
+        lines.append(f"  idle ({tui['idle_presses']} presses): median {tui['idle_median_ms']:.0f} ms, p95 "
+                     f"{tui['idle_p95_ms']:.0f} ms; under load / idle at p95: {tui['p95_over_idle']:.2f}x; "
+                     f"{tui['containers']} starts took {tui['start_all_s']:.2f} s (median)")
+    return lines
+
+
+def _with_tui_figures(res: dict[str, Any], out: Path, line: StepLines) -> dict[str, Any]:
     """The terminal UI's answer to a key press while 20 containers start (issue 14): measured by the face that
     owns it, after the runtime's scenarios, into the same results."""
     import json
@@ -121,6 +169,8 @@ def _relative(target: Path, start: Path) -> str:
 
 
 def register(sub: Any) -> None:
+    from wasmlab.runtime import bench_scenario_help
+
     be = sub.add_parser("bench", help="measure start-up, footprint and scaling of every engine against runc",
                         description="Run every scenario on wasmtime, wasmer, native Linux builds of the same "
                                     "programs, and the outside anchors runc and crun (an anchor that is absent or "
@@ -133,7 +183,7 @@ def register(sub: Any) -> None:
                     help="a run of seconds: 2 rounds, small inputs, N of 1 and 3, no runtime figures; the bloated "
                          "image only if it is cached already")
     be.add_argument("--scenario", action="append", metavar="NAME",
-                    help=f"only this scenario (repeat for more): {SCENARIO_HELP}")
+                    help=f"only this scenario (repeat for more): {bench_scenario_help()}")
     be.add_argument("--engine", action="append", metavar="NAME",
                     help="only this engine (repeat for more): wasmtime, wasmer, native, runc, crun")
     be.add_argument("--scaling", type=_counts, metavar="N,N,...",

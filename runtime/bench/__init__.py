@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -9,7 +10,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from wasmlab.runtime.bench.engines import ANCHORS, ENGINES, Engine, probe_anchor
 from wasmlab.runtime.bench.scenarios import SCENARIOS, BenchContext, Phase, Rounds, register, run_rounds
 from wasmlab.runtime.bench.scenarios import pods as _pods
 from wasmlab.runtime.bench.scenarios import scaling as _scaling
+from wasmlab.runtime.bench_catalog import choose_bench_scenarios
 from wasmlab.runtime.errors import UsageError
 from wasmlab.runtime.progress import Progress, ProgressCallback
 
@@ -59,9 +61,9 @@ def _recording(ctx: BenchContext) -> dict[str, Any]:
 
 
 register(Phase("pod-figures", "pods in depth: a mixed pod against one container, joining, 50 pods (helper pods)",
-               _pod_figures, count=lambda ctx: 5, in_quick=False))
+               _pod_figures, count=lambda ctx: 5))
 register(Phase("recording", "what recording every run costs (>= 200 runs, on and off interleaved), the stream's rate",
-               _recording, count=lambda ctx: 2, in_quick=False))
+               _recording, count=lambda ctx: 2))
 def _cli(ctx: BenchContext) -> dict[str, Any]:
     from wasmlab.runtime.bench import cli
 
@@ -70,9 +72,9 @@ def _cli(ctx: BenchContext) -> dict[str, Any]:
 
 
 register(Phase("cli", "the command line: `wasmlab run --rm` against `podman run --rm` (issue 16)", _cli,
-               count=lambda ctx: 1, in_quick=False))
+               count=lambda ctx: 1))
 register(Phase("runtime", "the runtime's own figures: floor, runc, kill, idle footprint, Lab.run (issue 11)",
-               _runtime_figures, count=lambda ctx: 12, in_quick=False))
+               _runtime_figures, count=lambda ctx: 8 + 2 * -(-ctx.n // max(1, ctx.n // 5))))  # micro.run's steps
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,8 @@ class BenchOptions:
         return self.n if self.n is not None else (QUICK_N if self.quick else 20)
 
     def chosen(self) -> list[str]:
-        if self.scenarios:
-            unknown = [s for s in self.scenarios if s not in SCENARIOS]
-            if unknown:
-                raise UsageError(f"unknown scenario {unknown[0]!r}", f"choose from {', '.join(SCENARIOS)}")
-            return [s for s in SCENARIOS if s in self.scenarios]
-        return [name for name, sc in SCENARIOS.items() if sc.in_quick or not self.quick]
+        """Every scenario to run, in run order, those a face measures (tui) included."""
+        return choose_bench_scenarios(tuple(self.scenarios), self.quick)
 
 
 def run_bench(options: BenchOptions, progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -112,6 +110,48 @@ def run_bench(options: BenchOptions, progress: ProgressCallback | None = None) -
     if any(k < 1 for k in scaling):
         raise UsageError("--scaling takes positive counts", "for example --scaling 1,10,50")
     chosen = options.chosen()
+    made = writable_folder(options.out, "--out") if options.out is not None else []
+    try:
+        results = _measure(options, n, scaling, chosen, progress)
+    except BaseException:
+        for folder in reversed(made):  # nothing measured: the folders this run made go again
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    if options.out is not None:
+        tmp_json = options.out / ".latest.json.tmp"
+        try:
+            tmp_json.write_text(json.dumps(results, indent=2))
+            os.replace(tmp_json, options.out / "latest.json")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp_json.unlink()
+            raise UsageError(f"cannot write {options.out / 'latest.json'} ({exc.strerror or exc})",
+                             "free some space or give another folder with --out") from None
+    return results
+
+
+def writable_folder(folder: Path, flag: str) -> list[Path]:
+    """Make FOLDER (and its missing parents) and check a file can be written in it, before an hour of work: a
+    UsageError naming FLAG if not, with nothing left behind. The folders made, outermost first."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {folder} is a file", f"give {flag} a folder for latest.json and the charts")
+    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wasmlab-bench-probe-"):
+            pass
+    except OSError as exc:
+        for made in reversed(missing):
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise UsageError(f"cannot write into {flag} {folder} ({exc.strerror or exc.__class__.__name__})",
+                         f"give {flag} a folder you can write to, for example {flag} ./wasmlab-bench") from None
+    return missing
+
+
+def _measure(options: BenchOptions, n: int, scaling: tuple[int, ...], chosen: list[str],
+             progress: ProgressCallback | None) -> dict[str, Any]:
     os.environ.setdefault("WASMLAB_HISTORY", "0")
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux import cgroups
@@ -158,8 +198,9 @@ def run_bench(options: BenchOptions, progress: ProgressCallback | None = None) -
             ctx = BenchContext(n=n, quick=options.quick, work=work, cgroup_base=cgroup_base, engines=engines,
                                anchors=anchors, scaling=scaling, tick=tick, lab_factory=lab_factory,
                                build_bloated=not options.quick or "bloated" in options.scenarios)
-            rounds = [SCENARIOS[s] for s in chosen if isinstance(SCENARIOS[s], Rounds)]
-            phases = [SCENARIOS[s] for s in chosen if isinstance(SCENARIOS[s], Phase)]
+            ours = [SCENARIOS[s] for s in chosen if s in SCENARIOS]  # tui: the lab's face measures it
+            rounds = [sc for sc in ours if isinstance(sc, Rounds)]
+            phases = [sc for sc in ours if isinstance(sc, Phase)]
             total[0] = (n + 1 if rounds else 0) + sum(p.steps(ctx) for p in phases) + 1
             if rounds:
                 results["scenarios"].update(run_rounds(ctx, [r for r in rounds if isinstance(r, Rounds)]))
@@ -172,11 +213,6 @@ def run_bench(options: BenchOptions, progress: ProgressCallback | None = None) -
             rt.close()
             remove_cgroup_tree(cgroup_base)
     tick("done")
-    if options.out is not None:
-        options.out.mkdir(parents=True, exist_ok=True)
-        tmp_json = options.out / ".latest.json.tmp"
-        tmp_json.write_text(json.dumps(results, indent=2))
-        os.replace(tmp_json, options.out / "latest.json")
     return results
 
 
@@ -191,8 +227,52 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
-def table(res: dict[str, Any]) -> str:
-    """The text table `wasmlab bench` prints: medians (min-max) per scenario and engine, ratios against runc."""
+def _ms_row(label: str, stat: dict[str, Any] | None) -> str:
+    """A `{median_ms, min_ms, max_ms}` figure as a table row ("n/a" when it was not measured)."""
+    if not stat or "median_ms" not in stat:
+        return f"  {label:<44}{'n/a':>30}"
+    return f"  {label:<44}{stat['median_ms']:>10.2f} ms ({stat['min_ms']:.2f}-{stat['max_ms']:.2f})"
+
+
+RUNTIME_ROWS = (("floor", "floor: lean fork, unshare, exit"),
+                ("wasm_wasmtime", "hello.wasm on wasmtime, Runtime.run"),
+                ("wasm_wasmer", "hello.wasm on wasmer, Runtime.run"),
+                ("linux_embedded", "busybox echo, Runtime.run"), ("runc", "busybox echo, runc run"),
+                ("kill_latency", "kill of a spinning module to its exit"),
+                ("cli_version", "wasmlab-oci --version"))
+
+
+def _runtime_lines(sc: dict[str, Any]) -> list[str]:
+    lines = [_ms_row(label, sc.get(key)) for key, label in RUNTIME_ROWS if key in sc]
+    lab = sc.get("lab") or {}
+    lines += [_ms_row(f"Lab.run: {key}", stat) for key, stat in lab.items() if isinstance(stat, dict)
+              and "median_ms" in stat]
+    rat = {**(sc.get("ratios") or {}), **(lab.get("ratios") or {})}
+    if rat:
+        lines.append("  ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in rat.items()))
+    return lines
+
+
+def _cli_lines(sc: dict[str, Any]) -> list[str]:
+    """The cli scenario's commands, whatever rows it has: median ms (min-max), then its ratios."""
+    lo, hi = sc.get("min_ms") or {}, sc.get("max_ms") or {}
+    lines = [f"  {key:<28}{ms:>10.1f} ms" + (f" ({lo[key]:.1f}-{hi[key]:.1f})" if key in lo and key in hi else "")
+             for key, ms in (sc.get("median_ms") or {}).items()]
+    if sc.get("ratio"):
+        lines.append("  ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in sc["ratio"].items())
+                     + (f" (target: at most {sc['target']}x)" if sc.get("target") else ""))
+    return lines
+
+
+def _other_lines(sc: dict[str, Any]) -> list[str]:
+    """A scenario without a printer of its own: every figure it has, so no section is a bare title."""
+    return [f"  {name}: {_num(value)}" for name, value in flat_figures(sc).items()]
+
+
+def table(res: dict[str, Any], faces: dict[str, Callable[[dict[str, Any]], list[str]]] | None = None) -> str:
+    """The text table `wasmlab bench` prints: medians (min-max) per scenario and engine, ratios against runc.
+    FACES prints the scenarios a face measured (the lab's tui): name -> lines."""
+    faces = faces or {}
     lines = [f"wasmlab bench, {res['date']}, kernel {res['machine']['kernel']}, {res['machine']['cpus']} CPUs, "
              f"{res['n']} rounds: median (min-max); x runc: ratio of medians, same run"]
     for name, row in res.get("engines", {}).items():
@@ -236,8 +316,13 @@ def table(res: dict[str, Any]) -> str:
             lines.append(f"  mixed pod / one container: {sc['mixed_ratio']:.2f}x; joining / standalone: "
                          f"{sc.get('join_ratio', float('nan')):.2f}x")
         elif key == "runtime":
-            rat = sc.get("ratios") or {}
-            lines.append("  " + ", ".join(f"{k} {v:.2f}" for k, v in rat.items()))
+            lines += _runtime_lines(sc)
+        elif key == "cli" and "median_ms" in sc:
+            lines += _cli_lines(sc)
+        elif key in faces:
+            lines += faces[key](sc)
+        else:
+            lines += _other_lines(sc)
     return "\n".join(lines)
 
 
@@ -261,8 +346,35 @@ def figures(res: dict[str, Any]) -> dict[str, float]:
                     if im[measure].get("n"):
                         out[f"bloated/{kind}/{measure}"] = im[measure]["median"]
                 out[f"bloated/{kind}/disk_mb"] = im["disk_bytes"] / 1e6
-        elif key == "pods" and "play_ms" in sc and sc["play_ms"].get("n"):
-            out["pods/play_ms"] = sc["play_ms"]["median"]
+        elif key == "pods" and "play_ms" in sc:
+            for measure in ("play_ms", "down_ms"):
+                if (sc.get(measure) or {}).get("n"):
+                    out[f"pods/{measure}"] = sc[measure]["median"]
+        else:
+            out.update({f"{key}/{name}": v for name, v in flat_figures(sc).items()})
+    return out
+
+
+# Not figures to compare: what a run was (date, machine, inputs), and the spread around a median.
+_NOT_FIGURES = {"title", "date", "kernel", "machine", "command", "commands", "args", "program", "n", "rounds",
+                "target", "target_ms", "samples", "min", "max", "min_ms", "max_ms", "p10_ms", "p90_ms", "times_ms",
+                "count", "runs", "recorded", "containers", "presses", "idle_presses", "batches", "interval_s",
+                "root_mode"}
+
+
+def flat_figures(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Every number of a scenario's results, by its path ("lab/lab_hello/median_ms"): medians and ratios, not
+    the spread (min, max, samples) nor what the run was (date, inputs, counts)."""
+    out: dict[str, float] = {}
+    for name, value in data.items():
+        if name in _NOT_FIGURES or name.startswith("target"):
+            continue
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            out[f"{prefix}{name}"] = float(value)
+        elif isinstance(value, dict):
+            out.update(flat_figures(value, f"{prefix}{name}/"))
     return out
 
 
@@ -301,13 +413,22 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _num(value: float) -> str:
+    """A figure with four significant digits whatever its size (0.01134, 12.34, 1507): none shows as 0.01."""
+    if value == 0 or abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.4g}" if abs(value) >= 1e-4 else f"{value:.2e}"
+
+
 def compare_table(changes: list[Change], before: dict[str, Any]) -> str:
     if not changes:
         return f"compare: no figure in common with the run of {before.get('date', '?')}"
+    width = max(44, *(len(c.figure) + 2 for c in changes))
     lines = [f"against the run of {before.get('date', '?')} (kernel {before.get('machine', {}).get('kernel', '?')}):",
-             f"  {'FIGURE':<44}{'BEFORE':>12}{'NOW':>12}{'CHANGE':>10}"]
+             f"  {'FIGURE':<{width}}{'BEFORE':>12}{'NOW':>12}{'CHANGE':>10}"]
     for c in changes:
-        lines.append(f"  {c.figure:<44}{c.before:>12.2f}{c.now:>12.2f}{(c.ratio - 1) * 100:>+9.1f}%")
+        change = f"{(c.ratio - 1) * 100:>+9.1f}%" if c.before else f"{'-':>10}"
+        lines.append(f"  {c.figure:<{width}}{_num(c.before):>12}{_num(c.now):>12}{change}")
     return "\n".join(lines)
 
 

@@ -58,7 +58,6 @@ class Rounds:
     program: str
     args: tuple[str, ...]
     quick_args: tuple[str, ...]
-    in_quick: bool = True
 
     def steps(self, ctx: BenchContext) -> int:
         return 0  # counted by the rounds
@@ -72,7 +71,6 @@ class Phase:
     title: str
     run: Callable[[BenchContext], dict[str, Any]]
     count: Callable[[BenchContext], int] = lambda ctx: 1
-    in_quick: bool = True
     fields: dict[str, Any] = field(default_factory=dict)
 
     def steps(self, ctx: BenchContext) -> int:
@@ -84,7 +82,11 @@ SCENARIOS: dict[str, Scenario] = {}
 
 
 def register(scenario: Scenario) -> Scenario:
-    """Add a scenario to `wasmlab bench` (in registration order)."""
+    """Add a scenario to `wasmlab bench`: its name, place and --quick come from bench_catalog (the one list)."""
+    from wasmlab.runtime.bench_catalog import BENCH_SCENARIO_NAMES
+
+    if scenario.name not in BENCH_SCENARIO_NAMES:
+        raise ValueError(f"bench scenario {scenario.name!r} is not in runtime/bench_catalog.py")
     SCENARIOS[scenario.name] = scenario
     return scenario
 

@@ -201,3 +201,34 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     frames = [f for f in seen.decode().split("\r\x1b[2K") if f.startswith("bench: [")]
     assert len(frames) >= 3, seen
     assert frames[-1].startswith(f"bench: [{'#' * 30}] 4/4 done"), frames[-1]
+
+
+def test_progress_is_a_line_per_step_on_a_pipe(tmp_path: Path) -> None:
+    """With stderr no terminal (a log, `make bench | tee`), each step is a plain line, as podman and pip do: a
+    run of minutes is never silent."""
+    need_root()
+    r = bench("--quick", "--scenario", "startup", "--engine", "wasmtime", "--no-charts", "--out", str(tmp_path),
+              timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stderr.splitlines()
+    assert "\r" not in r.stderr and "\x1b" not in r.stderr, "no bar drawn on a pipe"
+    assert lines[0] == "bench: [1/4] warm-up round" and lines[-1] == "bench: [4/4] done", lines
+    assert len(lines) == 4
+
+
+def test_the_floor_is_timed_in_a_lean_process(runtime: Any) -> None:
+    """fork's cost grows with the forking process: timed from the bench's own big process, the floor (fork,
+    unshare, exit) took 25 ms, slower than a whole container forked by the lean zygote. FloorProbe times it in
+    a bare interpreter, whatever the caller holds."""
+    from wasmlab.runtime.bench import micro
+
+    with micro.FloorProbe() as probe:
+        with open(f"/proc/{probe.pid}/status") as fh:
+            rss_kb = int(next(line for line in fh if line.startswith("VmRSS:")).split()[1])
+        assert rss_kb < 20_000, f"the floor's helper holds {rss_kb} kB"
+        ballast = [bytearray(1 << 20) for _ in range(150)]  # the caller as big as a bench that ran a while
+        for block in ballast:
+            block[::4096] = b"x" * len(block[::4096])
+        got = micro.interleaved_ms({"lean": (probe, 1), "here": (micro.floor_in_process(), 1)}, 9, warmup=1)
+        del ballast
+    assert got["lean"]["median_ms"] > 0 and got["lean"]["median_ms"] * 2 < got["here"]["median_ms"], got

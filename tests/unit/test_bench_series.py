@@ -80,3 +80,61 @@ def test_the_charts_are_drawn_from_the_series(tmp_path: Path) -> None:
     assert "crun" in " ".join(t.get_text() for t in figs["startup"].texts), "a refusing anchor is named on the chart"
     written = charts.write_bench_charts(results(), tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{n}.{e}" for n in figs for e in ("png", "svg"))
+
+
+def with_runtime(res: dict[str, Any]) -> dict[str, Any]:
+    ms = {"median_ms": 7.0, "min_ms": 5.0, "max_ms": 11.0, "p10_ms": 5.0, "p90_ms": 10.0, "n": 3}
+    res = {**res, "command": "wasmlab bench --quick --out /tmp/x"}
+    res["scenarios"] = {**res["scenarios"], "runtime": {"n": 3, "floor": ms, "wasm_wasmtime": ms, "runc": ms}}
+    return res
+
+
+def test_every_chart_states_its_date_command_kernel_and_n() -> None:
+    from wasmlab.lab import charts
+
+    figs = charts.bench_charts(with_runtime(results()))
+    assert set(figs) == {"startup", "footprint", "scaling", "bloated", "runtime"}
+    for name, fig in figs.items():
+        text = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
+        for want in ("2026-12-01 20:00:00 UTC", "wasmlab bench --quick --out /tmp/x", "kernel 6.18", "n="):
+            assert want in text, (name, want, text)
+
+
+def test_the_scaling_chart_shows_each_start_min_and_max_and_its_legend_covers_no_point() -> None:
+    from wasmlab.lab import charts
+
+    res = results()
+    for rows in res["scenarios"]["scaling"]["results"].values():
+        for row in rows:
+            m = row["per_container_ms"]
+            row["start_ms"] = stat(m - 1, m, m + 3)
+    got = {(s.label, s.unit): (s.lows, s.highs) for s in series.bench_scaling(res)}
+    assert got[("wasmtime", "ms")] == ((8.0, 5.0), (12.0, 9.0)) and got[("wasmtime", "MiB")] == ((), ())
+    fig = charts.bench_charts(res)["scaling"]
+    fig.canvas.draw()
+    ms_ax, mib_ax = fig.axes[:2]
+    assert ms_ax.containers, "min-max error bars on the start-up panel"
+    bars = ms_ax.containers[0].lines[2][0].get_segments()
+    assert sorted((float(seg[0][1]), float(seg[1][1])) for seg in bars) == [(5.0, 9.0), (8.0, 12.0)]
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert legends, "the engines are named"
+    for legend in legends:
+        box = legend.get_window_extent()
+        for ax in (ms_ax, mib_ax):
+            for line in ax.get_lines():
+                for x, y in ax.transData.transform(line.get_xydata()):
+                    assert not box.contains(x, y), f"the legend covers {line.get_label()}'s point"
+
+
+def test_value_labels_stay_inside_their_plot() -> None:
+    from wasmlab.lab import charts
+
+    figs = charts.bench_charts(with_runtime(results()))
+    for name in ("startup", "footprint", "bloated", "runtime"):
+        fig = figs[name]
+        fig.canvas.draw()
+        for ax in fig.axes:
+            right = ax.get_window_extent().x1
+            for text in ax.texts:
+                if text.get_text().strip():
+                    assert text.get_window_extent().x1 <= right, (name, text.get_text())
