@@ -920,12 +920,15 @@ class Lab:
 
         from wasmlab.runtime.errors import ImageError, ImageNotFound
         from wasmlab.runtime.pods.containerd import HELLO_REF, demonstrate
+        from wasmlab.runtime.pods.propagation import path_match
         from wasmlab.runtime.pods.sandbox import ensure_pause_image
 
         patterns = [str(p) for p in allowlist]
-        if not patterns or not all(patterns):
+        if not patterns or not all(patterns) or isinstance(allowlist, str):
             raise UsageError("give containerd's pod_annotations allowlist as a list of patterns",
                              'e.g. ["module.wasm.image/*"]')
+        for pattern in patterns:
+            path_match(pattern, "")  # BadPattern where Go's path.Match would say ErrBadPattern: refused before a start
         runtime_path = str(Path(sys.executable).parent / "wasmlab-oci")
         if not os.access(runtime_path, os.X_OK):
             runtime_path = shutil.which("wasmlab-oci") or ""

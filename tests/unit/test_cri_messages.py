@@ -26,3 +26,13 @@ def test_an_unknown_field_is_refused_before_anything_is_sent() -> None:
 
     with pytest.raises(ParseError):
         cri.message("StartContainerRequest", container="c")
+
+
+@pytest.mark.parametrize("allowlist", [[], [""], "module.wasm.image/*", ["module.wasm.image/[v"]])
+def test_the_demo_refuses_a_bad_allowlist_before_starting_anything(allowlist: object, lab_home: object) -> None:
+    from wasmlab.runtime import Lab
+    from wasmlab.runtime.errors import BadPattern, UsageError
+
+    with Lab() as lab, pytest.raises((UsageError, BadPattern)) as refused:
+        lab.containerd_demo(allowlist)  # type: ignore[arg-type]
+    assert refused.value.hint
