@@ -199,12 +199,11 @@ class CriClient:
         # unix:<absolute path>; no proxy, no TLS (a local socket, as the kubelet's --container-runtime-endpoint).
         self._channel = grpc.insecure_channel(f"unix:{self.socket}", options=[("grpc.enable_http_proxy", 0)])
         self._calls: dict[str, Any] = {}
-        for service, method, request, response in _METHODS:
+        for service, method, _request, response in _METHODS:
             self._calls[method] = self._channel.unary_unary(
                 f"/{PACKAGE}.{service}/{method}",
                 request_serializer=lambda m: m.SerializeToString(),
                 response_deserializer=MESSAGES[response].FromString)
-            del request
 
     def close(self) -> None:
         self._channel.close()
@@ -250,10 +249,10 @@ class CriClient:
     def container_status(self, container_id: str, *, verbose: bool = False) -> ContainerState:
         answer = self.call("ContainerStatus", message("ContainerStatusRequest", container_id=container_id,
                                                       verbose=verbose))
-        s = answer["status"]
+        s = answer.get("status") or as_dict(MESSAGES["ContainerStatus"]())  # absent: every field at its zero
         return ContainerState(id=s["id"], state=s["state"], exit_code=int(s["exit_code"]), reason=s["reason"],
                               message=s["message"], log_path=s["log_path"], annotations=dict(s["annotations"]),
-                              info=dict(answer["info"]))
+                              info=dict(answer.get("info") or {}))
 
     def list_containers(self, sandbox_id: str = "") -> list[dict[str, Any]]:
         request = message("ListContainersRequest", filter={"pod_sandbox_id": sandbox_id} if sandbox_id else {})
