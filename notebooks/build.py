@@ -445,17 +445,16 @@ except WasmlabError as err:
     print(err.one_line())
 """),
     md("""
-The lab's containerd rule is checked against the **real containerd** (1.6, from Debian) in the lab's tests
-(`tests/interop/test_kube_generate_containerd.py`), which run containerd's CRI with the generated configuration.
-Where containerd is installed, its version:
+The same pod through the **real containerd** (Debian's 1.6): the lab starts a private containerd whose CRI plugin has
+the allowlist and a runtime handler for `wasmlab-oci`, and runs the pod over the CRI as the kubelet would (a few
+seconds for both):
 """),
     code("""
-import shutil, subprocess
+from wasmlab.lab.jupyter.pods import containerd_rows
 
-if shutil.which("containerd"):
-    print(subprocess.run(["containerd", "--version"], capture_output=True, text=True).stdout)
-else:
-    print("containerd is not installed here (apt-get install containerd)")
+for allowlist, variant, state, outcome in containerd_rows(lab, [["module.wasm.image/variant.*"],
+                                                               ["module.wasm.image/*"]]):
+    print(f"{allowlist:32} variant {variant:8} {state:17} {outcome}")
 """),
     md("### Exercise 1\nWhich variant lets the busybox sidecar run natively in the same pod as the Wasm app? "
        "Set `smart_variant`."),

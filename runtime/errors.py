@@ -273,3 +273,22 @@ class NothingNamed(WasmlabError):
     exit_code = 3  # as ContainerNotFound
     kind = "not-found"
 
+
+
+class CriError(WasmlabError):
+    """A CRI call (runtime.v1, as the kubelet makes it) failed: the method, the gRPC status and the CRI's own
+    message, which for StartContainer carries the OCI runtime's error through containerd's shim."""
+
+    kind = "cri"
+
+    def __init__(self, method: str, code: str, detail: str) -> None:
+        self.method, self.code, self.detail = method, code, detail
+        first = (detail.strip().splitlines() or [""])[0]
+        super().__init__(f"CRI {method} failed ({code}): {first}",
+                         "see the private containerd's log (CriNode.log) for the whole story")
+
+
+class ContainerdFailed(WasmlabError):
+    """The lab's private containerd did not start, or a step of its setup (ctr images import) failed."""
+
+    kind = "containerd"

@@ -67,6 +67,21 @@ def plan_rows(lab: Lab, path: str | Path, propagation: str,
     return rows, list(plan.warnings)
 
 
+def containerd_rows(lab: Lab, allowlists: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The seed's pod through the real containerd's CRI, once per allowlist (Lab.containerd_demo): the allowlist,
+    whether the variant reached the container's config.json, its CRI state and how it ended. Where containerd
+    cannot run here, the row says why instead of raising."""
+    from wasmlab.runtime import WasmlabError
+
+    rows = []
+    for allowlist in allowlists:
+        try:
+            rows.append(list(lab.containerd_demo(list(allowlist)).row()))
+        except WasmlabError as err:
+            rows.append([repr(list(allowlist)), "-", "-", err.one_line()])
+    return rows
+
+
 def pod_rows(pods: Sequence[PodInfo]) -> list[list[Any]]:
     """One row per container of each pod: pod, status, container, role, handler, its status and exit code."""
     rows = []

@@ -4,9 +4,11 @@ RuntimeClass, CRI-O's and containerd's runtime configuration), written to one fo
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +84,12 @@ runtime_root = "/run/{runtime}"
 """
 
 
-def containerd_toml(runtime: str, runtime_path: str, source: str) -> str:
-    allowlist = ", ".join(f'"{entry}"' for entry in DEFAULT_POD_ANNOTATIONS)
+def containerd_toml(runtime: str, runtime_path: str, source: str, *,
+                    pod_annotations: Sequence[str] = DEFAULT_POD_ANNOTATIONS, runtime_root: str | None = None) -> str:
+    """containerd's CRI runtime for the handler; pod_annotations and the shim's Root (the runtime's --root) are
+    what the lab's private containerd changes (a JSON string is a TOML basic string)."""
+    allowlist = ", ".join(json.dumps(entry) for entry in pod_annotations)
+    root = f"\n    Root = {json.dumps(runtime_root)}" if runtime_root else ""
     return f"""\
 # containerd 1.6 CRI: a runtime for {runtime}, written by `wasmlab kube generate {source}`.
 # Merge it into /etc/containerd/config.toml and restart containerd. Pods choose this runtime through the
@@ -106,7 +112,7 @@ version = 2
   # ["module.wasm.image/*"] matches module.wasm.image/variant (measured with containerd 1.6.20).
   pod_annotations = [{allowlist}]
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{runtime}.options]
-    BinaryName = "{runtime_path}"
+    BinaryName = "{runtime_path}"{root}
 """
 
 
