@@ -173,8 +173,9 @@ if pid == 0:
     os.write(write_fd, json.dumps(result).encode())
     os._exit(0)
 os.close(write_fd)
-with open(spec["result"] + ".pid", "w") as fh:
+with open(spec["result"] + ".pid.tmp", "w") as fh:  # whole or not at all: the test reads it once it exists
     fh.write(str(pid))
+os.rename(spec["result"] + ".pid.tmp", spec["result"] + ".pid")
 chunks = []
 while chunk := os.read(read_fd, 65536):
     chunks.append(chunk)
