@@ -79,7 +79,11 @@ def test_pid_tree_mounts_cgroups_and_wasi_view_match_proc(lab: Lab, home: Path, 
                 commands.append(Path(f"/proc/{pid}/cmdline").read_bytes())
             except OSError:
                 return False
-        return commands == [b"sleep\x003600\x00"] * 2
+        try:  # and the sandbox has exec'd pause (start answers before the init execs, as runc's does)
+            paused = Path(f"/proc/{pod.infra_pid}/cmdline").read_bytes() == b"/pause\x00"
+        except OSError:
+            return False
+        return paused and commands == [b"sleep\x003600\x00"] * 2
 
     for _ in range(100000):
         if sleeps_up():
