@@ -273,3 +273,9 @@ class NothingNamed(WasmlabError):
     exit_code = 3  # as ContainerNotFound
     kind = "not-found"
 
+
+
+class WarmHelperNotStopped(WasmlabError):
+    """`wasmlab system stop` asked the warm helper to stop, and it is still there when the wait ran out."""
+
+    kind = "warm-helper-not-stopped"
