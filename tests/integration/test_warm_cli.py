@@ -243,7 +243,8 @@ FORBIDDEN_WARM = (*FORBIDDEN_COLD, "argparse", "wasmlab.runtime.service", "wasml
 
 def imported(home: Path, warm: bool = False) -> tuple[set[str], subprocess.CompletedProcess[str]]:
     r = subprocess.run([PYTHON, "-X", "importtime", "-m", "wasmlab.lab.cli", "run", "--rm", "wasmlab/hello:compat"],
-                       env=env_of(home, **(WARM if warm else {})), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                       env=env_of(home, **(WARM if warm else {})), capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
     names = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
     return names, r
 

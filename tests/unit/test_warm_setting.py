@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from wasmlab.lab.cli.warm import DEFAULT_IDLE, asks_for_help, idle_setting
 from wasmlab.runtime.errors import UsageError
 
