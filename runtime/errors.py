@@ -292,3 +292,9 @@ class ContainerdFailed(WasmlabError):
     """The lab's private containerd did not start, or a step of its setup (ctr images import) failed."""
 
     kind = "containerd"
+
+
+class WarmHelperNotStopped(WasmlabError):
+    """`wasmlab system stop` asked the warm helper to stop, and it is still there when the wait ran out."""
+
+    kind = "warm-helper-not-stopped"

@@ -140,8 +140,16 @@ def cmd_stop_service(args: argparse.Namespace) -> int:
     from wasmlab.lab.cli import warm
 
     _home, run_root = _warm_paths()
-    pid = warm.stop(run_root)
-    print("warm helper: not running" if pid is None else f"warm helper {pid} stopped")
+    stopped = warm.stop_helper(run_root)
+    if stopped is None:
+        print("warm helper: not running")
+        return 0
+    pid, running = stopped
+    # It stops at once: the commands it had started go on in their own processes, and end normally.
+    still = ("" if not running else " (the command it started goes on in its own process, and ends normally)"
+             if running == 1 else f" (the {running} commands it started go on, each in its own process, and end "
+             "normally)")
+    print(f"warm helper {pid} stopped{still}")
     return 0
 
 

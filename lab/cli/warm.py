@@ -2,8 +2,10 @@
 
 The warm helper (wasmlab.lab.cli.warm_server, podman's `system service` as model) listens on a unix socket in
 the lab's runtime folder. A command sent there carries this process's argv, cwd, environment and stdio (the fds
-themselves, SCM_RIGHTS); the helper forks a copy of itself that runs the command exactly as the cold path would
-and reports its exit. Signals sent to this process (Ctrl-C, SIGTERM, SIGHUP, a window resize) are forwarded.
+themselves, SCM_RIGHTS); the helper forks a copy of itself that runs the command exactly as the cold path would.
+That command holds the connection itself: it reports its own exit, and it gets SIGHUP from the kernel when this
+process dies (so it never depends on the helper staying up). The helper answers "started" with the command's
+pidfd: signals sent to this process (Ctrl-C, SIGTERM, SIGHUP, a window resize) go straight to the command.
 A helper whose code differs from ours (version, or a source file changed since it started) refuses the command
 and exits; the command then runs here, cold. This module imports only what that needs: it runs before argparse.
 """
@@ -11,18 +13,20 @@ and exits; the command then runs here, cold. This module imports only what that 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from wasmlab.runtime.errors import UsageError
 
 SOCKET_NAME = "warm.sock"
 STATUS_NAME = "warm.json"
 DEFAULT_IDLE = 300.0  # seconds a helper stays after its last command (`wasmlab system service --idle`)
-OFF = ("0", "off", "no", "false")  # WASMLAB_WARM values that keep `run` from starting a helper by itself
+OFF = ("0", "off", "no", "false")  # WASMLAB_WARM values for no helper: none is used, none is started
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH, signal.SIGUSR1,
              signal.SIGUSR2)
 MAX_LINE = 1 << 20
@@ -122,31 +126,61 @@ def send(sock: socket.socket, msg: dict[str, Any]) -> None:
 def run_quickly(argv: list[str]) -> int | None:
     """Run `wasmlab ARGV` through the warm helper and return its exit code; None when it must run here.
     Starts the zygote now, in parallel with the imports still to come, when it will run here."""
+    try:
+        idle = idle_setting(os.environ.get("WASMLAB_WARM", ""))
+    except UsageError as exc:
+        print(f"Error: {exc.one_line()}", file=sys.stderr)
+        return 125  # as the command line's own errors (PODMAN_ERROR)
     paths = lab_paths()
     if paths is None:
         return None
     home, run_root = paths
-    sock = connect(run_root)
-    if sock is not None:
-        try:
-            code = through_helper(sock, argv)
-        finally:
-            sock.close()
-        if code is not None:
-            return code
-    idle = os.environ.get("WASMLAB_WARM", "")
-    if idle.lower() not in OFF:  # the next `run` finds it warm; it leaves after DEFAULT_IDLE without a command
-        start_helper(home, run_root, idle=_seconds(idle) if idle else DEFAULT_IDLE, wait=False)
+    if idle is not None:  # WASMLAB_WARM=0: no helper at all, not even one that is up already
+        sock = connect(run_root)
+        if sock is not None:
+            try:
+                code = through_helper(sock, argv)
+            finally:
+                sock.close()
+            if code is not None:
+                return code
+    if asks_for_help(argv):
+        return None  # it prints the usage: no container, so neither a zygote nor a helper to leave behind
+    if idle is not None:  # the next `run` finds it warm; it leaves after IDLE seconds without a command
+        start_helper(home, run_root, idle=idle, wait=False)
     prestart_zygote(home, run_root, argv)
     return None
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
+def idle_setting(text: str) -> float | None:
+    """WASMLAB_WARM: seconds a helper `run` starts stays idle (unset: DEFAULT_IDLE); None for 0/off (no helper)."""
+    word = text.strip().lower()
+    if not word:
         return DEFAULT_IDLE
-    return value if value > 0 else DEFAULT_IDLE
+    if word in OFF:
+        return None
+    try:
+        value = float(word)
+    except ValueError:
+        value = math.nan
+    if value == 0:
+        return None
+    if not 0 < value < math.inf:
+        raise UsageError(f"WASMLAB_WARM={text!r} is neither a number of seconds above 0 nor 0",
+                         "WASMLAB_WARM=300 keeps the warm helper 300 s after the last `run`; WASMLAB_WARM=0 "
+                         "uses none")
+    return value
+
+
+def asks_for_help(argv: list[str]) -> bool:
+    """`run -h`/`--help` (before a `--`): only the usage, which argparse prints. A --help that belongs to the
+    container's command counts too: that run is then cold and leaves no helper, which is merely slower."""
+    for word in argv:
+        if word == "--":
+            return False
+        if word in ("-h", "--help"):
+            return True
+    return False
 
 
 def prestart_zygote(home: Path, run_root: Path, argv: list[str]) -> None:
@@ -166,38 +200,48 @@ def prestart_zygote(home: Path, run_root: Path, argv: list[str]) -> None:
 def through_helper(sock: socket.socket, argv: list[str]) -> int | None:
     request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "code": code_key()}
     pending: list[int] = []   # signals that came before the command started: sent once it has
-    started = False
+    command: list[int] = []   # the command's pidfd, from its "started": signals go to it, not through the helper
 
     def forward(signum: int, _frame: Any) -> None:
-        if not started:
+        if not command:
             pending.append(signum)
             return
         try:
-            send(sock, {"signal": signum})
+            signal.pidfd_send_signal(command[0], signum)
         except OSError:
-            pass
+            pass  # it has ended: its exit is on its way
 
     previous: dict[int, Any] = {signum: signal.signal(signum, forward) for signum in FORWARDED}
     try:
         try:
             socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
         except OSError:
             return None
         lines = Lines(sock)
-        reply = lines.next()
-        if reply is None or "started" not in reply:
+        lines.buf = data
+        reply = lines.next() if data else None
+        if reply is not None and "exit" in reply:
+            # The helper died between forking the command and saying so: the command ran, and said how it ended.
+            return int(reply["exit"])
+        if reply is None or "started" not in reply or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
             if pending:  # it will run here, where these signals would have stopped it
                 signal.signal(pending[0], previous[pending[0]])
                 os.kill(os.getpid(), pending[0])
             return None  # a stale or stopping helper: the command runs here
-        started = True
+        command.append(fds[0])
         for signum in pending:
             forward(signum, None)
         while True:
+            # The command reports its own exit on this connection (the helper, while it is up, also says
+            # when the command died of a signal): EOF means both have closed it without a word.
             msg = lines.next()
             if msg is None:
-                print("Error: the wasmlab warm helper ended before the command did (hint: `wasmlab system "
-                      "status`; run the command again)", file=sys.stderr)
+                print("Error: the command ended without reporting its exit status: it was killed while no warm "
+                      "helper watched it (hint: `wasmlab ps -a` shows whether its container is still there)",
+                      file=sys.stderr)
                 return 125
             if "exit" in msg:
                 return int(msg["exit"])
@@ -211,6 +255,8 @@ def through_helper(sock: socket.socket, argv: list[str]) -> int | None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        for fd in command:
+            os.close(fd)
 
 
 def start_helper(home: Path, run_root: Path, *, idle: float, wait: bool) -> int | None:
@@ -252,32 +298,45 @@ def status(run_root: Path) -> dict[str, Any] | None:
 
 
 def stop(run_root: Path, timeout: float = 10.0) -> int | None:
-    """Stop the helper (it lets its commands finish); its pid once it is gone, None when none ran."""
+    """Stop the helper; its pid once it is gone, None when none ran (stop_helper says more)."""
+    stopped = stop_helper(run_root, timeout)
+    return None if stopped is None else stopped[0]
+
+
+def stop_helper(run_root: Path, timeout: float = 10.0) -> tuple[int, int] | None:
+    """Stop the helper at once; (its pid, how many of its commands still run) once it is gone, None when none
+    ran. Those commands go on in their own processes, with their callers' stdio and connections, and end
+    normally. Raises WarmHelperNotStopped when it is still there after TIMEOUT seconds."""
     info = status(run_root)
     if info is None:
         return None
     pid = int(info["pid"])
+    running = int(info.get("running") or 0)
     try:
-        fd = os.pidfd_open(pid)
+        fd: int | None = os.pidfd_open(pid)
     except OSError:
-        fd = None
-    sock = connect(run_root)
-    if sock is not None:
-        try:
-            send(sock, {"stop": True})
-            Lines(sock).next()
-        except OSError:
-            pass
-        finally:
-            sock.close()
-    if fd is not None:
-        import select
+        fd = None  # gone already
+    try:
+        sock = connect(run_root)
+        if sock is not None:
+            try:
+                send(sock, {"stop": True})
+                reply = Lines(sock).next() or {}
+                running = int(reply.get("running", running))
+            except OSError:
+                pass
+            finally:
+                sock.close()
+        if fd is not None:
+            import select
 
-        deadline = time.monotonic() + timeout
-        try:
-            while not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                if time.monotonic() >= deadline:
-                    break
-        finally:
+            if not select.select([fd], [], [], timeout)[0]:
+                from wasmlab.runtime.errors import WarmHelperNotStopped
+
+                raise WarmHelperNotStopped(f"the warm helper {pid} has not stopped within {timeout:g} s",
+                                           f"`wasmlab system status` shows it; `kill {pid}` ends it (the commands "
+                                           "it started finish on their own)")
+    finally:
+        if fd is not None:
             os.close(fd)
-    return pid
+    return pid, running

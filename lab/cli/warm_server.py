@@ -1,14 +1,17 @@
 """The warm helper: one lab home's `wasmlab` kept imported, with a zygote ready, serving commands over a socket.
 
 Single-threaded (a select loop), so it may fork: each command runs in a forked copy that takes on the caller's
-cwd, environment and stdio fds and runs the same code as the cold path (wasmlab.lab.cli.run_command). The helper
-relays the caller's signals to that copy and its exit back. It exits when idle for --idle seconds, when its code
-key no longer matches a caller's (it never runs stale code), when the lab home or its socket is removed, and
-on `wasmlab system stop`.
+cwd, environment and stdio fds and runs the same code as the cold path (wasmlab.lab.cli.run_command). That copy
+keeps the caller's connection: the caller signals it through the pidfd sent with "started", it reports its own
+exit, and the kernel sends it SIGHUP (F_SETSIG on the connection) when the caller dies. The helper only reaps it
+and says when it died of a signal. It exits when idle for --idle seconds, when its code key no longer matches a
+caller's (it never runs stale code), when the lab home or its socket is removed, and at once on `wasmlab system
+stop`: commands in flight need nothing from it, and end normally.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -32,7 +35,7 @@ class Command:
     conn: socket.socket
     pid: int
     pidfd: int
-    lines: warm.Lines
+    zygotes: list[Any]   # the spare it took: ours to reap once it has ended (in use until then)
 
 
 @dataclass
@@ -87,25 +90,22 @@ class Helper:
             for proc in list(self.zygotes):
                 if proc.poll() is not None:
                     self.zygotes.remove(proc)
-            if self.stopping and not self.commands:
-                return
+            if self.stopping:
+                return  # at once: each command in flight holds its caller's connection and ends by itself
             if not self.commands and time.monotonic() - self.last >= self.idle:
                 return
             if (os.fstat(home_fd).st_nlink == 0 or _identity(self.home) != home_id
                     or _identity(self.socket_file) != sock_id):
                 return  # the lab home (or our socket) was removed: never outlive it
             wait = TICK if self.commands else min(TICK, max(0.0, self.idle - (time.monotonic() - self.last)))
-            readers: list[Any] = [self.listener, *(c.conn for c in self.commands.values()),
-                                  *self.commands.keys()]
+            # Not the callers' connections: their commands watch them (a dead caller is their SIGHUP).
+            readers: list[Any] = [self.listener, *self.commands.keys()]
             ready, _, _ = select.select(readers, [], [], wait)
             for r in ready:
                 if r is self.listener:
                     self.accept()
-                elif isinstance(r, int):
-                    if r in self.commands:
-                        self.finish(r)
-                else:
-                    self.relay(r)
+                elif r in self.commands:
+                    self.finish(r)
 
     def accept(self) -> None:
         try:
@@ -131,14 +131,14 @@ class Helper:
             self.answer(conn, self.status())
         elif request.get("stop"):
             self.stopping = True
-            self.answer(conn, {"stopping": os.getpid()})
+            self.answer(conn, {"stopping": os.getpid(), "running": len(self.commands)})
         elif request.get("code") != self.code or self.stopping or len(fds) != 3:
             # Another version of wasmlab (or a changed source file) is asking: it runs the command itself.
             self.answer(conn, {"stale": self.code})
             if request.get("code") != self.code:
                 self.stopping = True
         else:
-            self.start(conn, lines, request, fds)
+            self.start(conn, request, fds)
             return
         for fd in fds:
             os.close(fd)
@@ -150,7 +150,7 @@ class Helper:
             pass
         conn.close()
 
-    def start(self, conn: socket.socket, lines: warm.Lines, request: dict[str, Any], fds: list[int]) -> None:
+    def start(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
         self.last = time.monotonic()
         self.served += 1
         env = {str(k): str(v) for k, v in dict(request.get("env") or {}).items()}
@@ -160,10 +160,13 @@ class Helper:
         for fd in fds:
             os.close(fd)
         # The spare (if any) now belongs to the command: its copy of the socket is the one in use.
-        self.zygotes.extend(runtime.drop_spare_zygotes())
         pidfd = os.pidfd_open(pid)
-        self.commands[pidfd] = Command(conn, pid, pidfd, lines)
-        warm.send(conn, {"started": pid})
+        self.commands[pidfd] = Command(conn, pid, pidfd, runtime.drop_spare_zygotes())
+        try:
+            # Its pidfd (ours stays valid until we reap it): the caller signals the command itself.
+            socket.send_fds(conn, [json.dumps({"started": pid}).encode() + b"\n"], [pidfd])
+        except OSError:
+            pass  # the caller is gone already: the command sees that for itself (SIGHUP)
         os.environ.clear()
         os.environ.update(env)  # the next spare is made for the environment of the last caller
         self.spare = False      # made once the command has ended: it would compete with it for the CPU
@@ -172,7 +175,6 @@ class Helper:
         """In the forked copy: become the caller's command, run it, return its exit code."""
         try:
             self.listener.close()
-            conn.close()
             for c in self.commands.values():
                 c.conn.close()
                 os.close(c.pidfd)
@@ -184,6 +186,7 @@ class Helper:
             for signum in warm.FORWARDED:
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            _hang_up_with(conn)
             os.chdir(str(request.get("cwd") or "/"))
             os.environ.clear()
             os.environ.update(env)
@@ -206,33 +209,17 @@ class Helper:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+        _report_exit(conn, int(code))
         return int(code)
-
-    def relay(self, conn: socket.socket) -> None:
-        """A caller's message while its command runs: a signal to forward; EOF when the caller is gone."""
-        command = next(c for c in self.commands.values() if c.conn is conn)
-        try:
-            data = conn.recv(65536)
-        except OSError:
-            data = b""
-        if not data:
-            # The caller is gone (killed): as a terminal hang-up, the command is told to stop.
-            _kill(command.pid, signal.SIGHUP)
-            return
-        command.lines.buf += data
-        while b"\n" in command.lines.buf:
-            msg = command.lines.next() or {}
-            signum = msg.get("signal")
-            if isinstance(signum, int) and signum in warm.FORWARDED:
-                _kill(command.pid, signum)
 
     def finish(self, pidfd: int) -> None:
         command = self.commands.pop(pidfd)
         _, status = os.waitpid(command.pid, 0)
         os.close(pidfd)
+        self.zygotes.extend(command.zygotes)  # its zygote ends now that its client has: reaped in the loop
         msg = {"killed": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
         try:
-            warm.send(command.conn, msg)
+            warm.send(command.conn, msg)  # the command said its exit itself; a death by a signal it cannot say
         except OSError:
             pass
         command.conn.close()
@@ -249,6 +236,7 @@ class Helper:
             except (OSError, AttributeError):
                 pass
         self.listener.close()
+        # Not the zygotes of commands still running: they are in use, and end with their commands.
         for proc in runtime.drop_spare_zygotes() + self.zygotes:
             try:
                 proc.wait(timeout=2.0)
@@ -266,11 +254,27 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _kill(pid: int, signum: int) -> None:
+def _hang_up_with(conn: socket.socket) -> None:
+    """In the command: SIGHUP from the kernel when the caller's end of CONN closes (the caller died), as a
+    terminal's hang-up. The caller writes nothing after its request, so any event on CONN is that. Needs no
+    helper: it holds when the helper was stopped or killed meanwhile."""
+    fcntl.fcntl(conn, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(conn, fcntl.F_SETSIG, signal.SIGHUP)
+    fcntl.fcntl(conn, fcntl.F_SETFL, fcntl.fcntl(conn, fcntl.F_GETFL) | os.O_ASYNC)
+    probe = select.poll()
+    probe.register(conn, select.POLLIN | select.POLLRDHUP)
+    if probe.poll(0):  # it died before we were listening: the kernel's signal went to nobody
+        os.kill(os.getpid(), signal.SIGHUP)
+
+
+def _report_exit(conn: socket.socket, code: int) -> None:
+    """In the command: its exit, said by itself (the helper may have been stopped or killed meanwhile). The
+    caller closes its end on reading it: no SIGHUP for that."""
     try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+        fcntl.fcntl(conn, fcntl.F_SETFL, fcntl.fcntl(conn, fcntl.F_GETFL) & ~os.O_ASYNC)
+        warm.send(conn, {"exit": code})
+    except OSError:
+        pass  # the caller is gone
 
 
 def _fresh_stdio() -> None:
