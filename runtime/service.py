@@ -924,8 +924,8 @@ class Lab:
         out = []
         if self._containers_dir.is_dir():
             for entry in sorted(self._containers_dir.iterdir()):
-                if entry.name in self._removing:
-                    continue  # gone as far as anyone asking this lab is concerned
+                if entry.name in self._removing or entry.name.startswith("."):
+                    continue  # gone as far as anyone asking this lab is concerned (or being removed)
                 try:
                     out.append(json.loads((entry / "meta.json").read_text()))
                 except (OSError, ValueError):
@@ -1066,7 +1066,8 @@ class Lab:
                     try:
                         # The zygote relays the output into the log as k8s-file records: it outlives this process.
                         self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
-                                             log=str(cdir), log_max=self._log_max)
+                                             log=str(cdir), log_max=self._log_max,
+                                             rm_with=self._rm_with(cid, name, rm))
                     finally:
                         os.close(null)
                     self._forward_ports(cid)
@@ -1181,7 +1182,7 @@ class Lab:
                 ours = [out_w, err_w]
                 try:
                     state = self._runtime.create(cid, str(cdir / "bundle"), stdin=sinks[0], stdout=out_w,
-                                                 stderr=err_w)
+                                                 stderr=err_w, rm_with=self._rm_with(cid, name, rm))
                 finally:
                     for fd in ours:
                         os.close(fd)
@@ -1217,7 +1218,7 @@ class Lab:
 
                 # The output is relayed by this thread while it waits for the exit: no thread to start and join.
                 res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], None, None), keep=not rm,
-                                        on_output=relay_piece, on_sent=sent)
+                                        on_output=relay_piece, on_sent=sent, rm_with=self._rm_with(cid, name, rm))
                 result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
                                 memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
         except BaseException:
@@ -1234,6 +1235,11 @@ class Lab:
         if rm:
             self._discard_later(cid, name)
         return result
+
+    def _rm_with(self, cid: str, name: str, rm: bool) -> tuple[str, str]:
+        """A `--rm` container's folder and name link, which its zygote removes with it if it ends after this
+        process is gone (killed: SIGKILL runs no cleanup), as podman's conmon removes a --rm container."""
+        return (str(self._dir(cid)), str(self._names.folder / name)) if rm else ("", "")
 
     def _discard_later(self, cid: str, name: str) -> None:
         """Remove a `--rm` container after the answer, off the caller's path (removing folders takes longer
@@ -1293,7 +1299,7 @@ class Lab:
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
                 state = self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=log_fd, stderr=log_fd,
-                                             console_socket=console.path)
+                                             console_socket=console.path, rm_with=self._rm_with(cid, name, rm))
             finally:
                 os.close(null)
             master = console.receive(10)  # sent before the init reported ready: already queued
@@ -1711,7 +1717,7 @@ class Lab:
                 self._publishing[cid] = published
             if not attach:
                 try:
-                    return self._start_detached(cid, info.name, cdir)
+                    return self._start_detached(cid, info.name, cdir, bool(meta.get("rm")))
                 except BaseException:
                     if cdir.is_dir() and not self._runtime_knows(cid):
                         (cdir / "meta.json").write_text(before)  # never made: as it was (created, or stopped)
@@ -1738,13 +1744,13 @@ class Lab:
                 if null >= 0:
                     os.close(null)
 
-    def _start_detached(self, cid: str, name: str, cdir: Path) -> LabRun:
+    def _start_detached(self, cid: str, name: str, cdir: Path, rm: bool) -> LabRun:
         """start without -a: as `run -d`, the zygote writes the output into the log, and this returns."""
         with self._starting_container(cid) as started:
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
-                                     log=str(cdir), log_max=self._log_max)
+                                     log=str(cdir), log_max=self._log_max, rm_with=self._rm_with(cid, name, rm))
             except BaseException:
                 self._publishing.pop(cid, None)
                 raise

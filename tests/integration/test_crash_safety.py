@@ -1,0 +1,118 @@
+"""Crash safety of the lab (issue 11): a `--rm` container whose client is SIGKILLed goes all the same, a
+container whose creator died before it existed is swept, and `system df` counts what is on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, need_root, read_until, wait_gone
+from tests.integration.test_warm_cli import env_of, start, stop, wait_until
+
+pytestmark = pytest.mark.root
+WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+BUSYBOX = "wasmlab/busybox"
+
+
+def wl(home: Path, *args: str, warm: bool = False) -> subprocess.CompletedProcess[str]:
+    env = env_of(home, **({"WASMLAB_WARM": "1"} if warm else {}))
+    return subprocess.run([WASMLAB, *args], env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    need_root()
+    h = tmp_path_factory.mktemp("crash") / "home"
+    assert wl(h, "samples", "-q").returncode == 0
+    yield h
+    wl(h, "system", "stop")
+    wl(h, "rm", "-a", "-f")
+
+
+def _ppid(pid: int) -> int:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2:].split()[1])
+
+
+def _left(home: Path) -> list[str]:
+    """What is left of containers in the lab home: their folders and their names' links."""
+    names = home / ".container-names"
+    return sorted(os.listdir(home / "containers")) + (sorted(os.listdir(names)) if names.is_dir() else [])
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_a_killed_run_rm_client_leaves_no_container(home: Path, warm: bool) -> None:
+    """podman's conmon removes a --rm container when it exits, whatever became of its client: so does the
+    zygote that reaps it (its client was SIGKILLed mid-run, so no cleanup of the client's ran)."""
+    name = f"killed-{'warm' if warm else 'cold'}"
+    if warm:
+        start(home)
+    try:
+        proc = subprocess.Popen([WASMLAB, "run", "--rm", "--name", name, BUSYBOX, "sh", "-c",
+                                 "echo up; read line; echo bye"], env=env_of(home, WASMLAB_WARM="1" if warm else "0"),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None and proc.stdout is not None
+        read_until(proc.stdout.fileno(), b"up\n", timeout=60)  # handshake: the container runs
+        (row,) = [c for c in json.loads(wl(home, "ps", "--json").stdout) if c["name"] == name]
+        zygote = _ppid(int(row["pid"]))
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()  # the container's `read` ends: it exits now, after its client
+        proc.stdout.close()
+        wait_gone(zygote, timeout=60)  # its reaper has done all it will do
+        if warm:  # the helper's copy that ran the command is gone too
+            wait_until("the command ended", lambda: wl(home, "system", "status", "--json").stdout.count(
+                '"running": 0') == 1)
+        assert _left(home) == []
+        assert json.loads(wl(home, "ps", "-a", "--json").stdout) == []
+    finally:
+        if warm:
+            stop(home)
+
+
+def test_a_run_rm_client_killed_between_the_exit_and_its_removal_leaves_no_container(home: Path) -> None:
+    """The other window: the zygote has reaped the container and answered, and the client dies before it
+    removed its folder (the removal it leaves for after the answer is held back here, and the client then
+    kills itself, so the window is hit every time). The zygote removes it once it sees its client gone."""
+    script = ("import os, signal, sys; from wasmlab.runtime import Lab\n"
+              "lab = Lab(sys.argv[1]); lab._discard_later = lambda cid, name: None\n"
+              "null = os.open(os.devnull, os.O_RDWR)\n"
+              "res = lab.run('wasmlab/busybox', ['true'], name='window', rm=True, stdio=(null, null, null))\n"
+              "assert os.path.isdir(lab._dir(res.id)), 'already removed: the window was missed'\n"
+              "print(lab._runtime.zygote().proc.pid, flush=True); os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([PYTHON, "-c", script, str(home)], env=env_of(home), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    wait_gone(int(proc.stdout.split()[0]), timeout=60)
+    assert _left(home) == []
+
+
+def test_the_zygote_never_removes_a_folder_for_a_kept_container(home: Path) -> None:
+    """Without --rm, a container whose client was killed stays, stopped, as with podman."""
+    script = ("import os, signal, sys; from wasmlab.runtime import Lab\n"
+              "lab = Lab(sys.argv[1]); null = os.open(os.devnull, os.O_RDWR)\n"
+              "lab.run('wasmlab/busybox', ['true'], name='kept', stdio=(null, null, null))\n"
+              "print(lab._runtime.zygote().proc.pid, flush=True); os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([PYTHON, "-c", script, str(home)], env=env_of(home), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    wait_gone(int(proc.stdout.split()[0]), timeout=60)
+    try:
+        rows = json.loads(wl(home, "ps", "-a", "--json").stdout)
+        assert [(r["name"], r["status"]) for r in rows] == [("kept", "stopped")]
+    finally:
+        assert wl(home, "rm", "kept").returncode == 0
+    assert _left(home) == []
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
