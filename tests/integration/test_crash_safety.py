@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,6 +113,68 @@ def test_the_zygote_never_removes_a_folder_for_a_kept_container(home: Path) -> N
     finally:
         assert wl(home, "rm", "kept").returncode == 0
     assert _left(home) == []
+
+
+def _unpacking(home: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Handshake: the big layer is being written into a snapshot's work folder (a file that appears and grows)."""
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > (1 << 20) for p in (home / "snapshots").glob(".work-*/fs/big.bin")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the unpack never got under way"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_a_container_whose_creator_died_mid_unpack_is_swept_and_never_blocks_rmi(lab_home: Path,
+                                                                                 named: bool) -> None:
+    """`run --rm --name k1 big` SIGKILLed while the image's 96 MB layer is first unpacked: while its creator
+    lives it is "creating" (no root claimed yet); once it is dead, the next look (ps, rmi, run) removes it."""
+    need_root()
+    from wasmlab.runtime.images.service import Images
+
+    from tests.integration.test_snapshots import _base_layer
+    from tests.unit.images_support import store_image, tar_bytes
+
+    store_image(Images(lab_home).store, "big", [_base_layer(), tar_bytes([("file", "big.bin", os.urandom(96 << 20))])])
+    argv = [WASMLAB, "run", "--rm", *(["--name", "k1"] if named else []), "big", "/bin/true"]
+    proc = subprocess.Popen(argv, env=env_of(lab_home), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        _unpacking(lab_home, proc)
+        proc.send_signal(signal.SIGSTOP)  # held mid-unpack: its creator lives
+        (cid,) = os.listdir(lab_home / "containers")
+        if named:
+            rows = json.loads(wl(lab_home, "ps", "-a", "--json").stdout)
+            assert [(r["name"], r["status"]) for r in rows] == [("k1", "creating")]
+            details = json.loads(wl(lab_home, "inspect", "k1").stdout)
+            details = details[0] if isinstance(details, list) else details
+            assert details["rootfs"] == ""  # no root yet: never "copy" while the lab uses overlays
+        else:
+            assert json.loads(wl(lab_home, "ps", "-a", "--json").stdout) == []
+        assert os.listdir(lab_home / "containers") == [cid]  # a live creator's folder is never swept
+    finally:
+        proc.kill()
+        proc.wait()
+    look = wl(lab_home, "rmi", "big") if named else wl(lab_home, "ps", "-a", "--json")
+    assert look.returncode == 0, look.stderr
+    assert os.listdir(lab_home / "containers") == [] and _left(lab_home) == []
+    if named:
+        assert "big" not in wl(lab_home, "images").stdout
+
+
+def test_a_dead_creators_name_is_free_for_the_next_run(lab_home: Path) -> None:
+    """The name of a record left "creating" by a dead creator (as an older wasmlab left it: no lock) is taken
+    by the next `run --name`, which removes that record."""
+    need_root()
+    assert wl(lab_home, "samples", "-q", "--no-busybox").returncode == 0
+    (lab_home / "containers" / "0123456789ab").mkdir(parents=True)
+    (lab_home / "containers" / "0123456789ab" / "meta.json").write_text(json.dumps(
+        {"id": "0123456789ab", "name": "k1", "image": "wasmlab/hello:compat", "command": [], "created": 1.0,
+         "rm": True, "detach": False, "creating": True}))
+    (lab_home / ".container-names").mkdir(exist_ok=True)
+    (lab_home / ".container-names" / "k1").symlink_to("0123456789ab")
+    r = wl(lab_home, "run", "--rm", "--name", "k1", "wasmlab/hello:compat")
+    assert r.returncode == 0 and r.stdout.startswith("hello world"), r
+    assert _left(lab_home) == []
 
 
 if __name__ == "__main__":
