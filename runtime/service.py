@@ -601,7 +601,9 @@ class Lab:
 
     # -- housekeeping: podman's system df and system reset -------------------------------------------------------
     def df(self) -> list[DiskUsage]:
-        """`system df`: what images, containers (their bundles), logs, caches and the history take on disk."""
+        """`system df`: what images, their unpacked layers (snapshots), containers (their bundles), logs, caches,
+        the history, and the work of builds, loads and unpacks (in progress, or left by killed ones: `image
+        prune` removes those) take on disk. Each file is counted once, on one row: together they are `du`."""
         from wasmlab.runtime.store.usage import DiskUsage, allocated
 
         def is_log(name: str) -> bool:
@@ -612,10 +614,22 @@ class Lab:
         used = {m.get("image_digest") for m in metas}
         infos = {m["id"]: self._info(m) for m in metas}
         running = {cid for cid, info in infos.items() if info.status.alive}
-        image_size = allocated([self.home / "images"])
+        # Work of builds, loads and unpacks (in progress, or left by killed ones: reclaimable) is counted
+        # first, on its own row; what it holds is then not counted again under Images or Snapshots.
+        seen: set[tuple[int, int]] = set()
+        leftovers = [(live, allocated([path], seen=seen)) for path, live in self._images.leftovers()]
+        image_size = allocated([self.home / "images"], seen=seen)
         unused_images = [i for i in images if i.digest not in used]
         rows = [DiskUsage("Images", len(images), len(images) - len(unused_images), image_size,
                           min(image_size, sum(i.size for i in unused_images)))]
+        # The layers unpacked once (shared by containers as overlay lower folders): in use while an image that
+        # a container was made from needs them; the others go with `image prune -a` (with their last image).
+        snapshots = self._images.snapshots
+        needed = snapshots.used_by(self._images.store, [i for i in self._images.store.images() if i.digest in used])
+        snap_sizes = {f.name: allocated([f], seen=seen) for f in snapshots.folders()}
+        rows.append(DiskUsage("Snapshots", len(snap_sizes), len(needed & set(snap_sizes)),
+                              sum(snap_sizes.values()) + allocated([snapshots.root], seen=seen),
+                              sum(size for name, size in snap_sizes.items() if name not in needed)))
         bundles = {cid: allocated([self._dir(cid)], skip=is_log) for cid in infos}
         rows.append(DiskUsage("Containers", len(infos), len(running), sum(bundles.values()),
                               sum(size for cid, size in bundles.items() if cid not in running)))
@@ -629,6 +643,8 @@ class Lab:
         rows.append(DiskUsage("Caches", files, 0, cache_size, cache_size))
         history = [self.home / n for n in ("history.db", "history.db-wal", "history.db-shm")]
         rows.append(DiskUsage("History", sum(1 for p in history if p.exists()), 0, allocated(history), 0))
+        rows.append(DiskUsage("Leftovers", len(leftovers), sum(1 for live, _ in leftovers if live),
+                              sum(size for _, size in leftovers), sum(size for live, size in leftovers if not live)))
         return rows
 
     def reset(self) -> int:

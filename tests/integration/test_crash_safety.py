@@ -177,5 +177,69 @@ def test_a_dead_creators_name_is_free_for_the_next_run(lab_home: Path) -> None:
     assert _left(lab_home) == []
 
 
+def _du(*paths: Path) -> int:
+    out = subprocess.run(["du", "-s", "-B1", "-c", *map(str, paths)], capture_output=True, text=True, check=True)
+    return int(out.stdout.splitlines()[-1].split()[0])
+
+
+def _kill_when(proc: subprocess.Popen[bytes], base: Path, pattern: str, what: str) -> None:
+    """SIGKILL PROC once a file matching PATTERN under BASE holds more than 1 MB (a file that appears and grows:
+    it is mid-way)."""
+    deadline = time.monotonic() + 120
+    while not any(p.is_file() and p.stat().st_size > (1 << 20) for p in base.glob(pattern)):
+        assert proc.poll() is None and time.monotonic() < deadline, f"{what} never got under way"
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+
+
+def test_system_df_counts_snapshots_and_what_killed_builds_and_loads_left(lab_home: Path, tmp_path: Path) -> None:
+    """Every byte under the lab home is on one row (the rows add up to `du`): the snapshots have a row of their
+    own, and a SIGKILLed build's stage root and load's staging are Leftovers, reclaimable, which `image prune`
+    removes (they are not counted as image size)."""
+    need_root()
+    from wasmlab.runtime.images.service import Images
+
+    from tests.integration.test_snapshots import _base_layer
+    from tests.unit.images_support import store_image, tar_bytes
+
+    store = Images(lab_home).store
+    store_image(store, "localhost/big", [_base_layer(), tar_bytes([("file", "big.bin", os.urandom(48 << 20))])])
+    store_image(store, "localhost/other", [tar_bytes([("file", "other.bin", os.urandom(32 << 20))])])
+    assert wl(lab_home, "run", "--rm", "localhost/big", "/bin/sh", "-c", "exit 0").returncode == 0  # unpacked once
+    assert wl(lab_home, "save", "-o", str(tmp_path / "other.tar"), "localhost/other").returncode == 0
+    assert wl(lab_home, "rmi", "localhost/other").returncode == 0  # its blobs go: a load stages them again
+    # A load killed while it stages its layer, and a build killed while its RUN writes into its stage root.
+    load = subprocess.Popen([WASMLAB, "load", "-i", str(tmp_path / "other.tar")], env=env_of(lab_home),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(load, lab_home / "images" / ".wasmlab" / "staging", "txn-*/**/*", "the load")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM localhost/big\nRUN /bin/busybox dd if=/dev/zero of=/x bs=1M count=64\n")
+    build = subprocess.Popen([WASMLAB, "build", "-t", "localhost/bigger", str(ctx)], env=env_of(lab_home),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(build, lab_home / "images" / ".wasmlab" / "work", "build-*/*/x", "the build")
+
+    rows = {r["kind"]: r for r in json.loads(wl(lab_home, "system", "df", "--json").stdout)}
+    work = [*(lab_home / "images" / ".wasmlab" / "work").iterdir(),
+            *(lab_home / "images" / ".wasmlab" / "staging").iterdir()]
+    assert len(work) == 2
+    left = rows["Leftovers"]
+    assert (left["total"], left["active"]) == (2, 0) and left["reclaimable"] == left["size"] == _du(*work)
+    assert left["size"] > 64 << 20
+    assert rows["Snapshots"]["size"] == _du(lab_home / "snapshots") > 48 << 20
+    # No container needs them: `image prune -a` would take them with their image.
+    assert rows["Snapshots"]["total"] == 2 and rows["Snapshots"]["active"] == 0
+    assert rows["Snapshots"]["reclaimable"] > 48 << 20
+    assert rows["Images"]["size"] + left["size"] == _du(lab_home / "images")
+    assert abs(sum(r["size"] for r in rows.values()) - _du(lab_home)) < 0.03 * _du(lab_home)
+
+    r = wl(lab_home, "image", "prune")
+    assert r.returncode == 0, r.stderr
+    rows = {r["kind"]: r for r in json.loads(wl(lab_home, "system", "df", "--json").stdout)}
+    assert rows["Leftovers"]["total"] == rows["Leftovers"]["size"] == 0
+    assert not list((lab_home / "images" / ".wasmlab" / "work").iterdir())
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
