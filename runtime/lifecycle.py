@@ -493,11 +493,13 @@ class Runtime(Containers):
     def create(self, container_id: str, bundle: str, *, stdin: int | None = None, stdout: int | None = None,
                stderr: int | None = None, annotations: dict[str, str] | None = None,
                pid_file: str | None = None, console_socket: str | None = None,
-               log: str | None = None, log_max: int = 0) -> dict[str, Any]:
+               log: str | None = None, log_max: int = 0, rm_with: tuple[str, str] = ("", "")) -> dict[str, Any]:
         """Create a container from a bundle; returns its state (status 'created').
 
         With LOG (a folder), stdout and stderr go to LOG/ctr.log as k8s-file records, written by the zygote
         (which outlives this process), under a cap of LOG_MAX bytes (0: none); stdout and stderr are ignored.
+        RM_WITH (a `--rm` container's own folder outside the runtime, and its name's link): if it ends after
+        this process is gone, its zygote deletes it and removes those (as podman's conmon does).
         Creates sent from several threads at once are forked side by side by the zygote."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
@@ -505,7 +507,7 @@ class Runtime(Containers):
         self._owners[container_id] = zyg
         return dict(zyg.create(container_id, bundle, stdio=(stdin, stdout, stderr),
                                          annotations=annotations, pid_file=pid_file, console_socket=console_socket,
-                               log=log, log_max=log_max))
+                               log=log, log_max=log_max, rm_with=rm_with))
 
     def pin_namespaces(self, folder: str, hostname: str | None = None) -> dict[str, str]:
         """A pod's network, IPC and UTS namespaces, made by the zygote and pinned under FOLDER (as CRI-O's pinns):
@@ -525,7 +527,7 @@ class Runtime(Containers):
             annotations: dict[str, str] | None = None, timeout: float | None = None,
             keep: bool = False, stdio: tuple[int | None, int | None, int | None] | None = None,
             on_output: Callable[[int, bytes], None] | None = None,
-            on_sent: Callable[[], None] | None = None) -> RunResult:
+            on_sent: Callable[[], None] | None = None, rm_with: tuple[str, str] = ("", "")) -> RunResult:
         """Create, start, wait for and delete a container; returns its output, exit code and timings.
 
         With stdio (stdin, stdout, stderr descriptors, which stay the caller's), the container writes there
@@ -535,7 +537,8 @@ class Runtime(Containers):
         on_sent() is called (on the calling thread) once the request is on its way: from then on this Runtime
         finds the container (kill, state, wait_stopped wait until the zygote has recorded it, if need be). If
         the run is interrupted (KeyboardInterrupt), the container is recorded when this raises: the caller can
-        kill it."""
+        kill it. RM_WITH: as create's (a `--rm` container's folder and name link, removed with it by its zygote
+        if it ends after this process is gone)."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
         zyg = self.zygote(self._pool_for(bundle, annotations))
@@ -543,7 +546,7 @@ class Runtime(Containers):
         try:
             result: RunResult = zyg.run(container_id, bundle, stdin=stdin, annotations=annotations,
                                         timeout=timeout, keep=keep, stdio=stdio, on_output=on_output,
-                                        on_sent=on_sent)
+                                        on_sent=on_sent, rm_with=rm_with)
         except BaseException as exc:
             if not isinstance(exc, WasmlabError):
                 self._sync_running(container_id)

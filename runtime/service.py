@@ -47,7 +47,7 @@ from wasmlab.runtime.linux import cgroups
 from wasmlab.runtime.options import RunOptions, refuse_unsupported
 from wasmlab.runtime.progress import Progress, ProgressCallback
 from wasmlab.runtime.status import ContainerStatus
-from wasmlab.runtime.store import ctrlog
+from wasmlab.runtime.store import creator, ctrlog
 from wasmlab.runtime.store.atomic import Lock
 from wasmlab.runtime.store.home import checked_home, lab_home, runtime_root
 from wasmlab.runtime.store.migrate import open_home
@@ -116,7 +116,7 @@ class ContainerDetails:
     info: ContainerInfo
     bundle: str
     state: dict[str, Any] | None = None
-    rootfs: str = "copy"        # how its root was made: "overlay" of shared snapshots, or a "copy"
+    rootfs: str = "copy"        # how its root was made: "overlay" of shared snapshots, a "copy", or "" (not yet)
 
     @property
     def status(self) -> ContainerStatus:
@@ -607,7 +607,9 @@ class Lab:
 
     # -- housekeeping: podman's system df and system reset -------------------------------------------------------
     def df(self) -> list[DiskUsage]:
-        """`system df`: what images, containers (their bundles), logs, caches and the history take on disk."""
+        """`system df`: what images, their unpacked layers (snapshots), containers (their bundles), logs, caches,
+        the history, and the work of builds, loads and unpacks (in progress, or left by killed ones: `image
+        prune` removes those) take on disk. Each file is counted once, on one row: together they are `du`."""
         from wasmlab.runtime.store.usage import DiskUsage, allocated
 
         def is_log(name: str) -> bool:
@@ -618,10 +620,22 @@ class Lab:
         used = {m.get("image_digest") for m in metas}
         infos = {m["id"]: self._info(m) for m in metas}
         running = {cid for cid, info in infos.items() if info.status.alive}
-        image_size = allocated([self.home / "images"])
+        # Work of builds, loads and unpacks (in progress, or left by killed ones: reclaimable) is counted
+        # first, on its own row; what it holds is then not counted again under Images or Snapshots.
+        seen: set[tuple[int, int]] = set()
+        leftovers = [(live, allocated([path], seen=seen)) for path, live in self._images.leftovers()]
+        image_size = allocated([self.home / "images"], seen=seen)
         unused_images = [i for i in images if i.digest not in used]
         rows = [DiskUsage("Images", len(images), len(images) - len(unused_images), image_size,
                           min(image_size, sum(i.size for i in unused_images)))]
+        # The layers unpacked once (shared by containers as overlay lower folders): in use while an image that
+        # a container was made from needs them; the others go with `image prune -a` (with their last image).
+        snapshots = self._images.snapshots
+        needed = snapshots.used_by(self._images.store, [i for i in self._images.store.images() if i.digest in used])
+        snap_sizes = {f.name: allocated([f], seen=seen) for f in snapshots.folders()}
+        rows.append(DiskUsage("Snapshots", len(snap_sizes), len(needed & set(snap_sizes)),
+                              sum(snap_sizes.values()) + allocated([snapshots.root], seen=seen),
+                              sum(size for name, size in snap_sizes.items() if name not in needed)))
         bundles = {cid: allocated([self._dir(cid)], skip=is_log) for cid in infos}
         rows.append(DiskUsage("Containers", len(infos), len(running), sum(bundles.values()),
                               sum(size for cid, size in bundles.items() if cid not in running)))
@@ -635,6 +649,8 @@ class Lab:
         rows.append(DiskUsage("Caches", files, 0, cache_size, cache_size))
         history = [self.home / n for n in ("history.db", "history.db-wal", "history.db-shm")]
         rows.append(DiskUsage("History", sum(1 for p in history if p.exists()), 0, allocated(history), 0))
+        rows.append(DiskUsage("Leftovers", len(leftovers), sum(1 for live, _ in leftovers if live),
+                              sum(size for _, size in leftovers), sum(size for live, size in leftovers if not live)))
         return rows
 
     def reset(self) -> int:
@@ -967,16 +983,50 @@ class Lab:
             raise ContainerNotFound(f"no container {cid!r}", "list them with `wasmlab ps -a`") from None
 
     def _all_meta(self) -> list[dict[str, Any]]:
+        """Every container's record. A folder whose creator died before its container existed (its record
+        unwritten, or still "creating", and its creator lock free) is no container: it is removed here."""
         out = []
         if self._containers_dir.is_dir():
             for entry in sorted(self._containers_dir.iterdir()):
-                if entry.name in self._removing:
-                    continue  # gone as far as anyone asking this lab is concerned
+                if entry.name in self._removing or entry.name.startswith("."):
+                    continue  # gone as far as anyone asking this lab is concerned (or being removed)
                 try:
-                    out.append(json.loads((entry / "meta.json").read_text()))
+                    meta = json.loads((entry / "meta.json").read_bytes())
+                except FileNotFoundError:
+                    continue  # a folder in the microseconds before its creator locked it
                 except (OSError, ValueError):
+                    meta = None  # a spare taken by a creator: empty until its container is made
+                if (not isinstance(meta, dict) or meta.get("creating")) and self._sweep_stale(entry.name):
                     continue
+                if isinstance(meta, dict):
+                    out.append(meta)
         return out
+
+    def _sweep_stale(self, cid: str) -> bool:
+        """Remove container CID's folder if its creator died before the container existed (its record is not
+        written whole and nobody holds its creator lock); True if it did (or the folder is gone)."""
+        folder = self._dir(cid)
+        fd = creator.take_if_free(folder)
+        if fd is None:
+            return not os.path.lexists(folder)
+        try:
+            try:
+                meta = json.loads((folder / "meta.json").read_bytes())
+            except (OSError, ValueError):
+                meta = None
+            if isinstance(meta, dict) and not meta.get("creating"):
+                return False  # made whole meanwhile: a container
+            aside = self._containers_dir / f".{cid}.stale-{os.getpid()}"
+            try:
+                os.rename(folder, aside)
+            except OSError:
+                return False
+            if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+                self._names.release(meta["name"], cid)
+            shutil.rmtree(aside, ignore_errors=True)
+            return True
+        finally:
+            os.close(fd)
 
     def resolve(self, name_or_id: str) -> str:
         """The container id for a name, an id, or a unique id prefix."""
@@ -1044,25 +1094,52 @@ class Lab:
         self._containers_dir.mkdir(parents=True, exist_ok=True)
         # A container folder made ahead (its bundle's folders and empty files) is taken by one rename; a name
         # made from a fresh random id: nobody else can claim it.
-        ahead = False
-        if not chosen:
-            ahead = self._spares.claim(cdir)
-            if not ahead:
-                cdir.mkdir()
-        else:
-            with Lock(self._containers_dir.parent / ".container-names.lock"):
-                # Checked and claimed under one lock (the name's link, then a first meta.json): two runs with one
-                # --name cannot both win. One link read, however many containers there are (store/names.py).
-                self._names.ensure(self._all_meta)
-                if not self._names.claim(name, cid):
-                    raise ContainerExists(f"the name {name!r} is in use",
-                                          f"`wasmlab rm {name}` or pick another --name")
-                ahead = self._spares.claim(cdir)
+        # The folder is locked (store/creator.py) from before anyone can see it until this call returns: a record
+        # whose creator died (SIGKILL mid-unpack) is then told apart from one being made, and swept.
+        held = -1
+        try:
+            if not chosen:
+                held = self._spares.claim_held(cdir)
+                ahead = held >= 0
                 if not ahead:
-                    cdir.mkdir(parents=True)
-                _write_meta(cdir / "meta.json", {"id": cid, "name": name, "image": image, "command": [],
-                                                 "created": time.time(), "rm": rm, "detach": detach,
-                                                 "creating": True})
+                    cdir.mkdir()
+                    held = creator.hold(cdir)
+                    os.close(os.open(cdir / "meta.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+            else:
+                with Lock(self._containers_dir.parent / ".container-names.lock"):
+                    # Checked and claimed under one lock (the name's link, then a first meta.json): two runs with
+                    # one --name cannot both win. One link read, however many containers there are (store/names.py).
+                    self._names.ensure(self._all_meta)
+                    if not self._names.claim(name, cid):
+                        owner = self._names.owner(name)
+                        if owner is None or not self._sweep_stale(owner) or not self._names.claim(name, cid):
+                            raise ContainerExists(f"the name {name!r} is in use",
+                                                  f"`wasmlab rm {name}` or pick another --name")
+                    held = self._spares.claim_held(cdir)
+                    ahead = held >= 0
+                    if not ahead:
+                        cdir.mkdir(parents=True)
+                        held = creator.hold(cdir)
+                    _write_meta(cdir / "meta.json", {"id": cid, "name": name, "image": image, "command": [],
+                                                     "created": time.time(), "rm": rm, "detach": detach,
+                                                     "creating": True})
+        except BaseException:
+            if held >= 0:
+                os.close(held)
+            raise
+        try:
+            return self._run_held(cid, name, image, command, cdir, ahead, rm, detach, anns, env, entrypoint, stdio,
+                                  on_created, sig_proxy, options, progress, flags, _pod_slot, _create_only, _gate)
+        finally:
+            os.close(held)
+
+    def _run_held(self, cid: str, name: str, image: str, command: Sequence[str] | None, cdir: Path, ahead: bool,
+                  rm: bool, detach: bool, anns: dict[str, str], env: Sequence[str] | None,
+                  entrypoint: Sequence[str] | None, stdio: tuple[int, int, int] | None,
+                  on_created: Callable[[str], None] | None, sig_proxy: bool, options: RunOptions,
+                  progress: ProgressCallback | None, flags: RunFlags | None, _pod_slot: PodSlot | None,
+                  _create_only: bool, _gate: Callable[[], None] | None) -> LabRun:
+        """run's second half, while its folder's creator lock is held: the bundle, then the container."""
         try:
             def edit(config: dict[str, Any], root: RootLayers) -> None:
                 """The container's own changes to config.json, made before it is written (once)."""
@@ -1114,7 +1191,8 @@ class Lab:
                     try:
                         # The zygote relays the output into the log as k8s-file records: it outlives this process.
                         self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
-                                             log=str(cdir), log_max=self._log_max)
+                                             log=str(cdir), log_max=self._log_max,
+                                             rm_with=self._rm_with(cid, name, rm))
                     finally:
                         os.close(null)
                     self._forward_ports(cid)
@@ -1254,7 +1332,7 @@ class Lab:
                 ours = [out_w, err_w]
                 try:
                     state = self._runtime.create(cid, str(cdir / "bundle"), stdin=sinks[0], stdout=out_w,
-                                                 stderr=err_w)
+                                                 stderr=err_w, rm_with=self._rm_with(cid, name, rm))
                 finally:
                     for fd in ours:
                         os.close(fd)
@@ -1290,7 +1368,7 @@ class Lab:
 
                 # The output is relayed by this thread while it waits for the exit: no thread to start and join.
                 res = self._runtime.run(cid, str(cdir / "bundle"), stdio=(sinks[0], None, None), keep=not rm,
-                                        on_output=relay_piece, on_sent=sent)
+                                        on_output=relay_piece, on_sent=sent, rm_with=self._rm_with(cid, name, rm))
                 result = LabRun(cid, name, res.exit_code, decision=res.decision, timings=res.timings,
                                 memory={"max_rss_kb": int(res.memory.get("max_rss_kb") or 0)})
         except BaseException:
@@ -1307,6 +1385,11 @@ class Lab:
         if rm:
             self._discard_later(cid, name)
         return result
+
+    def _rm_with(self, cid: str, name: str, rm: bool) -> tuple[str, str]:
+        """A `--rm` container's folder and name link, which its zygote removes with it if it ends after this
+        process is gone (killed: SIGKILL runs no cleanup), as podman's conmon removes a --rm container."""
+        return (str(self._dir(cid)), str(self._names.folder / name)) if rm else ("", "")
 
     def _discard_later(self, cid: str, name: str) -> None:
         """Remove a `--rm` container after the answer, off the caller's path (removing folders takes longer
@@ -1366,7 +1449,7 @@ class Lab:
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
                 state = self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=log_fd, stderr=log_fd,
-                                             console_socket=console.path)
+                                             console_socket=console.path, rm_with=self._rm_with(cid, name, rm))
             finally:
                 os.close(null)
             master = console.receive(10)  # sent before the init reported ready: already queued
@@ -1487,12 +1570,20 @@ class Lab:
         rows = []
         for m in self._all_meta():
             info = self._info(m)
-            if m.get("rm") and m.get("detach") and info.status not in LISTED and not m.get("creating"):
-                self._discard(m["id"])  # `run -d --rm`: gone once it has exited, as with podman
+            if self._discard_ended_rm(m, info):
                 continue
             if all or (info.status in LISTED and not m.get("never_started")):  # podman: created ones with -a
                 rows.append(info)
         return sorted(rows, key=lambda r: r.created, reverse=True)
+
+    def _discard_ended_rm(self, m: dict[str, Any], info: ContainerInfo) -> bool:
+        """A `--rm` container that has ended and that nobody is to remove any more goes now (True): `run -d
+        --rm` (gone once it has exited, as with podman), or one whose caller died (its creator lock is free)
+        before it, or its zygote, could remove it."""
+        if not m.get("rm") or info.status in LISTED or not (m.get("detach") or creator.is_free(self._dir(m["id"]))):
+            return False
+        self._discard(m["id"])
+        return True
 
     def _info(self, m: dict[str, Any]) -> ContainerInfo:
         info = self._info_row(m)
@@ -1522,8 +1613,10 @@ class Lab:
             state: dict[str, Any] | None = self._runtime.state(cid)
         except ContainerNotFound:
             state = None
-        return ContainerDetails(info, str(self._dir(cid) / "bundle"), state,
-                                str(self._meta(cid).get("rootfs") or "copy"))
+        meta = self._meta(cid)
+        # Containers made before roots were recorded were copies; one still being made has no root yet.
+        rootfs = meta.get("rootfs") or ("" if meta.get("creating") else "copy")
+        return ContainerDetails(info, str(self._dir(cid) / "bundle"), state, str(rootfs))
 
     def logs(self, name: str, *, after: int = 0) -> tuple[list[bytes], int]:
         """The container's output from cursor AFTER on, and the cursor to pass next time (nothing is read twice)."""
@@ -1702,7 +1795,8 @@ class Lab:
     def _image_users(self, image: str) -> list[ContainerInfo]:
         """The containers (running or not) made from the image that IMAGE names."""
         digest = self._images.store.resolve(image).digest
-        return [self._info(m) for m in self._all_meta() if self._made_from(m) == digest]
+        infos = [(m, self._info(m)) for m in self._all_meta() if self._made_from(m) == digest]
+        return [info for m, info in infos if not self._discard_ended_rm(m, info)]
 
     def _made_from(self, meta: dict[str, Any]) -> str | None:
         """The digest of the image a container was made from (by the name it was run as, for containers made
@@ -1767,7 +1861,7 @@ class Lab:
             raise InvalidState(f"container {info.name} was run with a terminal (-t): wasmlab cannot start it again",
                                "run a new one: wasmlab run -it IMAGE")
         cdir = self._dir(cid)
-        with Lock(cdir / ".start.lock"):
+        with Lock(cdir / ".start.lock"), _held(cdir):  # its creator lock too: never taken for a dead caller's
             if info.status is ContainerStatus.CREATED and not meta.get("never_started"):
                 self._runtime.start(cid)  # made by the runtime, waiting for its start (a `run -d` midway)
                 return LabRun(cid, info.name, None)
@@ -1784,7 +1878,7 @@ class Lab:
                 self._publishing[cid] = published
             if not attach:
                 try:
-                    return self._start_detached(cid, info.name, cdir)
+                    return self._start_detached(cid, info.name, cdir, bool(meta.get("rm")))
                 except BaseException:
                     if cdir.is_dir() and not self._runtime_knows(cid):
                         (cdir / "meta.json").write_text(before)  # never made: as it was (created, or stopped)
@@ -1811,13 +1905,13 @@ class Lab:
                 if null >= 0:
                     os.close(null)
 
-    def _start_detached(self, cid: str, name: str, cdir: Path) -> LabRun:
+    def _start_detached(self, cid: str, name: str, cdir: Path, rm: bool) -> LabRun:
         """start without -a: as `run -d`, the zygote writes the output into the log, and this returns."""
         with self._starting_container(cid) as started:
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 self._runtime.create(cid, str(cdir / "bundle"), stdin=null, stdout=null, stderr=null,
-                                     log=str(cdir), log_max=self._log_max)
+                                     log=str(cdir), log_max=self._log_max, rm_with=self._rm_with(cid, name, rm))
             except BaseException:
                 self._publishing.pop(cid, None)
                 raise
@@ -1999,6 +2093,15 @@ class _FirstByte:
 
     at: float | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set once the relay has ended
+
+
+@contextmanager
+def _held(folder: Path) -> Iterator[None]:
+    fd = creator.hold(folder)
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write_meta(path: Path, meta: dict[str, Any]) -> None:

@@ -66,7 +66,8 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_df(args: argparse.Namespace) -> int:
-    """podman's system df: what images, containers, logs, caches and the history take on disk."""
+    """podman's system df: what images, their snapshots, containers, logs, caches, the history and the work of
+    builds, loads and unpacks (Leftovers: reclaimable once their owner is gone, by `image prune`) take on disk."""
     with open_lab(args) as lab:
         rows = lab.df()
     if args.json:
@@ -253,7 +254,8 @@ def register(sub: Any) -> None:
     sy = sub.add_parser("system", help="the lab as a whole: disk usage (df), info, reset, and the warm helper "
                                        "(service, status, stop)")
     ssub = sy.add_subparsers(dest="system_verb", metavar="COMMAND")
-    df = ssub.add_parser("df", help="show what images, containers, logs and caches take on disk")
+    df = ssub.add_parser("df", help="show what images, snapshots, containers, logs, caches and leftovers take "
+                                    "on disk")
     df.add_argument("--json", action="store_true", help="print the figures as JSON")
     df.set_defaults(func=cmd_df)
     rs = ssub.add_parser("reset", help="stop every container and empty the lab home (asks first)")

@@ -202,6 +202,25 @@ class Images:
                             max(0, report_before - self._blob_bytes()) + snapshot_bytes,
                             None if remaining else image_id)
 
+    def leftovers(self) -> builtins.list[tuple[Path, bool]]:
+        """Work folders of builds and loads, staging folders of store transactions, and snapshots being unpacked:
+        each with True while its owner is at work, False once its owner is gone (killed). What a killed one
+        left is removed by the next build, load or unpack, and by `prune`."""
+        from wasmlab.runtime.store.work import CLAIM_PREFIX, owner_alive
+
+        out: builtins.list[tuple[Path, bool]] = []
+        for base in (self.store.work_dir, self.store.staging_dir):
+            try:
+                entries = [e for e in os.scandir(base) if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(CLAIM_PREFIX):
+                    out.append((Path(entry.path), True))  # a claim under way (or swept once old: see work.py)
+                elif not entry.name.startswith("."):
+                    out.append((Path(entry.path), owner_alive(entry.path)))
+        return out + self.snapshots.work()
+
     def _prune_snapshots(self) -> tuple[int, int]:
         return self.snapshots.prune(self.snapshots.used_by(self.store, self.store.images()))
 

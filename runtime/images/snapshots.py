@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -132,6 +133,36 @@ class Snapshots:
                 with contextlib.suppress(OSError):
                     os.unlink(lock.path)
         return removed
+
+    def folders(self) -> list[Path]:
+        """The snapshots made (whole): one folder per layer chain."""
+        try:
+            return sorted(Path(e.path) for e in os.scandir(self.root)
+                          if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        except OSError:
+            return []
+
+    def work(self) -> list[tuple[Path, bool]]:
+        """Unpacks in progress (True) or left by a killed one (False: the next unpack or prune removes it)."""
+        out: list[tuple[Path, bool]] = []
+        try:
+            entries = [e for e in os.scandir(self.root) if e.name.startswith(".work-") and not e.name.endswith(".lock")]
+        except OSError:
+            return out
+        for entry in entries:
+            try:  # never made here: looking must not create lock files
+                fd = os.open(self.root / f"{entry.name}.lock", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                out.append((Path(entry.path), False))
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                out.append((Path(entry.path), False))
+            except BlockingIOError:
+                out.append((Path(entry.path), True))
+            finally:
+                os.close(fd)
+        return out
 
     def used_by(self, store: ImageStore, images: Iterable[StoredImage]) -> set[str]:
         """The snapshot folders these images need."""

@@ -52,6 +52,28 @@ class SpareFolders:
                 return False
         return False
 
+    def claim_held(self, target: Path) -> int:
+        """As claim, with the spare flocked (store/creator.py) before it is renamed to TARGET: whoever sees it
+        there finds it held. The descriptor that holds the lock, or -1 when there is no spare."""
+        for name in self._ready():
+            if os.path.lexists(target):
+                return -1
+            try:
+                fd = os.open(self.root / name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue  # another process took that one first
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.rename(self.root / name, target)
+                return fd
+            except (BlockingIOError, FileNotFoundError):
+                os.close(fd)
+                continue  # another claimer holds it, or has taken it
+            except OSError:
+                os.close(fd)
+                return -1
+        return -1
+
     def refill(self) -> int:
         """Make spares until KEEP are ready (and remove what killed makers left); returns how many were made."""
         self.sweep()

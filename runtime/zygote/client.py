@@ -206,12 +206,14 @@ class ZygoteClient:
 
     def create(self, cid: str, bundle: str, *, stdio: tuple[int | None, int | None, int | None],
                annotations: dict[str, str] | None = None, pid_file: str | None = None,
-               console_socket: str | None = None, log: str | None = None, log_max: int = 0) -> dict[str, Any]:
+               console_socket: str | None = None, log: str | None = None, log_max: int = 0,
+               rm_with: tuple[str, str] = ("", "")) -> dict[str, Any]:
         with self._cond:
             self._exits.pop(cid, None)
         rid = self._rid()
         self._send(p.Create(rid, cid, bundle, annotations or {}, pid_file, console_socket,
-                            events=self.has_subscribers(), record=self.record, log=log, log_max=log_max),
+                            events=self.has_subscribers(), record=self.record, log=log, log_max=log_max,
+                            rm_folder=rm_with[0], rm_link=rm_with[1]),
                    _stdio_fds(stdio))
         reply = self._reply(rid, 60)
         assert isinstance(reply, p.Reply)
@@ -251,7 +253,7 @@ class ZygoteClient:
             timeout: float | None, keep: bool = False,
             stdio: tuple[int | None, int | None, int | None] | None = None,
             on_output: Callable[[int, bytes], None] | None = None,
-            on_sent: Callable[[], None] | None = None) -> RunResult:
+            on_sent: Callable[[], None] | None = None, rm_with: tuple[str, str] = ("", "")) -> RunResult:
         """One request; output and, from a Wasm init, the result come through pipes drained meanwhile.
 
         A Wasm init writes its result to the caller directly: the zygote's reply (a hop through it and
@@ -282,7 +284,7 @@ class ZygoteClient:
         rid = self._rid()
         try:
             self._send(p.Run(rid, cid, bundle, annotations or {}, remove=not keep, events=self.has_subscribers(),
-                             record=self.record), [*given, res_w])
+                             record=self.record, rm_folder=rm_with[0], rm_link=rm_with[1]), [*given, res_w])
         except BaseException:
             for fd in drained:
                 os.close(fd)

@@ -43,6 +43,8 @@ class Create(Message):
     record: bool = False         # somebody records runs: send ContainerReaped with the final figures
     log: str | None = None       # a folder: the zygote relays stdout and stderr into its k8s-file ctr.log
     log_max: int = 0             # the log's size cap in bytes (0: none)
+    rm_folder: str = ""          # `--rm`: the caller's folder for it, removed with it if it ends after its caller
+    rm_link: str = ""            # `--rm`: its name's link (removed then too, while it still names this id)
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Run(Message):
     remove: bool = True          # the zygote deletes the container once it is reaped
     events: bool = True
     record: bool = False
+    rm_folder: str = ""          # as Create's
+    rm_link: str = ""
 
 
 @dataclass

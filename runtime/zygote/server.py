@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmlab.runtime.errors import SetupError, WasmlabError
+from wasmlab.runtime.store.atomic import remove_tree
 from wasmlab.runtime.store.state import ExitRecord, StateDir, decode_wait_status, remove_root_if_empty
 from wasmlab.runtime.zygote import protocol as p
 
 BATCH = 4  # creates forked together at most (a pod's app containers, sent side by side)
+RM_LATER = 64  # `--rm` containers reaped while their caller lived, whose folders it is to remove: the last few
 
 
 @dataclass
@@ -39,6 +41,8 @@ class _Live:
     events: bool = True             # somebody subscribed: send created/reaped events too
     record: bool = False            # somebody records runs: send the final figures once reaped
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
+    rm_folder: str = ""             # `--rm`: its caller's folder for it, removed here if the caller is gone
+    rm_link: str = ""               # `--rm`: its name's link, removed with that folder while it names this id
     settles: list[dict[str, int]] = field(default_factory=list)  # `settle` requests waiting on it (and others)
     logs: list[int] = field(default_factory=list)  # read ends of its stdout and stderr, relayed into its log
     exit_memory: dict[str, int] = field(default_factory=dict)  # the cgroup's figures when the exit was reported
@@ -60,6 +64,9 @@ class Zygote:
         self.live: dict[int, _Live] = {}
         self.logs: dict[int, _LogPipe] = {}  # read end -> where it goes (outlives the container until EOF)
         self.client_gone = False
+        # `--rm` containers reaped while their caller lived (id -> what is left of them): the caller removes
+        # them; if it dies first (before it could), they go when this zygote sees it gone (_lost_client).
+        self.rm_later: dict[str, _RmLater] = {}
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         from wasmlab.runtime.handlers.wasmtime import install_stop_handlers
 
@@ -81,7 +88,18 @@ class Zygote:
         try:
             self.sock.send(msg.encode())
         except OSError:
-            self.client_gone = True
+            self._lost_client()
+
+    def _lost_client(self) -> None:
+        """The caller is gone (killed, or done): its `--rm` containers that have ended and that it had not
+        removed yet go now, as podman's conmon removes a --rm container whatever became of its client."""
+        if self.client_gone:
+            return
+        self.client_gone = True
+        for cid, left in list(self.rm_later.items()):
+            del self.rm_later[cid]
+            if os.path.lexists(left.folder):
+                _remove_rest(cid, left)
 
     def serve(self) -> None:
         while not (self.client_gone and not self.live and not self.logs):
@@ -156,8 +174,11 @@ class Zygote:
         """One message from the client (its descriptors closed here). With GATHER, a create starts a batch of the
         creates that come while its init sets up; a message read while a batch was gathered is handled alone."""
         if not data:
-            self.client_gone = True
-            self.sel.unregister(self.sock)
+            self._lost_client()
+            try:
+                self.sel.unregister(self.sock)
+            except (KeyError, ValueError):
+                pass
             return
         try:
             msg = p.decode(data)
@@ -298,7 +319,7 @@ class Zygote:
                      time.perf_counter_ns(), launched.timings, plan.annotations,
                      str((launched.decision or {}).get("handler") or ""), state=launched.state,
                      run_rid=msg.rid if run else None, remove=run and msg.remove,  # type: ignore[union-attr]
-                     events=msg.events, record=msg.record)
+                     events=msg.events, record=msg.record, rm_folder=msg.rm_folder, rm_link=msg.rm_link)
         live.logs = log_fds[0::2]
         # The request's time on the monotonic clock every process shares: a caller's own figures (the first
         # byte its relay read) are measured from it too.
@@ -419,7 +440,9 @@ class Zygote:
         memory = live.cgroup.memory() if live.cgroup else {}
         if "peak" not in memory and live.exit_memory:
             memory = live.exit_memory  # its cgroup went with a delete that came before the reap
-        if not live.remove and os.path.isdir(live.sd.path):
+        # A `--rm` container whose caller is gone: nobody else will remove it (podman's conmon does the same).
+        orphan = bool(live.rm_folder) and self.client_gone
+        if not live.remove and not orphan and os.path.isdir(live.sd.path):
             try:
                 live.sd.write_exit(rec)  # before the answer: whoever it wakes reads a stopped state
             except OSError:
@@ -431,10 +454,10 @@ class Zygote:
             timings = dict(live.timings)
             timings["lifetime_ms"] = (time.perf_counter_ns() - live.created_ns) / 1e6 + timings.get("create_ms", 0.0)
             reaped = p.ContainerReaped(live.id, rec, memory, timings, live.reports, live.handler, live.annotations)
-            if live.record and self.client_gone and not live.remove:
+            if live.record and self.client_gone and not live.remove and not orphan:
                 _leave(live.sd, reaped)  # its client exited (`run -d`): the next one records it
                 reaped = None
-        if live.remove:
+        if live.remove or orphan:
             # After the answer, off the caller's path; before this zygote reads its next request, so a new
             # container with the same id never meets the old one's folder or cgroup.
             t_delete = time.perf_counter_ns()
@@ -443,6 +466,13 @@ class Zygote:
             live.sd.remove()
             if reaped is not None:
                 reaped.timings["delete_ms"] = (time.perf_counter_ns() - t_delete) / 1e6
+        if orphan:
+            _remove_rest(live.id, _RmLater(live.rm_folder, live.rm_link))
+        elif live.rm_folder:
+            self.rm_later[live.id] = _RmLater(live.rm_folder, live.rm_link, pid,
+                                              None if live.remove else live.sd, None if live.remove else live.cgroup)
+            while len(self.rm_later) > RM_LATER:
+                del self.rm_later[next(iter(self.rm_later))]
         if reaped is not None:
             self.send(reaped)
         for token in live.settles:
@@ -534,6 +564,45 @@ class Zygote:
             if warm is not None:
                 warm(digest, instantiate=bool(reports.get("preinstantiable")),
                      identity=reports.get("module_identity"))
+
+
+@dataclass
+class _RmLater:
+    """What is left of a reaped `--rm` container: its caller's folder and name link, and (if not deleted yet)
+    its state folder and cgroup, which are removed only while its state still names the process reaped."""
+
+    folder: str
+    link: str = ""
+    pid: int = 0
+    sd: StateDir | None = None
+    cgroup: Any = None
+
+
+def _remove_rest(cid: str, left: _RmLater) -> None:
+    """Remove a `--rm` container's runtime state (if still the one reaped), then its caller's folder: renamed
+    aside to a hidden name first, so that nobody lists it half removed, and its name's link."""
+    if left.sd is not None:
+        try:
+            same = int(left.sd.read().get("pid") or 0) == left.pid
+        except WasmlabError:
+            same = False
+        if same:
+            if left.cgroup is not None:
+                left.cgroup.remove()
+            left.sd.remove()
+    parent, base = os.path.split(left.folder.rstrip("/"))
+    aside = os.path.join(parent, f".{base}.removed-{os.getpid()}")
+    try:
+        os.rename(left.folder, aside)
+    except OSError:
+        aside = left.folder
+    if left.link:
+        try:
+            if os.readlink(left.link) == cid:
+                os.unlink(left.link)
+        except OSError:
+            pass
+    remove_tree(aside)
 
 
 @dataclass

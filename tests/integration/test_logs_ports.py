@@ -337,7 +337,7 @@ def test_system_df_figures_match_the_files_on_disk(lab: Lab, home: Path) -> None
     assert rows["Logs"]["size"] == du(*logs) > 0 and rows["Logs"]["total"] == 1  # the sleeper said nothing
     assert rows["Caches"]["size"] == du(home / "cache")
     text = wl(home, "system", "df").stdout.splitlines()
-    assert text[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"] and len(text) == 6
+    assert text[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"] and len(text) == 8
 
 
 def test_system_reset_asks_then_leaves_an_empty_home_and_no_process(home: Path, tmp_path: Path) -> None:
