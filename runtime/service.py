@@ -1129,7 +1129,8 @@ class Lab:
             raise
         try:
             return self._run_held(cid, name, image, command, cdir, ahead, rm, detach, anns, env, entrypoint, stdio,
-                                  on_created, sig_proxy, options, progress, flags, _pod_slot, _create_only, _gate)
+                                  on_created, sig_proxy, options, progress, flags, _pod_slot, _create_only, _gate,
+                                  asked=asked)
         finally:
             os.close(held)
 
@@ -1138,8 +1139,9 @@ class Lab:
                   entrypoint: Sequence[str] | None, stdio: tuple[int, int, int] | None,
                   on_created: Callable[[str], None] | None, sig_proxy: bool, options: RunOptions,
                   progress: ProgressCallback | None, flags: RunFlags | None, _pod_slot: PodSlot | None,
-                  _create_only: bool, _gate: Callable[[], None] | None) -> LabRun:
-        """run's second half, while its folder's creator lock is held: the bundle, then the container."""
+                  _create_only: bool, _gate: Callable[[], None] | None, *, asked: str) -> LabRun:
+        """run's second half, while its folder's creator lock is held: the bundle, then the container. ASKED is
+        the image as the caller named it (IMAGE may be the platform's choice)."""
         try:
             def edit(config: dict[str, Any], root: RootLayers) -> None:
                 """The container's own changes to config.json, made before it is written (once)."""
