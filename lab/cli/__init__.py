@@ -33,12 +33,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# Verbs a warm helper runs when one is up (issue 16, quickverbs): its forked copy has argparse, the verb groups and
+# the Lab imported and the parser built, so only the command's own work is left. Not through it: the TUI, `system`
+# (its stop and reset wait for the helper itself), `bench` (it measures processes of its own), and the verbs that
+# start containers (`run` has its own way, with a spare zygote).
+HELPER_VERBS = frozenset({"ps", "images", "logs", "inspect", "rm", "stop", "pod", "--help", "-h"})
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if _verb(argv) == "run":
+    verb = _verb(argv)
+    if verb == "run":
         from wasmlab.lab.cli import warm
 
         code = warm.run_quickly(argv)  # through the warm helper when one answers; else a zygote starts now
+        if code is not None:
+            return code
+    elif verb == "--version" and set(argv) <= {"--version", "--debug"}:
+        return print_version()  # what argparse would come to, without it
+    elif verb in HELPER_VERBS:
+        from wasmlab.lab.cli import warm
+
+        code = warm.run_if_warm(argv)  # through the warm helper when one is up; never starts one
         if code is not None:
             return code
     return run_command(argv)
@@ -70,10 +86,7 @@ def run_command(argv: list[str], p: argparse.ArgumentParser | None = None) -> in
         return 2
     args = p.parse_args(argv)
     if args.version:
-        from wasmlab.runtime import __version__
-
-        print(f"wasmlab version {__version__}")
-        return 0
+        return print_version()
     func = getattr(args, "func", None)
     if args.verb is None:
         func = system.cmd_tui
@@ -94,6 +107,13 @@ def run_command(argv: list[str], p: argparse.ArgumentParser | None = None) -> in
         # `wasmlab ps --json | head`: the reader has what it wanted. Quiet, as other tools are.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def print_version() -> int:
+    from wasmlab.runtime import __version__
+
+    print(f"wasmlab version {__version__}")
+    return 0
 
 
 def _verbs(p: argparse.ArgumentParser) -> list[str]:

@@ -141,6 +141,21 @@ def run_quickly(argv: list[str]) -> int | None:
     return None
 
 
+def run_if_warm(argv: list[str]) -> int | None:
+    """Run `wasmlab ARGV` through the lab's warm helper when one is up, and return its exit code; None when it
+    must run here (no helper, or a stale one). Unlike `run`, never starts a helper: only `run` does."""
+    paths = lab_paths()
+    if paths is None:
+        return None
+    sock = connect(paths[1])
+    if sock is None:
+        return None
+    try:
+        return through_helper(sock, argv)
+    finally:
+        sock.close()
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)

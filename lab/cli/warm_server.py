@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmlab.runtime as runtime
-from wasmlab.lab.cli import parser, run_command, warm
+from wasmlab.lab.cli import _verb, parser, run_command, warm
 
 TICK = 0.2  # seconds between looks at the lab home and the socket (both may be removed under us)
 
@@ -154,19 +154,25 @@ class Helper:
         self.last = time.monotonic()
         self.served += 1
         env = {str(k): str(v) for k, v in dict(request.get("env") or {}).items()}
+        # Only `run` takes the spare zygote; the other verbs (ps, images, logs, ...) leave it for the next run.
+        takes_spare = _verb([str(a) for a in request.get("argv") or []]) == "run"
         pid = os.fork()
         if pid == 0:
+            if not takes_spare:
+                runtime.drop_spare_zygotes()  # our copies of its socket: the helper keeps its own
             os._exit(self.child(conn, request, fds, env))
         for fd in fds:
             os.close(fd)
-        # The spare (if any) now belongs to the command: its copy of the socket is the one in use.
-        self.zygotes.extend(runtime.drop_spare_zygotes())
+        if takes_spare:
+            # The spare (if any) now belongs to the command: its copy of the socket is the one in use.
+            self.zygotes.extend(runtime.drop_spare_zygotes())
         pidfd = os.pidfd_open(pid)
         self.commands[pidfd] = Command(conn, pid, pidfd, lines)
         warm.send(conn, {"started": pid})
-        os.environ.clear()
-        os.environ.update(env)  # the next spare is made for the environment of the last caller
-        self.spare = False      # made once the command has ended: it would compete with it for the CPU
+        if takes_spare:
+            os.environ.clear()
+            os.environ.update(env)  # the next spare is made for the environment of the last caller
+            self.spare = False      # made once the command has ended: it would compete with it for the CPU
 
     def child(self, conn: socket.socket, request: dict[str, Any], fds: list[int], env: dict[str, str]) -> int:
         """In the forked copy: become the caller's command, run it, return its exit code."""
