@@ -300,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         if word in opts and args:
             opts[word] = args.pop(0)
     home = Path(opts["--home"])
-    # Everything `run` imports, once: a command then only forks.
-    import wasmlab.lab.cli.containers  # noqa: F401
+    # Everything `run` imports, once: a command then only forks. And what the other verbs it serves read with
+    # (pod ps, --format): the pods' records (not yaml: only a play parses YAML) and the templates.
+    import wasmlab.lab.cli.containers
+    import wasmlab.lab.cli.template  # noqa: F401
 
     _ = runtime.Lab, runtime.Runtime, runtime.ImageSummary  # the service, the lifecycle, the image service
+    _ = runtime.PodInfo  # the pods' records (wasmlab.runtime.pods.play)
     home = runtime.open_home(home)  # as the Lab opens it: the home it watches exists from now on
     run_root = runtime.runtime_root(home)
     run_root.mkdir(parents=True, exist_ok=True, mode=0o711)
