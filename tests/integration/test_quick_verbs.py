@@ -106,9 +106,14 @@ def test_import_budget_of_the_quick_verbs(home: Path, tmp_path: Path, verb: str)
         assert "argparse" not in names
 
 
-@pytest.mark.parametrize("verb", [v for v in BUDGET if v != "--version"])
+# `run` too: its own budget test reads `-X importtime`, which cannot see the lazily imported service.
+THIN = {**{v: args for v, (args, _) in BUDGET.items() if v != "--version"},
+        "run": ("run", "--rm", "wasmlab/hello:compat")}
+
+
+@pytest.mark.parametrize("verb", list(THIN))
 def test_through_the_helper_the_client_stays_thin(home: Path, tmp_path: Path, verb: str) -> None:
-    args, _ = BUDGET[verb]
+    args = THIN[verb]
     if verb == "rm":
         assert wl(home, "create", "--name", "gone", "wasmlab/hello:compat").returncode == 0
     start(home)

@@ -61,3 +61,23 @@ def _version() -> str:
     from wasmlab.runtime import __version__
 
     return __version__
+
+
+def test_the_cli_bench_table_shows_ps_and_images_against_podman() -> None:
+    from wasmlab.runtime.bench import cli as bench_cli
+
+    keys = ["podman_runc_linux", "podman_wasmlab_oci_wasm", "cold_linux", "cold_wasm", "warm_linux", "warm_wasm",
+            "podman_ps", "cold_ps", "warm_ps", "podman_images", "cold_images", "warm_images"]
+    med = {k: 100.0 + i for i, k in enumerate(keys)}
+    ratio = {"cold_linux_vs_podman_runc": 1.0, "warm_linux_vs_podman_runc": 0.3, "cold_wasm_vs_podman_wasmlab_oci": 1.0,
+             "warm_wasm_vs_podman_wasmlab_oci": 0.4, "cold_ps_vs_podman_ps": 2.5, "warm_ps_vs_podman_ps": 1.5,
+             "cold_images_vs_podman_images": 3.5, "warm_images_vs_podman_images": 1.25}
+    fig = {"date": "d", "kernel": "k", "rounds": 3, "median_ms": med, "ratio": ratio, "target": 0.35,
+           "images_listed": {"wasmlab": 31, "podman": 2}}
+    text = bench_cli.markdown(fig)
+    assert "| `ps` | 106.0 | 107.0 | 108.0 | 2.5x | 1.5x |" in text
+    assert "| `images` | 109.0 | 110.0 | 111.0 | 3.5x | 1.25x |" in text
+    assert "lists 31 images in wasmlab's home" in text
+    # A run recorded before the verbs were measured still renders, without their table.
+    old = {**fig, "median_ms": {k: v for k, v in med.items() if k in keys[:6]}}
+    assert "`ps`" not in bench_cli.markdown(old)
