@@ -17,7 +17,10 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the client stays thin)
+if TYPE_CHECKING:
+    from typing import Any
 
 SOCKET_NAME = "warm.sock"
 STATUS_NAME = "warm.json"

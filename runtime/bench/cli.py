@@ -53,10 +53,10 @@ def _count(cmd: list[str], env: dict[str, str]) -> int:
 def _compile_bytecode(env: dict[str, str]) -> None:
     """The lab's modules compiled once, as an install does: with PYTHONDONTWRITEBYTECODE set (and no bytecode yet)
     every command would compile its modules again, which is not what a user's wasmlab pays."""
-    import wasmlab.lab
-    import wasmlab.runtime
+    import importlib.util
 
-    folders = [os.path.dirname(os.path.abspath(p.__file__ or "")) for p in (wasmlab.lab, wasmlab.runtime)]
+    specs = [importlib.util.find_spec(name) for name in ("wasmlab.runtime", "wasmlab.lab")]  # located, not imported
+    folders = [os.path.dirname(os.path.abspath(s.origin)) for s in specs if s is not None and s.origin]
     env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], env=env, timeout=300, check=False,
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
