@@ -162,7 +162,7 @@ def test_the_quick_verbs_through_the_helper_equal_the_cold_path(home: Path, tmp_
 
     assert status(home) is None
     cold = all_runs()
-    assert cold[0][0] == 0 and cold[6][0] == 2 and cold[15][0] == 0 and json.loads(cold[15][1])
+    assert cold[0][0] == 0 and cold[6][0] not in (0, 1) and cold[15][0] == 0 and json.loads(cold[15][1])
     assert "Traceback" in cold[18][2] and cold[19] == (0, "q1\n", "")
     start(home)
     try:
