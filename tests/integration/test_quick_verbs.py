@@ -44,7 +44,7 @@ IMAGES = {f"wasmlab.runtime.{m}" for m in (
     "images", "images.service", "store.layout", "store.media", "store.reference", "store.usage", "store.work")}
 PODS = IMAGES | {f"wasmlab.runtime.{m}" for m in (
     "pods", "pods.keeper", "pods.plan", "pods.play", "pods.propagation", "pods.sandbox", "spec", "spec.pod",
-    "linux.nspin", "linux.syscalls")}
+    "linux.nspin", "linux.syscalls", "linux.loopback")}  # loopback: split from nspin on main (9caf411)
 CONTAINERS = CLI | LAB | {"wasmlab.lab.cli.containers"}
 GROUPS = {f"wasmlab.lab.cli.{g}" for g in ("bench", "containers", "images", "lifecycle", "pod", "pods", "system")}
 
