@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from wasmlab.runtime.errors import WasmlabError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `wasmlab --version` and the warm client
 
 __all__ = [
     "BenchOptions", "Change", "bench_markdown", "bench_table", "compare_bench", "compare_bench_table", "load_bench",
@@ -19,6 +19,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from wasmlab.runtime.bench import (
         BenchOptions,
         Change,

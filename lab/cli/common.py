@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from wasmlab.lab import present
-from wasmlab.runtime import Lab, Progress
 from wasmlab.runtime.errors import UsageError
+
+if TYPE_CHECKING:
+    from wasmlab.runtime import Lab, Progress
+
+# Every verb group imports this module to build the parser: the Lab (the service, ~40 ms of imports) comes when a
+# verb opens it, and only then (issue 16, quickverbs).
 
 
 class VerbParser(argparse.ArgumentParser):
@@ -48,6 +52,8 @@ def kv(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def open_lab(args: argparse.Namespace) -> Lab:
+    from wasmlab.runtime import Lab
+
     return Lab(default_engine=getattr(args, "engine", None))
 
 
@@ -74,6 +80,8 @@ class ProgressLine:
                 sys.stderr.flush()
             return
         if self.show_progress:
+            from wasmlab.lab import present
+
             sys.stderr.write(f"\r\x1b[2K{self.label}: {present.progress_line(p)[:150]}")
             sys.stderr.flush()
             self.drawn = True

@@ -19,9 +19,12 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 from wasmlab.runtime.errors import UsageError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the client stays thin)
+if TYPE_CHECKING:
+    from typing import Any
 
 SOCKET_NAME = "warm.sock"
 STATUS_NAME = "warm.json"
@@ -150,6 +153,26 @@ def run_quickly(argv: list[str]) -> int | None:
         start_helper(home, run_root, idle=idle, wait=False)
     prestart_zygote(home, run_root, argv)
     return None
+
+
+def run_if_warm(argv: list[str]) -> int | None:
+    """Run `wasmlab ARGV` through the lab's warm helper when one is up, and return its exit code; None when it
+    must run here (no helper, a stale one, or WASMLAB_WARM=0). Unlike `run`, never starts a helper."""
+    try:
+        if idle_setting(os.environ.get("WASMLAB_WARM", "")) is None:
+            return None  # WASMLAB_WARM=0: no helper at all, not even one that is up already
+    except UsageError:
+        return None  # the command says so itself, cold (run_quickly refuses the setting for `run`)
+    paths = lab_paths()
+    if paths is None:
+        return None
+    sock = connect(paths[1])
+    if sock is None:
+        return None
+    try:
+        return through_helper(sock, argv)
+    finally:
+        sock.close()
 
 
 def idle_setting(text: str) -> float | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmlab.runtime as runtime
-from wasmlab.lab.cli import parser, run_command, warm
+from wasmlab.lab.cli import _verb, parser, run_command, warm
 
 TICK = 0.2  # seconds between looks at the lab home and the socket (both may be removed under us)
 
@@ -154,22 +154,27 @@ class Helper:
         self.last = time.monotonic()
         self.served += 1
         env = {str(k): str(v) for k, v in dict(request.get("env") or {}).items()}
+        # Only `run` takes the spare zygote; the other verbs (ps, images, logs, ...) leave it for the next run.
+        takes_spare = _verb([str(a) for a in request.get("argv") or []]) == "run"
         pid = os.fork()
         if pid == 0:
+            if not takes_spare:
+                runtime.drop_spare_zygotes()  # our copies of its socket: the helper keeps its own
             os._exit(self.child(conn, request, fds, env))
         for fd in fds:
             os.close(fd)
-        # The spare (if any) now belongs to the command: its copy of the socket is the one in use.
+        # A `run` takes the spare (if any): its copy of the socket is the one in use, reaped once it has ended.
         pidfd = os.pidfd_open(pid)
-        self.commands[pidfd] = Command(conn, pid, pidfd, runtime.drop_spare_zygotes())
+        self.commands[pidfd] = Command(conn, pid, pidfd, runtime.drop_spare_zygotes() if takes_spare else [])
         try:
             # Its pidfd (ours stays valid until we reap it): the caller signals the command itself.
             socket.send_fds(conn, [json.dumps({"started": pid}).encode() + b"\n"], [pidfd])
         except OSError:
             pass  # the caller is gone already: the command sees that for itself (SIGHUP)
-        os.environ.clear()
-        os.environ.update(env)  # the next spare is made for the environment of the last caller
-        self.spare = False      # made once the command has ended: it would compete with it for the CPU
+        if takes_spare:
+            os.environ.clear()
+            os.environ.update(env)  # the next spare is made for the environment of the last caller
+            self.spare = False      # made once the command has ended: it would compete with it for the CPU
 
     def child(self, conn: socket.socket, request: dict[str, Any], fds: list[int], env: dict[str, str]) -> int:
         """In the forked copy: become the caller's command, run it, return its exit code."""
@@ -298,10 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         if word in opts and args:
             opts[word] = args.pop(0)
     home = Path(opts["--home"])
-    # Everything `run` imports, once: a command then only forks.
-    import wasmlab.lab.cli.containers  # noqa: F401
+    # Everything `run` imports, once: a command then only forks. And what the other verbs it serves read with
+    # (pod ps, --format): the pods' records (not yaml: only a play parses YAML) and the templates.
+    import wasmlab.lab.cli.containers
+    import wasmlab.lab.cli.template  # noqa: F401
 
     _ = runtime.Lab, runtime.Runtime, runtime.ImageSummary  # the service, the lifecycle, the image service
+    _ = runtime.PodInfo  # the pods' records (wasmlab.runtime.pods.play)
     home = runtime.open_home(home)  # as the Lab opens it: the home it watches exists from now on
     run_root = runtime.runtime_root(home)
     run_root.mkdir(parents=True, exist_ok=True, mode=0o711)

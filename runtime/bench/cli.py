@@ -1,6 +1,7 @@
 """The command line's wall time against podman's (issue 16): `wasmlab run --rm`, cold and through the warm
-helper, beside `podman --runtime runc run --rm` (Linux image) and `podman --runtime wasmlab-oci` (Wasm image),
-interleaved, medians. `cli_figures(n)` gives the numbers; `markdown(figures)` a table for docs/.
+helper, beside `podman --runtime runc run --rm` (Linux image) and `podman --runtime wasmlab-oci` (Wasm image), and
+`wasmlab ps` / `wasmlab images` beside `podman ps` / `podman images`, all interleaved, medians. `cli_figures(n)`
+gives the numbers; `markdown(figures)` a table for docs/.
 
     python -m wasmlab.runtime.bench.cli [N]
 """
@@ -22,6 +23,7 @@ LINUX_IMAGE = "localhost/wasmlab/busybox:latest"
 WASM_IMAGE = "localhost/wasmlab/hello:compat"
 PODMAN_FLAGS = ["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+VERBS = ("ps", "images")  # measured beside podman's own, cold and warm
 
 
 def _bin(name: str) -> str:
@@ -43,6 +45,23 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
     return took
 
 
+def _count(cmd: list[str], env: dict[str, str]) -> int:
+    r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    return len(r.stdout.split())
+
+
+def _compile_bytecode(env: dict[str, str]) -> None:
+    """The lab's modules compiled once, as an install does: with PYTHONDONTWRITEBYTECODE set (and no bytecode yet)
+    every command would compile its modules again, which is not what a user's wasmlab pays."""
+    import importlib.util
+
+    specs = [importlib.util.find_spec(name) for name in ("wasmlab.runtime", "wasmlab.lab")]  # located, not imported
+    folders = [os.path.dirname(os.path.abspath(s.origin)) for s in specs if s is not None and s.origin]
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], env=env, timeout=300, check=False,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def cli_figures(n: int = 8) -> dict[str, Any]:
     """Medians (ms) of n interleaved rounds of each command, and the ratios the issue asks for."""
     wasmlab = _bin("wasmlab")
@@ -56,6 +75,7 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
     podman = ["podman", "--root", str(base / "root"), "--runroot", str(base / "rr"), "--tmpdir", str(base / "tmp"),
               *PODMAN_FLAGS]
     try:
+        _compile_bytecode(env)
         for e in (env, warm_env):
             subprocess.run([wasmlab, "samples", "-q"], env=e, check=True, timeout=600, stdin=subprocess.DEVNULL)
         subprocess.run([wasmlab, "system", "service", "--idle", "120"], env=warm_env, check=True, timeout=60,
@@ -72,7 +92,15 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
             "cold_wasm": [wasmlab, "run", "--rm", WASM_IMAGE],
             "warm_linux": [wasmlab, "run", "--rm", LINUX_IMAGE, "true"],
             "warm_wasm": [wasmlab, "run", "--rm", WASM_IMAGE],
+            # The other verbs (issue 16, quickverbs): a listing of each home's images and of its (no) containers.
+            "podman_ps": [*podman, "ps"],
+            "cold_ps": [wasmlab, "ps"],
+            "warm_ps": [wasmlab, "ps"],
+            "podman_images": [*podman, "images"],
+            "cold_images": [wasmlab, "images"],
+            "warm_images": [wasmlab, "images"],
         }
+        listed = {"wasmlab": _count([wasmlab, "images", "-q"], env), "podman": _count([*podman, "images", "-q"], env)}
         times: dict[str, list[float]] = {k: [] for k in commands}
         for round_ in range(n + 1):  # round 0 is not measured: page cache, first unpack of each image
             for key, cmd in commands.items():
@@ -89,8 +117,11 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
                 "warm_linux_vs_podman_runc": round(med["warm_linux"] / med["podman_runc_linux"], 2),
                 "cold_wasm_vs_podman_wasmlab_oci": round(med["cold_wasm"] / med["podman_wasmlab_oci_wasm"], 2),
                 "warm_wasm_vs_podman_wasmlab_oci": round(med["warm_wasm"] / med["podman_wasmlab_oci_wasm"], 2),
+                **{f"{way}_{verb}_vs_podman_{verb}": round(med[f"{way}_{verb}"] / med[f"podman_{verb}"], 2)
+                   for verb in VERBS for way in ("cold", "warm")},
             },
             "target": 0.35,
+            "images_listed": listed,
             "commands": {k: " ".join(v) for k, v in commands.items()},
         }
     finally:
@@ -116,7 +147,23 @@ def markdown(fig: dict[str, Any]) -> str:
         f"{m['warm_wasm']} | {r['cold_wasm_vs_podman_wasmlab_oci']}x | {r['warm_wasm_vs_podman_wasmlab_oci']}x |",
         "",
         f"Target: at most {fig['target']}x.",
+        *_verbs_markdown(fig, m),
     ])
+
+
+def _verbs_markdown(fig: dict[str, Any], m: dict[str, str]) -> list[str]:
+    """`wasmlab ps` and `wasmlab images` against podman's, when the run measured them (runs before quickverbs
+    did not)."""
+    r = fig["ratio"]
+    if not all(f"cold_{verb}" in m for verb in VERBS):
+        return []
+    listed = fig.get("images_listed") or {}
+    return ["", f"The other verbs, in the same rounds, with no container (`images` lists {listed.get('wasmlab', '?')} "
+            f"images in wasmlab's home, the samples', and {listed.get('podman', '?')} in podman's store):", "",
+            "| command | podman | wasmlab cold | wasmlab warm | cold / podman | warm / podman |",
+            "|---|---:|---:|---:|---:|---:|",
+            *(f"| `{verb}` | {m[f'podman_{verb}']} | {m[f'cold_{verb}']} | {m[f'warm_{verb}']} | "
+              f"{r[f'cold_{verb}_vs_podman_{verb}']}x | {r[f'warm_{verb}_vs_podman_{verb}']}x |" for verb in VERBS)]
 
 
 if __name__ == "__main__":

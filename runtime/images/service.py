@@ -10,24 +10,26 @@ import builtins
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wasmlab.runtime.errors import WasmlabError
-from wasmlab.runtime.images import archive, artifact, registry
-from wasmlab.runtime.images.archive import LoadResult, SaveResult
-from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
-from wasmlab.runtime.images.build import build as build_image
-from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
-from wasmlab.runtime.images.runstep import ContainerRuntime, RunOutput
 from wasmlab.runtime.images.sizes import on_disk
-from wasmlab.runtime.images.snapshots import Snapshots
-from wasmlab.runtime.images.unpack import ConfigEdit, ExtractLimits, UnpackResult, prepare_bundle, unpack_bundle
-from wasmlab.runtime.images.work import stopping_cleanly, sweep_work
 from wasmlab.runtime.store import media
-from wasmlab.runtime.store.atomic import writing_into
 from wasmlab.runtime.store.home import checked_home, images_root, lab_home
 from wasmlab.runtime.store.layout import ImageStore, PruneReport, StoredImage
+
+# The machinery of build, registries, archives and unpacking is imported by the methods that use it: listing
+# and inspecting images (`wasmlab images`, `ps`) read the store alone (issue 16, quickverbs).
+if TYPE_CHECKING:
+    from wasmlab.runtime.images import archive
+    from wasmlab.runtime.images.archive import LoadResult, SaveResult
+    from wasmlab.runtime.images.build import BuildProgress, BuildResult, RunStep
+    from wasmlab.runtime.images.registry import PullResult, PushResult, TransferProgress
+    from wasmlab.runtime.images.runstep import ContainerRuntime, RunOutput
+    from wasmlab.runtime.images.snapshots import Snapshots
+    from wasmlab.runtime.images.unpack import ConfigEdit, ExtractLimits, UnpackResult
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,12 @@ class Images:
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         self.home = checked_home(home) if home is not None else lab_home()
         self.store = ImageStore(images_root(self.home))
-        self.snapshots = Snapshots(self.home)
+
+    @cached_property
+    def snapshots(self) -> Snapshots:
+        from wasmlab.runtime.images.snapshots import Snapshots
+
+        return Snapshots(self.home)
 
     # -- building -----------------------------------------------------------------------
 
@@ -128,6 +135,8 @@ class Images:
               run_output: int | RunOutput = 2) -> BuildResult:
         """Build an image (see :func:`wasmlab.runtime.images.build.build`). RUN instructions run in containers
         of RUNTIME (deleted with the build, however it ends), or through RUN_STEP."""
+        from wasmlab.runtime.images.build import build as build_image
+
         return build_image(context_dir, containerfile, tag=tag, annotations=annotations, labels=labels,
                            platform=platform, build_args=build_args, progress=progress, run_step=run_step,
                            store=self.store, target=target, compression=compression, timestamp=timestamp,
@@ -232,6 +241,8 @@ class Images:
     def prune(self, *, dangling: bool = True) -> PruneResult:
         """Remove dangling images (if DANGLING), every unreferenced blob, and what killed builds and loads left
         (their staging and work folders, their RUN containers). ``reclaimed`` counts all of it, in bytes."""
+        from wasmlab.runtime.images.work import sweep_work
+
         work = sweep_work(self.store)
         report: PruneReport = self.store.prune(dangling=dangling)
         _count, snapshot_bytes = self._prune_snapshots()
@@ -243,31 +254,45 @@ class Images:
     def save(self, names: str | Sequence[str], path: str | os.PathLike[str], *,
              format: str = "oci-archive", progress: archive.Progress | None = None) -> SaveResult:
         """``podman save``: write images to an oci-archive (default), docker-archive or oci-dir."""
+        from wasmlab.runtime.images import archive
+
         wanted = [names] if isinstance(names, str) else list(names)
         return archive.save(self.store, wanted, path, format=format, progress=progress)
 
     def load(self, path: str | os.PathLike[str], *, name: str | None = None,
              progress: archive.Progress | None = None) -> LoadResult:
         """``podman load``: read an oci-archive, docker-archive, OCI layout or Wasm artifact."""
+        from wasmlab.runtime.images import archive
+
         return archive.load(self.store, path, name=name, progress=progress)
 
     def export_wasm(self, name: str, path: str | os.PathLike[str]) -> SaveResult:
         """Write a compat image's module as a CNCF Wasm OCI artifact (layout dir, or .tar archive)."""
+        from wasmlab.runtime.images import artifact
+
         return artifact.export_wasm_artifact(self.store, name, path)
 
     def import_wasm(self, path: str | os.PathLike[str], name: str | None = None) -> LoadResult:
         """Load a Wasm OCI artifact as a runnable compat image."""
+        from wasmlab.runtime.images import artifact
+
         return artifact.import_wasm_artifact(self.store, path, name)
 
     def push(self, name: str, dest: str | None = None, *, tls_verify: bool = True,
              credentials: tuple[str, str] | None = None,
              progress: TransferProgress | None = None) -> PushResult:
+        from wasmlab.runtime.images import registry
+
         return registry.push(self.store, name, dest, tls_verify=tls_verify, credentials=credentials,
                              progress=progress)
 
     def pull(self, ref: str, *, tls_verify: bool = True, credentials: tuple[str, str] | None = None,
              platform: tuple[str, str] | None = None,
              progress: TransferProgress | None = None) -> PullResult:
+        from wasmlab.runtime.images import registry
+        from wasmlab.runtime.images.work import stopping_cleanly
+        from wasmlab.runtime.store.atomic import writing_into
+
         with stopping_cleanly(), writing_into(self.store.root):
             return registry.pull(self.store, ref, tls_verify=tls_verify, credentials=credentials,
                                  platform=platform, progress=progress)
@@ -279,6 +304,9 @@ class Images:
                annotations: Mapping[str, str] | None = None, *, entrypoint: Sequence[str] | None = None,
                readonly: bool = False, limits: ExtractLimits | None = None) -> UnpackResult:
         """Make an OCI bundle (``rootfs/`` + ``config.json``) from an image, ready for the runtime."""
+        from wasmlab.runtime.images.unpack import unpack_bundle
+        from wasmlab.runtime.store.atomic import writing_into
+
         with writing_into(bundle_dir):
             return unpack_bundle(self.store, name, bundle_dir, args=args, entrypoint=entrypoint, env=env,
                                  annotations=annotations, readonly=readonly, limits=limits)
@@ -291,6 +319,9 @@ class Images:
         and a private upper folder; a copy where overlayfs is not allowed (see `root_mode`). EDIT makes the
         caller's changes to config.json before it is written, once. AHEAD: bundle_dir is an empty bundle
         made ahead by `make_bundle_skeleton` (filled in place)."""
+        from wasmlab.runtime.images.unpack import prepare_bundle
+        from wasmlab.runtime.store.atomic import writing_into
+
         with writing_into(bundle_dir):
             return prepare_bundle(self.store, name, bundle_dir, self.snapshots, args=args, entrypoint=entrypoint,
                                   env=env, annotations=annotations, readonly=readonly, edit=edit, ahead=ahead)

@@ -8,11 +8,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import yaml
 from wasmlab.runtime.errors import PodSpecError
+
+if TYPE_CHECKING:
+    import yaml
 
 # kind -> the apiVersion Kubernetes serves it under.
 KINDS = {"Pod": "v1", "Deployment": "apps/v1"}
@@ -567,33 +570,40 @@ def _object(doc: _Document, data: object, allow_host_path: bool) -> list[Pod]:
             for i in range(replicas)]
 
 
-class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+@cache
+def _strict_loader() -> Any:
     """PyYAML's safe loader, refusing a key given twice in one mapping (the API server refuses it too). Its
-    parser is libyaml's where PyYAML has it (about 1.5 ms less per pod file); the construction stays Python."""
+    parser is libyaml's where PyYAML has it (about 1.5 ms less per pod file); the construction stays Python.
+    Made on the first parse: the model alone (`pod ps`, `pod inspect`) never imports yaml (issue 16, quickverbs)."""
+    import yaml
 
+    class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
 
-def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, list | dict):
-            continue  # left to the constructor, which refuses unhashable keys with its own message
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark)
-        seen.add(key)
-    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
-    return mapping
+    def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                continue  # left to the constructor, which refuses unhashable keys with its own message
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark)
+            seen.add(key)
+        mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
+        return mapping
 
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+    _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+    return _StrictLoader
 
 
 def parse_pods(text: str, *, source: str = "", allow_host_path: bool = False) -> PodFile:
     """Every Pod and Deployment of a (multi-document) YAML text, or a PodSpecError naming the first problem."""
+    import yaml
+
     label = source or "the YAML"
     try:
-        documents = [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=_strict_loader()) if d is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
