@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_root
-from tests.integration.test_warm_cli import PYTHON, served, start, status, stop, wl
+from tests.integration.test_warm_cli import PYTHON, WARM, served, start, status, stop, wl
 
 pytestmark = pytest.mark.root
 
@@ -36,12 +36,13 @@ CLIENT = START | {"wasmlab.lab.cli.warm", "wasmlab.runtime.store", "wasmlab.runt
 CLI = CLIENT | {"wasmlab.lab.cli.common", "wasmlab.lab.present"}
 LAB = {f"wasmlab.runtime.{m}" for m in (
     "service", "events", "handlers", "handlers.base", "handlers.detect", "linux", "linux.cgroups", "options",
-    "progress", "status", "store.atomic", "store.ctrlog", "store.migrate", "store.names")}
+    "progress", "status", "store.atomic", "store.creator", "store.ctrlog", "store.migrate", "store.names")}
 RUNTIME = {f"wasmlab.runtime.{m}" for m in (
     "lifecycle", "hooks", "linux.pidfd", "recording", "store.history", "store.state", "zygote", "zygote.client",
     "zygote.protocol")}
 IMAGES = {f"wasmlab.runtime.{m}" for m in (
-    "images", "images.service", "store.layout", "store.media", "store.reference", "store.usage", "store.work")}
+    "images", "images.service", "images.sizes", "store.layout", "store.media", "store.reference", "store.usage",
+    "store.work")}
 PODS = IMAGES | {f"wasmlab.runtime.{m}" for m in (
     "pods", "pods.keeper", "pods.plan", "pods.play", "pods.propagation", "pods.sandbox", "spec", "spec.pod",
     "linux.nspin", "linux.syscalls", "linux.loopback")}  # loopback: split from nspin on main (9caf411)
@@ -59,7 +60,8 @@ BUDGET: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "rm": (("rm", "gone"), CONTAINERS | RUNTIME),
     "stop": (("stop", "c1"), CONTAINERS | RUNTIME),
     "--version": (("--version",), START),
-    "--help": (("--help",), CLI | GROUPS | {"wasmlab.runtime.options", "wasmlab.runtime.progress"}),
+    "--help": (("--help",), CLI | GROUPS | {"wasmlab.runtime.options", "wasmlab.runtime.progress",
+                                            "wasmlab.runtime.bench_catalog"}),
     "pod ps": (("pod", "ps"), CLI | LAB | PODS | {"wasmlab.lab.cli.pod"}),
 }
 
@@ -78,10 +80,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert wl(h, "rm", "-f", "c1").returncode == 0  # its cgroup goes with it
 
 
-def modules_of(home: Path, tmp_path: Path, args: tuple[str, ...]) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+def modules_of(home: Path, tmp_path: Path, args: tuple[str, ...],
+               warm: str = "0") -> tuple[set[str], subprocess.CompletedProcess[str]]:
     out = tmp_path / "modules.txt"
     env = {**{k: v for k, v in os.environ.items() if k != "WASMLAB_WARM"}, "WASMLAB_HOME": str(home),
-           "WASMLAB_WARM": "0"}
+           "WASMLAB_WARM": warm}
     r = subprocess.run([PYTHON, "-c", MODULES, str(out), *args], env=env, capture_output=True, text=True,
                        timeout=60, stdin=subprocess.DEVNULL)
     return set(out.read_text().split("\n")), r
@@ -118,7 +121,7 @@ def test_through_the_helper_the_client_stays_thin(home: Path, tmp_path: Path, ve
         assert wl(home, "create", "--name", "gone", "wasmlab/hello:compat").returncode == 0
     start(home)
     try:
-        names, r = modules_of(home, tmp_path, args)
+        names, r = modules_of(home, tmp_path, args, warm=WARM["WASMLAB_WARM"])  # WASMLAB_WARM=0 uses no helper
         assert r.returncode == 0 and served(home) == 1, r.stderr
     finally:
         stop(home)
@@ -156,7 +159,7 @@ def test_the_quick_verbs_through_the_helper_equal_the_cold_path(home: Path, tmp_
         for args in CASES:
             if args == ("rm", "q1"):
                 assert wl(home, "create", "--name", "q1", "wasmlab/hello:compat").returncode == 0
-            r = wl(home, *args, cwd=cwd, extra={"COLUMNS": "101"})
+            r = wl(home, *args, cwd=cwd, extra={"COLUMNS": "101", **WARM})  # a helper is used where one is up
             out.append((r.returncode, r.stdout, r.stderr))
         return out
 
@@ -187,10 +190,10 @@ def test_the_helper_keeps_its_spare_zygote_for_run_while_it_serves_the_other_ver
         spare = children(pid)
         assert len(spare) == 1, spare  # its spare zygote, ready for the next run
         for args in (("ps", "-a"), ("images", "-q"), ("logs", "c1"), ("pod", "ps")):
-            r = wl(home, *args)
+            r = wl(home, *args, extra=WARM)
             assert r.returncode == 0, r.stderr
             assert children(pid) == spare, args  # the same zygote: none was dropped, none started
-        r = wl(home, "run", "--rm", "wasmlab/hello:compat")
+        r = wl(home, "run", "--rm", "wasmlab/hello:compat", extra=WARM)
         assert r.returncode == 0 and r.stdout == "hello world from wasmlab !!!!\n", r.stderr
         assert served(home) == 5
     finally:
