@@ -181,7 +181,16 @@ def test_the_quick_verbs_through_the_helper_equal_the_cold_path(home: Path, tmp_
 
 
 def children(pid: int) -> set[int]:
-    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    """PID's zygotes: its children that run wasmlab.runtime.zygote. A command's own forked child, which answers
+    its caller before it has exited, is not one (it may still be there when the caller has its answer)."""
+    out = set()
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            if b"wasmlab.runtime.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.add(int(child))
+        except OSError:
+            continue  # gone meanwhile: a command's child
+    return out
 
 
 def test_the_helper_keeps_its_spare_zygote_for_run_while_it_serves_the_other_verbs(home: Path) -> None:
