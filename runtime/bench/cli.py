@@ -8,6 +8,7 @@ gives the numbers; `markdown(figures)` a table for docs/.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -45,6 +46,16 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
     return took
 
 
+def _served(wasmlab: str, env: dict[str, str]) -> int:
+    """How many commands the warm helper of ENV's home has served."""
+    r = subprocess.run([wasmlab, "system", "status", "--json"], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    try:
+        return int((json.loads(r.stdout).get("warm_helper") or {}).get("served") or 0)
+    except (ValueError, AttributeError):
+        return 0
+
+
 def _count(cmd: list[str], env: dict[str, str]) -> int:
     r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     return len(r.stdout.split())
@@ -71,7 +82,8 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
     env["WASMLAB_HOME"] = str(home)
     env["WASMLAB_WARM"] = "0"  # the cold runs must not start a helper of their own
     # The warm runs use a home of their own, whose helper stays up (the cold home has none): both interleave.
-    warm_env = {**env, "WASMLAB_HOME": str(base / "warm-home")}
+    # WASMLAB_WARM=0 would keep them off the helper too: theirs names its idle time.
+    warm_env = {**env, "WASMLAB_HOME": str(base / "warm-home"), "WASMLAB_WARM": "120"}
     podman = ["podman", "--root", str(base / "root"), "--runroot", str(base / "rr"), "--tmpdir", str(base / "tmp"),
               *PODMAN_FLAGS]
     try:
@@ -107,8 +119,16 @@ def cli_figures(n: int = 8) -> dict[str, Any]:
                 took = _wall(cmd, warm_env if key.startswith("warm") else env)
                 if round_:
                     times[key].append(took)
+        served = _served(wasmlab, warm_env)
+        warm_runs = (n + 1) * sum(1 for k in commands if k.startswith("warm"))
+        if served < warm_runs:
+            from wasmlab.runtime.errors import BenchFailed
+
+            raise BenchFailed(f"the warm helper served {served} of the {warm_runs} warm commands: the warm figures "
+                              "would be cold ones", "check `wasmlab system status` and WASMLAB_WARM")
         med = {k: round(statistics.median(v), 1) for k, v in times.items()}
         return {
+            "warm_served": served,
             "date": time.strftime("%Y-%m-%d %H:%M"), "kernel": platform.release(), "rounds": n,
             "median_ms": med, "min_ms": {k: round(min(v), 1) for k, v in times.items()},
             "max_ms": {k: round(max(v), 1) for k, v in times.items()},
