@@ -128,6 +128,8 @@ def rootless_support() -> list[str]:
         "build with RUN steps: works (each RUN in a user namespace mapping your user to root); a RUN after a "
         "USER line other than root is refused (only your own user is mapped)",
         "another user's lab home (root's at a workshop): refused in one line; each user keeps their own",
+        "the containerd demonstration (notebook 04, Lab.containerd_demo): refused in one line (containerd's CRI "
+        "runs pods as root)",
         "kube play (pods, and so their restarts by the pod keeper): refused in one line (bringing the pod's "
         "loopback up joins its network namespace, which needs root here); as root each pod with restartPolicy "
         "Always/OnFailure gets a pod keeper",

@@ -950,6 +950,10 @@ class Lab:
         from wasmlab.runtime.pods.propagation import path_match
         from wasmlab.runtime.pods.sandbox import ensure_pause_image
 
+        if os.geteuid() != 0:
+            raise PrivilegeError("the containerd demonstration needs root: containerd's CRI runs pods as root",
+                                 "run it as root; without root, `wasmlab kube play --dry-run --propagation "
+                                 "containerd FILE` shows which annotations containerd's rule lets through")
         patterns = [str(p) for p in allowlist]
         if not patterns or not all(patterns) or isinstance(allowlist, str):
             raise UsageError("give containerd's pod_annotations allowlist as a list of patterns",

@@ -36,3 +36,15 @@ def test_the_demo_refuses_a_bad_allowlist_before_starting_anything(allowlist: ob
     with Lab() as lab, pytest.raises((UsageError, BadPattern)) as refused:
         lab.containerd_demo(allowlist)  # type: ignore[arg-type]
     assert refused.value.hint
+
+
+def test_the_demo_without_root_is_refused_in_one_line_before_anything(lab_home: object,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from wasmlab.runtime import Lab
+    from wasmlab.runtime.errors import PrivilegeError
+
+    with Lab() as lab:
+        monkeypatch.setattr("os.geteuid", lambda: 1000)  # as a learner's own user: containerd's CRI needs root
+        with pytest.raises(PrivilegeError) as refused:
+            lab.containerd_demo(["module.wasm.image/*"])
+    assert "needs root" in refused.value.message and "--dry-run" in refused.value.hint
