@@ -50,7 +50,9 @@ def test_wasmlab_in_tmux(tmp_path: Path) -> None:
         # First start on an empty lab: the offer to build the samples.
         screen_shows(session, "Build samples (y)")
         tmux("send-keys", "-t", session, "y")
-        pane = screen_shows(session, "localhost/wasmlab/hello:compat")
+        screen_shows(session, "localhost/wasmlab/hello:compat")
+        # The footer is redrawn for the table once it takes the focus, just after the list shows: wait for it.
+        pane = screen_shows(session, "q Quit")
         assert "1 Images" in pane and "6 History" in pane
         assert "? Help" in pane and "q Quit" in pane  # the footer fits 80 columns
         tmux("send-keys", "-t", session, "3")
