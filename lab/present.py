@@ -27,17 +27,23 @@ def stat_size(n: float) -> str:
     return str(n)
 
 
+def _epoch(when: float | str) -> float | None:
+    """Seconds since the epoch, from a number or an RFC 3339 string; None for a string that is not one."""
+    if not isinstance(when, str):
+        return when
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def ago(when: float | str, *, short: bool = False) -> str:
     """How long ago a time (seconds since the epoch, or an RFC 3339 string) was: "3 minutes ago" ("3m ago")."""
-    if isinstance(when, str):
-        from datetime import datetime
-
-        try:
-            ts = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return when or "-"
-    else:
-        ts = when
+    ts = _epoch(when)
+    if ts is None:
+        return str(when) or "-"
     delta = max(0.0, time.time() - ts)
     for secs, unit, letter in ((86400, "day", "d"), (3600, "hour", "h"), (60, "minute", "m"), (1, "second", "s")):
         if delta >= secs or unit == "second":
@@ -127,13 +133,7 @@ def dated(document: object) -> object:
 
 def when(ts: float | str) -> str:
     """A moment as a local date and its age: "2026-12-01 14:03:07 (3 minutes ago)"."""
-    if isinstance(ts, str):
-        from datetime import datetime
-
-        try:
-            moment = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return ts or "-"
-    else:
-        moment = ts
+    moment = _epoch(ts)
+    if moment is None:
+        return str(ts) or "-"
     return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))} ({ago(moment)})"
