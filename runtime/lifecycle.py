@@ -493,13 +493,15 @@ class Runtime(Containers):
     def create(self, container_id: str, bundle: str, *, stdin: int | None = None, stdout: int | None = None,
                stderr: int | None = None, annotations: dict[str, str] | None = None,
                pid_file: str | None = None, console_socket: str | None = None,
-               log: str | None = None, log_max: int = 0, rm_with: tuple[str, str] = ("", "")) -> dict[str, Any]:
+               log: str | None = None, log_max: int = 0, rm_with: tuple[str, str] = ("", ""),
+               with_caller: bool = False) -> dict[str, Any]:
         """Create a container from a bundle; returns its state (status 'created').
 
         With LOG (a folder), stdout and stderr go to LOG/ctr.log as k8s-file records, written by the zygote
         (which outlives this process), under a cap of LOG_MAX bytes (0: none); stdout and stderr are ignored.
         RM_WITH (a `--rm` container's own folder outside the runtime, and its name's link): if it ends after
         this process is gone, its zygote deletes it and removes those (as podman's conmon does).
+        WITH_CALLER: it dies with this process (a build's RUN step): its zygote kills it once this process is gone.
         Creates sent from several threads at once are forked side by side by the zygote."""
         check_id(container_id)
         bundle = os.path.abspath(bundle)
@@ -507,7 +509,7 @@ class Runtime(Containers):
         self._owners[container_id] = zyg
         return dict(zyg.create(container_id, bundle, stdio=(stdin, stdout, stderr),
                                          annotations=annotations, pid_file=pid_file, console_socket=console_socket,
-                               log=log, log_max=log_max, rm_with=rm_with))
+                               log=log, log_max=log_max, rm_with=rm_with, with_caller=with_caller))
 
     def pin_namespaces(self, folder: str, hostname: str | None = None) -> dict[str, str]:
         """A pod's network, IPC and UTS namespaces, made by the zygote and pinned under FOLDER (as CRI-O's pinns):

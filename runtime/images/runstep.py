@@ -20,7 +20,7 @@ class ContainerRuntime(Protocol):
     root: str
 
     def create(self, container_id: str, bundle: str, *, stdin: int | None = None, stdout: int | None = None,
-               stderr: int | None = None) -> dict[str, Any]: ...
+               stderr: int | None = None, with_caller: bool = False) -> dict[str, Any]: ...
 
     def start(self, container_id: str) -> None: ...
 
@@ -80,7 +80,8 @@ class ContainerRunStep:
             try:
                 with signals_deferred():
                     self.work.note_container(self.runtime.root, cid)
-                    self.runtime.create(cid, str(bundle), stdin=null, stdout=out, stderr=out)
+                    # A killed build takes its RUN with it (nothing keeps writing into the stage root after it).
+                    self.runtime.create(cid, str(bundle), stdin=null, stdout=out, stderr=out, with_caller=True)
             except BaseException:
                 self._discard(record)
                 raise

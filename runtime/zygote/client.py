@@ -207,13 +207,13 @@ class ZygoteClient:
     def create(self, cid: str, bundle: str, *, stdio: tuple[int | None, int | None, int | None],
                annotations: dict[str, str] | None = None, pid_file: str | None = None,
                console_socket: str | None = None, log: str | None = None, log_max: int = 0,
-               rm_with: tuple[str, str] = ("", "")) -> dict[str, Any]:
+               rm_with: tuple[str, str] = ("", ""), with_caller: bool = False) -> dict[str, Any]:
         with self._cond:
             self._exits.pop(cid, None)
         rid = self._rid()
         self._send(p.Create(rid, cid, bundle, annotations or {}, pid_file, console_socket,
                             events=self.has_subscribers(), record=self.record, log=log, log_max=log_max,
-                            rm_folder=rm_with[0], rm_link=rm_with[1]),
+                            rm_folder=rm_with[0], rm_link=rm_with[1], with_caller=with_caller),
                    _stdio_fds(stdio))
         reply = self._reply(rid, 60)
         assert isinstance(reply, p.Reply)

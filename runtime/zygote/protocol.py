@@ -45,6 +45,7 @@ class Create(Message):
     log_max: int = 0             # the log's size cap in bytes (0: none)
     rm_folder: str = ""          # `--rm`: the caller's folder for it, removed with it if it ends after its caller
     rm_link: str = ""            # `--rm`: its name's link (removed then too, while it still names this id)
+    with_caller: bool = False    # it dies with its caller (a build's RUN step): killed once the caller is gone
 
 
 @dataclass

@@ -43,6 +43,7 @@ class _Live:
     remove: bool = False            # `run` without keep: the zygote deletes the container itself
     rm_folder: str = ""             # `--rm`: its caller's folder for it, removed here if the caller is gone
     rm_link: str = ""               # `--rm`: its name's link, removed with that folder while it names this id
+    with_caller: bool = False       # killed once its caller is gone (a build's RUN step)
     settles: list[dict[str, int]] = field(default_factory=list)  # `settle` requests waiting on it (and others)
     logs: list[int] = field(default_factory=list)  # read ends of its stdout and stderr, relayed into its log
     exit_memory: dict[str, int] = field(default_factory=dict)  # the cgroup's figures when the exit was reported
@@ -96,6 +97,9 @@ class Zygote:
         if self.client_gone:
             return
         self.client_gone = True
+        for live in self.live.values():
+            if live.with_caller:
+                _kill_with_caller(live)
         for cid, left in list(self.rm_later.items()):
             del self.rm_later[cid]
             if os.path.lexists(left.folder):
@@ -319,13 +323,16 @@ class Zygote:
                      time.perf_counter_ns(), launched.timings, plan.annotations,
                      str((launched.decision or {}).get("handler") or ""), state=launched.state,
                      run_rid=msg.rid if run else None, remove=run and msg.remove,  # type: ignore[union-attr]
-                     events=msg.events, record=msg.record, rm_folder=msg.rm_folder, rm_link=msg.rm_link)
+                     events=msg.events, record=msg.record, rm_folder=msg.rm_folder, rm_link=msg.rm_link,
+                     with_caller=getattr(msg, "with_caller", False))
         live.logs = log_fds[0::2]
         # The request's time on the monotonic clock every process shares: a caller's own figures (the first
         # byte its relay read) are measured from it too.
         live.timings.setdefault("request_s", live.created_ns / 1e9 - live.timings.get("create_ms", 0.0) / 1e3)
         self.live[launched.pid] = live
         self.sel.register(launched.channel.sock, selectors.EVENT_READ, live)
+        if live.with_caller and self.client_gone:
+            _kill_with_caller(live)  # its caller went while it was set up
         if not run:
             self.send(p.Reply(msg.rid, state=launched.state, timings=launched.timings,
                               decision=launched.decision or {}))
@@ -576,6 +583,15 @@ class _RmLater:
     pid: int = 0
     sd: StateDir | None = None
     cgroup: Any = None
+
+
+def _kill_with_caller(live: _Live) -> None:
+    """SIGKILL a container that dies with its caller: its init, and with it its whole pid namespace (it is this
+    zygote's child and not yet reaped, so the pid still names it)."""
+    try:
+        os.kill(live.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _remove_rest(cid: str, left: _RmLater) -> None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -182,15 +182,57 @@ def _du(*paths: Path) -> int:
     return int(out.stdout.splitlines()[-1].split()[0])
 
 
-def _kill_when(proc: subprocess.Popen[bytes], base: Path, pattern: str, what: str) -> None:
-    """SIGKILL PROC once a file matching PATTERN under BASE holds more than 1 MB (a file that appears and grows:
-    it is mid-way)."""
+def _kill_when(proc: subprocess.Popen[bytes], base: Path, pattern: str, what: str,
+               before: Callable[[], int] = lambda: 0, more_than: int = 1 << 20) -> int:
+    """SIGKILL PROC once a file matching PATTERN under BASE holds more than MORE_THAN bytes (by default a file that
+    appears and grows: it is mid-way); returns what BEFORE(), called just before the kill, returned."""
     deadline = time.monotonic() + 120
-    while not any(p.is_file() and p.stat().st_size > (1 << 20) for p in base.glob(pattern)):
+    while not any(p.is_file() and p.stat().st_size > more_than for p in base.glob(pattern)):
         assert proc.poll() is None and time.monotonic() < deadline, f"{what} never got under way"
         time.sleep(0.005)
+    noted = before()
     proc.kill()
     proc.wait()
+    return noted
+
+
+def _run_step_pid(home: Path) -> int:
+    """The init pid of the RUN container a build under HOME runs now (the one its work folder records)."""
+    (record,) = [c for f in (home / "images" / ".wasmlab" / "work").glob("build-*/containers.json")
+                 for c in json.loads(f.read_text())]
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "wasmlab-oci"), "--root", record["root"], "state",
+                          record["id"]], capture_output=True, text=True, check=True)
+    return int(json.loads(out.stdout)["pid"])
+
+
+def test_a_killed_builds_run_step_dies_with_it(lab_home: Path, tmp_path: Path) -> None:
+    """SIGKILL a build while its RUN step runs: the step's container is killed too (it does not go on writing
+    into the stage root, nor run for ever), as a build's steps live only as long as the build."""
+    need_root()
+    assert wl(lab_home, "samples", "-q").returncode == 0
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(f"FROM {BUSYBOX}\nRUN /bin/busybox sh -c 'echo up > /up; exec sleep 1000'\n")
+    build = subprocess.Popen([WASMLAB, "build", "-t", "localhost/never", str(ctx)], env=env_of(lab_home),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = lab_home / "images" / ".wasmlab" / "work"
+    deadline = time.monotonic() + 120
+    while not any(work.glob("build-*/*/up")):
+        assert build.poll() is None and time.monotonic() < deadline, "the build never got to its RUN step"
+        time.sleep(0.005)
+    pid = _run_step_pid(lab_home)
+    build.kill()
+    build.wait()
+    try:
+        wait_gone(pid, timeout=30)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)  # on a failure, nothing is left running
+        except ProcessLookupError:
+            pass
+    # The next prune sweeps what the killed build left: its folder and its stopped container.
+    assert wl(lab_home, "image", "prune", "-f").returncode == 0
+    assert list(work.iterdir()) == []
 
 
 def test_system_df_counts_snapshots_and_what_killed_builds_and_loads_left(lab_home: Path, tmp_path: Path) -> None:
@@ -209,16 +251,21 @@ def test_system_df_counts_snapshots_and_what_killed_builds_and_loads_left(lab_ho
     assert wl(lab_home, "run", "--rm", "localhost/big", "/bin/sh", "-c", "exit 0").returncode == 0  # unpacked once
     assert wl(lab_home, "save", "-o", str(tmp_path / "other.tar"), "localhost/other").returncode == 0
     assert wl(lab_home, "rmi", "localhost/other").returncode == 0  # its blobs go: a load stages them again
-    # A load killed while it stages its layer, and a build killed while its RUN writes into its stage root.
+    # A load killed while it stages its layer, and a build killed in its RUN step, which has written 64 MiB
+    # into its stage root.
     load = subprocess.Popen([WASMLAB, "load", "-i", str(tmp_path / "other.tar")], env=env_of(lab_home),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _kill_when(load, lab_home / "images" / ".wasmlab" / "staging", "txn-*/**/*", "the load")
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    (ctx / "Containerfile").write_text("FROM localhost/big\nRUN /bin/busybox dd if=/dev/zero of=/x bs=1M count=64\n")
+    (ctx / "Containerfile").write_text("FROM localhost/big\nRUN /bin/busybox sh -c "
+                                   "'/bin/busybox dd if=/dev/zero of=/x bs=1M count=64 && echo done > /done && "
+                                   "exec sleep 1000'\n")
     build = subprocess.Popen([WASMLAB, "build", "-t", "localhost/bigger", str(ctx)], env=env_of(lab_home),
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _kill_when(build, lab_home / "images" / ".wasmlab" / "work", "build-*/*/x", "the build")
+    step = _kill_when(build, lab_home / "images" / ".wasmlab" / "work", "build-*/*/done", "the build",
+                      before=lambda: _run_step_pid(lab_home), more_than=0)
+    wait_gone(step, timeout=30)  # the RUN step dies with its build: nothing writes into its stage root after this
 
     rows = {r["kind"]: r for r in json.loads(wl(lab_home, "system", "df", "--json").stdout)}
     work = [*(lab_home / "images" / ".wasmlab" / "work").iterdir(),
