@@ -207,6 +207,25 @@ def read_until(fd: int, marker: bytes, timeout: float = 10) -> bytes:
     return got
 
 
+def wait_file_grows(proc: subprocess.Popen[bytes], base: Path, pattern: str, what: str, *,
+                    more_than: int = 1 << 20, timeout: float = 120) -> None:
+    """Return once a file matching PATTERN under BASE holds more than MORE_THAN bytes (a file that appears and
+    grows: the work PROC does is mid-way); fails if PROC ends first. Files that other processes rename or remove
+    under the walk (claim folders, staged blobs, work folders renamed into place) only mean: look again."""
+    import time
+
+    def grown() -> bool:
+        try:
+            return any(p.is_file() and p.stat().st_size > more_than for p in base.glob(pattern))
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while not grown():
+        assert proc.poll() is None and time.monotonic() < deadline, f"{what} never got under way"
+        time.sleep(0.005)
+
+
 def wait_blocked_in_read(pid: int, timeout: float = 10) -> None:
     """Return once a thread of PID sleeps in read(2). A blocked read sends no event, so this one looks
     (/proc/PID/task/*/syscall, x86-64's read is 0) until a deadline; use it only after a ready handshake."""

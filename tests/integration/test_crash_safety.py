@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, need_root, read_until, wait_gone
+from tests.conftest import ROOT, need_root, read_until, wait_file_grows, wait_gone
 from tests.integration.test_warm_cli import env_of, start, stop, wait_until
 
 pytestmark = pytest.mark.root
@@ -117,10 +117,7 @@ def test_the_zygote_never_removes_a_folder_for_a_kept_container(home: Path) -> N
 
 def _unpacking(home: Path, proc: subprocess.Popen[bytes]) -> None:
     """Handshake: the big layer is being written into a snapshot's work folder (a file that appears and grows)."""
-    deadline = time.monotonic() + 60
-    while not any(p.stat().st_size > (1 << 20) for p in (home / "snapshots").glob(".work-*/fs/big.bin")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the unpack never got under way"
-        time.sleep(0.005)
+    wait_file_grows(proc, home / "snapshots", ".work-*/fs/big.bin", "the unpack", timeout=60)
 
 
 @pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
@@ -186,10 +183,7 @@ def _kill_when(proc: subprocess.Popen[bytes], base: Path, pattern: str, what: st
                before: Callable[[], int] = lambda: 0, more_than: int = 1 << 20) -> int:
     """SIGKILL PROC once a file matching PATTERN under BASE holds more than MORE_THAN bytes (by default a file that
     appears and grows: it is mid-way); returns what BEFORE(), called just before the kill, returned."""
-    deadline = time.monotonic() + 120
-    while not any(p.is_file() and p.stat().st_size > more_than for p in base.glob(pattern)):
-        assert proc.poll() is None and time.monotonic() < deadline, f"{what} never got under way"
-        time.sleep(0.005)
+    wait_file_grows(proc, base, pattern, what, more_than=more_than)
     noted = before()
     proc.kill()
     proc.wait()

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from wasmlab.runtime.store.home import runtime_root
 
-from tests.conftest import ROOT, _cgroup_tree, _mounts, busybox, hello_wasm, need_root, need_tool
+from tests.conftest import ROOT, _cgroup_tree, _mounts, busybox, hello_wasm, need_root, need_tool, wait_gone
 
 pytestmark = pytest.mark.root
 WASMLAB = str(ROOT / ".venv" / "bin" / "wasmlab")
@@ -183,8 +183,10 @@ def test_a_build_killed_during_run_leaves_nothing_behind(lab: tuple[Path, Path],
     expected_code = {signal.SIGTERM: -signal.SIGTERM, signal.SIGINT: 130, signal.SIGKILL: -signal.SIGKILL}[sig]
     assert code == expected_code, (tmp_path / "build.log").read_text()
     if sig == signal.SIGKILL:
-        # No cleanup could run: the work folder and the RUN container are still there, their owner gone ...
-        assert work.is_dir() and alive(pid) and leftovers(home, tmp)["containers"]
+        # The RUN step dies with its build (its zygote kills it once the build is gone) ...
+        wait_gone(pid, timeout=30)
+        # ... but no cleanup could run: the work folder and the stopped RUN container are still there ...
+        assert work.is_dir() and leftovers(home, tmp)["containers"]
         os.sync()
         held = du(work)
         if then == "build":

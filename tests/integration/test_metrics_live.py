@@ -106,8 +106,8 @@ def test_a_pod_is_sampled_from_its_cgroup_parent_beside_its_containers(lab: Lab,
         """))
     [pod] = lab.kube_play(yaml).pods
     record_cgroup = pod.cgroup
-    with lab.metrics(interval=0.1) as stream:
-        ticks = [t for _, t in zip(range(4), stream, strict=False)]
+    with lab.metrics(interval=0.2) as stream:
+        ticks = [t for _, t in zip(range(5), stream, strict=False)]
         direct = read_cgroup(record_cgroup)
     last = ticks[-1]
     members = [s for s in last.samples if s.kind == "container" and s.pod == "default/burner"]
@@ -117,7 +117,15 @@ def test_a_pod_is_sampled_from_its_cgroup_parent_beside_its_containers(lab: Lab,
     # The parent's figures count its containers (hierarchical cgroups): at least their sum, and what it says.
     assert agg.memory_bytes >= 0.9 * sum(s.memory_bytes for s in members)
     assert direct.memory is not None and abs(agg.memory_bytes - direct.memory) <= 1 << 20
-    assert agg.cpu_percent >= max(s.cpu_percent for s in members) * 0.8 and agg.cpu_percent > 10
+    # Over the last four intervals together: each tick reads the members, then the parent, so a preemption
+    # between the two reads shifts one interval's share from one to the other (it evens out over several).
+    def busiest(tick: MetricsTick) -> float:
+        return max(s.cpu_percent for s in tick.samples if s.kind == "container" and s.pod == "default/burner")
+
+    def parent(tick: MetricsTick) -> float:
+        return sum(s.cpu_percent for s in tick.samples if s.kind == "pod")
+
+    assert sum(map(parent, ticks[1:])) >= 0.8 * sum(map(busiest, ticks[1:])) and agg.cpu_percent > 10
     assert cgroups.layout().mode != "none"
     # podman's other figures: the parent's pids.current counts every member's tasks; they share one network.
     assert agg.pids is not None and agg.pids >= sum(s.pids or 0 for s in members) >= len(members)

@@ -112,14 +112,15 @@ def lab_processes(home: Path) -> list[int]:
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit() and int(name) != os.getpid():
-            try:
+            try:  # a process may end between the reads (they are made as zygotes and keepers exit)
                 cmdline = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+                if not (any(m in cmdline for m in marks) and any(b"wasmlab.runtime" in part for part in cmdline)):
+                    continue
+                stat = Path(f"/proc/{name}/stat").read_bytes()
             except OSError:
                 continue
-            if any(m in cmdline for m in marks) and any(b"wasmlab.runtime" in part for part in cmdline):
-                stat = Path(f"/proc/{name}/stat").read_bytes()
-                if int(stat[stat.rfind(b")") + 2:].split()[1]) != os.getpid():
-                    out.append(int(name))
+            if int(stat[stat.rfind(b")") + 2:].split()[1]) != os.getpid():
+                out.append(int(name))
     return out
 
 
@@ -300,15 +301,19 @@ def test_doctor_says_how_pods_and_their_restarts_fare_rootless() -> None:
 
 
 def fetch(port: int) -> bytes:
-    """GET / through the host port, retried until the restarted httpd listens (a bounded loop, no sleep)."""
+    """GET / through the host port, retried until the restarted httpd listens (within 60 s: a refused connect
+    returns at once, so a count of tries would be spent in a second on a loaded machine)."""
+    import time
     import urllib.request
 
-    for _ in range(3000):
+    deadline = time.monotonic() + 60
+    while True:
         try:
             return bytes(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read())
         except OSError:
-            continue
-    raise AssertionError(f"nothing answered on port {port}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing answered on port {port} within 60 s") from None
+            time.sleep(0.01)
 
 
 def test_a_restarted_container_gets_its_host_port_again(lab: Lab, tmp_path: Path, leaks: LeakCheck) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, busybox, need_root
+from tests.conftest import ROOT, busybox, need_root, wait_file_grows
 from tests.unit.images_support import store_image, tar_bytes
 
 pytestmark = pytest.mark.root
@@ -115,11 +114,7 @@ def test_a_killed_unpack_leaves_nothing_anyone_uses(lab_home: Path, tmp_path: Pa
     proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-c", script, str(lab_home),
                              str(tmp_path / "b1")])
     root = lab_home / "snapshots"
-    deadline = time.monotonic() + 60
-    # Handshake: the big layer is being written into a work folder.
-    while not any(p.stat().st_size > (1 << 20) for p in root.glob(".work-*/fs/big.bin")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the unpack never got under way"
-        time.sleep(0.005)
+    wait_file_grows(proc, root, ".work-*/fs/big.bin", "the unpack", timeout=60)  # the big layer is being written
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     made = _snapshots(lab_home)

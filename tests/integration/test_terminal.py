@@ -254,7 +254,7 @@ def test_stop_t_of_a_pid1_ignoring_sigterm_says_sigkill_follows(home: Path) -> N
         took = time.monotonic() - t0
         assert r.returncode == 0 and r.stdout == "deaf\n", r.stderr
         assert "did not stop on SIGTERM within 1 s: sending SIGKILL" in r.stderr, r.stderr
-        assert took < 6, took
+        assert took < 9, took  # -t 1 was heeded: the default (10 s) would have waited longer, whatever the load
         r = wl(home, "stop", "-t", "3", "deaf3")
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 2 and "SIGKILL follows in 2 s (at " in lines[0] and "stop -t" in lines[0], r.stderr
