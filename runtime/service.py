@@ -717,9 +717,11 @@ class Lab:
         sandbox_rule="off" is the sandbox-rule-off scenario's setting (refused for pods not annotated
         wasmlab.io/scenario: sandbox-rule-off): the infra container loses crun's rule that runs it natively.
         Each pod with restartPolicy Always or OnFailure gets a pod keeper, which restarts its containers."""
+        from wasmlab.runtime.pods.control import refuse_rootless
         from wasmlab.runtime.pods.keeper import backoff_base
         from wasmlab.runtime.pods.play import KeeperSettings, PlayResult, check_engine, check_sandbox_rule, play
 
+        refuse_rootless("kube play")
         check_engine(engine)
         keeping = KeeperSettings(backoff_base(), self._default_engine, self._log_max)  # a bad setting: one line
         plan = self.pod_plan(file, propagation=propagation, pod_annotations=pod_annotations,
@@ -765,6 +767,72 @@ class Lab:
 
         ns, pod = split_identity(name, namespace)
         return remove_pod(self, self.home, ns, pod, force=force)
+
+    # -- podman's other pod verbs: exists, stop, start, restart, kill, prune (runtime/pods/control.py) -----------
+    def pod_exists(self, name: str, *, namespace: str | None = None) -> bool:
+        """`podman pod exists`: whether a pod of that name is played (no error for a missing one)."""
+        from wasmlab.runtime.pods import control
+        from wasmlab.runtime.pods.play import split_identity
+
+        control.refuse_rootless("pod exists")
+        ns, pod = split_identity(name, namespace)
+        return control.exists(self.home, ns, pod)
+
+    def pod_stop(self, name: str, *, namespace: str | None = None, timeout: float = 10.0,
+                 progress: ProgressCallback | None = None) -> PodInfo:
+        """`podman pod stop [-t N]`: its keeper ended (so nothing restarts it), its containers stopped (SIGTERM,
+        SIGKILL after TIMEOUT s, as stop), its infra container too when its namespaces are pinned. It stays
+        stopped (`pod ps`: Exited) until `pod start`."""
+        from wasmlab.runtime.pods import control
+        from wasmlab.runtime.pods.play import split_identity
+
+        control.refuse_rootless("pod stop")
+        if timeout < 0:
+            raise UsageError(f"pod stop -t {timeout:g}: a time cannot be negative", "give seconds, e.g. -t 2")
+        ns, pod = split_identity(name, namespace)
+        return control.stop(self, self.home, ns, pod, timeout=timeout, progress=progress)
+
+    def pod_start(self, name: str, *, namespace: str | None = None) -> PodInfo:
+        """`podman pod start`: a stopped pod's sandbox (in its pinned namespaces) and containers started again,
+        and its keeper: its restartPolicy is in force again. A running pod is left as it is."""
+        from wasmlab.runtime.pods import control
+        from wasmlab.runtime.pods.keeper import backoff_base
+        from wasmlab.runtime.pods.play import KeeperSettings, split_identity
+
+        control.refuse_rootless("pod start")
+        keeping = KeeperSettings(backoff_base(), self._default_engine, self._log_max)
+        ns, pod = split_identity(name, namespace)
+        return control.start(self, self.home, ns, pod, keeping=keeping)
+
+    def pod_restart(self, name: str, *, namespace: str | None = None, timeout: float = 10.0,
+                    progress: ProgressCallback | None = None) -> PodInfo:
+        """`podman pod restart`: pod_stop, then pod_start."""
+        from wasmlab.runtime.pods import control
+
+        control.refuse_rootless("pod restart")
+        self.pod_stop(name, namespace=namespace, timeout=timeout, progress=progress)
+        return self.pod_start(name, namespace=namespace)
+
+    def pod_kill(self, name: str, *, namespace: str | None = None, signal_name: str | int = "KILL") -> PodInfo:
+        """`podman pod kill [-s SIGNAL]`: the signal (KILL by default) to each running container of the pod; one
+        that dies of it is restarted per restartPolicy, as one that died by itself."""
+        from wasmlab.runtime.lifecycle import parse_signal
+        from wasmlab.runtime.pods import control
+        from wasmlab.runtime.pods.play import split_identity
+
+        control.refuse_rootless("pod kill")
+        signum = parse_signal(signal_name)
+        ns, pod = split_identity(name, namespace)
+        return control.kill(self, self.home, ns, pod, signum)
+
+    def pod_prune(self) -> list[PodInfo]:
+        """`podman pod prune`: remove every pod whose containers are all stopped and that nothing will restart
+        (a stopped pod, or one whose containers completed); the pods removed."""
+        from wasmlab.runtime.pods import control
+        from wasmlab.runtime.pods.play import all_records
+
+        control.refuse_rootless("pod prune")
+        return control.prune(self, self.home, all_records(self.home))
 
     def pod_logs(self, name: str, *, container: str | None = None,
                  namespace: str | None = None) -> list[tuple[str, LogEntry]]:
@@ -884,7 +952,7 @@ class Lab:
     def pod_images(self) -> Images:
         return self._images
 
-    def pod_start(self, request: ContainerRequest, gate: Callable[[], None] | None = None) -> str:
+    def pod_run(self, request: ContainerRequest, gate: Callable[[], None] | None = None) -> str:
         return self.run(request.image, request.command, name=request.name, detach=True,
                         annotations=request.annotations, env=request.env, engine=request.engine,
                         entrypoint=request.entrypoint, options=request.options, _pod_slot=request.slot,
@@ -910,6 +978,34 @@ class Lab:
 
     def pod_remove(self, cid: str) -> None:
         self._discard(cid)
+
+    def pod_stop_containers(self, cids: list[str], timeout: float, progress: ProgressCallback | None) -> None:
+        self._stop_together(cids, timeout, progress)
+
+    def pod_start_again(self, cid: str) -> int:
+        """A pod's stopped container started again, as `start` starts one (its root, log and published ports
+        kept), detached; its pid."""
+        meta = self._meta(cid)
+        info = self._info(meta)
+        cdir = self._dir(cid)
+        with Lock(cdir / ".start.lock"), _held(cdir):
+            if info.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                try:
+                    self._runtime.delete(cid)  # its process is gone; its bundle and log stay
+                except ContainerNotFound:
+                    pass
+                published = self._check_publish(_publish_specs(meta))
+                if published:
+                    self._publishing[cid] = published
+                self._start_detached(cid, info.name, cdir, False)
+        return int(self._runtime.state(cid).get("pid") or 0)
+
+    def pod_signal(self, cid: str, signum: int) -> bool:
+        try:
+            self._runtime.kill(cid, signum)
+        except (ContainerNotFound, InvalidState):
+            return False
+        return True
 
     def pod_plan(self, file: str | os.PathLike[str], *, propagation: str = "crio",
                  pod_annotations: Sequence[str] | None = None, allow_host_path: bool = False) -> PodPlan:
@@ -1692,20 +1788,34 @@ class Lab:
         and when the container has not stopped within a second, says through PROGRESS that SIGKILL follows,
         and when (a Linux PID 1 ignores the signals it has no handler for: a shell does not stop on SIGTERM)."""
         cid = self.resolve(name)
-        meta = self._meta(cid)
-        info = self._info(meta)
-        if info.status not in LISTED or meta.get("never_started"):
-            return info
+        self._stop_together([cid], timeout, progress)
+        return self._info(self._meta(cid))
+
+    def _stop_together(self, cids: Sequence[str], timeout: float, progress: ProgressCallback | None) -> None:
+        """stop's work for several containers at once (a pod's): SIGTERM to each, then one wait of TIMEOUT s
+        shared by all of them (not one after the other), SIGKILL to those still there; each exit recorded."""
+        live = []
+        for cid in cids:
+            meta = self._meta(cid)
+            info = self._info(meta)
+            if info.status in LISTED and not meta.get("never_started"):
+                live.append(info)
+        if not live:
+            return
         if timeout < 0:
             raise UsageError(f"stop -t {timeout:g}: a time cannot be negative", "give seconds, e.g. stop -t 2 NAME")
-        if info.status is ContainerStatus.PAUSED:
-            self._runtime.resume(cid)  # a frozen process cannot act on SIGTERM
-        if timeout > 0:
-            self._runtime.kill(cid, signal.SIGTERM)
-        self._escalate(cid, info.name, signal.SIGTERM, timeout, progress)
-        self._release_ports(cid)
-        self._runtime.exit_record(cid)  # stopped means its exit is known: wait for the reaper's record
-        return self._info(self._meta(cid))
+        for info in live:
+            if info.status is ContainerStatus.PAUSED:
+                self._runtime.resume(info.id)  # a frozen process cannot act on SIGTERM
+            if timeout > 0:
+                self._kill_quietly(info.id, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for info in live:
+            left = max(0.0, deadline - time.monotonic())
+            if timeout == 0 or left > 0 or not self._runtime.wait_stopped(info.id, 0):
+                self._escalate(info.id, info.name, signal.SIGTERM, left, progress)
+            self._release_ports(info.id)
+            self._runtime.exit_record(info.id)  # stopped means its exit is known: wait for the reaper's record
 
     def _escalate(self, cid: str, name: str, sent: int, timeout: float, progress: ProgressCallback | None,
                   hint: str = "stop -t SECONDS sets the wait") -> None:

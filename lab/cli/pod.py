@@ -1,4 +1,5 @@
-"""wasmlab's pod verbs: `kube play` (running the pods), `kube down`, and `pod ps|inspect|rm|logs`."""
+"""wasmlab's pod verbs: `kube play` (running the pods), `kube down`, and `pod ps|inspect|rm|logs|exists|stop|start|
+restart|kill|prune`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import open_lab, print_json
+from wasmlab.lab.cli.common import confirm, open_lab, print_json
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
@@ -96,6 +97,68 @@ def cmd_pod_rm(args: argparse.Namespace) -> int:
                 failed = failed or exc
     if failed is not None:
         raise failed
+    return 0
+
+
+def cmd_pod_exists(args: argparse.Namespace) -> int:
+    """podman's pod exists: nothing printed; 0 when the pod is played, 1 when it is not."""
+    with open_lab(args) as lab:
+        return 0 if lab.pod_exists(args.pod, namespace=args.namespace) else 1
+
+
+def _each_pod(args: argparse.Namespace, verb: Any) -> int:
+    """As podman: VERB(lab, name) for every pod named (or every pod with -a), its id printed; the first error is
+    reported once all were tried."""
+    failed: WasmlabError | None = None
+    with open_lab(args) as lab:
+        names = args.pods
+        if getattr(args, "all", False):
+            if names:
+                raise UsageError(f"pod {args.pod_verb} -a takes no pod names", f"pod {args.pod_verb} -a, or name them")
+            names = [p.identity for p in lab.pods()]
+        elif not names:
+            raise UsageError(f"pod {args.pod_verb}: name at least one pod", f"wasmlab pod {args.pod_verb} POD"
+                             + (" (or -a for every pod)" if hasattr(args, "all") else ""))
+        for name in names:
+            try:
+                print(verb(lab, name).id, flush=True)
+            except WasmlabError as exc:
+                failed = failed or exc
+    if failed is not None:
+        raise failed
+    return 0
+
+
+def cmd_pod_stop(args: argparse.Namespace) -> int:
+    from wasmlab.lab.cli.containers import say_on_stderr
+
+    return _each_pod(args, lambda lab, name: lab.pod_stop(name, namespace=args.namespace, timeout=args.time,
+                                                          progress=say_on_stderr))
+
+
+def cmd_pod_start(args: argparse.Namespace) -> int:
+    return _each_pod(args, lambda lab, name: lab.pod_start(name, namespace=args.namespace))
+
+
+def cmd_pod_restart(args: argparse.Namespace) -> int:
+    from wasmlab.lab.cli.containers import say_on_stderr
+
+    return _each_pod(args, lambda lab, name: lab.pod_restart(name, namespace=args.namespace, timeout=args.time,
+                                                             progress=say_on_stderr))
+
+
+def cmd_pod_kill(args: argparse.Namespace) -> int:
+    return _each_pod(args, lambda lab, name: lab.pod_kill(name, namespace=args.namespace, signal_name=args.signal))
+
+
+def cmd_pod_prune(args: argparse.Namespace) -> int:
+    """podman's pod prune: the confirmation is asked on a terminal only, and -f skips it."""
+    if not args.force and sys.stdin.isatty() and not confirm("WARNING! This will remove all stopped/exited pods.",
+                                                             "prune"):
+        return 1
+    with open_lab(args) as lab:
+        for pod in lab.pod_prune():
+            print(pod.id)
     return 0
 
 
@@ -189,7 +252,8 @@ def register_kube(verbs: Any, play: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    pod = sub.add_parser("pod", help="pods played from Kubernetes YAML: ps, inspect, rm, logs")
+    pod = sub.add_parser("pod", help="pods played from Kubernetes YAML: ps, inspect, rm, logs, exists, stop, "
+                                     "start, restart, kill, prune")
     verbs = pod.add_subparsers(dest="pod_verb", metavar="VERB")
     pod.set_defaults(func=lambda args: pod.print_help() or 2)
 
@@ -219,6 +283,38 @@ def register(sub: Any) -> None:
     lg.add_argument("-f", "--follow", action="store_true",
                     help="not there yet for a whole pod: `wasmlab logs -f POD/CONTAINER` follows one container")
     lg.set_defaults(func=cmd_pod_logs)
+
+    ex = verbs.add_parser("exists", help="exit 0 if a pod is played, 1 if not (nothing printed)")
+    ex.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
+    ex.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
+    ex.set_defaults(func=cmd_pod_exists)
+
+    def several(verb: str, text: str, func: Any, *, every: bool = True) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = verbs.add_parser(verb, help=text)
+        parser.add_argument("pods", nargs="*" if every else "+", metavar="POD", help="NAME or NAMESPACE/NAME")
+        if every:
+            parser.add_argument("-a", "--all", action="store_true", help=f"{verb} every pod")
+        parser.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
+        parser.set_defaults(func=func)
+        return parser
+
+    def stop_time(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+                            help="seconds to wait after SIGTERM before SIGKILL (default 10; 0 kills at once)")
+
+    stop_time(several("stop", "stop pods: their containers (SIGTERM, then SIGKILL), and their keeper, so nothing "
+                              "restarts them; prints each pod's id", cmd_pod_stop))
+    several("start", "start stopped pods again (their restartPolicy back in force); prints each pod's id",
+            cmd_pod_start)
+    stop_time(several("restart", "stop, then start pods; prints each pod's id", cmd_pod_restart))
+    kl = several("kill", "send a signal to each running container of pods (SIGKILL unless -s says otherwise); "
+                         "restartPolicy then applies", cmd_pod_kill)
+    kl.add_argument("-s", "--signal", default="KILL", metavar="SIGNAL",
+                    help="the signal: a name (TERM, SIGTERM) or a number (default KILL)")
+    pr = verbs.add_parser("prune", help="remove every pod whose containers are all stopped; prints their ids")
+    pr.add_argument("-f", "--force", action="store_true",
+                    help="do not ask for a confirmation (asked on a terminal only, as podman does)")
+    pr.set_defaults(func=cmd_pod_prune)
 
     ns = sub.add_parser("inspect-ns", help="each pod container's namespaces: shared with the sandbox, the host, "
                                            "or its own (inodes, as /proc/PID/ns)")

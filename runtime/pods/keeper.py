@@ -28,6 +28,7 @@ RUNNING = "Running"
 BACKOFF = "CrashLoopBackOff"
 COMPLETED = "Completed"
 ERROR = "Error"
+STOPPED = "Stopped"  # `pod stop` ended the keeper and stopped the container: nothing restarts it
 
 
 # -- the policy and the back-off (pure: unit-tested with an injected clock) ----------------------------------------
@@ -112,6 +113,19 @@ def _write_state(folder: Path, state: dict[str, Any]) -> None:
     tmp = folder / f".{KEEPER_FILE}.tmp"
     tmp.write_text(json.dumps(state, indent=1))
     os.replace(tmp, folder / KEEPER_FILE)
+
+
+def record_stopped(folder: Path) -> None:
+    """After `pod stop` ended the keeper (waited for: it writes no more): keeper.json says the pod is stopped, each
+    container Stopped with no restart due, and keeps the restart counts (a keeper of `pod start` goes on from
+    them)."""
+    state = read_state(folder)
+    if not state:
+        return
+    state.update(pid=0, stopped=True, updated=time.time())
+    for c in (state.get("containers") or {}).values():
+        c["state"], c["next_restart"] = STOPPED, None
+    _write_state(folder, state)
 
 
 # -- starting and ending keepers (from the Lab's process) -------------------------------------------------------
@@ -207,8 +221,10 @@ class Keeper:
         self.runtime: Any = None  # made at the first restart: its zygote then forks the restarted containers
         self.stopping = False
         self.forwarders: dict[str, Any] = {}  # container id -> the -p forwarder this keeper started (reaped here)
-        self.containers = [Watched(c["name"], c["id"]) for c in self.record.get("containers") or []
-                           if c.get("role") == "container"]
+        before = read_state(self.folder).get("containers") or {}  # a pod started again: its counts go on
+        self.containers = [Watched(c["name"], c["id"], restarts=int((before.get(c["name"]) or {}).get("restarts")
+                                                                     or 0))
+                           for c in self.record.get("containers") or [] if c.get("role") == "container"]
         self.infra_id = next((str(c["id"]) for c in self.record.get("containers") or [] if c.get("role") == "sandbox"),
                              None)
         # Namespaces pinned under the pod's folder outlive its infra container, which can then be made again.

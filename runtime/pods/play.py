@@ -67,7 +67,7 @@ class PodHost(Protocol):
 
     def pod_image_exists(self, image: str) -> bool: ...
     def pod_images(self) -> Any: ...  # the Images store (to build the pause image)
-    def pod_start(self, request: ContainerRequest, gate: Callable[[], None] | None = None) -> str: ...
+    def pod_run(self, request: ContainerRequest, gate: Callable[[], None] | None = None) -> str: ...
     def pod_pin(self, folder: str, hostname: str) -> dict[str, str]: ...
     def pod_view(self, cid: str) -> ContainerView: ...
     def pod_wait(self, cid: str) -> int | None: ...
@@ -179,7 +179,7 @@ def all_records(home: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _write_record(folder: Path, record: dict[str, Any]) -> None:
+def write_record(folder: Path, record: dict[str, Any]) -> None:
     tmp = folder / f".{POD_FILE}.tmp"
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, folder / POD_FILE)
@@ -394,7 +394,7 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
             if pinned:
                 host.pod_pin(str(folder / sandbox.PINS), hostname)
             try:
-                alone: str | BaseException = host.pod_start(infra_request)
+                alone: str | BaseException = host.pod_run(infra_request)
             except WasmlabError as exc:
                 alone = exc
             infra_pid = infra_started(alone)
@@ -404,7 +404,7 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
             for c in pod.init_containers:
                 request = request_of(c)
                 try:
-                    cid = host.pod_start(request)
+                    cid = host.pod_run(request)
                 except WasmlabError as exc:
                     raise failed(c, exc) from None
                 made.append(cid)
@@ -431,12 +431,12 @@ def play_pod(host: PodHost, home: Path, planned: PlannedPod, plan: PodPlan, *,
                 raise failed(c, outcome) from None
             if isinstance(outcome, BaseException):
                 raise outcome
-        _write_record(folder, record)
+        write_record(folder, record)
         if pod.restart_policy != "Never" and pod.containers:
             keeping = keeping or KeeperSettings()
             record["keeper"] = keeper.spawn(home, folder, pod.identity, base=keeping.backoff_base,
                                             engine=keeping.default_engine, log_max=keeping.log_max)
-            _write_record(folder, record)
+            write_record(folder, record)
     except BaseException:
         keeper.end(record.get("keeper"))
         for cid in reversed(made):
@@ -470,7 +470,7 @@ def _start_all(host: PodHost, requests: list[ContainerRequest],
         out: list[str | BaseException] = []
         for r in requests:
             try:
-                out.append(host.pod_start(r))
+                out.append(host.pod_run(r))
             except BaseException as exc:
                 out.append(exc)
         return out
@@ -486,7 +486,7 @@ def _start_all(host: PodHost, requests: list[ContainerRequest],
 
     def one(i: int) -> None:
         try:
-            results[i] = host.pod_start(requests[i], wait_at_gate)
+            results[i] = host.pod_run(requests[i], wait_at_gate)
         except BaseException as exc:
             gate.abort()  # the others stop waiting for this one (after the gate: nobody waits any more)
             results[i] = exc
@@ -611,7 +611,8 @@ def info_of(host: PodHost, home: Path, record: dict[str, Any]) -> PodInfo:
     keeper_pid = int((record.get("keeper") or {}).get("pid") or 0)
     if keeper_pid and not _alive(keeper_pid, int((record.get("keeper") or {}).get("start") or 0)):
         keeper_pid = 0
-    return PodInfo(record["name"], record["namespace"], record["id"], _pod_status(containers), record["created"],
+    return PodInfo(record["name"], record["namespace"], record["id"],
+                   _pod_status(containers, stopped=bool(record.get("stopped"))), record["created"],
                    record.get("source") or "", record.get("propagation") or "crio", record.get("cgroup") or "",
                    int(record.get("infra_pid") or 0), containers, record.get("restart_policy") or "Always",
                    bool(record.get("share_process_namespace")), keeper_pid, record.get("runtime_class"),
@@ -625,13 +626,16 @@ def _alive(pid: int, start: int) -> bool:
     return now is not None and (not start or now == start)
 
 
-def _pod_status(containers: Sequence[PodContainer]) -> str:
+def _pod_status(containers: Sequence[PodContainer], *, stopped: bool = False) -> str:
     """The pod's state, in `kubectl get pods` words where Kubernetes has one: CrashLoopBackOff (a container waits
     out its back-off), Running (all up), Completed (all ended with 0 and none restarts), Error (all ended, one
-    failed); podman's Degraded (some up) and Created (no app container), and Exited once the sandbox is gone."""
+    failed); podman's Degraded (some up) and Created (no app container), and Exited once the sandbox is gone or
+    `pod stop` stopped it (STOPPED)."""
     infra = [c for c in containers if c.role == "sandbox"]
     apps = [c for c in containers if c.role == "container"]
     alive = [c for c in apps if c.status in ("running", "created", "paused")]
+    if stopped:
+        return "Exited" if not alive else "Degraded"
     if infra and infra[0].status != "running":
         return "Exited" if not alive else "Degraded"
     if any(c.state == keeper.BACKOFF for c in apps):
@@ -647,8 +651,17 @@ def _pod_status(containers: Sequence[PodContainer]) -> str:
 
 def remove_pod(host: PodHost, home: Path, namespace: str, name: str, *, force: bool = False) -> PodInfo:
     """Stop and remove the pod's containers (apps, then init, then the infra container), its cgroup parent and
-    its folder (emptyDir volumes with it). A running pod needs FORCE."""
-    record = load_record(home, namespace, name)
+    its folder (emptyDir volumes with it). A running pod needs FORCE. Under the pod's lock (runtime/pods/control.py):
+    a `pod start` or `pod stop` under way finishes first."""
+    from wasmlab.runtime.pods.control import held
+
+    with held(home, namespace, name) as record:
+        return remove_pod_held(host, home, record, force=force)
+
+
+def remove_pod_held(host: PodHost, home: Path, record: dict[str, Any], *, force: bool = False) -> PodInfo:
+    """remove_pod's work, the pod's lock held by the caller."""
+    namespace, name = record["namespace"], record["name"]
     info = info_of(host, home, record)
     running = [c for c in info.containers if c.role != "sandbox" and c.status in ("running", "paused")]
     waiting = [c for c in info.containers if c.state == keeper.BACKOFF]
