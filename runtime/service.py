@@ -275,6 +275,11 @@ class Lab:
             parts["runtime"].close()
         if "history" in parts:
             parts["history"].close()
+        import sys
+
+        keepers = sys.modules.get("wasmlab.runtime.pods.keeper")  # imported only if this Lab played a pod
+        if keepers is not None:
+            keepers.reap_spawned()
 
     def __enter__(self) -> Lab:
         return self
@@ -750,8 +755,10 @@ class Lab:
 
     def pods(self) -> list[PodInfo]:
         """`podman pod ps`: every played pod, with its state and containers."""
+        from wasmlab.runtime.pods.keeper import reap_spawned
         from wasmlab.runtime.pods.play import all_records, info_of
 
+        reap_spawned()  # those another process ended (a TUI lists pods often: no zombie piles up)
         return [info_of(self, self.home, r) for r in all_records(self.home)]
 
     def pod_inspect(self, name: str, *, namespace: str | None = None) -> PodInfo:
@@ -1811,9 +1818,15 @@ class Lab:
                 self._kill_quietly(info.id, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for info in live:
-            left = max(0.0, deadline - time.monotonic())
-            if timeout == 0 or left > 0 or not self._runtime.wait_stopped(info.id, 0):
+            left = round(max(0.0, deadline - time.monotonic()), 1)
+            if timeout == 0 or left > 0:
                 self._escalate(info.id, info.name, signal.SIGTERM, left, progress)
+            elif not self._runtime.wait_stopped(info.id, 0):  # the shared wait is over
+                if progress is not None:
+                    progress(Progress("stop", f"{info.name} did not stop on SIGTERM within {timeout:g} s: "
+                                              "sending SIGKILL"))
+                self._kill_quietly(info.id, signal.SIGKILL)
+                self._runtime.wait_stopped(info.id, 5)
             self._release_ports(info.id)
             self._runtime.exit_record(info.id)  # stopped means its exit is known: wait for the reaper's record
 

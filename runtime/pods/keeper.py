@@ -146,7 +146,23 @@ def spawn(home: Path, folder: Path, identity: str, *, base: float, engine: str |
             (os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)])
     finally:
         os.close(log)
+    _spawned.add(pid)
     return {"pid": pid, "start": proc_start_time(pid) or 0}
+
+
+_spawned: set[int] = set()  # keepers this process started: its children until reaped
+
+
+def reap_spawned() -> None:
+    """Reap the keepers this process started that have ended meanwhile: another process's `pod stop` or `pod rm`
+    ended them, and they would stay zombies of this one (a TUI or notebook that played the pod) until it exits."""
+    for pid in list(_spawned):
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _spawned.discard(pid)
 
 
 def end(keeper: dict[str, Any] | None) -> None:
@@ -155,13 +171,14 @@ def end(keeper: dict[str, Any] | None) -> None:
     from wasmlab.runtime.linux import pidfd
 
     pid = int((keeper or {}).get("pid") or 0)
-    if not pid:
-        return
-    pidfd.end(pid, int((keeper or {}).get("start") or 0) or None, first=signal.SIGTERM)
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # another process started it (the host's init reaps it)
+    if pid:
+        pidfd.end(pid, int((keeper or {}).get("start") or 0) or None, first=signal.SIGTERM)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # another process started it (the host's init reaps it)
+        _spawned.discard(pid)
+    reap_spawned()
 
 
 def end_all(home: Path) -> None:

@@ -1,0 +1,346 @@
+"""podman's other pod verbs with real pods: pod stop keeps a pod stopped (its keeper ended, nothing restarts it),
+pod start brings it back (its keeper too), pod restart, pod kill under Always (restarted) and Never (left),
+pod exists's exit codes, pod prune (only pods whose containers are all stopped, nothing left behind), one line
+for a missing pod, --help on every verb, and the rootless refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import socket
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from wasmlab.runtime import Lab
+
+from tests.conftest import LeakCheck, need, need_root
+from tests.integration.test_pod_keeper import (
+    WASMLAB,
+    assert_no_lab_process,
+    fetch,
+    gone,
+    keeper_of,
+    keeper_state,
+    pod_file,
+)
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    need_root()
+    home = tmp_path_factory.mktemp("podverbs") / "home"
+    with Lab(home) as lab:
+        lab.samples()
+    yield home
+    shutil.rmtree(home.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def lab(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+    monkeypatch.setenv("WASMLAB_POD_BACKOFF_BASE", "0.5")
+    with Lab(home) as lab:
+        yield lab
+        for pod in lab.pods():
+            lab.pod_rm(pod.identity, force=True)
+
+
+def wl(home: Path, *args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WASMLAB_HOME": str(home), "WASMLAB_POD_BACKOFF_BASE": "0.5", "WASMLAB_WARM": "0"}
+    return subprocess.run([WASMLAB, *args], env=env, capture_output=True, text=True, timeout=120, stdin=stdin)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def web_pod(tmp_path: Path, port: int, name: str = "web", extra: str = "") -> Path:
+    """httpd on a host port (its page says when it started), and a shell that leaves on SIGTERM with 3."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}}}
+        spec:
+        {extra}
+          containers:
+          - name: httpd
+            image: wasmlab/busybox:latest
+            command: ["/bin/sh", "-c", "mkdir -p /www && echo up $(cat /proc/uptime) > /www/index.html &&
+                      exec httpd -f -p 8080 -h /www"]
+            ports: [{{containerPort: 8080, hostPort: {port}}}]
+          - name: polite
+            image: wasmlab/busybox:latest
+            command: ["/bin/sh", "-c", "trap 'exit 3' TERM; sleep 3600 & wait"]
+        """))
+    return path
+
+
+def pids(lab: Lab, pod: str) -> dict[str, int]:
+    return {c.name: c.pid for c in lab.pod_inspect(pod).containers}
+
+
+def test_pod_stop_keeps_it_stopped_and_pod_start_brings_it_back(lab: Lab, tmp_path: Path,
+                                                                leaks: LeakCheck) -> None:
+    port = free_port()
+    path = web_pod(tmp_path, port)
+    [pod] = lab.kube_play(path).pods
+    first = fetch(port)
+    keeper = keeper_of(lab.home, "web")["pid"]
+    before = pids(lab, "web")
+    assert pod.restart_policy == "Always" and keeper > 0 and all(before.values())
+
+    done = wl(lab.home, "pod", "stop", "-t", "2", "web")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{pod.id}\n"
+    # Its keeper was ended before its containers (waited for: gone now), so nothing can restart them; their
+    # processes, the infra container's too, are gone.
+    assert gone(keeper, 0)
+    assert all(gone(pid, 0) for pid in before.values())
+    state = json.loads((lab.home / "pods" / "default" / "web" / "keeper.json").read_text())
+    assert state["stopped"] is True and state["pid"] == 0
+    assert {c["state"] for c in state["containers"].values()} == {"Stopped"}
+    seen = lab.pod_inspect("web")
+    assert seen.status == "Exited" and seen.keeper_pid == 0
+    assert {c.name: c.status for c in seen.containers} == {"POD": "stopped", "httpd": "stopped", "polite": "stopped"}
+    assert seen.container("polite").exit_code == 3  # SIGTERM first: its trap ran (httpd as pid 1 ignores it)
+    assert seen.container("httpd").exit_code == 137  # SIGKILL after -t 2
+    assert "keeper" not in json.loads((lab.home / "pods" / "default" / "web" / "pod.json").read_text())
+    ps = wl(lab.home, "pod", "ps")
+    [row] = [line for line in ps.stdout.splitlines() if "default/web" in line]
+    assert row.split()[2] == "Exited" and "0/2" in row
+    with pytest.raises(OSError):
+        fetch_once(port)  # its port is free: the forwarder ended with it
+
+    done = wl(lab.home, "pod", "start", "web")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{pod.id}\n"
+    again = fetch(port)  # httpd answers again, on the same port, started anew
+    assert again.startswith(b"up ") and again != first
+    seen = lab.pod_inspect("web")
+    assert seen.status == "Running" and seen.keeper_pid not in (0, keeper)
+    after = pids(lab, "web")
+    assert all(after[k] not in (0, before[k]) for k in before)
+    # Its restartPolicy is in force again: the new keeper restarts a container that dies.
+    keeper_state(lab.home, "web", lambda s: s["pid"] == seen.keeper_pid and s["containers"]["httpd"]["state"]
+                 == "Running")
+    lab.kill(seen.container("httpd").id, "KILL")
+    keeper_state(lab.home, "web", lambda s: s["containers"]["httpd"]["restarts"] >= 1
+                 and s["containers"]["httpd"]["state"] == "Running")
+    assert fetch(port).startswith(b"up ")
+    lab.kube_down(path)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def fetch_once(port: int) -> bytes:
+    import urllib.request
+
+    return bytes(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read())
+
+
+def test_pod_restart_stops_and_starts_it(lab: Lab, tmp_path: Path, leaks: LeakCheck) -> None:
+    path = pod_file(tmp_path, "again", "exec sleep 3600", "OnFailure")
+    [pod] = lab.kube_play(path).pods
+    keeper = keeper_of(lab.home, "again")["pid"]
+    before = pids(lab, "again")
+    done = wl(lab.home, "pod", "restart", "-t", "0", "again")
+    assert done.returncode == 0 and done.stdout == f"{pod.id}\n", done.stderr
+    assert gone(keeper, 0) and all(gone(pid, 0) for pid in before.values())
+    seen = lab.pod_inspect("again")
+    assert seen.status == "Running" and seen.keeper_pid not in (0, keeper)
+    assert all(c.pid not in (0, before[c.name]) and c.status == "running" for c in seen.containers)
+    lab.kube_down(path)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_a_shared_pid_namespace_pod_stops_with_its_sandbox_kept_and_starts_again(
+        lab: Lab, tmp_path: Path, leaks: LeakCheck) -> None:
+    """shareProcessNamespace: the infra container is the pod's pid 1 and holds its namespaces (none pinned):
+    pod stop leaves it up, so pod start has a sandbox to start the containers in."""
+    path = tmp_path / "shared.yaml"
+    path.write_text(textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: shared}
+        spec:
+          shareProcessNamespace: true
+          containers:
+          - {name: app, image: "wasmlab/busybox:latest", command: ["/bin/sh", "-c", "exec sleep 3600"]}
+        """))
+    [pod] = lab.kube_play(path).pods
+    old = pod.container("app").pid
+    stopped = lab.pod_stop("shared", timeout=0)
+    assert stopped.status == "Exited" and gone(old, 0)
+    assert stopped.container("POD").status == "running" and stopped.infra_pid == pod.infra_pid
+    seen = lab.pod_start("shared")
+    app = seen.container("app")
+    assert seen.status == "Running" and app.pid not in (0, old)
+    assert os.stat(f"/proc/{app.pid}/ns/pid").st_ino == os.stat(f"/proc/{pod.infra_pid}/ns/pid").st_ino
+    lab.kube_down(path)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_pod_kill_under_always_is_restarted_by_its_keeper(lab: Lab, tmp_path: Path, leaks: LeakCheck) -> None:
+    path = pod_file(tmp_path, "killed", "exec sleep 3600", "Always")
+    [pod] = lab.kube_play(path).pods
+    keeper_state(lab.home, "killed", lambda s: s["containers"]["app"]["state"] == "Running")
+    old = pod.container("app").pid
+    done = wl(lab.home, "pod", "kill", "killed")
+    assert done.returncode == 0 and done.stdout == f"{pod.id}\n", done.stderr
+    state = keeper_state(lab.home, "killed", lambda s: s["containers"]["app"]["restarts"] >= 1
+                         and s["containers"]["app"]["state"] == "Running")
+    assert state["containers"]["app"]["exit_code"] == 137  # SIGKILL, podman's default
+    seen = lab.pod_inspect("killed")
+    assert seen.status == "Running" and seen.container("app").pid not in (0, old)
+    assert seen.container("POD").pid == pod.infra_pid  # the sandbox was not signalled
+    lab.kube_down(path)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_pod_kill_under_never_leaves_it_dead(lab: Lab, tmp_path: Path, leaks: LeakCheck) -> None:
+    path = pod_file(tmp_path, "left", "trap 'exit 4' HUP; sleep 3600 & wait", "Never")
+    [pod] = lab.kube_play(path).pods
+    done = wl(lab.home, "pod", "kill", "-s", "HUP", "left")
+    assert done.returncode == 0 and done.stdout == f"{pod.id}\n", done.stderr
+    assert lab.pod_wait(pod.container("app").id) == 4  # -s: the signal asked for reached it
+    seen = lab.pod_inspect("left")
+    assert seen.status == "Error" and seen.keeper_pid == 0 and seen.restarts == 0
+    assert not (lab.home / "pods" / "default" / "left" / "keeper.json").exists()  # nothing to restart it
+    again = wl(lab.home, "pod", "kill", "left")  # nothing running to signal: one line, podman's 125
+    assert again.returncode == 125 and again.stdout == ""
+    assert again.stderr.splitlines() == ["Error: pod default/left has no running container to signal (hint: "
+                                         "`wasmlab pod start default/left` starts it)"]
+    lab.kube_down(path)
+    leaks.assert_clean()
+
+
+def test_pod_exists_answers_with_its_exit_code_alone(lab: Lab, tmp_path: Path) -> None:
+    lab.kube_play(pod_file(tmp_path, "here", "exec sleep 3600", "Never"))
+    for args, code in ((("here",), 0), (("default/here",), 0), (("-n", "default", "here"), 0), (("nothere",), 1),
+                       (("-n", "other", "here"), 1)):
+        done = wl(lab.home, "pod", "exists", *args)
+        assert (done.returncode, done.stdout, done.stderr) == (code, "", ""), args
+    assert lab.pod_exists("here") and not lab.pod_exists("nothere")
+
+
+@pytest.mark.parametrize("verb", [["stop"], ["start"], ["restart"], ["kill"], ["stop", "-t", "1"]])
+def test_a_missing_pod_is_one_line_and_podmans_125(home: Path, verb: list[str]) -> None:
+    done = wl(home, "pod", *verb, "nosuchpod")
+    assert done.returncode == 125 and done.stdout == ""
+    assert done.stderr.splitlines() == ["Error: no pod default/nosuchpod (hint: list them with `wasmlab pod ps` "
+                                        "(another namespace: give NAMESPACE/NAME))"]
+
+
+def test_pod_stop_names_every_pod_with_a_and_refuses_names_with_it(lab: Lab, tmp_path: Path,
+                                                                   leaks: LeakCheck) -> None:
+    ids = {lab.kube_play(pod_file(tmp_path, name, "exec sleep 3600", "Always")).pods[0].id for name in ("p1", "p2")}
+    refused = wl(lab.home, "pod", "stop", "-a", "p1")
+    assert refused.returncode == 125 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and lab.pod_inspect("p1").status == "Running"
+    done = wl(lab.home, "pod", "stop", "-a", "-t", "0")
+    assert done.returncode == 0 and set(done.stdout.split()) == ids, done.stderr
+    assert {p.status for p in lab.pods()} == {"Exited"}
+    for name in ("p1", "p2"):
+        lab.pod_rm(name)  # stopped: removed without -f
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_pod_prune_removes_only_pods_whose_containers_all_stopped(lab: Lab, tmp_path: Path, leaks: LeakCheck,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from wasmlab.runtime.linux import cgroups
+    from wasmlab.runtime.store.usage import mounts_under
+
+    stopped = lab.kube_play(pod_file(tmp_path, "stopped", "exec sleep 3600", "Always")).pods[0]
+    done = lab.kube_play(pod_file(tmp_path, "done", "echo done", "Never")).pods[0]
+    running = lab.kube_play(pod_file(tmp_path, "running", "exec sleep 3600", "Always")).pods[0]
+    monkeypatch.setenv("WASMLAB_POD_BACKOFF_BASE", "60")  # its keeper waits out a long back-off: it stays
+    crashing = lab.kube_play(pod_file(tmp_path, "crashing", "exit 1", "Always")).pods[0]
+    lab.pod_stop("stopped", timeout=0)
+    assert lab.pod_wait(done.container("app").id) == 0
+    keeper_state(lab.home, "crashing", lambda s: s["containers"]["app"]["state"] == "CrashLoopBackOff")
+    pruned = {p.identity: p for p in (stopped, done)}
+    # On a terminal it asks first; "n" removes nothing.
+    main, tty = pty.openpty()
+    try:
+        os.write(main, b"n\n")
+        asked = wl(lab.home, "pod", "prune", stdin=tty)
+    finally:
+        os.close(main)
+        os.close(tty)
+    assert asked.returncode == 1 and asked.stdout == "" and "Are you sure you want to continue? [y/N]" in asked.stderr
+    assert len(lab.pods()) == 4
+    out = wl(lab.home, "pod", "prune", "-f")
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split()) == sorted(p.id for p in pruned.values())
+    assert sorted(p.identity for p in lab.pods()) == ["default/crashing", "default/running"]
+    assert lab.pod_inspect("running").status == "Running" and crashing.keeper_pid
+    # Nothing of the pruned pods is left: folders, mounts (pinned namespaces), cgroups, containers, processes.
+    for p in pruned.values():
+        folder = lab.home / "pods" / "default" / p.name
+        assert not folder.exists() and mounts_under(str(folder)) == []
+        assert cgroups.open_existing(p.cgroup).dirs == {}  # in no hierarchy
+        for c in p.containers:
+            assert not (lab.home / "containers" / c.id).exists()
+            assert not c.pid or gone(c.pid, 0)
+    assert {c.id for c in lab.ps(all=True) if c.pod} == {c.id for p in (running, crashing) for c in p.containers}
+    again = wl(lab.home, "pod", "prune", "-f")
+    assert again.returncode == 0 and again.stdout == ""
+    for name in ("running", "crashing"):
+        lab.pod_rm(name, force=True)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_every_new_verb_and_option_has_help(home: Path) -> None:
+    for verb, options in (("exists", ["--namespace"]), ("stop", ["--time", "--all", "--namespace"]),
+                          ("start", ["--all", "--namespace"]), ("restart", ["--time", "--all"]),
+                          ("kill", ["--signal", "--all"]), ("prune", ["--force"])):
+        done = wl(home, "pod", verb, "--help")
+        assert done.returncode == 0 and done.stdout.startswith(f"usage: wasmlab pod {verb}"), done.stderr
+        for option in options:
+            assert option in done.stdout, (verb, option)
+    listed = wl(home, "pod", "--help").stdout
+    assert all(verb in listed for verb in ("exists", "stop", "start", "restart", "kill", "prune"))
+
+
+def test_the_pod_verbs_are_refused_rootless_in_kube_plays_line() -> None:
+    from tests.conftest import package_links
+    from tests.integration.test_rootless import wasmlab_as_nobody
+
+    need_root()
+    need(Path("/usr/bin/python3").exists(), "Debian's python3 is needed to run wasmlab as another user")
+    package_links()
+    import pwd
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="wasmlab-podverbs-rootless-"))
+    try:
+        top.chmod(0o755)
+        os.chown(top, pwd.getpwnam("nobody").pw_uid, -1)
+        home = top / "home"
+        (top / "p.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
+                                    "  - {name: a, image: 'wasmlab/busybox:latest'}\n")
+        for argv in (["kube", "play", str(top / "p.yaml")], ["pod", "exists", "p"], ["pod", "stop", "p"],
+                     ["pod", "start", "p"], ["pod", "restart", "p"], ["pod", "kill", "p"], ["pod", "prune", "-f"]):
+            r = wasmlab_as_nobody(home, *argv)
+            verb = " ".join(argv[:2])
+            assert r.returncode == 125 and r.stdout == "", (argv, r.stderr)
+            assert r.stderr.splitlines() == [
+                f"Error: {verb} needs root: wasmlab's pods are refused rootless (bringing a pod's loopback up joins "
+                "its network namespace, which needs root here) (hint: run it as root; rootless, `wasmlab run` runs "
+                "single containers (`wasmlab doctor` lists what works rootless))"], argv
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
