@@ -132,5 +132,5 @@ def rootless_support() -> list[str]:
         "runs pods as root)",
         "kube play (pods, and so their restarts by the pod keeper): refused in one line (bringing the pod's "
         "loopback up joins its network namespace, which needs root here); as root each pod with restartPolicy "
-        "Always/OnFailure gets a pod keeper",
+        "Always/OnFailure gets a pod keeper; pod exists/stop/start/restart/kill/prune: refused in the same line",
     ]

@@ -27,6 +27,7 @@ from wasmlab.runtime.store.atomic import Lock
 
 LOCK = ".pod.lock"  # in the pod's folder: the verbs that change a pod take it (removed with the folder)
 ALIVE = ("running", "created", "paused")
+INFRA_STOP_TIMEOUT = 5.0  # pause leaves at once on SIGTERM; SIGKILL after this, whatever -t said for the apps
 STOPPED = "stopped"  # pod.json's key: true once `pod stop` stopped it (until `pod start`)
 
 
@@ -106,8 +107,8 @@ def stop(host: PodControlHost, home: Path, namespace: str, name: str, *, timeout
         info = info_of(host, home, record)
         host.pod_stop_containers([c.id for c in _apps(info)], timeout, progress)
         infra = _infra(info)
-        if infra is not None and pinned(home, namespace, name):
-            host.pod_stop_containers([infra.id], timeout, progress)
+        if infra is not None and pinned(home, namespace, name):  # pause ends on SIGTERM: not worth a word
+            host.pod_stop_containers([infra.id], INFRA_STOP_TIMEOUT, None)
             record["infra_pid"] = 0
         record[STOPPED] = True
         write_record(folder, record)
