@@ -129,6 +129,7 @@ def start(host: PodControlHost, home: Path, namespace: str, name: str, *,
         if not record.get(STOPPED) and all(c.status in ALIVE for c in apps) and (
                 keeper_alive or record.get("restart_policy") == "Never" or not apps):
             return info
+        was_stopped = bool(record.get(STOPPED))
         _end_keeper(folder, record)  # no restart of its own may race these starts (a fresh one follows)
         started: list[str] = []
         try:
@@ -149,15 +150,24 @@ def start(host: PodControlHost, home: Path, namespace: str, name: str, *,
                 host.pod_stop_containers(list(reversed(started)), 0, None)
             except WasmlabError:
                 pass
+            if not was_stopped:  # as it was: kept (a stopped pod stays stopped)
+                _keep(home, folder, info.identity, record, keeping)
             raise
         record.pop(STOPPED, None)
         write_record(folder, record)
-        if record.get("restart_policy") != "Never" and apps:
-            keeping = keeping or KeeperSettings()
-            record["keeper"] = keeper.spawn(home, folder, info.identity, base=keeping.backoff_base,
-                                            engine=keeping.default_engine, log_max=keeping.log_max)
-            write_record(folder, record)
+        _keep(home, folder, info.identity, record, keeping)
         return info_of(host, home, record)
+
+
+def _keep(home: Path, folder: Path, identity: str, record: dict[str, Any], keeping: KeeperSettings | None) -> None:
+    """A keeper for the pod again (restartPolicy Always or OnFailure, and app containers to keep)."""
+    if record.get("restart_policy") == "Never" or not any(c.get("role") == "container"
+                                                          for c in record.get("containers") or []):
+        return
+    keeping = keeping or KeeperSettings()
+    record["keeper"] = keeper.spawn(home, folder, identity, base=keeping.backoff_base,
+                                    engine=keeping.default_engine, log_max=keeping.log_max)
+    write_record(folder, record)
 
 
 def kill(host: PodControlHost, home: Path, namespace: str, name: str, signum: int = signal.SIGKILL) -> PodInfo:

@@ -344,3 +344,32 @@ def test_the_pod_verbs_are_refused_rootless_in_kube_plays_line() -> None:
                 "single containers (`wasmlab doctor` lists what works rootless))"], argv
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_pod_that_cannot_start_stays_stopped_and_leaves_nothing(lab: Lab, tmp_path: Path,
+                                                                  leaks: LeakCheck) -> None:
+    """Its host port taken meanwhile: pod start fails in one line, what it had started (the infra container,
+    maybe the other app) is stopped again, the pod is still stopped with no keeper; once the port is free, it
+    starts."""
+    port = free_port()
+    path = web_pod(tmp_path, port, name="blocked")
+    [pod] = lab.kube_play(path).pods
+    lab.pod_stop("blocked", timeout=0)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("0.0.0.0", port))
+        squatter.listen(1)
+        done = wl(lab.home, "pod", "start", "blocked")
+        assert done.returncode == 125 and done.stdout == "" and "Traceback" not in done.stderr
+        assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("Error: port ") and "is already in use" in done.stderr, \
+            done.stderr
+        seen = lab.pod_inspect("blocked")
+        assert seen.status == "Exited" and seen.keeper_pid == 0
+        assert {c.status for c in seen.containers} == {"stopped"}
+        assert json.loads((lab.home / "pods" / "default" / "blocked" / "pod.json").read_text())["stopped"] is True
+    again = lab.pod_start("blocked")
+    assert again.status == "Running" and again.id == pod.id and again.keeper_pid
+    assert fetch(port).startswith(b"up ")
+    lab.kube_down(path)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
