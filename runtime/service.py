@@ -1847,7 +1847,8 @@ class Lab:
                                      f"{hint}"))
                 if self._runtime.wait_stopped(cid, rest):
                     return
-        say(Progress("stop", f"{name} did not stop on {signame} within {timeout:g} s: sending SIGKILL"))
+        if timeout > 0:  # -t 0 asked for SIGKILL at once (as podman): nothing to tell
+            say(Progress("stop", f"{name} did not stop on {signame} within {timeout:g} s: sending SIGKILL"))
         self._kill_quietly(cid, signal.SIGKILL)
         self._runtime.wait_stopped(cid, 5)
 
