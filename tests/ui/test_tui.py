@@ -363,3 +363,172 @@ def test_responsiveness_benchmark_reports_the_idle_floor(home: Path) -> None:
     assert res["presses"] >= 3 and res["idle_presses"] >= 3 and res["failed_runs"] == 0
     assert res["p95_over_idle"] == round(res["p95_ms"] / res["idle_p95_ms"], 2)
     assert {"median_ms", "max_ms", "idle_median_ms", "start_all_s", "within_target"} <= set(res)
+
+
+# -- the Pods screen's verbs: stop (stays stopped), start, restart, kill and delete, on a real pod -----------------
+
+SLEEPER = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: polite
+    image: wasmlab/busybox:latest
+    command: ["/bin/sh", "-c", "trap 'exit 3' TERM; sleep 3600 & wait"]
+"""
+
+
+@pytest.fixture
+def pod_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A lab home holding the busybox image, and a pod file whose one container leaves on SIGTERM with 3."""
+    from wasmlab.runtime import Lab
+    from wasmlab.runtime.images.samples import busybox_context
+
+    need_root()
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("WASMLAB_HOME", str(home))
+    ctx = tmp_path / "busybox"
+    busybox_context(ctx)
+    with Lab(home) as lab:
+        lab.build(ctx, Path(__file__).parents[2] / "assets" / "containerfiles" / "busybox" / "Containerfile",
+                  tag="wasmlab/busybox:latest")
+    (tmp_path / "sleeper.yaml").write_text(SLEEPER)
+    return home
+
+
+def test_pod_verbs_from_the_pods_screen(pod_home: Path) -> None:
+    """x stops the pod and it stays (Exited, its containers stopped), s starts it again, R restarts it, ctrl+k asks
+    and then sends SIGKILL, ctrl+d asks and then removes it; each runs off the UI thread and ends in a
+    notification and a refreshed row; an error (kill of a pod with nothing running) is one line."""
+    app = WasmlabApp(refresh_interval=3600, offer_samples=False)
+    told: list[tuple[str, str, str]] = []
+    notify = app.notify
+
+    def recording(message: str, *, title: str = "", severity: str = "information", **kw: object) -> None:
+        told.append((title, message, severity))
+        notify(message, title=title, severity=severity, **kw)  # type: ignore[arg-type]
+
+    app.notify = recording  # type: ignore[method-assign]
+
+    def said(title: str, severity: str = "information") -> list[str]:
+        return [m for t, m, s in told if t == title and s == severity]
+
+    async def pod() -> object:
+        [info] = await asyncio.to_thread(app.lab.pods)
+        return info
+
+    def status_shown() -> str:
+        rows = app.pods_view.rows()
+        return rows[0][1] if rows else ""
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await wait_for(pilot, lambda: app.images_view.loaded, "the images")
+        await asyncio.to_thread(app.lab.kube_play, pod_home.parent / "sleeper.yaml")
+        await pilot.press("3")
+        await wait_for(pilot, lambda: status_shown() == "Running", "the pod, running, on the Pods screen")
+        first = await pod()
+        polite = first.container("polite")  # type: ignore[attr-defined]
+        assert polite.status == "running" and polite.pid > 0
+
+        # x: pod stop. The pod stays, Exited; its containers (the infra one too) stopped, SIGTERM first.
+        await pilot.press("x")
+        await wait_for(pilot, lambda: said("pod stop"), "the stop to be told")
+        assert said("pod stop") == ["stopping pod default/sleeper ...", "pod default/sleeper is Exited"]
+        stopped = await pod()
+        assert stopped.status == "Exited"  # type: ignore[attr-defined]
+        assert {c.name: c.status for c in stopped.containers} == {"POD": "stopped", "polite": "stopped"}  # type: ignore[attr-defined]
+        assert stopped.container("polite").exit_code == 3  # type: ignore[attr-defined]
+        with pytest.raises(OSError):
+            os.kill(polite.pid, 0)
+        await wait_for(pilot, lambda: status_shown() == "Exited", "the row to show Exited")
+
+        # ctrl+k on a stopped pod: asked, then the service's refusal as one line with its hint, no traceback.
+        await pilot.press("ctrl+k")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: said("pod kill default/sleeper failed", "error"), "the kill's refusal")
+        [refusal] = said("pod kill default/sleeper failed", "error")
+        assert refusal.splitlines() == ["pod default/sleeper has no running container to signal",
+                                        "hint: `wasmlab pod start default/sleeper` starts it"]
+
+        # s: pod start, the same containers running again.
+        await pilot.press("s")
+        await wait_for(pilot, lambda: said("pod start"), "the start to be told")
+        assert said("pod start") == ["pod default/sleeper is Running"]
+        started = await pod()
+        assert started.status == "Running"  # type: ignore[attr-defined]
+        assert {c.status for c in started.containers} == {"running"}  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: status_shown() == "Running", "the row to show Running")
+
+        # R: pod restart, new processes.
+        before = started.container("polite").pid  # type: ignore[attr-defined]
+        await pilot.press("R")
+        await wait_for(pilot, lambda: len(said("pod restart")) == 2, "the restart to be told")
+        restarted = await pod()
+        assert restarted.status == "Running"  # type: ignore[attr-defined]
+        after = restarted.container("polite")  # type: ignore[attr-defined]
+        assert after.status == "running" and after.pid not in (0, before)
+
+        # ctrl+k: asked first; no leaves it running; yes sends SIGKILL (restartPolicy Never: it stays dead).
+        await pilot.press("ctrl+k")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "restartPolicy Never" in str(app.screen.question)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+        os.kill(after.pid, 0)  # still there
+        assert not said("pod kill")
+        await pilot.press("ctrl+k", "y")
+        await wait_for(pilot, lambda: said("pod kill"), "the kill to be told")
+        killed = (await pod()).container("polite")  # type: ignore[attr-defined]
+        assert killed.status == "stopped" and killed.exit_code == 137
+
+        # ctrl+d: asked, then removed.
+        await pilot.press("ctrl+d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: said("pod rm"), "the delete to be told")
+        assert await asyncio.to_thread(app.lab.pods) == []
+        await wait_for(pilot, lambda: app.pods_view.rows() == [], "the row to go")
+        assert not [t for t, _, s in told if s == "error" and t != "pod kill default/sleeper failed"], told
+
+    try:
+        drive(app, scenario)
+    finally:
+        from wasmlab.runtime import Lab
+
+        with Lab(pod_home) as lab:
+            for left in lab.pods():
+                lab.pod_rm(left.identity, force=True)
+    assert_no_zygote_left()
+
+
+def test_pod_keys_in_the_footer_and_the_help() -> None:
+    """The Pods screen's footer shows x Stop and s Start (not Delete), and the help lists every pod verb's key."""
+    from wasmlab.lab.tui.widgets.footer import KeysFooter
+
+    from tests.ui.fixture_lab import FixtureLab
+
+    app = WasmlabApp(FixtureLab(), refresh_interval=3600, offer_samples=False)  # type: ignore[arg-type]
+    seen: dict[str, object] = {}
+
+    async def scenario(pilot: Pilot[object]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.pods_view.loaded, "the pods")
+        await wait_for(pilot, lambda: "x Stop" in str(app.screen.query_one(KeysFooter).render()), "the pod keys")
+        seen["footer"] = str(app.screen.query_one(KeysFooter).render())
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        seen["help"] = {(key, what) for key, where, what in app.screen.rows if "Pods" in where}
+
+    drive(app, scenario)
+    footer = str(seen["footer"])
+    assert "x Stop" in footer and "s Start" in footer
+    help_rows = dict(seen["help"])  # type: ignore[arg-type]
+    assert help_rows["x"].startswith("pod stop:") and "stays (Exited)" in help_rows["x"]
+    assert help_rows["s"].startswith("pod start:")
+    assert help_rows["R"].startswith("pod restart:")
+    assert help_rows["ctrl-k"].startswith("pod kill:") and "confirmation" in help_rows["ctrl-k"]
+    assert help_rows["ctrl-d"].startswith("pod rm -f:") and "confirmation" in help_rows["ctrl-d"]

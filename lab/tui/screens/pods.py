@@ -1,8 +1,10 @@
 """The Pods screen: every played pod (`wasmlab pod ps`); `p` plays a preset or a YAML file, enter drills into a pod
-(its containers, their handlers and exits), `l` its logs, `x` stops and removes it (kube down), `d`/`y` describe."""
+(its containers, their handlers and exits), `l` its logs, `d`/`y` describe, and podman's pod verbs: `x` stop (the
+pod stays, Exited), `s` start, `R` restart, ctrl+k kill and ctrl+d delete (both after a confirmation)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
@@ -12,7 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 from wasmlab.lab.tui.widgets.table import Column, ResourceView, ago
 
 if TYPE_CHECKING:
-    from wasmlab.runtime import PodContainer, PodInfo
+    from wasmlab.runtime import Lab, PodContainer, PodInfo
 
 
 class PodsView(ResourceView):
@@ -26,8 +28,14 @@ class PodsView(ResourceView):
         Binding("l", "logs", "Logs", tooltip="the pod's logs, every container's lines by time"),
         Binding("d", "describe", "Describe", tooltip="describe the pod (enter drills into its containers)"),
         Binding("y", "raw", "JSON", show=False, tooltip="the pod's raw JSON"),
-        Binding("x", "stop", "Stop", tooltip="stop and remove the pod, after a confirmation"),
-        Binding("ctrl+d", "stop", "Delete", show=False, tooltip="stop and remove the pod, after a confirmation"),
+        Binding("x", "stop", "Stop",
+                tooltip="pod stop: SIGTERM, then SIGKILL after 10 s; the pod stays (Exited) until started again"),
+        Binding("s", "start", "Start", tooltip="pod start: a stopped pod's containers again, and its restartPolicy"),
+        Binding("R", "restart", "Restart", show=False, tooltip="pod restart: stop the pod, then start it"),
+        Binding("ctrl+k", "kill", "Kill", show=False,
+                tooltip="pod kill: SIGKILL to its running containers, after a confirmation (restartPolicy applies)"),
+        Binding("ctrl+d", "delete", "Delete", show=False,
+                tooltip="pod rm -f: stop and remove the pod and its containers, after a confirmation"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -79,7 +87,45 @@ class PodsView(ResourceView):
     def action_raw(self) -> None:
         self.action_describe(raw=True)
 
+    # -- podman's pod verbs: each one Lab call in the app's worker; its answer or error comes back as a toast ------
+    def pod_verb(self, verb: str, call: Callable[[Lab, str], str], *, told: str = "", ending: bool = False) -> None:
+        """Run `wasmlab pod VERB` on the selected pod off the UI thread (`told`: said at once, for a slow one;
+        `ending`: it stops the pod's running containers, whose exits are then no failures to tell)."""
+        pod = self.selected
+        if pod is None:
+            return
+        lab, name = self.lab, pod.identity
+        if told:
+            self.app.notify(f"{told} pod {name} ...", title=f"pod {verb}")
+        self.app.act_ending(f"pod {verb}", name, lambda: call(lab, name),  # type: ignore[attr-defined]
+                            running(pod) if ending else ())
+
     def action_stop(self) -> None:
+        self.pod_verb("stop", lambda lab, name: f"pod {name} is {lab.pod_stop(name).status}", told="stopping",
+                      ending=True)
+
+    def action_start(self) -> None:
+        self.pod_verb("start", lambda lab, name: f"pod {name} is {lab.pod_start(name).status}")
+
+    def action_restart(self) -> None:
+        self.pod_verb("restart", lambda lab, name: f"pod {name} is {lab.pod_restart(name).status}",
+                      told="restarting", ending=True)
+
+    def action_kill(self) -> None:
+        pod = self.selected
+        if pod is None:
+            return
+        lab, name = self.lab, pod.identity
+
+        def kill() -> str:
+            lab.pod_kill(name)
+            return f"sent SIGKILL to the running containers of pod {name}"
+
+        self.app.confirm(f"Kill pod [b]{name}[/b]? Its running containers get SIGKILL "  # type: ignore[attr-defined]
+                         f"(restartPolicy {pod.restart_policy}).", "pod kill", name, kill,
+                         running(pod, apps=True))
+
+    def action_delete(self) -> None:
         pod = self.selected
         if pod is None:
             return
@@ -89,8 +135,14 @@ class PodsView(ResourceView):
             lab.pod_rm(name, force=True)
             return f"stopped and removed pod {name}"
 
-        self.app.confirm(f"Stop and remove pod [b]{name}[/b] and its containers?", "pod rm", name,  # type: ignore[attr-defined]
-                         remove)
+        self.app.confirm(f"Delete pod [b]{name}[/b] and its containers?", "pod rm", name,  # type: ignore[attr-defined]
+                         remove, running(pod))
+
+
+def running(pod: PodInfo, *, apps: bool = False) -> list[str]:
+    """The ids of the pod's containers that run (as last listed): those a stop or a delete ends; with APPS, not
+    the infra container (a kill leaves it)."""
+    return [c.id for c in pod.containers if c.status in ("running", "paused") and not (apps and c.role == "sandbox")]
 
 
 class PodContainersView(ResourceView):
