@@ -13,7 +13,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 ABOUT = ("wasmlab runs WebAssembly modules as OCI containers beside Linux ones. Everything here is also a `wasmlab` "
-         "command: build, images, run -d, ps -a, logs -f, inspect, stop, kill, rm -f, kube play, inspect-ns, history. "
+         "command: build, images, run -d, ps -a, logs -f, inspect, stop, kill, rm -f, kube play, pod stop, pod start, "
+         "pod kill, inspect-ns, history. "
          "The mouse works too: click a tab, a row, a button.")
 
 
