@@ -1,5 +1,5 @@
 """PodLauncher: a pod's YAML (a preset or your own), how annotations propagate (CRI-O or containerd with its
-allowlist), Plan, Play and Down, and each container's status and logs."""
+allowlist), Plan, Play, Stop, Start and Down, and each container's status and logs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import html
 import shutil
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +103,8 @@ def pod_log_text(lab: Lab, pods: Sequence[PodInfo]) -> str:
 
 class PodLauncher(Panel):
     """Pick a preset or write a pod, choose CRI-O's or containerd's propagation (and the allowlist), then Plan
-    (runs nothing), Play and Down; the table shows each container's handler and status, and the logs below."""
+    (runs nothing), Play, Stop (`pod stop`: the pods stay, Exited), Start (`pod start`) and Down; the table shows
+    each container's handler and status, and the logs below."""
 
     def __init__(self, lab: Lab | None = None, *, preset: str = "mixed-compat-smart", propagation: str = "crio",
                  allowlist: str | None = None) -> None:
@@ -122,7 +123,9 @@ class PodLauncher(Panel):
         self.allowlist_note = w.HTML(value="")
         self.plan_button = w.Button(description="Plan", icon="list")
         self.play_button = w.Button(description="Play", button_style="success", icon="play")
-        self.down_button = w.Button(description="Down", button_style="danger", icon="stop")
+        self.stop_button = w.Button(description="Stop", icon="stop")
+        self.start_button = w.Button(description="Start", icon="play-circle")
+        self.down_button = w.Button(description="Down", button_style="danger", icon="trash")
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.plan = w.HTML(value="")
         self.pods_table = w.HTML(value="")
@@ -133,11 +136,14 @@ class PodLauncher(Panel):
         self.allowlist.observe(self._allowlist_state, names="value")
         self.plan_button.on_click(self.on_plan)
         self.play_button.on_click(self.on_play)
+        self.stop_button.on_click(self.on_stop)
+        self.start_button.on_click(self.on_start)
         self.down_button.on_click(self.on_down)
         self.refresh_button.on_click(self.on_refresh)
         self._allowlist_state()
         self.children = [self.preset, self.editor, w.HBox([self.propagation, self.allowlist]), self.allowlist_note,
-                         w.HBox([self.plan_button, self.play_button, self.down_button, self.refresh_button]),
+                         w.HBox([self.plan_button, self.play_button, self.stop_button, self.start_button,
+                                 self.down_button, self.refresh_button]),
                          self.status, self.plan, self.pods_table, self.logs]
 
     def close(self) -> None:
@@ -191,10 +197,35 @@ class PodLauncher(Panel):
         return gone
 
     @guarded
+    def on_stop(self, _button: Any = None) -> list[PodInfo]:
+        """`wasmlab pod stop` on each played pod of the editor's file: they stay, Exited, until Start."""
+        return self._each("stop", lambda name: self.lab.pod_stop(name))
+
+    @guarded
+    def on_start(self, _button: Any = None) -> list[PodInfo]:
+        """`wasmlab pod start` on each played pod of the editor's file."""
+        return self._each("start", lambda name: self.lab.pod_start(name))
+
+    def _each(self, verb: str, call: Callable[[str], PodInfo]) -> list[PodInfo]:
+        _, played = self._played()
+        if not played:
+            self.say(f"no pod of this file is played: nothing to {verb} (Play first)")
+            return []
+        self.say(f"pod {verb} {' '.join(p.identity for p in played)} ...")
+        done = [call(p.identity) for p in played]
+        self._show([self.lab.pod_inspect(p.identity) for p in done])
+        self.say(", ".join(f"pod {p.identity} is {p.status}" for p in done))
+        return done
+
+    def _played(self) -> tuple[set[str], list[PodInfo]]:
+        """The pods the editor's file names, and those of them that are played."""
+        wanted = {planned.pod.identity for planned in self.lab.pod_plan(self.file()).pods}
+        return wanted, [p for p in self.lab.pods() if p.identity in wanted]
+
+    @guarded
     def on_refresh(self, _button: Any = None) -> list[PodInfo]:
         """The pods of the editor's file as they are now (those that are played)."""
-        wanted = {planned.pod.identity for planned in self.lab.pod_plan(self.file()).pods}
-        pods = [p for p in self.lab.pods() if p.identity in wanted]
+        wanted, pods = self._played()
         self._show(pods)
         self.say(f"{len(pods)} of {len(wanted)} pods played")
         return pods

@@ -196,6 +196,59 @@ def test_pod_launcher_compat_smart_plays_runs_each_container_on_its_handler_and_
     launcher.close()
 
 
+SLEEPER = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper}
+spec:
+  containers:
+  - name: polite
+    image: wasmlab/busybox:latest
+    command: ["/bin/sh", "-c", "trap 'exit 3' TERM; echo ready; sleep 3600 & wait"]
+"""
+
+
+def readied(lab: Any, pod: str, times: int = 1, timeout: float = 30) -> None:
+    """The handshake: the pod's container said `ready` TIMES (its SIGTERM trap is set from then on)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while sum(e.data.strip() == b"ready" for _, e in lab.pod_logs(pod)) < times:
+        assert time.monotonic() < deadline, f"{pod} did not say ready {times} times"
+        time.sleep(0.02)
+
+
+def test_pod_launcher_stop_keeps_the_pod_stopped_and_start_brings_it_back(lab: Any) -> None:
+    from wasmlab.lab.jupyter import PodLauncher
+
+    launcher = PodLauncher(lab)
+    launcher.editor.value = SLEEPER
+    launcher.stop_button.click()
+    assert launcher.error == "" and "no pod of this file is played" in launcher.status.value
+    launcher.play_button.click()
+    try:
+        assert launcher.error == "", launcher.status.value
+        readied(lab, "sleeper")
+        launcher.stop_button.click()
+        assert launcher.error == "", launcher.status.value
+        stopped = lab.pod_inspect("sleeper")
+        assert stopped.status == "Exited" and stopped.keeper_pid == 0  # its keeper ended: nothing restarts it
+        assert {c.name: c.status for c in stopped.containers} == {"POD": "stopped", "polite": "stopped"}
+        assert stopped.container("polite").exit_code == 3  # SIGTERM first
+        assert "pod default/sleeper is Exited" in launcher.status.value
+        assert "Exited" in launcher.pods_table.value
+        launcher.start_button.click()
+        assert launcher.error == "", launcher.status.value
+        started = lab.pod_inspect("sleeper")
+        assert started.status == "Running" and started.keeper_pid > 0  # restartPolicy Always: kept again
+        assert {c.status for c in started.containers} == {"running"}
+        assert "pod default/sleeper is Running" in launcher.status.value
+    finally:
+        launcher.down_button.click()
+    assert launcher.error == "" and lab.pods() == []
+    launcher.close()
+
+
 def test_pod_launcher_plans_containerd_with_the_seed_allowlist_and_with_the_fix(lab: Any) -> None:
     from wasmlab.lab.jupyter import PodLauncher
 

@@ -376,7 +376,7 @@ spec:
   containers:
   - name: polite
     image: wasmlab/busybox:latest
-    command: ["/bin/sh", "-c", "trap 'exit 3' TERM; sleep 3600 & wait"]
+    command: ["/bin/sh", "-c", "trap 'exit 3' TERM; echo ready; sleep 3600 & wait"]
 """
 
 
@@ -420,6 +420,10 @@ def test_pod_verbs_from_the_pods_screen(pod_home: Path) -> None:
         [info] = await asyncio.to_thread(app.lab.pods)
         return info
 
+    def readied(times: int) -> bool:
+        """The handshake: the container said `ready` TIMES (its SIGTERM trap is set from then on)."""
+        return sum(e.data.strip() == b"ready" for _, e in app.lab.pod_logs("sleeper")) >= times
+
     def status_shown() -> str:
         rows = app.pods_view.rows()
         return rows[0][1] if rows else ""
@@ -429,6 +433,7 @@ def test_pod_verbs_from_the_pods_screen(pod_home: Path) -> None:
         await asyncio.to_thread(app.lab.kube_play, pod_home.parent / "sleeper.yaml")
         await pilot.press("3")
         await wait_for(pilot, lambda: status_shown() == "Running", "the pod, running, on the Pods screen")
+        await wait_for(pilot, lambda: readied(1), "the container's trap")
         first = await pod()
         polite = first.container("polite")  # type: ignore[attr-defined]
         assert polite.status == "running" and polite.pid > 0
@@ -464,6 +469,7 @@ def test_pod_verbs_from_the_pods_screen(pod_home: Path) -> None:
         await wait_for(pilot, lambda: status_shown() == "Running", "the row to show Running")
 
         # R: pod restart, new processes.
+        await wait_for(pilot, lambda: readied(2), "the started container's trap")
         before = started.container("polite").pid  # type: ignore[attr-defined]
         await pilot.press("R")
         await wait_for(pilot, lambda: len(said("pod restart")) == 2, "the restart to be told")
