@@ -63,7 +63,6 @@ STARTS_AT_ONCE = 2  # run workers in Lab.run at once; the others wait (blocked, 
 DEBOUNCE = 0.2  # at most five reloads a second per screen, however many containers start
 ROLLBACK_SIGNAL = 9  # a failed play's rollback removes its pods' containers with SIGKILL (exit code 137)
 TOLD_TOGETHER = 0.5  # runs that start within this many seconds of the first are told in one notification
-EXITS_LATE = 2.0  # a pod verb's exits (a kill's come after its answer) are its doing for this long after it ends
 
 
 class WasmlabApp(App[int]):
@@ -121,7 +120,6 @@ class WasmlabApp(App[int]):
         # Per pod verb in flight (by its target): the containers whose exit it causes (pod stop's SIGTERM, pod
         # kill's SIGKILL): asked for, so no failure to tell.
         self._asked_exits: dict[str, set[str]] = {}
-        self._ending: dict[str, int] = {}  # such verbs not yet answered, by target
         self._starting = threading.BoundedSemaphore(STARTS_AT_ONCE)
         self.image_names: list[str] = []
 
@@ -182,9 +180,11 @@ class WasmlabApp(App[int]):
         elif isinstance(event, ContainerExited):
             self.set_timer(0.3, lambda: self.reload_soon("history", "metrics"))
         if isinstance(event, ContainerExited) and event.exit_code not in (0, None):
-            asked = next((ids for ids in self._asked_exits.values() if event.id in ids), None)
+            asked = next((t for t, ids in self._asked_exits.items() if event.id in ids), None)
             if asked is not None:  # the user stopped or killed it: once, not a failure
-                asked.discard(event.id)
+                self._asked_exits[asked].discard(event.id)
+                if not self._asked_exits[asked]:
+                    del self._asked_exits[asked]
                 return
             playing = next((p for p in self._playing if p.owns(event.name)), None)
             if playing is not None:  # told when its play is over, unless the play's rollback caused it
@@ -269,24 +269,11 @@ class WasmlabApp(App[int]):
         self.post_message(Described(title, document, raw=raw))
 
     def act_ending(self, verb: str, target: str, call: Callable[[], str], exits: Collection[str]) -> None:
-        """act, for a verb that ends containers on purpose (pod stop, kill, rm): their exits, with whatever code,
-        are not told as failures, up to EXITS_LATE after its answer."""
+        """act, for a verb that ends containers on purpose (pod stop, kill, rm): the exit of each of EXITS, with
+        whatever code, is not told as a failure. Each is forgotten once its exit is seen, however late it comes
+        (a kill's exits arrive after its answer), never after a time."""
         self._asked_exits.setdefault(target, set()).update(exits)
-        self._ending[target] = self._ending.get(target, 0) + 1
         self.act(verb, target, call)
-
-    def _forget_asked_exits(self, target: str) -> None:
-        """A verb on TARGET answered: once its late exits are in and no other verb on it runs, forget them."""
-        if target not in self._ending:
-            return
-        self._ending[target] -= 1
-
-        def forget() -> None:
-            if not self._ending.get(target):
-                self._ending.pop(target, None)
-                self._asked_exits.pop(target, None)
-
-        self.set_timer(EXITS_LATE, forget)
 
     def confirm(self, question: str, verb: str, target: str, call: Callable[[], str],
                 exits: Collection[str] = ()) -> None:
@@ -315,7 +302,6 @@ class WasmlabApp(App[int]):
         self.notify(f"the shell in {name} exited with code {code}", title="shell")
 
     def on_action_done(self, message: ActionDone) -> None:
-        self._forget_asked_exits(message.target)
         self.notify(message.detail or f"{message.verb} {message.target}: done", title=message.verb)
         self.reload_soon("images" if message.verb == "rmi" else "containers", "pods", "namespaces", "history")
 
@@ -336,7 +322,6 @@ class WasmlabApp(App[int]):
         self.notify(text, title="run")
 
     def on_action_failed(self, message: ActionFailed) -> None:
-        self._forget_asked_exits(message.target)
         hint = f"\nhint: {message.hint}" if message.hint else ""
         self.notify(f"{message.message}{hint}", title=f"{message.verb} {message.target} failed", severity="error",
                     timeout=10)
