@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wasmlab.runtime import ContainerInfo, Progress
@@ -137,3 +138,69 @@ def when(ts: float | str) -> str:
     if moment is None:
         return str(ts) or "-"
     return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))} ({ago(moment)})"
+
+
+# -- podman stats' figures, the same for `stats` (a container's) and `pod stats` (a pod's cgroup parent) ---------
+
+def mem_usage(s: Any) -> str:
+    """podman's `507.9kB / 25.28GB`; the limit is "-" when there is none (podman shows the machine's memory)."""
+    limit = "-" if s.memory_limit_bytes is None else stat_size(s.memory_limit_bytes)
+    return f"{stat_size(s.memory_bytes)} / {limit}"
+
+
+def mem_percent(s: Any) -> str:
+    return "-" if not s.memory_limit_bytes else f"{s.memory_bytes / s.memory_limit_bytes * 100:.2f}%"
+
+
+def pair(read: int | None, written: int | None) -> str:
+    """podman's `in / out` of two byte totals; "-" when unknown (a container on the host's network)."""
+    return "-" if read is None or written is None else f"{stat_size(read)} / {stat_size(written)}"
+
+
+def cpu_percent(s: Any) -> str:
+    return f"{s.cpu_percent:.2f}%"
+
+
+def pids(s: Any) -> str:
+    return "-" if s.pids is None else str(s.pids)
+
+
+# The columns a sample of either kind shows (their --format names and headers).
+_SAMPLE_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "Name": ("NAME", lambda s: s.name),
+    "CPUPerc": ("CPU %", cpu_percent),
+    "MemUsage": ("MEM USAGE / LIMIT", mem_usage),
+    "MemUsageBytes": ("MEM USAGE / LIMIT", mem_usage),
+    "MemPerc": ("MEM %", mem_percent),
+    "NetIO": ("NET IO", lambda s: pair(s.net_rx_bytes, s.net_tx_bytes)),
+    "BlockIO": ("BLOCK IO", lambda s: pair(s.block_read_bytes, s.block_write_bytes)),
+    "PIDS": ("PIDS", pids),
+    "MemPeak": ("MEM PEAK", lambda s: stat_size(s.memory_peak_bytes)),
+}
+# podman stats' columns and wasmlab's own two (ENGINE, and the POD a container belongs to).
+STATS_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "ID": ("ID", lambda s: s.id[:12]), **_SAMPLE_FIELDS,
+    "Engine": ("ENGINE", lambda s: s.engine or "-"),
+    "Pod": ("POD", lambda s: s.pod or "-"),
+}
+STATS_TABLE = "table " + "\t".join("{{." + name + "}}" for name in (
+    "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDS", "MemPeak", "Engine"))
+# podman pod stats' columns: one row per pod (POD is its id, NAME its NAMESPACE/NAME); podman's own names for
+# the figures (.CPU, .Mem) and those of `stats` (.CPUPerc, .MemPerc) both work.
+POD_STATS_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "Pod": ("POD", lambda s: s.id[:12]), "ID": ("POD", lambda s: s.id[:12]), **_SAMPLE_FIELDS,
+    "CPU": ("CPU %", cpu_percent), "Mem": ("MEM %", mem_percent),
+}
+POD_STATS_TABLE = "table " + "\t".join("{{." + name + "}}" for name in (
+    "Pod", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDS"))
+
+
+def stats_row(s: Any) -> dict[str, Any]:
+    """One sample as podman's stats JSON names it (its strings), plus the figures as numbers (None: unknown)."""
+    return {"id": s.id, "name": s.name, "cpu_percent": cpu_percent(s), "mem_usage": mem_usage(s),
+            "mem_percent": mem_percent(s), "net_io": pair(s.net_rx_bytes, s.net_tx_bytes),
+            "block_io": pair(s.block_read_bytes, s.block_write_bytes), "pids": pids(s),
+            "cpu": s.cpu_percent, "mem_bytes": s.memory_bytes, "mem_limit_bytes": s.memory_limit_bytes,
+            "mem_peak_bytes": s.memory_peak_bytes, "net_rx_bytes": s.net_rx_bytes, "net_tx_bytes": s.net_tx_bytes,
+            "block_read_bytes": s.block_read_bytes, "block_write_bytes": s.block_write_bytes,
+            "pids_current": s.pids, "engine": s.engine, "pod": s.pod}

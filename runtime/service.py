@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,6 +25,7 @@ from wasmlab.runtime.errors import (
     ContainerNotFound,
     HandlerError,
     InvalidState,
+    PodNotFound,
     PrivilegeError,
     SetupError,
     TerminalRefused,
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
     from wasmlab.runtime.lifecycle import Runtime
     from wasmlab.runtime.linux.portforward import PortMapping
     from wasmlab.runtime.linux.proctable import ProcessRow
-    from wasmlab.runtime.metrics.stream import MetricsStream, MetricsTick
+    from wasmlab.runtime.metrics.stream import MetricSample, MetricsStream, MetricsTick
     from wasmlab.runtime.pods.containerd import CriRun
     from wasmlab.runtime.pods.generate import Generated
     from wasmlab.runtime.pods.inspect import ContainerNamespaces
@@ -856,6 +857,100 @@ class Lab:
             out.extend((c.name, e) for e in ctrlog.lines(entries))
         out.sort(key=lambda item: item[1].ns)
         return out
+
+    # -- a pod's live views: pod stats, pod top, pod logs -f (runtime/pods/live.py) ---------------------------------
+    def pod_stats(self, names: Sequence[str] = (), *, namespace: str | None = None, all: bool = False,
+                  interval: float = 5.0) -> Generator[list[MetricSample], None, None]:
+        """`podman pod stats [-a] [POD...]`: every INTERVAL s, one sample per pod, from its cgroup parent (the live
+        stream's pod samples: metrics()). The pods NAMES (each with something running, unless ALL), else every pod
+        with something running (ALL: every pod, one with nothing running at zero). The first list comes at once
+        and has no CPU figure yet (a rate needs two readings). A missing pod is refused before anything is
+        sampled; close the iterator (or leave its loop) to stop the stream."""
+        from wasmlab.runtime.pods import control, live
+        from wasmlab.runtime.pods.play import all_records
+
+        control.refuse_rootless("pod stats")
+        chosen = [self.pod_inspect(n, namespace=namespace) for n in names]
+        if not all:
+            for pod in chosen:
+                if not any(c.status in ("running", "paused") for c in pod.containers):
+                    raise InvalidState(f"pod {pod.identity} is not running: nothing in it to measure",
+                                       f"`wasmlab pod start {pod.identity}` starts it; `wasmlab pod stats -a` "
+                                       "shows it at zero")
+        wanted = {p.identity for p in chosen} or None
+
+        def every() -> list[live.PodRef]:
+            return [live.PodRef(str(r.get("id") or ""), f"{r.get('namespace')}/{r.get('name')}")
+                    for r in all_records(self.home)]
+
+        stream = self.metrics(interval=interval)
+
+        def batches() -> Generator[list[MetricSample], None, None]:
+            with stream:
+                yield from live.pod_batches(stream, wanted, every if all else None)
+
+        return batches()
+
+    def pod_top(self, name: str, *, namespace: str | None = None) -> list[tuple[str, ProcessRow]]:
+        """`podman pod top`: the processes of every running container of the pod (its infra container's, named
+        POD, too), as top() shows one container's, each with its container's Kubernetes name."""
+        from wasmlab.runtime.pods import control
+
+        control.refuse_rootless("pod top")
+        pod = self.pod_inspect(name, namespace=namespace)
+        rows: list[tuple[str, ProcessRow]] = []
+        for c in pod.containers:
+            if c.status not in ("running", "paused"):
+                continue
+            try:
+                rows.extend((c.name, row) for row in self.top(c.id))
+            except (InvalidState, ContainerNotFound):
+                continue  # it ended (or went) meanwhile
+        if not rows:
+            raise InvalidState(f"pod {pod.identity} has no running container: top shows running processes",
+                               f"`wasmlab pod start {pod.identity}` starts it")
+        return rows
+
+    def pod_follow(self, name: str, *, container: str | None = None, namespace: str | None = None,
+                   tail: int | None = None, stop: threading.Event | None = None,
+                   poll: float = 0.1) -> Iterator[tuple[str, LogEntry]]:
+        """`podman pod logs -f [-c CONTAINER] [--tail N]`: the lines of the pod's containers (not the infra's) so
+        far, then as they come, each with its container's Kubernetes name, followed as follow_entries() follows
+        one (every POLL s), until none of them runs and its keeper (restartPolicy Always/OnFailure) is gone, or
+        STOP is set. A missing pod or container is refused at once, before the first line."""
+        from wasmlab.runtime.pods import control, live
+        from wasmlab.runtime.pods.play import load_record, split_identity
+
+        control.refuse_rootless("pod logs")
+        if tail is not None and tail < 0:
+            raise UsageError(f"--tail {tail}: give a number of lines, 0 or more", "e.g. --tail 20")
+        pod = self.pod_inspect(name, namespace=namespace)
+        chosen = [pod.container(container)] if container else [c for c in pod.containers if c.role != "sandbox"]
+        ns, pod_name = split_identity(name, namespace)
+
+        def alive(cid: str) -> bool:
+            try:
+                return self._status(cid).alive
+            except ContainerNotFound:
+                return False
+
+        def read(cid: str, cursor: int) -> tuple[list[LogEntry], int]:
+            try:
+                return self._read_log(cid, cursor)
+            except ContainerNotFound:
+                return [], cursor
+
+        def kept() -> bool:
+            """Whether the pod's keeper may still restart one of them (not once `pod stop` ended it)."""
+            from wasmlab.runtime.pods.play import info_of
+
+            try:
+                return info_of(self, self.home, load_record(self.home, ns, pod_name)).keeper_pid != 0
+            except PodNotFound:
+                return False
+
+        return live.follow([live.Followed(c.name, c.id) for c in chosen], read=read, alive=alive, kept=kept,
+                           tail=tail, stop=stop, poll=poll)
 
     def inspect_ns(self, target: str | None = None, *, namespace: str | None = None) -> list[ContainerNamespaces]:
         """`wasmlab inspect-ns [POD|CONTAINER]`: for every container of every pod (or of one pod, or one container),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from wasmlab.lab import present
@@ -127,40 +127,6 @@ def duration(seconds: float) -> str:
     return f"{days}-{out}" if days else out
 
 
-# podman stats' columns (its --format names and headers) and wasmlab's own two, each shown from a sample.
-STATS_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
-    "ID": ("ID", lambda s: s.id[:12]),
-    "Name": ("NAME", lambda s: s.name),
-    "CPUPerc": ("CPU %", lambda s: f"{s.cpu_percent:.2f}%"),
-    "MemUsage": ("MEM USAGE / LIMIT", lambda s: mem_usage(s)),
-    "MemUsageBytes": ("MEM USAGE / LIMIT", lambda s: mem_usage(s)),
-    "MemPerc": ("MEM %", lambda s: mem_percent(s)),
-    "NetIO": ("NET IO", lambda s: pair(s.net_rx_bytes, s.net_tx_bytes)),
-    "BlockIO": ("BLOCK IO", lambda s: pair(s.block_read_bytes, s.block_write_bytes)),
-    "PIDS": ("PIDS", lambda s: "-" if s.pids is None else str(s.pids)),
-    "MemPeak": ("MEM PEAK", lambda s: present.stat_size(s.memory_peak_bytes)),
-    "Engine": ("ENGINE", lambda s: s.engine or "-"),
-    "Pod": ("POD", lambda s: s.pod or "-"),
-}
-STATS_TABLE = "table " + "\t".join("{{." + name + "}}" for name in (
-    "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDS", "MemPeak", "Engine"))
-
-
-def mem_usage(s: Any) -> str:
-    """podman's `507.9kB / 25.28GB`; the limit is "-" when there is none (podman shows the machine's memory)."""
-    limit = "-" if s.memory_limit_bytes is None else present.stat_size(s.memory_limit_bytes)
-    return f"{present.stat_size(s.memory_bytes)} / {limit}"
-
-
-def mem_percent(s: Any) -> str:
-    return "-" if not s.memory_limit_bytes else f"{s.memory_bytes / s.memory_limit_bytes * 100:.2f}%"
-
-
-def pair(read: int | None, written: int | None) -> str:
-    """podman's `in / out` of two byte totals; "-" when unknown (a container on the host's network)."""
-    return "-" if read is None or written is None else f"{present.stat_size(read)} / {present.stat_size(written)}"
-
-
 def stopped_sample(row: Any) -> Any:
     """A stopped container's line for `stats -a` (as podman: its figures are zero; nothing runs to measure)."""
     from wasmlab.runtime import MetricSample
@@ -173,49 +139,62 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """podman's stats: a table of the running containers (-a: every one), redrawn in place every --interval s (on
     a terminal; else one table per sample); --no-stream prints one sample; --format json or a {{.Field}} template
     prints each sample so. The figures are the live stream's, the ones the TUI and the notebooks chart."""
-    from wasmlab.lab.cli.template import render
-
-    if args.interval <= 0:
-        raise UsageError(f"--interval {args.interval:g}: the time between samples must be positive",
-                         "for example: wasmlab stats -i 1")
-    fmt = args.format or STATS_TABLE
-    render(fmt, [], STATS_FIELDS, stats_row)  # a bad --format is refused before anything is sampled
-    redraw = sys.stdout.isatty() and not args.no_stream and not args.no_reset and args.format is None
+    fmt = stats_format(args, present.STATS_TABLE, present.STATS_FIELDS, "wasmlab stats -i 1")
     with open_lab(args) as lab:
         if args.containers:
             wanted = ({lab.resolve(n) for n in args.containers} if args.all
                       else set(lab.running(args.containers)))
         else:
             wanted = None
-        # The first sample of a container has no CPU figure yet (it is a rate): --no-stream shows the second.
-        with lab.metrics(interval=args.interval) as stream:
-            for n, tick in enumerate(stream):
-                if args.no_stream and n == 0:
-                    continue
-                samples = [s for s in tick.samples
-                           if s.kind == "container" and (wanted is None or s.id in wanted)]
-                if args.all:
-                    live = {s.id for s in samples}
-                    samples += [stopped_sample(r) for r in lab.ps(all=True)
-                                if r.id not in live and (wanted is None or r.id in wanted)]
-                if redraw:
-                    sys.stdout.write("\x1b[H\x1b[2J")
-                sys.stdout.write(render(fmt, samples, STATS_FIELDS, stats_row, minwidth=12))
-                sys.stdout.flush()
-                if args.no_stream:
-                    break
+
+        def batches() -> Iterator[list[Any]]:
+            with lab.metrics(interval=args.interval) as stream:
+                for tick in stream:
+                    samples = [s for s in tick.samples
+                               if s.kind == "container" and (wanted is None or s.id in wanted)]
+                    if args.all:
+                        live = {s.id for s in samples}
+                        samples += [stopped_sample(r) for r in lab.ps(all=True)
+                                    if r.id not in live and (wanted is None or r.id in wanted)]
+                    yield samples
+
+        show_samples(args, batches(), fmt, present.STATS_FIELDS)
     return 0
 
 
-def stats_row(s: Any) -> dict[str, Any]:
-    """One sample as podman's stats JSON names it (its strings), plus the figures as numbers (None: unknown)."""
-    return {"id": s.id, "name": s.name, "cpu_percent": f"{s.cpu_percent:.2f}%", "mem_usage": mem_usage(s),
-            "mem_percent": mem_percent(s), "net_io": pair(s.net_rx_bytes, s.net_tx_bytes),
-            "block_io": pair(s.block_read_bytes, s.block_write_bytes), "pids": "-" if s.pids is None else str(s.pids),
-            "cpu": s.cpu_percent, "mem_bytes": s.memory_bytes, "mem_limit_bytes": s.memory_limit_bytes,
-            "mem_peak_bytes": s.memory_peak_bytes, "net_rx_bytes": s.net_rx_bytes, "net_tx_bytes": s.net_tx_bytes,
-            "block_read_bytes": s.block_read_bytes, "block_write_bytes": s.block_write_bytes,
-            "pids_current": s.pids, "engine": s.engine, "pod": s.pod}
+def stats_format(args: argparse.Namespace, table: str, fields: dict[str, Any], example: str) -> str:
+    """The --format of `stats` and `pod stats` (json with --json), checked (with --interval) before anything is
+    sampled: a bad one is refused in one line."""
+    from wasmlab.lab.cli.template import render
+
+    if args.interval <= 0:
+        raise UsageError(f"--interval {args.interval:g}: the time between samples must be positive",
+                         f"for example: {example}")
+    if getattr(args, "json", False):
+        if args.format not in (None, "json"):
+            raise UsageError("--json and --format say two things", "give one of them")
+        args.format = "json"
+    fmt = args.format or table
+    render(fmt, [], fields, present.stats_row)
+    return str(fmt)
+
+
+def show_samples(args: argparse.Namespace, batches: Iterable[list[Any]], fmt: str, fields: dict[str, Any]) -> None:
+    """Print each batch of samples as FMT: redrawn in place on a terminal (the table, unless --no-reset), else one
+    after the other. The first batch has no CPU figure yet (a rate needs two readings): --no-stream prints the
+    second alone."""
+    from wasmlab.lab.cli.template import render
+
+    redraw = sys.stdout.isatty() and not args.no_stream and not args.no_reset and args.format is None
+    for n, samples in enumerate(batches):
+        if args.no_stream and n == 0:
+            continue
+        if redraw:
+            sys.stdout.write("\x1b[H\x1b[2J")
+        sys.stdout.write(render(fmt, samples, fields, present.stats_row, minwidth=12))
+        sys.stdout.flush()
+        if args.no_stream:
+            break
 
 
 def register(sub: Any) -> None:
@@ -278,7 +257,7 @@ def verbs(sub: Any) -> None:
     ss.add_argument("--no-reset", action="store_true", help="do not clear the terminal between samples")
     ss.add_argument("--format", metavar="FORMAT", help="json (each sample as a JSON list), or a template such as "
                                                       "'table {{.Name}}\\t{{.PIDS}}' (fields: " +
-                                                      ", ".join("." + k for k in STATS_FIELDS) + ")")
+                                                      ", ".join("." + k for k in present.STATS_FIELDS) + ")")
     ss.add_argument("-i", "--interval", type=float, default=5.0, metavar="SECONDS",
                     help="seconds between samples (default 5, as podman)")
     ss.add_argument("containers", nargs="*", help="only these (names or ids; default every running one)")

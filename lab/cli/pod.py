@@ -1,5 +1,5 @@
-"""wasmlab's pod verbs: `kube play` (running the pods), `kube down`, and `pod ps|inspect|rm|logs|exists|stop|start|
-restart|kill|prune`."""
+"""wasmlab's pod verbs: `kube play` (running the pods), `kube down`, and `pod ps|inspect|rm|logs|stats|top|exists|
+stop|start|restart|kill|prune`."""
 
 from __future__ import annotations
 
@@ -163,22 +163,60 @@ def cmd_pod_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_pod_logs(args: argparse.Namespace) -> int:
-    if args.follow:
-        raise UsageError("pod logs -f is not there yet: follow one container of the pod",
-                         f"wasmlab logs -f {args.pod}/CONTAINER (`wasmlab pod inspect {args.pod}` names them)")
+    """podman's pod logs: each line after its container's name (not with -c); -f follows them all as they come,
+    until the pod's containers have ended."""
     if args.tail is not None and args.tail < 0:
         raise UsageError(f"--tail {args.tail}: give a number of lines, 0 or more", "e.g. --tail 20")
     out = sys.stdout.buffer
-    with open_lab(args) as lab:
-        lines = lab.pod_logs(args.pod, container=args.container, namespace=args.namespace)
-    if args.tail is not None:
-        lines = lines[len(lines) - args.tail:] if args.tail else []
     several = args.container is None
-    for name, entry in lines:
-        if several:
-            out.write(f"{name} ".encode())
-        out.write(entry.data)
+    with open_lab(args) as lab:
+        if args.follow:
+            lines: Any = lab.pod_follow(args.pod, container=args.container, namespace=args.namespace,
+                                        tail=args.tail)
+        else:
+            lines = lab.pod_logs(args.pod, container=args.container, namespace=args.namespace)
+            if args.tail is not None:
+                lines = lines[len(lines) - args.tail:] if args.tail else []
+        for name, entry in lines:
+            if several:
+                out.write(f"{name} ".encode())
+            out.write(entry.data)
+            if args.follow:
+                out.flush()
     out.flush()
+    return 0
+
+
+def cmd_pod_stats(args: argparse.Namespace) -> int:
+    """podman's pod stats: one row per pod, its cgroup parent's figures (the live stream's pod samples), redrawn
+    as `stats` redraws its table; --no-stream prints one sample."""
+    from wasmlab.lab.cli.lifecycle import show_samples, stats_format
+
+    fmt = stats_format(args, present.POD_STATS_TABLE, present.POD_STATS_FIELDS, "wasmlab pod stats -i 1")
+    with open_lab(args) as lab:
+        batches = lab.pod_stats(args.pods, namespace=args.namespace, all=args.all, interval=args.interval)
+        try:
+            show_samples(args, batches, fmt, present.POD_STATS_FIELDS)
+        finally:
+            batches.close()
+    return 0
+
+
+def cmd_pod_top(args: argparse.Namespace) -> int:
+    """podman's pod top: every running container's processes (wasmlab top's columns), after its container."""
+    from wasmlab.lab.cli.lifecycle import duration
+
+    with open_lab(args) as lab:
+        rows = lab.pod_top(args.pod, namespace=args.namespace)
+    if args.json:
+        print_json([{"container": name, **r.as_dict()} for name, r in rows])
+        return 0
+    width = max([len(name) for name, _ in rows] + [9]) + 2
+    print(f"{'CONTAINER':<{width}}{'USER':<10}{'PID':>6} {'PPID':>6} {'%CPU':>6} {'ELAPSED':>12} {'TTY':<7}"
+          f"{'TIME':>10}  COMMAND")
+    for name, r in rows:
+        print(f"{name:<{width}}{r.user:<10}{r.pid:>6} {r.ppid:>6} {r.cpu_percent:>6.1f} {duration(r.elapsed):>12} "
+              f"{r.tty:<7}{duration(r.cpu_seconds):>10}  {r.command}")
     return 0
 
 
@@ -252,8 +290,8 @@ def register_kube(verbs: Any, play: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    pod = sub.add_parser("pod", help="pods played from Kubernetes YAML: ps, inspect, rm, logs, exists, stop, "
-                                     "start, restart, kill, prune")
+    pod = sub.add_parser("pod", help="pods played from Kubernetes YAML: ps, inspect, rm, logs, stats, top, "
+                                     "exists, stop, start, restart, kill, prune")
     verbs = pod.add_subparsers(dest="pod_verb", metavar="VERB")
     pod.set_defaults(func=lambda args: pod.print_help() or 2)
 
@@ -281,8 +319,30 @@ def register(sub: Any) -> None:
     lg.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines (of all its containers, by time)")
     lg.add_argument("-f", "--follow", action="store_true",
-                    help="not there yet for a whole pod: `wasmlab logs -f POD/CONTAINER` follows one container")
+                    help="keep printing new lines as they come, until the pod's containers have ended (Ctrl-C "
+                         "ends it too)")
     lg.set_defaults(func=cmd_pod_logs)
+
+    ss = verbs.add_parser("stats", help="live CPU, memory, network and block I/O, PIDs of pods (one row per pod, "
+                                        "from its cgroup parent)")
+    ss.add_argument("pods", nargs="*", metavar="POD", help="NAME or NAMESPACE/NAME (default: every running pod)")
+    ss.add_argument("-a", "--all", action="store_true", help="every pod, those with nothing running too (at zero)")
+    ss.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
+    ss.add_argument("--no-stream", action="store_true", help="print one sample and exit")
+    ss.add_argument("--no-reset", action="store_true", help="do not clear the terminal between samples")
+    ss.add_argument("--format", metavar="FORMAT", help="json (each sample as a JSON list), or a template such as "
+                                                      "'table {{.Name}}\\t{{.PIDS}}' (fields: " +
+                                                      ", ".join("." + k for k in present.POD_STATS_FIELDS) + ")")
+    ss.add_argument("--json", action="store_true", help="print each sample as JSON (as --format json)")
+    ss.add_argument("-i", "--interval", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds between samples (default 5, as podman)")
+    ss.set_defaults(func=cmd_pod_stats)
+
+    tp = verbs.add_parser("top", help="the processes of every running container of a pod, after its container")
+    tp.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
+    tp.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
+    tp.add_argument("--json", action="store_true", help="print the processes as JSON")
+    tp.set_defaults(func=cmd_pod_top)
 
     ex = verbs.add_parser("exists", help="exit 0 if a pod is played, 1 if not (nothing printed)")
     ex.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
