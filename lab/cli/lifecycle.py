@@ -162,11 +162,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+STREAM_INTERVAL = 5.0     # podman's default --interval
+NO_STREAM_INTERVAL = 1.0  # --no-stream without -i: the CPU figure over one second, not five
+
+
 def stats_format(args: argparse.Namespace, table: str, fields: dict[str, Any], example: str) -> str:
     """The --format of `stats` and `pod stats` (json with --json), checked (with --interval) before anything is
     sampled: a bad one is refused in one line."""
     from wasmlab.lab.cli.template import render
 
+    if args.interval is None:  # one sample over a second with --no-stream (a rate needs two readings), else 5 s
+        args.interval = NO_STREAM_INTERVAL if args.no_stream else STREAM_INTERVAL
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval:g}: the time between samples must be positive",
                          f"for example: {example}")
@@ -258,8 +264,10 @@ def verbs(sub: Any) -> None:
     ss.add_argument("--format", metavar="FORMAT", help="json (each sample as a JSON list), or a template such as "
                                                       "'table {{.Name}}\\t{{.PIDS}}' (fields: " +
                                                       ", ".join("." + k for k in present.STATS_FIELDS) + ")")
-    ss.add_argument("-i", "--interval", type=float, default=5.0, metavar="SECONDS",
-                    help="seconds between samples (default 5, as podman)")
+    ss.add_argument("--json", action="store_true", help="print each sample as JSON (as --format json)")
+    ss.add_argument("-i", "--interval", type=float, metavar="SECONDS",
+                    help="seconds between samples (default 5, as podman; with --no-stream 1: the CPU figure is "
+                         "measured over it)")
     ss.add_argument("containers", nargs="*", help="only these (names or ids; default every running one)")
     ss.set_defaults(func=cmd_stats)
 

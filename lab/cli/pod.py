@@ -334,8 +334,9 @@ def register(sub: Any) -> None:
                                                       "'table {{.Name}}\\t{{.PIDS}}' (fields: " +
                                                       ", ".join("." + k for k in present.POD_STATS_FIELDS) + ")")
     ss.add_argument("--json", action="store_true", help="print each sample as JSON (as --format json)")
-    ss.add_argument("-i", "--interval", type=float, default=5.0, metavar="SECONDS",
-                    help="seconds between samples (default 5, as podman)")
+    ss.add_argument("-i", "--interval", type=float, metavar="SECONDS",
+                    help="seconds between samples (default 5, as podman; with --no-stream 1: the CPU figure is "
+                         "measured over it)")
     ss.set_defaults(func=cmd_pod_stats)
 
     tp = verbs.add_parser("top", help="the processes of every running container of a pod, after its container")

@@ -68,3 +68,26 @@ def test_an_unknown_command_suggests_the_near_ones(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         main(["--bogus", "ps"])
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("Error: unknown flag: --bogus")
+
+
+@pytest.mark.parametrize(("argv", "interval"), [
+    (["stats"], 5.0), (["stats", "--no-stream"], 1.0), (["stats", "--no-stream", "-i", "3"], 3.0),
+    (["pod", "stats"], 5.0), (["pod", "stats", "--no-stream"], 1.0), (["pod", "stats", "-i", "0.5"], 0.5)])
+def test_stats_samples_every_5_s_as_podman_but_no_stream_measures_over_one_second(argv: list[str],
+                                                                                  interval: float) -> None:
+    """`stats --no-stream` prints the second reading (a rate needs two): without -i it is taken after 1 s, not
+    podman's 5-s streaming interval; -i still says."""
+    from wasmlab.lab import cli, present
+    from wasmlab.lab.cli.lifecycle import stats_format
+
+    args = cli.parser().parse_args(argv)
+    stats_format(args, present.STATS_TABLE, present.STATS_FIELDS, "wasmlab stats -i 1")
+    assert args.interval == interval
+
+
+def test_stats_takes_json_as_pod_stats_does() -> None:
+    from wasmlab.lab import cli, present
+    from wasmlab.lab.cli.lifecycle import stats_format
+
+    args = cli.parser().parse_args(["stats", "--json", "--no-stream"])
+    assert stats_format(args, present.STATS_TABLE, present.STATS_FIELDS, "wasmlab stats -i 1") == "json"
