@@ -68,10 +68,13 @@ def test_cpu_percent_is_cpu_time_over_the_clock_and_memory_is_the_process_rss() 
     t = FakeTime()
     stream = MetricsStream(_self_target, interval=0.5, clock=t.clock, wait=t.wait)
     it = iter(stream)
-    first = next(it).samples[0]
+    # Read around the samples (before the first, after the second): the counter moves in ticks (10 ms), and
+    # one may land between the first sample's reading and a reading taken after it.
     before = read_process(os.getpid()).cpu_ns
+    first = next(it).samples[0]
+    mark = read_process(os.getpid()).cpu_ns
     x = 0
-    while read_process(os.getpid()).cpu_ns == before:  # burn CPU until the kernel has counted some (a tick)
+    while read_process(os.getpid()).cpu_ns == mark:  # burn CPU until the kernel has counted some (a tick)
         x += 1
     second = next(it).samples[0]
     after = read_process(os.getpid()).cpu_ns
