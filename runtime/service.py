@@ -764,26 +764,26 @@ class Lab:
 
     def pod_inspect(self, name: str, *, namespace: str | None = None) -> PodInfo:
         """One pod, by NAME (in NAMESPACE, default "default") or NAMESPACE/NAME."""
-        from wasmlab.runtime.pods.play import info_of, load_record, split_identity
+        from wasmlab.runtime.pods.play import info_of, load_record, resolve
 
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return info_of(self, self.home, load_record(self.home, ns, pod))
 
     def pod_rm(self, name: str, *, namespace: str | None = None, force: bool = False) -> PodInfo:
         """`podman pod rm [-f]`: remove a pod, its containers, its cgroup parent and its emptyDir volumes."""
-        from wasmlab.runtime.pods.play import remove_pod, split_identity
+        from wasmlab.runtime.pods.play import remove_pod, resolve
 
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return remove_pod(self, self.home, ns, pod, force=force)
 
     # -- podman's other pod verbs: exists, stop, start, restart, kill, prune (runtime/pods/control.py) -----------
     def pod_exists(self, name: str, *, namespace: str | None = None) -> bool:
         """`podman pod exists`: whether a pod of that name is played (no error for a missing one)."""
         from wasmlab.runtime.pods import control
-        from wasmlab.runtime.pods.play import split_identity
+        from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod exists")
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return control.exists(self.home, ns, pod)
 
     def pod_stop(self, name: str, *, namespace: str | None = None, timeout: float = 10.0,
@@ -792,12 +792,12 @@ class Lab:
         SIGKILL after TIMEOUT s, as stop), its infra container too when its namespaces are pinned. It stays
         stopped (`pod ps`: Exited) until `pod start`."""
         from wasmlab.runtime.pods import control
-        from wasmlab.runtime.pods.play import split_identity
+        from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod stop")
         if timeout < 0:
             raise UsageError(f"pod stop -t {timeout:g}: a time cannot be negative", "give seconds, e.g. -t 2")
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return control.stop(self, self.home, ns, pod, timeout=timeout, progress=progress)
 
     def pod_start(self, name: str, *, namespace: str | None = None) -> PodInfo:
@@ -805,11 +805,11 @@ class Lab:
         and its keeper: its restartPolicy is in force again. A running pod is left as it is."""
         from wasmlab.runtime.pods import control
         from wasmlab.runtime.pods.keeper import backoff_base
-        from wasmlab.runtime.pods.play import KeeperSettings, split_identity
+        from wasmlab.runtime.pods.play import KeeperSettings, resolve
 
         control.refuse_rootless("pod start")
         keeping = KeeperSettings(backoff_base(), self._default_engine, self._log_max)
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return control.start(self, self.home, ns, pod, keeping=keeping)
 
     def pod_restart(self, name: str, *, namespace: str | None = None, timeout: float = 10.0,
@@ -826,11 +826,11 @@ class Lab:
         that dies of it is restarted per restartPolicy, as one that died by itself."""
         from wasmlab.runtime.lifecycle import parse_signal
         from wasmlab.runtime.pods import control
-        from wasmlab.runtime.pods.play import split_identity
+        from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod kill")
         signum = parse_signal(signal_name)
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return control.kill(self, self.home, ns, pod, signum)
 
     def pod_prune(self) -> list[PodInfo]:
@@ -919,14 +919,14 @@ class Lab:
         one (every POLL s), until none of them runs and its keeper (restartPolicy Always/OnFailure) is gone, or
         STOP is set. A missing pod or container is refused at once, before the first line."""
         from wasmlab.runtime.pods import control, live
-        from wasmlab.runtime.pods.play import load_record, split_identity
+        from wasmlab.runtime.pods.play import load_record, resolve
 
         control.refuse_rootless("pod logs")
         if tail is not None and tail < 0:
             raise UsageError(f"--tail {tail}: give a number of lines, 0 or more", "e.g. --tail 20")
         pod = self.pod_inspect(name, namespace=namespace)
         chosen = [pod.container(container)] if container else [c for c in pod.containers if c.role != "sandbox"]
-        ns, pod_name = split_identity(name, namespace)
+        ns, pod_name = resolve(self.home, name, namespace)
 
         def alive(cid: str) -> bool:
             try:

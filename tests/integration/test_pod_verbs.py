@@ -373,3 +373,69 @@ def test_a_pod_that_cannot_start_stays_stopped_and_leaves_nothing(lab: Lab, tmp_
     lab.kube_down(path)
     leaks.assert_clean()
     assert_no_lab_process(lab.home)
+
+
+# -- pod ids, -a with -n, -t and -s as podman ------------------------------------------------------------------
+
+def test_every_pod_verb_takes_a_pod_id_or_a_unique_prefix_of_it(lab: Lab, tmp_path: Path,
+                                                               leaks: LeakCheck) -> None:
+    """podman finds a pod by name, full id or unique id prefix for every pod verb: so `pod rm -f $(pod ps -q)`
+    works. Each verb here was given the id the verbs print (and failed: "no pod default/<id>")."""
+    path = pod_file(tmp_path, "byid", "echo hi; exec sleep 3600", "Never")
+    [pod] = lab.kube_play(path).pods
+    for _, entry in lab.pod_follow("byid"):  # the handshake: its line is written
+        if entry.data == b"hi\n":
+            break
+    listed = wl(lab.home, "pod", "ps", "-q")
+    assert listed.returncode == 0 and listed.stdout == f"{pod.id}\n"
+    for ref in (pod.id, pod.id[:5]):
+        assert wl(lab.home, "pod", "exists", ref).returncode == 0, ref
+        seen = wl(lab.home, "pod", "inspect", ref)
+        assert seen.returncode == 0 and json.loads(seen.stdout)["name"] == "byid", seen.stderr
+        logs = wl(lab.home, "pod", "logs", ref)
+        assert (logs.returncode, logs.stdout) == (0, "app hi\n"), logs.stderr
+        top = wl(lab.home, "pod", "top", ref)
+        assert top.returncode == 0 and "sleep 3600" in top.stdout, top.stderr
+        stats = wl(lab.home, "pod", "stats", "--no-stream", "-i", "0.2", "--json", ref)
+        assert stats.returncode == 0 and "default/byid" in stats.stdout, stats.stderr
+    assert wl(lab.home, "pod", "exists", "-n", "other", pod.id).returncode == 1  # -n: that namespace's pods only
+    for argv in (["stop", "-t", "0", pod.id], ["start", pod.id[:5]], ["restart", "-t", "0", pod.id[:7]],
+                 ["kill", pod.id]):
+        done = wl(lab.home, "pod", *argv)
+        assert (done.returncode, done.stdout) == (0, f"{pod.id}\n"), (argv, done.stderr)
+    assert lab.pod_wait(lab.pod_inspect(pod.id).container("app").id) == 137
+    removed = wl(lab.home, "pod", "rm", "-f", *wl(lab.home, "pod", "ps", "-q").stdout.split())
+    assert (removed.returncode, removed.stdout) == (0, f"{pod.id}\n"), removed.stderr
+    assert wl(lab.home, "pod", "exists", pod.id).returncode == 1
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_a_pod_is_found_by_name_first_then_full_id_then_a_unique_prefix(tmp_path: Path) -> None:
+    """resolve() over real pod records: a name wins over an id that starts the same; a prefix of two pods' ids is
+    one line with a hint (podman's 125); -n narrows the ids to that namespace's pods."""
+    from wasmlab.runtime.errors import UsageError
+    from wasmlab.runtime.pods.play import resolve
+
+    home = tmp_path / "home"
+    for ns, name, pod_id in (("default", "abc1", "ffff00000001"), ("default", "web", "abc100000000"),
+                             ("team1", "db", "abc200000000")):
+        (home / "pods" / ns / name).mkdir(parents=True)
+        (home / "pods" / ns / name / "pod.json").write_text(json.dumps(
+            {"name": name, "namespace": ns, "id": pod_id, "created": 0, "containers": []}))
+    assert resolve(home, "abc1") == ("default", "abc1")  # the name, though it starts web's id
+    assert resolve(home, "abc100000000") == ("default", "web")
+    assert resolve(home, "abc10") == ("default", "web")
+    assert resolve(home, "abc2") == ("team1", "db")
+    assert resolve(home, "abc", "team1") == ("team1", "db")
+    assert resolve(home, "abc2", "default") == ("default", "abc2")  # not found: load_record says so
+    with pytest.raises(UsageError, match="'abc' is the start of 2 pods' ids"):
+        resolve(home, "abc")
+    done = wl(home, "pod", "inspect", "abc")
+    assert done.returncode == 125 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "Error: 'abc' is the start of 2 pods' ids: default/web (abc100000000), team1/db (abc200000000) (hint: give "
+        "more of the id, or the pod's name (`wasmlab pod ps` lists them))"]
+    missing = wl(home, "pod", "logs", "abc3")
+    assert missing.returncode == 125 and missing.stderr.splitlines() == [
+        "Error: no pod default/abc3 (hint: list them with `wasmlab pod ps` (another namespace: give NAMESPACE/NAME))"]
