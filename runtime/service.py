@@ -878,16 +878,17 @@ class Lab:
                                        f"`wasmlab pod start {pod.identity}` starts it; `wasmlab pod stats -a` "
                                        "shows it at zero")
         wanted = {p.identity for p in chosen} or None
+        among = namespace if not chosen else None  # -n without pods: that namespace's pods only
 
         def every() -> list[live.PodRef]:
             return [live.PodRef(str(r.get("id") or ""), f"{r.get('namespace')}/{r.get('name')}")
-                    for r in all_records(self.home)]
+                    for r in all_records(self.home) if among in (None, r.get("namespace"))]
 
         stream = self.metrics(interval=interval)
 
         def batches() -> Generator[list[MetricSample], None, None]:
             with stream:
-                yield from live.pod_batches(stream, wanted, every if all else None)
+                yield from live.pod_batches(stream, wanted, every if all else None, namespace=among)
 
         return batches()
 

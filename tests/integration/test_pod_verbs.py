@@ -439,3 +439,71 @@ def test_a_pod_is_found_by_name_first_then_full_id_then_a_unique_prefix(tmp_path
     missing = wl(home, "pod", "logs", "abc3")
     assert missing.returncode == 125 and missing.stderr.splitlines() == [
         "Error: no pod default/abc3 (hint: list them with `wasmlab pod ps` (another namespace: give NAMESPACE/NAME))"]
+
+
+def ns_pod(tmp_path: Path, name: str, namespace: str, script: str = "trap '' HUP; sleep 3600 & wait") -> Path:
+    """A pod in NAMESPACE whose shell ignores SIGHUP (so `pod kill -s HUP` leaves it running)."""
+    path = tmp_path / f"{namespace}-{name}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: app
+            image: wasmlab/busybox:latest
+            command: ["/bin/sh", "-c", "{script}"]
+        """))
+    return path
+
+
+def test_a_with_n_acts_on_that_namespaces_pods_only_for_every_verb(lab: Lab, tmp_path: Path,
+                                                                   leaks: LeakCheck) -> None:
+    """-a -n team1 was every pod, then "'team1/nspod' names namespace team1, and --namespace says default" (125)
+    once the default pods were stopped. Now -n filters -a, as a k8s user expects (podman has no namespaces)."""
+    [mine] = lab.kube_play(ns_pod(tmp_path, "nspod", "team1")).pods
+    [other] = lab.kube_play(ns_pod(tmp_path, "p1", "default")).pods
+    for argv in (["stop", "-t", "0"], ["start"], ["restart", "-t", "0"], ["kill", "-s", "HUP"]):
+        done = wl(lab.home, "pod", *argv, "-a", "-n", "team1")
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"{mine.id}\n", ""), argv
+        assert lab.pod_inspect("p1").status == "Running" and lab.pod_inspect(other.id).restarts == 0
+    stats = wl(lab.home, "pod", "stats", "-a", "-n", "team1", "--no-stream", "-i", "0.2", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert [s["name"] for s in json.loads(stats.stdout)] == ["team1/nspod"]
+    refused = wl(lab.home, "pod", "rm", "-a", "nspod")
+    assert refused.returncode == 125 and refused.stderr.splitlines() == [
+        "Error: pod rm -a takes no pod names (hint: pod rm -a, or name them)"]
+    done = wl(lab.home, "pod", "rm", "-f", "-a", "-n", "team1")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{mine.id}\n", "")
+    assert [p.identity for p in lab.pods()] == ["default/p1"]
+    lab.pod_rm("p1", force=True)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_pod_rm_a_removes_every_pod_and_pod_kill_a_skips_stopped_pods(lab: Lab, tmp_path: Path,
+                                                                       leaks: LeakCheck) -> None:
+    """pod rm -a did not exist; pod kill -a exited 125 after signalling the running pods, for a stopped one.
+    podman's pod kill -a skips what has nothing running (exit 0); named, each pod that can be is signalled, the
+    others are an Error line each, and the exit is 125 at the end."""
+    [up] = lab.kube_play(ns_pod(tmp_path, "up", "default")).pods
+    [down] = lab.kube_play(ns_pod(tmp_path, "down", "default")).pods
+    lab.pod_stop("down", timeout=0)
+    done = wl(lab.home, "pod", "kill", "-a", "-s", "HUP")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{up.id}\n", "")
+    named = wl(lab.home, "pod", "kill", "-s", "HUP", "down", "up")
+    assert (named.returncode, named.stdout) == (125, f"{up.id}\n")
+    assert named.stderr.splitlines() == ["Error: pod default/down has no running container to signal (hint: "
+                                         "`wasmlab pod start default/down` starts it)"]
+    assert lab.pod_inspect("up").status == "Running"
+    kept = wl(lab.home, "pod", "rm", "-a")  # the running one needs -f (podman's 2: in use); the other goes
+    assert (kept.returncode, kept.stdout) == (2, f"{down.id}\n")
+    assert len(kept.stderr.splitlines()) == 1 and "pod default/up is running" in kept.stderr
+    gone = wl(lab.home, "pod", "rm", "-a", "-f")
+    assert (gone.returncode, gone.stdout, gone.stderr) == (0, f"{up.id}\n", "")
+    assert lab.pods() == [] and wl(lab.home, "pod", "rm", "-a").returncode == 0
+    help_text = wl(lab.home, "pod", "rm", "--help").stdout
+    assert "--all" in help_text and "--force" in help_text
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
