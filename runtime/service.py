@@ -795,8 +795,8 @@ class Lab:
         from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod stop")
-        if timeout < 0:
-            raise UsageError(f"pod stop -t {timeout:g}: a time cannot be negative", "give seconds, e.g. -t 2")
+        if not timeout >= 0 or timeout == float("inf"):  # nan compares false
+            raise UsageError(f"pod stop -t {timeout:g}: give seconds, 0 or more", "e.g. -t 2 (0 kills at once)")
         ns, pod = resolve(self.home, name, namespace)
         return control.stop(self, self.home, ns, pod, timeout=timeout, progress=progress)
 
@@ -824,12 +824,12 @@ class Lab:
     def pod_kill(self, name: str, *, namespace: str | None = None, signal_name: str | int = "KILL") -> PodInfo:
         """`podman pod kill [-s SIGNAL]`: the signal (KILL by default) to each running container of the pod; one
         that dies of it is restarted per restartPolicy, as one that died by itself."""
-        from wasmlab.runtime.lifecycle import parse_signal
+        from wasmlab.runtime.lifecycle import parse_kill_signal
         from wasmlab.runtime.pods import control
         from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod kill")
-        signum = parse_signal(signal_name)
+        signum = parse_kill_signal(signal_name)
         ns, pod = resolve(self.home, name, namespace)
         return control.kill(self, self.home, ns, pod, signum)
 
@@ -1985,10 +1985,10 @@ class Lab:
 
     def kill(self, name: str, signal_name: str | int = "KILL") -> str:
         """`podman kill`: send a signal (KILL by default; a name, SIG name or number) to a running container."""
-        from wasmlab.runtime.lifecycle import parse_signal
+        from wasmlab.runtime.lifecycle import parse_kill_signal
 
         cid = self.resolve(name)
-        signum = parse_signal(signal_name)
+        signum = parse_kill_signal(signal_name)
         self._refuse_never_started(cid)
         if self._status(cid) not in LISTED:
             raise InvalidState(f"container {name} is not running",

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import confirm, open_lab, print_json
+from wasmlab.lab.cli.common import confirm, open_lab, print_json, stop_seconds
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 POD_HELP = "NAME, NAMESPACE/NAME, or the pod's id (or the start of it)"
@@ -106,6 +106,7 @@ def _each_pod(args: argparse.Namespace, verb: Any, *, skip: type[WasmlabError] |
 
     every = getattr(args, "all", False)
     failed: WasmlabError | None = None
+    said: set[str] = set()
     with open_lab(args) as lab:
         names = args.pods
         if every:
@@ -121,8 +122,10 @@ def _each_pod(args: argparse.Namespace, verb: Any, *, skip: type[WasmlabError] |
             except WasmlabError as exc:
                 if every and skip is not None and isinstance(exc, skip):
                     continue
+                if exc.one_line() not in said:  # a bad flag (-s 0) fails each pod alike: said once
+                    said.add(exc.one_line())
+                    print(f"Error: {exc.one_line()}", file=sys.stderr, flush=True)
                 failed = failed or exc
-                print(f"Error: {exc.one_line()}", file=sys.stderr, flush=True)
     if failed is not None:
         return exit_status(failed, remover=args.pod_verb == "rm")
     return 0
@@ -365,7 +368,7 @@ def register(sub: Any) -> None:
         return parser
 
     def stop_time(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+        parser.add_argument("-t", "--time", type=stop_seconds, default=10, metavar="SECONDS",
                             help="seconds to wait after SIGTERM before SIGKILL (default 10; 0 kills at once)")
 
     stop_time(several("stop", "stop pods: their containers (SIGTERM, then SIGKILL), and their keeper, so nothing "

@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import shutil
+import signal
 import socket
 import subprocess
 import textwrap
@@ -507,3 +508,33 @@ def test_pod_rm_a_removes_every_pod_and_pod_kill_a_skips_stopped_pods(lab: Lab, 
     assert "--all" in help_text and "--force" in help_text
     leaks.assert_clean()
     assert_no_lab_process(lab.home)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1.5"])
+@pytest.mark.parametrize("verb", [["pod", "stop"], ["pod", "restart"], ["stop"], ["restart"]])
+def test_t_takes_whole_seconds_only_as_podman(lab: Lab, tmp_path: Path, verb: list[str], value: str) -> None:
+    """`pod stop -t nan` and `-t 1.5` were taken; podman takes unsigned integers and exits 125 otherwise. The
+    refusal comes before anything is touched: the pod is still running."""
+    lab.kube_play(pod_file(tmp_path, "timed", "exec sleep 3600", "Never"))
+    done = wl(lab.home, *verb, "-t", value, "timed" if verb[0] == "pod" else "nosuchcontainer")
+    assert done.returncode == 125 and done.stdout == "" and "Traceback" not in done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
+    assert line.startswith(f"Error: argument -t/--time: -t {value}: give whole seconds, 0 or more"), line
+    assert "(hint:" in line
+    assert lab.pod_inspect("timed").status == "Running"
+
+
+def test_kill_s_0_is_an_invalid_signal_as_podman_says(lab: Lab, tmp_path: Path) -> None:
+    """kill(2)'s 0 delivers nothing: podman refuses `kill -s 0` and `pod kill -s 0` ("invalid signal: 0", 125);
+    wasmlab took them and did nothing."""
+    [pod] = lab.kube_play(pod_file(tmp_path, "zero", "exec sleep 3600", "Never")).pods
+    app = pod.container("app")
+    for argv in (["pod", "kill", "-s", "0", "zero", pod.id], ["pod", "kill", "-a", "-s", "0"],
+                 ["kill", "-s", "0", app.id]):
+        done = wl(lab.home, *argv)
+        assert (done.returncode, done.stdout) == (125, ""), argv
+        assert done.stderr.splitlines() == ["Error: invalid signal: 0 (hint: give a signal that does something: "
+                                            f"TERM, KILL, HUP, or 1 to {int(signal.SIGRTMAX)} (0 only asks whether "
+                                            "a process is there))"], argv
+    assert lab.pod_inspect("zero").container("app").pid == app.pid
+    assert wl(lab.home, "pod", "stop", "-t", "0", "zero").returncode == 0  # whole seconds still work
