@@ -316,7 +316,9 @@ def register(sub: Any) -> None:
                                      "pod's id")
     rm.add_argument("pods", nargs="*", metavar="POD", help=POD_HELP)
     rm.add_argument("-a", "--all", action="store_true", help="remove every pod (with -n: every pod of that namespace)")
-    rm.add_argument("-f", "--force", action="store_true", help="stop running pods first")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="kill running pods first (SIGKILL at once, unlike podman's SIGTERM and 10 s wait: "
+                         "`pod stop -t N` first for that)")
     rm.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
     rm.set_defaults(func=cmd_pod_rm)
 

@@ -685,7 +685,8 @@ def remove_pod_held(host: PodHost, home: Path, record: dict[str, Any], *, force:
     waiting = [c for c in info.containers if c.state == keeper.BACKOFF]
     if (running or waiting) and not force:
         raise InvalidState(f"pod {info.identity} is running ({', '.join(c.name for c in running + waiting)})",
-                           f"`wasmlab pod rm -f {info.identity}` stops and removes it, as `kube down` does")
+                           f"`wasmlab pod rm -f {info.identity}` kills (SIGKILL) and removes it, as `kube down` does; "
+                           f"`wasmlab pod stop {info.identity}` first stops it gracefully")
     keeper.end(record.get("keeper"))  # first: no restart can race the removal
     for c in reversed(info.containers):
         try:

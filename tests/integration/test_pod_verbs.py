@@ -500,12 +500,14 @@ def test_pod_rm_a_removes_every_pod_and_pod_kill_a_skips_stopped_pods(lab: Lab, 
     assert lab.pod_inspect("up").status == "Running"
     kept = wl(lab.home, "pod", "rm", "-a")  # the running one needs -f (podman's 2: in use); the other goes
     assert (kept.returncode, kept.stdout) == (2, f"{down.id}\n")
-    assert len(kept.stderr.splitlines()) == 1 and "pod default/up is running" in kept.stderr
+    assert kept.stderr.splitlines() == ["Error: pod default/up is running (app) (hint: `wasmlab pod rm -f default/up` "
+                                        "kills (SIGKILL) and removes it, as `kube down` does; `wasmlab pod stop "
+                                        "default/up` first stops it gracefully)"]
     gone = wl(lab.home, "pod", "rm", "-a", "-f")
     assert (gone.returncode, gone.stdout, gone.stderr) == (0, f"{up.id}\n", "")
     assert lab.pods() == [] and wl(lab.home, "pod", "rm", "-a").returncode == 0
     help_text = wl(lab.home, "pod", "rm", "--help").stdout
-    assert "--all" in help_text and "--force" in help_text
+    assert "--all" in help_text and "kill running pods first (SIGKILL at once" in help_text
     leaks.assert_clean()
     assert_no_lab_process(lab.home)
 
