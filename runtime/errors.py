@@ -298,3 +298,9 @@ class WarmHelperNotStopped(WasmlabError):
     """`wasmlab system stop` asked the warm helper to stop, and it is still there when the wait ran out."""
 
     kind = "warm-helper-not-stopped"
+
+
+class PodNotRunning(InvalidState):
+    """`pod kill`: the pod has no running container to signal (`pod kill -a` skips such pods, as podman does)."""
+
+    kind = "pod-not-running"

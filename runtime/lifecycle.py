@@ -28,7 +28,7 @@ from wasmlab.runtime.store.state import (
 from wasmlab.runtime.zygote import protocol as p
 from wasmlab.runtime.zygote.client import Event, RunResult, ZygoteClient
 
-__all__ = ["Containers", "RunResult", "Runtime", "namespaces_of", "parse_signal"]
+__all__ = ["Containers", "RunResult", "Runtime", "namespaces_of", "parse_kill_signal", "parse_signal"]
 
 SIGNALS = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
            if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
@@ -47,6 +47,16 @@ def parse_signal(value: str | int) -> int:
     if num is None:
         raise UsageError(f"unknown signal {value!r}", "use a name like TERM or KILL, or a number")
     return num
+
+
+def parse_kill_signal(value: str | int) -> int:
+    """The signal of podman's kill and pod kill: as parse_signal, but 0 is refused as podman refuses it ("invalid
+    signal: 0"): it delivers nothing, so a learner's `kill -s 0` would seem to work and do nothing."""
+    signum = parse_signal(value)
+    if signum == 0:
+        raise UsageError(f"invalid signal: {value}", "give a signal that does something: TERM, KILL, HUP, or 1 to "
+                         f"{int(signal.SIGRTMAX)} (0 only asks whether a process is there)")
+    return signum
 
 
 class Containers:

@@ -764,26 +764,26 @@ class Lab:
 
     def pod_inspect(self, name: str, *, namespace: str | None = None) -> PodInfo:
         """One pod, by NAME (in NAMESPACE, default "default") or NAMESPACE/NAME."""
-        from wasmlab.runtime.pods.play import info_of, load_record, split_identity
+        from wasmlab.runtime.pods.play import info_of, load_record, resolve
 
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return info_of(self, self.home, load_record(self.home, ns, pod))
 
     def pod_rm(self, name: str, *, namespace: str | None = None, force: bool = False) -> PodInfo:
         """`podman pod rm [-f]`: remove a pod, its containers, its cgroup parent and its emptyDir volumes."""
-        from wasmlab.runtime.pods.play import remove_pod, split_identity
+        from wasmlab.runtime.pods.play import remove_pod, resolve
 
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return remove_pod(self, self.home, ns, pod, force=force)
 
     # -- podman's other pod verbs: exists, stop, start, restart, kill, prune (runtime/pods/control.py) -----------
     def pod_exists(self, name: str, *, namespace: str | None = None) -> bool:
         """`podman pod exists`: whether a pod of that name is played (no error for a missing one)."""
         from wasmlab.runtime.pods import control
-        from wasmlab.runtime.pods.play import split_identity
+        from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod exists")
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return control.exists(self.home, ns, pod)
 
     def pod_stop(self, name: str, *, namespace: str | None = None, timeout: float = 10.0,
@@ -792,12 +792,12 @@ class Lab:
         SIGKILL after TIMEOUT s, as stop), its infra container too when its namespaces are pinned. It stays
         stopped (`pod ps`: Exited) until `pod start`."""
         from wasmlab.runtime.pods import control
-        from wasmlab.runtime.pods.play import split_identity
+        from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod stop")
-        if timeout < 0:
-            raise UsageError(f"pod stop -t {timeout:g}: a time cannot be negative", "give seconds, e.g. -t 2")
-        ns, pod = split_identity(name, namespace)
+        if not timeout >= 0 or timeout == float("inf"):  # nan compares false
+            raise UsageError(f"pod stop -t {timeout:g}: give seconds, 0 or more", "e.g. -t 2 (0 kills at once)")
+        ns, pod = resolve(self.home, name, namespace)
         return control.stop(self, self.home, ns, pod, timeout=timeout, progress=progress)
 
     def pod_start(self, name: str, *, namespace: str | None = None) -> PodInfo:
@@ -805,11 +805,11 @@ class Lab:
         and its keeper: its restartPolicy is in force again. A running pod is left as it is."""
         from wasmlab.runtime.pods import control
         from wasmlab.runtime.pods.keeper import backoff_base
-        from wasmlab.runtime.pods.play import KeeperSettings, split_identity
+        from wasmlab.runtime.pods.play import KeeperSettings, resolve
 
         control.refuse_rootless("pod start")
         keeping = KeeperSettings(backoff_base(), self._default_engine, self._log_max)
-        ns, pod = split_identity(name, namespace)
+        ns, pod = resolve(self.home, name, namespace)
         return control.start(self, self.home, ns, pod, keeping=keeping)
 
     def pod_restart(self, name: str, *, namespace: str | None = None, timeout: float = 10.0,
@@ -824,13 +824,13 @@ class Lab:
     def pod_kill(self, name: str, *, namespace: str | None = None, signal_name: str | int = "KILL") -> PodInfo:
         """`podman pod kill [-s SIGNAL]`: the signal (KILL by default) to each running container of the pod; one
         that dies of it is restarted per restartPolicy, as one that died by itself."""
-        from wasmlab.runtime.lifecycle import parse_signal
+        from wasmlab.runtime.lifecycle import parse_kill_signal
         from wasmlab.runtime.pods import control
-        from wasmlab.runtime.pods.play import split_identity
+        from wasmlab.runtime.pods.play import resolve
 
         control.refuse_rootless("pod kill")
-        signum = parse_signal(signal_name)
-        ns, pod = split_identity(name, namespace)
+        signum = parse_kill_signal(signal_name)
+        ns, pod = resolve(self.home, name, namespace)
         return control.kill(self, self.home, ns, pod, signum)
 
     def pod_prune(self) -> list[PodInfo]:
@@ -878,16 +878,17 @@ class Lab:
                                        f"`wasmlab pod start {pod.identity}` starts it; `wasmlab pod stats -a` "
                                        "shows it at zero")
         wanted = {p.identity for p in chosen} or None
+        among = namespace if not chosen else None  # -n without pods: that namespace's pods only
 
         def every() -> list[live.PodRef]:
             return [live.PodRef(str(r.get("id") or ""), f"{r.get('namespace')}/{r.get('name')}")
-                    for r in all_records(self.home)]
+                    for r in all_records(self.home) if among in (None, r.get("namespace"))]
 
         stream = self.metrics(interval=interval)
 
         def batches() -> Generator[list[MetricSample], None, None]:
             with stream:
-                yield from live.pod_batches(stream, wanted, every if all else None)
+                yield from live.pod_batches(stream, wanted, every if all else None, namespace=among)
 
         return batches()
 
@@ -919,14 +920,14 @@ class Lab:
         one (every POLL s), until none of them runs and its keeper (restartPolicy Always/OnFailure) is gone, or
         STOP is set. A missing pod or container is refused at once, before the first line."""
         from wasmlab.runtime.pods import control, live
-        from wasmlab.runtime.pods.play import load_record, split_identity
+        from wasmlab.runtime.pods.play import load_record, resolve
 
         control.refuse_rootless("pod logs")
         if tail is not None and tail < 0:
             raise UsageError(f"--tail {tail}: give a number of lines, 0 or more", "e.g. --tail 20")
         pod = self.pod_inspect(name, namespace=namespace)
         chosen = [pod.container(container)] if container else [c for c in pod.containers if c.role != "sandbox"]
-        ns, pod_name = split_identity(name, namespace)
+        ns, pod_name = resolve(self.home, name, namespace)
 
         def alive(cid: str) -> bool:
             try:
@@ -1984,10 +1985,10 @@ class Lab:
 
     def kill(self, name: str, signal_name: str | int = "KILL") -> str:
         """`podman kill`: send a signal (KILL by default; a name, SIG name or number) to a running container."""
-        from wasmlab.runtime.lifecycle import parse_signal
+        from wasmlab.runtime.lifecycle import parse_kill_signal
 
         cid = self.resolve(name)
-        signum = parse_signal(signal_name)
+        signum = parse_kill_signal(signal_name)
         self._refuse_never_started(cid)
         if self._status(cid) not in LISTED:
             raise InvalidState(f"container {name} is not running",

@@ -41,6 +41,16 @@ class VerbParser(argparse.ArgumentParser):
         sys.exit(125)  # podman's status for a mistake on its own command line
 
 
+def stop_seconds(text: str) -> int:
+    """`-t/--time` of stop, restart and pod stop/restart: whole seconds, 0 or more, as podman takes (it refuses
+    1.5, -1, nan and inf with 125, as this does through VerbParser.error)."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise argparse.ArgumentTypeError(f"-t {text}: give whole seconds, 0 or more (e.g. -t 2; -t 0 kills at "
+                                         "once), as podman takes")
+    return int(value)
+
+
 def kv(items: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import kv, open_lab, print_json, tty_flags
+from wasmlab.lab.cli.common import kv, open_lab, print_json, stop_seconds, tty_flags
 from wasmlab.runtime import Progress, RunOptions
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
@@ -263,7 +263,7 @@ def register(sub: Any) -> None:
     lg.set_defaults(func=cmd_logs)
 
     st = sub.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
-    st.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+    st.add_argument("-t", "--time", type=stop_seconds, default=10, metavar="SECONDS",
                     help="seconds to wait after SIGTERM before SIGKILL (default 10; 0 kills at once)")
     st.add_argument("containers", nargs="+")
     st.set_defaults(func=cmd_stop)

@@ -10,7 +10,7 @@ from typing import Any
 
 from wasmlab.lab import present
 from wasmlab.lab.cli import containers
-from wasmlab.lab.cli.common import confirm, kv, open_lab, print_json, tty_flags
+from wasmlab.lab.cli.common import confirm, kv, open_lab, print_json, stop_seconds, tty_flags
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
@@ -235,7 +235,7 @@ def verbs(sub: Any) -> None:
     st.set_defaults(func=cmd_start)
 
     rs = sub.add_parser("restart", help="stop containers (if running), then start them again")
-    rs.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+    rs.add_argument("-t", "--time", type=stop_seconds, default=10, metavar="SECONDS",
                     help="seconds to wait after SIGTERM before SIGKILL (default 10; 0 kills at once)")
     rs.add_argument("containers", nargs="+", help="names or ids")
     rs.set_defaults(func=cmd_restart)

@@ -8,8 +8,10 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import confirm, open_lab, print_json
+from wasmlab.lab.cli.common import confirm, open_lab, print_json, stop_seconds
 from wasmlab.runtime.errors import UsageError, WasmlabError
+
+POD_HELP = "NAME, NAMESPACE/NAME, or the pod's id (or the start of it)"
 
 
 def kube_play(args: argparse.Namespace) -> int:
@@ -86,18 +88,8 @@ def cmd_pod_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_pod_rm(args: argparse.Namespace) -> int:
-    """As podman: every pod named is tried; the first error is reported once all were."""
-    failed: WasmlabError | None = None
-    with open_lab(args) as lab:
-        for name in args.pods:
-            try:
-                pod = lab.pod_rm(name, namespace=args.namespace, force=args.force)
-                print(pod.id)
-            except WasmlabError as exc:
-                failed = failed or exc
-    if failed is not None:
-        raise failed
-    return 0
+    """As podman: every pod named (or every pod with -a, in -n's namespace if given) is tried."""
+    return _each_pod(args, lambda lab, name: lab.pod_rm(name, namespace=args.namespace, force=args.force))
 
 
 def cmd_pod_exists(args: argparse.Namespace) -> int:
@@ -106,16 +98,21 @@ def cmd_pod_exists(args: argparse.Namespace) -> int:
         return 0 if lab.pod_exists(args.pod, namespace=args.namespace) else 1
 
 
-def _each_pod(args: argparse.Namespace, verb: Any) -> int:
-    """As podman: VERB(lab, name) for every pod named (or every pod with -a), its id printed; the first error is
-    reported once all were tried."""
+def _each_pod(args: argparse.Namespace, verb: Any, *, skip: type[WasmlabError] | None = None) -> int:
+    """As podman: VERB(lab, name) for every pod named (or every pod with -a: with -n, that namespace's), its id
+    printed; each failure is one Error line, and the first one's exit status is returned once all were tried.
+    With -a, a pod failing with SKIP is left out silently (`pod kill -a` skips the pods with nothing running)."""
+    from wasmlab.lab.cli import exit_status
+
+    every = getattr(args, "all", False)
     failed: WasmlabError | None = None
+    said: set[str] = set()
     with open_lab(args) as lab:
         names = args.pods
-        if getattr(args, "all", False):
+        if every:
             if names:
                 raise UsageError(f"pod {args.pod_verb} -a takes no pod names", f"pod {args.pod_verb} -a, or name them")
-            names = [p.identity for p in lab.pods()]
+            names = [p.identity for p in lab.pods() if args.namespace in (None, p.namespace)]
         elif not names:
             raise UsageError(f"pod {args.pod_verb}: name at least one pod", f"wasmlab pod {args.pod_verb} POD"
                              + (" (or -a for every pod)" if hasattr(args, "all") else ""))
@@ -123,9 +120,14 @@ def _each_pod(args: argparse.Namespace, verb: Any) -> int:
             try:
                 print(verb(lab, name).id, flush=True)
             except WasmlabError as exc:
+                if every and skip is not None and isinstance(exc, skip):
+                    continue
+                if exc.one_line() not in said:  # a bad flag (-s 0) fails each pod alike: said once
+                    said.add(exc.one_line())
+                    print(f"Error: {exc.one_line()}", file=sys.stderr, flush=True)
                 failed = failed or exc
     if failed is not None:
-        raise failed
+        return exit_status(failed, remover=args.pod_verb == "rm")
     return 0
 
 
@@ -148,7 +150,10 @@ def cmd_pod_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_pod_kill(args: argparse.Namespace) -> int:
-    return _each_pod(args, lambda lab, name: lab.pod_kill(name, namespace=args.namespace, signal_name=args.signal))
+    from wasmlab.runtime.errors import PodNotRunning
+
+    return _each_pod(args, lambda lab, name: lab.pod_kill(name, namespace=args.namespace, signal_name=args.signal),
+                     skip=PodNotRunning)
 
 
 def cmd_pod_prune(args: argparse.Namespace) -> int:
@@ -303,18 +308,22 @@ def register(sub: Any) -> None:
         ps.set_defaults(func=cmd_pod_ps)
 
     ins = verbs.add_parser("inspect", help="a pod as JSON: its sandbox, cgroup and containers")
-    ins.add_argument("pods", nargs="+", metavar="POD", help="NAME or NAMESPACE/NAME")
+    ins.add_argument("pods", nargs="+", metavar="POD", help=POD_HELP)
     ins.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
     ins.set_defaults(func=cmd_pod_inspect)
 
-    rm = verbs.add_parser("rm", help="remove pods (their containers, cgroup and emptyDir volumes)")
-    rm.add_argument("pods", nargs="+", metavar="POD", help="NAME or NAMESPACE/NAME")
-    rm.add_argument("-f", "--force", action="store_true", help="stop running pods first")
+    rm = verbs.add_parser("rm", help="remove pods (their containers, cgroup and emptyDir volumes); prints each "
+                                     "pod's id")
+    rm.add_argument("pods", nargs="*", metavar="POD", help=POD_HELP)
+    rm.add_argument("-a", "--all", action="store_true", help="remove every pod (with -n: every pod of that namespace)")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="kill running pods first (SIGKILL at once, unlike podman's SIGTERM and 10 s wait: "
+                         "`pod stop -t N` first for that)")
     rm.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
     rm.set_defaults(func=cmd_pod_rm)
 
     lg = verbs.add_parser("logs", help="the output of a pod's containers, each line after its container's name")
-    lg.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
+    lg.add_argument("pod", metavar="POD", help=POD_HELP)
     lg.add_argument("-c", "--container", help="only this container's output")
     lg.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines (of all its containers, by time)")
@@ -325,7 +334,7 @@ def register(sub: Any) -> None:
 
     ss = verbs.add_parser("stats", help="live CPU, memory, network and block I/O, PIDs of pods (one row per pod, "
                                         "from its cgroup parent)")
-    ss.add_argument("pods", nargs="*", metavar="POD", help="NAME or NAMESPACE/NAME (default: every running pod)")
+    ss.add_argument("pods", nargs="*", metavar="POD", help=POD_HELP + " (default: every running pod)")
     ss.add_argument("-a", "--all", action="store_true", help="every pod, those with nothing running too (at zero)")
     ss.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
     ss.add_argument("--no-stream", action="store_true", help="print one sample and exit")
@@ -340,27 +349,28 @@ def register(sub: Any) -> None:
     ss.set_defaults(func=cmd_pod_stats)
 
     tp = verbs.add_parser("top", help="the processes of every running container of a pod, after its container")
-    tp.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
+    tp.add_argument("pod", metavar="POD", help=POD_HELP)
     tp.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     tp.add_argument("--json", action="store_true", help="print the processes as JSON")
     tp.set_defaults(func=cmd_pod_top)
 
     ex = verbs.add_parser("exists", help="exit 0 if a pod is played, 1 if not (nothing printed)")
-    ex.add_argument("pod", metavar="POD", help="NAME or NAMESPACE/NAME")
+    ex.add_argument("pod", metavar="POD", help=POD_HELP)
     ex.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     ex.set_defaults(func=cmd_pod_exists)
 
     def several(verb: str, text: str, func: Any, *, every: bool = True) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = verbs.add_parser(verb, help=text)
-        parser.add_argument("pods", nargs="*" if every else "+", metavar="POD", help="NAME or NAMESPACE/NAME")
+        parser.add_argument("pods", nargs="*" if every else "+", metavar="POD", help=POD_HELP)
         if every:
-            parser.add_argument("-a", "--all", action="store_true", help=f"{verb} every pod")
+            parser.add_argument("-a", "--all", action="store_true",
+                                help=f"{verb} every pod (with -n: every pod of that namespace)")
         parser.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
         parser.set_defaults(func=func)
         return parser
 
     def stop_time(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+        parser.add_argument("-t", "--time", type=stop_seconds, default=10, metavar="SECONDS",
                             help="seconds to wait after SIGTERM before SIGKILL (default 10; 0 kills at once)")
 
     stop_time(several("stop", "stop pods: their containers (SIGTERM, then SIGKILL), and their keeper, so nothing "

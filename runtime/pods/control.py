@@ -10,7 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from wasmlab.runtime.errors import InvalidState, PodNotFound, PrivilegeError, StoreError, WasmlabError
+from wasmlab.runtime.errors import (
+    InvalidState,
+    PodNotFound,
+    PodNotRunning,
+    PrivilegeError,
+    StoreError,
+    WasmlabError,
+)
 from wasmlab.runtime.pods import keeper, sandbox
 from wasmlab.runtime.pods.play import (
     KeeperSettings,
@@ -178,11 +185,11 @@ def kill(host: PodControlHost, home: Path, namespace: str, name: str, signum: in
         info = info_of(host, home, record)
         running = [c for c in _apps(info) if c.status in ("running", "paused")]
         if record.get(STOPPED) or not running:
-            raise InvalidState(f"pod {info.identity} has no running container to signal",
+            raise PodNotRunning(f"pod {info.identity} has no running container to signal",
                                f"`wasmlab pod start {info.identity}` starts it")
         sent = [c for c in running if host.pod_signal(c.id, signum)]
         if not sent:
-            raise InvalidState(f"pod {info.identity}'s containers ended before the signal reached them",
+            raise PodNotRunning(f"pod {info.identity}'s containers ended before the signal reached them",
                                "`wasmlab pod ps` shows them")
         return info
 

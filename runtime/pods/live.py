@@ -26,11 +26,14 @@ def idle_sample(pod: PodRef, at: float = 0.0) -> MetricSample:
 
 
 def pod_batches(ticks: Iterable[MetricsTick], wanted: set[str] | None,
-                every: Callable[[], list[PodRef]] | None) -> Iterator[list[MetricSample]]:
+                every: Callable[[], list[PodRef]] | None, *,
+                namespace: str | None = None) -> Iterator[list[MetricSample]]:
     """Per tick, the pod samples (from each pod's cgroup parent) of the pods WANTED (identities; None: every pod
-    sampled), by name; with EVERY (-a), the pods it lists that nothing runs in too, their figures zero."""
+    sampled, or NAMESPACE's when given), by name; with EVERY (-a), the pods it lists that nothing runs in too,
+    their figures zero."""
     for tick in ticks:
-        samples = {s.name: s for s in tick.samples if s.kind == "pod" and (wanted is None or s.name in wanted)}
+        samples = {s.name: s for s in tick.samples if s.kind == "pod" and (wanted is None or s.name in wanted)
+                   and (namespace is None or s.name.startswith(f"{namespace}/"))}
         if every is not None:
             for pod in every():
                 if pod.identity not in samples and (wanted is None or pod.identity in wanted):

@@ -195,6 +195,24 @@ def split_identity(text: str, namespace: str | None = None) -> tuple[str, str]:
     return namespace or "default", text
 
 
+def resolve(home: Path, text: str, namespace: str | None = None) -> tuple[str, str]:
+    """A pod as podman finds one, as (namespace, name): NAME (in NAMESPACE, default "default") or NAMESPACE/NAME
+    first, then its full id, then a unique prefix of its id (among NAMESPACE's pods when it is given). Nothing
+    found: the name as given (load_record then says "no pod"); a prefix of several pods' ids: one line."""
+    ns, name = split_identity(text, namespace)
+    if "/" in text or not text or pod_dir(home, ns, name).exists():
+        return ns, name
+    ours = [r for r in all_records(home) if namespace in (None, r.get("namespace"))]
+    found = [r for r in ours if r.get("id") == text] or [r for r in ours if str(r.get("id") or "").startswith(text)]
+    if len(found) > 1:
+        raise UsageError(f"{text!r} is the start of {len(found)} pods' ids: "
+                         + ", ".join(f"{r['namespace']}/{r['name']} ({r['id']})" for r in found),
+                         "give more of the id, or the pod's name (`wasmlab pod ps` lists them)")
+    if found:
+        return str(found[0]["namespace"]), str(found[0]["name"])
+    return ns, name
+
+
 # -- playing -----------------------------------------------------------------------------------------------------
 
 def check_images(host: PodHost, plan: PodPlan) -> None:
@@ -667,7 +685,8 @@ def remove_pod_held(host: PodHost, home: Path, record: dict[str, Any], *, force:
     waiting = [c for c in info.containers if c.state == keeper.BACKOFF]
     if (running or waiting) and not force:
         raise InvalidState(f"pod {info.identity} is running ({', '.join(c.name for c in running + waiting)})",
-                           f"`wasmlab pod rm -f {info.identity}` stops and removes it, as `kube down` does")
+                           f"`wasmlab pod rm -f {info.identity}` kills (SIGKILL) and removes it, as `kube down` does; "
+                           f"`wasmlab pod stop {info.identity}` first stops it gracefully")
     keeper.end(record.get("keeper"))  # first: no restart can race the removal
     for c in reversed(info.containers):
         try:

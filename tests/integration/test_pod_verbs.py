@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import shutil
+import signal
 import socket
 import subprocess
 import textwrap
@@ -373,3 +374,169 @@ def test_a_pod_that_cannot_start_stays_stopped_and_leaves_nothing(lab: Lab, tmp_
     lab.kube_down(path)
     leaks.assert_clean()
     assert_no_lab_process(lab.home)
+
+
+# -- pod ids, -a with -n, -t and -s as podman ------------------------------------------------------------------
+
+def test_every_pod_verb_takes_a_pod_id_or_a_unique_prefix_of_it(lab: Lab, tmp_path: Path,
+                                                               leaks: LeakCheck) -> None:
+    """podman finds a pod by name, full id or unique id prefix for every pod verb: so `pod rm -f $(pod ps -q)`
+    works. Each verb here was given the id the verbs print (and failed: "no pod default/<id>")."""
+    path = pod_file(tmp_path, "byid", "echo hi; exec sleep 3600", "Never")
+    [pod] = lab.kube_play(path).pods
+    for _, entry in lab.pod_follow("byid"):  # the handshake: its line is written
+        if entry.data == b"hi\n":
+            break
+    listed = wl(lab.home, "pod", "ps", "-q")
+    assert listed.returncode == 0 and listed.stdout == f"{pod.id}\n"
+    for ref in (pod.id, pod.id[:5]):
+        assert wl(lab.home, "pod", "exists", ref).returncode == 0, ref
+        seen = wl(lab.home, "pod", "inspect", ref)
+        assert seen.returncode == 0 and json.loads(seen.stdout)["name"] == "byid", seen.stderr
+        logs = wl(lab.home, "pod", "logs", ref)
+        assert (logs.returncode, logs.stdout) == (0, "app hi\n"), logs.stderr
+        top = wl(lab.home, "pod", "top", ref)
+        assert top.returncode == 0 and "sleep 3600" in top.stdout, top.stderr
+        stats = wl(lab.home, "pod", "stats", "--no-stream", "-i", "0.2", "--json", ref)
+        assert stats.returncode == 0 and "default/byid" in stats.stdout, stats.stderr
+    assert wl(lab.home, "pod", "exists", "-n", "other", pod.id).returncode == 1  # -n: that namespace's pods only
+    for argv in (["stop", "-t", "0", pod.id], ["start", pod.id[:5]], ["restart", "-t", "0", pod.id[:7]],
+                 ["kill", pod.id]):
+        done = wl(lab.home, "pod", *argv)
+        assert (done.returncode, done.stdout) == (0, f"{pod.id}\n"), (argv, done.stderr)
+    assert lab.pod_wait(lab.pod_inspect(pod.id).container("app").id) == 137
+    removed = wl(lab.home, "pod", "rm", "-f", *wl(lab.home, "pod", "ps", "-q").stdout.split())
+    assert (removed.returncode, removed.stdout) == (0, f"{pod.id}\n"), removed.stderr
+    assert wl(lab.home, "pod", "exists", pod.id).returncode == 1
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_a_pod_is_found_by_name_first_then_full_id_then_a_unique_prefix(tmp_path: Path) -> None:
+    """resolve() over real pod records: a name wins over an id that starts the same; a prefix of two pods' ids is
+    one line with a hint (podman's 125); -n narrows the ids to that namespace's pods."""
+    from wasmlab.runtime.errors import UsageError
+    from wasmlab.runtime.pods.play import resolve
+
+    home = tmp_path / "home"
+    for ns, name, pod_id in (("default", "abc1", "ffff00000001"), ("default", "web", "abc100000000"),
+                             ("team1", "db", "abc200000000")):
+        (home / "pods" / ns / name).mkdir(parents=True)
+        (home / "pods" / ns / name / "pod.json").write_text(json.dumps(
+            {"name": name, "namespace": ns, "id": pod_id, "created": 0, "containers": []}))
+    assert resolve(home, "abc1") == ("default", "abc1")  # the name, though it starts web's id
+    assert resolve(home, "abc100000000") == ("default", "web")
+    assert resolve(home, "abc10") == ("default", "web")
+    assert resolve(home, "abc2") == ("team1", "db")
+    assert resolve(home, "abc", "team1") == ("team1", "db")
+    assert resolve(home, "abc2", "default") == ("default", "abc2")  # not found: load_record says so
+    with pytest.raises(UsageError, match="'abc' is the start of 2 pods' ids"):
+        resolve(home, "abc")
+    done = wl(home, "pod", "inspect", "abc")
+    assert done.returncode == 125 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "Error: 'abc' is the start of 2 pods' ids: default/web (abc100000000), team1/db (abc200000000) (hint: give "
+        "more of the id, or the pod's name (`wasmlab pod ps` lists them))"]
+    missing = wl(home, "pod", "logs", "abc3")
+    assert missing.returncode == 125 and missing.stderr.splitlines() == [
+        "Error: no pod default/abc3 (hint: list them with `wasmlab pod ps` (another namespace: give NAMESPACE/NAME))"]
+
+
+def ns_pod(tmp_path: Path, name: str, namespace: str, script: str = "trap '' HUP; sleep 3600 & wait") -> Path:
+    """A pod in NAMESPACE whose shell ignores SIGHUP (so `pod kill -s HUP` leaves it running)."""
+    path = tmp_path / f"{namespace}-{name}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: app
+            image: wasmlab/busybox:latest
+            command: ["/bin/sh", "-c", "{script}"]
+        """))
+    return path
+
+
+def test_a_with_n_acts_on_that_namespaces_pods_only_for_every_verb(lab: Lab, tmp_path: Path,
+                                                                   leaks: LeakCheck) -> None:
+    """-a -n team1 was every pod, then "'team1/nspod' names namespace team1, and --namespace says default" (125)
+    once the default pods were stopped. Now -n filters -a, as a k8s user expects (podman has no namespaces)."""
+    [mine] = lab.kube_play(ns_pod(tmp_path, "nspod", "team1")).pods
+    [other] = lab.kube_play(ns_pod(tmp_path, "p1", "default")).pods
+    for argv in (["stop", "-t", "0"], ["start"], ["restart", "-t", "0"], ["kill", "-s", "HUP"]):
+        done = wl(lab.home, "pod", *argv, "-a", "-n", "team1")
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"{mine.id}\n", ""), argv
+        assert lab.pod_inspect("p1").status == "Running" and lab.pod_inspect(other.id).restarts == 0
+    stats = wl(lab.home, "pod", "stats", "-a", "-n", "team1", "--no-stream", "-i", "0.2", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert [s["name"] for s in json.loads(stats.stdout)] == ["team1/nspod"]
+    refused = wl(lab.home, "pod", "rm", "-a", "nspod")
+    assert refused.returncode == 125 and refused.stderr.splitlines() == [
+        "Error: pod rm -a takes no pod names (hint: pod rm -a, or name them)"]
+    done = wl(lab.home, "pod", "rm", "-f", "-a", "-n", "team1")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{mine.id}\n", "")
+    assert [p.identity for p in lab.pods()] == ["default/p1"]
+    lab.pod_rm("p1", force=True)
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+def test_pod_rm_a_removes_every_pod_and_pod_kill_a_skips_stopped_pods(lab: Lab, tmp_path: Path,
+                                                                       leaks: LeakCheck) -> None:
+    """pod rm -a did not exist; pod kill -a exited 125 after signalling the running pods, for a stopped one.
+    podman's pod kill -a skips what has nothing running (exit 0); named, each pod that can be is signalled, the
+    others are an Error line each, and the exit is 125 at the end."""
+    [up] = lab.kube_play(ns_pod(tmp_path, "up", "default")).pods
+    [down] = lab.kube_play(ns_pod(tmp_path, "down", "default")).pods
+    lab.pod_stop("down", timeout=0)
+    done = wl(lab.home, "pod", "kill", "-a", "-s", "HUP")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{up.id}\n", "")
+    named = wl(lab.home, "pod", "kill", "-s", "HUP", "down", "up")
+    assert (named.returncode, named.stdout) == (125, f"{up.id}\n")
+    assert named.stderr.splitlines() == ["Error: pod default/down has no running container to signal (hint: "
+                                         "`wasmlab pod start default/down` starts it)"]
+    assert lab.pod_inspect("up").status == "Running"
+    kept = wl(lab.home, "pod", "rm", "-a")  # the running one needs -f (podman's 2: in use); the other goes
+    assert (kept.returncode, kept.stdout) == (2, f"{down.id}\n")
+    assert kept.stderr.splitlines() == ["Error: pod default/up is running (app) (hint: `wasmlab pod rm -f default/up` "
+                                        "kills (SIGKILL) and removes it, as `kube down` does; `wasmlab pod stop "
+                                        "default/up` first stops it gracefully)"]
+    gone = wl(lab.home, "pod", "rm", "-a", "-f")
+    assert (gone.returncode, gone.stdout, gone.stderr) == (0, f"{up.id}\n", "")
+    assert lab.pods() == [] and wl(lab.home, "pod", "rm", "-a").returncode == 0
+    help_text = wl(lab.home, "pod", "rm", "--help").stdout
+    assert "--all" in help_text and "kill running pods first (SIGKILL at once" in help_text
+    leaks.assert_clean()
+    assert_no_lab_process(lab.home)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1.5"])
+@pytest.mark.parametrize("verb", [["pod", "stop"], ["pod", "restart"], ["stop"], ["restart"]])
+def test_t_takes_whole_seconds_only_as_podman(lab: Lab, tmp_path: Path, verb: list[str], value: str) -> None:
+    """`pod stop -t nan` and `-t 1.5` were taken; podman takes unsigned integers and exits 125 otherwise. The
+    refusal comes before anything is touched: the pod is still running."""
+    lab.kube_play(pod_file(tmp_path, "timed", "exec sleep 3600", "Never"))
+    done = wl(lab.home, *verb, "-t", value, "timed" if verb[0] == "pod" else "nosuchcontainer")
+    assert done.returncode == 125 and done.stdout == "" and "Traceback" not in done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
+    assert line.startswith(f"Error: argument -t/--time: -t {value}: give whole seconds, 0 or more"), line
+    assert "(hint:" in line
+    assert lab.pod_inspect("timed").status == "Running"
+
+
+def test_kill_s_0_is_an_invalid_signal_as_podman_says(lab: Lab, tmp_path: Path) -> None:
+    """kill(2)'s 0 delivers nothing: podman refuses `kill -s 0` and `pod kill -s 0` ("invalid signal: 0", 125);
+    wasmlab took them and did nothing."""
+    [pod] = lab.kube_play(pod_file(tmp_path, "zero", "exec sleep 3600", "Never")).pods
+    app = pod.container("app")
+    for argv in (["pod", "kill", "-s", "0", "zero", pod.id], ["pod", "kill", "-a", "-s", "0"],
+                 ["kill", "-s", "0", app.id]):
+        done = wl(lab.home, *argv)
+        assert (done.returncode, done.stdout) == (125, ""), argv
+        assert done.stderr.splitlines() == ["Error: invalid signal: 0 (hint: give a signal that does something: "
+                                            f"TERM, KILL, HUP, or 1 to {int(signal.SIGRTMAX)} (0 only asks whether "
+                                            "a process is there))"], argv
+    assert lab.pod_inspect("zero").container("app").pid == app.pid
+    assert wl(lab.home, "pod", "stop", "-t", "0", "zero").returncode == 0  # whole seconds still work
