@@ -125,3 +125,16 @@ def confirm(warning: str, what: str) -> bool:
         return True
     print(f"{what} cancelled: nothing was removed", file=sys.stderr)
     return False
+
+
+def stats_flags(ss: argparse.ArgumentParser, fields: dict[str, Any]) -> None:
+    """The sampling and output flags `stats` and `pod stats` share (stats_format and show_samples read them)."""
+    ss.add_argument("--no-stream", action="store_true", help="print one sample and exit")
+    ss.add_argument("--no-reset", action="store_true", help="do not clear the terminal between samples")
+    ss.add_argument("--format", metavar="FORMAT", help="json (each sample as a JSON list), or a template such as "
+                                                      "'table {{.Name}}\\t{{.PIDS}}' (fields: " +
+                                                      ", ".join("." + k for k in fields) + ")")
+    ss.add_argument("--json", action="store_true", help="print each sample as JSON (as --format json)")
+    ss.add_argument("-i", "--interval", type=float, metavar="SECONDS",
+                    help="seconds between samples (default 5, as podman; with --no-stream 1: the CPU figure is "
+                         "measured over it)")

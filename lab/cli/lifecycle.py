@@ -10,7 +10,7 @@ from typing import Any
 
 from wasmlab.lab import present
 from wasmlab.lab.cli import containers
-from wasmlab.lab.cli.common import confirm, kv, open_lab, print_json, stop_seconds, tty_flags
+from wasmlab.lab.cli.common import confirm, kv, open_lab, print_json, stats_flags, stop_seconds, tty_flags
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 
@@ -259,15 +259,7 @@ def verbs(sub: Any) -> None:
 
     ss = sub.add_parser("stats", help="live CPU, memory, network and block I/O, PIDs of running containers")
     ss.add_argument("-a", "--all", action="store_true", help="stopped containers too (their figures are zero)")
-    ss.add_argument("--no-stream", action="store_true", help="print one sample and exit")
-    ss.add_argument("--no-reset", action="store_true", help="do not clear the terminal between samples")
-    ss.add_argument("--format", metavar="FORMAT", help="json (each sample as a JSON list), or a template such as "
-                                                      "'table {{.Name}}\\t{{.PIDS}}' (fields: " +
-                                                      ", ".join("." + k for k in present.STATS_FIELDS) + ")")
-    ss.add_argument("--json", action="store_true", help="print each sample as JSON (as --format json)")
-    ss.add_argument("-i", "--interval", type=float, metavar="SECONDS",
-                    help="seconds between samples (default 5, as podman; with --no-stream 1: the CPU figure is "
-                         "measured over it)")
+    stats_flags(ss, present.STATS_FIELDS)
     ss.add_argument("containers", nargs="*", help="only these (names or ids; default every running one)")
     ss.set_defaults(func=cmd_stats)
 

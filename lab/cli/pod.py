@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from wasmlab.lab import present
-from wasmlab.lab.cli.common import confirm, open_lab, print_json, stop_seconds
+from wasmlab.lab.cli.common import confirm, open_lab, print_json, stats_flags, stop_seconds
 from wasmlab.runtime.errors import UsageError, WasmlabError
 
 POD_HELP = "NAME, NAMESPACE/NAME, or the pod's id (or the start of it)"
@@ -337,15 +337,7 @@ def register(sub: Any) -> None:
     ss.add_argument("pods", nargs="*", metavar="POD", help=POD_HELP + " (default: every running pod)")
     ss.add_argument("-a", "--all", action="store_true", help="every pod, those with nothing running too (at zero)")
     ss.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
-    ss.add_argument("--no-stream", action="store_true", help="print one sample and exit")
-    ss.add_argument("--no-reset", action="store_true", help="do not clear the terminal between samples")
-    ss.add_argument("--format", metavar="FORMAT", help="json (each sample as a JSON list), or a template such as "
-                                                      "'table {{.Name}}\\t{{.PIDS}}' (fields: " +
-                                                      ", ".join("." + k for k in present.POD_STATS_FIELDS) + ")")
-    ss.add_argument("--json", action="store_true", help="print each sample as JSON (as --format json)")
-    ss.add_argument("-i", "--interval", type=float, metavar="SECONDS",
-                    help="seconds between samples (default 5, as podman; with --no-stream 1: the CPU figure is "
-                         "measured over it)")
+    stats_flags(ss, present.POD_STATS_FIELDS)
     ss.set_defaults(func=cmd_pod_stats)
 
     tp = verbs.add_parser("top", help="the processes of every running container of a pod, after its container")

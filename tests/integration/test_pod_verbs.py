@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from wasmlab.runtime import Lab
 
-from tests.conftest import LeakCheck, need, need_root
+from tests.conftest import LeakCheck, need_root
 from tests.integration.test_pod_keeper import (
     WASMLAB,
     assert_no_lab_process,
@@ -318,33 +318,16 @@ def test_every_new_verb_and_option_has_help(home: Path) -> None:
 
 
 def test_the_pod_verbs_are_refused_rootless_in_kube_plays_line() -> None:
-    from tests.conftest import package_links
-    from tests.integration.test_rootless import wasmlab_as_nobody
+    from tests.integration.test_rootless import nobodys_folder, pods_refused, wasmlab_as_nobody
 
-    need_root()
-    need(Path("/usr/bin/python3").exists(), "Debian's python3 is needed to run wasmlab as another user")
-    package_links()
-    import pwd
-    import tempfile
-
-    top = Path(tempfile.mkdtemp(prefix="wasmlab-podverbs-rootless-"))
-    try:
-        top.chmod(0o755)
-        os.chown(top, pwd.getpwnam("nobody").pw_uid, -1)
-        home = top / "home"
+    with nobodys_folder("wasmlab-podverbs-rootless-") as top:
         (top / "p.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
                                     "  - {name: a, image: 'wasmlab/busybox:latest'}\n")
         for argv in (["kube", "play", str(top / "p.yaml")], ["pod", "exists", "p"], ["pod", "stop", "p"],
                      ["pod", "start", "p"], ["pod", "restart", "p"], ["pod", "kill", "p"], ["pod", "prune", "-f"]):
-            r = wasmlab_as_nobody(home, *argv)
-            verb = " ".join(argv[:2])
+            r = wasmlab_as_nobody(top / "home", *argv)
             assert r.returncode == 125 and r.stdout == "", (argv, r.stderr)
-            assert r.stderr.splitlines() == [
-                f"Error: {verb} needs root: wasmlab's pods are refused rootless (bringing a pod's loopback up joins "
-                "its network namespace, which needs root here) (hint: run it as root; rootless, `wasmlab run` runs "
-                "single containers (`wasmlab doctor` lists what works rootless))"], argv
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
+            assert r.stderr.splitlines() == pods_refused(" ".join(argv[:2])), argv
 
 
 def test_a_pod_that_cannot_start_stays_stopped_and_leaves_nothing(lab: Lab, tmp_path: Path,

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,28 @@ def wasmlab_as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str
            "env", *(f"{k}={v}" for k, v in env.items()),  # after setpriv's reset
            "/usr/bin/python3", "-c", "import sys; from wasmlab.lab.cli import main; sys.exit(main())", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/", stdin=subprocess.DEVNULL)
+
+
+@contextmanager
+def nobodys_folder(prefix: str) -> Iterator[Path]:
+    """A fresh folder that nobody owns (pytest's own tmp is root's only), for `wasmlab_as_nobody`; removed after."""
+    need_root()
+    need(Path("/usr/bin/python3").exists(), "Debian's python3 is needed to run wasmlab as another user")
+    package_links()
+    top = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        top.chmod(0o755)
+        os.chown(top, pwd.getpwnam("nobody").pw_uid, -1)
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def pods_refused(verb: str) -> list[str]:
+    """What a pod verb says rootless: one line (runtime/pods/control.py: refuse_rootless)."""
+    return [f"Error: {verb} needs root: wasmlab's pods are refused rootless (bringing a pod's loopback up joins its "
+            "network namespace, which needs root here) (hint: run it as root; rootless, `wasmlab run` runs single "
+            "containers (`wasmlab doctor` lists what works rootless))"]
 
 
 def test_another_users_lab_home_is_refused_in_one_line_and_left_as_it_was() -> None:
