@@ -769,12 +769,17 @@ class Lab:
         ns, pod = resolve(self.home, name, namespace)
         return info_of(self, self.home, load_record(self.home, ns, pod))
 
-    def pod_rm(self, name: str, *, namespace: str | None = None, force: bool = False) -> PodInfo:
-        """`podman pod rm [-f]`: remove a pod, its containers, its cgroup parent and its emptyDir volumes."""
+    def pod_rm(self, name: str, *, namespace: str | None = None, force: bool = False, timeout: float | None = None,
+               progress: ProgressCallback | None = None) -> PodInfo:
+        """`podman pod rm [-f] [-t N]`: remove a pod, its containers, its cgroup parent and its emptyDir volumes.
+        FORCE: a running pod's containers are killed (SIGKILL at once; with TIMEOUT, SIGTERM first and SIGKILL
+        after TIMEOUT s, as pod_stop)."""
         from wasmlab.runtime.pods.play import remove_pod, resolve
 
+        if timeout is not None and not 0 <= timeout < float("inf"):
+            raise UsageError(f"pod rm -t {timeout:g}: give seconds, 0 or more", "for example: pod rm -f -t 2 NAME")
         ns, pod = resolve(self.home, name, namespace)
-        return remove_pod(self, self.home, ns, pod, force=force)
+        return remove_pod(self, self.home, ns, pod, force=force, timeout=timeout, progress=progress)
 
     # -- podman's other pod verbs: exists, stop, start, restart, kill, prune (runtime/pods/control.py) -----------
     def pod_exists(self, name: str, *, namespace: str | None = None) -> bool:

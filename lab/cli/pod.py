@@ -89,7 +89,10 @@ def cmd_pod_inspect(args: argparse.Namespace) -> int:
 
 def cmd_pod_rm(args: argparse.Namespace) -> int:
     """As podman: every pod named (or every pod with -a, in -n's namespace if given) is tried."""
-    return _each_pod(args, lambda lab, name: lab.pod_rm(name, namespace=args.namespace, force=args.force))
+    from wasmlab.lab.cli.containers import say_on_stderr
+
+    return _each_pod(args, lambda lab, name: lab.pod_rm(name, namespace=args.namespace, force=args.force,
+                                                        timeout=args.time, progress=say_on_stderr))
 
 
 def cmd_pod_exists(args: argparse.Namespace) -> int:
@@ -317,8 +320,10 @@ def register(sub: Any) -> None:
     rm.add_argument("pods", nargs="*", metavar="POD", help=POD_HELP)
     rm.add_argument("-a", "--all", action="store_true", help="remove every pod (with -n: every pod of that namespace)")
     rm.add_argument("-f", "--force", action="store_true",
-                    help="kill running pods first (SIGKILL at once, unlike podman's SIGTERM and 10 s wait: "
-                         "`pod stop -t N` first for that)")
+                    help="kill running pods first: SIGKILL at once, unless -t gives them time")
+    rm.add_argument("-t", "--time", type=stop_seconds, metavar="SECONDS",
+                    help="with -f: SIGTERM first, SIGKILL after SECONDS (podman waits 10 by default; "
+                         "without -t, SIGKILL at once)")
     rm.add_argument("-n", "--namespace", help="the pods' Kubernetes namespace (default: default)")
     rm.set_defaults(func=cmd_pod_rm)
 

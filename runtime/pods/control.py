@@ -41,7 +41,6 @@ STOPPED = "stopped"  # pod.json's key: true once `pod stop` stopped it (until `p
 class PodControlHost(PodHost, Protocol):
     """What the pod verbs need from the Lab besides what playing needs."""
 
-    def pod_stop_containers(self, cids: list[str], timeout: float, progress: ProgressCallback | None) -> None: ...
     def pod_start_again(self, cid: str) -> int: ...  # the container started again (same root, log); its pid
     def pod_signal(self, cid: str, signum: int) -> bool: ...  # False when it had ended
 

@@ -32,6 +32,7 @@ from wasmlab.runtime.linux import nspin
 from wasmlab.runtime.options import RunOptions
 from wasmlab.runtime.pods import keeper, sandbox
 from wasmlab.runtime.pods.plan import PlannedPod, PodPlan, runtime_class_effect
+from wasmlab.runtime.progress import ProgressCallback
 from wasmlab.runtime.spec.pod import Container, Pod
 
 POD_FILE = "pod.json"
@@ -73,6 +74,7 @@ class PodHost(Protocol):
     def pod_wait(self, cid: str) -> int | None: ...
     def pod_last_line(self, cid: str) -> str: ...
     def pod_remove(self, cid: str) -> None: ...
+    def pod_stop_containers(self, cids: list[str], timeout: float, progress: ProgressCallback | None) -> None: ...
 
 
 @dataclass
@@ -667,17 +669,20 @@ def _pod_status(containers: Sequence[PodContainer], *, stopped: bool = False) ->
     return "Completed" if all(c.exit_code == 0 for c in apps) else "Error"
 
 
-def remove_pod(host: PodHost, home: Path, namespace: str, name: str, *, force: bool = False) -> PodInfo:
+def remove_pod(host: PodHost, home: Path, namespace: str, name: str, *, force: bool = False,
+               timeout: float | None = None, progress: ProgressCallback | None = None) -> PodInfo:
     """Stop and remove the pod's containers (apps, then init, then the infra container), its cgroup parent and
-    its folder (emptyDir volumes with it). A running pod needs FORCE. Under the pod's lock (runtime/pods/control.py):
-    a `pod start` or `pod stop` under way finishes first."""
+    its folder (emptyDir volumes with it). A running pod needs FORCE; its containers are killed at once, or with
+    TIMEOUT given, sent SIGTERM first and SIGKILL after TIMEOUT s (one wait for them all, as `pod stop`). Under the
+    pod's lock (runtime/pods/control.py): a `pod start` or `pod stop` under way finishes first."""
     from wasmlab.runtime.pods.control import held
 
     with held(home, namespace, name) as record:
-        return remove_pod_held(host, home, record, force=force)
+        return remove_pod_held(host, home, record, force=force, timeout=timeout, progress=progress)
 
 
-def remove_pod_held(host: PodHost, home: Path, record: dict[str, Any], *, force: bool = False) -> PodInfo:
+def remove_pod_held(host: PodHost, home: Path, record: dict[str, Any], *, force: bool = False,
+                    timeout: float | None = None, progress: ProgressCallback | None = None) -> PodInfo:
     """remove_pod's work, the pod's lock held by the caller."""
     namespace, name = record["namespace"], record["name"]
     info = info_of(host, home, record)
@@ -686,8 +691,10 @@ def remove_pod_held(host: PodHost, home: Path, record: dict[str, Any], *, force:
     if (running or waiting) and not force:
         raise InvalidState(f"pod {info.identity} is running ({', '.join(c.name for c in running + waiting)})",
                            f"`wasmlab pod rm -f {info.identity}` kills (SIGKILL) and removes it, as `kube down` does; "
-                           f"`wasmlab pod stop {info.identity}` first stops it gracefully")
+                           f"`wasmlab pod rm -f -t 10 {info.identity}` sends SIGTERM first, as podman")
     keeper.end(record.get("keeper"))  # first: no restart can race the removal
+    if running and timeout is not None:  # as podman's pod rm -f -t N: a chance to end cleanly first
+        host.pod_stop_containers([c.id for c in running], timeout, progress)
     for c in reversed(info.containers):
         try:
             host.pod_remove(c.id)

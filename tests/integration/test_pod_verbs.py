@@ -484,13 +484,13 @@ def test_pod_rm_a_removes_every_pod_and_pod_kill_a_skips_stopped_pods(lab: Lab, 
     kept = wl(lab.home, "pod", "rm", "-a")  # the running one needs -f (podman's 2: in use); the other goes
     assert (kept.returncode, kept.stdout) == (2, f"{down.id}\n")
     assert kept.stderr.splitlines() == ["Error: pod default/up is running (app) (hint: `wasmlab pod rm -f default/up` "
-                                        "kills (SIGKILL) and removes it, as `kube down` does; `wasmlab pod stop "
-                                        "default/up` first stops it gracefully)"]
+                                        "kills (SIGKILL) and removes it, as `kube down` does; `wasmlab pod rm -f -t "
+                                        "10 default/up` sends SIGTERM first, as podman)"]
     gone = wl(lab.home, "pod", "rm", "-a", "-f")
     assert (gone.returncode, gone.stdout, gone.stderr) == (0, f"{up.id}\n", "")
     assert lab.pods() == [] and wl(lab.home, "pod", "rm", "-a").returncode == 0
     help_text = wl(lab.home, "pod", "rm", "--help").stdout
-    assert "--all" in help_text and "kill running pods first (SIGKILL at once" in help_text
+    assert "--all" in help_text and "kill running pods first: SIGKILL at once" in help_text
     leaks.assert_clean()
     assert_no_lab_process(lab.home)
 
@@ -523,3 +523,33 @@ def test_kill_s_0_is_an_invalid_signal_as_podman_says(lab: Lab, tmp_path: Path) 
                                             "a process is there))"], argv
     assert lab.pod_inspect("zero").container("app").pid == app.pid
     assert wl(lab.home, "pod", "stop", "-t", "0", "zero").returncode == 0  # whole seconds still work
+
+
+@pytest.mark.parametrize("given", [None, "5"], ids=["killed", "t5"])
+def test_pod_rm_f_kills_at_once_and_with_t_sends_sigterm_first(lab: Lab, tmp_path: Path, given: str | None,
+                                                               leaks: LeakCheck) -> None:
+    """`pod rm -f` kills a running pod's containers (SIGKILL, 137); `pod rm -f -t N` sends SIGTERM first, as
+    podman's pod rm does, so a container that traps it ends cleanly (its trap's 3) before the removal."""
+    path = tmp_path / "polite.yaml"
+    path.write_text(textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: polite}
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: polite
+            image: wasmlab/busybox:latest
+            command: ["/bin/sh", "-c", "trap 'exit 3' TERM; echo ready; sleep 3600 & wait"]
+        """))
+    [pod] = lab.kube_play(path).pods
+    cid = pod.container("polite").id
+    from tests.integration.test_verbs import follow_until
+
+    follow_until(lab.home, cid, b"ready\n")  # its trap is set
+    done = wl(lab.home, "pod", "rm", "-f", *(("-t", given) if given else ()), "polite")
+    assert (done.returncode, done.stdout) == (0, f"{pod.id}\n"), done.stderr
+    [run] = [r for r in lab.history(50) if r.id == cid]
+    assert (run.exit_code, run.signal) == ((3, None) if given else (137, 9)), run
+    assert lab.pods() == []
+    leaks.assert_clean()
